@@ -1,0 +1,86 @@
+"""recoverkit: win back abandoned carts in real time, from inside your shop's own process.
+
+A shop hands recoverkit its checkout events; a five-stage asyncio pipeline (ingest → sessionize → score →
+route → dispatch) detects abandoned carts, scores them, applies the shop's recovery flows and delivers the
+messages through adapters the shop supplies. Everything a shop's developer needs is importable from here::
+
+    import recoverkit
+
+    engine = recoverkit.BackgroundEngine(channels={"email": MyEmailAdapter()})   # WSGI (Django, Flask)
+    engine.track({"event": "add_to_cart", "session_id": "s-1", "items": [...]})
+
+    async with recoverkit.Engine(channels=...) as engine:                          # asyncio / ASGI
+        engine.track(event)
+"""
+
+from .background import BackgroundEngine
+from .cart import CartLine, CartSnapshot
+from .channels import (
+    Channel,
+    ConsoleChannel,
+    JsonLinesChannel,
+    MemoryChannel,
+    Message,
+    Recipient,
+    WebhookChannel,
+)
+from .clock import Clock, EventClock, FakeClock, WallClock
+from .config import ChannelPolicy, Condition, Config, Flow, FlowStep, load_config
+from .deadletters import DeadLetter, DeadLetters
+from .engine import Engine, EngineStatistics
+from .errors import (
+    ConfigError,
+    DeliveryError,
+    EngineStateError,
+    InvalidEvent,
+    PermanentDeliveryError,
+    RecoverkitError,
+    TransientDeliveryError,
+)
+from .events import EVENT_KINDS, Event, Item, decode_event, encode_event
+from .score import Assessment, DefaultScorer, Features, Scorer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EVENT_KINDS",
+    "Assessment",
+    "BackgroundEngine",
+    "CartLine",
+    "CartSnapshot",
+    "Channel",
+    "ChannelPolicy",
+    "Clock",
+    "Condition",
+    "Config",
+    "ConfigError",
+    "ConsoleChannel",
+    "DeadLetter",
+    "DeadLetters",
+    "DefaultScorer",
+    "DeliveryError",
+    "Engine",
+    "EngineStateError",
+    "EngineStatistics",
+    "Event",
+    "EventClock",
+    "FakeClock",
+    "Features",
+    "Flow",
+    "FlowStep",
+    "InvalidEvent",
+    "Item",
+    "JsonLinesChannel",
+    "MemoryChannel",
+    "Message",
+    "PermanentDeliveryError",
+    "Recipient",
+    "RecoverkitError",
+    "Scorer",
+    "TransientDeliveryError",
+    "WallClock",
+    "__version__",
+    "decode_event",
+    "encode_event",
+    "load_config",
+]

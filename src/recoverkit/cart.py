@@ -1,0 +1,63 @@
+"""The cart as the stages after sessionize see it: an immutable snapshot taken when something happened.
+
+The sessionizer keeps live carts in its own mutable form; whatever crosses a stage boundary is one of these
+frozen Structs, so a later stage can hold on to it (a message scheduled for tomorrow) without it changing
+underneath.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from .events import CheckoutStep
+
+__all__ = ["CartLine", "CartSnapshot"]
+
+
+class CartLine(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One product line; ``price`` is the unit price in integer minor units of the cart's currency."""
+
+    item_id: str
+    price: int
+    quantity: int
+    name: str | None = None
+    category: str | None = None
+
+
+class CartSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A cart and what is known about the visit that built it, at one moment.
+
+    ``value`` and ``shipping`` are integer minor units of ``currency``. ``cart_key`` is the shop's ``cart_id``
+    when it sent one, else the session id: it is what idempotency keys and cancellations are built on.
+    ``customer_id`` is ``None`` for an anonymous shopper.
+    """
+
+    cart_key: str
+    session_id: str
+    customer_id: str | None
+    currency: str | None
+    lines: tuple[CartLine, ...]
+    value: int
+    shipping: int | None
+    step: CheckoutStep
+    started_at: float
+    checkout_at: float | None
+    last_at: float
+    views: int = 0
+    item_views: int = 0
+    payment_failures: int = 0
+    form_errors: int = 0
+    exit_intents: int = 0
+    returning: bool = False
+    device: str | None = None
+    source: str | None = None
+
+    @property
+    def contact_key(self) -> str:
+        """Whose consent and address apply: the customer when known, else the anonymous session."""
+        return self.customer_id if self.customer_id is not None else f"session:{self.session_id}"
+
+    @property
+    def quantity(self) -> int:
+        """Number of units in the cart."""
+        return sum(line.quantity for line in self.lines)

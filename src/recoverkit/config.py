@@ -1,0 +1,201 @@
+"""Engine configuration: one typed Struct tree, validated when the engine is built.
+
+Build it in Python (``Config(abandon_after=900)``), from a ``dict`` (:meth:`Config.from_dict`) or from a TOML
+file (:func:`load_config`). Every field has a default, so ``Config()`` runs a shop with a sensible zero-config
+recovery flow (an email one hour after abandonment, a second one a day later). Errors are raised at start-up
+as :class:`~recoverkit.errors.ConfigError` naming the file, the key path, the value and what was expected.
+Durations are seconds.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from ._validation import describe_value, split_error
+from .errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CHANNELS",
+    "ChannelPolicy",
+    "Condition",
+    "Config",
+    "Flow",
+    "FlowStep",
+    "load_config",
+]
+
+_Seconds = Annotated[float, msgspec.Meta(ge=0)]
+_Positive = Annotated[float, msgspec.Meta(gt=0)]
+_Name = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_-]{0,31}$")]
+_Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+#: What triggered an abandonment (see :mod:`recoverkit.sessionize`).
+Trigger = Literal["inactivity", "exit_intent", "payment_failed"]
+#: Likely abandonment reasons (see :mod:`recoverkit.score`).
+Reason = Literal["shipping_cost", "payment_failure", "form_friction", "price_comparison", "unknown"]
+
+
+class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Config Structs reject unknown keys: a typo in a config file must fail at start-up, not be ignored."""
+
+
+class ChannelPolicy(_Strict):
+    """How dispatch treats one channel, and what routing needs before using it.
+
+    ``address`` names the recipient field the channel needs (``"none"`` for channels such as a webhook to the
+    shop's own systems); ``requires_consent`` whether the customer must have granted this channel.
+    Retries back off exponentially from ``backoff`` to at most ``backoff_max`` seconds with full jitter.
+    """
+
+    address: Literal["email", "phone", "customer_id", "none"] = "email"
+    requires_consent: bool = True
+    timeout: _Positive = 10.0
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 8
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    backoff: _Positive = 30.0
+    backoff_max: _Positive = 3600.0
+
+
+#: Policies for the channel names recoverkit knows; a shop can override any and add its own.
+DEFAULT_CHANNELS: Mapping[str, ChannelPolicy] = {
+    "email": ChannelPolicy(address="email"),
+    "sms": ChannelPolicy(address="phone"),
+    "push": ChannelPolicy(address="customer_id"),
+    "webhook": ChannelPolicy(address="none", requires_consent=False),
+    "ads": ChannelPolicy(address="customer_id"),
+}
+
+
+class Condition(_Strict):
+    """Entry conditions on a scored abandonment; every given bound must hold.
+
+    ``min_value`` and ``max_value`` are in major units of the cart's currency (``"20.00"``); ``currencies``
+    limits the condition to carts in those currencies.
+    """
+
+    min_score: _Probability | None = None
+    max_score: _Probability | None = None
+    reasons: list[Reason] | None = None
+    triggers: list[Trigger] | None = None
+    min_value: Decimal | None = None
+    max_value: Decimal | None = None
+    currencies: list[Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]] | None = None
+    returning: bool | None = None
+
+
+class FlowStep(_Strict):
+    """One message of a flow: sent ``delay`` seconds after the abandonment, on ``channel``, with ``template``.
+
+    ``when`` adds a condition for this step alone; ``fallback`` names the channel to use instead when the
+    customer has no address or no consent for ``channel``.
+    """
+
+    delay: _Seconds
+    channel: _Name = "email"
+    template: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] = "cart-reminder"
+    when: Condition | None = None
+    fallback: _Name | None = None
+
+
+class Flow(_Strict):
+    """A recovery sequence: which abandonments it takes (``when``) and its ``steps`` in delay order."""
+
+    name: _Name
+    steps: Annotated[list[FlowStep], msgspec.Meta(min_length=1, max_length=20)]
+    when: Condition = Condition()
+
+    def __post_init__(self) -> None:
+        delays = [step.delay for step in self.steps]
+        if delays != sorted(delays):
+            raise ValueError(f"steps must be in increasing `delay` order, got delays {delays}")
+
+
+DEFAULT_FLOW = Flow(
+    name="cart-recovery",
+    steps=[
+        FlowStep(delay=3600.0, channel="email", template="cart-reminder"),
+        FlowStep(delay=86_400.0, channel="email", template="cart-last-call"),
+    ],
+)
+
+
+class Config(_Strict):
+    """Everything the engine can be told; all of it optional.
+
+    Sessionize: a cart with items and no activity for ``abandon_after`` is abandoned; after an ``exit_intent``
+    that shrinks to ``exit_intent_after``, after a ``payment_failed`` to ``payment_failed_after``. Sessions
+    without a cart are forgotten after ``session_timeout``; abandoned carts are kept ``recovery_window`` so a
+    return or purchase can still cancel what is pending. At most ``max_sessions`` sessions are held; beyond
+    that the least recently active are evicted (counted as ``evicted_overflow``).
+
+    Event time (replay): events up to ``allowed_lateness`` seconds out of order are put back in order before
+    the sessionizer sees them; later ones are still applied but counted as ``late``.
+
+    Plumbing: stages exchange batches of up to ``batch_size`` events over queues holding ``queue_batches``
+    batches; ``track()`` buffers at most ``inbox_capacity`` events before it starts refusing (counted as
+    ``overflow``). ``tick_interval`` is how often a live engine advances its clock through the pipeline, which
+    bounds how late a due message can be.
+    """
+
+    abandon_after: _Positive = 1800.0
+    exit_intent_after: _Seconds = 300.0
+    payment_failed_after: _Seconds = 0.0
+    session_timeout: _Positive = 1800.0
+    recovery_window: _Positive = 7 * 86_400.0
+    max_sessions: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
+    allowed_lateness: _Seconds = 60.0
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=65_536)] = 256
+    queue_batches: Annotated[int, msgspec.Meta(ge=1, le=65_536)] = 64
+    inbox_capacity: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
+    tick_interval: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.01
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    flows: list[Flow] = msgspec.field(default_factory=lambda: [DEFAULT_FLOW])
+    channels: dict[_Name, ChannelPolicy] = msgspec.field(default_factory=dict)
+    #: Shipping cost at or above this share of the cart value counts as a shipping-cost shock.
+    shipping_shock_ratio: _Probability = 0.1
+    #: Seed for retry jitter and other randomness, so replays are repeatable.
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        names = [flow.name for flow in self.flows]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"flow names must be unique, got {dupes} more than once in `flows`")
+
+    def channel_policy(self, channel: str) -> ChannelPolicy:
+        """The policy for ``channel``: the configured one, else recoverkit's default, else a generic one."""
+        return self.channels.get(channel) or DEFAULT_CHANNELS.get(channel) or ChannelPolicy(address="none")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> Config:
+        """Validate a mapping (as read from TOML or JSON) into a Config, or raise :class:`ConfigError`."""
+        try:
+            return msgspec.convert(data, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            what, path = split_error(str(exc))
+            if path is None:
+                raise ConfigError(f"{source}: invalid configuration: {what}") from exc
+            # A config author thinks in key paths (flows[0].delay), not JSON paths ($.flows[0].delay).
+            key = path.removeprefix("$").removeprefix(".") or "the top level"
+            value = describe_value(lambda: data, path)
+            raise ConfigError(f"{source}: invalid configuration at `{key}`: {what} (value: {value})") from exc
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML configuration file. Raises :class:`ConfigError` naming file and key path."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{p}: configuration file not found; expected a TOML file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read configuration file: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
+    return Config.from_dict(data, source=str(p))

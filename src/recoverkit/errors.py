@@ -1,0 +1,77 @@
+"""Every error recoverkit raises, in one hierarchy.
+
+::
+
+    RecoverkitError
+    ├── ConfigError            bad configuration, raised when the engine is built or started
+    ├── InvalidEvent           an event that cannot be accepted (bad JSON, unknown kind, wrong type, too big)
+    ├── EngineStateError       the engine was used in a state that does not allow it (not started, closed)
+    └── DeliveryError          raised by channel adapters to tell dispatch how a send failed
+        ├── TransientDeliveryError   worth retrying (timeouts, 5xx, connection refused)
+        └── PermanentDeliveryError   retrying cannot help (4xx, invalid address); goes to the dead letters
+
+Messages name the place, the value and what was expected, so that the person reading a log at 3 a.m. can fix
+the cause without opening the source.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DeliveryError",
+    "EngineStateError",
+    "InvalidEvent",
+    "PermanentDeliveryError",
+    "RecoverkitError",
+    "TransientDeliveryError",
+]
+
+
+class RecoverkitError(Exception):
+    """Base class of every error raised by recoverkit."""
+
+
+class ConfigError(RecoverkitError, ValueError):
+    """Raised by :class:`recoverkit.Config` loading and by :class:`recoverkit.Engine` at construction.
+
+    The message names the key path (``flows[0].steps[1].delay``), the bad value and what was expected.
+    Configuration is checked at start-up so that a mistake never surfaces at 3 a.m. in the middle of a flow.
+    """
+
+
+class InvalidEvent(RecoverkitError, ValueError):
+    """Raised by :func:`recoverkit.events.decode_event` (and counted, not raised, by ``Engine.track``).
+
+    ``field`` is the JSON path of the offending field (``$.items[2].price``) or ``None`` when the whole
+    payload is at fault; ``reason`` is a short machine-readable category used as a statistics key
+    (``malformed_json``, ``unknown_event``, ``wrong_type``, ``missing_field``, ``too_large``, ``bad_value``).
+    The message never contains the payload itself, which may hold personal data.
+    """
+
+    def __init__(self, message: str, *, reason: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.field = field
+
+
+class EngineStateError(RecoverkitError, RuntimeError):
+    """Raised when the engine is used before it started or after it closed."""
+
+
+class DeliveryError(RecoverkitError):
+    """Base for errors a channel adapter raises from ``send`` to classify a failure.
+
+    Any other exception escaping an adapter is treated as transient (it is retried and, when retries run
+    out, dead-lettered), and is logged with its type so a buggy adapter is visible.
+    """
+
+
+class TransientDeliveryError(DeliveryError):
+    """Raised by a channel adapter when a retry later may succeed (timeouts, HTTP 5xx/429, refused)."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Raised by a channel adapter when retrying cannot succeed (HTTP 4xx, invalid address).
+
+    The message goes straight to the dead-letter list.
+    """

@@ -1,0 +1,338 @@
+"""The shop-facing event contract: what a shop sends, decoded once at the edge into typed Structs.
+
+An event is a JSON object with ``event`` naming its kind (GA4 e-commerce names where GA4 has one)::
+
+    {"event": "add_to_cart", "session_id": "s-81f2", "ts": "2026-11-23T09:14:03Z",
+     "currency": "EUR", "items": [{"item_id": "SKU-1", "price": "35.79", "quantity": 1}]}
+
+Every kind shares the common fields of :class:`BaseEvent`; a few kinds add their own (``identify`` carries
+contact details, ``consent`` the channels granted or withdrawn). Unknown fields are ignored, never an error, so
+a shop can forward its analytics payloads unchanged. Amounts are decoded as :class:`~decimal.Decimal` straight
+from the JSON text and turned into integer minor units by the sessionizer; they are never floats.
+
+:func:`decode_event` turns bytes, ``str``, ``dict`` or an already-built Struct into an :data:`Event` or raises
+:class:`~recoverkit.errors.InvalidEvent` naming the field, the value and what was expected. See
+``docs/events.md`` for the full reference.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Final, Union
+
+import msgspec
+
+from ._validation import describe_value, split_error
+from .errors import InvalidEvent
+
+__all__ = [
+    "EVENT_KINDS",
+    "MAX_AMOUNT",
+    "MAX_EVENT_BYTES",
+    "AddPaymentInfo",
+    "AddShippingInfo",
+    "AddToCart",
+    "BaseEvent",
+    "BeginCheckout",
+    "CheckoutStep",
+    "Consent",
+    "Event",
+    "ExitIntent",
+    "FormError",
+    "Identify",
+    "Item",
+    "PageView",
+    "PaymentFailed",
+    "Purchase",
+    "RemoveFromCart",
+    "ViewCart",
+    "ViewItem",
+    "decode_event",
+    "encode_event",
+]
+
+#: Events larger than this (in bytes of JSON) are rejected as ``too_large`` before they are parsed.
+MAX_EVENT_BYTES: Final = 64 * 1024
+#: Largest accepted amount in major units; bigger numbers are a bug or an attack, not an order.
+MAX_AMOUNT: Final = Decimal(10) ** 12
+_MAX_ITEMS: Final = 500
+
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+_Text = Annotated[str, msgspec.Meta(max_length=256)]
+_Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
+_ChannelName = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_-]{0,31}$")]
+_Timestamp = Union[float, Annotated[datetime, msgspec.Meta(tz=True)], None]
+
+
+def _check_amount(name: str, value: Decimal | None) -> None:
+    # Decimal has no msgspec constraints, so amounts are checked here; msgspec turns the ValueError into a
+    # ValidationError that carries the JSON path.
+    if value is not None and not (value.is_finite() and 0 <= value <= MAX_AMOUNT):
+        raise ValueError(f"amount `{name}`: expected a finite amount between 0 and {MAX_AMOUNT}, got {value}")
+
+
+class CheckoutStep(enum.IntEnum):
+    """How far a cart got, in funnel order. A cart's step only ever moves forward."""
+
+    BROWSE = 0
+    CART = 1
+    CHECKOUT = 2
+    SHIPPING = 3
+    PAYMENT = 4
+    PURCHASE = 5
+
+
+class Item(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One line of a cart: ``price`` is the unit price in major units of the event's currency."""
+
+    item_id: _Id
+    price: Decimal = Decimal(0)
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1
+    name: _Text | None = None
+    category: _Text | None = None
+
+    def __post_init__(self) -> None:
+        _check_amount("price", self.price)
+
+
+class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag_field="event"):
+    """Fields every event kind shares.
+
+    ``ts`` is an RFC 3339 timestamp with a time zone or epoch seconds; when absent the engine's clock stamps
+    the event on arrival. After ingest, ``ts`` is always a ``float`` of epoch seconds.
+    """
+
+    #: The funnel step this kind of event proves a cart reached (``None``: it says nothing about the step).
+    step: ClassVar[CheckoutStep | None] = None
+
+    session_id: _Id
+    customer_id: _Id | None = None
+    ts: _Timestamp = None
+    currency: _Currency | None = None
+    value: Decimal | None = None
+    items: Annotated[list[Item], msgspec.Meta(max_length=_MAX_ITEMS)] = []
+    shipping: Decimal | None = None
+    transaction_id: _Id | None = None
+    cart_id: _Id | None = None
+    #: Optional segment hints for analytics: device class ("mobile") and traffic source ("newsletter").
+    device: _Text | None = None
+    source: _Text | None = None
+
+    def __post_init__(self) -> None:
+        _check_amount("value", self.value)
+        _check_amount("shipping", self.shipping)
+
+
+class PageView(BaseEvent, frozen=True, kw_only=True, gc=False, tag="page_view"):
+    """Any page view. ``page_type`` ("product", "cart", "checkout", ...) helps reason detection."""
+
+    page_type: _Text | None = None
+
+
+class ViewItem(BaseEvent, frozen=True, kw_only=True, gc=False, tag="view_item"):
+    """A product page was viewed (``items`` names the product)."""
+
+    step = CheckoutStep.BROWSE
+
+
+class AddToCart(BaseEvent, frozen=True, kw_only=True, gc=False, tag="add_to_cart"):
+    """Items were added to the cart; ``quantity`` is the number added."""
+
+    step = CheckoutStep.CART
+
+
+class RemoveFromCart(BaseEvent, frozen=True, kw_only=True, gc=False, tag="remove_from_cart"):
+    """Items were removed from the cart; ``quantity`` is the number removed."""
+
+
+class ViewCart(BaseEvent, frozen=True, kw_only=True, gc=False, tag="view_cart"):
+    """The cart page was viewed; ``items``, when given, is the whole cart and replaces what is known."""
+
+    step = CheckoutStep.CART
+
+
+class BeginCheckout(BaseEvent, frozen=True, kw_only=True, gc=False, tag="begin_checkout"):
+    """Checkout started; ``items``, when given, is the whole cart."""
+
+    step = CheckoutStep.CHECKOUT
+
+
+class AddShippingInfo(BaseEvent, frozen=True, kw_only=True, gc=False, tag="add_shipping_info"):
+    """A shipping option was chosen; ``shipping`` is its cost, shown to the shopper."""
+
+    step = CheckoutStep.SHIPPING
+    shipping_tier: _Text | None = None
+
+
+class AddPaymentInfo(BaseEvent, frozen=True, kw_only=True, gc=False, tag="add_payment_info"):
+    """Payment details were entered."""
+
+    step = CheckoutStep.PAYMENT
+    payment_type: _Text | None = None
+
+
+class Purchase(BaseEvent, frozen=True, kw_only=True, gc=False, tag="purchase"):
+    """An order was placed. Closes the cart and cancels every pending recovery for it and its customer."""
+
+    step = CheckoutStep.PURCHASE
+
+
+class Identify(BaseEvent, frozen=True, kw_only=True, gc=False, tag="identify"):
+    """The session's shopper became known. Stitches the session to ``customer_id``.
+
+    ``email`` and ``phone`` are personal data: they are kept only to address messages and never logged.
+    ``timezone`` is an IANA name (``Europe/Berlin``) used for quiet hours.
+    """
+
+    email: Annotated[str, msgspec.Meta(max_length=320)] | None = None
+    phone: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    locale: Annotated[str, msgspec.Meta(max_length=35)] | None = None
+    timezone: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+
+
+class Consent(BaseEvent, frozen=True, kw_only=True, gc=False, tag="consent"):
+    """Marketing consent per channel (``"email"``, ``"sms"``, ``"push"``, ...), granted or withdrawn.
+
+    Withdrawal stops everything pending for that channel at once.
+    """
+
+    granted: Annotated[list[_ChannelName], msgspec.Meta(max_length=32)] = []
+    withdrawn: Annotated[list[_ChannelName], msgspec.Meta(max_length=32)] = []
+
+
+class PaymentFailed(BaseEvent, frozen=True, kw_only=True, gc=False, tag="payment_failed"):
+    """A payment attempt failed. Makes the cart an abandonment candidate at once."""
+
+    error_code: _Text | None = None
+    payment_type: _Text | None = None
+
+
+class FormError(BaseEvent, frozen=True, kw_only=True, gc=False, tag="form_error"):
+    """A checkout form rejected input. ``form_field`` names the field (never its value)."""
+
+    form_field: _Text | None = None
+    error_code: _Text | None = None
+
+
+class ExitIntent(BaseEvent, frozen=True, kw_only=True, gc=False, tag="exit_intent"):
+    """The shopper looks about to leave (cursor left the window, tab hidden): abandonment comes sooner."""
+
+
+Event = Union[
+    PageView,
+    ViewItem,
+    AddToCart,
+    RemoveFromCart,
+    ViewCart,
+    BeginCheckout,
+    AddShippingInfo,
+    AddPaymentInfo,
+    Purchase,
+    Identify,
+    Consent,
+    PaymentFailed,
+    FormError,
+    ExitIntent,
+]
+"""Any accepted event; dispatch on its type (``type(ev) is AddToCart``) or its ``event`` tag."""
+
+_EVENT_TYPES: Final[tuple[type[BaseEvent], ...]] = Event.__args__  # type: ignore[attr-defined]
+#: Every accepted ``event`` name, sorted.
+EVENT_KINDS: Final[tuple[str, ...]] = tuple(
+    sorted(str(msgspec.inspect.type_info(t).tag) for t in _EVENT_TYPES)  # type: ignore[attr-defined]
+)
+
+# Built once: constructing decoders is the expensive part (msgspec's own performance advice).
+_decoder: Final = msgspec.json.Decoder(Event)
+_encoder: Final = msgspec.json.Encoder(decimal_format="number")
+_untyped: Final = msgspec.json.Decoder()
+
+_AMOUNT = re.compile(r"^amount `(\w+)`: (.*)$")
+# Fields whose values are personal data: errors about them never repeat the value.
+_PERSONAL: Final = frozenset({"email", "phone", "customer_id", "session_id", "transaction_id", "cart_id"})
+_EPOCH_MIN: Final = 946_684_800.0  # 2000-01-01
+_EPOCH_MAX: Final = 4_102_444_800.0  # 2100-01-01
+
+
+def encode_event(event: Event) -> bytes:
+    """Encode an event as the JSON a shop would send (amounts as JSON numbers)."""
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any] | BaseEvent) -> Event:
+    """Validate ``data`` and return the typed event.
+
+    Accepts raw JSON (``bytes``/``str``), a ``dict`` as a web framework hands it over, or a Struct built in
+    Python (trusted, returned unchanged). Raises :class:`~recoverkit.errors.InvalidEvent` whose message names
+    the field, the offending value (redacted for personal fields) and what was expected.
+
+    >>> decode_event(b'{"event": "exit_intent", "session_id": "s1"}')
+    ExitIntent(session_id='s1', customer_id=None, ts=None, currency=None, value=None, items=[], ...)
+    """
+    if isinstance(data, BaseEvent):
+        return data  # type: ignore[return-value]  # every BaseEvent subclass is a member of Event
+    if isinstance(data, (bytes, bytearray, memoryview, str)):
+        if len(data) > MAX_EVENT_BYTES:
+            raise InvalidEvent(
+                f"event is {len(data)} bytes; expected at most {MAX_EVENT_BYTES} bytes of JSON",
+                reason="too_large",
+            )
+        try:
+            return _decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            raise _explain(exc, lambda: _untyped.decode(data)) from exc
+        except msgspec.DecodeError as exc:
+            raise InvalidEvent(f"malformed JSON: {exc}; expected one JSON object", reason="malformed_json") from exc
+    if isinstance(data, Mapping):
+        try:
+            return msgspec.convert(data, Event, strict=False)
+        except msgspec.ValidationError as exc:
+            raise _explain(exc, lambda: data) from exc
+    raise InvalidEvent(
+        f"cannot decode an event from {type(data).__name__}; expected bytes, str, dict or a recoverkit event",
+        reason="wrong_type",
+    )
+
+
+def normalize_timestamp(ts: float | datetime | None, now: float) -> float:
+    """Epoch seconds for an event's ``ts``; ``now`` when absent. Raises :class:`InvalidEvent` when absurd."""
+    if ts is None:
+        return now
+    value = ts.timestamp() if isinstance(ts, datetime) else float(ts)
+    if not (math.isfinite(value) and _EPOCH_MIN <= value <= _EPOCH_MAX):
+        hint = " (it looks like milliseconds)" if _EPOCH_MIN * 1000 <= value <= _EPOCH_MAX * 1000 else ""
+        raise InvalidEvent(
+            f"`$.ts` is {value!r}{hint}; expected epoch seconds between 2000 and 2100 or an RFC 3339 time",
+            reason="bad_value",
+            field="$.ts",
+        )
+    return value
+
+
+def _explain(exc: msgspec.ValidationError, raw: Any) -> InvalidEvent:
+    """Turn msgspec's message into one that also names the offending value and the expectation."""
+    what, path = split_error(str(exc))
+    if path == "$.event" and what.startswith("Invalid value"):
+        return InvalidEvent(
+            f"unknown event kind at `$.event`: {what.removeprefix('Invalid value ')}; "
+            f"expected one of {', '.join(EVENT_KINDS)}",
+            reason="unknown_event",
+            field=path,
+        )
+    if what.startswith("Object missing required field"):
+        name = what.split("`")[1] if "`" in what else "?"
+        where = f"{path}.{name}" if path else f"$.{name}"
+        return InvalidEvent(f"missing required field `{where}`", reason="missing_field", field=where)
+    amount = _AMOUNT.match(what)
+    if amount:
+        where = f"{path or '$'}.{amount.group(1)}"
+        return InvalidEvent(f"{amount.group(2)} at `{where}`", reason="bad_value", field=where)
+    reason = "wrong_type" if what.startswith("Expected `") and ", got `" in what else "bad_value"
+    if path is None:
+        return InvalidEvent(f"{what}", reason=reason)
+    return InvalidEvent(f"{what} at `{path}` (value: {describe_value(raw, path, personal=_PERSONAL)})", reason=reason, field=path)

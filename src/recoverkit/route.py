@@ -1,0 +1,218 @@
+"""Stage 4, route: turn scored abandonments into scheduled messages, following the shop's flows.
+
+Flows are tried in the order configured; the **first** whose ``when`` holds takes the cart (so a shop writes
+specific flows first and a catch-all last). Each of its steps becomes one :class:`~recoverkit.channels.Message`
+due ``delay`` seconds after the abandonment, unless the step's own ``when`` excludes it. A channel is used only
+with the customer's consent for it and a known address (see :class:`~recoverkit.config.ChannelPolicy`); when
+either is missing the step's ``fallback`` channel is tried, else the step is skipped and counted
+(``no_consent``, ``no_address``).
+
+The stage also keeps the contact book (addresses, locale, time zone and consent per channel, from
+``identify`` and ``consent`` events) and translates what happened to a cart into :class:`Cancel` orders for
+dispatch: a return cancels what is pending for the cart, a purchase everything pending for the cart and the
+customer, a withdrawal everything pending on that channel for the customer.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Literal
+
+import cachetools
+import msgspec
+
+from ._pipeline import Stage
+from .channels.base import Message, Recipient
+from .config import Condition, Config, Flow, FlowStep
+from .money import to_minor
+from .score import Scored
+from .sessionize import ContactChanged, Converted, Resumed
+
+__all__ = ["Cancel", "Route"]
+
+
+class Cancel(msgspec.Struct, frozen=True, kw_only=True):
+    """Stop pending messages: for a cart, for a contact, or for one channel of a contact.
+
+    ``why`` is ``"purchase"`` (also remembered by dispatch so that nothing for that cart or contact is sent
+    afterwards), ``"resumed"`` or ``"consent_withdrawn"``.
+    """
+
+    why: Literal["purchase", "resumed", "consent_withdrawn"]
+    at: float
+    cart_key: str | None = None
+    contact_key: str | None = None
+    channel: str | None = None
+
+
+class _Contact(msgspec.Struct, gc=False):
+    customer_id: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+    consent: dict[str, bool] = msgspec.field(default_factory=dict)
+
+
+class Route(Stage):
+    """Applies flows to scored abandonments; keeps consent and addresses; issues cancellations."""
+
+    name = "route"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self._config = config
+        self._flows = config.flows
+        # Bounded like the sessions: forgetting a contact can only stop messages (no consent known), never
+        # send one that should not go.
+        self._contacts: cachetools.LRUCache[str, _Contact] = cachetools.LRUCache(maxsize=config.max_sessions)
+        self.skipped: Counter[str] = Counter()
+        self.scheduled: Counter[tuple[str, int, str]] = Counter()
+        self.unrouted = 0
+
+    def handle(self, items: list[Any], out: list[Any]) -> None:
+        for item in items:
+            try:
+                kind = type(item)
+                if kind is Scored:
+                    self._route(item, out)
+                elif kind is Converted:
+                    out.append(
+                        Cancel(why="purchase", at=item.at, cart_key=item.cart_key, contact_key=item.contact_key)
+                    )
+                elif kind is Resumed:
+                    out.append(Cancel(why="resumed", at=item.at, cart_key=item.cart_key))
+                elif kind is ContactChanged:
+                    self._contact_changed(item, out)
+                else:
+                    out.append(item)
+            except Exception:
+                self.errors += 1
+                self.log.exception("route_failed", item=type(item).__name__)
+
+    # -- contacts -------------------------------------------------------------------------------------------
+
+    def _contact_changed(self, change: ContactChanged, out: list[Any]) -> None:
+        contacts = self._contacts
+        contact = contacts.get(change.contact_key)
+        if contact is None:
+            contact = contacts[change.contact_key] = _Contact()
+        if change.merged_from is not None:
+            anonymous = contacts.pop(change.merged_from, None)
+            if anonymous is not None:
+                for field in ("email", "phone", "locale", "timezone"):
+                    if getattr(contact, field) is None:
+                        setattr(contact, field, getattr(anonymous, field))
+                for channel, granted in anonymous.consent.items():
+                    contact.consent.setdefault(channel, granted)
+        if change.customer_id is not None:
+            contact.customer_id = change.customer_id
+        for field in ("email", "phone", "locale", "timezone"):
+            value = getattr(change, field)
+            if value is not None:
+                setattr(contact, field, value)
+        for channel in change.granted:
+            contact.consent[channel] = True
+        for channel in change.withdrawn:
+            contact.consent[channel] = False
+            out.append(Cancel(why="consent_withdrawn", at=change.at, contact_key=change.contact_key, channel=channel))
+
+    # -- flows ----------------------------------------------------------------------------------------------
+
+    def _route(self, scored: Scored, out: list[Any]) -> None:
+        flow = next((f for f in self._flows if self._holds(f.when, scored)), None)
+        if flow is None:
+            self.unrouted += 1
+            return
+        cart = scored.abandoned.cart
+        contact = self._contacts.get(cart.contact_key)
+        for index, step in enumerate(flow.steps):
+            if step.when is not None and not self._holds(step.when, scored):
+                self.skipped["condition"] += 1
+                continue
+            channel, recipient, why = self._channel_for(step, cart.contact_key, contact)
+            if channel is None or recipient is None:
+                self.skipped[why] += 1
+                continue
+            self.scheduled[(flow.name, index, channel)] += 1
+            out.append(self._message(scored, flow, index, step, channel, recipient))
+
+    def _channel_for(
+        self, step: FlowStep, contact_key: str, contact: _Contact | None
+    ) -> tuple[str | None, Recipient | None, str]:
+        why = "no_consent"
+        for channel in (step.channel, step.fallback):
+            if channel is None:
+                continue
+            policy = self._config.channel_policy(channel)
+            if policy.requires_consent and (contact is None or contact.consent.get(channel) is not True):
+                why = "no_consent"
+                continue
+            # Only the address this channel needs travels with the message: personal data goes no further
+            # than where it is used.
+            recipient = Recipient(
+                contact_key=contact_key,
+                customer_id=contact.customer_id if contact else None,
+                locale=contact.locale if contact else None,
+                timezone=contact.timezone if contact else None,
+            )
+            if policy.address == "email":
+                if contact is None or contact.email is None:
+                    why = "no_address"
+                    continue
+                recipient = msgspec.structs.replace(recipient, email=contact.email)
+            elif policy.address == "phone":
+                if contact is None or contact.phone is None:
+                    why = "no_address"
+                    continue
+                recipient = msgspec.structs.replace(recipient, phone=contact.phone)
+            elif policy.address == "customer_id" and recipient.customer_id is None:
+                why = "no_address"
+                continue
+            return channel, recipient, ""
+        return None, None, why
+
+    @staticmethod
+    def _holds(when: Condition, scored: Scored) -> bool:
+        cart = scored.abandoned.cart
+        if when.min_score is not None and scored.probability < when.min_score:
+            return False
+        if when.max_score is not None and scored.probability > when.max_score:
+            return False
+        if when.reasons is not None and scored.reason not in when.reasons:
+            return False
+        if when.triggers is not None and scored.abandoned.trigger not in when.triggers:
+            return False
+        if when.currencies is not None and cart.currency not in when.currencies:
+            return False
+        if when.returning is not None and cart.returning != when.returning:
+            return False
+        if when.min_value is not None and cart.value < to_minor(when.min_value, cart.currency):
+            return False
+        return not (when.max_value is not None and cart.value > to_minor(when.max_value, cart.currency))
+
+    @staticmethod
+    def _message(scored: Scored, flow: Flow, index: int, step: FlowStep, channel: str, to: Recipient) -> Message:
+        abandoned = scored.abandoned
+        return Message(
+            key=f"{abandoned.cart.cart_key}/{flow.name}/{index}",
+            flow=flow.name,
+            step=index,
+            channel=channel,
+            template=step.template,
+            due_at=abandoned.at + step.delay,
+            abandoned_at=abandoned.at,
+            trigger=abandoned.trigger,
+            score=scored.probability,
+            reason=scored.reason,
+            cart=abandoned.cart,
+            recipient=to,
+        )
+
+    def extra_statistics(self) -> dict[str, Any]:
+        return {
+            "contacts": len(self._contacts),
+            "skipped": dict(self.skipped),
+            "unrouted": self.unrouted,
+            "scheduled": sum(self.scheduled.values()),
+        }

@@ -1,0 +1,204 @@
+"""Stage 3, score: how likely an abandoned cart is to convert, and the likely reason it was left.
+
+Each :class:`~recoverkit.sessionize.Abandoned` cart becomes :class:`Features` (value, items, step reached,
+time in checkout, returning customer, friction signals, shipping cost relative to cart value, ...) and then a
+:class:`Scored` record with a conversion probability in [0, 1] and a :data:`Reason`. Everything else passes
+through untouched.
+
+The default model (:class:`DefaultScorer`) is a hand-set logistic model whose weights are listed and justified
+in ``docs/scoring.md``; it needs no training data and scores in about a microsecond. A shop plugs in its own
+model by passing any object with a ``score(cart, features) -> Assessment`` method (the :class:`Scorer`
+protocol). A scorer that raises or answers outside [0, 1] is contained: the cart is scored by the default
+model instead, and the failure is counted and logged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+
+from ._pipeline import Stage
+from .cart import CartSnapshot
+from .config import Reason
+from .events import CheckoutStep
+from .money import minor_unit_exponent
+from .sessionize import Abandoned
+
+__all__ = ["Assessment", "DefaultScorer", "Features", "Score", "Scored", "Scorer", "features_of"]
+
+class Features(msgspec.Struct, frozen=True, kw_only=True):
+    """What a model may know about an abandoned cart at the moment it was abandoned.
+
+    ``value`` is the cart value in major units as a float: a model input, never used for money arithmetic.
+    ``shipping_ratio`` is shipping cost over cart value (0 when either is unknown).
+    """
+
+    value: float
+    lines: int
+    quantity: int
+    step: int
+    checkout_seconds: float
+    session_seconds: float
+    returning: bool
+    identified: bool
+    payment_failures: int
+    form_errors: int
+    exit_intent: bool
+    shipping_ratio: float
+    item_views: int
+    views: int
+    trigger: str
+
+
+class Assessment(msgspec.Struct, frozen=True):
+    """A scorer's answer: conversion probability in [0, 1] and the likely abandonment reason."""
+
+    probability: float
+    reason: Reason
+
+
+class Scored(msgspec.Struct, frozen=True, kw_only=True):
+    """An abandonment with its features, score and reason: what the route stage decides on."""
+
+    abandoned: Abandoned
+    features: Features
+    probability: float
+    reason: Reason
+    #: Which scorer produced the figure: the shop's, or ``"default"`` when it failed or none was given.
+    scorer: str = "default"
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """A conversion model. Called in the engine's event loop: it must be fast and must not block."""
+
+    def score(self, cart: CartSnapshot, features: Features) -> Assessment: ...
+
+
+def features_of(abandoned: Abandoned) -> Features:
+    """Compute the model features of an abandoned cart."""
+    cart = abandoned.cart
+    major = cart.value / 10 ** minor_unit_exponent(cart.currency)
+    checkout = (cart.last_at - cart.checkout_at) if cart.checkout_at is not None else 0.0
+    ratio = cart.shipping / cart.value if cart.shipping is not None and cart.value > 0 else 0.0
+    return Features(
+        value=major,
+        lines=len(cart.lines),
+        quantity=cart.quantity,
+        step=int(cart.step),
+        checkout_seconds=max(checkout, 0.0),
+        session_seconds=max(cart.last_at - cart.started_at, 0.0),
+        returning=cart.returning,
+        identified=cart.customer_id is not None,
+        payment_failures=cart.payment_failures,
+        form_errors=cart.form_errors,
+        exit_intent=cart.exit_intents > 0,
+        shipping_ratio=ratio,
+        item_views=cart.item_views,
+        views=cart.views,
+        trigger=abandoned.trigger,
+    )
+
+
+# Weights of the default model, log-odds. docs/scoring.md explains each; the ``train`` command of a later
+# release replaces them with weights fitted on a shop's own history.
+_STEP_WEIGHT = {
+    CheckoutStep.BROWSE: 0.0,
+    CheckoutStep.CART: 0.0,
+    CheckoutStep.CHECKOUT: 0.6,
+    CheckoutStep.SHIPPING: 0.9,
+    CheckoutStep.PAYMENT: 1.3,
+    CheckoutStep.PURCHASE: 1.3,
+}
+_INTERCEPT = -1.6
+
+
+class DefaultScorer:
+    """The documented default model: a hand-set logistic score and rule-based reasons.
+
+    ``shipping_shock_ratio`` is the shipping-to-cart-value share from which shipping cost counts as a shock.
+    """
+
+    def __init__(self, shipping_shock_ratio: float = 0.1) -> None:
+        self.shipping_shock_ratio = shipping_shock_ratio
+
+    def score(self, cart: CartSnapshot, features: Features) -> Assessment:
+        return Assessment(self.probability(features), self.reason(features))
+
+    def probability(self, f: Features) -> float:
+        z = _INTERCEPT + _STEP_WEIGHT.get(CheckoutStep(f.step), 0.0)
+        z += 0.8 if f.returning else 0.0
+        z += 0.3 if f.identified else 0.0
+        z -= 0.08 * math.log1p(f.value)
+        z += 0.4 if f.payment_failures else 0.0
+        z -= 0.2 * min(f.form_errors, 3)
+        z -= 0.7 if f.shipping_ratio >= self.shipping_shock_ratio else 0.0
+        z -= 0.3 if f.exit_intent else 0.0
+        z -= 0.4 if f.item_views >= 4 * max(f.lines, 1) else 0.0
+        z += 0.1 * math.log1p(f.checkout_seconds / 60.0)
+        return 1.0 / (1.0 + math.exp(-z))
+
+    def reason(self, f: Features) -> Reason:
+        """Most likely reason, in order of how certain the signal is."""
+        if f.payment_failures:
+            return "payment_failure"
+        if f.step >= CheckoutStep.SHIPPING and f.shipping_ratio >= self.shipping_shock_ratio:
+            return "shipping_cost"
+        if f.form_errors:
+            return "form_friction"
+        if f.step <= CheckoutStep.CART and f.item_views >= 3 * max(f.lines, 1):
+            return "price_comparison"
+        return "unknown"
+
+
+class Score(Stage):
+    """Scores abandonments with the shop's scorer (or the default) and passes everything else on."""
+
+    name = "score"
+
+    def __init__(self, scorer: Scorer | None = None, *, shipping_shock_ratio: float = 0.1) -> None:
+        super().__init__()
+        self._default = DefaultScorer(shipping_shock_ratio)
+        self._scorer: Scorer = scorer if scorer is not None else self._default
+        self._scorer_name = "default" if scorer is None else type(scorer).__name__
+        self.reasons: Counter[str] = Counter()
+        self.scorer_failures = 0
+
+    def handle(self, items: list[Any], out: list[Any]) -> None:
+        for item in items:
+            if type(item) is not Abandoned:
+                out.append(item)
+                continue
+            try:
+                out.append(self._score(item))
+            except Exception:
+                self.errors += 1
+                self.log.exception("score_failed", cart=item.cart.cart_key)
+
+    def _score(self, abandoned: Abandoned) -> Scored:
+        features = features_of(abandoned)
+        name = self._scorer_name
+        try:
+            assessment = self._scorer.score(abandoned.cart, features)
+            if not (isinstance(assessment, Assessment) and 0.0 <= assessment.probability <= 1.0):
+                raise ValueError(f"expected an Assessment with probability in [0, 1], got {assessment!r}")
+        except Exception as exc:
+            # A shop's model must not stop recovery: fall back to the default and say so.
+            self.scorer_failures += 1
+            self.log.warning("scorer_failed", scorer=name, error=type(exc).__name__, detail=str(exc)[:200])
+            assessment = self._default.score(abandoned.cart, features)
+            name = "default"
+        self.reasons[assessment.reason] += 1
+        return Scored(
+            abandoned=abandoned,
+            features=features,
+            probability=assessment.probability,
+            reason=assessment.reason,
+            scorer=name,
+        )
+
+    def extra_statistics(self) -> dict[str, Any]:
+        return {"reasons": dict(self.reasons), "scorer_failures": self.scorer_failures}
