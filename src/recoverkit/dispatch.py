@@ -85,6 +85,8 @@ class Dispatch(Stage):
         self._barriers: list[anyio.Event] = []
         self.outcomes: Counter[str] = Counter()
         self.send_lateness = LatencyHistogram()
+        #: From ingest creating a batch to dispatch having handled it: the pipeline's own latency.
+        self.pipeline_latency = LatencyHistogram()
 
     # -- the stage ------------------------------------------------------------------------------------------
 
@@ -114,7 +116,9 @@ class Dispatch(Stage):
         if batch.barriers:
             self._barriers.extend(batch.barriers)
         self._start_ready()
-        self.latency.record(perf_counter() - started)
+        finished = perf_counter()
+        self.latency.record(finished - started)
+        self.pipeline_latency.record(finished - batch.born)
         self._release_barriers()
 
     def handle(self, items: list[Any], out: list[Any]) -> None:
@@ -316,4 +320,6 @@ class Dispatch(Stage):
             "outcomes": dict(self.outcomes),
             "send_lateness_p50": self.send_lateness.percentile(50),
             "send_lateness_p99": self.send_lateness.percentile(99),
+            "pipeline_latency_p50": self.pipeline_latency.percentile(50),
+            "pipeline_latency_p99": self.pipeline_latency.percentile(99),
         }

@@ -71,6 +71,12 @@ class Ingest(Stage):
         self._reorder: list[tuple[float, int, int, Event]] = []
         self._seq = 0
         self._max_ts = -math.inf
+        #: Event time of the first event and the latest event time seen (event-time mode only).
+        self.first_event_at: float | None = None
+
+    @property
+    def last_event_at(self) -> float | None:
+        return self._max_ts if self._max_ts > -math.inf else None
 
     # -- the ways in ----------------------------------------------------------------------------------------
 
@@ -154,6 +160,8 @@ class Ingest(Stage):
                 continue
             if event_time:
                 if ts > self._max_ts:
+                    if self._max_ts == -math.inf:
+                        self.first_event_at = ts
                     self._max_ts = ts
                 elif ts < self.watermark:
                     self.late += 1

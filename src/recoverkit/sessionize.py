@@ -365,6 +365,7 @@ class Sessionize(Stage):
         lines = session.lines
         if lines is None:
             lines = session.lines = []
+            self.counts["carts"] += 1
         currency = session.currency
         for item in event.items:
             price = to_minor(item.price, currency)
@@ -402,6 +403,8 @@ class Sessionize(Stage):
             return
         currency = session.currency
         if event.items:  # on these steps the shop sends the whole cart: it replaces what we pieced together
+            if session.lines is None:
+                self.counts["carts"] += 1
             session.lines = [self._line(item, to_minor(item.price, currency)) for item in event.items]
         if event.value is not None:
             session.declared_value = to_minor(event.value, currency)
