@@ -72,7 +72,7 @@ class LatencyHistogram:
         for index in sorted(self._buckets):
             seen += self._buckets[index]
             if seen >= rank:
-                return min(2.0 ** ((index + 1) / self._PER_OCTAVE) / 1e6, self.max)
+                return min(2.0 ** ((index + 1) / self._PER_OCTAVE) / 1e6, self.max)  # type: ignore[no-any-return]
         return self.max
 
 
@@ -123,7 +123,7 @@ class Link(Generic[T]):
         return self.send_stream.statistics().current_buffer_used
 
 
-class Stage(abc.ABC, Generic[T]):
+class Stage(abc.ABC):
     """A pipeline stage: receives batches from its link, handles each item, sends what it produces on.
 
     Subclasses implement :meth:`handle` (per batch of items) and :meth:`advance` (the watermark moved: fire

@@ -72,9 +72,10 @@ class BackgroundEngine:
         self._running = False
         self._closed = False
         ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: (obj := ref()) is not None and obj._after_fork())
+        # Weak references: neither hook may keep an engine the shop dropped alive.
+        os.register_at_fork(after_in_child=lambda: _call(ref, "_after_fork"))
         if close_at_exit:
-            atexit.register(lambda: (obj := ref()) is not None and obj.close())
+            atexit.register(_call, ref, "close")
 
     # -- the hot path ---------------------------------------------------------------------------------------
 
@@ -170,3 +171,9 @@ class BackgroundEngine:
         if self._portal is None:
             raise EngineStateError("the background engine is not running")
         return self._portal
+
+
+def _call(ref: weakref.ReferenceType[BackgroundEngine], method: str) -> None:
+    obj = ref()
+    if obj is not None:
+        getattr(obj, method)()

@@ -133,6 +133,7 @@ def measure_cart_memory(carts: int = 100_000, items_per_cart: int = 3) -> float:
     ]
     stage = Sessionize(Config(max_sessions=carts * 2))
     out: list[Any] = []
+    events: list[Event]
     gc.collect()
     tracemalloc.start()
     try:

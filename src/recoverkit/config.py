@@ -45,7 +45,7 @@ class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     """Config Structs reject unknown keys: a typo in a config file must fail at start-up, not be ignored."""
 
 
-class ChannelPolicy(_Strict):
+class ChannelPolicy(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How dispatch treats one channel, and what routing needs before using it.
 
     ``address`` names the recipient field the channel needs (``"none"`` for channels such as a webhook to the
@@ -72,7 +72,7 @@ DEFAULT_CHANNELS: Mapping[str, ChannelPolicy] = {
 }
 
 
-class Condition(_Strict):
+class Condition(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Entry conditions on a scored abandonment; every given bound must hold.
 
     ``min_value`` and ``max_value`` are in major units of the cart's currency (``"20.00"``); ``currencies``
@@ -89,7 +89,7 @@ class Condition(_Strict):
     returning: bool | None = None
 
 
-class FlowStep(_Strict):
+class FlowStep(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One message of a flow: sent ``delay`` seconds after the abandonment, on ``channel``, with ``template``.
 
     ``when`` adds a condition for this step alone; ``fallback`` names the channel to use instead when the
@@ -103,7 +103,7 @@ class FlowStep(_Strict):
     fallback: _Name | None = None
 
 
-class Flow(_Strict):
+class Flow(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A recovery sequence: which abandonments it takes (``when``) and its ``steps`` in delay order."""
 
     name: _Name
@@ -125,7 +125,7 @@ DEFAULT_FLOW = Flow(
 )
 
 
-class Config(_Strict):
+class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Everything the engine can be told; all of it optional.
 
     Sessionize: a cart with items and no activity for ``abandon_after`` is abandoned; after an ``exit_intent``

@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Final, Union
+from typing import Annotated, Any, ClassVar, Final, Union, cast
 
 import msgspec
 
@@ -283,14 +283,14 @@ def decode_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any] 
                 reason="too_large",
             )
         try:
-            return _decoder.decode(data)
+            return cast(Event, _decoder.decode(data))
         except msgspec.ValidationError as exc:
             raise _explain(exc, lambda: _untyped.decode(data)) from exc
         except msgspec.DecodeError as exc:
             raise InvalidEvent(f"malformed JSON: {exc}; expected one JSON object", reason="malformed_json") from exc
     if isinstance(data, Mapping):
         try:
-            return msgspec.convert(data, Event, strict=False)
+            return cast(Event, msgspec.convert(data, Event, strict=False))
         except msgspec.ValidationError as exc:
             raise _explain(exc, lambda: data) from exc
     raise InvalidEvent(

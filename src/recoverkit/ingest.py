@@ -148,7 +148,7 @@ class Ingest(Stage):
                             reason="missing_field",
                             field="$.ts",
                         )
-                    ts = normalize_timestamp(ts, now)  # type: ignore[arg-type]
+                    ts = normalize_timestamp(ts, now)
                     event = msgspec.structs.replace(event, ts=ts)
             except InvalidEvent as exc:
                 rejected += 1

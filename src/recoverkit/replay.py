@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 import msgspec
 
@@ -98,7 +98,7 @@ async def replay(
     source: str | Path | IO[bytes] | list[bytes],
     *,
     config: Config | None = None,
-    out: str | Path | IO[bytes] | None = None,
+    out: str | Path | BinaryIO | None = None,
     channels: Mapping[str, Channel] | None = None,
     scorer: Scorer | None = None,
     progress: Callable[[int], None] | None = None,
