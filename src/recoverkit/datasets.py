@@ -30,7 +30,7 @@ import gzip
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from importlib.resources import files
 from pathlib import Path
@@ -85,6 +85,7 @@ _MAX_PROBLEMS: Final = 20
 _MAX_ID: Final = 256  # the event contract's limit on ids and short texts
 _EPOCH_MIN: Final = 946_684_800.0  # 2000-01-01, the contract's accepted range for ts
 _EPOCH_MAX: Final = 4_102_444_800.0  # 2100-01-01
+_UNIX_EPOCH: Final = datetime(1970, 1, 1)  # naive, like the UTC times it is subtracted from
 _SYNTHETIC_EMAIL_DOMAIN: Final = "example.invalid"  # RFC 2606: can never be delivered to anyone
 
 
@@ -148,8 +149,6 @@ class _Reader:
         on_error: OnError,
         stats: ConversionStats,
     ) -> None:
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error={on_error!r}; expected 'raise' or 'skip'")
         self.path = os.fspath(path)
         self.columns = columns
         self.on_error = on_error
@@ -194,6 +193,11 @@ class _Reader:
         self.stats.skipped += 1
         if len(self.stats.problems) < _MAX_PROBLEMS:
             self.stats.problems.append(message)
+
+
+def _check_on_error(on_error: str) -> None:
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error={on_error!r}; expected 'raise' or 'skip'")
 
 
 def _text_id(row: dict[str, str], column: str) -> str:
@@ -268,7 +272,7 @@ class _Rees46Times:
         try:
             if not text.endswith(" UTC"):
                 raise ValueError(text)
-            ts = datetime.fromisoformat(text[:-4]).replace(tzinfo=timezone.utc).timestamp()
+            ts = (datetime.fromisoformat(text[:-4]) - _UNIX_EPOCH).total_seconds()
         except ValueError:
             raise _RowError("event_time", text, "a time such as '2019-10-01 00:00:00 UTC'") from None
         if not _EPOCH_MIN <= ts <= _EPOCH_MAX:
@@ -320,6 +324,7 @@ def rees46_events(
     data: they exist so that the demo can show messages. Pass ``synthesize_contacts=False`` for the
     behaviour alone.
     """
+    _check_on_error(on_error)
     return _rees46(csv_path, synthesize_contacts, on_error, stats or ConversionStats())
 
 
@@ -447,6 +452,7 @@ def retailrocket_events(
     """
     if not session_gap > 0:
         raise ValueError(f"session_gap={session_gap!r}; expected a positive number of seconds")
+    _check_on_error(on_error)
     return _retailrocket(csv_path, session_gap, on_error, stats or ConversionStats())
 
 

@@ -87,7 +87,7 @@ class CheckoutStep(enum.IntEnum):
     PURCHASE = 5
 
 
-class Item(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class Item(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """One line of a cart: ``price`` is the unit price in major units of the event's currency."""
 
     item_id: _Id
@@ -100,7 +100,7 @@ class Item(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         _check_amount("price", self.price)
 
 
-class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag_field="event"):
+class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True, tag_field="event"):
     """Fields every event kind shares.
 
     ``ts`` is an RFC 3339 timestamp with a time zone or epoch seconds; when absent the engine's clock stamps

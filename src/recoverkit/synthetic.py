@@ -220,11 +220,12 @@ class _Cart:
 class _Session:
     """Builds one session's events with a running clock; ``times`` mirrors the events' ``ts``."""
 
-    __slots__ = ("currency", "customer", "device", "events", "session_id", "source", "t", "times")
+    __slots__ = ("currency", "customer", "device", "events", "session_id", "source", "start", "t", "times")
 
-    def __init__(self, session_id: str, t: float, currency: str, device: str, source: str) -> None:
+    def __init__(self, session_id: str, start: float, currency: str, device: str, source: str) -> None:
         self.session_id = session_id
-        self.t = t
+        self.start = start
+        self.t = start
         self.currency = currency
         self.device = device
         self.source = source
@@ -233,10 +234,13 @@ class _Session:
         self.times: list[float] = []
 
     def at(self, t: float) -> float:
-        # Millisecond resolution, like browser clocks; strictly increasing within a session.
-        t = round(t, 3)
-        if self.times and t <= self.times[-1]:
-            t = self.times[-1] + 0.001
+        """Stamp the next event at about ``t``: the first at the session's start, then strictly increasing."""
+        if not self.times:
+            t = self.start
+        else:
+            t = round(t, 3)  # millisecond resolution, like browser clocks
+            if t <= self.times[-1]:
+                t = self.times[-1] + 0.001
         self.t = t
         self.times.append(t)
         return t
@@ -329,12 +333,11 @@ class _Shop:
         """Script session ``k`` starting at ``t0``; returns it and its cart when that is left unbought."""
         rng = self.rng
         s = _Session(f"s{k}", t0, self.currency, _pick(rng, _DEVICES), _pick(rng, _SOURCES))
-        s.t = t0 - 1.0  # the first event lands at t0 (each step adds at least a second)
         if rng.random() < _P_LANDING:
             s.events.append(
                 PageView(
                     session_id=s.session_id,
-                    ts=s.at(t0),
+                    ts=s.at(t0),  # the session's first event
                     currency=s.currency,
                     device=s.device,
                     source=s.source,
@@ -417,7 +420,6 @@ class _Shop:
         """Script session ``k``: the shopper of an abandoned ``cart`` is back on the same device and buys."""
         rng = self.rng
         s = _Session(f"s{k}", t0, self.currency, cart.device, _pick(rng, _RETURN_SOURCES))
-        s.t = t0 - 1.0
         if cart.customer is not None:
             self.identify(s, cart.customer, first=False)  # still logged in, or logs in again
         for line in cart.lines[: _pick(rng, (1, 1, 2))]:
@@ -597,7 +599,7 @@ def generate_events(
 
     >>> events = list(generate_events(100, seed=1))
     >>> len(events), events[0].session_id, type(events[0]).__name__
-    (578, 's1', 'PageView')
+    (578, 's0', 'Identify')
     >>> all(a.ts <= b.ts for a, b in zip(events, events[1:])) and events == list(generate_events(100, seed=1))
     True
     """
