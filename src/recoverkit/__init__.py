@@ -79,6 +79,7 @@ __all__ = [
     "Scorer",
     "TransientDeliveryError",
     "WallClock",
+    "WebhookChannel",
     "__version__",
     "decode_event",
     "encode_event",

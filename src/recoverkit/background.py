@@ -114,6 +114,7 @@ class BackgroundEngine:
                 return
             self._closed = True
             if not self._running:
+                self.engine._state = "closed"  # never started: refuse later events as a closed engine does
                 return
             self._running = False
             self.engine.close_timeout = self._close_timeout if timeout is None else timeout
@@ -135,6 +136,12 @@ class BackgroundEngine:
         # In a forked child the loop thread is gone and the lock may be held by a thread that no longer
         # exists: start from scratch, with a fresh engine whose inbox does not hold the parent's events.
         self._lock = threading.Lock()
+        if self._portal is not None:
+            # Dropping the parent's portal context manager finalizes its generator, whose clean-up asks the
+            # (dead) loop thread to stop and would wait for it forever. Mark the portal stopped first, as
+            # BlockingPortal.stop() does, so that the clean-up finds nothing to wait for. (A private attribute
+            # of anyio's: tests/test_background.py forks a real process to catch a change.)
+            self._portal._event_loop_thread_id = None
         self._portal = None
         self._portal_cm = self._engine_cm = None
         self._running = False

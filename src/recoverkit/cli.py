@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import zlib
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,7 @@ import anyio
 import msgspec
 import structlog
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -213,7 +215,7 @@ def _cmd_dead_letters(args: argparse.Namespace, console: Console, err: Console) 
                     await channel.send(letter.message)
                 except Exception as exc:
                     failed += 1
-                    err.print(f"{letter.message.key}: still failing: {exc}")
+                    err.print(escape(f"{letter.message.key}: still failing: {exc}"))
                 else:
                     ok += 1
                     letters.mark_resent(letter.message.key)
@@ -314,11 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True)
     if args.command == "dead-letters" and args.action == "resend" and not args.webhook:
         parser.error("dead-letters resend needs --webhook URL")
+    # Messages are escaped when printed: they quote values from the user's files, and "[/x]" there is text.
     try:
         return int(args.func(args, console, err))
     except ConfigError as exc:
-        err.print(f"[red]configuration error:[/] {exc}")
+        err.print(f"[red]configuration error:[/] {escape(str(exc))}")
         return 2
-    except (RecoverkitError, OSError, ValueError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+    except (RecoverkitError, OSError, ValueError, EOFError, zlib.error) as exc:  # EOFError, zlib: a bad .gz
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         return 1

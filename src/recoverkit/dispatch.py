@@ -248,16 +248,20 @@ class Dispatch(Stage):
         adapter = self._channels[message.channel]
         error: str | None = None
         permanent = False
+        cancelled = False
         try:
             async with self._limiters[message.channel]:
-                if self._bought(message):  # a purchase may have arrived while we waited for a slot
+                # A purchase may have arrived while we waited for a slot. No early return from here: the
+                # bookkeeping below (start what is ready, release flush() barriers) must run either way.
+                cancelled = self._bought(message)
+                if cancelled:
                     self._ledger[key] = "cancelled"
                     self.outcomes["cancelled_purchase"] += 1
-                    return
-                if not self._clock.event_time:
-                    self.send_lateness.record(max(self._clock.now() - message.due_at, 0.0))
-                with anyio.fail_after(policy.timeout):
-                    await adapter.send(message)
+                else:
+                    if not self._clock.event_time:
+                        self.send_lateness.record(max(self._clock.now() - message.due_at, 0.0))
+                    with anyio.fail_after(policy.timeout):
+                        await adapter.send(message)
         except PermanentDeliveryError as exc:
             error, permanent = f"PermanentDeliveryError: {exc}", True
         except TransientDeliveryError as exc:
@@ -269,7 +273,9 @@ class Dispatch(Stage):
             self.log.warning("adapter_raised", channel=message.channel, key=key, error=type(exc).__name__)
         finally:
             self._in_flight -= 1
-        if error is None:
+        if cancelled:
+            self._attempts.pop(key, None)
+        elif error is None:
             self._ledger[key] = "sent"
             self._attempts.pop(key, None)
             self.outcomes["sent"] += 1

@@ -36,7 +36,7 @@ from .config import Config
 from .deadletters import DeadLetters
 from .dispatch import Dispatch
 from .errors import ConfigError, EngineStateError, InvalidEvent
-from .events import decode_event
+from .events import decode_event, normalize_timestamp
 from .ingest import Ingest
 from .route import Route
 from .score import Score, Scorer
@@ -214,6 +214,8 @@ class Engine:
         self._require_running()
         try:
             decoded = decode_event(event)
+            if decoded.ts is not None:  # ingest's range check, raised here instead of counted later
+                normalize_timestamp(decoded.ts, self.clock.now())
         except InvalidEvent as exc:
             self.ingest._reject(exc)
             raise

@@ -288,9 +288,16 @@ def decode_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any] 
             raise _explain(exc, lambda: _untyped.decode(data)) from exc
         except msgspec.DecodeError as exc:
             raise InvalidEvent(f"malformed JSON: {exc}; expected one JSON object", reason="malformed_json") from exc
+        except UnicodeEncodeError as exc:  # lone surrogates, e.g. from a surrogateescape decode
+            raise InvalidEvent(
+                f"malformed JSON: the text is not valid Unicode ({exc.reason} at character {exc.start}); "
+                "expected one JSON object",
+                reason="malformed_json",
+            ) from exc
     if isinstance(data, Mapping):
         try:
-            return cast(Event, msgspec.convert(data, Event, strict=False))
+            # Strict: a dict is held to the types of the JSON it stands for ("3" is not a quantity).
+            return cast(Event, msgspec.convert(data, Event))
         except msgspec.ValidationError as exc:
             raise _explain(exc, lambda: data) from exc
     raise InvalidEvent(
@@ -318,8 +325,9 @@ def _explain(exc: msgspec.ValidationError, raw: Any) -> InvalidEvent:
     """Turn msgspec's message into one that also names the offending value and the expectation."""
     what, path = split_error(str(exc))
     if path == "$.event" and what.startswith("Invalid value"):
+        # The sender's text, so shown as a shortened repr: it must not add lines or kilobytes to a log.
         return InvalidEvent(
-            f"unknown event kind at `$.event`: {what.removeprefix('Invalid value ')}; "
+            f"unknown event kind at `$.event`: {describe_value(raw, path)}; "
             f"expected one of {', '.join(EVENT_KINDS)}",
             reason="unknown_event",
             field=path,

@@ -141,6 +141,8 @@ class Ingest(Stage):
                 event = decode_event(raw)
                 ts = event.ts
                 if type(ts) is not float or not (_EPOCH_MIN <= ts <= _EPOCH_MAX):
+                    if event_time:  # the latest event time, including events earlier in this batch
+                        now = self._max_ts
                     if ts is None and now == -math.inf:
                         raise InvalidEvent(
                             "`$.ts` is missing and no event time is known yet; expected a timestamp on the "

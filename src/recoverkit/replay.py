@@ -74,12 +74,13 @@ def read_lines(source: str | Path | IO[bytes] | list[bytes]) -> Iterator[bytes]:
     if isinstance(source, list):
         yield from source
         return
+    opened: IO[bytes] | None = None  # the file we opened, which closing a GzipFile does not close
     if isinstance(source, (str, Path)):
         if str(source) == "-":
             stream: IO[bytes] = sys.stdin.buffer
         else:
             path = Path(source)
-            raw = path.open("rb")
+            raw = opened = path.open("rb")
             magic = raw.peek(2)[:2] if isinstance(raw, io.BufferedReader) else b""
             stream = gzip.GzipFile(fileobj=raw) if magic == b"\x1f\x8b" else raw  # type: ignore[assignment]
     else:
@@ -90,8 +91,9 @@ def read_lines(source: str | Path | IO[bytes] | list[bytes]) -> Iterator[bytes]:
             if line:
                 yield line
     finally:
-        if isinstance(source, (str, Path)) and str(source) != "-":
+        if opened is not None:
             stream.close()
+            opened.close()
 
 
 async def replay(
@@ -106,13 +108,16 @@ async def replay(
 ) -> ReplaySummary:
     """Replay ``source`` through a fresh engine in event time and summarise what it decided.
 
-    ``out`` receives every message as a JSON line (personal data included: it is what would be sent).
+    ``out`` receives every message as a JSON line (personal data included: it is what would be sent); a file
+    named by ``out`` is overwritten, so that it holds this replay's messages and nothing else.
     ``channels`` replaces the adapters (each is still counted); ``progress`` is called with the number of
     bytes read so far, for progress bars; ``pending_out``, when given, receives the messages still scheduled
     when the input ended.
     """
     config = config if config is not None else Config()
     used = sorted({ch for f in config.flows for s in f.steps for ch in (s.channel, s.fallback) if ch})
+    if isinstance(out, (str, Path)) and str(out) != "-":
+        Path(out).write_bytes(b"")  # JsonLinesChannel appends (right for live); a replay starts afresh
     sink: Channel | None = JsonLinesChannel(out) if out is not None else None
     # Recorders have no aclose(): the adapters behind them are closed here, once each, after the engine.
     recorders = {name: _Recorder(channels[name] if channels and name in channels else sink) for name in used}

@@ -10,7 +10,9 @@ either is missing the step's ``fallback`` channel is tried, else the step is ski
 The stage also keeps the contact book (addresses, locale, time zone and consent per channel, from
 ``identify`` and ``consent`` events) and translates what happened to a cart into :class:`Cancel` orders for
 dispatch: a return cancels what is pending for the cart, a purchase everything pending for the cart and the
-customer, a withdrawal everything pending on that channel for the customer.
+customer, a withdrawal everything pending on that channel for the customer. When an anonymous shopper logs in,
+their consent joins the customer's: a grant fills in a channel the customer has not decided on, and a
+withdrawal on either side wins, since which came last is not known.
 """
 
 from __future__ import annotations
@@ -104,7 +106,21 @@ class Route(Stage):
                     if getattr(contact, field) is None:
                         setattr(contact, field, getattr(anonymous, field))
                 for channel, granted in anonymous.consent.items():
-                    contact.consent.setdefault(channel, granted)
+                    if granted:
+                        contact.consent.setdefault(channel, True)
+                        continue
+                    # Never send on a "no": a withdrawal made while anonymous stops the customer's messages.
+                    before = contact.consent.get(channel)
+                    contact.consent[channel] = False
+                    if before:
+                        out.append(
+                            Cancel(
+                                why="consent_withdrawn",
+                                at=change.at,
+                                contact_key=change.contact_key,
+                                channel=channel,
+                            )
+                        )
         if change.customer_id is not None:
             contact.customer_id = change.customer_id
         for field in ("email", "phone", "locale", "timezone"):

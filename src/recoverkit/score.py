@@ -8,15 +8,15 @@ through untouched.
 The default model (:class:`DefaultScorer`) is a hand-set logistic model whose weights are listed and justified
 in ``docs/scoring.md``; it needs no training data and scores in about a microsecond. A shop plugs in its own
 model by passing any object with a ``score(cart, features) -> Assessment`` method (the :class:`Scorer`
-protocol). A scorer that raises or answers outside [0, 1] is contained: the cart is scored by the default
-model instead, and the failure is counted and logged.
+protocol). A scorer that raises, answers outside [0, 1] or names a reason that is not a :data:`Reason` is
+contained: the cart is scored by the default model instead, and the failure is counted and logged.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, get_args, runtime_checkable
 
 import msgspec
 
@@ -28,6 +28,10 @@ from .money import minor_unit_exponent
 from .sessionize import Abandoned
 
 __all__ = ["Assessment", "DefaultScorer", "Features", "Score", "Scored", "Scorer", "features_of"]
+
+#: Flows select on reasons: a reason outside this set from a shop's model would slip past every such flow.
+_REASONS: Final = frozenset(get_args(Reason))
+
 
 class Features(msgspec.Struct, frozen=True, kw_only=True):
     """What a model may know about an abandoned cart at the moment it was abandoned.
@@ -183,8 +187,15 @@ class Score(Stage):
         name = self._scorer_name
         try:
             assessment = self._scorer.score(abandoned.cart, features)
-            if not (isinstance(assessment, Assessment) and 0.0 <= assessment.probability <= 1.0):
-                raise ValueError(f"expected an Assessment with probability in [0, 1], got {assessment!r}")
+            if not (
+                isinstance(assessment, Assessment)
+                and 0.0 <= assessment.probability <= 1.0
+                and assessment.reason in _REASONS
+            ):
+                raise ValueError(
+                    "expected an Assessment with probability in [0, 1] and a known reason, "
+                    f"got {assessment!r}"
+                )
         except Exception as exc:
             # A shop's model must not stop recovery: fall back to the default and say so.
             self.scorer_failures += 1

@@ -191,10 +191,16 @@ class Sessionize(Stage):
         for event in items:
             try:
                 ts: float = event.ts  # type: ignore[assignment]  # ingest made every ts a float
-                session = sessions.get(event.session_id)
+                session_id = event.session_id
+                session = sessions.get(session_id)
+                if session is not None and session.deadline < ts and not self._catch_up(session, ts, out):
+                    session = None
                 if session is None:
                     session = self._open(event, ts)
                 else:
+                    # Re-inserted on every event, the dict stays in least-recently-active order for overflow.
+                    del sessions[session_id]
+                    sessions[session_id] = session
                     if session.abandoned and ts > session.last_at:
                         self._resume(session, ts, out)
                     if ts > session.last_at:
@@ -243,6 +249,21 @@ class Sessionize(Stage):
             session.trigger = "inactivity"
             self._arm(session, session.last_at + (self._abandon_after if session.lines else self._idle))
 
+    def _catch_up(self, session: _Session, ts: float, out: list[Any]) -> bool:
+        """Fire the session's own timer when an event of the session at ``ts`` shows it passed unnoticed.
+
+        Every event of a batch is handled before the watermark moves, so a deadline falling between two events
+        of one batch would otherwise be postponed by the second, and whether a cart counts as abandoned would
+        depend on how the input was batched. Returns ``False`` when the session was forgotten instead.
+        """
+        while session.deadline < ts:
+            if session.lines and not session.abandoned:
+                self._abandon(session, session.deadline, out)
+            else:
+                self._evict(session)
+                return False
+        return True
+
     def _open(self, event: BaseEvent, ts: float) -> _Session:
         session = _Session(
             session_id=event.session_id,
@@ -259,13 +280,17 @@ class Sessionize(Stage):
         return session
 
     def _evict_oldest(self) -> None:
-        timers = self._timers
-        while timers and len(self._sessions) > self._max_sessions:
-            due, session_id = heapq.heappop(timers)
-            session = self._sessions.get(session_id)
-            if session is not None and session.timer_at == due:
-                self.counts["evicted_overflow"] += 1
-                self._evict(session)
+        # The first session in the dict is the least recently active one (see handle); the one just opened is
+        # the last, so it is never the one to go.
+        sessions = self._sessions
+        while len(sessions) > self._max_sessions:
+            self.counts["evicted_overflow"] += 1
+            self._evict(next(iter(sessions.values())))
+        if len(self._timers) > 2 * len(sessions) + 1024:
+            # Evicted sessions leave their heap entries behind (skipped when they pop); rebuild the heap from
+            # the live sessions so that sustained overflow cannot grow it without bound.
+            self._timers = [(s.timer_at, s.session_id) for s in sessions.values() if s.timer_at != math.inf]
+            heapq.heapify(self._timers)
 
     def _evict(self, session: _Session) -> None:
         del self._sessions[session.session_id]
@@ -329,6 +354,8 @@ class Sessionize(Stage):
             siblings = self._customers.get(previous)
             if siblings and session.session_id in siblings:
                 siblings.remove(session.session_id)
+            if siblings is not None and not siblings:
+                del self._customers[previous]
         session.customer_id = customer_id
         self._customers.setdefault(customer_id, []).append(session.session_id)
         self.counts["stitched"] += 1
@@ -423,11 +450,14 @@ class Sessionize(Stage):
         self._close(session, event, ts, out, own=True)
         customer = session.customer_id
         if customer is not None:
-            self._buyers[customer] = ts
             for session_id in tuple(self._customers.get(customer, ())):
                 other = self._sessions.get(session_id)
-                if other is not None and other is not session and (other.lines or other.abandoned):
+                if other is None or other is session or not self._catch_up(other, ts, out):
+                    continue
+                if other.lines or other.abandoned:
                     self._close(other, event, ts, out, own=False)
+            # Only now: an abandonment caught up above came before this purchase made the customer a buyer.
+            self._buyers[customer] = ts
 
     def _on_identify(self, session: _Session, event: Identify, ts: float, out: list[Any]) -> None:
         out.append(

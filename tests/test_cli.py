@@ -1,0 +1,350 @@
+"""The ``recoverkit`` command, run in-process through ``main()`` and once as ``python -m recoverkit``."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import structlog
+
+from recoverkit import (
+    ChannelPolicy,
+    Config,
+    DeadLetters,
+    Engine,
+    FakeClock,
+    Flow,
+    FlowStep,
+    MemoryChannel,
+    PermanentDeliveryError,
+)
+from recoverkit.cli import main
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    # main() configures structlog for its process (to print to the stderr of the moment, here pytest's
+    # capture); put back what the rest of the test session had.
+    was_configured, saved = structlog.is_configured(), structlog.get_config()
+    yield
+    if was_configured:
+        structlog.configure(**saved)
+    else:
+        structlog.reset_defaults()
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # short relative paths keep messages on one line
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, " ".join(err.split())  # rich wraps stderr at 80 columns when it is not a terminal
+
+
+def events_file(path: Path) -> Path:
+    t = T0
+    lines = [
+        {"event": "identify", "session_id": "a", "customer_id": "ca", "email": "ca@example.com", "ts": t},
+        {"event": "consent", "session_id": "a", "customer_id": "ca", "granted": ["email"], "ts": t},
+        {
+            "event": "add_to_cart",
+            "session_id": "a",
+            "ts": t,
+            "items": [{"item_id": "SKU-1", "price": "9.99"}],
+        },
+        {"event": "page_view", "session_id": "z", "ts": t + 7200},
+    ]
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json\n")
+    return path
+
+
+# -- demo ----------------------------------------------------------------------------------------------------
+
+
+def test_demo_prints_the_messages_recoverkit_would_send(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "demo", "--limit", "3")
+    assert code == 0
+    assert "messages recoverkit would send" in out
+    assert "@example.invalid" not in out  # addresses are masked
+    assert "more (--limit N to see them)" in out
+
+
+def test_python_dash_m_recoverkit_demo_runs_in_a_fresh_process(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "recoverkit", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "messages recoverkit would send" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+# -- replay --------------------------------------------------------------------------------------------------
+
+
+def test_replay_json_prints_the_summary_as_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = tmp_path / "fast.toml"
+    config.write_text('abandon_after = 600\n[[flows]]\nname = "f"\n[[flows.steps]]\ndelay = 60\n')
+    code, out, _ = run(
+        capsys, "replay", str(events_file(tmp_path / "e.jsonl")), "--config", "fast.toml", "--json"
+    )
+    assert code == 0
+    summary = json.loads(out)
+    assert {"events", "accepted", "invalid", "carts", "abandonments", "messages", "pending"} <= set(summary)
+    assert (summary["events"], summary["invalid"], summary["carts"]) == (5, {"malformed_json": 1}, 1)
+    assert summary["abandonments"] == {"inactivity": 1}
+    assert summary["messages"] == {"f/0/email": 1}
+    assert summary["statistics"]["stages"]["dispatch"]["received"] >= 1
+
+
+def test_replay_prints_a_readable_summary(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "replay", str(events_file(tmp_path / "e.jsonl")))
+    assert code == 0
+    assert "5 events (4 accepted, 1 invalid, 0 late)" in out
+    assert "invalid events by reason: malformed_json 1" in out
+
+
+def test_replay_out_writes_the_messages(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, _ = run(capsys, "replay", str(events_file(tmp_path / "e.jsonl")), "--out", "m.jsonl", "--json")
+    assert code == 0
+    (message,) = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert message["key"] == "a/cart-recovery/0"
+
+
+def test_replay_of_a_missing_file_exits_1_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "replay", "no-such-events.jsonl")
+    assert code == 1
+    assert "error:" in err and "No such file or directory" in err and "no-such-events.jsonl" in err
+    assert "Traceback" not in err and out == ""
+
+
+def test_replay_of_a_truncated_gzip_file_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    packed = gzip.compress(events_file(tmp_path / "e.jsonl").read_bytes() * 50)
+    (tmp_path / "cut.jsonl.gz").write_bytes(packed[: len(packed) // 2])
+    code, _, err = run(capsys, "replay", "cut.jsonl.gz")
+    assert code == 1
+    assert "error:" in err and "Compressed file ended" in err
+
+
+def test_replay_with_a_bad_config_file_exits_2_naming_file_key_and_value(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "bad.toml").write_text('abandon_after = "soon"\n')
+    code, out, err = run(capsys, "replay", str(events_file(tmp_path / "e.jsonl")), "--config", "bad.toml")
+    assert code == 2
+    assert "configuration error: bad.toml: invalid configuration at `abandon_after`" in err
+    assert "'soon'" in err and "Expected `float`" in err
+    assert out == ""
+
+
+def test_a_config_error_is_printed_literally_not_as_markup(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "bad.toml").write_text(
+        '[[flows]]\nname = "[/bold] Black Friday"\n[[flows.steps]]\ndelay = 60\n'
+    )
+    code, _, err = run(capsys, "check-config", "bad.toml")
+    assert code == 2
+    assert "`flows[0].name`" in err
+    assert "'[/bold] Black Friday'" in err  # the value as written
+    assert "^[a-z][a-z0-9_-]{0,31}$" in err  # and the pattern it should match
+
+
+def test_replay_reads_stdin_for_dash(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "recoverkit", "replay", "-", "--json"],
+        input=events_file(tmp_path / "e.jsonl").read_bytes(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["events"] == 5
+
+
+# -- check-config and bench ----------------------------------------------------------------------------------
+
+
+def test_check_config_accepts_a_valid_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "ok.toml").write_text(
+        'abandon_after = 900\n[[flows]]\nname = "f"\n[[flows.steps]]\ndelay = 60\n'
+    )
+    code, out, _ = run(capsys, "check-config", "ok.toml")
+    assert code == 0
+    assert "ok.toml: ok (1 flow(s): f)" in out
+
+
+def test_check_config_of_a_missing_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "check-config", "missing.toml")
+    assert code == 2
+    assert "missing.toml: configuration file not found" in err
+
+
+def test_check_config_of_invalid_toml_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "broken.toml").write_text("abandon_after = \n")
+    code, _, err = run(capsys, "check-config", "broken.toml")
+    assert code == 2
+    assert "broken.toml: not valid TOML" in err
+
+
+def test_bench_reports_a_positive_ratio_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, "bench", "--sessions", "300", "--repeat", "1", "--memory-carts", "1000", "--json"
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert report["ratio"] > 0
+    assert report["events"] > 0 and report["memory_carts"] == 1000
+    assert [stage["name"] for stage in report["stages"]] == [
+        "ingest",
+        "sessionize",
+        "score",
+        "route",
+        "dispatch",
+    ]
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["replay"])
+    assert info.value.code == 2
+    assert "events" in capsys.readouterr().err
+
+
+# -- dead letters --------------------------------------------------------------------------------------------
+
+
+def dead_letter_file(path: Path, carts: int = 2) -> Path:
+    """Let an engine dead-letter one message per cart (the provider rejects every address)."""
+    config = Config(
+        abandon_after=60,
+        flows=[Flow(name="f", steps=[FlowStep(delay=0, channel="webhook")])],
+        channels={"webhook": ChannelPolicy(address="none", requires_consent=False)},
+    )
+    channel = MemoryChannel()
+    channel.fail_next(carts, PermanentDeliveryError("HTTP 410 from the provider"))
+
+    async def go() -> None:
+        clock = FakeClock(T0)
+        async with Engine(config, channels={"webhook": channel}, clock=clock, dead_letters=path) as engine:
+            for i in range(carts):
+                engine.track(
+                    {"event": "add_to_cart", "session_id": f"cart{i}", "items": [{"item_id": "SKU-1"}]}
+                )
+            await engine.flush()
+            clock.advance(60)
+            await engine.flush()
+
+    anyio.run(go)
+    assert len(DeadLetters(path)) == carts
+    return path
+
+
+def test_dead_letters_list_shows_the_letters_of_an_engine(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    dead_letter_file(tmp_path / "dead.jsonl")
+    code, out, _ = run(capsys, "dead-letters", "list", "dead.jsonl")
+    assert code == 0
+    assert "dead letters in dead.jsonl: 2" in out
+    assert "cart0/f/0" in out and "cart1/f/0" in out
+    assert "HTTP 410" in out
+
+
+class Receiver:
+    """A real HTTP server on localhost that records what was POSTed and answers ``status``."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.keys: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.keys.append(self.headers["Idempotency-Key"])
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # keep the test output quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/cart"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def test_dead_letters_resend_posts_each_letter_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    dead_letter_file(tmp_path / "dead.jsonl")
+    with Receiver() as receiver:
+        code, out, _ = run(capsys, "dead-letters", "resend", "dead.jsonl", "--webhook", receiver.url)
+        assert code == 0
+        assert "re-sent 2, still failing 0" in out
+        assert sorted(receiver.keys) == ["cart0/f/0", "cart1/f/0"]
+
+        code, out, _ = run(capsys, "dead-letters", "resend", "dead.jsonl", "--webhook", receiver.url)
+        assert code == 0
+        assert "re-sent 0, still failing 0" in out
+        assert len(receiver.keys) == 2
+    assert len(DeadLetters(tmp_path / "dead.jsonl")) == 0
+
+
+def test_dead_letters_resend_of_one_key_leaves_the_others(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    dead_letter_file(tmp_path / "dead.jsonl")
+    with Receiver() as receiver:
+        code, out, _ = run(
+            capsys, "dead-letters", "resend", "dead.jsonl", "--webhook", receiver.url, "--key", "cart1/f/0"
+        )
+    assert (code, receiver.keys) == (0, ["cart1/f/0"])
+    assert "re-sent 1, still failing 0" in out
+    assert [letter.message.key for letter in DeadLetters(tmp_path / "dead.jsonl")] == ["cart0/f/0"]
+
+
+def test_dead_letters_resend_that_still_fails_exits_1_and_keeps_them(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    dead_letter_file(tmp_path / "dead.jsonl")
+    with Receiver(status=503) as receiver:
+        code, out, err = run(capsys, "dead-letters", "resend", "dead.jsonl", "--webhook", receiver.url)
+    assert code == 1
+    assert "re-sent 0, still failing 2" in out
+    assert "still failing" in err and "HTTP 503" in err
+    assert "/hooks/cart" not in err  # the webhook path may hold a token; only the host is named
+    assert len(DeadLetters(tmp_path / "dead.jsonl")) == 2
+
+
+def test_dead_letters_resend_needs_a_webhook(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["dead-letters", "resend", "dead.jsonl"])
+    assert info.value.code == 2
+    assert "--webhook" in capsys.readouterr().err

@@ -1,0 +1,253 @@
+"""Ingest, through a running engine: validation, the bounded inbox, event-time order, stamping times."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from recoverkit import Config, Engine, EventClock, FakeClock, MemoryChannel
+from recoverkit.events import BaseEvent
+
+pytestmark = pytest.mark.anyio
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+def view(session: str, t: float | None = None, **fields: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "event": "view_item",
+        "session_id": session,
+        "items": [{"item_id": "SKU-1"}],
+        **fields,
+    }
+    if t is not None:
+        event["ts"] = T0 + t
+    return event
+
+
+def spy_on_sessionize(engine: Engine) -> list[BaseEvent]:
+    """Record every event ingest hands to the sessionizer, in the order it hands them."""
+    seen: list[BaseEvent] = []
+    handle = engine.sessionize.handle
+
+    def recording(items: list[Any], out: list[Any]) -> None:
+        seen.extend(items)
+        handle(items, out)
+
+    engine.sessionize.handle = recording  # type: ignore[method-assign]
+    return seen
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+async def live(clock: FakeClock) -> AsyncIterator[Engine]:
+    async with Engine(Config(), channels={"email": MemoryChannel()}, clock=clock) as engine:
+        yield engine
+
+
+def replaying(**settings: Any) -> Engine:
+    return Engine(Config(**settings), channels={"email": MemoryChannel()}, clock=EventClock())
+
+
+# -- validation ----------------------------------------------------------------------------------------------
+
+
+async def test_invalid_events_are_counted_by_reason(live: Engine) -> None:
+    for raw in [
+        b"{not json",
+        {"event": "add-to-cart", "session_id": "s1"},
+        {"event": "add_to_cart"},
+        {"event": "add_to_cart", "session_id": "s1", "items": [{"item_id": "a", "quantity": "3"}]},
+        {"event": "add_to_cart", "session_id": "s1", "currency": "eur"},
+        b'{"event": "exit_intent", "session_id": "s1", "padding": "' + b"x" * 70_000 + b'"}',
+    ]:
+        assert live.track(raw) is True  # accepted into the inbox; validated later
+    await live.flush()
+    assert live.statistics().events_invalid == {
+        "malformed_json": 1,
+        "unknown_event": 1,
+        "missing_field": 1,
+        "wrong_type": 1,
+        "bad_value": 1,
+        "too_large": 1,
+    }
+
+
+async def test_valid_events_around_invalid_ones_are_still_processed(live: Engine) -> None:
+    seen = spy_on_sessionize(live)
+    live.track(view("s1"))
+    live.track(b"garbage")
+    live.track(view("s2"))
+    await live.flush()
+    assert [event.session_id for event in seen] == ["s1", "s2"]
+    stats = live.statistics()
+    assert (stats.events_accepted, stats.events_invalid) == (2, {"malformed_json": 1})
+
+
+@pytest.mark.parametrize(
+    ("garbage", "reason"),
+    [(None, "wrong_type"), (object(), "wrong_type"), (12, "wrong_type"), ("x" * 10_000_000, "too_large")],
+    ids=["none", "object", "int", "10MB-string"],
+)
+async def test_track_never_raises_on_garbage(live: Engine, garbage: Any, reason: str) -> None:
+    assert live.track(garbage) is True
+    await live.flush()
+    assert live.statistics().events_invalid == {reason: 1}
+
+
+async def test_a_timestamp_in_milliseconds_is_refused_as_bad_value(live: Engine) -> None:
+    live.track(view("s1", ts=T0 * 1000))
+    await live.flush()
+    stats = live.statistics()
+    assert (stats.events_accepted, stats.events_invalid) == (0, {"bad_value": 1})
+
+
+async def test_a_struct_built_with_nonsense_is_counted_not_raised(live: Engine) -> None:
+    from recoverkit.events import ViewItem
+
+    live.track(ViewItem(session_id="s1", ts="yesterday"))  # type: ignore[arg-type]  # Structs trust the caller
+    live.track(view("s2"))
+    await live.flush()
+    stats = live.statistics()
+    assert (stats.events_accepted, stats.events_invalid) == (1, {"bad_value": 1})
+
+
+async def test_invalid_events_are_logged_without_their_content(
+    live: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live.track(
+        {"event": "identify", "session_id": "s1", "email": "jane.doe@example.com", "phone": 4917012345}
+    )
+    await live.flush()
+    logged = capsys.readouterr()
+    assert "invalid_event" in logged.out + logged.err
+    assert "jane.doe" not in logged.out + logged.err
+    assert "4917012345" not in logged.out + logged.err
+
+
+# -- the bounded inbox ---------------------------------------------------------------------------------------
+
+
+async def test_track_refuses_and_counts_overflow_beyond_inbox_capacity(clock: FakeClock) -> None:
+    async with Engine(Config(inbox_capacity=3), channels={"email": MemoryChannel()}, clock=clock) as engine:
+        results = [engine.track(view(f"s{i}")) for i in range(5)]  # no await: nothing drains the inbox
+        assert results == [True, True, True, False, False]
+        assert engine.statistics().events_overflow == 2
+        await engine.flush()
+        assert engine.statistics().events_accepted == 3
+
+
+async def test_the_inbox_takes_events_again_once_drained(clock: FakeClock) -> None:
+    async with Engine(Config(inbox_capacity=2), channels={"email": MemoryChannel()}, clock=clock) as engine:
+        assert [engine.track(view("s1")) for _ in range(3)] == [True, True, False]
+        await engine.flush()
+        assert engine.track(view("s1")) is True
+
+
+async def test_events_tracked_before_start_are_handled_once_it_runs(clock: FakeClock) -> None:
+    engine = Engine(Config(), channels={"email": MemoryChannel()}, clock=clock)
+    assert engine.track(view("s1")) is True
+    async with engine:
+        await engine.flush()
+        assert engine.statistics().events_accepted == 1
+
+
+# -- time ----------------------------------------------------------------------------------------------------
+
+
+async def test_events_without_ts_are_stamped_with_the_clock(live: Engine, clock: FakeClock) -> None:
+    seen = spy_on_sessionize(live)
+    clock.advance(42.5)
+    live.track(view("s1"))
+    await live.flush()
+    assert [event.ts for event in seen] == [T0 + 42.5]
+
+
+async def test_rfc3339_timestamps_reach_the_sessionizer_as_epoch_seconds(live: Engine) -> None:
+    seen = spy_on_sessionize(live)
+    live.track(view("s1", ts="2026-01-01T01:00:00+01:00"))
+    await live.flush()
+    assert [event.ts for event in seen] == [T0]
+
+
+async def test_out_of_order_events_within_lateness_reach_the_sessionizer_in_time_order() -> None:
+    engine = replaying(allowed_lateness=60)
+    seen = spy_on_sessionize(engine)
+    offsets = [0, 30, 10, 50, 20, 5, 45, 40]
+    async with engine:
+        await engine.submit_many([view(f"s{i}", t) for i, t in enumerate(offsets)])
+        await engine.flush(end_of_input=True)
+    assert [event.ts for event in seen] == sorted(T0 + t for t in offsets)
+    assert engine.statistics().events_late == 0
+
+
+async def test_events_are_held_back_until_the_watermark_passes_them() -> None:
+    engine = replaying(allowed_lateness=60)
+    seen = spy_on_sessionize(engine)
+    async with engine:
+        await engine.submit_many([view("a", 0), view("b", 50), view("c", 100)])
+        await engine.flush()
+        assert [event.session_id for event in seen] == ["a"]  # the watermark is 100 - 60 = 40
+        await engine.submit_many([view("d", 45)])  # after the watermark: still put in its place, not late
+        await engine.flush(end_of_input=True)
+    assert [event.session_id for event in seen] == ["a", "d", "b", "c"]
+    assert engine.statistics().events_late == 0
+
+
+async def test_purchase_sorts_after_cart_activity_of_the_same_second() -> None:
+    engine = replaying()
+    seen = spy_on_sessionize(engine)
+    async with engine:
+        await engine.submit_many(
+            [{"event": "purchase", "session_id": "s1", "ts": T0}, view("s1", 0), view("s1", 0)]
+        )
+        await engine.flush(end_of_input=True)
+    assert [type(event).__name__ for event in seen] == ["ViewItem", "ViewItem", "Purchase"]
+
+
+async def test_events_later_than_the_lateness_are_counted_late_but_still_applied() -> None:
+    engine = replaying(allowed_lateness=10)
+    seen = spy_on_sessionize(engine)
+    async with engine:
+        await engine.submit_many([view("a", 0), view("b", 100)])
+        await engine.flush()  # watermark 90: a is released
+        await engine.submit_many([view("late", 50)])
+        await engine.flush(end_of_input=True)
+    assert [event.session_id for event in seen] == ["a", "late", "b"]
+    stats = engine.statistics()
+    assert (stats.events_late, stats.events_accepted) == (1, 3)
+
+
+async def test_in_a_replay_events_without_ts_take_the_latest_event_time() -> None:
+    engine = replaying()
+    seen = spy_on_sessionize(engine)
+    async with engine:
+        await engine.submit_many([view("a", 100), view("b", 20), view("c")])
+        await engine.flush(end_of_input=True)
+    assert {event.session_id: event.ts for event in seen}["c"] == T0 + 100
+
+
+async def test_in_a_replay_a_first_event_without_ts_is_refused() -> None:
+    engine = replaying()
+    async with engine:
+        await engine.submit_many([view("a"), view("b", 0)])
+        await engine.flush(end_of_input=True)
+    stats = engine.statistics()
+    assert (stats.events_accepted, stats.events_invalid) == (1, {"missing_field": 1})
+
+
+async def test_ingest_statistics_show_the_inbox_and_reorder_buffer() -> None:
+    engine = replaying(allowed_lateness=60)
+    async with engine:
+        engine.track(view("a", 0))
+        engine.track(view("b", 100))
+        assert engine.statistics().stages["ingest"].extra["inbox"] == 2
+        await engine.flush()
+        extra = engine.statistics().stages["ingest"].extra
+        assert (extra["inbox"], extra["reorder_buffer"], extra["accepted"]) == (0, 1, 2)
