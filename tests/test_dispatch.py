@@ -7,6 +7,7 @@ Every test builds its shoppers from events (identify, consent, add_to_cart), let
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from recoverkit import (
     Config,
     DeadLetters,
     Engine,
+    EventClock,
     FakeClock,
     Flow,
     FlowStep,
@@ -101,23 +103,17 @@ class Run:
         return self.engine.statistics().messages
 
 
-def running(cfg: Config, channels: Mapping[str, Any], **kwargs: Any) -> Any:
+def running(cfg: Config, channels: Mapping[str, Any], **kwargs: Any) -> AbstractAsyncContextManager[Run]:
     return running_on(FakeClock(T0), cfg, channels, **kwargs)
 
 
-def running_on(clock: FakeClock, cfg: Config, channels: Mapping[str, Any], **kwargs: Any) -> Any:
+@asynccontextmanager
+async def running_on(
+    clock: FakeClock, cfg: Config, channels: Mapping[str, Any], **kwargs: Any
+) -> AsyncIterator[Run]:
     """``async with running_on(...) as run``: an engine on ``clock``, started and closed around the block."""
-
-    class _Context:
-        async def __aenter__(self) -> Run:
-            self.engine = Engine(cfg, channels=channels, clock=clock, **kwargs)
-            await self.engine.__aenter__()
-            return Run(self.engine, clock)
-
-        async def __aexit__(self, *exc: object) -> None:
-            await self.engine.__aexit__(None, None, None)
-
-    return _Context()
+    async with Engine(cfg, channels=channels, clock=clock, **kwargs) as engine:
+        yield Run(engine, clock)
 
 
 @pytest.fixture
@@ -583,3 +579,27 @@ def test_random_shoppers_never_get_a_duplicate_a_message_after_purchase_or_witho
     hypothesis_event(f"messages sent: {min(len(keys), 3)}{'+' if len(keys) >= 3 else ''}")
     assert len(keys) == len(set(keys))  # never two messages for one step of one cart
     assert sends["peak"] <= 2  # the channel's concurrency cap
+
+
+# -- event time: decisions do not depend on batching ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("back", ["page_view", "purchase"])
+@pytest.mark.parametrize("chunk", [1, 100], ids=["one-by-one", "one-batch"])
+async def test_in_a_replay_a_message_due_before_the_shopper_came_back_is_sent(back: str, chunk: int) -> None:
+    # Abandoned at 60 s, the message is due at 90 s; the shopper is back at 200 s. A live engine sends at
+    # 90 s, so a replay must too, whether or not the return shares a batch with the due time.
+    email = MemoryChannel()
+    engine = Engine(config(), channels={"email": email}, clock=EventClock())
+    events: list[dict[str, Any]] = [{**event, "ts": T0} for event in shopper("s1", "c1")]
+    events += [
+        {"event": back, "session_id": "s1", "customer_id": "c1", "ts": T0 + 200},
+        {"event": "page_view", "session_id": "other", "ts": T0 + 5000},
+    ]
+    async with engine:
+        for i in range(0, len(events), chunk):
+            await engine.submit_many(events[i : i + chunk])
+            await engine.flush()
+        await engine.flush(end_of_input=True)
+    assert email.keys() == ["s1/f/0"]
+    assert email.sent[0].due_at == T0 + DUE

@@ -141,6 +141,39 @@ async def test_leaving_async_with_gives_up_on_a_hung_send_after_close_timeout() 
     assert engine.track(view("s2")) is False
 
 
+async def test_cancelling_the_task_inside_async_with_still_closes_the_engine_cleanly() -> None:
+    channel = MemoryChannel()
+    engine = Engine(channels={"email": channel}, clock=FakeClock(T0))
+    with anyio.CancelScope() as scope:  # the host shutting down: its task is cancelled
+        async with engine:
+            engine.track(view("s1"))
+            scope.cancel()
+            await anyio.sleep(0)
+    assert scope.cancelled_caught
+    assert channel.closed
+    assert engine.track(view("s2")) is False
+    async with Engine(channels={"email": MemoryChannel()}, clock=FakeClock(T0)) as again:  # scopes intact
+        await again.flush()
+
+
+async def test_a_stage_that_fails_surfaces_its_error_instead_of_a_cancellation() -> None:
+    channel = MemoryChannel()
+    engine = Engine(channels={"email": channel}, clock=FakeClock(T0))
+
+    async def broken(batch: Any, outbox: Any) -> None:
+        raise RuntimeError("bug in a stage")
+
+    engine.sessionize.process = broken  # type: ignore[method-assign]
+    with pytest.raises(BaseException) as info:  # an ExceptionGroup (the exceptiongroup backport before 3.11)
+        async with engine:
+            engine.track(view("s1"))
+            await engine.flush()
+    errors = getattr(info.value, "exceptions", ())
+    assert [str(e) for e in errors if isinstance(e, RuntimeError)] == ["bug in a stage"]
+    assert channel.closed
+    assert engine.track(view("s2")) is False
+
+
 # -- submit --------------------------------------------------------------------------------------------------
 
 

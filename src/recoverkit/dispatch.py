@@ -3,7 +3,9 @@
 Guarantees, in the order they are checked when a message comes due:
 
 1. **Never after purchase.** A purchase of the cart, or by its customer in any session after the cart was
-   started, cancels the message; the check is repeated just before the adapter is called.
+   started, cancels the message; live, the check is repeated just before the adapter is called. In event
+   time (replay) "after" is in event time: a message due before a purchase is sent, as it would have been
+   live, however the events were batched.
 2. **At most once per key.** The ledger records every key that was handed to an adapter; a key is never
    handed over a second time by this engine (a re-abandoned cart does not get step 1 again).
 3. **Contained adapters.** Each channel has its own timeout and concurrency limit; a send that raises or
@@ -20,6 +22,7 @@ The ledger and the schedule live in memory in this release: a restart forgets th
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections import Counter, deque
 from collections.abc import Mapping
@@ -56,6 +59,7 @@ class Dispatch(Stage):
         self._config = config
         self._channels = dict(channels)
         self._clock = clock
+        self._event_time = clock.event_time
         self._policies = {name: config.channel_policy(name) for name in self._channels}
         self._limiters = {name: anyio.CapacityLimiter(p.concurrency) for name, p in self._policies.items()}
         self._rng = random.Random(config.seed)
@@ -128,6 +132,11 @@ class Dispatch(Stage):
                 if kind is Message:
                     self._schedule(item)
                 elif kind is Cancel:
+                    if self._event_time:
+                        # Items of a batch all come before its watermark moves. In event time, first fire
+                        # what fell due before this cancel, as a live engine would have, so that what a
+                        # replay decides does not depend on how its input was batched.
+                        self.advance(math.nextafter(item.at, -math.inf), out)
                     self._cancel(item)
             except Exception:
                 self.errors += 1
@@ -251,9 +260,10 @@ class Dispatch(Stage):
         cancelled = False
         try:
             async with self._limiters[message.channel]:
-                # A purchase may have arrived while we waited for a slot. No early return from here: the
-                # bookkeeping below (start what is ready, release flush() barriers) must run either way.
-                cancelled = self._bought(message)
+                # Live, a purchase may have arrived while we waited for a slot (in event time, advance()
+                # decided at the due time). No early return from here: the bookkeeping below (start what is
+                # ready, release flush() barriers) must run either way.
+                cancelled = not self._event_time and self._bought(message)
                 if cancelled:
                     self._ledger[key] = "cancelled"
                     self.outcomes["cancelled_purchase"] += 1

@@ -150,34 +150,50 @@ class Engine:
         """Stop: handle everything accepted so far, wait for deliveries in flight, close the adapters.
 
         Waits at most ``timeout`` seconds, then cancels what is left. Messages scheduled for later are not
-        sent (they are lost with the process in this release).
+        sent (they are lost with the process in this release). Closing completes even when the calling task
+        is being cancelled (the host shutting down). If a stage failed, its error is raised from here, in an
+        ``ExceptionGroup``, rather than lost.
         """
         if self._state != "running":
             return
         self._state = "closing"
         tg = self._task_group
         assert tg is not None
-        with anyio.move_on_after(timeout) as scope:
-            await self._links[0].send_stream.aclose()  # ends ingest, which closes the next link, and so on
-            await self._stopped.wait()  # dispatch returns once its inbox is drained and nothing is in flight
-        if scope.cancelled_caught:
-            _log.warning("engine_close_timeout", timeout=timeout)
-        tg.cancel_scope.cancel()
-        await tg.__aexit__(None, None, None)
-        for adapter in {id(a): a for a in self.channels.values()}.values():
-            close = getattr(adapter, "aclose", None)
-            if close is not None:
-                try:
-                    await close()
-                except Exception as exc:
-                    _log.warning("adapter_close_failed", adapter=type(adapter).__name__, error=type(exc).__name__)
-        self._state = "closed"
-        _log.info("engine_stopped")
+        try:
+            # Shielded: the caller may be being cancelled, and the task group must still be drained and exited
+            # in order, from this scope, or anyio's cancel scopes are left corrupted.
+            with anyio.CancelScope(shield=True):
+                if not tg.cancel_scope.cancel_called:  # else a stage failed and the others were cancelled
+                    with anyio.move_on_after(timeout) as scope:
+                        await self._links[0].send_stream.aclose()  # ends ingest, which closes the next link, ...
+                        await self._stopped.wait()  # dispatch returns once drained and nothing is in flight
+                    if scope.cancelled_caught:
+                        _log.warning("engine_close_timeout", timeout=timeout)
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for adapter in {id(a): a for a in self.channels.values()}.values():
+                    close = getattr(adapter, "aclose", None)
+                    if close is not None:
+                        try:
+                            await close()
+                        except Exception as exc:
+                            _log.warning(
+                                "adapter_close_failed", adapter=type(adapter).__name__, error=type(exc).__name__
+                            )
+            for link in self._links:  # a cancelled or failed stage leaves its streams open
+                link.send_stream.close()
+                link.receive_stream.close()
+            self._state = "closed"
+            _log.info("engine_stopped")
 
     async def _run_stage(self, index: int, outbox: Link[Any] | None) -> None:
-        await self._stages[index].run(self._links[index], outbox)
-        if outbox is None:
-            self._stopped.set()
+        try:
+            await self._stages[index].run(self._links[index], outbox)
+        finally:
+            if outbox is None:  # dispatch ended: drained, or cancelled with the caller's scope; aclose goes on
+                self._stopped.set()
 
     async def _tick(self) -> None:
         # Live: push the wall clock through the pipeline so timers fire and track()'s inbox is drained.
