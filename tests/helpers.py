@@ -31,9 +31,7 @@ def event(kind: type[E], session: str, t: float, **fields: Any) -> E:
     return kind(session_id=session, ts=T0 + t, **fields)
 
 
-def add(
-    session: str, t: float, item_id: str = "A", price: str = "10.00", qty: int = 1, **fields: Any
-) -> AddToCart:
+def add(session: str, t: float, item_id: str = "A", price: str = "10.00", qty: int = 1, **fields: Any) -> AddToCart:
     fields.setdefault("currency", "EUR")
     return event(AddToCart, session, t, items=[item(item_id, price, qty)], **fields)
 

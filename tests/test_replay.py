@@ -290,11 +290,6 @@ async def sent_keys(lines: list[bytes], chunk: int) -> list[str]:
     return sorted(channel.keys())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sessionize fires an idle cart's timer only on an event of its own session or a purchase of its "
-    "customer; in one batch a consent withdrawn in another session before that comes first (reported)",
-)
 async def test_what_a_replay_sends_does_not_depend_on_how_its_input_is_batched() -> None:
     lines = list(generate_jsonl(400, seed=1))
     one_by_one = await sent_keys(lines, 1)

@@ -18,9 +18,7 @@ EMAIL = "jane@example.com"
 PHONE = "+49 170 1234567"
 
 
-def scored(
-    item: Abandoned | None = None, probability: float = 0.3, reason: Any = "unknown", **cart: Any
-) -> Scored:
+def scored(item: Abandoned | None = None, probability: float = 0.3, reason: Any = "unknown", **cart: Any) -> Scored:
     """A scored abandonment (at T0 + 2400) of the helpers' cart for customer ``cust-1``."""
     item = item if item is not None else abandoned(**cart)
     return Scored(abandoned=item, features=features_of(item), probability=probability, reason=reason)
@@ -34,9 +32,7 @@ def contact(
     granted: tuple[str, ...] = ("email",),
 ) -> ContactChanged:
     customer = None if key.startswith("session:") else key
-    return ContactChanged(
-        contact_key=key, at=T0, customer_id=customer, email=email, phone=phone, granted=granted
-    )
+    return ContactChanged(contact_key=key, at=T0, customer_id=customer, email=email, phone=phone, granted=granted)
 
 
 def flow(name: str, *steps: FlowStep, **when: Any) -> Flow:
@@ -154,9 +150,7 @@ def test_a_step_is_skipped_when_neither_channel_can_be_used() -> None:
 
 
 def test_the_first_matching_flow_takes_the_cart() -> None:
-    config = Config(
-        flows=[flow("big", min_value=Decimal("100.00")), flow("vip", returning=True), flow("all")]
-    )
+    config = Config(flows=[flow("big", min_value=Decimal("100.00")), flow("vip", returning=True), flow("all")])
     run = RouteRun(config).feed(contact(), scored(returning=True, value=50_00))
     assert [m.flow for m in run.messages()] == ["vip"]
 
@@ -194,9 +188,7 @@ def test_an_abandonment_no_flow_takes_is_counted_unrouted() -> None:
         pytest.param({"min_value": Decimal("20.00")}, {"value": 1999}, False, id="below_min_value"),
         pytest.param({"max_value": Decimal("20.00")}, {"value": 2000}, True, id="max_value_inclusive"),
         pytest.param({"max_value": Decimal("20.00")}, {"value": 2001}, False, id="above_max_value"),
-        pytest.param(
-            {"min_value": Decimal("2000")}, {"value": 2000, "currency": "JPY"}, True, id="min_value_in_yen"
-        ),
+        pytest.param({"min_value": Decimal("2000")}, {"value": 2000, "currency": "JPY"}, True, id="min_value_in_yen"),
         pytest.param(
             {"min_value": Decimal("2.000")},
             {"value": 1999, "currency": "KWD"},
@@ -235,9 +227,7 @@ def test_a_step_condition_skips_only_that_step() -> None:
 
 
 def test_a_conversion_cancels_everything_for_the_cart_and_the_customer() -> None:
-    converted = Converted(
-        cart_key="cart-1", session_id="s1", customer_id="cust-1", contact_key="cust-1", at=T0 + 9
-    )
+    converted = Converted(cart_key="cart-1", session_id="s1", customer_id="cust-1", contact_key="cust-1", at=T0 + 9)
     run = RouteRun().feed(converted)
     assert run.out == [Cancel(why="purchase", at=T0 + 9, cart_key="cart-1", contact_key="cust-1")]
 
@@ -250,15 +240,11 @@ def test_a_resumption_cancels_what_is_pending_for_the_cart() -> None:
 def test_consent_withdrawal_cancels_that_channel_for_the_contact() -> None:
     withdrawal = ContactChanged(contact_key="cust-1", at=T0 + 9, withdrawn=("email",))
     run = RouteRun().feed(contact(), withdrawal)
-    assert run.cancels() == [
-        Cancel(why="consent_withdrawn", at=T0 + 9, contact_key="cust-1", channel="email")
-    ]
+    assert run.cancels() == [Cancel(why="consent_withdrawn", at=T0 + 9, contact_key="cust-1", channel="email")]
 
 
 def test_no_message_after_consent_is_withdrawn() -> None:
-    run = RouteRun().feed(
-        contact(), ContactChanged(contact_key="cust-1", at=T0 + 9, withdrawn=("email",)), scored()
-    )
+    run = RouteRun().feed(contact(), ContactChanged(contact_key="cust-1", at=T0 + 9, withdrawn=("email",)), scored())
     assert run.messages() == []
 
 
@@ -306,9 +292,7 @@ def test_an_anonymous_shopper_with_consent_and_email_is_addressed_by_session() -
 
 
 def test_later_contact_details_replace_earlier_ones() -> None:
-    run = RouteRun().feed(
-        contact(), ContactChanged(contact_key="cust-1", at=T0, email="new@example.com"), scored()
-    )
+    run = RouteRun().feed(contact(), ContactChanged(contact_key="cust-1", at=T0, email="new@example.com"), scored())
     assert {m.recipient.email for m in run.messages()} == {"new@example.com"}
 
 

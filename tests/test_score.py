@@ -58,9 +58,7 @@ def test_checkout_seconds_is_zero_for_a_cart_that_never_reached_checkout() -> No
 
 def test_features_count_lines_units_and_signals() -> None:
     cart_lines = (CartLine(item_id="A", price=100, quantity=2), CartLine(item_id="B", price=100, quantity=3))
-    f = features_of(
-        abandoned("exit_intent", lines=cart_lines, exit_intents=1, form_errors=2, customer_id="c")
-    )
+    f = features_of(abandoned("exit_intent", lines=cart_lines, exit_intents=1, form_errors=2, customer_id="c"))
     assert (f.lines, f.quantity, f.exit_intent, f.form_errors, f.identified, f.trigger) == (
         2,
         5,
@@ -141,9 +139,7 @@ def test_few_item_views_leave_the_reason_unknown() -> None:
 
 
 def test_item_views_during_checkout_are_not_price_comparison() -> None:
-    assert (
-        DefaultScorer().reason(features(step=int(CheckoutStep.CHECKOUT), lines=1, item_views=10)) == "unknown"
-    )
+    assert DefaultScorer().reason(features(step=int(CheckoutStep.CHECKOUT), lines=1, item_views=10)) == "unknown"
 
 
 # -- the stage ----------------------------------------------------------------------------------------------

@@ -71,11 +71,7 @@ def test_a_later_event_in_the_same_batch_does_not_hide_an_abandonment() -> None:
 
 
 def test_a_later_event_in_the_same_batch_finds_an_idle_session_forgotten() -> None:
-    run = (
-        SessionizeRun(session_timeout=900, abandon_after=1800)
-        .feed(page("s1", 0), add("s1", 1000))
-        .advance(2800)
-    )
+    run = SessionizeRun(session_timeout=900, abandon_after=1800).feed(page("s1", 0), add("s1", 1000)).advance(2800)
     assert run.stage.counts["evicted"] == 1
     assert [a.cart.started_at for a in run.of(Abandoned)] == [T0 + 1000]
 
@@ -92,9 +88,7 @@ def test_exit_intent_shortens_the_wait_to_exit_intent_after() -> None:
 
 
 def test_exit_intent_without_a_cart_abandons_nothing() -> None:
-    run = (
-        SessionizeRun(exit_intent_after=300).feed(page("s1", 0), event(ExitIntent, "s1", 10)).advance(86_400)
-    )
+    run = SessionizeRun(exit_intent_after=300).feed(page("s1", 0), event(ExitIntent, "s1", 10)).advance(86_400)
     assert run.of(Abandoned) == []
 
 
@@ -116,11 +110,7 @@ def test_payment_failed_abandons_at_the_next_advance_at_or_after_it() -> None:
 
 
 def test_payment_failed_waits_payment_failed_after_when_configured() -> None:
-    run = (
-        SessionizeRun(payment_failed_after=120)
-        .feed(add("s1", 0), event(PaymentFailed, "s1", 60))
-        .advance(179)
-    )
+    run = SessionizeRun(payment_failed_after=120).feed(add("s1", 0), event(PaymentFailed, "s1", 60)).advance(179)
     assert run.of(Abandoned) == []
     run.advance(180)
     assert [(a.trigger, a.at) for a in run.of(Abandoned)] == [("payment_failed", T0 + 180)]
@@ -282,9 +272,7 @@ def test_a_checkout_step_without_items_keeps_the_cart() -> None:
 
 def test_the_checkout_step_only_moves_forward() -> None:
     run = SessionizeRun(abandon_after=1800)
-    run.feed(
-        add("s1", 0), event(AddPaymentInfo, "s1", 10), event(ViewCart, "s1", 20), add("s1", 30, item_id="B")
-    )
+    run.feed(add("s1", 0), event(AddPaymentInfo, "s1", 10), event(ViewCart, "s1", 20), add("s1", 30, item_id="B"))
     run.advance(1830)
     [abandoned] = run.of(Abandoned)
     assert abandoned.cart.step == CheckoutStep.PAYMENT
@@ -292,9 +280,7 @@ def test_the_checkout_step_only_moves_forward() -> None:
 
 def test_checkout_at_is_when_checkout_began() -> None:
     run = SessionizeRun(abandon_after=1800).feed(add("s1", 0), event(ViewCart, "s1", 5))
-    run.feed(
-        event(BeginCheckout, "s1", 10), event(AddShippingInfo, "s1", 20, shipping=Decimal("4.90"))
-    ).advance(1820)
+    run.feed(event(BeginCheckout, "s1", 10), event(AddShippingInfo, "s1", 20, shipping=Decimal("4.90"))).advance(1820)
     [abandoned] = run.of(Abandoned)
     assert abandoned.cart.checkout_at == T0 + 10
     assert (abandoned.cart.step, abandoned.cart.shipping) == (CheckoutStep.SHIPPING, 490)
@@ -335,17 +321,15 @@ def test_prices_become_integer_minor_units_of_the_currency(currency: str, price:
 def test_the_cart_value_is_the_integer_sum_of_its_lines() -> None:
     # 0.10 + 0.20 is not 0.30 in binary floats; in minor units it is exactly 30.
     run = SessionizeRun(abandon_after=1800)
-    run.feed(add("s1", 0, item_id="A", price="0.10", qty=3), add("s1", 1, item_id="B", price="0.20")).advance(
-        1801
-    )
+    run.feed(add("s1", 0, item_id="A", price="0.10", qty=3), add("s1", 1, item_id="B", price="0.20")).advance(1801)
     assert run.of(Abandoned)[0].cart.value == 50
 
 
 def test_the_declared_value_is_used_when_the_lines_have_no_price() -> None:
     run = SessionizeRun(abandon_after=1800)
-    run.feed(
-        event(BeginCheckout, "s1", 0, currency="EUR", value=Decimal("49.90"), items=[item("A", "0")])
-    ).advance(1800)
+    run.feed(event(BeginCheckout, "s1", 0, currency="EUR", value=Decimal("49.90"), items=[item("A", "0")])).advance(
+        1800
+    )
     assert run.of(Abandoned)[0].cart.value == 4990
 
 
@@ -359,20 +343,14 @@ def test_identify_emits_the_contact_details() -> None:
 
 
 def test_identifying_an_anonymous_session_merges_it_into_the_customer() -> None:
-    run = SessionizeRun().feed(
-        page("s1", 0), event(Identify, "s1", 10, customer_id="cust-1", email="j@example.com")
-    )
+    run = SessionizeRun().feed(page("s1", 0), event(Identify, "s1", 10, customer_id="cust-1", email="j@example.com"))
     merge, details = run.of(ContactChanged)
     assert (merge.contact_key, merge.customer_id, merge.merged_from) == ("cust-1", "cust-1", "session:s1")
     assert (details.contact_key, details.email, details.merged_from) == ("cust-1", "j@example.com", None)
 
 
 def test_a_customer_id_on_any_event_stitches_the_session() -> None:
-    run = (
-        SessionizeRun(abandon_after=1800)
-        .feed(add("s1", 0), page("s1", 10, customer_id="cust-1"))
-        .advance(1810)
-    )
+    run = SessionizeRun(abandon_after=1800).feed(add("s1", 0), page("s1", 10, customer_id="cust-1")).advance(1810)
     assert [c.merged_from for c in run.of(ContactChanged)] == ["session:s1"]
     assert run.of(Abandoned)[0].cart.contact_key == "cust-1"
 

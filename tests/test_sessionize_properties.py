@@ -77,9 +77,7 @@ def shopping(draw: st.DrawFn) -> list[BaseEvent]:
             if kind in (AddToCart, RemoveFromCart) or (kind is BeginCheckout and draw(st.booleans())):
                 item_id = draw(st.sampled_from("AB"))
                 items = [Item(item_id=item_id, price=Decimal("10.00"), quantity=draw(st.integers(1, 2)))]
-            events.append(
-                kind(session_id=f"s{n}", customer_id=customer, ts=T0 + t, currency="EUR", items=items)
-            )
+            events.append(kind(session_id=f"s{n}", customer_id=customer, ts=T0 + t, currency="EUR", items=items))
             t += draw(GAPS)
     return sorted(events, key=ts)
 
@@ -125,9 +123,9 @@ def test_no_abandonment_after_a_purchase_without_new_cart_activity(
         if not purchases:
             continue
         bought = max(purchases)
-        assert any(
-            e.session_id == session and is_cart_activity(e) and bought < ts(e) < abandoned.at for e in events
-        ), f"{session} abandoned at {abandoned.at - T0} after a purchase at {bought - T0} with no new cart"
+        assert any(e.session_id == session and is_cart_activity(e) and bought < ts(e) < abandoned.at for e in events), (
+            f"{session} abandoned at {abandoned.at - T0} after a purchase at {bought - T0} with no new cart"
+        )
 
 
 @settings(deadline=None, max_examples=300)

@@ -108,7 +108,7 @@ class Engine:
         if not isinstance(dead_letters, DeadLetters):
             dead_letters = DeadLetters(dead_letters)
         self.ingest = Ingest(self.config, self.clock)
-        self.sessionize = Sessionize(self.config)
+        self.sessionize = Sessionize(self.config, event_time=self.clock.event_time)
         self.score = Score(scorer, shipping_shock_ratio=self.config.shipping_shock_ratio)
         self.route = Route(self.config)
         self.dispatch = Dispatch(self.config, self.channels, self.clock, dead_letters)

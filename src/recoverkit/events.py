@@ -343,4 +343,5 @@ def _explain(exc: msgspec.ValidationError, raw: Any) -> InvalidEvent:
     reason = "wrong_type" if what.startswith("Expected `") and ", got `" in what else "bad_value"
     if path is None:
         return InvalidEvent(f"{what}", reason=reason)
-    return InvalidEvent(f"{what} at `{path}` (value: {describe_value(raw, path, personal=_PERSONAL)})", reason=reason, field=path)
+    shown = describe_value(raw, path, personal=_PERSONAL)
+    return InvalidEvent(f"{what} at `{path}` (value: {shown})", reason=reason, field=path)

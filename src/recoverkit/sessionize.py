@@ -152,8 +152,12 @@ class Sessionize(Stage):
 
     name = "sessionize"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, event_time: bool = False) -> None:
         super().__init__()
+        # In event time every timer due before an event fires before that event is handled, so decisions do
+        # not depend on how the input was cut into batches. Live, timers fire on the clock's ticks only: a
+        # shop's clock running ahead must not make carts abandon early.
+        self._event_time = event_time
         self._abandon_after = config.abandon_after
         self._exit_after = config.exit_intent_after
         self._failed_after = config.payment_failed_after
@@ -188,9 +192,14 @@ class Sessionize(Stage):
     def handle(self, items: list[Event], out: list[Any]) -> None:
         sessions = self._sessions
         handlers = self._handlers
+        timers = self._timers
+        event_time = self._event_time
         for event in items:
             try:
                 ts: float = event.ts  # type: ignore[assignment]  # ingest made every ts a float
+                if event_time and timers and timers[0][0] < ts:
+                    self._fire(ts, out, inclusive=False)
+                    timers = self._timers  # the heap may have been rebuilt
                 session_id = event.session_id
                 session = sessions.get(session_id)
                 if session is not None and session.deadline < ts and not self._catch_up(session, ts, out):
@@ -217,10 +226,14 @@ class Sessionize(Stage):
                 self.log.exception("sessionize_failed", event=getattr(event, "event", type(event).__name__))
 
     def advance(self, watermark: float, out: list[Any]) -> None:
+        self._fire(watermark, out, inclusive=True)
+
+    def _fire(self, limit: float, out: list[Any], *, inclusive: bool) -> None:
+        """Fire timers due at or before ``limit`` (strictly before it unless ``inclusive``)."""
         timers = self._timers
         sessions = self._sessions
         pop = heapq.heappop
-        while timers and timers[0][0] <= watermark:
+        while timers and (timers[0][0] <= limit if inclusive else timers[0][0] < limit):
             due, session_id = pop(timers)
             session = sessions.get(session_id)
             if session is None or session.timer_at != due:
