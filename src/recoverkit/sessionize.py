@@ -542,9 +542,9 @@ class Sessionize(Stage):
 
     def _snapshot(self, session: _Session) -> CartSnapshot:
         lines = tuple(
-            CartLine(item_id=l.item_id, price=l.price, quantity=l.quantity, name=l.name, category=l.category)
-            for l in session.lines or ()
-            if l.quantity > 0
+            CartLine(item_id=ln.item_id, price=ln.price, quantity=ln.quantity, name=ln.name, category=ln.category)
+            for ln in session.lines or ()
+            if ln.quantity > 0
         )
         computed = sum(line.price * line.quantity for line in lines)
         customer = session.customer_id
