@@ -35,10 +35,21 @@ from .errors import (
     InvalidEvent,
     PermanentDeliveryError,
     RecoverkitError,
+    StoreError,
     TransientDeliveryError,
 )
 from .events import EVENT_KINDS, Event, Item, decode_event, encode_event
 from .score import Assessment, DefaultScorer, Features, Scorer
+from .store import (
+    Checkpoint,
+    DeadLetterRecord,
+    JournalEntry,
+    LedgerEntry,
+    MemoryStore,
+    SQLiteStore,
+    Store,
+    StoreStatistics,
+)
 
 __version__ = "0.1.0"
 
@@ -50,12 +61,14 @@ __all__ = [
     "CartSnapshot",
     "Channel",
     "ChannelPolicy",
+    "Checkpoint",
     "Clock",
     "Condition",
     "Config",
     "ConfigError",
     "ConsoleChannel",
     "DeadLetter",
+    "DeadLetterRecord",
     "DeadLetters",
     "DefaultScorer",
     "DeliveryError",
@@ -70,13 +83,20 @@ __all__ = [
     "FlowStep",
     "InvalidEvent",
     "Item",
+    "JournalEntry",
     "JsonLinesChannel",
+    "LedgerEntry",
     "MemoryChannel",
+    "MemoryStore",
     "Message",
     "PermanentDeliveryError",
     "Recipient",
     "RecoverkitError",
+    "SQLiteStore",
     "Scorer",
+    "Store",
+    "StoreError",
+    "StoreStatistics",
     "TransientDeliveryError",
     "WallClock",
     "WebhookChannel",

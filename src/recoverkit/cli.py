@@ -9,6 +9,8 @@
     recoverkit dead-letters resend FILE --webhook URL [--key KEY ...]
     recoverkit check-config FILE
     recoverkit convert rees46|retailrocket CSV OUT
+    recoverkit db check PATH                 integrity check of a state file (exit status 1 if problems)
+    recoverkit db info PATH                  schema version, rows per table, lease holders
 
 Exit status: 0 on success, 2 for usage and configuration errors, 1 for other failures. Messages on stdout,
 diagnostics on stderr; progress bars only when stderr is a terminal.
@@ -246,6 +248,48 @@ def _cmd_convert(args: argparse.Namespace, console: Console, err: Console) -> in
     return 0
 
 
+def _cmd_db(args: argparse.Namespace, console: Console, err: Console) -> int:
+    # Read-only: neither creates, migrates nor changes the file, so it is safe beside running workers. Paths
+    # and owners can be long: soft_wrap keeps each on one line for grep.
+    import time
+
+    from .store import check_database, describe_database
+
+    if args.action == "check":
+        problems = check_database(args.path)
+        if not problems:
+            console.print(f"{escape(args.path)}: ok", soft_wrap=True)
+            return 0
+        console.print(f"{escape(args.path)}: {len(problems)} problem(s)", soft_wrap=True)
+        for problem in problems:
+            console.print(f"  {escape(problem)}", soft_wrap=True)
+        return 1
+    info = describe_database(args.path)
+    now = time.time()
+    console.print(
+        f"{escape(info.path)}: schema version {info.schema_version} (this recoverkit: {info.supported_version})",
+        soft_wrap=True,
+    )
+    checkpoint = "none" if info.checkpoint_position is None else f"at seq {info.checkpoint_position:,}"
+    console.print(f"journal: last seq {info.last_seq:,}; checkpoint {checkpoint}")
+    table = Table(title="rows", show_edge=False)
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in info.rows.items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+    if not info.leases:
+        console.print("leases: none")
+    for lease in info.leases:
+        left = lease.expires_at - now
+        state = f"expires in {left:.1f} s" if left > 0 else f"expired {-left:.1f} s ago"
+        console.print(
+            f"lease {escape(lease.name)}: held by {escape(lease.owner)}, {state} ({_when(lease.expires_at)} UTC)",
+            soft_wrap=True,
+        )
+    return 0
+
+
 def _uvloop() -> bool:
     try:
         import uvloop  # noqa: F401
@@ -298,6 +342,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("csv")
     p.add_argument("out", help=".jsonl or .jsonl.gz")
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("db", help="look at a state file (SQLiteStore) without changing it")
+    p.add_argument("action", choices=["check", "info"], help="check: integrity; info: version, rows, leases")
+    p.add_argument("path", help="the SQLite state file")
+    p.set_defaults(func=_cmd_db)
     return parser
 
 

@@ -6,6 +6,7 @@
     ├── ConfigError            bad configuration, raised when the engine is built or started
     ├── InvalidEvent           an event that cannot be accepted (bad JSON, unknown kind, wrong type, too big)
     ├── EngineStateError       the engine was used in a state that does not allow it (not started, closed)
+    ├── StoreError             durable state cannot be read or written as asked (bad file, wrong state, fork)
     └── DeliveryError          raised by channel adapters to tell dispatch how a send failed
         ├── TransientDeliveryError   worth retrying (timeouts, 5xx, connection refused)
         └── PermanentDeliveryError   retrying cannot help (4xx, invalid address); goes to the dead letters
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidEvent",
     "PermanentDeliveryError",
     "RecoverkitError",
+    "StoreError",
     "TransientDeliveryError",
 ]
 
@@ -56,6 +58,18 @@ class InvalidEvent(RecoverkitError, ValueError):
 
 class EngineStateError(RecoverkitError, RuntimeError):
     """Raised when the engine is used before it started or after it closed."""
+
+
+class StoreError(RecoverkitError):
+    """Raised by the stores in :mod:`recoverkit.store` when durable state cannot be used as asked.
+
+    That is: a file that is not a recoverkit store or was written by a newer recoverkit, a store used after
+    ``close()`` or in a process it was not opened in (open it after forking), a ledger entry or dead letter
+    that does not exist or is not in a state that allows the operation, and SQLite failures such as a write
+    lock held by another process for longer than the busy timeout. The message names the file or key, the
+    state or value found and what was expected. Bad argument values (a negative limit, an unknown outcome)
+    raise :class:`ValueError` instead, and bad constructor options :class:`ConfigError`.
+    """
 
 
 class DeliveryError(RecoverkitError):

@@ -1,0 +1,45 @@
+"""Durable state: the journal, checkpoint, purchases, dispatch ledger, leases and dead letters of a pipeline.
+
+:class:`Store` is the interface (see :mod:`recoverkit.store.base` for what each method promises);
+:class:`SQLiteStore` keeps it in one SQLite file that the worker processes of a host share, and
+:class:`MemoryStore` in memory, for tests. :func:`check_database` and :func:`describe_database` read a store
+file without changing it (``recoverkit db check`` and ``recoverkit db info``).
+"""
+
+from ._schema import Lease, StoreInfo, check_database, describe_database
+from .base import (
+    PIPELINE_LEASE,
+    Checkpoint,
+    Claim,
+    DeadLetterRecord,
+    JournalEntry,
+    LedgerEntry,
+    LedgerState,
+    Outcome,
+    Resolution,
+    Store,
+    StoreStatistics,
+)
+from .memory import MemoryStore
+from .sqlite import SQLiteStore, Synchronous
+
+__all__ = [
+    "PIPELINE_LEASE",
+    "Checkpoint",
+    "Claim",
+    "DeadLetterRecord",
+    "JournalEntry",
+    "Lease",
+    "LedgerEntry",
+    "LedgerState",
+    "MemoryStore",
+    "Outcome",
+    "Resolution",
+    "SQLiteStore",
+    "Store",
+    "StoreInfo",
+    "StoreStatistics",
+    "Synchronous",
+    "check_database",
+    "describe_database",
+]

@@ -1,0 +1,320 @@
+"""The SQLite schema of a recoverkit store, versioned; the migrations that bring a file up to date; checks.
+
+A store file says what it is in its header: ``PRAGMA application_id`` is :data:`APPLICATION_ID` and
+``PRAGMA user_version`` the number of migrations applied to it. :data:`MIGRATIONS` is append-only: migration
+``n`` (1-based) takes a file from version ``n - 1`` to ``n``. Never edit a released migration; add one.
+:func:`migrate` applies the missing ones in one transaction at open, so a file is never half migrated, and
+refuses a file written by a newer recoverkit rather than guess what its tables mean.
+
+:func:`problems` is ``SQLiteStore.check()``; :func:`check_database` and :func:`describe_database` read a file
+without opening a store on it, and without changing it (``recoverkit db check`` and ``db info``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final, TypeVar
+
+import msgspec
+
+from ..errors import StoreError
+
+__all__ = [
+    "APPLICATION_ID",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "Lease",
+    "StoreInfo",
+    "check_database",
+    "check_header",
+    "describe_database",
+    "last_seq",
+    "migrate",
+    "problems",
+    "split_statements",
+]
+
+T = TypeVar("T")
+
+#: "RcKt": marks a SQLite file as a recoverkit store (``PRAGMA application_id``).
+APPLICATION_ID: Final = 0x52634B74
+
+_V1 = """
+-- Accepted events. AUTOINCREMENT so that a seq is never handed out twice, even after the journal is trimmed
+-- empty: a checkpoint's position must keep meaning the same events.
+CREATE TABLE journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    data BLOB NOT NULL,
+    accepted_at REAL NOT NULL
+);
+
+-- At most one row: the latest checkpoint.
+CREATE TABLE checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    position INTEGER NOT NULL CHECK (position >= 0),
+    state BLOB NOT NULL,
+    saved_at REAL NOT NULL
+);
+
+-- The latest purchase time per cart (kind 'cart') and per contact (kind 'contact').
+CREATE TABLE purchases (
+    kind TEXT NOT NULL CHECK (kind IN ('cart', 'contact')),
+    key TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+
+-- One row per idempotency key; rowid order is claim order.
+CREATE TABLE ledger (
+    key TEXT PRIMARY KEY,
+    cart_key TEXT NOT NULL,
+    contact_key TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('sending', 'sent', 'failed', 'dead', 'cancelled', 'unknown')),
+    owner TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    claimed_at REAL NOT NULL,
+    finished_at REAL,
+    error TEXT
+);
+CREATE INDEX ledger_by_state ON ledger (state, owner);
+
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+
+-- rowid order is the order letters were added (a replaced letter is deleted and inserted again).
+CREATE TABLE dead_letters (
+    key TEXT PRIMARY KEY,
+    data BLOB NOT NULL,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    permanent INTEGER NOT NULL CHECK (permanent IN (0, 1)),
+    at REAL NOT NULL,
+    resent INTEGER NOT NULL DEFAULT 0 CHECK (resent IN (0, 1))
+);
+"""
+
+#: The migration scripts in order; the schema version of a file is how many of them it has had.
+MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+#: The version this recoverkit writes and reads.
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+#: The tables of the current schema, for checks and ``recoverkit db info``.
+TABLES: Final = ("checkpoint", "dead_letters", "journal", "leases", "ledger", "purchases")
+
+
+def split_statements(script: str) -> list[str]:
+    """The statements of ``script``, each complete, in order.
+
+    ``executescript`` would do this, but it commits any open transaction first, and a migration must run
+    inside the transaction that also sets the version.
+    """
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        if not pending and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"migration script ends in an incomplete statement: {pending.strip()[:80]!r}")
+    return statements
+
+
+def _header(conn: sqlite3.Connection) -> tuple[int, int]:
+    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    return int(application_id), int(version)
+
+
+def _user_tables(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def check_header(path: str, application_id: int, version: int, tables: Sequence[str], supported: int) -> None:
+    """Raise :class:`StoreError` unless a file with this header can be used (possibly after migrating it)."""
+    if application_id not in (0, APPLICATION_ID):
+        raise StoreError(
+            f"{path} is a SQLite database of another application (application_id {application_id:#x}); "
+            f"expected a recoverkit store (application_id {APPLICATION_ID:#x}) or a path for a new one"
+        )
+    if version > supported:
+        raise StoreError(
+            f"{path} has schema version {version}, written by a newer recoverkit; this one supports schema "
+            f"versions up to {supported}: upgrade recoverkit on every process that shares the file"
+        )
+    if application_id == 0 and (version or tables):
+        # recoverkit sets application_id in the transaction that creates its tables, so a marked-less file
+        # with content is someone else's.
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "") or "none"
+        raise StoreError(
+            f"{path} is a SQLite database but not a recoverkit store (no recoverkit application_id; "
+            f"user_version {version}, tables: {shown}); expected a recoverkit store or a path for a new one"
+        )
+
+
+def migrate(conn: sqlite3.Connection, path: str, migrations: Sequence[str] = MIGRATIONS) -> int:
+    """Bring the file open on ``conn`` (in autocommit mode) to ``len(migrations)``; return the version found.
+
+    Runs under ``BEGIN IMMEDIATE``, so that processes opening a new file together migrate it once: the
+    others wait for the write lock, then find it done. A failing migration rolls back entirely.
+    """
+    application_id, version = _header(conn)
+    if application_id == APPLICATION_ID and version == len(migrations):
+        return version  # the usual case: no write lock needed
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        application_id, version = _header(conn)  # another process may have migrated meanwhile
+        check_header(path, application_id, version, _user_tables(conn), len(migrations))
+        for number in range(version, len(migrations)):
+            for statement in split_statements(migrations[number]):
+                conn.execute(statement)
+        # PRAGMAs take no parameters; both values are integers of ours.
+        conn.execute(f"PRAGMA user_version = {len(migrations):d}")
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return version
+
+
+def last_seq(conn: sqlite3.Connection) -> int:
+    """The highest journal seq ever handed out in the file open on ``conn`` (0 if none)."""
+    # sqlite_sequence keeps the highest seq AUTOINCREMENT ever handed out, even after the rows are deleted.
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'journal'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+# -- reading a file without opening a store (recoverkit db check / info) -----------------------------------------
+
+
+class Lease(msgspec.Struct, frozen=True, kw_only=True):
+    """A lease as stored: who holds ``name`` and until when (it may have expired since)."""
+
+    name: str
+    owner: str
+    expires_at: float
+
+
+class StoreInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What :func:`describe_database` found in a store file (``recoverkit db info``)."""
+
+    path: str
+    schema_version: int
+    supported_version: int
+    rows: dict[str, int]
+    leases: list[Lease]
+    last_seq: int
+    checkpoint_position: int | None
+
+
+def problems(conn: sqlite3.Connection, path: str) -> list[str]:
+    """What is wrong with the store file open on ``conn``: integrity, foreign keys, header, tables."""
+    found = [
+        f"integrity_check: {row[0]}" for row in conn.execute("PRAGMA integrity_check").fetchall() if row[0] != "ok"
+    ]
+    found += [
+        f"foreign_key_check: row {rowid} of table {table} refers to a missing row of {parent}"
+        for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check").fetchall()
+    ]
+    application_id, version = _header(conn)
+    tables = _user_tables(conn)
+    try:
+        check_header(path, application_id, version, tables, SCHEMA_VERSION)
+    except StoreError as exc:
+        return [*found, str(exc)]
+    if version < SCHEMA_VERSION:
+        found.append(
+            f"schema version {version} is older than {SCHEMA_VERSION}: opening the file with SQLiteStore migrates it"
+        )
+    else:
+        found += [f"table {name} is missing" for name in TABLES if name not in tables]
+    return found
+
+
+def _open_existing(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    file = Path(path)
+    if not file.is_file():
+        raise StoreError(f"{file}: no such file; expected an existing recoverkit store")
+    try:
+        # mode=rw: never create the file; query_only: never change it (no migration either).
+        conn = sqlite3.connect(f"{file.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None)
+        conn.execute("PRAGMA query_only = 1")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {file}: {exc}") from exc
+    return conn
+
+
+def _inspect(path: str | os.PathLike[str], run: Callable[[sqlite3.Connection], T]) -> T:
+    conn = _open_existing(path)
+    try:
+        conn.execute("BEGIN")  # one snapshot for every query
+        return run(conn)
+    except sqlite3.DatabaseError as exc:
+        if exc.sqlite_errorcode == sqlite3.SQLITE_NOTADB:
+            raise StoreError(f"{path} is not a SQLite database; expected a recoverkit store") from exc
+        raise StoreError(f"{path}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def check_database(path: str | os.PathLike[str]) -> list[str]:
+    """The problems :meth:`SQLiteStore.check` would report for the file at ``path``, without opening a store.
+
+    The file is neither created nor migrated nor changed. Raises :class:`~recoverkit.errors.StoreError` when
+    it does not exist or is not a SQLite database.
+    """
+    return _inspect(path, lambda conn: problems(conn, str(path)))
+
+
+def describe_database(path: str | os.PathLike[str]) -> StoreInfo:
+    """Schema version, row counts per table, leases, journal position and checkpoint of the store at ``path``.
+
+    Read-only, like :func:`check_database`; a file with another application's or a newer schema raises
+    :class:`~recoverkit.errors.StoreError`.
+    """
+
+    def run(conn: sqlite3.Connection) -> StoreInfo:
+        application_id, version = _header(conn)
+        tables = _user_tables(conn)
+        check_header(str(path), application_id, version, tables, SCHEMA_VERSION)
+        # Table names come from our own list, never from the file, so formatting them in is safe.
+        rows: dict[str, int] = {
+            name: int(conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
+            for name in TABLES
+            if name in tables
+        }
+        leases = (
+            [
+                Lease(name=n, owner=o, expires_at=e)
+                for n, o, e in conn.execute("SELECT name, owner, expires_at FROM leases ORDER BY name").fetchall()
+            ]
+            if "leases" in tables
+            else []
+        )
+        checkpoint = (
+            conn.execute("SELECT position FROM checkpoint WHERE id = 1").fetchone() if "checkpoint" in tables else None
+        )
+        return StoreInfo(
+            path=str(path),
+            schema_version=version,
+            supported_version=SCHEMA_VERSION,
+            rows=rows,
+            leases=leases,
+            last_seq=last_seq(conn) if "journal" in tables else 0,
+            checkpoint_position=None if checkpoint is None else int(checkpoint[0]),
+        )
+
+    return _inspect(path, run)

@@ -1,0 +1,299 @@
+"""``MemoryStore``: the store in a few dicts, for tests. It keeps nothing across a restart."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Sequence
+from types import TracebackType
+from typing import Self
+
+import msgspec
+
+from ..errors import StoreError
+from .base import (
+    FINISHABLE,
+    PIPELINE_LEASE,
+    RESOLVABLE,
+    Checkpoint,
+    Claim,
+    DeadLetterRecord,
+    JournalEntry,
+    LedgerEntry,
+    LedgerState,
+    Outcome,
+    Resolution,
+    StoreStatistics,
+    cannot_finish,
+    cannot_resolve,
+    check_claim,
+    check_lease,
+    check_outcome,
+    check_position,
+    check_purchase,
+    check_read_limit,
+    check_resolution,
+    check_states,
+    missing_dead_letter,
+    missing_entry,
+)
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """A :class:`~recoverkit.store.Store` held in memory: thread-safe, fast, and gone with the process.
+
+    It answers exactly as :class:`~recoverkit.store.SQLiteStore` does (both pass the same contract tests), so a
+    shop's tests and recoverkit's own can use it in place of a file. One lock serialises every method.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closed = False
+        self._journal: dict[int, JournalEntry] = {}  # insertion order is seq order
+        self._last_seq = 0
+        self._checkpoint: Checkpoint | None = None
+        self._cart_purchases: dict[str, float] = {}
+        self._contact_purchases: dict[str, float] = {}
+        self._ledger: dict[str, LedgerEntry] = {}
+        self._leases: dict[str, tuple[str, float]] = {}  # name -> (owner, expires_at)
+        self._letters: dict[str, tuple[DeadLetterRecord, bool]] = {}  # key -> (letter, resent)
+        self._operations = 0
+        self._failed = 0
+
+    # Every method runs under the lock and checks that the store is open. Writes also count themselves.
+
+    def _enter(self, write: bool) -> None:
+        if self._closed:
+            raise StoreError("MemoryStore was used after close()")
+        if write:
+            self._operations += 1
+
+    # -- journal --------------------------------------------------------------------------------------------
+
+    def append_events(self, events: Sequence[bytes], *, now: float) -> int:
+        with self._lock:
+            self._enter(write=bool(events))  # appending nothing is a read, as in SQLiteStore
+            for data in events:
+                self._last_seq += 1
+                self._journal[self._last_seq] = JournalEntry(seq=self._last_seq, data=bytes(data), accepted_at=now)
+            return self._last_seq
+
+    def read_events(self, after: int, limit: int) -> list[JournalEntry]:
+        check_read_limit(after, limit)
+        with self._lock:
+            self._enter(write=False)
+            if not self._journal:
+                return []
+            # Trims delete a prefix, so the seqs kept run without gaps from the first to the last.
+            first = max(after + 1, next(iter(self._journal)))
+            last = min(first + limit - 1, self._last_seq)
+            return [self._journal[seq] for seq in range(first, last + 1)]
+
+    def trim_events(self, through: int) -> int:
+        with self._lock:
+            self._enter(write=True)
+            count = 0
+            while self._journal and (first := next(iter(self._journal))) <= through:  # seq order: a prefix
+                del self._journal[first]
+                count += 1
+            return count
+
+    def last_seq(self) -> int:
+        with self._lock:
+            self._enter(write=False)
+            return self._last_seq
+
+    # -- checkpoint -----------------------------------------------------------------------------------------
+
+    def save_checkpoint(self, position: int, state: bytes, *, now: float) -> None:
+        check_position(position)
+        with self._lock:
+            self._enter(write=True)
+            self._checkpoint = Checkpoint(position=position, state=bytes(state), saved_at=now)
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        with self._lock:
+            self._enter(write=False)
+            return self._checkpoint
+
+    # -- purchases and the ledger ---------------------------------------------------------------------------
+
+    def record_purchase(self, *, cart_key: str | None, contact_key: str | None, at: float) -> None:
+        check_purchase(cart_key, contact_key)
+        with self._lock:
+            self._enter(write=True)
+            for table, key in ((self._cart_purchases, cart_key), (self._contact_purchases, contact_key)):
+                if key is not None:
+                    table[key] = max(at, table.get(key, at))
+
+    def claim(
+        self,
+        key: str,
+        *,
+        cart_key: str,
+        contact_key: str,
+        channel: str,
+        started_at: float,
+        owner: str,
+        now: float,
+    ) -> Claim:
+        check_claim(key, owner)
+        with self._lock:
+            self._enter(write=True)
+            lease = self._leases.get(PIPELINE_LEASE)
+            if lease is None or lease[0] != owner or lease[1] <= now:
+                return "not_owner"
+            if key in self._ledger:
+                return "duplicate"
+            bought_cart = self._cart_purchases.get(cart_key)
+            bought_contact = self._contact_purchases.get(contact_key)
+            if (bought_cart is not None and bought_cart >= started_at) or (
+                bought_contact is not None and bought_contact >= started_at
+            ):
+                return "purchased"
+            self._ledger[key] = LedgerEntry(
+                key=key,
+                cart_key=cart_key,
+                contact_key=contact_key,
+                channel=channel,
+                state="sending",
+                owner=owner,
+                started_at=started_at,
+                claimed_at=now,
+            )
+            return "claimed"
+
+    def finish(self, key: str, outcome: Outcome, *, now: float, error: str | None = None) -> None:
+        check_outcome(outcome)
+        with self._lock:
+            self._enter(write=True)
+            entry = self._entry(key)
+            if entry.state not in FINISHABLE:
+                self._failed += 1
+                raise cannot_finish(key, entry.state)
+            self._ledger[key] = msgspec.structs.replace(entry, state=outcome, finished_at=now, error=error)
+
+    def ledger(self, states: Collection[LedgerState] | None = None) -> list[LedgerEntry]:
+        check_states(states)
+        with self._lock:
+            self._enter(write=False)
+            return [e for e in self._ledger.values() if states is None or e.state in states]
+
+    def mark_unknown(self, owner: str | None = None) -> int:
+        with self._lock:
+            self._enter(write=True)
+            count = 0
+            for key, entry in self._ledger.items():
+                if entry.state == "sending" and (owner is None or entry.owner == owner):
+                    self._ledger[key] = msgspec.structs.replace(entry, state="unknown")
+                    count += 1
+            return count
+
+    def resolve(self, key: str, outcome: Resolution) -> None:
+        check_resolution(outcome)
+        with self._lock:
+            self._enter(write=True)
+            entry = self._entry(key)
+            if entry.state not in RESOLVABLE:
+                self._failed += 1
+                raise cannot_resolve(key, entry.state)
+            if outcome == "retry":
+                del self._ledger[key]
+            else:
+                self._ledger[key] = msgspec.structs.replace(entry, state="sent")
+
+    def _entry(self, key: str) -> LedgerEntry:
+        entry = self._ledger.get(key)
+        if entry is None:
+            self._failed += 1
+            raise missing_entry(key)
+        return entry
+
+    # -- leases ---------------------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, owner: str, *, ttl: float, now: float) -> bool:
+        check_lease(name, owner, ttl)
+        with self._lock:
+            self._enter(write=True)
+            held = self._leases.get(name)
+            if held is not None and held[0] != owner and held[1] > now:
+                return False
+            self._leases[name] = (owner, now + ttl)
+            return True
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self._lock:
+            self._enter(write=True)
+            held = self._leases.get(name)
+            if held is not None and held[0] == owner:
+                del self._leases[name]
+
+    def lease_holder(self, name: str, *, now: float) -> str | None:
+        with self._lock:
+            self._enter(write=False)
+            held = self._leases.get(name)
+            return held[0] if held is not None and held[1] > now else None
+
+    # -- dead letters ---------------------------------------------------------------------------------------
+
+    def add_dead_letter(
+        self, key: str, data: bytes, *, error: str, attempts: int, permanent: bool, at: float
+    ) -> None:
+        letter = DeadLetterRecord(
+            key=key, data=bytes(data), error=error, attempts=attempts, permanent=permanent, at=at
+        )
+        with self._lock:
+            self._enter(write=True)
+            self._letters.pop(key, None)  # a replaced letter moves to the end, as in SQLiteStore
+            self._letters[key] = (letter, False)
+
+    def dead_letters(self) -> list[DeadLetterRecord]:
+        with self._lock:
+            self._enter(write=False)
+            return [letter for letter, resent in self._letters.values() if not resent]
+
+    def mark_resent(self, key: str) -> None:
+        with self._lock:
+            self._enter(write=True)
+            kept = self._letters.get(key)
+            if kept is None:
+                self._failed += 1
+                raise missing_dead_letter(key)
+            self._letters[key] = (kept[0], True)
+
+    # -- housekeeping ---------------------------------------------------------------------------------------
+
+    def check(self) -> list[str]:
+        """Check the invariants the dicts rely on; empty when they hold (they should, always)."""
+        with self._lock:
+            self._enter(write=False)
+            problems: list[str] = []
+            seqs = list(self._journal)
+            if seqs and seqs != list(range(seqs[0], self._last_seq + 1)):
+                problems.append(f"journal seqs are not the run {seqs[0]}..{self._last_seq} without gaps")
+            problems += [
+                f"ledger entry {key!r} is filed under key {entry.key!r}"
+                for key, entry in self._ledger.items()
+                if entry.key != key
+            ]
+            return problems
+
+    def statistics(self) -> StoreStatistics:
+        with self._lock:
+            done = self._operations - self._failed
+            return StoreStatistics(
+                operations=self._operations, failed=self._failed, commits=done, largest_group=min(done, 1)
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

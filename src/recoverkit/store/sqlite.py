@@ -1,0 +1,671 @@
+"""``SQLiteStore``: the store in one SQLite file, shared by the worker processes of one host.
+
+How it writes. One thread per store object, the *writer*, owns the only write connection. A write method
+queues an operation and waits for its result; the writer takes everything queued (up to
+:data:`GROUP_LIMIT` operations), runs it in one ``BEGIN IMMEDIATE`` transaction, commits once and then hands
+each caller its result: a group commit, so that many threads appending at once share one fsync. Each
+operation runs inside its own ``SAVEPOINT``: one that raises is rolled back alone and fails only its own
+caller. A caller learns of success only after the commit.
+
+How it reads. Each thread that reads gets its own read-only connection; in WAL mode readers never wait for
+the writer, and each read sees the last commit made, by this process or another, when it started.
+
+Several processes. Each opens its own ``SQLiteStore`` on the same path. ``BEGIN IMMEDIATE`` takes the file's
+write lock at the start of every write transaction, so checks and the writes that depend on them (``claim``)
+are atomic across processes; a process waits up to ``busy_timeout`` seconds for the lock, then the operation
+fails with :class:`~recoverkit.errors.StoreError`. The file must be on a local disk: WAL needs shared memory,
+which network filesystems do not provide.
+
+Durability (``synchronous``): with ``"normal"`` (the default) a commit is written to the WAL file before the
+call returns, but fsynced only at checkpoints, so everything committed survives the process crashing or
+being killed (``kill -9``; ``tests/store/test_sqlite_processes.py`` does it), and a power loss or OS crash
+may lose the last commits (the file stays consistent). ``"full"`` fsyncs the WAL at every commit, so
+commits also survive a power loss, at the cost of one fsync per group commit.
+
+Fork. A SQLite connection must never cross a ``fork()``; a store used in a process other than the one that
+opened it raises :class:`~recoverkit.errors.StoreError`, and in the child its connections are left alone, not
+even closed (a fork hook takes them out of reach). Open the store after forking (in gunicorn, in a
+``post_fork`` hook or lazily in the worker).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import queue
+import sqlite3
+import threading
+import weakref
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Generic, Literal, Self, TypeVar, get_args
+
+from ..errors import ConfigError, StoreError
+from . import _schema
+from .base import (
+    FINISHABLE,
+    PIPELINE_LEASE,
+    RESOLVABLE,
+    Checkpoint,
+    Claim,
+    DeadLetterRecord,
+    JournalEntry,
+    LedgerEntry,
+    LedgerState,
+    Outcome,
+    Resolution,
+    StoreStatistics,
+    cannot_finish,
+    cannot_resolve,
+    check_claim,
+    check_lease,
+    check_outcome,
+    check_position,
+    check_purchase,
+    check_read_limit,
+    check_resolution,
+    check_states,
+    missing_dead_letter,
+    missing_entry,
+)
+
+__all__ = ["GROUP_LIMIT", "SQLiteStore", "Synchronous"]
+
+#: ``PRAGMA synchronous`` settings a store accepts; see the module docstring.
+Synchronous = Literal["normal", "full"]
+#: The most operations one group commit carries. When very many threads write at once, it bounds how long
+#: one transaction holds the file's write lock, which the other processes wait on.
+GROUP_LIMIT: Final = 1000
+
+T = TypeVar("T")
+_Op = Callable[[sqlite3.Connection], T]
+_LEDGER_COLUMNS: Final = (
+    "key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, finished_at, error"
+)
+#: Connections a forked child found itself holding: kept referenced so that they are not closed there either
+#: (closing runs SQLite's locking and WAL code on state copied from the parent).
+_ABANDONED_IN_CHILD: list[sqlite3.Connection] = []
+#: Every store not yet closed, so that a fork can abandon their connections in the child at once.
+_OPEN_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+
+
+class _Pending(Generic[T]):
+    """An operation queued for the writer and the future its caller waits on."""
+
+    __slots__ = ("future", "name", "run")
+
+    def __init__(self, name: str, run: _Op[T]) -> None:
+        self.name = name
+        self.run = run
+        self.future: Future[T] = Future()
+
+
+class _Reader:
+    """One thread's read connection; closed when the thread's locals go (the thread ended) or at close()."""
+
+    __slots__ = ("__weakref__", "conn", "finalizer")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.finalizer = weakref.finalize(self, conn.close)
+        self.finalizer.atexit = False  # the process is ending; SQLite cleans up after it
+
+
+class SQLiteStore:
+    """A :class:`~recoverkit.store.Store` in a SQLite file, safe for several threads and several processes.
+
+    ``path`` is created if it does not exist (its directory must). ``synchronous`` is ``"normal"`` or
+    ``"full"`` (see the module docstring: both survive a crashed or killed process, ``"full"`` also a power
+    loss); ``busy_timeout`` is how many seconds a write waits for another process's transaction.
+
+    Opening applies the schema migrations the file lacks. It raises :class:`~recoverkit.errors.StoreError`
+    when the file is not a SQLite database, is another application's, or was written by a newer recoverkit;
+    bad options raise :class:`~recoverkit.errors.ConfigError`. Use it as a context manager or call
+    :meth:`close`; do not close it while other threads are still using it. The writer thread is a daemon:
+    a process that exits without closing loses no committed write.
+
+    >>> import tempfile, pathlib
+    >>> with tempfile.TemporaryDirectory() as tmp, SQLiteStore(pathlib.Path(tmp) / "state.db") as store:
+    ...     store.append_events([b'{"event": "page_view"}'], now=1_767_225_600.0)
+    1
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, synchronous: Synchronous = "normal", busy_timeout: float = 5.0
+    ) -> None:
+        if synchronous not in get_args(Synchronous):
+            raise ConfigError(f"SQLiteStore: expected `synchronous` to be 'normal' or 'full', got {synchronous!r}")
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int | float) or not (
+            0 <= busy_timeout < math.inf
+        ):
+            raise ConfigError(f"SQLiteStore: expected `busy_timeout` to be seconds >= 0, got {busy_timeout!r}")
+        if str(path) in ("", ":memory:") or str(path).startswith("file:"):
+            raise ConfigError(
+                f"SQLiteStore: expected the path of a file, got {str(path)!r} (for a store in memory use MemoryStore)"
+            )
+        self.path = Path(path)
+        self.synchronous: Synchronous = synchronous
+        self.busy_timeout = float(busy_timeout)
+        self._pid = os.getpid()
+        self._lock = threading.Lock()  # guards _closed, the reader set and the statistics
+        self._closed = False
+        self._local = threading.local()
+        self._readers: weakref.WeakSet[_Reader] = weakref.WeakSet()
+        # Unbounded by construction, not by oversight: every caller blocks until its operation is done, so the
+        # queue never holds more operations than there are threads calling the store (plus the stop marker).
+        self._queue: queue.SimpleQueue[_Pending[Any] | None] = queue.SimpleQueue()
+        self._operations = self._failed = self._commits = self._largest_group = 0
+        self._conn = self._open_writer()
+        self._writer = threading.Thread(target=self._write_loop, name=f"recoverkit-store-writer:{self.path.name}")
+        self._writer.daemon = True
+        self._writer.start()
+        _OPEN_STORES.add(self)
+
+    # -- opening --------------------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            # isolation_level=None: no implicit transactions; we say BEGIN IMMEDIATE ourselves. The
+            # connection is handed between threads (opened here, used by the writer or a reader, closed by
+            # close()), never used by two at once.
+            return sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot open {self.path}: {exc} (expected a file path in an existing, writable directory)"
+            ) from exc
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = self._connect()
+        try:
+            # Persistent in the file; switching a new file waits (busy_timeout) for other processes' locks.
+            mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+            if mode != "wal":
+                raise StoreError(
+                    f"{self.path}: SQLite refused WAL mode (journal_mode is {mode!r}); expected a file on a local "
+                    "filesystem"
+                )
+            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")  # one of two literals, checked
+            _schema.migrate(conn, str(self.path))
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise self._translate("open", exc) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _translate(self, name: str, exc: sqlite3.Error) -> StoreError:
+        """A StoreError that says what went wrong with which file, for a sqlite3 error."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_NOTADB:
+            message = f"{self.path} is not a SQLite database; expected a recoverkit store or a path for a new one"
+        elif code == sqlite3.SQLITE_BUSY:
+            message = (
+                f"{self.path}: {name}: another process held the write lock for longer than busy_timeout="
+                f"{self.busy_timeout}s ({exc})"
+            )
+        else:
+            message = f"{self.path}: {name} failed: {exc}"
+        error = StoreError(message)
+        error.__cause__ = exc
+        return error
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+
+    def _usable(self) -> None:
+        pid = os.getpid()
+        if pid != self._pid:
+            raise StoreError(
+                f"SQLiteStore({self.path}) was opened in process {self._pid} and used in process {pid}: a SQLite "
+                "connection must not cross a fork; open the store after forking"
+            )
+        if self._closed:
+            raise StoreError(f"SQLiteStore({self.path}) was used after close()")
+
+    def _write(self, name: str, run: _Op[T]) -> T:
+        self._usable()
+        pending = _Pending(name, run)
+        with self._lock:
+            if self._closed:  # checked again under the lock: close() may have queued the stop marker meanwhile
+                raise StoreError(f"SQLiteStore({self.path}) was used after close()")
+            self._queue.put(pending)
+        return pending.future.result()
+
+    def _read(self, name: str, run: _Op[T]) -> T:
+        self._usable()
+        reader: _Reader | None = getattr(self._local, "reader", None)
+        if reader is None:
+            conn = self._connect()
+            try:
+                conn.execute("PRAGMA query_only = 1")  # a read connection that tried to write would be a bug
+            except sqlite3.Error as exc:
+                conn.close()
+                raise self._translate(name, exc) from exc
+            reader = _Reader(conn)
+            with self._lock:
+                if self._closed:  # close() ran since _usable(): it would not know to close this one
+                    reader.finalizer()
+                    raise StoreError(f"SQLiteStore({self.path}) was used after close()")
+                self._readers.add(reader)
+            self._local.reader = reader
+        try:
+            return run(reader.conn)
+        except sqlite3.Error as exc:
+            raise self._translate(name, exc) from exc
+
+    def _write_loop(self) -> None:
+        conn = self._conn
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                group: list[_Pending[Any]] = [first]
+                stop = False
+                while len(group) < GROUP_LIMIT:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stop = True
+                        break
+                    group.append(more)
+                try:
+                    self._commit_group(conn, group)
+                except BaseException as exc:  # a bug of ours: fail these callers, never leave them waiting forever
+                    _rollback(conn)
+                    error = StoreError(f"{self.path}: the store's writer failed: {exc!r}")
+                    for pending in group:
+                        if not pending.future.done():
+                            pending.future.set_exception(error)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _commit_group(self, conn: sqlite3.Connection, group: list[_Pending[Any]]) -> None:
+        done: list[tuple[_Pending[Any], Any]] = []
+        failed: list[tuple[_Pending[Any], Exception]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._fail_all(group, exc, "begin")
+            return
+        for index, pending in enumerate(group):
+            try:
+                conn.execute("SAVEPOINT op")
+                result = pending.run(conn)
+                conn.execute("RELEASE op")
+            except Exception as exc:
+                error: Exception = self._translate(pending.name, exc) if isinstance(exc, sqlite3.Error) else exc
+                try:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                except sqlite3.Error as rollback_exc:
+                    # SQLite ended the whole transaction (disk full, I/O error): nothing of the group is
+                    # committed, so every caller must hear of it.
+                    _rollback(conn)
+                    failed.append((pending, error))
+                    self._fail_all([p for p, _ in done] + group[index + 1 :], rollback_exc, "rollback", failed)
+                    return
+                failed.append((pending, error))
+            else:
+                done.append((pending, result))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            self._fail_all([p for p, _ in done], exc, "commit", failed)
+            return
+        with self._lock:
+            self._operations += len(group)
+            self._failed += len(failed)
+            self._commits += 1
+            self._largest_group = max(self._largest_group, len(group))
+        for pending, result in done:
+            pending.future.set_result(result)
+        for pending, error in failed:
+            pending.future.set_exception(error)
+
+    def _fail_all(
+        self,
+        group: list[_Pending[Any]],
+        exc: sqlite3.Error,
+        step: str,
+        failed: list[tuple[_Pending[Any], Exception]] | None = None,
+    ) -> None:
+        failed = list(failed or [])
+        failed += [(pending, self._translate(f"{pending.name} ({step})", exc)) for pending in group]
+        with self._lock:
+            self._operations += len(failed)
+            self._failed += len(failed)
+        for pending, error in failed:
+            pending.future.set_exception(error)
+
+    # -- journal --------------------------------------------------------------------------------------------
+
+    def append_events(self, events: Sequence[bytes], *, now: float) -> int:
+        if not events:
+            return self.last_seq()
+        rows = [(data, now) for data in events]
+
+        def run(conn: sqlite3.Connection) -> int:
+            conn.executemany("INSERT INTO journal (data, accepted_at) VALUES (?, ?)", rows)
+            return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+
+        return self._write("append_events", run)
+
+    def read_events(self, after: int, limit: int) -> list[JournalEntry]:
+        check_read_limit(after, limit)
+
+        def run(conn: sqlite3.Connection) -> list[JournalEntry]:
+            rows = conn.execute(
+                "SELECT seq, data, accepted_at FROM journal WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            ).fetchall()
+            return [JournalEntry(seq=seq, data=data, accepted_at=at) for seq, data, at in rows]
+
+        return self._read("read_events", run)
+
+    def trim_events(self, through: int) -> int:
+        return self._write(
+            "trim_events", lambda conn: conn.execute("DELETE FROM journal WHERE seq <= ?", (through,)).rowcount
+        )
+
+    def last_seq(self) -> int:
+        return self._read("last_seq", _schema.last_seq)
+
+    # -- checkpoint -----------------------------------------------------------------------------------------
+
+    def save_checkpoint(self, position: int, state: bytes, *, now: float) -> None:
+        check_position(position)
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO checkpoint (id, position, state, saved_at) VALUES (1, ?, ?, ?)",
+                (position, state, now),
+            )
+
+        self._write("save_checkpoint", run)
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        def run(conn: sqlite3.Connection) -> Checkpoint | None:
+            row = conn.execute("SELECT position, state, saved_at FROM checkpoint WHERE id = 1").fetchone()
+            return None if row is None else Checkpoint(position=row[0], state=row[1], saved_at=row[2])
+
+        return self._read("load_checkpoint", run)
+
+    # -- purchases and the ledger ---------------------------------------------------------------------------
+
+    def record_purchase(self, *, cart_key: str | None, contact_key: str | None, at: float) -> None:
+        check_purchase(cart_key, contact_key)
+        rows = [(kind, key, at) for kind, key in (("cart", cart_key), ("contact", contact_key)) if key is not None]
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO purchases (kind, key, at) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, key) DO UPDATE SET at = max(at, excluded.at)",
+                rows,
+            )
+
+        self._write("record_purchase", run)
+
+    def claim(
+        self,
+        key: str,
+        *,
+        cart_key: str,
+        contact_key: str,
+        channel: str,
+        started_at: float,
+        owner: str,
+        now: float,
+    ) -> Claim:
+        check_claim(key, owner)
+
+        def run(conn: sqlite3.Connection) -> Claim:
+            # One transaction, under the file's write lock: nobody can claim the key between the checks and
+            # the insert, in this process or another.
+            lease = conn.execute("SELECT owner, expires_at FROM leases WHERE name = ?", (PIPELINE_LEASE,)).fetchone()
+            if lease is None or lease[0] != owner or lease[1] <= now:
+                return "not_owner"
+            if conn.execute("SELECT 1 FROM ledger WHERE key = ?", (key,)).fetchone() is not None:
+                return "duplicate"
+            bought = conn.execute(
+                "SELECT 1 FROM purchases WHERE ((kind = 'cart' AND key = ?) OR (kind = 'contact' AND key = ?)) "
+                "AND at >= ? LIMIT 1",
+                (cart_key, contact_key, started_at),
+            ).fetchone()
+            if bought is not None:
+                return "purchased"
+            conn.execute(
+                "INSERT INTO ledger (key, cart_key, contact_key, channel, state, owner, started_at, claimed_at) "
+                "VALUES (?, ?, ?, ?, 'sending', ?, ?, ?)",
+                (key, cart_key, contact_key, channel, owner, started_at, now),
+            )
+            return "claimed"
+
+        return self._write("claim", run)
+
+    def finish(self, key: str, outcome: Outcome, *, now: float, error: str | None = None) -> None:
+        check_outcome(outcome)
+
+        def run(conn: sqlite3.Connection) -> None:
+            state = _ledger_state(conn, key)
+            if state not in FINISHABLE:
+                raise cannot_finish(key, state)
+            conn.execute(
+                "UPDATE ledger SET state = ?, finished_at = ?, error = ? WHERE key = ?", (outcome, now, error, key)
+            )
+
+        self._write("finish", run)
+
+    def ledger(self, states: Collection[LedgerState] | None = None) -> list[LedgerEntry]:
+        check_states(states)
+        wanted = None if states is None else sorted(set(states))
+
+        def run(conn: sqlite3.Connection) -> list[LedgerEntry]:
+            if wanted is None:
+                rows = conn.execute(f"SELECT {_LEDGER_COLUMNS} FROM ledger ORDER BY rowid").fetchall()
+            else:
+                marks = ", ".join("?" * len(wanted))
+                rows = conn.execute(
+                    f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE state IN ({marks}) ORDER BY rowid", wanted
+                ).fetchall()
+            return [_ledger_entry(row) for row in rows]
+
+        return self._read("ledger", run)
+
+    def mark_unknown(self, owner: str | None = None) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            if owner is None:
+                return conn.execute("UPDATE ledger SET state = 'unknown' WHERE state = 'sending'").rowcount
+            return conn.execute(
+                "UPDATE ledger SET state = 'unknown' WHERE state = 'sending' AND owner = ?", (owner,)
+            ).rowcount
+
+        return self._write("mark_unknown", run)
+
+    def resolve(self, key: str, outcome: Resolution) -> None:
+        check_resolution(outcome)
+
+        def run(conn: sqlite3.Connection) -> None:
+            state = _ledger_state(conn, key)
+            if state not in RESOLVABLE:
+                raise cannot_resolve(key, state)
+            if outcome == "retry":
+                conn.execute("DELETE FROM ledger WHERE key = ?", (key,))
+            else:
+                conn.execute("UPDATE ledger SET state = 'sent' WHERE key = ?", (key,))
+
+        self._write("resolve", run)
+
+    # -- leases ---------------------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, owner: str, *, ttl: float, now: float) -> bool:
+        check_lease(name, owner, ttl)
+
+        def run(conn: sqlite3.Connection) -> bool:
+            held = conn.execute("SELECT owner, expires_at FROM leases WHERE name = ?", (name,)).fetchone()
+            if held is not None and held[0] != owner and held[1] > now:
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO leases (name, owner, expires_at) VALUES (?, ?, ?)", (name, owner, now + ttl)
+            )
+            return True
+
+        return self._write("acquire_lease", run)
+
+    def release_lease(self, name: str, owner: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+
+        self._write("release_lease", run)
+
+    def lease_holder(self, name: str, *, now: float) -> str | None:
+        def run(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT owner FROM leases WHERE name = ? AND expires_at > ?", (name, now)).fetchone()
+            return None if row is None else str(row[0])
+
+        return self._read("lease_holder", run)
+
+    # -- dead letters ---------------------------------------------------------------------------------------
+
+    def add_dead_letter(
+        self, key: str, data: bytes, *, error: str, attempts: int, permanent: bool, at: float
+    ) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            # Delete, then insert: a replaced letter moves to the end of the list, as the newest.
+            conn.execute("DELETE FROM dead_letters WHERE key = ?", (key,))
+            conn.execute(
+                "INSERT INTO dead_letters (key, data, error, attempts, permanent, at) VALUES (?, ?, ?, ?, ?, ?)",
+                (key, data, error, attempts, int(permanent), at),
+            )
+
+        self._write("add_dead_letter", run)
+
+    def dead_letters(self) -> list[DeadLetterRecord]:
+        def run(conn: sqlite3.Connection) -> list[DeadLetterRecord]:
+            rows = conn.execute(
+                "SELECT key, data, error, attempts, permanent, at FROM dead_letters WHERE resent = 0 ORDER BY rowid"
+            ).fetchall()
+            return [
+                DeadLetterRecord(key=k, data=d, error=e, attempts=n, permanent=bool(p), at=at)
+                for k, d, e, n, p, at in rows
+            ]
+
+        return self._read("dead_letters", run)
+
+    def mark_resent(self, key: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.execute("UPDATE dead_letters SET resent = 1 WHERE key = ?", (key,)).rowcount == 0:
+                raise missing_dead_letter(key)
+
+        self._write("mark_resent", run)
+
+    # -- housekeeping ---------------------------------------------------------------------------------------
+
+    def check(self) -> list[str]:
+        """``PRAGMA integrity_check`` and ``foreign_key_check``, then the schema's version and tables.
+
+        Reads the whole file: seconds for a file of gigabytes. Empty when all is well.
+        """
+        return self._read("check", lambda conn: _schema.problems(conn, str(self.path)))
+
+    def statistics(self) -> StoreStatistics:
+        with self._lock:
+            return StoreStatistics(
+                operations=self._operations,
+                failed=self._failed,
+                commits=self._commits,
+                largest_group=self._largest_group,
+            )
+
+    def close(self) -> None:
+        """Finish the writes already queued, stop the writer and close every connection. Idempotent.
+
+        In a forked child (see the module docstring) it only marks the store closed: the connections are the
+        parent's and are left alone.
+        """
+        if os.getpid() != self._pid:
+            self._abandon()
+            self._closed = True
+            return
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)  # after every operation already queued: those are still committed
+        _OPEN_STORES.discard(self)
+        self._writer.join()
+        with self._lock:
+            readers = list(self._readers)
+        for reader in readers:
+            reader.finalizer()
+
+    def _abandon(self) -> None:
+        # In a forked child: keep the parent's connections referenced and never close them here.
+        if self._conn not in _ABANDONED_IN_CHILD:
+            _ABANDONED_IN_CHILD.append(self._conn)
+        for reader in list(self._readers):
+            if reader.finalizer.detach() is not None:
+                _ABANDONED_IN_CHILD.append(reader.conn)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"SQLiteStore({str(self.path)!r}, synchronous={self.synchronous!r}, {state})"
+
+
+def _abandon_stores_after_fork() -> None:
+    for store in list(_OPEN_STORES):
+        store._abandon()
+
+
+if hasattr(os, "register_at_fork"):  # a hook that only touches recoverkit's own stores, as sentry-sdk's does
+    os.register_at_fork(after_in_child=_abandon_stores_after_fork)
+
+
+# -- helpers of the operations ---------------------------------------------------------------------------------
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # After a failed COMMIT or ROLLBACK TO, SQLite may or may not have ended the transaction itself.
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def _ledger_state(conn: sqlite3.Connection, key: str) -> str:
+    row = conn.execute("SELECT state FROM ledger WHERE key = ?", (key,)).fetchone()
+    if row is None:
+        raise missing_entry(key)
+    return str(row[0])
+
+
+def _ledger_entry(row: tuple[Any, ...]) -> LedgerEntry:
+    key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, finished_at, error = row
+    return LedgerEntry(
+        key=key,
+        cart_key=cart_key,
+        contact_key=contact_key,
+        channel=channel,
+        state=state,
+        owner=owner,
+        started_at=started_at,
+        claimed_at=claimed_at,
+        finished_at=finished_at,
+        error=error,
+    )
