@@ -380,7 +380,8 @@ async def test_a_purchase_by_another_customer_cancels_nothing(run: Run, email: M
     assert email.keys() == ["s1/f/0"]
 
 
-async def test_a_purchase_arriving_between_due_time_and_adapter_call_cancels_the_send() -> None:
+def blocking_first_send() -> tuple[MemoryChannel, list[str], anyio.Event, anyio.Event]:
+    """An email channel whose first send records its key, signals ``first_started`` and blocks until ``release``."""
     release = anyio.Event()
     first_started = anyio.Event()
     first: list[str] = []
@@ -391,7 +392,11 @@ async def test_a_purchase_arriving_between_due_time_and_adapter_call_cancels_the
             first_started.set()
             await release.wait()
 
-    email = MemoryChannel(handler=handler)
+    return MemoryChannel(handler=handler), first, first_started, release
+
+
+async def test_a_purchase_arriving_between_due_time_and_adapter_call_cancels_the_send() -> None:
+    email, first, first_started, release = blocking_first_send()
     async with running(config(email=ChannelPolicy(concurrency=1, timeout=30)), {"email": email}) as run:
         await run.track(*shopper("s1", "c1"), *shopper("s2", "c2"))
         run.clock.advance(DUE)  # both fall due; the first send blocks and the second waits for the slot
@@ -410,17 +415,7 @@ async def test_a_purchase_arriving_between_due_time_and_adapter_call_cancels_the
 
 
 async def test_a_flush_waiting_on_a_send_cancelled_at_its_slot_returns() -> None:
-    release = anyio.Event()
-    first_started = anyio.Event()
-    first: list[str] = []
-
-    async def handler(message: Message) -> None:
-        if not first:
-            first.append(message.key)
-            first_started.set()
-            await release.wait()
-
-    email = MemoryChannel(handler=handler)
+    email, first, first_started, release = blocking_first_send()
     async with running(config(email=ChannelPolicy(concurrency=1, timeout=30)), {"email": email}) as run:
         await run.track(*shopper("s1", "c1"), *shopper("s2", "c2"))
         run.clock.advance(DUE)
