@@ -154,7 +154,7 @@ def test_track_from_many_threads_accepts_each_event_once(engine: BackgroundEngin
 def _child(bg: BackgroundEngine, channel: MemoryChannel, results: Any) -> None:
     # Runs in the forked child, with the parent's BackgroundEngine, whose loop thread did not survive.
     try:
-        inherited = len(bg.engine.ingest.pending)
+        inherited = len(bg.engine.journal.pending)
         tracked = [bg.track(view("child-view")), bg.track(old_cart("child-cart"))]
         bg.flush()
         stats = bg.statistics()
@@ -187,7 +187,7 @@ def test_a_forked_child_can_use_the_engine_started_in_the_parent(
         bg.start()
         for i in range(10):
             bg.track(view(f"parent-{i}"))
-        assert len(bg.engine.ingest.pending) == 10  # buffered in the parent at the moment of the fork
+        assert len(bg.engine.journal.pending) == 10  # buffered in the parent at the moment of the fork
 
         context = multiprocessing.get_context("fork")
         results = context.Queue()

@@ -134,20 +134,34 @@ async def test_invalid_events_are_logged_without_their_content(
 # -- the bounded inbox ---------------------------------------------------------------------------------------
 
 
-async def test_track_refuses_and_counts_overflow_beyond_inbox_capacity(clock: FakeClock) -> None:
+async def test_beyond_inbox_capacity_track_journals_the_event_itself(clock: FakeClock) -> None:
+    # Lossless overload: a full inbox does not refuse events, track() journals them from the calling thread.
     async with Engine(Config(inbox_capacity=3), channels={"email": MemoryChannel()}, clock=clock) as engine:
         results = [engine.track(view(f"s{i}")) for i in range(5)]  # no await: nothing drains the inbox
-        assert results == [True, True, True, False, False]
-        assert engine.statistics().events_overflow == 2
+        assert results == [True] * 5
+        stats = engine.statistics()
+        assert (stats.events_spilled, stats.events_overflow, len(engine.journal.pending)) == (2, 0, 3)
         await engine.flush()
-        assert engine.statistics().events_accepted == 3
+        assert engine.statistics().events_accepted == 5
+        assert engine.statistics().sessions == 5
 
 
 async def test_the_inbox_takes_events_again_once_drained(clock: FakeClock) -> None:
     async with Engine(Config(inbox_capacity=2), channels={"email": MemoryChannel()}, clock=clock) as engine:
-        assert [engine.track(view("s1")) for _ in range(3)] == [True, True, False]
+        assert [engine.track(view("s1")) for _ in range(3)] == [True, True, True]
+        assert engine.statistics().events_spilled == 1
         await engine.flush()
+        assert len(engine.journal.pending) == 0
         assert engine.track(view("s1")) is True
+        assert engine.statistics().events_spilled == 1
+
+
+async def test_a_closed_engine_refuses_and_counts_events(clock: FakeClock) -> None:
+    engine = Engine(Config(), channels={"email": MemoryChannel()}, clock=clock)
+    async with engine:
+        pass
+    assert engine.track(view("s1")) is False
+    assert engine.statistics().events_overflow == 1
 
 
 async def test_events_tracked_before_start_are_handled_once_it_runs(clock: FakeClock) -> None:
@@ -242,12 +256,13 @@ async def test_in_a_replay_a_first_event_without_ts_is_refused() -> None:
     assert (stats.events_accepted, stats.events_invalid) == (1, {"missing_field": 1})
 
 
-async def test_ingest_statistics_show_the_inbox_and_reorder_buffer() -> None:
+async def test_ingest_statistics_show_the_journal_position_and_reorder_buffer() -> None:
     engine = replaying(allowed_lateness=60)
     async with engine:
         engine.track(view("a", 0))
         engine.track(view("b", 100))
-        assert engine.statistics().stages["ingest"].extra["inbox"] == 2
+        assert len(engine.journal.pending) == 2
         await engine.flush()
         extra = engine.statistics().stages["ingest"].extra
-        assert (extra["inbox"], extra["reorder_buffer"], extra["accepted"]) == (0, 1, 2)
+        assert (len(engine.journal.pending), extra["reorder_buffer"], extra["position"]) == (0, 1, 2)
+        assert engine.statistics().events_accepted == 2

@@ -11,35 +11,70 @@ from __future__ import annotations
 import abc
 import math
 from time import perf_counter
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import anyio
 import msgspec
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["Batch", "LatencyHistogram", "Link", "Stage", "StageStatistics"]
+__all__ = ["Batch", "Control", "LatencyHistogram", "Link", "Stage", "StageStatistics"]
 
 T = TypeVar("T")
+
+
+class Control:
+    """An order that travels through every stage behind the items sent before it: an aligned barrier.
+
+    Because links are FIFO and each stage applies the order after handling the batch that carries it, every
+    stage sees it at the same point of the stream: when a checkpoint collects each stage's
+    :meth:`Stage.snapshot`, the snapshots together are the pipeline's state as of one journal position, and a
+    restore replaces every stage's state at one point too (no stage mixes old and new state).
+    ``states`` maps stage names to encoded state: filled in by a checkpoint, read by a restore. ``done`` is
+    set once the last stage has applied the order.
+    """
+
+    __slots__ = ("done", "kind", "position", "states")
+
+    def __init__(self, kind: Literal["checkpoint", "restore"], position: int, states: dict[str, bytes]) -> None:
+        self.kind = kind
+        self.position = position
+        self.states = states
+        self.done = anyio.Event()
+
+    def apply(self, stage: Stage, *, last: bool) -> None:
+        if self.kind == "checkpoint":
+            self.states[stage.name] = stage.snapshot()
+        else:
+            stage.restore(self.states.get(stage.name))
+        if last:
+            self.done.set()
 
 
 class Batch(Generic[T]):
     """Items moving between two stages, the watermark they were produced under, and optional barriers.
 
-    ``barriers`` are events set by the last stage once everything before them has been handled
-    (:meth:`recoverkit.Engine.flush` uses them). ``born`` is the ``perf_counter()`` at which ingest created
-    the batch, for end-to-end latency figures.
+    ``barriers`` are events set by the last stage once everything before them has been handled and nothing is
+    in flight (:meth:`recoverkit.Engine.flush` uses them). ``control`` is applied by each stage after the
+    items (see :class:`Control`). ``born`` is the ``perf_counter()`` at which ingest created the batch, for
+    end-to-end latency figures.
     """
 
-    __slots__ = ("barriers", "born", "items", "watermark")
+    __slots__ = ("barriers", "born", "control", "items", "watermark")
 
     def __init__(
-        self, items: list[T], watermark: float, born: float, barriers: list[anyio.Event] | None = None
+        self,
+        items: list[T],
+        watermark: float,
+        born: float,
+        barriers: list[anyio.Event] | None = None,
+        control: Control | None = None,
     ) -> None:
         self.items = items
         self.watermark = watermark
         self.born = born
         self.barriers = barriers
+        self.control = control
 
 
 class LatencyHistogram:
@@ -154,6 +189,14 @@ class Stage(abc.ABC):
         """Stage-specific figures for :meth:`statistics`."""
         return {}
 
+    @abc.abstractmethod
+    def snapshot(self) -> bytes:
+        """The stage's state (and counters), encoded, as of the items handled so far."""
+
+    @abc.abstractmethod
+    def restore(self, state: bytes | None) -> None:
+        """Replace the stage's whole state with ``state`` from :meth:`snapshot`; ``None`` means empty."""
+
     async def run(self, inbox: Link[Any], outbox: Link[Any] | None) -> None:
         self.inbox = inbox
         async with inbox.receive_stream:
@@ -174,7 +217,9 @@ class Stage(abc.ABC):
         self.emitted += len(out)
         self.batches += 1
         self.latency.record(perf_counter() - started)
-        if outbox is not None and (out or moved or batch.barriers):
+        if batch.control is not None:
+            batch.control.apply(self, last=outbox is None)
+        if outbox is not None and (out or moved or batch.barriers or batch.control):
             batch.items = out
             await outbox.send(batch)
 

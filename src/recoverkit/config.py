@@ -27,6 +27,7 @@ __all__ = [
     "Config",
     "Flow",
     "FlowStep",
+    "StoreConfig",
     "load_config",
 ]
 
@@ -116,6 +117,34 @@ class Flow(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
             raise ValueError(f"steps must be in increasing `delay` order, got delays {delays}")
 
 
+class StoreConfig(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where the engine keeps its state, and how hard it tries to keep it.
+
+    ``path`` names the SQLite file (created if missing; share it between the worker processes of one host).
+    Without it the state is kept in memory and lost with the process: fine for tests and replays, not for a
+    shop. ``durability`` says when ``track()`` has made an accepted event durable (see
+    :mod:`recoverkit.journal`): ``"batch"`` within one ``tick_interval``, ``"sync"`` before it returns.
+    ``synchronous`` is SQLite's: ``"normal"`` survives a killed process, ``"full"`` also a power loss.
+
+    A checkpoint of the pipeline's state is written every ``checkpoint_interval`` seconds (when events arrived
+    since); a restart loads it and re-reads the journal after it, so this bounds the work of a restart, not
+    what is kept. The process holding the pipeline lease renews it every ``lease_ttl / 5`` seconds; when it
+    dies another worker takes over within about ``lease_ttl`` seconds.
+
+    Retention (days): finished ledger entries and purchase records are purged ``ledger_days`` after they were
+    written, dead letters after ``dead_letter_days``. Unapplied journal entries are never purged.
+    """
+
+    path: str | None = None
+    durability: Literal["batch", "sync"] = "batch"
+    synchronous: Literal["normal", "full"] = "normal"
+    checkpoint_interval: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    lease_ttl: Annotated[float, msgspec.Meta(ge=1, le=600)] = 5.0
+    busy_timeout: Annotated[float, msgspec.Meta(ge=0, le=600)] = 5.0
+    ledger_days: Annotated[float, msgspec.Meta(gt=0)] = 90.0
+    dead_letter_days: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+
+
 DEFAULT_FLOW = Flow(
     name="cart-recovery",
     steps=[
@@ -161,12 +190,21 @@ class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     shipping_shock_ratio: _Probability = 0.1
     #: Seed for retry jitter and other randomness, so replays are repeatable.
     seed: int = 0
+    store: StoreConfig = StoreConfig()
 
     def __post_init__(self) -> None:
         names = [flow.name for flow in self.flows]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"flow names must be unique, got {dupes} more than once in `flows`")
+        # The ledger is what makes "never twice" hold: it must outlive every message a flow can still send.
+        longest = self.recovery_window + max((s.delay for f in self.flows for s in f.steps), default=0.0)
+        if self.store.ledger_days * 86_400 < longest:
+            raise ValueError(
+                f"`store.ledger_days` = {self.store.ledger_days} is shorter than the recovery window plus the "
+                f"longest flow delay ({longest / 86_400:.2f} days); expected at least that, or a message could be "
+                "sent twice"
+            )
 
     def channel_policy(self, channel: str) -> ChannelPolicy:
         """The policy for ``channel``: the configured one, else recoverkit's default, else a generic one."""

@@ -3,11 +3,17 @@
 Guarantees, in the order they are checked when a message comes due:
 
 1. **Never after purchase.** A purchase of the cart, or by its customer in any session after the cart was
-   started, cancels the message; live, the check is repeated just before the adapter is called. In event
-   time (replay) "after" is in event time: a message due before a purchase is sent, as it would have been
-   live, however the events were batched.
-2. **At most once per key.** The ledger records every key that was handed to an adapter; a key is never
-   handed over a second time by this engine (a re-abandoned cart does not get step 1 again).
+   started, cancels the message. The last check is made by the store's :meth:`~recoverkit.store.Store.claim`,
+   in the same transaction that records the send: live, every purchase is recorded there as soon as it is
+   journaled (by any worker process), before the pipeline has even read it. A host-supplied ``guard`` (for
+   example "has this customer ordered since?", asked of the shop's own database) is asked after the claim and
+   just before the adapter, and can veto the send. In event time (replay) "after" is in event time: a message
+   due before a purchase is sent, as it would have been live, however the events were batched.
+2. **At most once per key.** ``message.key`` (cart, flow, step) is claimed in the store's ledger before the
+   adapter is called, and the outcome recorded after. A key already in the ledger is never handed over again:
+   not after a restart from an older checkpoint, not by another worker. After a crash between claim and
+   outcome the entry is ``unknown`` and the message is not sent again until a person resolves it
+   (``recoverkit ledger``).
 3. **Contained adapters.** Each channel has its own timeout and concurrency limit; a send that raises or
    hangs fails only that message, which is retried with exponential backoff and full jitter (transient
    failures) or dead-lettered (permanent failures, attempts exhausted). Ingest and other channels carry on.
@@ -16,31 +22,54 @@ Retries are the one place a message can reach a provider twice: a send that time
 accepted. The idempotency key ``message.key`` is stable across retries; adapters should pass it on (the
 webhook adapter sends it as ``Idempotency-Key``).
 
-The ledger and the schedule live in memory in this release: a restart forgets them.
+The schedule is part of every checkpoint, so pending messages survive a restart; the ledger is in the store.
 """
 
 from __future__ import annotations
 
 import heapq
+import inspect
 import math
 import random
+import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from time import perf_counter
-from typing import Any
+from typing import Any, TypeAlias
 
 import anyio
 import anyio.abc
+import msgspec
 
 from ._pipeline import Batch, LatencyHistogram, Link, Stage
 from .channels.base import Channel, Message
 from .clock import Clock
 from .config import Config
 from .deadletters import DeadLetter, DeadLetters
-from .errors import PermanentDeliveryError, TransientDeliveryError
+from .errors import PermanentDeliveryError, StoreError, TransientDeliveryError
 from .route import Cancel
+from .store.base import Outcome, Store
 
-__all__ = ["Dispatch"]
+__all__ = ["Dispatch", "Guard", "StoreCall"]
+
+
+async def _inline(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    return fn(*args, **kwargs)
+
+#: A host's last word before a send: ``False`` vetoes it. May be a plain or an async function.
+Guard: TypeAlias = Callable[[Message], "bool | Awaitable[bool]"]
+#: Runs a blocking store method off the event loop: ``await call(store.claim, key, ...)``.
+StoreCall: TypeAlias = Callable[..., Awaitable[Any]]
+
+
+class _State(msgspec.Struct, array_like=True):
+    watermark: float
+    pending: list[tuple[Message, float, int]]  # message, due, attempts
+    ledger: dict[str, str]
+    bought_carts: dict[str, float]
+    bought_contacts: dict[str, float]
+    expiry: list[tuple[float, str, str]]
+    outcomes: dict[str, int]
 
 
 class Dispatch(Stage):
@@ -54,8 +83,23 @@ class Dispatch(Stage):
         channels: Mapping[str, Channel],
         clock: Clock,
         dead_letters: DeadLetters | None = None,
+        *,
+        store: Store | None = None,
+        call: StoreCall | None = None,
+        owner: str = "",
+        guard: Guard | None = None,
     ) -> None:
         super().__init__()
+        if store is None:
+            from .store.memory import MemoryStore  # a dispatch built alone (tests, tools) owns a private store
+
+            store = MemoryStore()
+            owner = owner or "dispatch"
+            store.acquire_lease("pipeline", owner, ttl=1e12, now=0.0)
+        self._store = store
+        self._call: StoreCall = call if call is not None else _inline
+        self._owner = owner
+        self._guard = guard
         self._config = config
         self._channels = dict(channels)
         self._clock = clock
@@ -73,7 +117,8 @@ class Dispatch(Stage):
         self._by_cart: dict[str, set[str]] = {}
         self._by_contact: dict[str, set[str]] = {}
         self._attempts: dict[str, int] = {}
-        # The ledger: keys handed to an adapter (value: outcome). Purchases: cart/contact -> purchase time.
+        # The ledger is the store's; this is a cheap first filter of keys already handed over (value: outcome).
+        # Purchases: cart/contact -> purchase time, as this pipeline has seen them (in event time in a replay).
         self._ledger: dict[str, str] = {}
         self._bought_carts: dict[str, float] = {}
         self._bought_contacts: dict[str, float] = {}
@@ -119,6 +164,10 @@ class Dispatch(Stage):
         self.batches += 1
         if batch.barriers:
             self._barriers.extend(batch.barriers)
+        if batch.control is not None:
+            # Messages already handed to a delivery task are in the ledger (claimed) or about to be: a restart
+            # from this snapshot finds their keys there, so they need not be part of it.
+            batch.control.apply(self, last=True)
         self._start_ready()
         finished = perf_counter()
         self.latency.record(finished - started)
@@ -163,12 +212,12 @@ class Dispatch(Stage):
 
     # -- scheduling -----------------------------------------------------------------------------------------
 
-    def _schedule(self, message: Message, due: float | None = None) -> None:
+    def _schedule(self, message: Message, due: float | None = None, *, restoring: bool = False) -> None:
         key = message.key
-        if key in self._ledger and due is None:
+        if key in self._ledger and due is None and not restoring:
             self.outcomes["duplicate_key"] += 1
             return
-        if self._bought(message):
+        if self._bought(message) and not restoring:
             self.outcomes["cancelled_purchase"] += 1
             return
         previous = self._pending.get(key)
@@ -181,7 +230,8 @@ class Dispatch(Stage):
         heapq.heappush(self._heap, (when, self._seq, key))
         self._by_cart.setdefault(message.cart.cart_key, set()).add(key)
         self._by_contact.setdefault(message.recipient.contact_key, set()).add(key)
-        self.outcomes["scheduled" if due is None else "retry_scheduled"] += 1
+        if not restoring:
+            self.outcomes["scheduled" if due is None else "retry_scheduled"] += 1
 
     def _due_of(self, key: str, message: Message) -> float:
         return self._due.get(key, message.due_at)
@@ -257,17 +307,20 @@ class Dispatch(Stage):
         adapter = self._channels[message.channel]
         error: str | None = None
         permanent = False
-        cancelled = False
+        skipped: str | None = None  # why the message was not handed to the adapter
+        claimed = False
         try:
             async with self._limiters[message.channel]:
-                # Live, a purchase may have arrived while we waited for a slot (in event time, advance()
-                # decided at the due time). No early return from here: the bookkeeping below (start what is
-                # ready, release flush() barriers) must run either way.
-                cancelled = not self._event_time and self._bought(message)
-                if cancelled:
-                    self._ledger[key] = "cancelled"
-                    self.outcomes["cancelled_purchase"] += 1
+                # No early return from here: the bookkeeping below (start what is ready, release flush()
+                # barriers) must run either way.
+                if not self._event_time and self._bought(message):
+                    skipped = "cancelled_purchase"  # a purchase arrived while the message waited for a slot
                 else:
+                    skipped = await self._claim(message, attempt)
+                claimed = skipped is None
+                if claimed and self._guard is not None:
+                    skipped = await self._ask_guard(message)
+                if skipped is None:
                     if not self._clock.event_time:
                         self.send_lateness.record(max(self._clock.now() - message.due_at, 0.0))
                     with anyio.fail_after(policy.timeout):
@@ -278,24 +331,68 @@ class Dispatch(Stage):
             error = f"TransientDeliveryError: {exc}"
         except TimeoutError:
             error = f"TimeoutError: no answer within {policy.timeout}s"
-        except Exception as exc:  # a buggy adapter: contained, retried, visible in logs
+        except StoreError as exc:
+            # The ledger could not be asked: nothing was handed to the adapter; try again later.
+            error = f"StoreError: {exc}"
+            self.log.error("ledger_unavailable", key=key, error=str(exc))
+        except Exception as exc:  # a buggy adapter or guard: contained, retried, visible in logs
             error = f"{type(exc).__name__}: {exc}"
             self.log.warning("adapter_raised", channel=message.channel, key=key, error=type(exc).__name__)
         finally:
             self._in_flight -= 1
-        if cancelled:
+        if skipped is not None:
             self._attempts.pop(key, None)
+            self._ledger[key] = skipped
+            self.outcomes[skipped] += 1
+            if claimed:  # vetoed after the claim: the key is settled, never to be sent
+                await self._finish(key, "cancelled", skipped)
         elif error is None:
             self._ledger[key] = "sent"
             self._attempts.pop(key, None)
             self.outcomes["sent"] += 1
             self.emitted += 1
+            await self._finish(key, "sent", None)
         else:
-            self._failed(message, attempt, error, permanent)
+            await self._failed(message, attempt, error, permanent, claimed)
         self._start_ready()
         self._release_barriers()
 
-    def _failed(self, message: Message, attempt: int, error: str, permanent: bool) -> None:
+    async def _claim(self, message: Message, attempt: int) -> str | None:
+        """Claim ``message.key`` in the store's ledger; ``None`` when claimed, else the outcome to count."""
+        store = self._store
+        if attempt > 0:
+            # A retry: the failed attempt was recorded as "failed"; reopen the key, then claim it like the first
+            # attempt, so a purchase recorded since still stops it.
+            await self._call(store.resolve, message.key, "retry")
+        answer = await self._call(
+            store.claim,
+            message.key,
+            cart_key=message.cart.cart_key,
+            contact_key=message.recipient.contact_key,
+            channel=message.channel,
+            started_at=message.cart.started_at,
+            owner=self._owner,
+            now=time.time(),  # the lease is on wall time, also in a replay
+        )
+        if answer == "claimed":
+            return None
+        return {"duplicate": "duplicate_key", "purchased": "cancelled_purchase"}.get(answer, "not_owner")
+
+    async def _ask_guard(self, message: Message) -> str | None:
+        assert self._guard is not None
+        verdict = self._guard(message)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+        return None if verdict else "vetoed"
+
+    async def _finish(self, key: str, outcome: Outcome, error: str | None) -> None:
+        try:
+            await self._call(self._store.finish, key, outcome, now=time.time(), error=error)
+        except StoreError as exc:
+            # The entry stays "sending": after a restart it becomes "unknown", and nothing is sent twice.
+            self.log.error("ledger_finish_failed", key=key, outcome=outcome, error=str(exc))
+
+    async def _failed(self, message: Message, attempt: int, error: str, permanent: bool, claimed: bool) -> None:
         key = message.key
         policy = self._policies[message.channel]
         attempts = attempt + 1
@@ -303,11 +400,16 @@ class Dispatch(Stage):
         if not permanent and attempts < policy.max_attempts:
             # Exponential backoff with full jitter (AWS architecture blog): spreads retries of a burst.
             ceiling = min(policy.backoff_max, policy.backoff * 2**attempt)
-            self._attempts[key] = attempts
+            if claimed:
+                await self._finish(key, "failed", error[:500])
+                self._attempts[key] = attempts
+            # else the claim itself failed (store unavailable): the next try is still a first claim
             self._ledger[key] = "retrying"
             self._schedule(message, due=self.watermark + self._rng.uniform(0, ceiling))
             return
         self._attempts.pop(key, None)
+        if claimed:
+            await self._finish(key, "dead", error[:500])
         self._ledger[key] = "dead"
         self.outcomes["dead_lettered"] += 1
         self.log.warning("dead_lettered", channel=message.channel, key=key, attempts=attempts, permanent=permanent)
@@ -320,6 +422,31 @@ class Dispatch(Stage):
             for barrier in self._barriers:
                 barrier.set()
             self._barriers.clear()
+
+    # -- state ----------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        pending = [(m, self._due_of(k, m), self._attempts.get(k, 0)) for k, m in self._pending.items()]
+        state = _State(
+            self.watermark, pending, self._ledger, self._bought_carts, self._bought_contacts, list(self._expiry),
+            dict(self.outcomes),
+        )
+        return msgspec.msgpack.encode(state)
+
+    def restore(self, state: bytes | None) -> None:
+        s = _State(-math.inf, [], {}, {}, {}, [], {}) if state is None else msgspec.msgpack.decode(state, type=_State)
+        self.watermark = s.watermark
+        self._pending, self._due, self._heap, self._by_cart, self._by_contact = {}, {}, [], {}, {}
+        self._attempts = {}
+        self._ledger = s.ledger
+        self._bought_carts = s.bought_carts
+        self._bought_contacts = s.bought_contacts
+        self._expiry = deque(s.expiry)
+        self.outcomes = Counter(s.outcomes)
+        for message, due, attempts in s.pending:
+            self._schedule(message, due=due, restoring=True)
+            if attempts:
+                self._attempts[message.key] = attempts
 
     # -- introspection --------------------------------------------------------------------------------------
 

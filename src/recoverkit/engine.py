@@ -2,8 +2,14 @@
 
 ::
 
-    track()/submit() -> [ingest] => [sessionize] => [score] => [route] => [dispatch] -> channel adapters
-                         (=>: a bounded queue of batches carrying the watermark)
+    track()/submit() -> journal (store) -> [ingest] => [sessionize] => [score] => [route] => [dispatch] -> adapters
+                                            (=>: a bounded queue of batches carrying the watermark)
+
+Every accepted event is appended to the store's journal first (:mod:`recoverkit.journal`); the stages run in
+the one process holding the store's pipeline lease, read the journal in order, and checkpoint their state into
+the store every ``store.checkpoint_interval`` seconds. A restart (or another worker taking over the lease)
+loads the last checkpoint and re-reads the journal after it, so a crash loses nothing accepted, and the
+store's ledger makes sure nothing is sent twice (see :mod:`recoverkit.dispatch`).
 
 Use it from async code as a context manager::
 
@@ -16,43 +22,71 @@ The engine installs no signal handlers, changes no logging configuration and set
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Mapping
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from time import perf_counter
 from types import TracebackType
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import msgspec
 import structlog
 
-from ._pipeline import Batch, Link, StageStatistics
+from ._pipeline import Batch, Control, Link, StageStatistics
 from .channels.base import Channel, Message
 from .channels.console import ConsoleChannel
 from .clock import Clock, WallClock
 from .config import Config
 from .deadletters import DeadLetters
-from .dispatch import Dispatch
-from .errors import ConfigError, EngineStateError, InvalidEvent
-from .events import decode_event, normalize_timestamp
+from .dispatch import Dispatch, Guard
+from .errors import ConfigError, EngineStateError, StoreError
 from .ingest import Ingest
+from .journal import Journal
 from .route import Route
 from .score import Score, Scorer
 from .sessionize import Sessionize
+from .store.base import PIPELINE_LEASE, JournalEntry, Store
+from .store.memory import MemoryStore
+from .store.sqlite import SQLiteStore
 
 __all__ = ["Engine", "EngineStatistics"]
 
 _log = structlog.get_logger("recoverkit.engine")
+T = TypeVar("T")
+
+#: Raw events journaled per group commit when the inbox is drained.
+_DRAIN_CHUNK: Final = 4096
+#: Format of the checkpoint blob; a newer recoverkit reading an older format must convert or refuse it.
+CHECKPOINT_FORMAT: Final = 1
+
+
+class _CheckpointBlob(msgspec.Struct, array_like=True):
+    format: int
+    owner: str
+    states: dict[str, bytes]
 
 
 class EngineStatistics(msgspec.Struct, kw_only=True):
-    """A snapshot of what the engine has done; see each field. ``stages`` has the per-stage figures."""
+    """A snapshot of what the engine has done; see each field. ``stages`` has the per-stage figures.
+
+    ``events_accepted`` counts events journaled by this process; ``events_spilled`` those of them that
+    ``track()`` journaled itself because the inbox was full; ``events_overflow`` events that could not be kept
+    (the store failed; they were refused). ``owner`` says whether this process runs the pipeline, and
+    ``journal_behind`` how many journaled events it has not read yet.
+    """
 
     events_accepted: int
     events_invalid: dict[str, int]
     events_overflow: int
+    events_spilled: int
     events_late: int
     sessions: int
     abandonments: dict[str, int]
@@ -60,6 +94,9 @@ class EngineStatistics(msgspec.Struct, kw_only=True):
     messages: dict[str, int]
     dead_letters: int
     watermark: float
+    owner: bool
+    journal_behind: int
+    checkpoint_position: int
     stages: dict[str, StageStatistics]
 
 
@@ -71,6 +108,12 @@ class Engine:
     ``clock`` is wall time by default; pass :class:`~recoverkit.clock.EventClock` to replay recorded events in
     event time, or :class:`~recoverkit.clock.FakeClock` in tests. ``scorer`` replaces the default model.
     ``dead_letters`` is a path for the dead-letter file (or a :class:`~recoverkit.deadletters.DeadLetters`).
+
+    ``store`` is where state is kept: a :class:`~recoverkit.store.Store`, or the path of a SQLite file; by
+    default ``config.store.path``, else memory (lost with the process). A store passed in is not closed by
+    the engine; one it opened is. ``guard`` is asked just before each send and can veto it (see
+    :mod:`recoverkit.dispatch`). ``owner`` names this process in leases and the ledger (default: host, pid and
+    a random suffix).
     """
 
     def __init__(
@@ -81,6 +124,9 @@ class Engine:
         clock: Clock | None = None,
         scorer: Scorer | None = None,
         dead_letters: str | Path | DeadLetters | None = None,
+        store: Store | str | os.PathLike[str] | None = None,
+        guard: Guard | None = None,
+        owner: str | None = None,
     ) -> None:
         self.config = config if config is not None else Config()
         if not isinstance(self.config, Config):
@@ -105,19 +151,70 @@ class Engine:
         self.channels = dict(channels)
         if scorer is not None and not callable(getattr(scorer, "score", None)):
             raise ConfigError(f"scorer {type(scorer).__name__} has no `score(cart, features)` method")
+        if guard is not None and not callable(guard):
+            raise ConfigError(f"guard must be callable as guard(message) -> bool, got {type(guard).__name__}")
         if not isinstance(dead_letters, DeadLetters):
             dead_letters = DeadLetters(dead_letters)
-        self.ingest = Ingest(self.config, self.clock)
+        self.store, self._owns_store = self._open_store(store)
+        # A store in memory never blocks: calling it inline saves a thread hop per call.
+        self._inline_store = isinstance(self.store, MemoryStore)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        settings = self.config.store
+        self.journal = Journal(
+            self.config,
+            self.clock,
+            self.store,
+            durability=settings.durability,
+            record_purchases=not self.clock.event_time,
+        )
+        self.ingest = Ingest(self.config, self.clock, self.journal, self._read_journal)
         self.sessionize = Sessionize(self.config, event_time=self.clock.event_time)
         self.score = Score(scorer, shipping_shock_ratio=self.config.shipping_shock_ratio)
         self.route = Route(self.config)
-        self.dispatch = Dispatch(self.config, self.channels, self.clock, dead_letters)
+        self.dispatch = Dispatch(
+            self.config,
+            self.channels,
+            self.clock,
+            dead_letters,
+            store=self.store,
+            call=self.call_store,
+            owner=self.owner,
+            guard=guard,
+        )
         self._stages = (self.ingest, self.sessionize, self.score, self.route, self.dispatch)
         self._links: list[Link[Any]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
         self._state = "new"
+        self.is_owner = False
+        self._checkpointed = 0
+        self._renewed_at = -math.inf
+        self._drain_lock: anyio.Lock | None = None
+        self._checkpoint_lock: anyio.Lock | None = None
         #: Seconds ``async with`` waits at exit for in-flight work before cancelling it.
         self.close_timeout = 10.0
+
+    def _open_store(self, store: Store | str | os.PathLike[str] | None) -> tuple[Store, bool]:
+        settings = self.config.store
+        if store is None:
+            if settings.path is None:
+                return MemoryStore(), True
+            store = settings.path
+        if isinstance(store, (str, os.PathLike)):
+            return SQLiteStore(store, synchronous=settings.synchronous, busy_timeout=settings.busy_timeout), True
+        if not isinstance(store, Store):
+            raise ConfigError(
+                f"store must be a recoverkit.store.Store or the path of a SQLite file, got {type(store).__name__}"
+            )
+        return store, False
+
+    async def call_store(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a blocking store method without blocking the event loop (in a worker thread for SQLite)."""
+        if self._inline_store:
+            return fn(*args, **kwargs)
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+    async def _read_journal(self, after: int, limit: int) -> list[JournalEntry]:
+        return await self.call_store(self.store.read_events, after, limit)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -131,28 +228,49 @@ class Engine:
         await self.aclose(self.close_timeout)
 
     async def start(self) -> None:
-        """Start the stages as tasks of the current event loop. Prefer ``async with engine:``."""
+        """Start the stages as tasks of the current event loop. Prefer ``async with engine:``.
+
+        If the pipeline lease is free, this process takes it, loads the last checkpoint and starts reading the
+        journal after it before this returns; otherwise it journals events and waits to take over.
+        """
         if self._state != "new":
             raise EngineStateError(f"the engine is {self._state}; an Engine can be started once")
         capacity = self.config.queue_batches
         self._links = [Link[Any](capacity) for _ in self._stages]
+        self._drain_lock = anyio.Lock()
+        self._checkpoint_lock = anyio.Lock()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._stopped = anyio.Event()
+        self._state = "running"
+        try:
+            await self._renew_lease()
+        except BaseException:
+            self._task_group.cancel_scope.cancel()
+            await self._task_group.__aexit__(None, None, None)
+            self._state = "closed"
+            raise
         for i, stage in enumerate(self._stages):
             outbox = self._links[i + 1] if i + 1 < len(self._links) else None
             self._task_group.start_soon(self._run_stage, i, outbox, name=f"recoverkit-{stage.name}")
         self._task_group.start_soon(self._tick, name="recoverkit-ticker")
-        self._state = "running"
-        _log.info("engine_started", event_time=self.clock.event_time, channels=sorted(self.channels))
+        self._task_group.start_soon(self._keep_lease, name="recoverkit-lease")
+        self._task_group.start_soon(self._keep_checkpoints, name="recoverkit-checkpoints")
+        _log.info(
+            "engine_started",
+            event_time=self.clock.event_time,
+            channels=sorted(self.channels),
+            store=type(self.store).__name__,
+            owner=self.is_owner,
+        )
 
     async def aclose(self, timeout: float = 10.0) -> None:
-        """Stop: handle everything accepted so far, wait for deliveries in flight, close the adapters.
+        """Stop: journal and handle everything accepted so far, wait for deliveries in flight, checkpoint, close.
 
-        Waits at most ``timeout`` seconds, then cancels what is left. Messages scheduled for later are not
-        sent (they are lost with the process in this release). Closing completes even when the calling task
-        is being cancelled (the host shutting down). If a stage failed, its error is raised from here, in an
-        ``ExceptionGroup``, rather than lost.
+        Waits at most ``timeout`` seconds, then cancels what is left (which the journal keeps: the next start
+        handles it). Messages scheduled for later stay scheduled in the checkpoint. Closing completes even when
+        the calling task is being cancelled (the host shutting down). If a stage failed, its error is raised
+        from here, in an ``ExceptionGroup``, rather than lost.
         """
         if self._state != "running":
             return
@@ -165,28 +283,40 @@ class Engine:
             with anyio.CancelScope(shield=True):
                 if not tg.cancel_scope.cancel_called:  # else a stage failed and the others were cancelled
                     with anyio.move_on_after(timeout) as scope:
+                        await self._drain_inbox()
                         await self._links[0].send_stream.aclose()  # ends ingest, which closes the next link, ...
                         await self._stopped.wait()  # dispatch returns once drained and nothing is in flight
                     if scope.cancelled_caught:
                         _log.warning("engine_close_timeout", timeout=timeout)
+                    else:
+                        await self._final_checkpoint()
             tg.cancel_scope.cancel()
             await tg.__aexit__(None, None, None)
         finally:
             with anyio.CancelScope(shield=True):
-                for adapter in {id(a): a for a in self.channels.values()}.values():
-                    close = getattr(adapter, "aclose", None)
-                    if close is not None:
-                        try:
-                            await close()
-                        except Exception as exc:
-                            _log.warning(
-                                "adapter_close_failed", adapter=type(adapter).__name__, error=type(exc).__name__
-                            )
+                await self._close_adapters()
+                if self.is_owner:
+                    self.is_owner = False
+                    try:
+                        await self.call_store(self.store.release_lease, PIPELINE_LEASE, self.owner)
+                    except StoreError as exc:
+                        _log.warning("lease_release_failed", error=str(exc))
+                if self._owns_store:
+                    await self.call_store(self.store.close)
             for link in self._links:  # a cancelled or failed stage leaves its streams open
                 link.send_stream.close()
                 link.receive_stream.close()
             self._state = "closed"
             _log.info("engine_stopped")
+
+    async def _close_adapters(self) -> None:
+        for adapter in {id(a): a for a in self.channels.values()}.values():
+            close = getattr(adapter, "aclose", None)
+            if close is not None:
+                try:
+                    await close()
+                except Exception as exc:
+                    _log.warning("adapter_close_failed", adapter=type(adapter).__name__, error=type(exc).__name__)
 
     async def _run_stage(self, index: int, outbox: Link[Any] | None) -> None:
         try:
@@ -196,53 +326,185 @@ class Engine:
                 self._stopped.set()
 
     async def _tick(self) -> None:
-        # Live: push the wall clock through the pipeline so timers fire and track()'s inbox is drained.
-        # Event time: only drain the inbox; time comes from the events.
+        # Journal what track() queued; live, push the wall clock through the pipeline so timers fire and the
+        # journal is read (also what other workers wrote). In event time, nudge ingest only when this process
+        # journaled something new: time comes from the events.
         interval = self.config.tick_interval
         send = self._links[0].send_stream
         event_time = self.clock.event_time
         try:
             while True:
-                await self.clock.sleep(interval)
-                if event_time and not self.ingest.pending:
+                if event_time:
+                    await anyio.sleep(interval)
+                else:
+                    await self.clock.sleep(interval)
+                if self.journal.pending:
+                    await self._drain_inbox(nudge=False)
+                if not self.is_owner or (event_time and not self.ingest.behind):
                     continue
                 mark = -math.inf if event_time else self.clock.now()
-                await send.send(Batch([], mark, perf_counter()))
+                try:
+                    # A full queue means the pipeline is busy: skip this tick, the next carries a newer clock.
+                    send.send_nowait(Batch([], mark, perf_counter()))
+                except anyio.WouldBlock:
+                    pass
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             return
+
+    async def _drain_inbox(self, *, nudge: bool = False) -> None:
+        """Journal everything ``track()`` has queued, in the order it was queued."""
+        assert self._drain_lock is not None
+        async with self._drain_lock:
+            journal = self.journal
+            while journal.pending:
+                events, datas = journal.accept(journal.take_pending(_DRAIN_CHUNK))
+                if events:
+                    await self.call_store(journal.append, events, datas)
+        if nudge:
+            await self._nudge()
+
+    async def _nudge(self) -> None:
+        if self.is_owner:
+            await self._links[0].send_stream.send(Batch([], -math.inf, perf_counter()))
+
+    # -- the lease ------------------------------------------------------------------------------------------
+
+    async def _keep_lease(self) -> None:
+        period = self.config.store.lease_ttl / 5
+        while True:
+            await anyio.sleep(period)
+            await self._renew_lease()
+
+    async def _renew_lease(self) -> None:
+        ttl = self.config.store.lease_ttl
+        try:
+            held = await self.call_store(
+                self.store.acquire_lease, PIPELINE_LEASE, self.owner, ttl=ttl, now=time.time()
+            )
+        except StoreError as exc:
+            _log.error("lease_renewal_failed", error=str(exc))
+            # Unknown whether we still hold it: once it would have expired, act as if we lost it.
+            held = self.is_owner and time.time() < self._renewed_at + ttl
+        else:
+            if held:
+                self._renewed_at = time.time()
+        if held and not self.is_owner:
+            await self._take_over()
+        elif not held and self.is_owner:
+            # Another process took over (this one stalled past the lease). Stop reading the journal; claims
+            # already fail for a non-owner, so nothing is sent from the stale state; a later take-over restores
+            # from the store.
+            self.is_owner = False
+            self.ingest.active = False
+            _log.warning("pipeline_lease_lost", owner=self.owner)
+
+    async def _take_over(self) -> None:
+        """This process now holds the lease: restore the pipeline from the last checkpoint and read on."""
+        store = self.store
+        unknown = await self.call_store(store.mark_unknown)
+        checkpoint = await self.call_store(store.load_checkpoint)
+        states: dict[str, bytes] = {}
+        position = 0
+        if checkpoint is not None:
+            blob = msgspec.msgpack.decode(checkpoint.state, type=_CheckpointBlob)
+            if blob.format != CHECKPOINT_FORMAT:
+                raise StoreError(
+                    f"the store's checkpoint has format {blob.format}, this recoverkit reads format "
+                    f"{CHECKPOINT_FORMAT}; upgrade recoverkit, or start from an empty store"
+                )
+            states, position = blob.states, checkpoint.position
+        self._checkpointed = position
+        control = Control("restore", position, states)
+        self.is_owner = True
+        self.ingest.active = True
+        await self._links[0].send_stream.send(Batch([], -math.inf, perf_counter(), None, control))
+        _log.info("pipeline_lease_taken", owner=self.owner, position=position, unknown_outcomes=unknown)
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+
+    async def _keep_checkpoints(self) -> None:
+        while True:
+            await anyio.sleep(self.config.store.checkpoint_interval)
+            if self.is_owner and self.ingest.position > self._checkpointed:
+                try:
+                    await self.checkpoint()
+                except StoreError as exc:
+                    _log.error("checkpoint_failed", error=str(exc))
+
+    async def checkpoint(self) -> int | None:
+        """Write a checkpoint of the pipeline now; return the journal position it covers.
+
+        Returns ``None`` when this process does not hold the pipeline lease. The journal is trimmed up to the
+        position. Runs by itself every ``store.checkpoint_interval`` seconds and when the engine closes.
+        """
+        self._require_running()
+        if not self.is_owner:
+            return None
+        assert self._checkpoint_lock is not None
+        async with self._checkpoint_lock:
+            control = Control("checkpoint", 0, {})
+            await self._links[0].send_stream.send(Batch([], -math.inf, perf_counter(), None, control))
+            await control.done.wait()
+            await self._save_checkpoint(control.position, control.states)
+            return control.position
+
+    async def _final_checkpoint(self) -> None:
+        # Every stage has ended: their state is quiet and can be read directly.
+        if not self.is_owner:
+            return
+        states = {stage.name: stage.snapshot() for stage in self._stages}
+        try:
+            await self._save_checkpoint(self.ingest.position, states)
+        except StoreError as exc:
+            _log.error("checkpoint_failed", error=str(exc))
+
+    async def _save_checkpoint(self, position: int, states: dict[str, bytes]) -> None:
+        store = self.store
+        # Only the lease holder may write the pipeline's state; one that lost the lease keeps quiet.
+        holder = await self.call_store(store.lease_holder, PIPELINE_LEASE, now=time.time())
+        if holder != self.owner:
+            return
+        blob = msgspec.msgpack.encode(_CheckpointBlob(CHECKPOINT_FORMAT, self.owner, states))
+        await self.call_store(store.save_checkpoint, position, blob, now=time.time())
+        await self.call_store(store.trim_events, position)
+        self._checkpointed = position
+        _log.debug("checkpoint_saved", position=position, size=len(blob))
 
     # -- putting events in ----------------------------------------------------------------------------------
 
     def track(self, event: Any) -> bool:
-        """Hand an event to the engine without waiting; safe from any thread; never raises.
+        """Accept an event without waiting on the pipeline; safe from any thread; never raises.
 
-        ``event`` is a ``dict``, JSON ``bytes``/``str`` or an event Struct. It is validated later in the engine's
-        loop; invalid events are counted in :meth:`statistics` and logged without their content. Returns
-        ``False`` when the engine's inbox is full or the engine is closed (the event is counted as overflow).
+        ``event`` is a ``dict``, JSON ``bytes``/``str`` or an event Struct. With ``store.durability = "batch"``
+        it is validated and journaled within one tick (invalid events are counted in :meth:`statistics` and
+        logged without their content); with ``"sync"`` it is validated and journaled before this returns.
+        Returns ``False`` when the event was not kept: the engine is closed, the store failed, or (``"sync"``)
+        the event is invalid. See :mod:`recoverkit.journal` for what survives a crash.
         """
         if self._state in ("closing", "closed"):
-            self.ingest.overflow += 1
+            self.journal.refused += 1
             return False
-        return self.ingest.track(event)
+        return self.journal.track(event)
 
     async def submit(self, event: Any) -> None:
-        """Validate ``event`` now (raising :class:`InvalidEvent`) and queue it, waiting while queues are full."""
+        """Validate ``event`` now (raising :class:`InvalidEvent`) and journal it; waits while the pipeline is
+        busy (backpressure). The event is durable when this returns."""
         self._require_running()
-        try:
-            decoded = decode_event(event)
-            if decoded.ts is not None:  # ingest's range check, raised here instead of counted later
-                normalize_timestamp(decoded.ts, self.clock.now())
-        except InvalidEvent as exc:
-            self.ingest._reject(exc)
-            raise
-        await self._links[0].send_stream.send(Batch([decoded], -math.inf, perf_counter()))
+        events, datas = self.journal.accept([event], raise_invalid=True)
+        await self._append(events, datas)
 
     async def submit_many(self, events: Iterable[Any]) -> None:
-        """Queue many raw events at once (the fast path for replays); invalid ones are counted, not raised."""
+        """Journal many raw events at once (the fast path for replays); invalid ones are counted, not raised."""
         self._require_running()
-        chunk = list(events)
-        if chunk:
-            await self._links[0].send_stream.send(Batch(chunk, -math.inf, perf_counter()))
+        accepted, datas = self.journal.accept(list(events))
+        await self._append(accepted, datas)
+
+    async def _append(self, events: list[Any], datas: list[bytes]) -> None:
+        if not events:
+            return
+        if not await self.call_store(self.journal.append, events, datas):
+            raise StoreError("the store refused the events (see the log); they were not accepted")
+        await self._nudge()
 
     async def flush(self, *, end_of_input: bool = False) -> None:
         """Wait until everything accepted so far has gone through every stage and deliveries have finished.
@@ -251,9 +513,12 @@ class Engine:
         :class:`~recoverkit.clock.FakeClock` ``clock.advance(3600); await engine.flush()`` fires what fell due.
         In event time, ``end_of_input=True`` declares the input complete: events held back for lateness are
         released and the watermark moves to the last event time. Open carts stay open (they are censored, not
-        abandoned).
+        abandoned). In a process that does not hold the pipeline lease this only journals what was tracked.
         """
         self._require_running()
+        await self._drain_inbox()
+        if not self.is_owner:
+            return
         barrier = anyio.Event()
         if self.clock.event_time:
             mark = math.inf if end_of_input else -math.inf
@@ -278,10 +543,12 @@ class Engine:
         """Counters and queue figures of every stage, for dashboards, health checks and tests."""
         stages = {stage.name: stage.statistics() for stage in self._stages}
         counts = self.sessionize.counts
+        journal = self.journal
         return EngineStatistics(
-            events_accepted=self.ingest.accepted,
-            events_invalid=dict(self.ingest.invalid),
-            events_overflow=self.ingest.overflow,
+            events_accepted=journal.accepted,
+            events_invalid=dict(journal.invalid),
+            events_overflow=journal.refused,
+            events_spilled=journal.spilled,
             events_late=self.ingest.late,
             sessions=stages["sessionize"].extra["sessions"],
             abandonments={k.removeprefix("abandoned_"): v for k, v in counts.items() if k.startswith("abandoned_")},
@@ -289,5 +556,8 @@ class Engine:
             messages=dict(self.dispatch.outcomes),
             dead_letters=len(self.dispatch.dead_letters),
             watermark=self.dispatch.watermark,
+            owner=self.is_owner,
+            journal_behind=self.ingest.behind,
+            checkpoint_position=self._checkpointed,
             stages=stages,
         )

@@ -1,46 +1,43 @@
-"""Stage 1, ingest: accept raw events without blocking the shop, validate them, put them in time order.
+"""Stage 1, ingest: read accepted events from the journal, in journal order, and put them in time order.
 
-Two ways in:
-
-- ``track()`` (any thread, never blocks, never raises): appends the raw event to an in-memory inbox, a
-  ``collections.deque`` whose ``append`` is atomic under the GIL and costs a fraction of a microsecond. The
-  stage drains it every ``tick_interval`` and whenever it wakes for other work. When the inbox holds
-  ``inbox_capacity`` events, ``track()`` refuses further events and counts them as ``overflow``.
-- ``submit()`` (async, from the engine's own loop): waits for room, which is how a replay applies backpressure.
-
-Decoding happens here, in the engine's loop, not in the request thread. An invalid event is counted by reason
-(``malformed_json``, ``unknown_event``, ``wrong_type``, ``missing_field``, ``too_large``, ``bad_value``) and
-logged with its reason and field, never its content; everything else carries on.
+Events reach the pipeline through the store's journal (see :mod:`recoverkit.journal`): ``track()`` and
+``submit()`` validate and journal them, and this stage, in the process that holds the pipeline lease, reads
+the journal from its ``position`` (the last ``seq`` it has read) whenever the engine nudges it: on every tick,
+after a submit, and before a flush or checkpoint. Events this process journaled itself come from an in-memory
+cache; the rest (other workers' events, a backlog) are read from the store in chunks, so memory stays bounded
+however far behind the pipeline is.
 
 In event time the stage holds events in a reorder buffer until the watermark (latest event time minus
 ``allowed_lateness``) passes them, so the sessionizer sees them in time order; an event older than the
-watermark on arrival is still passed on, at once, and counted as ``late``.
+watermark on arrival is still passed on, at once, and counted as ``late``. Live, events go on as read, and the
+watermark is the engine's clock, moved only once everything journaled before the tick has been read, so no
+timer fires ahead of events already accepted.
+
+The stage's state (position, watermark, reorder buffer) is part of every checkpoint.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
-from ._pipeline import Batch, Link, Stage
+from ._pipeline import Batch, Control, Link, Stage
 from .clock import Clock, EventClock
 from .config import Config
 from .errors import InvalidEvent
-from .events import BaseEvent, Event, Purchase, decode_event, normalize_timestamp
+from .events import BaseEvent, Event, Purchase, decode_event
+from .journal import Journal
+from .store.base import JournalEntry
 
 __all__ = ["Ingest"]
 
-# Log the first few invalid events of each reason, then one in this many, so an attack or a broken client
-# cannot flood the shop's logs while every invalid event is still counted.
-_LOG_FIRST = 10
-_LOG_EVERY = 1000
-_EPOCH_MIN = 946_684_800.0
-_EPOCH_MAX = 4_102_444_800.0
+#: Journal entries read from the store at a time when catching up.
+READ_CHUNK: Final = 4096
 
 
 def _rank(event: BaseEvent) -> int:
@@ -49,25 +46,47 @@ def _rank(event: BaseEvent) -> int:
     return 1 if type(event) is Purchase else 0
 
 
+class _State(msgspec.Struct, array_like=True):
+    position: int
+    watermark: float
+    max_ts: float
+    first_event_at: float | None
+    late: int
+    read: int
+    seq: int
+    reorder: list[tuple[float, int, int, bytes]]
+
+
 class Ingest(Stage):
-    """Validates raw events, stamps missing times, and hands on time-ordered batches with a watermark."""
+    """Reads the journal from ``position`` and hands on time-ordered batches with a watermark.
+
+    ``read`` is how the stage reads journal entries after a seq (the engine runs the store's blocking read in
+    a worker thread); ``active`` is whether this process holds the pipeline lease (a stage that is not active
+    reads nothing and only passes commands on).
+    """
 
     name = "ingest"
 
-    def __init__(self, config: Config, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        journal: Journal,
+        read: Callable[[int, int], Awaitable[list[JournalEntry]]],
+    ) -> None:
         super().__init__()
-        self._config = config
         self._clock = clock
+        self._journal = journal
+        self._read = read
         self._event_time = clock.event_time
         self._lateness = config.allowed_lateness if clock.event_time else 0.0
         self._batch_size = config.batch_size
-        self._capacity = config.inbox_capacity
-        #: Raw events from ``track()``, drained by the stage; bounded by ``inbox_capacity``.
-        self.pending: deque[Any] = deque()
-        self.accepted = 0
-        self.overflow = 0
+        self.active = False
+        self.position = 0
         self.late = 0
-        self.invalid: Counter[str] = Counter()
+        #: Events read back from the store rather than from this process's cache.
+        self.read_back = 0
+        self.journal_errors = 0
         self._reorder: list[tuple[float, int, int, Event]] = []
         self._seq = 0
         self._max_ts = -math.inf
@@ -78,15 +97,10 @@ class Ingest(Stage):
     def last_event_at(self) -> float | None:
         return self._max_ts if self._max_ts > -math.inf else None
 
-    # -- the ways in ----------------------------------------------------------------------------------------
-
-    def track(self, raw: Any) -> bool:
-        """Queue ``raw`` for validation; ``False`` (and counted) when the inbox is full. Thread-safe."""
-        if len(self.pending) >= self._capacity:
-            self.overflow += 1  # approximate under contention between threads; it is a statistic
-            return False
-        self.pending.append(raw)
-        return True
+    @property
+    def behind(self) -> int:
+        """Journal entries this process knows of that the stage has not read yet."""
+        return max(self._journal.last_seq - self.position, 0)
 
     # -- the stage ------------------------------------------------------------------------------------------
 
@@ -96,22 +110,61 @@ class Ingest(Stage):
         async with inbox.receive_stream:
             async for command in inbox.receive_stream:
                 await self._process_command(command, outbox)
-        await self._drain(outbox, None, None)
+        if self.active:
+            await self._pull(outbox)
+        await self._drain(outbox, None, None, None)
         await outbox.send_stream.aclose()
 
     async def _process_command(self, command: Batch[Any], outbox: Link[Any]) -> None:
-        # ``command.items`` are raw events from submit(); ``command.watermark`` is the live clock on a tick,
-        # +inf to mean "end of input: release everything", or -inf when it carries no time.
-        if command.items:
-            await self._emit(self._accept(command.items), outbox, None)
-        await self._drain(outbox, command.watermark, command.barriers)
+        # A command carries no items. ``watermark`` is the live clock on a tick, +inf to mean "end of input:
+        # release everything", or -inf when it carries no time; ``control`` a checkpoint or restore.
+        control = command.control
+        if control is not None and control.kind == "restore":
+            control.apply(self, last=False)
+            await outbox.send(Batch([], -math.inf, perf_counter(), command.barriers, control))
+            return
+        if self.active:
+            await self._pull(outbox)
+        await self._drain(outbox, command.watermark, command.barriers, control)
 
-    async def _drain(self, outbox: Link[Any], clock_mark: float | None, barriers: list[Any] | None) -> None:
-        """Accept everything ``track()`` queued, then move the watermark and release what it passed."""
-        pending = self.pending
-        while pending:
-            chunk = [pending.popleft() for _ in range(min(len(pending), self._batch_size * 4))]
-            await self._emit(self._accept(chunk), outbox, None)
+    async def _pull(self, outbox: Link[Any]) -> None:
+        """Read everything journaled after ``position``: from this process's cache, else from the store."""
+        journal = self._journal
+        while True:
+            events = journal.take(self.position)
+            if events is not None:
+                last = self.position + len(events)
+            else:
+                entries = await self._read(self.position, READ_CHUNK)
+                if not entries:
+                    return
+                events = self._decode(entries)
+                last = entries[-1].seq
+                self.read_back += len(entries)
+            self.position = last
+            started = perf_counter()
+            out = self._accept(events)
+            self.latency.record(perf_counter() - started)
+            if out:
+                await self._emit(out, outbox)
+
+    def _decode(self, entries: list[JournalEntry]) -> list[Event]:
+        out: list[Event] = []
+        for entry in entries:
+            try:
+                out.append(decode_event(entry.data))
+            except InvalidEvent as exc:
+                # Only events that passed validation are journaled; one that no longer decodes was written by
+                # another version or damaged on disk. It is skipped, counted and logged, never fatal.
+                self.journal_errors += 1
+                self.errors += 1
+                self.log.error("journal_entry_invalid", seq=entry.seq, reason=exc.reason, field=exc.field)
+        return out
+
+    async def _drain(
+        self, outbox: Link[Any], clock_mark: float | None, barriers: list[Any] | None, control: Control | None
+    ) -> None:
+        """Move the watermark and release what it passed; pass on barriers and a checkpoint order."""
         if self._event_time:
             end = clock_mark == math.inf  # end of input: everything seen so far is complete
             watermark = self._max_ts if end else self._max_ts - self._lateness
@@ -121,60 +174,30 @@ class Ingest(Stage):
             watermark = clock_mark if live else self.watermark  # type: ignore[assignment]
             released = []
         watermark = max(watermark, self.watermark)
-        if released or watermark > self.watermark or barriers:
-            await self._emit(released, outbox, barriers, watermark)
+        if released or watermark > self.watermark or barriers or control:
+            await self._emit(released, outbox, barriers, watermark, control)
 
     def handle(self, items: list[Any], out: list[Any]) -> None:  # the Stage API, used by tests and tools
-        out.extend(self._accept(items))
+        out.extend(self._accept([decode_event(item) for item in items]))
 
-    def _accept(self, raws: list[Any]) -> list[Event]:
-        """Decode and time-stamp ``raws``; in event time they go to the reorder buffer instead of the result."""
-        started = perf_counter()
-        out: list[Event] = []
-        # Events without ``ts`` happen "now": the wall clock live, the latest event time in a replay.
-        now = self._max_ts if self._event_time else self._clock.now()
+    def _accept(self, events: list[Event]) -> list[Event]:
+        """Take ``events`` in; in event time they go to the reorder buffer instead of the result."""
+        self.received += len(events)
+        if not self._event_time:
+            return events
         reorder = self._reorder
-        event_time = self._event_time
-        rejected = 0
-        for raw in raws:
-            try:
-                event = decode_event(raw)
-                ts = event.ts
-                if type(ts) is not float or not (_EPOCH_MIN <= ts <= _EPOCH_MAX):
-                    if event_time:  # the latest event time, including events earlier in this batch
-                        now = self._max_ts
-                    if ts is None and now == -math.inf:
-                        raise InvalidEvent(
-                            "`$.ts` is missing and no event time is known yet; expected a timestamp on the "
-                            "first event of a replay",
-                            reason="missing_field",
-                            field="$.ts",
-                        )
-                    ts = normalize_timestamp(ts, now)
-                    event = msgspec.structs.replace(event, ts=ts)
-            except InvalidEvent as exc:
-                rejected += 1
-                self._reject(exc)
-                continue
-            except Exception as exc:  # a Struct built in Python with nonsense in it; never stop the stage
-                rejected += 1
-                self._reject(InvalidEvent(f"{type(exc).__name__}: {exc}", reason="bad_value"))
-                continue
-            if event_time:
-                if ts > self._max_ts:
-                    if self._max_ts == -math.inf:
-                        self.first_event_at = ts
-                    self._max_ts = ts
-                elif ts < self.watermark:
-                    self.late += 1
-                self._seq += 1
-                heapq.heappush(reorder, (ts, _rank(event), self._seq, event))
-            else:
-                out.append(event)
-        self.accepted += len(raws) - rejected
-        self.received += len(raws)
-        self.latency.record(perf_counter() - started)
-        return out
+        push = heapq.heappush
+        for event in events:
+            ts: float = event.ts  # type: ignore[assignment]  # the journal holds final timestamps
+            if ts > self._max_ts:
+                if self._max_ts == -math.inf:
+                    self.first_event_at = ts
+                self._max_ts = ts
+            elif ts < self.watermark:
+                self.late += 1
+            self._seq += 1
+            push(reorder, (ts, _rank(event), self._seq, event))
+        return []
 
     def _release(self, watermark: float) -> list[Event]:
         """Pop every buffered event at or before ``watermark`` in (time, rank, arrival) order."""
@@ -185,46 +208,72 @@ class Ingest(Stage):
             out.append(pop(reorder)[3])
         return out
 
-    def _reject(self, exc: InvalidEvent) -> None:
-        self.errors += 1
-        count = self.invalid[exc.reason] = self.invalid[exc.reason] + 1
-        if count <= _LOG_FIRST or count % _LOG_EVERY == 0:
-            # The reason and the JSON path only: the message may quote a value, and values can be personal.
-            self.log.warning("invalid_event", reason=exc.reason, field=exc.field, count=count)
-
     async def _emit(
         self,
         events: list[Event],
         outbox: Link[Any],
-        barriers: list[Any] | None,
+        barriers: list[Any] | None = None,
         watermark: float | None = None,
+        control: Control | None = None,
     ) -> None:
-        """Send ``events`` downstream in batches; only the last batch carries the new watermark and barriers.
+        """Send ``events`` downstream in batches; only the last batch carries the new watermark and orders.
 
         The earlier batches keep the old watermark so that no timer downstream fires before every event up to
         the new watermark has been handled.
         """
-        if not events and watermark is None and not barriers:
-            return
         self.emitted += len(events)
         size = self._batch_size
         chunks = [events[i : i + size] for i in range(0, len(events), size)] or [events]
-        for i, chunk in enumerate(chunks):
-            last = i == len(chunks) - 1
-            mark = watermark if (last and watermark is not None) else self.watermark
-            self.batches += 1
-            await outbox.send(Batch(chunk, mark, perf_counter(), barriers if last else None))
+        old = self.watermark
         if watermark is not None:
             self.watermark = watermark
             if isinstance(self._clock, EventClock):
                 self._clock.observe(watermark)
+        if control is not None:
+            control.position = self.position
+            control.apply(self, last=False)  # the snapshot includes the new watermark and what is still held
+        for i, chunk in enumerate(chunks):
+            last = i == len(chunks) - 1
+            mark = self.watermark if last else old
+            self.batches += 1
+            await outbox.send(
+                Batch(chunk, mark, perf_counter(), barriers if last else None, control if last else None)
+            )
+
+    # -- state ----------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        encode = msgspec.json.encode
+        held = [(ts, rank, seq, encode(event)) for ts, rank, seq, event in self._reorder]
+        state = _State(
+            self.position, self.watermark, self._max_ts, self.first_event_at, self.late, self.received,
+            self._seq, held,
+        )
+        return msgspec.msgpack.encode(state)
+
+    def restore(self, state: bytes | None) -> None:
+        if state is None:
+            s = _State(0, -math.inf, -math.inf, None, 0, 0, 0, [])
+        else:
+            s = msgspec.msgpack.decode(state, type=_State)
+        self.position = s.position
+        self.watermark = s.watermark
+        self._max_ts = s.max_ts
+        self.first_event_at = s.first_event_at
+        self.late = s.late
+        self.received = s.read
+        self._seq = s.seq
+        self._reorder = [(ts, rank, seq, decode_event(data)) for ts, rank, seq, data in s.reorder]
+        heapq.heapify(self._reorder)
+        if isinstance(self._clock, EventClock) and self.watermark > -math.inf:
+            self._clock.observe(self.watermark)
 
     def extra_statistics(self) -> dict[str, Any]:
         return {
-            "accepted": self.accepted,
-            "invalid": dict(self.invalid),
-            "overflow": self.overflow,
+            "position": self.position,
+            "behind": self.behind,
+            "read_back": self.read_back,
+            "journal_errors": self.journal_errors,
             "late": self.late,
-            "inbox": len(self.pending),
             "reorder_buffer": len(self._reorder),
         }

@@ -17,6 +17,7 @@ withdrawal on either side wins, since which came last is not known.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any, Literal
 
@@ -54,6 +55,14 @@ class _Contact(msgspec.Struct, gc=False):
     locale: str | None = None
     timezone: str | None = None
     consent: dict[str, bool] = msgspec.field(default_factory=dict)
+
+
+class _State(msgspec.Struct, array_like=True):
+    watermark: float
+    contacts: list[tuple[str, _Contact]]  # least recently used first
+    skipped: dict[str, int]
+    scheduled: list[tuple[str, int, str, int]]
+    unrouted: int
 
 
 class Route(Stage):
@@ -224,6 +233,24 @@ class Route(Stage):
             cart=abandoned.cart,
             recipient=to,
         )
+
+    # -- state ----------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        # cachetools' LRUCache iterates least recently used first; re-inserting in that order restores it.
+        contacts = list(self._contacts.items())
+        scheduled = [(flow, step, channel, n) for (flow, step, channel), n in self.scheduled.items()]
+        return msgspec.msgpack.encode(_State(self.watermark, contacts, dict(self.skipped), scheduled, self.unrouted))
+
+    def restore(self, state: bytes | None) -> None:
+        s = _State(-math.inf, [], {}, [], 0) if state is None else msgspec.msgpack.decode(state, type=_State)
+        self.watermark = s.watermark
+        self._contacts.clear()
+        for key, contact in s.contacts:
+            self._contacts[key] = contact
+        self.skipped = Counter(s.skipped)
+        self.scheduled = Counter({(flow, step, channel): n for flow, step, channel, n in s.scheduled})
+        self.unrouted = s.unrouted
 
     def extra_statistics(self) -> dict[str, Any]:
         return {

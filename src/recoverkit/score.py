@@ -213,3 +213,14 @@ class Score(Stage):
 
     def extra_statistics(self) -> dict[str, Any]:
         return {"reasons": dict(self.reasons), "scorer_failures": self.scorer_failures}
+
+    # The stage holds no state of its own, only counters, which a checkpoint carries across restarts.
+    def snapshot(self) -> bytes:
+        return msgspec.msgpack.encode((self.watermark, dict(self.reasons), self.scorer_failures))
+
+    def restore(self, state: bytes | None) -> None:
+        if state is None:
+            self.watermark, self.reasons, self.scorer_failures = -math.inf, Counter(), 0
+            return
+        watermark, reasons, failures = msgspec.msgpack.decode(state, type=tuple[float, dict[str, int], int])
+        self.watermark, self.reasons, self.scorer_failures = watermark, Counter(reasons), failures

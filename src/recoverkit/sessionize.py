@@ -147,6 +147,14 @@ class _Session(msgspec.Struct, gc=False):
 _intern = sys.intern
 
 
+class _State(msgspec.Struct, array_like=True):
+    watermark: float
+    sessions: list[_Session]  # least recently active first, as the dict keeps them
+    customers: dict[str, list[str]]
+    buyers: list[tuple[str, float]]
+    counts: dict[str, int]
+
+
 class Sessionize(Stage):
     """Holds carts and timers; emits abandonments, resumptions, conversions and contact changes."""
 
@@ -569,6 +577,28 @@ class Sessionize(Stage):
             device=session.device,
             source=session.source,
         )
+
+    # -- state ----------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        state = _State(
+            self.watermark, list(self._sessions.values()), self._customers, list(self._buyers.items()),
+            dict(self.counts),
+        )
+        return msgspec.msgpack.encode(state)
+
+    def restore(self, state: bytes | None) -> None:
+        s = _State(-math.inf, [], {}, [], {}) if state is None else msgspec.msgpack.decode(state, type=_State)
+        self.watermark = s.watermark
+        self._sessions = {session.session_id: session for session in s.sessions}
+        self._customers = s.customers
+        self._buyers.clear()
+        for customer, at in s.buyers:
+            self._buyers[customer] = at
+        self.counts = Counter(s.counts)
+        # One heap entry per armed session, as _arm keeps it.
+        self._timers = [(x.timer_at, x.session_id) for x in s.sessions if x.timer_at != math.inf]
+        heapq.heapify(self._timers)
 
     def open_carts(self) -> int:
         """Sessions holding a cart that is neither abandoned nor bought (walks every session: O(n))."""

@@ -1,0 +1,245 @@
+"""The journal: how an accepted event reaches the store before the pipeline acts on it.
+
+Every event the engine accepts is validated, given its final timestamp and appended to the store's journal;
+the pipeline (in whichever process holds the pipeline lease) reads the journal in ``seq`` order. Because the
+journal sits between the shop and the pipeline, a slow pipeline never makes the shop wait and never loses an
+event: what the stages cannot take yet waits on disk, not in memory.
+
+When ``track()`` has accepted an event it is kept, within the window of the durability setting:
+
+- ``"batch"`` (the default): ``track()`` puts the raw event in an in-memory inbox and returns at once; the
+  engine journals the inbox every ``tick_interval`` (10 ms), in one group commit. A process killed with
+  ``kill -9`` loses the events accepted in the last tick plus the commit in progress (typically under 20 ms of
+  traffic). If the engine's loop is stalled and the inbox is full, ``track()`` journals the event itself
+  (one commit, well under a millisecond) rather than refuse it.
+- ``"sync"``: ``track()`` validates the event and journals it before it returns; an accepted event is on
+  disk (in SQLite's WAL) when the call returns, and survives ``kill -9`` at any moment after. Concurrent
+  calls from request threads share commits. It costs the commit's latency on every call (see
+  ``benchmarks/bench_durability.py``).
+
+``submit()`` and ``submit_many()`` always return after the commit, whatever the setting.
+
+The owner of the pipeline usually does not read back what it has just written: the events it journaled are
+kept decoded in a small bounded cache keyed by ``seq`` and handed straight to ingest. Only events journaled by
+other processes, or journaled while the pipeline lagged behind (the cache was full), are read from the store.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any, Final, Literal
+
+import msgspec
+import structlog
+
+from .clock import Clock
+from .config import Config
+from .errors import InvalidEvent, StoreError
+from .events import Event, Purchase, decode_event, normalize_timestamp
+from .store.base import Store
+
+__all__ = ["Durability", "Journal"]
+
+#: How accepted events are made durable; see the module docstring.
+Durability = Literal["batch", "sync"]
+
+_log = structlog.get_logger("recoverkit.journal")
+
+# Log the first few invalid events of each reason, then one in this many, so an attack or a broken client
+# cannot flood the shop's logs while every invalid event is still counted.
+_LOG_FIRST: Final = 10
+_LOG_EVERY: Final = 1000
+_EPOCH_MIN: Final = 946_684_800.0
+_EPOCH_MAX: Final = 4_102_444_800.0
+
+
+class Journal:
+    """Validates accepted events and appends them to ``store``; thread-safe where the methods say so.
+
+    ``record_purchases``: also record every purchase in the store's purchase table as it is journaled, so that
+    a claim made by the pipeline refuses messages for the cart before the pipeline has even read the purchase
+    (live mode; a replay in event time leaves that to the pipeline, which knows *when* in event time).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        store: Store,
+        *,
+        durability: Durability = "batch",
+        record_purchases: bool = True,
+    ) -> None:
+        self.store = store
+        self.durability: Durability = durability
+        self._clock = clock
+        self._event_time = clock.event_time
+        self._record_purchases = record_purchases
+        self._capacity = config.inbox_capacity
+        self._hot_capacity = max(config.batch_size * config.queue_batches * 4, 1024)
+        #: Raw events from ``track()`` waiting to be journaled (batch durability).
+        self.pending: deque[Any] = deque()
+        self._lock = threading.Lock()  # guards the hot cache and the counters written from request threads
+        self._hot: dict[int, tuple[int, list[Event]]] = {}  # first seq -> (last seq, events)
+        self._hot_size = 0
+        self.accepted = 0
+        self.spilled = 0
+        self.refused = 0
+        self.invalid: Counter[str] = Counter()
+        self.store_errors = 0
+        #: The latest event time journaled: the "now" of events without ``ts`` in a replay.
+        self.max_ts = -math.inf
+        self.last_seq = 0
+        #: Called (from any thread) after events were journaled; the engine uses it to wake ingest.
+        self.on_append: Callable[[], None] | None = None
+
+    # -- the ways in ----------------------------------------------------------------------------------------
+
+    def track(self, raw: Any) -> bool:
+        """Accept ``raw`` from any thread without waiting on the pipeline; see the module docstring.
+
+        Returns ``False`` only when the event was invalid (``"sync"`` durability, where it is validated here)
+        or could not be journaled (the store failed; counted and logged).
+        """
+        if self.durability == "batch" and len(self.pending) < self._capacity:
+            self.pending.append(raw)
+            return True
+        events, datas = self.accept([raw])
+        if not events:
+            return False
+        if self.durability == "batch":
+            self.spilled += 1  # the loop is behind: journal it from this thread rather than refuse it
+        return self.append(events, datas)
+
+    def take_pending(self, limit: int) -> list[Any]:
+        pending = self.pending
+        return [pending.popleft() for _ in range(min(len(pending), limit))]
+
+    def accept(self, raws: list[Any], *, raise_invalid: bool = False) -> tuple[list[Event], list[bytes]]:
+        """Validate and time-stamp ``raws``: the valid events and the bytes to journal for each.
+
+        Invalid events are counted by reason and logged without their content (and, with ``raise_invalid``,
+        the first one's :class:`~recoverkit.errors.InvalidEvent` is raised).
+        """
+        events: list[Event] = []
+        datas: list[bytes] = []
+        event_time = self._event_time
+        encode = msgspec.json.encode
+        for raw in raws:
+            try:
+                event = decode_event(raw)
+                ts = event.ts
+                if type(ts) is float and _EPOCH_MIN <= ts <= _EPOCH_MAX:
+                    data = raw if type(raw) is bytes else encode(event)
+                else:
+                    # Events without ``ts`` happen "now": the wall clock live, the latest event time in a replay.
+                    now = self.max_ts if event_time else self._clock.now()
+                    if ts is None and now == -math.inf:
+                        raise InvalidEvent(
+                            "`$.ts` is missing and no event time is known yet; expected a timestamp on the "
+                            "first event of a replay",
+                            reason="missing_field",
+                            field="$.ts",
+                        )
+                    ts = normalize_timestamp(ts, now)
+                    event = msgspec.structs.replace(event, ts=ts)
+                    data = encode(event)  # the journal keeps the time given here, so a restart agrees
+            except InvalidEvent as exc:
+                self.reject(exc)
+                if raise_invalid:
+                    raise
+                continue
+            except Exception as exc:  # a Struct built in Python with nonsense in it; never stop the engine
+                error = InvalidEvent(f"{type(exc).__name__}: {exc}", reason="bad_value")
+                self.reject(error)
+                if raise_invalid:
+                    raise error from exc
+                continue
+            if ts > self.max_ts:
+                self.max_ts = ts
+            events.append(event)
+            datas.append(data)
+        return events, datas
+
+    def reject(self, exc: InvalidEvent) -> None:
+        with self._lock:
+            count = self.invalid[exc.reason] = self.invalid[exc.reason] + 1
+        if count <= _LOG_FIRST or count % _LOG_EVERY == 0:
+            # The reason and the JSON path only: the message may quote a value, and values can be personal.
+            _log.warning("invalid_event", reason=exc.reason, field=exc.field, count=count)
+
+    # -- writing (blocking: call from a thread, or inline for a store in memory) ----------------------------
+
+    def append(self, events: list[Event], datas: list[bytes]) -> bool:
+        """Journal ``events`` (and record their purchases), then offer them to the hot cache.
+
+        Blocks for the store's commit. Returns ``False`` (counted, logged) when the store failed: the events
+        were not accepted.
+        """
+        if not events:
+            return True
+        store = self.store
+        now = self._clock.now() if not self._event_time else max(self.max_ts, 0.0)
+        try:
+            if self._record_purchases:
+                # Before the events: a crash between the two leaves a purchase recorded early (harmless), never
+                # a journaled purchase the claim does not know about.
+                for event in events:
+                    if type(event) is Purchase:
+                        cart_key = event.cart_id if event.cart_id is not None else event.session_id
+                        contact = event.customer_id if event.customer_id else f"session:{event.session_id}"
+                        store.record_purchase(cart_key=cart_key, contact_key=contact, at=event.ts)  # type: ignore[arg-type]
+            last = store.append_events(datas, now=now)
+        except (StoreError, OSError) as exc:
+            with self._lock:
+                self.store_errors += 1
+                self.refused += len(events)
+            _log.error("journal_append_failed", events=len(events), error=str(exc))
+            return False
+        first = last - len(events) + 1
+        with self._lock:
+            self.accepted += len(events)
+            if last > self.last_seq:
+                self.last_seq = last
+            if self._hot_size + len(events) <= self._hot_capacity:
+                self._hot[first] = (last, events)
+                self._hot_size += len(events)
+        callback = self.on_append
+        if callback is not None:
+            callback()
+        return True
+
+    # -- reading (the pipeline's owner) ---------------------------------------------------------------------
+
+    def take(self, after: int) -> list[Event] | None:
+        """The events journaled right after seq ``after`` by this process, if the cache still has them.
+
+        Entries the reader has moved past are dropped on the way, so the cache only holds what is ahead.
+        """
+        with self._lock:
+            entry = self._hot.pop(after + 1, None)
+            if entry is not None:
+                self._hot_size -= len(entry[1])
+                if self._hot and min(self._hot) <= after:
+                    self._drop_through(after)
+                return entry[1]
+            if self._hot and min(self._hot) <= after:
+                self._drop_through(after)
+            return None
+
+    def _drop_through(self, seq: int) -> None:
+        for first in [f for f in self._hot if f <= seq]:
+            self._hot_size -= len(self._hot.pop(first)[1])
+
+    def clear_cache(self) -> None:
+        """Forget the cached events (the pipeline restarts from a checkpoint and reads what it needs)."""
+        with self._lock:
+            self._hot.clear()
+            self._hot_size = 0
+
+    @property
+    def cached(self) -> int:
+        return self._hot_size
