@@ -35,6 +35,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
+from ._cli_store import add_commands
 from .config import Config, load_config
 from .errors import ConfigError, RecoverkitError
 
@@ -347,6 +348,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["check", "info"], help="check: integrity; info: version, rows, leases")
     p.add_argument("path", help="the SQLite state file")
     p.set_defaults(func=_cmd_db)
+    add_commands(sub)
     return parser
 
 

@@ -22,6 +22,7 @@ The engine installs no signal handlers, changes no logging configuration and set
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -243,16 +244,25 @@ class Engine:
         await self._task_group.__aenter__()
         self._stopped = anyio.Event()
         self._state = "running"
-        try:
-            await self._renew_lease()
-        except BaseException:
-            self._task_group.cancel_scope.cancel()
-            await self._task_group.__aexit__(None, None, None)
-            self._state = "closed"
-            raise
         for i, stage in enumerate(self._stages):
             outbox = self._links[i + 1] if i + 1 < len(self._links) else None
             self._task_group.start_soon(self._run_stage, i, outbox, name=f"recoverkit-{stage.name}")
+        try:
+            await self._renew_lease()  # takes over (and restores) at once when the lease is free
+        except BaseException:
+            # A stage failed during the restore (or the store did): leave nothing running or open behind.
+            self._state = "closing"
+            self._task_group.cancel_scope.cancel()
+            try:
+                await self._task_group.__aexit__(None, None, None)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._close_adapters()
+                    if self._owns_store:
+                        await self.call_store(self.store.close)
+                self._close_links()
+                self._state = "closed"
+            raise
         self._task_group.start_soon(self._tick, name="recoverkit-ticker")
         self._task_group.start_soon(self._keep_lease, name="recoverkit-lease")
         self._task_group.start_soon(self._keep_checkpoints, name="recoverkit-checkpoints")
@@ -303,11 +313,14 @@ class Engine:
                         _log.warning("lease_release_failed", error=str(exc))
                 if self._owns_store:
                     await self.call_store(self.store.close)
-            for link in self._links:  # a cancelled or failed stage leaves its streams open
-                link.send_stream.close()
-                link.receive_stream.close()
+            self._close_links()
             self._state = "closed"
             _log.info("engine_stopped")
+
+    def _close_links(self) -> None:
+        for link in self._links:  # a cancelled or failed stage leaves its streams open
+            link.send_stream.close()
+            link.receive_stream.close()
 
     async def _close_adapters(self) -> None:
         for adapter in {id(a): a for a in self.channels.values()}.values():
@@ -343,11 +356,9 @@ class Engine:
                 if not self.is_owner or (event_time and not self.ingest.behind):
                     continue
                 mark = -math.inf if event_time else self.clock.now()
-                try:
-                    # A full queue means the pipeline is busy: skip this tick, the next carries a newer clock.
+                # A full queue means the pipeline is busy: skip this tick, the next carries a newer clock.
+                with contextlib.suppress(anyio.WouldBlock):
                     send.send_nowait(Batch([], mark, perf_counter()))
-                except anyio.WouldBlock:
-                    pass
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             return
 
@@ -418,6 +429,7 @@ class Engine:
         self.is_owner = True
         self.ingest.active = True
         await self._links[0].send_stream.send(Batch([], -math.inf, perf_counter(), None, control))
+        await control.done.wait()
         _log.info("pipeline_lease_taken", owner=self.owner, position=position, unknown_outcomes=unknown)
 
     # -- checkpoints ----------------------------------------------------------------------------------------

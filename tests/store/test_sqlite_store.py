@@ -25,7 +25,7 @@ from recoverkit.store import (
     check_database,
     describe_database,
 )
-from recoverkit.store._schema import APPLICATION_ID, SCHEMA_VERSION, migrate, split_statements
+from recoverkit.store._schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, migrate, split_statements
 
 from .contract import T0, StoreContract, claim
 
@@ -414,6 +414,106 @@ def test_split_statements_refuses_an_unfinished_statement() -> None:
         split_statements("CREATE TABLE t (x)")
 
 
+def test_a_version_1_file_is_migrated_keeping_its_rows(path: Path) -> None:
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        assert migrate(conn, str(path), MIGRATIONS[:1]) == 0
+        conn.execute(
+            "INSERT INTO ledger (key, cart_key, contact_key, channel, state, owner, started_at, claimed_at) "
+            "VALUES ('k', 'c', 'p', 'email', 'sent', 'w', 0, 1)"
+        )
+        conn.execute("INSERT INTO dead_letters (key, data, error, attempts, permanent, at) VALUES ('d', x'7b7d', "
+                     "'e', 1, 1, 2)")  # fmt: skip
+        conn.execute("INSERT INTO purchases (kind, key, at) VALUES ('contact', 'p', 3)")
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    with SQLiteStore(path) as store:
+        assert store.check() == []
+        assert [(e.key, e.contact_key, e.state) for e in store.ledger()] == [("k", "p", "sent")]
+        assert [(d.key, d.contact_key) for d in store.dead_letters()] == [("d", "")]  # the new column's default
+        assert store.forget("p", at=4).ledger_entries == 1  # the new tables work
+        assert store.is_suppressed("p")
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        (salt,) = conn.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()
+        assert isinstance(salt, bytes) and len(salt) == 32
+
+
+# -- data protection ---------------------------------------------------------------------------------------------
+
+
+def test_the_salt_is_kept_in_the_file_so_hashes_survive_a_restart_and_match_across_store_objects(path: Path) -> None:
+    with SQLiteStore(path) as first, SQLiteStore(path) as second:
+        hashed = first.hash_contact("alice@example.com")
+        assert second.hash_contact("alice@example.com") == hashed
+        first.suppress("alice@example.com", reason="unsubscribed", at=T0)
+        assert second.is_suppressed("alice@example.com")
+    with SQLiteStore(path) as reopened:
+        assert reopened.hash_contact("alice@example.com") == hashed
+        assert reopened.is_suppressed("alice@example.com")
+
+
+def test_suppressions_keep_the_hash_never_the_contact_and_the_first_reason(path: Path) -> None:
+    with SQLiteStore(path) as store:
+        store.suppress("alice@example.com", reason="unsubscribed", at=T0)
+        store.suppress("alice@example.com", reason="complaint", at=T0 + 1)
+        store.suppress("bob@example.com", reason="complaint", at=T0)
+        store.forget("bob@example.com", at=T0 + 2)
+        alice, bob = store.hash_contact("alice@example.com"), store.hash_contact("bob@example.com")
+    with closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute("SELECT hash, reason, at FROM suppression ORDER BY at").fetchall()
+    assert sorted(rows) == sorted([(alice, "unsubscribed", T0), (bob, "forgotten", T0 + 2)])
+
+
+def test_after_forget_no_table_holds_the_contact_key(path: Path) -> None:
+    with SQLiteStore(path) as store:
+        store.acquire_lease(PIPELINE_LEASE, "w", ttl=60, now=T0)
+        claim(store, "k", contact_key="alice@example.com", owner="w", now=T0 + 1)
+        store.add_dead_letter("k", b'{"email": "alice@example.com"}', error="e", attempts=1, permanent=True, at=T0,
+                              contact_key="alice@example.com")  # fmt: skip
+        store.record_purchase(cart_key=None, contact_key="alice@example.com", at=T0)
+        store.forget("alice@example.com", at=T0 + 2)
+        # deleted content is zeroed in the pages rewritten, at least (see the module docstring)
+        assert store._write("probe", lambda conn: conn.execute("PRAGMA secure_delete").fetchone()[0]) in (1, 2)
+    with closing(sqlite3.connect(path)) as conn:
+        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            for row in conn.execute(f"SELECT * FROM {table}"):
+                assert not any(b"alice@" in (v if isinstance(v, bytes) else str(v).encode()) for v in row), table
+    assert b"alice@" not in path.read_bytes()
+
+
+def test_forget_is_one_transaction_a_failure_leaves_everything_as_it_was(path: Path) -> None:
+    with SQLiteStore(path) as store:
+        store.acquire_lease(PIPELINE_LEASE, "w", ttl=60, now=T0)
+        claim(store, "k", contact_key="p", owner="w", now=T0 + 1)
+        store.add_dead_letter("d", b"{}", error="e", attempts=1, permanent=True, at=T0, contact_key="p")
+        store.record_purchase(cart_key=None, contact_key="p", at=T0)
+        with closing(sqlite3.connect(path)) as conn:  # the ledger rewrite, after the deletes, fails
+            conn.execute("CREATE TRIGGER refuse BEFORE UPDATE ON ledger BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        with pytest.raises(StoreError, match=r"forget failed: refused"):
+            store.forget("p", at=T0 + 2)
+        export = store.export("p")
+        assert ([d.key for d in export.dead_letters], export.purchased_at, export.suppressed) == (["d"], T0, False)
+        assert [e.contact_key for e in export.ledger] == ["p"]
+
+
+def test_a_store_file_without_its_salt_is_refused_and_check_says_why(path: Path) -> None:
+    SQLiteStore(path).close()
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("DELETE FROM meta WHERE key = 'salt'")
+        conn.commit()
+    assert check_database(path) == ["table meta has no 'salt' row; expected the store's secret salt"]
+    with pytest.raises(StoreError, match=rf"{re.escape(str(path))}: table meta has no 'salt' row.*cannot be matched"):
+        SQLiteStore(path)
+
+
+def test_check_reports_a_damaged_salt(path: Path) -> None:
+    with SQLiteStore(path) as store:
+        with closing(sqlite3.connect(path)) as conn:
+            conn.execute("UPDATE meta SET value = x'00' WHERE key = 'salt'")
+            conn.commit()
+        assert store.check() == ["the 'salt' in table meta is 1 bytes; expected 32 bytes"]
+
+
 # -- reading a file without opening a store ----------------------------------------------------------------------
 
 
@@ -437,7 +537,8 @@ def test_describe_database_counts_rows_and_lists_leases(path: Path) -> None:
         store.acquire_lease(PIPELINE_LEASE, "w1", ttl=30, now=T0)
         info = describe_database(path)
     assert info.schema_version == info.supported_version == SCHEMA_VERSION
-    assert info.rows == {"checkpoint": 1, "dead_letters": 0, "journal": 2, "leases": 1, "ledger": 0, "purchases": 0}
+    assert info.rows == {"checkpoint": 1, "dead_letters": 0, "journal": 2, "leases": 1, "ledger": 0, "meta": 1,
+                         "purchases": 0, "suppression": 0}  # fmt: skip
     assert [(lease.name, lease.owner, lease.expires_at) for lease in info.leases] == [("pipeline", "w1", T0 + 30)]
     assert (info.last_seq, info.checkpoint_position) == (2, 1)
 

@@ -3,7 +3,8 @@
 :class:`Store` is the interface (see :mod:`recoverkit.store.base` for what each method promises);
 :class:`SQLiteStore` keeps it in one SQLite file that the worker processes of a host share, and
 :class:`MemoryStore` in memory, for tests. :func:`check_database` and :func:`describe_database` read a store
-file without changing it (``recoverkit db check`` and ``recoverkit db info``).
+file without changing it (``recoverkit db check`` and ``recoverkit db info``). ``Store.forget``,
+``Store.export`` and ``Store.purge`` answer erasure and access requests and apply retention periods.
 """
 
 from ._schema import Lease, StoreInfo, check_database, describe_database
@@ -11,11 +12,15 @@ from .base import (
     PIPELINE_LEASE,
     Checkpoint,
     Claim,
+    ContactExport,
+    DeadLetterExport,
     DeadLetterRecord,
+    ForgetReport,
     JournalEntry,
     LedgerEntry,
     LedgerState,
     Outcome,
+    PurgeReport,
     Resolution,
     Store,
     StoreStatistics,
@@ -27,13 +32,17 @@ __all__ = [
     "PIPELINE_LEASE",
     "Checkpoint",
     "Claim",
+    "ContactExport",
+    "DeadLetterExport",
     "DeadLetterRecord",
+    "ForgetReport",
     "JournalEntry",
     "Lease",
     "LedgerEntry",
     "LedgerState",
     "MemoryStore",
     "Outcome",
+    "PurgeReport",
     "Resolution",
     "SQLiteStore",
     "Store",

@@ -2,9 +2,11 @@
 
 A store file says what it is in its header: ``PRAGMA application_id`` is :data:`APPLICATION_ID` and
 ``PRAGMA user_version`` the number of migrations applied to it. :data:`MIGRATIONS` is append-only: migration
-``n`` (1-based) takes a file from version ``n - 1`` to ``n``. Never edit a released migration; add one.
-:func:`migrate` applies the missing ones in one transaction at open, so a file is never half migrated, and
-refuses a file written by a newer recoverkit rather than guess what its tables mean.
+``n`` (1-based) takes a file from version ``n - 1`` to ``n``. Never edit a released migration; add one. A
+migration is a SQL script, or a function of the connection when it needs a value SQL cannot make (migration
+2 draws the store's salt from ``os.urandom``). :func:`migrate` applies the missing ones in one transaction
+at open, so a file is never half migrated, and refuses a file written by a newer recoverkit rather than
+guess what its tables mean.
 
 :func:`problems` is ``SQLiteStore.check()``; :func:`check_database` and :func:`describe_database` read a file
 without opening a store on it, and without changing it (``recoverkit db check`` and ``db info``).
@@ -16,11 +18,12 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final, TypeAlias, TypeVar
 
 import msgspec
 
 from ..errors import StoreError
+from .base import SALT_BYTES
 
 __all__ = [
     "APPLICATION_ID",
@@ -28,6 +31,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "TABLES",
     "Lease",
+    "Migration",
     "StoreInfo",
     "check_database",
     "check_header",
@@ -35,6 +39,7 @@ __all__ = [
     "last_seq",
     "migrate",
     "problems",
+    "read_salt",
     "split_statements",
 ]
 
@@ -101,12 +106,45 @@ CREATE TABLE dead_letters (
 );
 """
 
-#: The migration scripts in order; the schema version of a file is how many of them it has had.
-MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+_V2 = """
+-- Values of the whole store. 'salt': the secret key of hash_contact(), written once by this migration.
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value BLOB
+) WITHOUT ROWID;
+
+-- Contacts who must not be written to again, by the keyed hash of their contact key (never the key itself:
+-- a forgotten contact must not be readable here). The first reason is kept, except that 'forgotten' wins.
+CREATE TABLE suppression (
+    hash TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+) WITHOUT ROWID;
+
+-- Whom a dead letter was for, so that forget() and export() find it; '' for letters kept before.
+ALTER TABLE dead_letters ADD COLUMN contact_key TEXT NOT NULL DEFAULT '';
+CREATE INDEX dead_letters_by_contact ON dead_letters (contact_key);
+CREATE INDEX ledger_by_contact ON ledger (contact_key);
+"""
+
+def _v2(conn: sqlite3.Connection) -> None:
+    for statement in split_statements(_V2):
+        conn.execute(statement)
+    # os.urandom, not SQLite's randomblob(): SQLite does not promise that its PRNG is fit for secrets.
+    conn.execute("INSERT INTO meta (key, value) VALUES ('salt', ?)", (os.urandom(SALT_BYTES),))
+
+
+#: One migration: a SQL script, or a function run on the connection inside the migration's transaction.
+Migration: TypeAlias = str | Callable[[sqlite3.Connection], None]
+
+#: The migrations in order; the schema version of a file is how many of them it has had.
+MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _v2)
 #: The version this recoverkit writes and reads.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 #: The tables of the current schema, for checks and ``recoverkit db info``.
-TABLES: Final = ("checkpoint", "dead_letters", "journal", "leases", "ledger", "purchases")
+TABLES: Final = (
+    "checkpoint", "dead_letters", "journal", "leases", "ledger", "meta", "purchases", "suppression"
+)  # fmt: skip
 
 
 def split_statements(script: str) -> list[str]:
@@ -164,7 +202,7 @@ def check_header(path: str, application_id: int, version: int, tables: Sequence[
         )
 
 
-def migrate(conn: sqlite3.Connection, path: str, migrations: Sequence[str] = MIGRATIONS) -> int:
+def migrate(conn: sqlite3.Connection, path: str, migrations: Sequence[Migration] = MIGRATIONS) -> int:
     """Bring the file open on ``conn`` (in autocommit mode) to ``len(migrations)``; return the version found.
 
     Runs under ``BEGIN IMMEDIATE``, so that processes opening a new file together migrate it once: the
@@ -178,8 +216,12 @@ def migrate(conn: sqlite3.Connection, path: str, migrations: Sequence[str] = MIG
         application_id, version = _header(conn)  # another process may have migrated meanwhile
         check_header(path, application_id, version, _user_tables(conn), len(migrations))
         for number in range(version, len(migrations)):
-            for statement in split_statements(migrations[number]):
-                conn.execute(statement)
+            step = migrations[number]
+            if isinstance(step, str):
+                for statement in split_statements(step):
+                    conn.execute(statement)
+            else:
+                step(conn)
         # PRAGMAs take no parameters; both values are integers of ours.
         conn.execute(f"PRAGMA user_version = {len(migrations):d}")
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
@@ -188,6 +230,28 @@ def migrate(conn: sqlite3.Connection, path: str, migrations: Sequence[str] = MIG
         conn.execute("ROLLBACK")
         raise
     return version
+
+
+def _salt_problem(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()
+    if row is None:
+        return "table meta has no 'salt' row; expected the store's secret salt"
+    if not isinstance(row[0], bytes) or len(row[0]) != SALT_BYTES:
+        shown = f"{len(row[0])} bytes" if isinstance(row[0], bytes) else f"a {type(row[0]).__name__}"
+        return f"the 'salt' in table meta is {shown}; expected {SALT_BYTES} bytes"
+    return None
+
+
+def read_salt(conn: sqlite3.Connection, path: str) -> bytes:
+    """The salt of the (migrated) store file open on ``conn``; :class:`StoreError` if it is missing or damaged.
+
+    Never made up again: with a new salt, the hashes of suppressed contacts would stop matching and a forgotten
+    contact would be written to again.
+    """
+    problem = _salt_problem(conn)
+    if problem is not None:
+        raise StoreError(f"{path}: {problem}; the suppressions kept cannot be matched without it")
+    return bytes(conn.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()[0])
 
 
 def last_seq(conn: sqlite3.Connection) -> int:
@@ -241,6 +305,9 @@ def problems(conn: sqlite3.Connection, path: str) -> list[str]:
         )
     else:
         found += [f"table {name} is missing" for name in TABLES if name not in tables]
+        if "meta" in tables:
+            problem = _salt_problem(conn)
+            found += [] if problem is None else [problem]
     return found
 
 

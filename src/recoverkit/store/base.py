@@ -1,6 +1,6 @@
 """The store interface: what recoverkit keeps so that a crash loses nothing and no message goes out twice.
 
-A store holds six things, each a small table:
+A store holds seven things, each a small table:
 
 - the **journal** of accepted events, numbered by ``seq`` (1, 2, 3, ...; never reused, even after a trim);
 - one **checkpoint**: the pipeline's state as of a journal ``position``; on restart the engine loads it and
@@ -8,7 +8,13 @@ A store holds six things, each a small table:
 - **purchases** by cart and by contact: the "never after purchase" gate;
 - the dispatch **ledger**: one entry per idempotency key, claimed before a send and finished after it;
 - **leases**, so that among the processes sharing a store one owns the pipeline (:data:`PIPELINE_LEASE`);
-- **dead letters**, as :mod:`recoverkit.deadletters` keeps them in memory.
+- **dead letters**, as :mod:`recoverkit.deadletters` keeps them in memory, each with the contact it was for;
+- **suppressions**: contacts who must not be written to again (unsubscribed, forgotten), kept as keyed hashes
+  (:meth:`Store.hash_contact`), never as the contact keys themselves.
+
+Data protection: :meth:`Store.forget` erases a contact (a right-to-erasure request), :meth:`Store.export`
+gathers what is kept about one (an access request), :meth:`Store.purge` deletes what has aged past a
+retention period.
 
 Every method is synchronous and thread-safe; a write has been committed when it returns (for
 :class:`~recoverkit.store.SQLiteStore`, durable as its ``synchronous`` setting says). Times are epoch seconds
@@ -29,9 +35,13 @@ A ledger entry moves between states like this (``finish`` and ``resolve`` raise 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import math
 from collections.abc import Collection, Sequence
 from types import TracebackType
-from typing import Final, Literal, Protocol, Self, get_args, runtime_checkable
+from typing import Any, Final, Literal, Protocol, Self, get_args, runtime_checkable
 
 import msgspec
 
@@ -41,11 +51,15 @@ __all__ = [
     "PIPELINE_LEASE",
     "Checkpoint",
     "Claim",
+    "ContactExport",
+    "DeadLetterExport",
     "DeadLetterRecord",
+    "ForgetReport",
     "JournalEntry",
     "LedgerEntry",
     "LedgerState",
     "Outcome",
+    "PurgeReport",
     "Resolution",
     "Store",
     "StoreStatistics",
@@ -70,6 +84,13 @@ LEDGER_STATES: Final[frozenset[str]] = frozenset(get_args(LedgerState))
 FINISHABLE: Final = ("sending", "unknown")
 #: States resolve() accepts: the sender does not know whether it went out, or it failed.
 RESOLVABLE: Final = ("unknown", "failed")
+#: States purge() may delete: a send that has ended. Never "sending" or "unknown": nobody knows yet whether
+#: those reached the customer, and deleting them would let the key be claimed, and the message sent, again.
+PURGEABLE: Final = ("sent", "failed", "dead", "cancelled")
+#: Bytes of a store's salt (the key of hash_contact()): 256 bits, as strong as SHA-256 itself.
+SALT_BYTES: Final = 32
+#: The suppression reason forget() records; it replaces any earlier reason, being the stronger fact.
+FORGOTTEN: Final = "forgotten"
 
 
 class JournalEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,7 +130,11 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DeadLetterRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """A message that failed for good: ``data`` is the encoded message, the rest as in ``DeadLetter``."""
+    """A message that failed for good: ``data`` is the encoded message, the rest as in ``DeadLetter``.
+
+    ``contact_key`` is the contact the message was for (``""`` when the caller did not say), so that
+    :meth:`Store.forget` and :meth:`Store.export` find the letter.
+    """
 
     key: str
     data: bytes
@@ -117,6 +142,59 @@ class DeadLetterRecord(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int
     permanent: bool
     at: float
+    contact_key: str = ""
+
+
+class ForgetReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What :meth:`Store.forget` did: ``ledger_entries`` rewritten to hold the contact's hash instead of its key,
+    ``dead_letters`` and ``purchases`` deleted; ``already_forgotten`` when the contact had been forgotten
+    before (then the counts are 0, unless entries were claimed for the key since)."""
+
+    ledger_entries: int
+    dead_letters: int
+    purchases: int
+    already_forgotten: bool
+
+
+class PurgeReport(msgspec.Struct, frozen=True, kw_only=True):
+    """How many rows :meth:`Store.purge` deleted from each table."""
+
+    ledger_entries: int
+    purchases: int
+    dead_letters: int
+
+
+class DeadLetterExport(msgspec.Struct, frozen=True, kw_only=True):
+    """A dead letter as :meth:`Store.export` shows it.
+
+    ``data`` is the stored message decoded from JSON (``encoding == "json"``) or, when it is not JSON, its
+    bytes in standard base64 (``encoding == "base64"``). ``resent`` letters are listed too: they are still
+    kept.
+    """
+
+    key: str
+    data: Any
+    encoding: Literal["json", "base64"]
+    error: str
+    attempts: int
+    permanent: bool
+    at: float
+    resent: bool
+
+
+class ContactExport(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a store keeps about one contact (:meth:`Store.export`); encodable with ``msgspec.json``.
+
+    ``ledger`` holds the entries claimed for the contact in claim order, including those :meth:`Store.forget`
+    rewrote (their ``contact_key`` is then the contact's hash); ``purchased_at`` is the latest purchase
+    recorded by the contact (``None`` if none); ``suppressed`` whether the contact may no longer be written to.
+    """
+
+    contact_key: str
+    ledger: list[LedgerEntry]
+    dead_letters: list[DeadLetterExport]
+    purchased_at: float | None
+    suppressed: bool
 
 
 class StoreStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -251,9 +329,13 @@ class Store(Protocol):
     # -- dead letters ---------------------------------------------------------------------------------------
 
     def add_dead_letter(
-        self, key: str, data: bytes, *, error: str, attempts: int, permanent: bool, at: float
+        self, key: str, data: bytes, *, error: str, attempts: int, permanent: bool, at: float, contact_key: str = ""
     ) -> None:
-        """Keep a message that failed for good; a letter already kept under ``key`` is replaced."""
+        """Keep a message that failed for good; a letter already kept under ``key`` is replaced.
+
+        ``contact_key`` names the contact the message was for. Pass it: a letter kept without one (``""``)
+        holds the contact's address in ``data`` but is found by neither :meth:`forget` nor :meth:`export`.
+        """
         ...
 
     def dead_letters(self) -> list[DeadLetterRecord]:
@@ -264,6 +346,68 @@ class Store(Protocol):
         """Record that the dead letter ``key`` was delivered by a re-send: it leaves :meth:`dead_letters`.
 
         Marking a letter twice is harmless; a key that was never dead-lettered raises ``StoreError``.
+        """
+        ...
+
+    # -- data protection and retention ----------------------------------------------------------------------
+
+    def hash_contact(self, contact_key: str) -> str:
+        """The hex HMAC-SHA256 of ``contact_key`` (non-empty), keyed with this store's secret salt.
+
+        The same key always gives the same hash in one store (for :class:`~recoverkit.store.SQLiteStore`:
+        in one file, across processes and restarts), and different hashes in different stores. Being keyed,
+        a hash cannot be matched to its contact by hashing a list of candidate keys or addresses without the
+        store's salt; with the store file, it can: the file itself must be protected.
+        """
+        ...
+
+    def suppress(self, contact_key: str, *, reason: str, at: float) -> None:
+        """Record that ``contact_key`` must not be written to again, for ``reason`` (free text, non-empty:
+        ``"unsubscribed"``, ``"complaint"``...), as of ``at``.
+
+        Only the hash (:meth:`hash_contact`) is stored. Suppression is permanent: :meth:`purge` keeps it and
+        nothing lifts it. A contact suppressed already keeps its first reason and time.
+        """
+        ...
+
+    def is_suppressed(self, contact_key: str) -> bool:
+        """Whether ``contact_key`` (non-empty) was suppressed, by :meth:`suppress` or :meth:`forget`.
+
+        The store does not check it itself (:meth:`claim` does not): the caller must, before claiming.
+        """
+        ...
+
+    def forget(self, contact_key: str, *, at: float) -> ForgetReport:
+        """Erase ``contact_key`` (non-empty) from the store, in one transaction, and suppress it.
+
+        - its dead letters (by their ``contact_key``) are deleted: their ``data`` holds its address;
+        - its purchase (the ``contact_key`` row of purchases; purchases of carts are kept) is deleted;
+        - its ledger entries are kept, with ``contact_key`` replaced by :meth:`hash_contact`: their keys are
+          what keeps the messages already sent from being sent again (:meth:`claim` answers ``"duplicate"``);
+        - a suppression with reason ``"forgotten"`` is recorded as of ``at`` (replacing an earlier reason).
+
+        Idempotent: forgetting again finds nothing left to erase and changes nothing. The journal is not
+        touched: events naming the contact stay until the engine trims them once a checkpoint covers them.
+        """
+        ...
+
+    def export(self, contact_key: str) -> ContactExport:
+        """Everything kept about ``contact_key`` (non-empty): ledger entries, dead letters, purchase time,
+        suppression; see :class:`~recoverkit.store.ContactExport`. Read from one snapshot of the store."""
+        ...
+
+    def purge(self, *, ledger_before: float, purchases_before: float, dead_letters_before: float) -> PurgeReport:
+        """Delete, in one transaction, what is older than the retention periods; return how many rows went.
+
+        - ledger entries claimed before ``ledger_before`` that have ended (``sent``, ``failed``, ``dead``,
+          ``cancelled``); ``sending`` and ``unknown`` entries are kept whatever their age. A purged key can be
+          claimed again, so ``ledger_before`` must be older than the start of any cart still in a flow;
+        - purchases (of carts and by contacts) recorded at a time before ``purchases_before``; a cart started
+          before the purchase could then be claimed, so the same holds for ``purchases_before``;
+        - dead letters added before ``dead_letters_before``, re-sent or not.
+
+        The journal is not purged by age: an event not yet applied to a checkpoint must never be dropped;
+        the engine trims it (:meth:`trim_events`) once a checkpoint covers it. Suppressions are never purged.
         """
         ...
 
@@ -361,3 +505,43 @@ def cannot_resolve(key: str, state: str) -> StoreError:
 
 def missing_dead_letter(key: str) -> StoreError:
     return StoreError(f"no dead letter with key {key!r}")
+
+
+def check_contact(method: str, contact_key: str) -> None:
+    if not contact_key:
+        raise ValueError(f"{method}: expected a non-empty `contact_key`, got {contact_key!r}")
+
+
+def check_reason(reason: str) -> None:
+    if not reason.strip():
+        raise ValueError(f"suppress: expected a non-empty `reason` such as 'unsubscribed', got {reason!r}")
+
+
+def check_purge(ledger_before: float, purchases_before: float, dead_letters_before: float) -> None:
+    for name, value in (
+        ("ledger_before", ledger_before),
+        ("purchases_before", purchases_before),
+        ("dead_letters_before", dead_letters_before),
+    ):
+        if math.isnan(value):  # compares false with everything: the purge would silently delete nothing
+            raise ValueError(f"purge: expected `{name}` to be a time in epoch seconds, got {value!r}")
+
+
+def contact_hash(salt: bytes, contact_key: str) -> str:
+    """The keyed hash both stores compute; "surrogatepass" so that any str hashes, even one with lone surrogates."""
+    return hmac.new(salt, contact_key.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+
+def export_letter(
+    key: str, data: bytes, *, error: str, attempts: int, permanent: bool, at: float, resent: bool
+) -> DeadLetterExport:
+    try:
+        decoded: Any = msgspec.json.decode(data)
+        encoding: Literal["json", "base64"] = "json"
+    except msgspec.DecodeError:
+        decoded, encoding = base64.b64encode(data).decode("ascii"), "base64"
+    return DeadLetterExport(
+        key=key, data=decoded, encoding=encoding, error=error, attempts=attempts, permanent=permanent, at=at,
+        resent=resent,
+    )  # fmt: skip
+

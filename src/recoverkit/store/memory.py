@@ -2,49 +2,64 @@
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 import msgspec
 
 from ..errors import StoreError
 from .base import (
     FINISHABLE,
+    FORGOTTEN,
     PIPELINE_LEASE,
+    PURGEABLE,
     RESOLVABLE,
+    SALT_BYTES,
     Checkpoint,
     Claim,
+    ContactExport,
     DeadLetterRecord,
+    ForgetReport,
     JournalEntry,
     LedgerEntry,
     LedgerState,
     Outcome,
+    PurgeReport,
     Resolution,
     StoreStatistics,
     cannot_finish,
     cannot_resolve,
     check_claim,
+    check_contact,
     check_lease,
     check_outcome,
     check_position,
     check_purchase,
+    check_purge,
     check_read_limit,
+    check_reason,
     check_resolution,
     check_states,
+    contact_hash,
+    export_letter,
     missing_dead_letter,
     missing_entry,
 )
 
 __all__ = ["MemoryStore"]
 
+V = TypeVar("V")
+
 
 class MemoryStore:
     """A :class:`~recoverkit.store.Store` held in memory: thread-safe, fast, and gone with the process.
 
     It answers exactly as :class:`~recoverkit.store.SQLiteStore` does (both pass the same contract tests), so a
-    shop's tests and recoverkit's own can use it in place of a file. One lock serialises every method.
+    shop's tests and recoverkit's own can use it in place of a file. One lock serialises every method. Each
+    instance draws its own salt, so :meth:`hash_contact` differs between instances.
     """
 
     def __init__(self) -> None:
@@ -58,6 +73,8 @@ class MemoryStore:
         self._ledger: dict[str, LedgerEntry] = {}
         self._leases: dict[str, tuple[str, float]] = {}  # name -> (owner, expires_at)
         self._letters: dict[str, tuple[DeadLetterRecord, bool]] = {}  # key -> (letter, resent)
+        self._salt = os.urandom(SALT_BYTES)
+        self._suppressed: dict[str, tuple[str, float]] = {}  # hash -> (reason, at)
         self._operations = 0
         self._failed = 0
 
@@ -238,11 +255,12 @@ class MemoryStore:
     # -- dead letters ---------------------------------------------------------------------------------------
 
     def add_dead_letter(
-        self, key: str, data: bytes, *, error: str, attempts: int, permanent: bool, at: float
+        self, key: str, data: bytes, *, error: str, attempts: int, permanent: bool, at: float, contact_key: str = ""
     ) -> None:
         letter = DeadLetterRecord(
-            key=key, data=bytes(data), error=error, attempts=attempts, permanent=permanent, at=at
-        )
+            key=key, data=bytes(data), error=error, attempts=attempts, permanent=permanent, at=at,
+            contact_key=contact_key,
+        )  # fmt: skip
         with self._lock:
             self._enter(write=True)
             self._letters.pop(key, None)  # a replaced letter moves to the end, as in SQLiteStore
@@ -261,6 +279,87 @@ class MemoryStore:
                 self._failed += 1
                 raise missing_dead_letter(key)
             self._letters[key] = (kept[0], True)
+
+    # -- data protection and retention ----------------------------------------------------------------------
+
+    def hash_contact(self, contact_key: str) -> str:
+        check_contact("hash_contact", contact_key)
+        with self._lock:
+            self._enter(write=False)
+        return contact_hash(self._salt, contact_key)
+
+    def suppress(self, contact_key: str, *, reason: str, at: float) -> None:
+        check_contact("suppress", contact_key)
+        check_reason(reason)
+        hashed = self.hash_contact(contact_key)
+        with self._lock:
+            self._enter(write=True)
+            self._suppressed.setdefault(hashed, (reason, at))
+
+    def is_suppressed(self, contact_key: str) -> bool:
+        check_contact("is_suppressed", contact_key)
+        hashed = self.hash_contact(contact_key)
+        with self._lock:
+            self._enter(write=False)
+            return hashed in self._suppressed
+
+    def forget(self, contact_key: str, *, at: float) -> ForgetReport:
+        check_contact("forget", contact_key)
+        hashed = self.hash_contact(contact_key)
+        with self._lock:
+            # Under the one lock nobody sees a half-forgotten contact: as one transaction in SQLiteStore.
+            self._enter(write=True)
+            letters = [key for key, (letter, _) in self._letters.items() if letter.contact_key == contact_key]
+            for key in letters:
+                del self._letters[key]
+            purchases = int(self._contact_purchases.pop(contact_key, None) is not None)
+            entries = 0
+            for key, entry in self._ledger.items():
+                if entry.contact_key == contact_key:
+                    self._ledger[key] = msgspec.structs.replace(entry, contact_key=hashed)
+                    entries += 1
+            before = self._suppressed.get(hashed)
+            already = before is not None and before[0] == FORGOTTEN
+            if not already:
+                self._suppressed[hashed] = (FORGOTTEN, at)
+            return ForgetReport(
+                ledger_entries=entries, dead_letters=len(letters), purchases=purchases, already_forgotten=already
+            )
+
+    def export(self, contact_key: str) -> ContactExport:
+        check_contact("export", contact_key)
+        hashed = self.hash_contact(contact_key)
+        with self._lock:
+            self._enter(write=False)
+            return ContactExport(
+                contact_key=contact_key,
+                ledger=[e for e in self._ledger.values() if e.contact_key in (contact_key, hashed)],
+                dead_letters=[
+                    export_letter(
+                        letter.key,
+                        letter.data,
+                        error=letter.error,
+                        attempts=letter.attempts,
+                        permanent=letter.permanent,
+                        at=letter.at,
+                        resent=resent,
+                    )
+                    for letter, resent in self._letters.values()
+                    if letter.contact_key == contact_key
+                ],
+                purchased_at=self._contact_purchases.get(contact_key),
+                suppressed=hashed in self._suppressed,
+            )
+
+    def purge(self, *, ledger_before: float, purchases_before: float, dead_letters_before: float) -> PurgeReport:
+        check_purge(ledger_before, purchases_before, dead_letters_before)
+        with self._lock:
+            self._enter(write=True)
+            entries = _drop(self._ledger, lambda e: e.state in PURGEABLE and e.claimed_at < ledger_before)
+            purchases = _drop(self._cart_purchases, lambda at: at < purchases_before)
+            purchases += _drop(self._contact_purchases, lambda at: at < purchases_before)
+            letters = _drop(self._letters, lambda kept: kept[0].at < dead_letters_before)
+            return PurgeReport(ledger_entries=entries, purchases=purchases, dead_letters=letters)
 
     # -- housekeeping ---------------------------------------------------------------------------------------
 
@@ -297,3 +396,11 @@ class MemoryStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _drop(table: dict[str, V], old: Callable[[V], bool]) -> int:
+    """Delete the entries of ``table`` whose value is ``old``; return how many. The rest keep their order."""
+    keys = [key for key, value in table.items() if old(value)]
+    for key in keys:
+        del table[key]
+    return len(keys)

@@ -22,6 +22,10 @@ being killed (``kill -9``; ``tests/store/test_sqlite_processes.py`` does it), an
 may lose the last commits (the file stays consistent). ``"full"`` fsyncs the WAL at every commit, so
 commits also survive a power loss, at the cost of one fsync per group commit.
 
+Erasure. Deleted rows (``forget``, ``purge``, ``trim_events``) are zeroed in the pages SQLite rewrites
+(``PRAGMA secure_delete``), but copies may survive a while in pages freed whole, in the WAL file until it is
+overwritten, and in any backup of the file: protect the file as the personal data it holds.
+
 Fork. A SQLite connection must never cross a ``fork()``; a store used in a process other than the one that
 opened it raises :class:`~recoverkit.errors.StoreError`, and in the child its connections are left alone, not
 even closed (a fork hook takes them out of reach). Open the store after forking (in gunicorn, in a
@@ -47,27 +51,37 @@ from ..errors import ConfigError, StoreError
 from . import _schema
 from .base import (
     FINISHABLE,
+    FORGOTTEN,
     PIPELINE_LEASE,
+    PURGEABLE,
     RESOLVABLE,
     Checkpoint,
     Claim,
+    ContactExport,
     DeadLetterRecord,
+    ForgetReport,
     JournalEntry,
     LedgerEntry,
     LedgerState,
     Outcome,
+    PurgeReport,
     Resolution,
     StoreStatistics,
     cannot_finish,
     cannot_resolve,
     check_claim,
+    check_contact,
     check_lease,
     check_outcome,
     check_position,
     check_purchase,
+    check_purge,
     check_read_limit,
+    check_reason,
     check_resolution,
     check_states,
+    contact_hash,
+    export_letter,
     missing_dead_letter,
     missing_entry,
 )
@@ -158,7 +172,7 @@ class SQLiteStore:
         # queue never holds more operations than there are threads calling the store (plus the stop marker).
         self._queue: queue.SimpleQueue[_Pending[Any] | None] = queue.SimpleQueue()
         self._operations = self._failed = self._commits = self._largest_group = 0
-        self._conn = self._open_writer()
+        self._conn, self._salt = self._open_writer()
         self._writer = threading.Thread(target=self._write_loop, name=f"recoverkit-store-writer:{self.path.name}")
         self._writer.daemon = True
         self._writer.start()
@@ -179,7 +193,7 @@ class SQLiteStore:
                 f"cannot open {self.path}: {exc} (expected a file path in an existing, writable directory)"
             ) from exc
 
-    def _open_writer(self) -> sqlite3.Connection:
+    def _open_writer(self) -> tuple[sqlite3.Connection, bytes]:
         conn = self._connect()
         try:
             # Persistent in the file; switching a new file waits (busy_timeout) for other processes' locks.
@@ -190,14 +204,20 @@ class SQLiteStore:
                     "filesystem"
                 )
             conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")  # one of two literals, checked
+            # forget() and purge() must erase, not only unlink: zero deleted content in the pages a write
+            # rewrites anyway (FAST costs no extra I/O). Some builds default to ON, which also zeroes freed
+            # pages; keep that rather than lower it.
+            if conn.execute("PRAGMA secure_delete").fetchone()[0] == 0:
+                conn.execute("PRAGMA secure_delete = FAST")
             _schema.migrate(conn, str(self.path))
+            salt = _schema.read_salt(conn, str(self.path))  # fixed for the file's life: read it once
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise self._translate("open", exc) from exc
         except BaseException:
             conn.close()
             raise
-        return conn
+        return conn, salt
 
     def _translate(self, name: str, exc: sqlite3.Error) -> StoreError:
         """A StoreError that says what went wrong with which file, for a sqlite3 error."""
@@ -537,14 +557,15 @@ class SQLiteStore:
     # -- dead letters ---------------------------------------------------------------------------------------
 
     def add_dead_letter(
-        self, key: str, data: bytes, *, error: str, attempts: int, permanent: bool, at: float
+        self, key: str, data: bytes, *, error: str, attempts: int, permanent: bool, at: float, contact_key: str = ""
     ) -> None:
         def run(conn: sqlite3.Connection) -> None:
             # Delete, then insert: a replaced letter moves to the end of the list, as the newest.
             conn.execute("DELETE FROM dead_letters WHERE key = ?", (key,))
             conn.execute(
-                "INSERT INTO dead_letters (key, data, error, attempts, permanent, at) VALUES (?, ?, ?, ?, ?, ?)",
-                (key, data, error, attempts, int(permanent), at),
+                "INSERT INTO dead_letters (key, data, error, attempts, permanent, at, contact_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, data, error, attempts, int(permanent), at, contact_key),
             )
 
         self._write("add_dead_letter", run)
@@ -552,11 +573,12 @@ class SQLiteStore:
     def dead_letters(self) -> list[DeadLetterRecord]:
         def run(conn: sqlite3.Connection) -> list[DeadLetterRecord]:
             rows = conn.execute(
-                "SELECT key, data, error, attempts, permanent, at FROM dead_letters WHERE resent = 0 ORDER BY rowid"
+                "SELECT key, data, error, attempts, permanent, at, contact_key FROM dead_letters WHERE resent = 0 "
+                "ORDER BY rowid"
             ).fetchall()
             return [
-                DeadLetterRecord(key=k, data=d, error=e, attempts=n, permanent=bool(p), at=at)
-                for k, d, e, n, p, at in rows
+                DeadLetterRecord(key=k, data=d, error=e, attempts=n, permanent=bool(p), at=at, contact_key=c)
+                for k, d, e, n, p, at, c in rows
             ]
 
         return self._read("dead_letters", run)
@@ -567,6 +589,108 @@ class SQLiteStore:
                 raise missing_dead_letter(key)
 
         self._write("mark_resent", run)
+
+    # -- data protection and retention ----------------------------------------------------------------------
+
+    def hash_contact(self, contact_key: str) -> str:
+        check_contact("hash_contact", contact_key)
+        self._usable()
+        return contact_hash(self._salt, contact_key)
+
+    def suppress(self, contact_key: str, *, reason: str, at: float) -> None:
+        check_contact("suppress", contact_key)
+        check_reason(reason)
+        hashed = self.hash_contact(contact_key)
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO suppression (hash, reason, at) VALUES (?, ?, ?) ON CONFLICT (hash) DO NOTHING",
+                (hashed, reason, at),
+            )
+
+        self._write("suppress", run)
+
+    def is_suppressed(self, contact_key: str) -> bool:
+        check_contact("is_suppressed", contact_key)
+        hashed = self.hash_contact(contact_key)
+        return self._read(
+            "is_suppressed",
+            lambda conn: conn.execute("SELECT 1 FROM suppression WHERE hash = ?", (hashed,)).fetchone() is not None,
+        )
+
+    def forget(self, contact_key: str, *, at: float) -> ForgetReport:
+        check_contact("forget", contact_key)
+        hashed = self.hash_contact(contact_key)
+
+        def run(conn: sqlite3.Connection) -> ForgetReport:
+            # One operation, so one savepoint of one transaction: all of it is committed or none.
+            letters = conn.execute("DELETE FROM dead_letters WHERE contact_key = ?", (contact_key,)).rowcount
+            purchases = conn.execute(
+                "DELETE FROM purchases WHERE kind = 'contact' AND key = ?", (contact_key,)
+            ).rowcount
+            entries = conn.execute(
+                "UPDATE ledger SET contact_key = ? WHERE contact_key = ?", (hashed, contact_key)
+            ).rowcount
+            changed = conn.execute(
+                "INSERT INTO suppression (hash, reason, at) VALUES (?, ?, ?) "
+                "ON CONFLICT (hash) DO UPDATE SET reason = excluded.reason, at = excluded.at "
+                "WHERE reason <> excluded.reason",
+                (hashed, FORGOTTEN, at),
+            ).rowcount
+            return ForgetReport(
+                ledger_entries=entries, dead_letters=letters, purchases=purchases, already_forgotten=changed == 0
+            )
+
+        return self._write("forget", run)
+
+    def export(self, contact_key: str) -> ContactExport:
+        check_contact("export", contact_key)
+        hashed = self.hash_contact(contact_key)
+
+        def run(conn: sqlite3.Connection) -> ContactExport:
+            conn.execute("BEGIN")  # one snapshot for every query: a forget() between them must not show half
+            try:
+                ledger = conn.execute(
+                    f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE contact_key IN (?, ?) ORDER BY rowid",
+                    (contact_key, hashed),
+                ).fetchall()
+                letters = conn.execute(
+                    "SELECT key, data, error, attempts, permanent, at, resent FROM dead_letters "
+                    "WHERE contact_key = ? ORDER BY rowid",
+                    (contact_key,),
+                ).fetchall()
+                bought = conn.execute(
+                    "SELECT at FROM purchases WHERE kind = 'contact' AND key = ?", (contact_key,)
+                ).fetchone()
+                suppressed = conn.execute("SELECT 1 FROM suppression WHERE hash = ?", (hashed,)).fetchone()
+            finally:
+                conn.execute("COMMIT")  # a read transaction: ends the snapshot, writes nothing
+            return ContactExport(
+                contact_key=contact_key,
+                ledger=[_ledger_entry(row) for row in ledger],
+                dead_letters=[
+                    export_letter(k, d, error=e, attempts=n, permanent=bool(p), at=at, resent=bool(r))
+                    for k, d, e, n, p, at, r in letters
+                ],
+                purchased_at=None if bought is None else bought[0],
+                suppressed=suppressed is not None,
+            )
+
+        return self._read("export", run)
+
+    def purge(self, *, ledger_before: float, purchases_before: float, dead_letters_before: float) -> PurgeReport:
+        check_purge(ledger_before, purchases_before, dead_letters_before)
+        marks = ", ".join("?" * len(PURGEABLE))
+
+        def run(conn: sqlite3.Connection) -> PurgeReport:
+            entries = conn.execute(
+                f"DELETE FROM ledger WHERE state IN ({marks}) AND claimed_at < ?", (*PURGEABLE, ledger_before)
+            ).rowcount
+            purchases = conn.execute("DELETE FROM purchases WHERE at < ?", (purchases_before,)).rowcount
+            letters = conn.execute("DELETE FROM dead_letters WHERE at < ?", (dead_letters_before,)).rowcount
+            return PurgeReport(ledger_entries=entries, purchases=purchases, dead_letters=letters)
+
+        return self._write("purge", run)
 
     # -- housekeeping ---------------------------------------------------------------------------------------
 
