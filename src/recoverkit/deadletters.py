@@ -11,6 +11,7 @@ The file holds the messages' recipients (personal data): keep it where the shop 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,25 @@ class DeadLetters:
         """Record that ``key`` was delivered by a re-send; it leaves the list."""
         self._letters.pop(key, None)
         self._append(_Record(resent=key))
+
+    def forget(self, contact_keys: set[str]) -> int:
+        """Drop the letters addressed to any of ``contact_keys``, and rewrite the file without them.
+
+        The file is rewritten whole (to a temporary file, then renamed over it) because its earlier records
+        hold the addresses; returns how many letters went.
+        """
+        gone = [key for key, letter in self._letters.items() if letter.message.recipient.contact_key in contact_keys]
+        for key in gone:
+            del self._letters[key]
+        if gone and self.path is not None:
+            temporary = self.path.with_name(self.path.name + ".tmp")
+            with temporary.open("wb") as f:
+                for letter in self._letters.values():
+                    f.write(self._encoder.encode(_Record(dead=letter)) + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, self.path)
+        return len(gone)
 
     def __iter__(self) -> Iterator[DeadLetter]:
         return iter(list(self._letters.values()))

@@ -47,6 +47,7 @@ from .clock import Clock
 from .config import Config
 from .deadletters import DeadLetter, DeadLetters
 from .errors import PermanentDeliveryError, StoreError, TransientDeliveryError
+from .privacy import Forget
 from .route import Cancel
 from .store.base import Outcome, Store
 
@@ -133,6 +134,8 @@ class Dispatch(Stage):
         self._task_group: anyio.abc.TaskGroup | None = None
         self._barriers: list[anyio.Event] = []
         self.outcomes: Counter[str] = Counter()
+        #: Called after a customer was erased from the store (the engine checkpoints then).
+        self.on_forgotten: Callable[[], None] | None = None
         self.send_lateness = LatencyHistogram()
         #: From ingest creating a batch to dispatch having handled it: the pipeline's own latency.
         self.pipeline_latency = LatencyHistogram()
@@ -180,6 +183,8 @@ class Dispatch(Stage):
                 kind = type(item)
                 if kind is Message:
                     self._schedule(item)
+                elif kind is Forget:
+                    self._forget(item)
                 elif kind is Cancel:
                     if self._event_time:
                         # Items of a batch all come before its watermark moves. In event time, first fire
@@ -292,6 +297,44 @@ class Dispatch(Stage):
             else:
                 self._bought_contacts.pop(key, None)
 
+    # -- erasure --------------------------------------------------------------------------------------------
+
+    def _forget(self, forget: Forget) -> None:
+        """Drop the customer's pending messages and in-memory marks, then erase them from the store."""
+        keys: set[str] = set()
+        for contact in forget.contact_keys:
+            keys |= self._by_contact.get(contact, set())
+            self._bought_contacts.pop(contact, None)
+        for cart in forget.cart_keys:
+            keys |= self._by_cart.get(cart, set())
+        for key in keys:
+            message = self._pending.get(key)
+            if message is not None:
+                self._unschedule(key, message)
+                self._attempts.pop(key, None)
+                self.outcomes["cancelled_forgotten"] += 1
+        self.dead_letters.forget(set(forget.contact_keys))
+        # Counted as in flight, so that flush() (and Engine.forget, which waits on it) returns only once the
+        # store has erased them too.
+        tg = self._task_group
+        if tg is not None:
+            self._in_flight += 1
+            tg.start_soon(self._erase, forget, name="recoverkit-forget")
+
+    async def _erase(self, forget: Forget) -> None:
+        try:
+            for contact in forget.contact_keys:
+                await self._call(self._store.forget, contact, at=forget.at)
+        except StoreError as exc:
+            self.log.error("forget_failed", error=str(exc))
+        finally:
+            self._in_flight -= 1
+        callback = self.on_forgotten
+        if callback is not None:
+            callback()
+        self._start_ready()
+        self._release_barriers()
+
     # -- delivery -------------------------------------------------------------------------------------------
 
     def _start_ready(self) -> None:
@@ -360,6 +403,8 @@ class Dispatch(Stage):
     async def _claim(self, message: Message, attempt: int) -> str | None:
         """Claim ``message.key`` in the store's ledger; ``None`` when claimed, else the outcome to count."""
         store = self._store
+        if await self._call(store.is_suppressed, message.recipient.contact_key):
+            return "suppressed"  # forgotten, or unsubscribed: never written to again
         if attempt > 0:
             # A retry: the failed attempt was recorded as "failed"; reopen the key, then claim it like the first
             # attempt, so a purchase recorded since still stops it.
@@ -413,9 +458,22 @@ class Dispatch(Stage):
         self._ledger[key] = "dead"
         self.outcomes["dead_lettered"] += 1
         self.log.warning("dead_lettered", channel=message.channel, key=key, attempts=attempts, permanent=permanent)
-        self.dead_letters.add(
-            DeadLetter(message=message, error=error[:500], attempts=attempts, at=self.watermark, permanent=permanent)
-        )
+        letter = DeadLetter(message=message, error=error[:500], attempts=attempts, at=self.watermark, permanent=permanent)
+        self.dead_letters.add(letter)
+        try:
+            # Also in the store, filed under the contact, so that forget() can erase it with everything else.
+            await self._call(
+                self._store.add_dead_letter,
+                key,
+                msgspec.json.encode(message),
+                error=letter.error,
+                attempts=attempts,
+                permanent=permanent,
+                at=letter.at,
+                contact_key=message.recipient.contact_key,
+            )
+        except StoreError as exc:
+            self.log.error("dead_letter_not_stored", key=key, error=str(exc))
 
     def _release_barriers(self) -> None:
         if self._barriers and not self._in_flight and not self._ready:

@@ -51,10 +51,11 @@ from .dispatch import Dispatch, Guard
 from .errors import ConfigError, EngineStateError, StoreError
 from .ingest import Ingest
 from .journal import Journal
+from .privacy import decode_record, encode_forget
 from .route import Route
 from .score import Score, Scorer
 from .sessionize import Sessionize
-from .store.base import PIPELINE_LEASE, JournalEntry, Store
+from .store.base import PIPELINE_LEASE, JournalEntry, PurgeReport, Store
 from .store.memory import MemoryStore
 from .store.sqlite import SQLiteStore
 
@@ -182,12 +183,15 @@ class Engine:
             owner=self.owner,
             guard=guard,
         )
+        self.dispatch.on_forgotten = self._forgotten
         self._stages = (self.ingest, self.sessionize, self.score, self.route, self.dispatch)
         self._links: list[Link[Any]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
         self._state = "new"
         self.is_owner = False
         self._checkpointed = 0
+        self._checkpoint_due = False  # a forget was applied: checkpoint (and trim) without waiting
+        self._purged_at = -math.inf
         self._renewed_at = -math.inf
         self._drain_lock: anyio.Lock | None = None
         self._checkpoint_lock: anyio.Lock | None = None
@@ -435,13 +439,47 @@ class Engine:
     # -- checkpoints ----------------------------------------------------------------------------------------
 
     async def _keep_checkpoints(self) -> None:
+        # Checks every second (or tick) whether a checkpoint is due, so that one after a forget is not
+        # ``checkpoint_interval`` away; retention runs here too, at most hourly.
+        interval = self.config.store.checkpoint_interval
+        last = time.monotonic()
         while True:
-            await anyio.sleep(self.config.store.checkpoint_interval)
-            if self.is_owner and self.ingest.position > self._checkpointed:
-                try:
+            await anyio.sleep(min(interval, 1.0))
+            if not self.is_owner:
+                continue
+            due = time.monotonic() - last >= interval and self.ingest.position > self._checkpointed
+            try:
+                if due or self._checkpoint_due:
+                    last = time.monotonic()
                     await self.checkpoint()
-                except StoreError as exc:
-                    _log.error("checkpoint_failed", error=str(exc))
+                if time.time() - self._purged_at >= 3600:
+                    await self.purge()
+            except StoreError as exc:
+                _log.error("checkpoint_failed", error=str(exc))
+
+    def _forgotten(self) -> None:
+        self._checkpoint_due = True
+
+    async def purge(self) -> PurgeReport:
+        """Delete what is older than the retention periods of ``config.store`` (also run hourly by itself)."""
+        settings = self.config.store
+        now = time.time()
+        ledger_before = now - settings.ledger_days * 86_400
+        report = await self.call_store(
+            self.store.purge,
+            ledger_before=ledger_before,
+            purchases_before=ledger_before,
+            dead_letters_before=now - settings.dead_letter_days * 86_400,
+        )
+        self._purged_at = now
+        if report.ledger_entries or report.purchases or report.dead_letters:
+            _log.info(
+                "retention_purged",
+                ledger_entries=report.ledger_entries,
+                purchases=report.purchases,
+                dead_letters=report.dead_letters,
+            )
+        return report
 
     async def checkpoint(self) -> int | None:
         """Write a checkpoint of the pipeline now; return the journal position it covers.
@@ -454,6 +492,7 @@ class Engine:
             return None
         assert self._checkpoint_lock is not None
         async with self._checkpoint_lock:
+            self._checkpoint_due = False
             control = Control("checkpoint", 0, {})
             await self._links[0].send_stream.send(Batch([], -math.inf, perf_counter(), None, control))
             await control.done.wait()
@@ -477,9 +516,12 @@ class Engine:
         if holder != self.owner:
             return
         blob = msgspec.msgpack.encode(_CheckpointBlob(CHECKPOINT_FORMAT, self.owner, states))
-        await self.call_store(store.save_checkpoint, position, blob, now=time.time())
+        if not await self.call_store(store.save_checkpoint, position, blob, now=time.time()):
+            # The store has a later checkpoint (written by an owner that lost the lease after us... or before
+            # our restore caught up): it covers everything up to our position too, so trimming stays safe.
+            _log.info("checkpoint_superseded", position=position)
         await self.call_store(store.trim_events, position)
-        self._checkpointed = position
+        self._checkpointed = max(self._checkpointed, position)
         _log.debug("checkpoint_saved", position=position, size=len(blob))
 
     # -- putting events in ----------------------------------------------------------------------------------
@@ -544,6 +586,49 @@ class Engine:
             raise EngineStateError(
                 f"the engine is {self._state}; use `async with Engine(...) as engine:` before submitting events"
             )
+
+    # -- data protection ------------------------------------------------------------------------------------
+
+    async def forget(self, customer_id: str) -> bool:
+        """Erase everything held about ``customer_id``, and never write to them again (see
+        :mod:`recoverkit.privacy` for what goes and the little that stays).
+
+        In the process holding the pipeline lease this returns once the erasure is done and checkpointed:
+        ``True``. Elsewhere the request is journaled and ``False`` returned: the owner carries it out when it
+        reads it, within a tick or two. Raises ``ValueError`` for an empty id.
+        """
+        self._require_running()
+        at = time.time()
+        record = encode_forget(customer_id, at)
+        forget = decode_record(record)
+        if not await self.call_store(self.journal.append, [forget], [record]):
+            raise StoreError("the store refused the forget request (see the log); it was not recorded")
+        if not self.is_owner:
+            return False
+        await self.flush()
+        await self.checkpoint()
+        return True
+
+    def export(self, customer_id: str) -> dict[str, Any]:
+        """Everything held about ``customer_id``, as JSON-ready data: the right of access.
+
+        ``carts`` and ``contact`` come from the pipeline's state (only the process holding the lease has it;
+        elsewhere they are empty and ``complete`` is ``False``), ``pending_messages`` are those scheduled for
+        them, and ``store`` what the store keeps (ledger, dead letters, purchase, suppression).
+        """
+        if not isinstance(customer_id, str) or not customer_id.strip():
+            raise ValueError(f"export: expected a non-empty customer id, got {customer_id!r}")
+        carts = self.sessionize.carts_of(customer_id) if self.is_owner else []
+        contact_keys = [customer_id] + [f"session:{cart.session_id}" for cart in carts]
+        pending = [m for m in self.dispatch.pending() if m.recipient.contact_key in contact_keys]
+        return {
+            "customer_id": customer_id,
+            "complete": self.is_owner,
+            "carts": msgspec.to_builtins(carts),
+            "contact": self.route.contact_of(customer_id) if self.is_owner else None,
+            "pending_messages": msgspec.to_builtins(pending),
+            "store": [msgspec.to_builtins(self.store.export(key)) for key in contact_keys],
+        }
 
     # -- looking inside -------------------------------------------------------------------------------------
 

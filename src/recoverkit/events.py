@@ -288,10 +288,13 @@ def decode_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any] 
             raise _explain(exc, lambda: _untyped.decode(data)) from exc
         except msgspec.DecodeError as exc:
             raise InvalidEvent(f"malformed JSON: {exc}; expected one JSON object", reason="malformed_json") from exc
-        except UnicodeEncodeError as exc:  # lone surrogates, e.g. from a surrogateescape decode
+        except UnicodeError as exc:
+            # Lone surrogates in a str (UnicodeEncodeError), or bytes that are not UTF-8 inside a string field
+            # (UnicodeDecodeError: msgspec checks the encoding of a string's bytes only as it decodes it).
+            position = getattr(exc, "start", "?")
             raise InvalidEvent(
-                f"malformed JSON: the text is not valid Unicode ({exc.reason} at character {exc.start}); "
-                "expected one JSON object",
+                f"malformed JSON: the text is not valid Unicode ({getattr(exc, 'reason', exc)} at position "
+                f"{position}); expected one JSON object in UTF-8",
                 reason="malformed_json",
             ) from exc
     if isinstance(data, Mapping):

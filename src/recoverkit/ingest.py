@@ -32,6 +32,7 @@ from .config import Config
 from .errors import InvalidEvent
 from .events import BaseEvent, Event, Purchase, decode_event
 from .journal import Journal
+from .privacy import Forget, decode_record
 from .store.base import JournalEntry
 
 __all__ = ["Ingest"]
@@ -148,11 +149,12 @@ class Ingest(Stage):
             if out:
                 await self._emit(out, outbox)
 
-    def _decode(self, entries: list[JournalEntry]) -> list[Event]:
-        out: list[Event] = []
+    def _decode(self, entries: list[JournalEntry]) -> list[Any]:
+        out: list[Any] = []
         for entry in entries:
             try:
-                out.append(decode_event(entry.data))
+                data = entry.data
+                out.append(decode_record(data) if data[:1] == b"\x00" else decode_event(data))
             except InvalidEvent as exc:
                 # Only events that passed validation are journaled; one that no longer decodes was written by
                 # another version or damaged on disk. It is skipped, counted and logged, never fatal.
@@ -180,15 +182,23 @@ class Ingest(Stage):
     def handle(self, items: list[Any], out: list[Any]) -> None:  # the Stage API, used by tests and tools
         out.extend(self._accept([decode_event(item) for item in items]))
 
-    def _accept(self, events: list[Event]) -> list[Event]:
+    def _accept(self, events: list[Any]) -> list[Any]:
         """Take ``events`` in; in event time they go to the reorder buffer instead of the result."""
         self.received += len(events)
         if not self._event_time:
             return events
         reorder = self._reorder
         push = heapq.heappush
+        forgets: list[Any] = []
         for event in events:
-            ts: float = event.ts  # type: ignore[assignment]  # the journal holds final timestamps
+            if type(event) is Forget:
+                # Not reordered: it applies to everything before it in the journal, which includes the events
+                # of the customer still held here. Those go now; the stages downstream erase the rest.
+                self._reorder = reorder = [x for x in reorder if x[3].customer_id != event.customer_id]
+                heapq.heapify(reorder)
+                forgets.append(event)
+                continue
+            ts: float = event.ts  # the journal holds final timestamps
             if ts > self._max_ts:
                 if self._max_ts == -math.inf:
                     self.first_event_at = ts
@@ -197,7 +207,7 @@ class Ingest(Stage):
                 self.late += 1
             self._seq += 1
             push(reorder, (ts, _rank(event), self._seq, event))
-        return []
+        return forgets
 
     def _release(self, watermark: float) -> list[Event]:
         """Pop every buffered event at or before ``watermark`` in (time, rank, arrival) order."""

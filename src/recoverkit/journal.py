@@ -83,7 +83,7 @@ class Journal:
         #: Raw events from ``track()`` waiting to be journaled (batch durability).
         self.pending: deque[Any] = deque()
         self._lock = threading.Lock()  # guards the hot cache and the counters written from request threads
-        self._hot: dict[int, tuple[int, list[Event]]] = {}  # first seq -> (last seq, events)
+        self._hot: dict[int, tuple[int, list[Any]]] = {}  # first seq -> (last seq, events)
         self._hot_size = 0
         self.accepted = 0
         self.spilled = 0
@@ -173,7 +173,7 @@ class Journal:
 
     # -- writing (blocking: call from a thread, or inline for a store in memory) ----------------------------
 
-    def append(self, events: list[Event], datas: list[bytes]) -> bool:
+    def append(self, events: list[Any], datas: list[bytes]) -> bool:
         """Journal ``events`` (and record their purchases), then offer them to the hot cache.
 
         Blocks for the store's commit. Returns ``False`` (counted, logged) when the store failed: the events
@@ -214,7 +214,7 @@ class Journal:
 
     # -- reading (the pipeline's owner) ---------------------------------------------------------------------
 
-    def take(self, after: int) -> list[Event] | None:
+    def take(self, after: int) -> list[Any] | None:
         """The events journaled right after seq ``after`` by this process, if the cache still has them.
 
         Entries the reader has moved past are dropped on the way, so the cache only holds what is ahead.

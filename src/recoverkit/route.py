@@ -28,6 +28,7 @@ from ._pipeline import Stage
 from .channels.base import Message, Recipient
 from .config import Condition, Config, Flow, FlowStep
 from .money import to_minor
+from .privacy import Forget
 from .score import Scored
 from .sessionize import ContactChanged, Converted, Resumed
 
@@ -95,6 +96,10 @@ class Route(Stage):
                     out.append(Cancel(why="resumed", at=item.at, cart_key=item.cart_key))
                 elif kind is ContactChanged:
                     self._contact_changed(item, out)
+                elif kind is Forget:
+                    for key in item.contact_keys:
+                        self._contacts.pop(key, None)
+                    out.append(item)
                 else:
                     out.append(item)
             except Exception:
@@ -233,6 +238,11 @@ class Route(Stage):
             cart=abandoned.cart,
             recipient=to,
         )
+
+    def contact_of(self, contact_key: str) -> dict[str, Any] | None:
+        """The contact record kept for ``contact_key`` (addresses, locale, consent), for an access request."""
+        contact = self._contacts.get(contact_key)
+        return None if contact is None else msgspec.to_builtins(contact)
 
     # -- state ----------------------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ import heapq
 import math
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cachetools
@@ -54,6 +54,7 @@ from .events import (
     ViewItem,
 )
 from .money import to_minor
+from .privacy import Forget
 
 __all__ = ["Abandoned", "ContactChanged", "Converted", "Resumed", "Sessionize"]
 
@@ -197,13 +198,16 @@ class Sessionize(Stage):
 
     # -- the stage ------------------------------------------------------------------------------------------
 
-    def handle(self, items: list[Event], out: list[Any]) -> None:
+    def handle(self, items: Sequence[Event | Forget], out: list[Any]) -> None:
         sessions = self._sessions
         handlers = self._handlers
         timers = self._timers
         event_time = self._event_time
         for event in items:
             try:
+                if isinstance(event, Forget):
+                    self._forget(event, out)
+                    continue
                 ts: float = event.ts  # type: ignore[assignment]  # ingest made every ts a float
                 if event_time and timers and timers[0][0] < ts:
                     self._fire(ts, out, inclusive=False)
@@ -577,6 +581,26 @@ class Sessionize(Stage):
             device=session.device,
             source=session.source,
         )
+
+    def _forget(self, forget: Forget, out: list[Any]) -> None:
+        """Erase the customer's sessions and carts; note their contact and cart keys for the stages after."""
+        customer = forget.customer_id
+        ids = set(self._customers.pop(customer, ()))
+        ids.update(sid for sid, session in self._sessions.items() if session.customer_id == customer)
+        for session_id in sorted(ids):
+            session = self._sessions.pop(session_id, None)  # its timer entry is skipped when it pops
+            forget.contact_keys.append(f"session:{session_id}")
+            if session is not None:
+                forget.cart_keys.append(self._cart_key(session))
+        self._buyers.pop(customer, None)
+        self.counts["forgotten"] += 1
+        out.append(forget)
+
+    def carts_of(self, customer_id: str) -> list[CartSnapshot]:
+        """The carts of ``customer_id``'s sessions held now (for an access request)."""
+        ids = set(self._customers.get(customer_id, ()))
+        ids.update(sid for sid, session in self._sessions.items() if session.customer_id == customer_id)
+        return [self._snapshot(self._sessions[sid]) for sid in sorted(ids) if sid in self._sessions]
 
     # -- state ----------------------------------------------------------------------------------------------
 

@@ -169,6 +169,21 @@ class StoreContract:
         store.save_checkpoint(25, b"state at 25", now=T0 + 60)
         assert store.load_checkpoint() == Checkpoint(position=25, state=b"state at 25", saved_at=T0 + 60)
 
+    def test_a_checkpoint_never_moves_back(self, store: Store) -> None:
+        assert store.save_checkpoint(25, b"state at 25", now=T0) is True
+        assert store.save_checkpoint(10, b"stale state at 10", now=T0 + 60) is False
+        assert store.load_checkpoint() == Checkpoint(position=25, state=b"state at 25", saved_at=T0)
+        assert store.save_checkpoint(25, b"again at 25", now=T0 + 120) is True
+        assert store.load_checkpoint() == Checkpoint(position=25, state=b"again at 25", saved_at=T0 + 120)
+
+    def test_trimming_a_long_journal_in_steps_keeps_the_rest_in_order(self, store: Store) -> None:
+        store.append_events([str(i).encode() for i in range(5000)], now=T0)
+        for through in range(0, 5001, 250):
+            store.trim_events(through)
+            entries = store.read_events(0, 10)
+            assert [e.seq for e in entries] == list(range(through + 1, min(through + 11, 5001)))
+        assert store.check() == []
+
     def test_a_checkpoint_at_position_zero_with_empty_state_loads(self, store: Store) -> None:
         store.save_checkpoint(0, b"", now=T0)
         assert store.load_checkpoint() == Checkpoint(position=0, state=b"", saved_at=T0)

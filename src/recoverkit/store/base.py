@@ -243,8 +243,14 @@ class Store(Protocol):
 
     # -- checkpoint -----------------------------------------------------------------------------------------
 
-    def save_checkpoint(self, position: int, state: bytes, *, now: float) -> None:
-        """Replace the checkpoint, atomically, with ``state`` as of journal seq ``position`` (>= 0)."""
+    def save_checkpoint(self, position: int, state: bytes, *, now: float) -> bool:
+        """Replace the checkpoint, atomically, with ``state`` as of journal seq ``position`` (>= 0).
+
+        A checkpoint never moves back: if the one stored has a higher ``position`` (a process that lost the
+        pipeline lease wrote it, or the new owner has not caught up with it yet) it is kept and ``False``
+        returned. So after any save, trimming the journal through ``position`` is safe: the stored checkpoint
+        covers every event up to it.
+        """
         ...
 
     def load_checkpoint(self) -> Checkpoint | None:

@@ -67,6 +67,7 @@ class MemoryStore:
         self._closed = False
         self._journal: dict[int, JournalEntry] = {}  # insertion order is seq order
         self._last_seq = 0
+        self._first_seq = 1  # the lowest seq the journal may still hold
         self._checkpoint: Checkpoint | None = None
         self._cart_purchases: dict[str, float] = {}
         self._contact_purchases: dict[str, float] = {}
@@ -103,17 +104,21 @@ class MemoryStore:
             if not self._journal:
                 return []
             # Trims delete a prefix, so the seqs kept run without gaps from the first to the last.
-            first = max(after + 1, next(iter(self._journal)))
+            first = max(after + 1, self._first_seq)
             last = min(first + limit - 1, self._last_seq)
             return [self._journal[seq] for seq in range(first, last + 1)]
 
     def trim_events(self, through: int) -> int:
         with self._lock:
             self._enter(write=True)
+            # Trims delete a prefix, and the seqs kept run without gaps: pop by seq. (Not by next(iter(...)):
+            # a dict keeps deleted slots at its front, so that would make trimming quadratic.)
+            journal = self._journal
             count = 0
-            while self._journal and (first := next(iter(self._journal))) <= through:  # seq order: a prefix
-                del self._journal[first]
-                count += 1
+            for seq in range(self._first_seq, min(through, self._last_seq) + 1):
+                if journal.pop(seq, None) is not None:
+                    count += 1
+            self._first_seq = max(self._first_seq, through + 1)
             return count
 
     def last_seq(self) -> int:
@@ -123,11 +128,14 @@ class MemoryStore:
 
     # -- checkpoint -----------------------------------------------------------------------------------------
 
-    def save_checkpoint(self, position: int, state: bytes, *, now: float) -> None:
+    def save_checkpoint(self, position: int, state: bytes, *, now: float) -> bool:
         check_position(position)
         with self._lock:
             self._enter(write=True)
+            if self._checkpoint is not None and self._checkpoint.position > position:
+                return False
             self._checkpoint = Checkpoint(position=position, state=bytes(state), saved_at=now)
+            return True
 
     def load_checkpoint(self) -> Checkpoint | None:
         with self._lock:

@@ -402,16 +402,19 @@ class SQLiteStore:
 
     # -- checkpoint -----------------------------------------------------------------------------------------
 
-    def save_checkpoint(self, position: int, state: bytes, *, now: float) -> None:
+    def save_checkpoint(self, position: int, state: bytes, *, now: float) -> bool:
         check_position(position)
 
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT OR REPLACE INTO checkpoint (id, position, state, saved_at) VALUES (1, ?, ?, ?)",
+        def run(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "INSERT INTO checkpoint (id, position, state, saved_at) VALUES (1, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET position = excluded.position, state = excluded.state, "
+                "saved_at = excluded.saved_at WHERE excluded.position >= checkpoint.position",
                 (position, state, now),
             )
+            return cursor.rowcount > 0
 
-        self._write("save_checkpoint", run)
+        return self._write("save_checkpoint", run)
 
     def load_checkpoint(self) -> Checkpoint | None:
         def run(conn: sqlite3.Connection) -> Checkpoint | None:
