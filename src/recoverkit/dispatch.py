@@ -458,7 +458,9 @@ class Dispatch(Stage):
         self._ledger[key] = "dead"
         self.outcomes["dead_lettered"] += 1
         self.log.warning("dead_lettered", channel=message.channel, key=key, attempts=attempts, permanent=permanent)
-        letter = DeadLetter(message=message, error=error[:500], attempts=attempts, at=self.watermark, permanent=permanent)
+        letter = DeadLetter(
+            message=message, error=error[:500], attempts=attempts, at=self.watermark, permanent=permanent
+        )
         self.dead_letters.add(letter)
         try:
             # Also in the store, filed under the contact, so that forget() can erase it with everything else.
