@@ -3,7 +3,7 @@
 ::
 
     recoverkit demo                          replay the bundled sample and show what recoverkit would do
-    recoverkit replay EVENTS [--config F] [--out F] [--json]
+    recoverkit replay EVENTS [--config F] [--out F] [--json] [--store DB [--resume]]
     recoverkit bench [EVENTS] [--sessions N] [--json]
     recoverkit dead-letters list FILE
     recoverkit dead-letters resend FILE --webhook URL [--key KEY ...]
@@ -11,6 +11,9 @@
     recoverkit convert rees46|retailrocket CSV OUT
     recoverkit db check PATH                 integrity check of a state file (exit status 1 if problems)
     recoverkit db info PATH                  schema version, rows per table, lease holders
+    recoverkit ledger PATH [--state S ...]   list ledger entries; --resolve KEY --as sent|retry settles one
+    recoverkit forget PATH CUSTOMER          erase a customer's personal data (right to erasure)
+    recoverkit export PATH CUSTOMER          everything held about a customer, as JSON (right of access)
 
 Exit status: 0 on success, 2 for usage and configuration errors, 1 for other failures. Messages on stdout,
 diagnostics on stderr; progress bars only when stderr is a terminal.
@@ -71,7 +74,14 @@ def _run_replay(args: argparse.Namespace, source: Any, console: Console, err: Co
         bar.start()
     try:
         summary = anyio.run(
-            lambda: replay(source, config=config, out=args.out, progress=progress_cb),
+            lambda: replay(
+                source,
+                config=config,
+                out=args.out,
+                progress=progress_cb,
+                store=getattr(args, "store", None),
+                resume=getattr(args, "resume", False),
+            ),
             backend="asyncio",
             backend_options={"use_uvloop": _uvloop()},
         )
@@ -291,6 +301,44 @@ def _cmd_db(args: argparse.Namespace, console: Console, err: Console) -> int:
     return 0
 
 
+async def _maintenance(args: argparse.Namespace, work: Any) -> Any:
+    """Run ``work(engine)`` on an engine on the store that sends nothing.
+
+    If no shop process holds the pipeline lease, this one takes it: it restores the last checkpoint and reads
+    the journal, so the whole state is at hand, and leaves a checkpoint behind (due messages stay scheduled for
+    the shop's engine). If a shop process holds it, this one only journals, and the shop's engine acts.
+    """
+    from .engine import Engine
+
+    path = Path(args.store)
+    if not path.exists():
+        raise ValueError(f"{path}: no such state file; expected the store.path of a recoverkit engine")
+    async with Engine(_config(args.config), store=path, deliver=False) as engine:
+        await engine.flush()
+        return await work(engine)
+
+
+def _cmd_forget(args: argparse.Namespace, console: Console, err: Console) -> int:
+    async def work(engine: Any) -> bool:
+        return bool(await engine.forget(args.customer))
+
+    done = anyio.run(_maintenance, args, work, backend="asyncio")
+    if done:
+        console.print("erased: the customer's carts, contact details, pending messages and dead letters are gone")
+    else:
+        console.print("requested: a running engine holds this store; it erases the customer within seconds")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace, console: Console, err: Console) -> int:
+    async def work(engine: Any) -> Any:
+        return engine.export(args.customer)
+
+    exported = anyio.run(_maintenance, args, work, backend="asyncio")
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(exported)).decode() + "\n")
+    return 0
+
+
 def _uvloop() -> bool:
     try:
         import uvloop  # noqa: F401
@@ -315,7 +363,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write every message that would be sent as a JSON line to this file")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    p.add_argument("--store", help="keep the replay's state in this SQLite file (default: in memory)")
+    p.add_argument(
+        "--resume", action="store_true", help="carry on an interrupted replay in the same --store (one input per store)"
+    )
     p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("forget", help="erase a customer's personal data from a state file (right to erasure)")
+    p.add_argument("store", help="the SQLite state file (store.path)")
+    p.add_argument("customer", help="the customer id")
+    p.add_argument("--config", help="TOML configuration file (its flows and store settings)")
+    p.set_defaults(func=_cmd_forget)
+
+    p = sub.add_parser("export", help="print everything held about a customer as JSON (right of access)")
+    p.add_argument("store", help="the SQLite state file (store.path)")
+    p.add_argument("customer", help="the customer id")
+    p.add_argument("--config", help="TOML configuration file (its flows and store settings)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("bench", help="measure the pipeline against a msgspec-decode baseline in the same run")
     p.add_argument("events", nargs="?", help="event file to use (default: generate synthetic events)")

@@ -129,6 +129,9 @@ class Dispatch(Stage):
         self._expiry: deque[tuple[float, str, str]] = deque()
         # Delivery
         self._ready: deque[tuple[Message, int]] = deque()
+        self._flight: dict[str, tuple[Message, int]] = {}  # key -> (message, attempt) handed to _deliver
+        #: False: hold due messages instead of delivering them (maintenance runs such as ``recoverkit forget``).
+        self.delivering = True
         self._in_flight = 0
         self._max_in_flight = config.max_in_flight
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -150,8 +153,8 @@ class Dispatch(Stage):
                 async for batch in inbox.receive_stream:
                     self._process_batch(batch)
             # Input closed (engine stopping): wait for what is in flight; what is still scheduled stays
-            # scheduled (and is lost with the process in this release).
-            while self._in_flight or self._ready:
+            # scheduled, in the engine's last checkpoint.
+            while self._in_flight or (self._ready and self.delivering):
                 self._start_ready()
                 await anyio.sleep(0.01)
         self._release_barriers()
@@ -339,9 +342,12 @@ class Dispatch(Stage):
 
     def _start_ready(self) -> None:
         tg = self._task_group
+        if not self.delivering:
+            return
         while self._ready and self._in_flight < self._max_in_flight and tg is not None:
             message, attempt = self._ready.popleft()
             self._in_flight += 1
+            self._flight[message.key] = (message, attempt)
             tg.start_soon(self._deliver, message, attempt, name=f"recoverkit-deliver-{message.key}")
 
     async def _deliver(self, message: Message, attempt: int) -> None:
@@ -381,22 +387,25 @@ class Dispatch(Stage):
         except Exception as exc:  # a buggy adapter or guard: contained, retried, visible in logs
             error = f"{type(exc).__name__}: {exc}"
             self.log.warning("adapter_raised", channel=message.channel, key=key, error=type(exc).__name__)
+        try:
+            if skipped is not None:
+                self._attempts.pop(key, None)
+                self._ledger[key] = skipped
+                self.outcomes[skipped] += 1
+                if claimed:  # vetoed after the claim: the key is settled, never to be sent
+                    await self._finish(key, "cancelled", skipped)
+            elif error is None:
+                self._ledger[key] = "sent"
+                self._attempts.pop(key, None)
+                self.outcomes["sent"] += 1
+                self.emitted += 1
+                await self._finish(key, "sent", None)
+            else:
+                await self._failed(message, attempt, error, permanent, claimed)
         finally:
+            # Only now: until the outcome is recorded, flush() must wait and a checkpoint must keep the message.
+            self._flight.pop(key, None)
             self._in_flight -= 1
-        if skipped is not None:
-            self._attempts.pop(key, None)
-            self._ledger[key] = skipped
-            self.outcomes[skipped] += 1
-            if claimed:  # vetoed after the claim: the key is settled, never to be sent
-                await self._finish(key, "cancelled", skipped)
-        elif error is None:
-            self._ledger[key] = "sent"
-            self._attempts.pop(key, None)
-            self.outcomes["sent"] += 1
-            self.emitted += 1
-            await self._finish(key, "sent", None)
-        else:
-            await self._failed(message, attempt, error, permanent, claimed)
         self._start_ready()
         self._release_barriers()
 
@@ -478,7 +487,7 @@ class Dispatch(Stage):
             self.log.error("dead_letter_not_stored", key=key, error=str(exc))
 
     def _release_barriers(self) -> None:
-        if self._barriers and not self._in_flight and not self._ready:
+        if self._barriers and not self._in_flight and (not self._ready or not self.delivering):
             for barrier in self._barriers:
                 barrier.set()
             self._barriers.clear()
@@ -486,7 +495,15 @@ class Dispatch(Stage):
     # -- state ----------------------------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
+        # Due messages waiting for a delivery slot, and those being delivered, are in the snapshot too: one
+        # whose claim had not been made yet would otherwise be lost in a crash, and one already claimed is
+        # refused by the ledger after a restart.
         pending = [(m, self._due_of(k, m), self._attempts.get(k, 0)) for k, m in self._pending.items()]
+        seen = set(self._pending)
+        for message, attempt in [*self._ready, *self._flight.values()]:
+            if message.key not in seen:
+                seen.add(message.key)
+                pending.append((message, message.due_at, attempt))
         state = _State(
             self.watermark, pending, self._ledger, self._bought_carts, self._bought_contacts, list(self._expiry),
             dict(self.outcomes),
@@ -498,6 +515,7 @@ class Dispatch(Stage):
         self.watermark = s.watermark
         self._pending, self._due, self._heap, self._by_cart, self._by_contact = {}, {}, [], {}, {}
         self._attempts = {}
+        self._ready.clear()
         self._ledger = s.ledger
         self._bought_carts = s.bought_carts
         self._bought_contacts = s.bought_contacts

@@ -115,7 +115,8 @@ class Engine:
     default ``config.store.path``, else memory (lost with the process). A store passed in is not closed by
     the engine; one it opened is. ``guard`` is asked just before each send and can veto it (see
     :mod:`recoverkit.dispatch`). ``owner`` names this process in leases and the ledger (default: host, pid and
-    a random suffix).
+    a random suffix). ``deliver=False`` runs the pipeline without sending anything: due messages stay
+    scheduled (in the checkpoint) for the next engine that delivers; maintenance commands use it.
     """
 
     def __init__(
@@ -129,6 +130,7 @@ class Engine:
         store: Store | str | os.PathLike[str] | None = None,
         guard: Guard | None = None,
         owner: str | None = None,
+        deliver: bool = True,
     ) -> None:
         self.config = config if config is not None else Config()
         if not isinstance(self.config, Config):
@@ -184,6 +186,7 @@ class Engine:
             guard=guard,
         )
         self.dispatch.on_forgotten = self._forgotten
+        self.dispatch.delivering = deliver
         self._stages = (self.ingest, self.sessionize, self.score, self.route, self.dispatch)
         self._links: list[Link[Any]] = []
         self._task_group: anyio.abc.TaskGroup | None = None

@@ -26,7 +26,10 @@ from .channels.jsonl import JsonLinesChannel
 from .clock import EventClock
 from .config import Config
 from .engine import Engine, EngineStatistics
+from .errors import InvalidEvent
+from .events import decode_event
 from .score import Scorer
+from .store.base import Store
 
 __all__ = ["ReplaySummary", "read_lines", "replay"]
 
@@ -105,8 +108,15 @@ async def replay(
     scorer: Scorer | None = None,
     progress: Callable[[int], None] | None = None,
     pending_out: list[Message] | None = None,
+    store: Store | str | Path | None = None,
+    resume: bool = False,
 ) -> ReplaySummary:
     """Replay ``source`` through a fresh engine in event time and summarise what it decided.
+
+    ``store`` keeps the replay's state (a SQLite path or a Store; by default ``config.store.path``, else
+    memory). With ``resume=True`` a replay that was interrupted (even by ``kill -9``) carries on where it
+    stopped: the first events of ``source``, as many as the store's journal has accepted, are skipped, and
+    the rest are submitted. Use one store per input file for this: the journal's count is all it goes by.
 
     ``out`` receives every message as a JSON line (personal data included: it is what would be sent); a file
     named by ``out`` is overwritten, so that it holds this replay's messages and nothing else.
@@ -121,13 +131,19 @@ async def replay(
     sink: Channel | None = JsonLinesChannel(out) if out is not None else None
     # Recorders have no aclose(): the adapters behind them are closed here, once each, after the engine.
     recorders = {name: _Recorder(channels[name] if channels and name in channels else sink) for name in used}
-    engine = Engine(config, channels=recorders, clock=EventClock(), scorer=scorer)
+    engine = Engine(config, channels=recorders, clock=EventClock(), scorer=scorer, store=store)
     started = time.perf_counter()
     first = last = None
     read = 0
     async with engine:
+        skip = engine.store.last_seq() if resume else 0
         chunk: list[bytes] = []
         for line in read_lines(source):
+            if skip:
+                read += len(line) + 1
+                if _valid(line):
+                    skip -= 1
+                continue
             chunk.append(line)
             read += len(line) + 1
             if len(chunk) >= _CHUNK_LINES:
@@ -175,6 +191,15 @@ async def replay(
         events_per_second=events / seconds if seconds > 0 else 0.0,
         statistics=stats,
     )
+
+
+def _valid(line: bytes) -> bool:
+    """Whether ingest would have accepted ``line`` (so that it took a journal seq)."""
+    try:
+        decode_event(line)
+    except InvalidEvent:
+        return False
+    return True
 
 
 def summary_to_jsonable(summary: ReplaySummary) -> Any:
