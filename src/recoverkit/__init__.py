@@ -25,8 +25,9 @@ from .channels import (
     WebhookChannel,
 )
 from .clock import Clock, EventClock, FakeClock, WallClock
-from .config import ChannelPolicy, Condition, Config, Flow, FlowStep, load_config
+from .config import ChannelPolicy, Condition, Config, Flow, FlowStep, StoreConfig, load_config
 from .deadletters import DeadLetter, DeadLetters
+from .dispatch import Guard
 from .engine import Engine, EngineStatistics
 from .errors import (
     ConfigError,
@@ -81,6 +82,7 @@ __all__ = [
     "Features",
     "Flow",
     "FlowStep",
+    "Guard",
     "InvalidEvent",
     "Item",
     "JournalEntry",
@@ -95,6 +97,7 @@ __all__ = [
     "SQLiteStore",
     "Scorer",
     "Store",
+    "StoreConfig",
     "StoreError",
     "StoreStatistics",
     "TransientDeliveryError",

@@ -32,7 +32,9 @@ from .config import Config
 from .deadletters import DeadLetters
 from .engine import Engine, EngineStatistics
 from .errors import EngineStateError
+from .dispatch import Guard
 from .score import Scorer
+from .store.base import Store
 
 __all__ = ["BackgroundEngine"]
 
@@ -55,12 +57,16 @@ class BackgroundEngine:
         clock: Clock | None = None,
         scorer: Scorer | None = None,
         dead_letters: str | Path | DeadLetters | None = None,
+        store: Store | str | os.PathLike[str] | None = None,
+        guard: Guard | None = None,
         use_uvloop: bool | None = None,
         close_at_exit: bool = True,
         close_timeout: float = 10.0,
     ) -> None:
+        # A fork (gunicorn's workers) gets a new Engine from this factory, with its own store connection and
+        # its own lease owner name: a SQLite connection must not cross a fork.
         self._factory: Callable[[], Engine] = lambda: Engine(
-            config, channels=channels, clock=clock, scorer=scorer, dead_letters=dead_letters
+            config, channels=channels, clock=clock, scorer=scorer, dead_letters=dead_letters, store=store, guard=guard
         )
         self.engine = self._factory()  # raises ConfigError now, not on the first request
         self._use_uvloop = _HAS_UVLOOP if use_uvloop is None else use_uvloop
@@ -163,6 +169,19 @@ class BackgroundEngine:
 
     async def _statistics(self) -> EngineStatistics:
         return self.engine.statistics()
+
+    def forget(self, customer_id: str) -> bool:
+        """Erase a customer's personal data (see :meth:`Engine.forget`); blocks until done or journaled."""
+        portal = self._require_portal()
+        return portal.call(self.engine.forget, customer_id)
+
+    def export(self, customer_id: str) -> dict[str, Any]:
+        """Everything held about a customer, JSON-ready (see :meth:`Engine.export`)."""
+        portal = self._require_portal()
+        return portal.call(self._export, customer_id)
+
+    async def _export(self, customer_id: str) -> dict[str, Any]:
+        return self.engine.export(customer_id)
 
     def pending_messages(self) -> list[Message]:
         portal = self._require_portal()
