@@ -30,9 +30,9 @@ from .channels.base import Channel, Message
 from .clock import Clock
 from .config import Config
 from .deadletters import DeadLetters
+from .dispatch import Guard
 from .engine import Engine, EngineStatistics
 from .errors import EngineStateError
-from .dispatch import Guard
 from .score import Scorer
 from .store.base import Store
 
