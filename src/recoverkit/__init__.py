@@ -52,7 +52,7 @@ from .store import (
     StoreStatistics,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "EVENT_KINDS",
