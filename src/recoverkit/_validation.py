@@ -35,5 +35,8 @@ def describe_value(root: Callable[[], Any], path: str, *, personal: frozenset[st
         return "a value that could not be shown"
     if key in personal:
         return "a redacted value (personal data)"
-    shown = repr(node)
+    try:
+        shown = repr(node)
+    except RecursionError:  # a value nested deeper than repr() can go
+        return "a deeply nested value"
     return shown if len(shown) <= 60 else shown[:57] + "..."

@@ -277,13 +277,16 @@ def decode_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any] 
     if isinstance(data, BaseEvent):
         return data  # type: ignore[return-value]  # every BaseEvent subclass is a member of Event
     if isinstance(data, (bytes, bytearray, memoryview, str)):
-        if len(data) > MAX_EVENT_BYTES:
+        size = _size_in_bytes(data)
+        if size > MAX_EVENT_BYTES:
             raise InvalidEvent(
-                f"event is {len(data)} bytes; expected at most {MAX_EVENT_BYTES} bytes of JSON",
+                f"event is {size} bytes; expected at most {MAX_EVENT_BYTES} bytes of JSON",
                 reason="too_large",
             )
         try:
             return cast(Event, _decoder.decode(data))
+        except RecursionError as exc:
+            raise _too_deep() from exc
         except msgspec.ValidationError as exc:
             raise _explain(exc, lambda: _untyped.decode(data)) from exc
         except msgspec.DecodeError as exc:
@@ -303,10 +306,28 @@ def decode_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any] 
             return cast(Event, msgspec.convert(data, Event))
         except msgspec.ValidationError as exc:
             raise _explain(exc, lambda: data) from exc
+        except RecursionError as exc:
+            raise _too_deep() from exc
     raise InvalidEvent(
         f"cannot decode an event from {type(data).__name__}; expected bytes, str, dict or a recoverkit event",
         reason="wrong_type",
     )
+
+
+def _size_in_bytes(data: bytes | bytearray | memoryview | str) -> int:
+    """The size of ``data`` in bytes of JSON, as MAX_EVENT_BYTES counts it, whatever its form."""
+    if isinstance(data, str):
+        if len(data) * 4 <= MAX_EVENT_BYTES:  # no character takes more than 4 bytes of UTF-8: surely small
+            return len(data)
+        return len(data.encode("utf-8", "surrogatepass"))
+    if isinstance(data, memoryview):
+        return data.nbytes
+    return len(data)
+
+
+def _too_deep() -> InvalidEvent:
+    # A 2 KB document of nested arrays is enough to exhaust the decoder's recursion: refuse it as what it is.
+    return InvalidEvent("event is nested too deeply; expected a flat JSON object", reason="too_large")
 
 
 def normalize_timestamp(ts: float | datetime | None, now: float) -> float:

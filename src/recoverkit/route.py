@@ -49,7 +49,7 @@ class Cancel(msgspec.Struct, frozen=True, kw_only=True):
     channel: str | None = None
 
 
-class _Contact(msgspec.Struct, gc=False):
+class _Contact(msgspec.Struct, gc=False, array_like=True):
     customer_id: str | None = None
     email: str | None = None
     phone: str | None = None
@@ -242,13 +242,17 @@ class Route(Stage):
     def contact_of(self, contact_key: str) -> dict[str, Any] | None:
         """The contact record kept for ``contact_key`` (addresses, locale, consent), for an access request."""
         contact = self._contacts.get(contact_key)
-        return None if contact is None else msgspec.to_builtins(contact)
+        return None if contact is None else msgspec.to_builtins(msgspec.structs.asdict(contact))
 
     # -- state ----------------------------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        # cachetools' LRUCache iterates least recently used first; re-inserting in that order restores it.
-        contacts = list(self._contacts.items())
+        # Read through the base class: LRUCache.__getitem__ would reorder the cache on every read, and is slow.
+        # The order kept is the order of insertion, close to (not exactly) least recently used first; it only
+        # matters once max_sessions contacts are held.
+        cache = self._contacts
+        read = cachetools.Cache.__getitem__
+        contacts = [(key, read(cache, key)) for key in cache]
         scheduled = [(flow, step, channel, n) for (flow, step, channel), n in self.scheduled.items()]
         return msgspec.msgpack.encode(_State(self.watermark, contacts, dict(self.skipped), scheduled, self.unrouted))
 
