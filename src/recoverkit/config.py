@@ -9,6 +9,7 @@ Durations are seconds.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
@@ -33,8 +34,11 @@ __all__ = [
 
 _Seconds = Annotated[float, msgspec.Meta(ge=0)]
 _Positive = Annotated[float, msgspec.Meta(gt=0)]
-_Name = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_-]{0,31}$")]
+_NAME_PATTERN = "^[a-z][a-z0-9_-]{0,31}$"
+_Name = Annotated[str, msgspec.Meta(pattern=_NAME_PATTERN)]
 _Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+_MAX_AMOUNT_DIGITS = 15
 
 #: What triggered an abandonment (see :mod:`recoverkit.sessionize`).
 Trigger = Literal["inactivity", "exit_intent", "payment_failed"]
@@ -88,6 +92,16 @@ class Condition(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     max_value: Decimal | None = None
     currencies: list[Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]] | None = None
     returning: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("min_value", "max_value"):
+            amount = getattr(self, name)
+            # NaN and infinities pass Decimal parsing but no comparison with a cart's value is meaningful.
+            # adjusted(): the power of ten of the leading digit, read without arithmetic that could overflow.
+            if amount is not None and not (amount.is_finite() and amount.adjusted() < _MAX_AMOUNT_DIGITS):
+                raise ValueError(
+                    f"`{name}` expected a finite amount below 10^{_MAX_AMOUNT_DIGITS} in major units"
+                )
 
 
 class FlowStep(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -201,9 +215,10 @@ class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
         longest = self.recovery_window + max((s.delay for f in self.flows for s in f.steps), default=0.0)
         if self.store.ledger_days * 86_400 < longest:
             raise ValueError(
-                f"`store.ledger_days` = {self.store.ledger_days} is shorter than the recovery window plus the "
-                f"longest flow delay ({longest / 86_400:.2f} days); expected at least that, or a message could be "
-                "sent twice"
+                f"`store.ledger_days` = {self.store.ledger_days} is shorter than `recovery_window` "
+                f"({self.recovery_window / 86_400:.2f} days) plus the longest step `delay` in `flows` "
+                f"({(longest - self.recovery_window) / 86_400:.2f} days); expected at least their sum, or a "
+                "message could be sent twice"
             )
 
     def channel_policy(self, channel: str) -> ChannelPolicy:
@@ -217,12 +232,57 @@ class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
             return msgspec.convert(data, cls, strict=False)
         except msgspec.ValidationError as exc:
             what, path = split_error(str(exc))
+            what, path = _name_the_entry(data, what, path)
+            what = _one_line(what)
             if path is None:
                 raise ConfigError(f"{source}: invalid configuration: {what}") from exc
             # A config author thinks in key paths (flows[0].delay), not JSON paths ($.flows[0].delay).
-            key = path.removeprefix("$").removeprefix(".") or "the top level"
+            key = _one_line(path.removeprefix("$").removeprefix(".")) or "the top level"
             value = describe_value(lambda: data, path)
             raise ConfigError(f"{source}: invalid configuration at `{key}`: {what} (value: {value})") from exc
+        except RecursionError as exc:
+            raise ConfigError(f"{source}: invalid configuration: a value is nested too deeply") from exc
+
+
+def _one_line(text: str) -> str:
+    # A key can hold a newline (TOML allows it); an error message stays one line, for logs.
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+_KEY_ERROR = re.compile(r"^(.*) - at `key` in `(\$[^`]*)`$")
+_FIELD_FIRST = re.compile(r"^`([a-z_]+)` (.*)$", re.DOTALL)
+
+
+def _name_the_entry(data: Mapping[str, Any], what: str, path: str | None) -> tuple[str, str | None]:
+    """Make msgspec's path name what the author wrote.
+
+    msgspec reports a bad entry of ``channels`` (the one mapping keyed by the author's own names) as
+    ``channels[...]``, and a bad name as "at `key` in `$.channels`": find the entry by validating each alone.
+    A check in a ``__post_init__`` that starts its message with a field name (`` `min_value` must ...``) is
+    reported at that field.
+    """
+    if path is None:
+        match = _KEY_ERROR.match(what)
+        if match is not None and match.group(2) == "$.channels":
+            for name in _channel_entries(data):
+                if not re.fullmatch(_NAME_PATTERN, name):
+                    return f"channel name {name!r} under `channels`: {match.group(1)}", None
+        return what, path
+    if path.startswith("$.channels[...]"):
+        for name, policy in _channel_entries(data).items():
+            try:
+                msgspec.convert(policy, ChannelPolicy, strict=False)
+            except (msgspec.ValidationError, RecursionError):
+                return what, path.replace("[...]", f".{name}", 1)
+    field = _FIELD_FIRST.match(what)
+    if field is not None:
+        return field.group(2), f"{path}.{field.group(1)}"
+    return what, path
+
+
+def _channel_entries(data: Mapping[str, Any]) -> dict[str, Any]:
+    channels = data.get("channels") if isinstance(data, Mapping) else None
+    return {str(k): v for k, v in channels.items()} if isinstance(channels, Mapping) else {}
 
 
 def load_config(path: str | Path) -> Config:
@@ -236,4 +296,6 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{p}: cannot read configuration file: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{p}: not valid TOML: arrays or tables nested too deeply") from exc
     return Config.from_dict(data, source=str(p))

@@ -208,7 +208,9 @@ class Dispatch(Stage):
             if message is None or self._due_of(key, message) != due:
                 continue  # cancelled or rescheduled since
             self._unschedule(key, message)
-            if self._bought(message):
+            # In event time only a purchase made by the due time cancels: a restart can restore a message that
+            # was due, and waiting for a slot, when a later purchase arrived.
+            if self._bought(message, by=due if self._event_time else None):
                 self.outcomes["cancelled_purchase"] += 1
                 continue
             attempt = self._attempts.get(key, 0)
@@ -275,14 +277,16 @@ class Dispatch(Stage):
             self._attempts.pop(key, None)
             self.outcomes[f"cancelled_{cancel.why}"] += 1
 
-    def _bought(self, message: Message) -> bool:
-        """Was the cart bought, or did its customer buy anything after starting it?"""
+    def _bought(self, message: Message, by: float | None = None) -> bool:
+        """Was the cart bought, or did its customer buy anything after starting it (and, given ``by``, at or
+        before ``by``)?"""
         started = message.cart.started_at
+        last = math.inf if by is None else by
         cart = self._bought_carts.get(message.cart.cart_key)
-        if cart is not None and cart >= started:
+        if cart is not None and started <= cart <= last:
             return True
         contact = self._bought_contacts.get(message.recipient.contact_key)
-        return contact is not None and contact >= started
+        return contact is not None and started <= contact <= last
 
     def _expire_later(self, at: float, kind: str, key: str) -> None:
         self._expiry.append((at + self._retention, kind, key))
@@ -525,6 +529,9 @@ class Dispatch(Stage):
             self._schedule(message, due=due, restoring=True)
             if attempts:
                 self._attempts[message.key] = attempts
+        # What was due at the checkpoint (waiting for a slot, or being sent) fires now: the watermark may not
+        # move again (a replay restored at its end).
+        self.advance(self.watermark, [])
 
     # -- introspection --------------------------------------------------------------------------------------
 

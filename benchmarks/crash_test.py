@@ -1,0 +1,295 @@
+"""Crash test: a replay worker SIGKILLed many times sends every message once and loses no accepted event.
+
+The long version of ``tests/test_crash.py``, with the same worker (``tests/workers/crash_worker.py``, run as a
+script: benchmarks import nothing from ``tests``). The worker replays a synthetic event file in event time on a
+SQLite store; its adapter logs every call (fsynced before the call returns), and a restarted worker resumes the
+input after the lines the store already journaled.
+
+- **Reference** (the baseline, in the same run): the worker once, never killed, on its own store.
+- **Crashed run**: the worker on a fresh store, killed with SIGKILL ``--kill-delay`` seconds (uniform, seeded)
+  after it reports holding the pipeline lease, restarted on the same files, ``--kills`` times; then left to
+  finish. A restarted worker waits for the killed one's lease (1 s) to expire, loads the last checkpoint (one
+  every 0.2 s) and re-reads the journal after it. ``--pace`` spreads the input over time so that every kill
+  lands while there is work left (by default: long enough that the kills cannot outrun it);
+  ``--send-latency`` keeps each send open a while, so that kills also land between a claim and its outcome.
+- **Checks** (exit code 1 if any fails): in event time the outcome does not depend on batching or
+  interruptions, so the crashed run must end where the reference did: no key in the sent log twice
+  (*duplicates*); no key the reference did not send (*spurious*); every reference key sent or left
+  ``unknown`` by a kill (*lost*: a lost or twice-applied event would change the set); every ledger ``sent``
+  entry in the log; no message due at or after its cart's purchase; the journal handed out exactly one seq per
+  line; ``SQLiteStore.check()`` and ``check_database`` find nothing; and every kill planned landed on a
+  running worker. *Unknown outcomes* are sends a kill interrupted between claim and outcome: never re-sent
+  (``recoverkit ledger`` resolves them).
+
+    /tmp/venv/bin/python benchmarks/crash_test.py                            # 20,000 sessions, 50 kills
+    /tmp/venv/bin/python benchmarks/crash_test.py --sessions 5000 --kills 10
+    /tmp/venv/bin/python benchmarks/crash_test.py --quick --json
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from _common import emit_json, machine, parser, print_header, quiet_logs
+
+from recoverkit.store import SQLiteStore, check_database
+from recoverkit.synthetic import generate_jsonl
+
+WORKER = Path(__file__).resolve().parent.parent / "tests" / "workers" / "crash_worker.py"
+CHUNK = 256
+#: Seconds a worker may take to report a step (start-up, a killed worker's lease expiring, finishing).
+STEP_TIMEOUT = 300.0
+
+
+class Worker:
+    """One life of the crash worker; its stdout is read by a thread so that waits can time out."""
+
+    def __init__(self, worker: Path, events: Path, store: Path, sent: Path, *extra: str) -> None:
+        self.stderr_path = store.with_name(f"{store.name}.stderr")
+        command = [sys.executable, worker, "--events", events, "--store", store, "--sent", sent, "--chunk", CHUNK]
+        with self.stderr_path.open("ab") as stderr:
+            self.process = subprocess.Popen(
+                [*map(str, command), *extra], stdout=subprocess.PIPE, stderr=stderr, text=True
+            )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        with self.process.stdout:
+            for line in self.process.stdout:
+                self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for(self, wanted: str) -> bool:
+        """Wait until the worker prints ``wanted``; ``False`` if it exited first."""
+        while True:
+            try:
+                line = self.lines.get(timeout=STEP_TIMEOUT)
+            except queue.Empty:
+                raise RuntimeError(f"the worker did not print {wanted!r} within {STEP_TIMEOUT} s") from None
+            if line is None:
+                return False
+            if line == wanted:
+                return True
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=STEP_TIMEOUT)
+
+    def finish(self) -> None:
+        code = self.process.wait(timeout=STEP_TIMEOUT)
+        if code != 0:
+            errors = self.stderr_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"the worker exited with {code}:\n{errors}")
+
+
+def read_sent(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    # An empty line is where a worker closed off a record cut short by a kill; a cut record does not parse.
+    return [msgspec.json.decode(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def read_store(store: Path) -> dict[str, Any]:
+    with SQLiteStore(store) as s:
+        ledger = {entry.key: entry.state for entry in s.ledger()}
+        return {"ledger": ledger, "last_seq": s.last_seq(), "check": s.check(), "database": check_database(store)}
+
+
+def purchases(lines: list[bytes]) -> dict[str, float]:
+    """The first purchase time of each cart, keyed as messages are (the cart id, else the session id)."""
+    first: dict[str, float] = {}
+    for line in lines:
+        event = msgspec.json.decode(line)
+        if event["event"] == "purchase":
+            cart_key = event.get("cart_id") or event["session_id"]
+            first[cart_key] = min(first.get(cart_key, event["ts"]), event["ts"])
+    return first
+
+
+def run_reference(worker: Path, events: Path, folder: Path) -> dict[str, Any]:
+    store, sent = folder / "reference.db", folder / "reference-sent.jsonl"
+    started = time.perf_counter()
+    Worker(worker, events, store, sent).finish()
+    return {"seconds": time.perf_counter() - started, "sent": read_sent(sent)} | read_store(store)
+
+
+def run_crashed(
+    worker: Path, events: Path, folder: Path, *, kills: int, delays: tuple[float, float], seed: int, extra: list[str]
+) -> dict[str, Any]:
+    store, sent = folder / "crashed.db", folder / "crashed-sent.jsonl"
+    rng = random.Random(seed)
+    started = time.perf_counter()
+    landed: list[float] = []
+    lives = 0
+    while True:
+        life = Worker(worker, events, store, sent, *extra)
+        lives += 1
+        try:
+            if len(landed) < kills and life.wait_for("owner"):
+                delay = rng.uniform(*delays)
+                try:
+                    life.process.wait(timeout=delay)  # it may finish first: then that kill did not happen
+                except subprocess.TimeoutExpired:
+                    life.kill()
+                    landed.append(delay)
+                    print(f"  kill {len(landed)}/{kills} at {delay:.2f} s", file=sys.stderr)
+                    continue
+            life.finish()
+        finally:
+            life.kill()  # never leave a worker behind, whatever went wrong
+        break
+    return {
+        "seconds": time.perf_counter() - started,
+        "kills": len(landed),
+        "kill_delays": landed,
+        "lives": lives,
+        "sent": read_sent(sent),
+    } | read_store(store)
+
+
+def verdict(lines: list[bytes], reference: dict[str, Any], crashed: dict[str, Any], kills: int) -> dict[str, Any]:
+    reference_keys = {record["key"] for record in reference["sent"]}
+    calls = Counter(record["key"] for record in crashed["sent"])
+    sent_keys = set(calls)
+    ledger: dict[str, str] = crashed["ledger"]
+    unknown = {key for key, state in ledger.items() if state == "unknown"}
+    bought = purchases(lines)
+
+    def after_purchase(sent: list[dict[str, Any]]) -> int:
+        return sum(1 for r in sent if (cart := r["key"].rsplit("/", 2)[0]) in bought and r["due_at"] >= bought[cart])
+
+    figures = {
+        "events": len(lines),
+        "kills": crashed["kills"],
+        "restarts": crashed["lives"] - 1,
+        "messages": len(reference_keys),
+        "adapter_calls": sum(calls.values()),
+        "duplicates": sum(n - 1 for n in calls.values() if n > 1),
+        "spurious": len(sent_keys - reference_keys),
+        "lost": len(reference_keys - sent_keys - unknown),
+        "unknown_outcomes": len(unknown),
+        "unknown_and_called": len(unknown & sent_keys),
+        "ledger_states": dict(sorted(Counter(ledger.values()).items())),
+        "after_purchase": after_purchase(crashed["sent"]) + after_purchase(reference["sent"]),
+        "journal_seqs": crashed["last_seq"],
+        "integrity": crashed["check"] + crashed["database"],
+        "reference_seconds": reference["seconds"],
+        "elapsed_seconds": crashed["seconds"],
+    }
+    sent_in_ledger = {key for key, state in ledger.items() if state == "sent"}
+    checks = {
+        "reference sends each key once": len(reference["sent"]) == len(reference_keys),
+        "no duplicate adapter call": figures["duplicates"] == 0,
+        "no spurious send": figures["spurious"] == 0,
+        "no lost message": figures["lost"] == 0 and sent_keys | unknown == reference_keys,
+        "ledger 'sent' only for logged calls": sent_in_ledger <= sent_keys,
+        "ledger only sent or unknown": set(ledger.values()) <= {"sent", "unknown"},
+        "nothing due after a purchase": figures["after_purchase"] == 0,
+        "one journal seq per line": crashed["last_seq"] == len(lines) == reference["last_seq"],
+        "store integrity ok": figures["integrity"] == [] and reference["check"] == [],
+        f"{kills} kills landed": crashed["kills"] == kills,
+    }
+    return {"figures": figures, "checks": checks, "ok": all(checks.values())}
+
+
+def print_report(doc: dict[str, Any]) -> None:
+    f, s = doc["figures"], doc["settings"]
+    print(f"events            {f['events']:,} ({s['sessions']:,} sessions, seed {s['seed']})")
+    print(f"kills             {f['kills']} (at {s['kill_delay'][0]}-{s['kill_delay'][1]} s after taking the lease)")
+    print(f"restarts          {f['restarts']}")
+    print(f"messages          {f['messages']:,} (reference), {f['adapter_calls']:,} adapter calls (crashed)")
+    print(f"duplicates        {f['duplicates']}")
+    print(f"spurious          {f['spurious']}")
+    print(f"lost              {f['lost']}")
+    print(f"unknown outcomes  {f['unknown_outcomes']} ({f['unknown_and_called']} of them reached the adapter)")
+    print(f"ledger            {f['ledger_states']}")
+    print(f"integrity         {'ok' if not f['integrity'] else '; '.join(f['integrity'])}")
+    print(f"elapsed           {f['elapsed_seconds']:.1f} s (reference, never killed: {f['reference_seconds']:.1f} s)")
+    print()
+    for name, passed in doc["checks"].items():
+        print(f"  {'ok  ' if passed else 'FAIL'}  {name}")
+    print()
+    print("all checks passed" if doc["ok"] else "SOME CHECKS FAILED")
+
+
+def main() -> None:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--sessions", type=int, default=20_000, help="synthetic sessions (default 20000)")
+    p.add_argument("--kills", type=int, default=50, help="SIGKILLs before the worker may finish (default 50)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the events and of the kill moments (default 1)")
+    p.add_argument(
+        "--kill-delay", type=float, nargs=2, default=(0.05, 1.0), metavar=("MIN", "MAX"),
+        help="a kill comes MIN-MAX seconds (uniform) after the worker takes the lease (default 0.05 1.0)",
+    )  # fmt: skip
+    p.add_argument(
+        "--pace", type=float, help="seconds the worker sleeps after each chunk of 256 lines (default: enough that "
+        "the input lasts 1.5 times the longest kill delay per kill)",
+    )  # fmt: skip
+    p.add_argument("--send-latency", type=float, default=0.02, help="seconds each send stays open (default 0.02)")
+    p.add_argument("--keep", type=Path, help="work in this folder and keep its files (default: a temporary one)")
+    p.add_argument("--worker", type=Path, default=WORKER, help="the worker script (default: %(default)s)")
+    args = p.parse_args()
+    quiet_logs()
+    if args.quick:
+        args.sessions, args.kills = min(args.sessions, 2000), min(args.kills, 3)
+    info = machine()
+    with tempfile.TemporaryDirectory(prefix="recoverkit-crash-") as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("reference.db", "crashed.db", "reference-sent.jsonl", "crashed-sent.jsonl"):
+            for leftover in folder.glob(f"{name}*"):  # a kept folder of an earlier run
+                leftover.unlink()
+        events = folder / "events.jsonl"
+        lines = list(generate_jsonl(args.sessions, seed=args.seed))
+        events.write_bytes(b"".join(line + b"\n" for line in lines))
+        chunks = -(-len(lines) // CHUNK)
+        pace = args.pace if args.pace is not None else 1.5 * args.kills * args.kill_delay[1] / chunks
+        settings = {
+            "sessions": args.sessions,
+            "seed": args.seed,
+            "kills": args.kills,
+            "kill_delay": list(args.kill_delay),
+            "pace": pace,
+            "send_latency": args.send_latency,
+            "folder": str(folder),
+        }
+        if not args.json:
+            print_header("recoverkit crash test: SIGKILL a replay worker, restart it, compare", info)
+            print(f"{len(lines):,} events; reference run...", file=sys.stderr)
+        reference = run_reference(args.worker, events, folder)
+        if not args.json:
+            print(f"crashed run ({args.kills} kills, pace {pace:.3f} s per chunk)...", file=sys.stderr)
+        crashed = run_crashed(
+            args.worker,
+            events,
+            folder,
+            kills=args.kills,
+            delays=tuple(args.kill_delay),
+            seed=args.seed,
+            extra=["--pace", str(pace), "--send-latency", str(args.send_latency)],
+        )
+        doc = {"machine": info, "settings": settings} | verdict(lines, reference, crashed, args.kills)
+    if args.json:
+        emit_json(doc)
+    else:
+        print_report(doc)
+    sys.exit(0 if doc["ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()
