@@ -35,7 +35,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from time import perf_counter
-from typing import Any, TypeAlias
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import anyio
 import anyio.abc
@@ -49,7 +49,7 @@ from .deadletters import DeadLetter, DeadLetters
 from .errors import PermanentDeliveryError, StoreError, TransientDeliveryError
 from .privacy import Forget
 from .route import Cancel
-from .store.base import Outcome, Store
+from .store.base import Claim, ClaimRequest, FinishRequest, Outcome, Store
 
 __all__ = ["Dispatch", "Guard", "StoreCall"]
 
@@ -57,10 +57,74 @@ __all__ = ["Dispatch", "Guard", "StoreCall"]
 async def _inline(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     return fn(*args, **kwargs)
 
+Req = TypeVar("Req")
+Ans = TypeVar("Ans")
+
 #: A host's last word before a send: ``False`` vetoes it. May be a plain or an async function.
 Guard: TypeAlias = Callable[[Message], "bool | Awaitable[bool]"]
 #: Runs a blocking store method off the event loop: ``await call(store.claim, key, ...)``.
 StoreCall: TypeAlias = Callable[..., Awaitable[Any]]
+
+
+class _Batcher(Generic[Req, Ans]):
+    """Sends requests to a store method that takes many at once: one round trip for every request made while
+    the previous round trip was under way, instead of one per request.
+
+    Messages fall due together (a watermark moves past many), so claims and outcomes come in bursts; a store
+    call costs a thread hop and a transaction whatever it carries. The first caller does the round trip and
+    carries on while requests keep coming; each caller gets its own answer, or the exception of its batch.
+    """
+
+    def __init__(self, many: Callable[[list[Req]], Awaitable[list[Ans]]]) -> None:
+        self._many = many
+        self._queue: list[tuple[Req, _Slot[Ans]]] = []
+        self._busy = False
+
+    async def __call__(self, request: Req) -> Ans:
+        slot: _Slot[Ans] = _Slot()
+        self._queue.append((request, slot))
+        if not self._busy:
+            self._busy = True
+            try:
+                while self._queue:
+                    batch, self._queue = self._queue, []
+                    try:
+                        answers = await self._many([r for r, _ in batch])
+                    except BaseException as exc:
+                        for _, waiting in batch:
+                            waiting.fail(exc if isinstance(exc, Exception) else StoreError("the engine stopped"))
+                        raise
+                    for (_, waiting), answer in zip(batch, answers, strict=True):
+                        waiting.set(answer)
+            finally:
+                self._busy = False
+                for _, waiting in self._queue:  # only left when the round trip failed or was cancelled
+                    waiting.fail(StoreError("the ledger could not be reached"))
+                self._queue = []
+        return await slot.get()
+
+
+class _Slot(Generic[Ans]):
+    __slots__ = ("_done", "_error", "_value")
+
+    def __init__(self) -> None:
+        self._done = anyio.Event()
+        self._value: Ans | None = None
+        self._error: Exception | None = None
+
+    def set(self, value: Ans) -> None:
+        self._value = value
+        self._done.set()
+
+    def fail(self, error: Exception) -> None:
+        self._error = error
+        self._done.set()
+
+    async def get(self) -> Ans:
+        await self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
 
 
 class _State(msgspec.Struct, array_like=True):
@@ -99,6 +163,10 @@ class Dispatch(Stage):
             store.acquire_lease("pipeline", owner, ttl=1e12, now=0.0)
         self._store = store
         self._call: StoreCall = call if call is not None else _inline
+        self._claims: _Batcher[ClaimRequest, Claim] = _Batcher(lambda r: self._call(store.claim_many, r))
+        self._finishes: _Batcher[FinishRequest, StoreError | None] = _Batcher(
+            lambda r: self._call(store.finish_many, r)
+        )
         self._owner = owner
         self._guard = guard
         self._config = config
@@ -416,25 +484,27 @@ class Dispatch(Stage):
     async def _claim(self, message: Message, attempt: int) -> str | None:
         """Claim ``message.key`` in the store's ledger; ``None`` when claimed, else the outcome to count."""
         store = self._store
-        if await self._call(store.is_suppressed, message.recipient.contact_key):
-            return "suppressed"  # forgotten, or unsubscribed: never written to again
         if attempt > 0:
             # A retry: the failed attempt was recorded as "failed"; reopen the key, then claim it like the first
             # attempt, so a purchase recorded since still stops it.
             await self._call(store.resolve, message.key, "retry")
-        answer = await self._call(
-            store.claim,
-            message.key,
-            cart_key=message.cart.cart_key,
-            contact_key=message.recipient.contact_key,
-            channel=message.channel,
-            started_at=message.cart.started_at,
-            owner=self._owner,
-            now=time.time(),  # the lease is on wall time, also in a replay
+        answer = await self._claims(
+            ClaimRequest(
+                key=message.key,
+                cart_key=message.cart.cart_key,
+                contact_key=message.recipient.contact_key,
+                channel=message.channel,
+                started_at=message.cart.started_at,
+                owner=self._owner,
+                now=time.time(),  # the lease is on wall time, also in a replay
+            )
         )
         if answer == "claimed":
             return None
-        return {"duplicate": "duplicate_key", "purchased": "cancelled_purchase"}.get(answer, "not_owner")
+        # "suppressed": forgotten, or unsubscribed: never written to again.
+        return {"duplicate": "duplicate_key", "purchased": "cancelled_purchase", "suppressed": "suppressed"}.get(
+            answer, "not_owner"
+        )
 
     async def _ask_guard(self, message: Message) -> str | None:
         assert self._guard is not None
@@ -445,7 +515,9 @@ class Dispatch(Stage):
 
     async def _finish(self, key: str, outcome: Outcome, error: str | None) -> None:
         try:
-            await self._call(self._store.finish, key, outcome, now=time.time(), error=error)
+            refused = await self._finishes(FinishRequest(key=key, outcome=outcome, now=time.time(), error=error))
+            if refused is not None:
+                raise refused
         except StoreError as exc:
             # The entry stays "sending": after a restart it becomes "unknown", and nothing is sent twice.
             self.log.error("ledger_finish_failed", key=key, outcome=outcome, error=str(exc))

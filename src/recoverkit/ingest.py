@@ -112,7 +112,7 @@ class Ingest(Stage):
             async for command in inbox.receive_stream:
                 await self._process_command(command, outbox)
         if self.active:
-            await self._pull(outbox)
+            await self._pull(outbox)  # closing: read everything, also what other processes journaled
         await self._drain(outbox, None, None, None)
         await outbox.send_stream.aclose()
 
@@ -125,17 +125,25 @@ class Ingest(Stage):
             await outbox.send(Batch([], -math.inf, perf_counter(), command.barriers, control))
             return
         if self.active:
-            await self._pull(outbox)
+            # Other processes' events are only found by asking the store: on live ticks and before a flush.
+            # A nudge after this process's own append needs no query when the cache holds what it wrote.
+            poll = (not self._event_time and command.watermark > -math.inf) or bool(command.barriers)
+            await self._pull(outbox, poll=poll)
         await self._drain(outbox, command.watermark, command.barriers, control)
 
-    async def _pull(self, outbox: Link[Any]) -> None:
-        """Read everything journaled after ``position``: from this process's cache, else from the store."""
+    async def _pull(self, outbox: Link[Any], *, poll: bool = True) -> None:
+        """Read everything journaled after ``position``: from this process's cache, else from the store.
+
+        Without ``poll`` the store is only read when this process knows it journaled more than the cache had.
+        """
         journal = self._journal
         while True:
             events = journal.take(self.position)
             if events is not None:
                 last = self.position + len(events)
             else:
+                if not poll and journal.last_seq <= self.position:
+                    return
                 entries = await self._read(self.position, READ_CHUNK)
                 if not entries:
                     return

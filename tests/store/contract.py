@@ -25,9 +25,11 @@ from recoverkit.errors import StoreError
 from recoverkit.store import (
     PIPELINE_LEASE,
     Checkpoint,
+    ClaimRequest,
     ContactExport,
     DeadLetterExport,
     DeadLetterRecord,
+    FinishRequest,
     ForgetReport,
     JournalEntry,
     LedgerEntry,
@@ -509,6 +511,47 @@ class StoreContract:
         with self.make_store(tmp_path / "other") as other:
             assert other.hash_contact("alice@example.com") != store.hash_contact("alice@example.com")
 
+    def test_claim_many_answers_as_claims_one_by_one_in_order(self, store: Store) -> None:
+        store.acquire_lease(PIPELINE_LEASE, OWNER, ttl=1e6, now=T0)
+        store.record_purchase(cart_key="bought", contact_key=None, at=T0 + 10)
+
+        def request(key: str, cart: str = "cart-1", owner: str = OWNER) -> ClaimRequest:
+            return ClaimRequest(
+                key=key, cart_key=cart, contact_key="contact-1", channel="email", started_at=T0, owner=owner,
+                now=T0 + 60,
+            )  # fmt: skip
+
+        answers = store.claim_many(
+            [request("a"), request("a"), request("b", cart="bought"), request("c", owner="intruder"), request("d")]
+        )
+        assert answers == ["claimed", "duplicate", "purchased", "not_owner", "claimed"]
+        assert [e.key for e in store.ledger()] == ["a", "d"]
+        assert store.claim_many([]) == []
+
+    def test_finish_many_records_each_and_returns_the_refusals(self, store: Store) -> None:
+        store.acquire_lease(PIPELINE_LEASE, OWNER, ttl=1e6, now=T0)
+        assert claim(store, "a") == "claimed" and claim(store, "b") == "claimed"
+        answers = store.finish_many(
+            [
+                FinishRequest(key="a", outcome="sent", now=T0 + 1),
+                FinishRequest(key="a", outcome="sent", now=T0 + 2),  # finished once only
+                FinishRequest(key="missing", outcome="sent", now=T0 + 3),
+                FinishRequest(key="b", outcome="failed", now=T0 + 4, error="timeout"),
+            ]
+        )
+        assert [type(a).__name__ for a in answers] == ["NoneType", "StoreError", "StoreError", "NoneType"]
+        assert [(e.key, e.state, e.finished_at, e.error) for e in store.ledger()] == [
+            ("a", "sent", T0 + 1, None),
+            ("b", "failed", T0 + 4, "timeout"),
+        ]
+
+    def test_a_claim_for_a_suppressed_contact_is_refused_and_writes_nothing(self, store: Store) -> None:
+        store.acquire_lease(PIPELINE_LEASE, OWNER, ttl=1e6, now=T0)
+        store.suppress("contact-1", reason="unsubscribed", at=T0)
+        assert claim(store, "k1") == "suppressed"
+        assert claim(store, "k2", contact_key="contact-2") == "claimed"
+        assert [e.key for e in store.ledger()] == ["k2"]
+
     def test_a_suppressed_contact_is_suppressed_and_others_are_not(self, store: Store) -> None:
         assert not store.is_suppressed("contact-1")
         store.suppress("contact-1", reason="unsubscribed", at=T0)
@@ -565,8 +608,9 @@ class StoreContract:
         self._two_contacts(store)
         store.forget("contact-1", at=T0 + 9000)
         assert claim(store, "c1/f/0", cart_key="c1", contact_key="contact-1") == "duplicate"
+        assert claim(store, "c1/f/9", cart_key="c1", contact_key="contact-1") == "suppressed"
         # the purchase of the cart is kept: it is no one's personal data, and it still blocks the cart
-        assert claim(store, "c1/f/9", cart_key="c1", contact_key="contact-1") == "purchased"
+        assert claim(store, "c1/f/9", cart_key="c1", contact_key="contact-3") == "purchased"
 
     def test_forget_is_idempotent(self, store: Store) -> None:
         self._two_contacts(store)

@@ -51,9 +51,11 @@ __all__ = [
     "PIPELINE_LEASE",
     "Checkpoint",
     "Claim",
+    "ClaimRequest",
     "ContactExport",
     "DeadLetterExport",
     "DeadLetterRecord",
+    "FinishRequest",
     "ForgetReport",
     "JournalEntry",
     "LedgerEntry",
@@ -69,7 +71,7 @@ __all__ = [
 PIPELINE_LEASE: Final = "pipeline"
 
 #: What :meth:`Store.claim` answers; see there.
-Claim = Literal["claimed", "duplicate", "purchased", "not_owner"]
+Claim = Literal["claimed", "duplicate", "purchased", "suppressed", "not_owner"]
 #: How a send ended, as :meth:`Store.finish` records it.
 Outcome = Literal["sent", "failed", "dead", "cancelled"]
 #: What a person (or the engine) decided about an ``unknown`` or ``failed`` entry; see :meth:`Store.resolve`.
@@ -197,6 +199,27 @@ class ContactExport(msgspec.Struct, frozen=True, kw_only=True):
     suppressed: bool
 
 
+class ClaimRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """The arguments of one :meth:`Store.claim`, for :meth:`Store.claim_many`."""
+
+    key: str
+    cart_key: str
+    contact_key: str
+    channel: str
+    started_at: float
+    owner: str
+    now: float
+
+
+class FinishRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """The arguments of one :meth:`Store.finish`, for :meth:`Store.finish_many`."""
+
+    key: str
+    outcome: Outcome
+    now: float
+    error: str | None = None
+
+
 class StoreStatistics(msgspec.Struct, frozen=True, kw_only=True):
     """Counters of a store's writes since it was opened.
 
@@ -284,6 +307,7 @@ class Store(Protocol):
 
         - ``"not_owner"``: ``owner`` does not hold :data:`PIPELINE_LEASE`, or it expired at ``now``;
         - ``"duplicate"``: ``key`` is in the ledger already, in any state;
+        - ``"suppressed"``: ``contact_key`` was suppressed (:meth:`suppress`, :meth:`forget`): never again;
         - ``"purchased"``: a purchase of ``cart_key`` or by ``contact_key`` was recorded at or after
           ``started_at`` (the cart's start);
         - ``"claimed"``: an entry in state ``"sending"`` was recorded for ``owner``.
@@ -294,6 +318,18 @@ class Store(Protocol):
 
     def finish(self, key: str, outcome: Outcome, *, now: float, error: str | None = None) -> None:
         """Record how the send of ``key`` ended. The entry must be ``"sending"`` or ``"unknown"``."""
+        ...
+
+    def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
+        """:meth:`claim` each request, in order, and answer as those calls would; committed together.
+
+        What a dispatcher with many messages due at once uses: one round trip instead of one per message.
+        """
+        ...
+
+    def finish_many(self, requests: Sequence[FinishRequest]) -> list[StoreError | None]:
+        """:meth:`finish` each request, in order, committed together; a request :meth:`finish` would refuse gets
+        its ``StoreError`` in the answer (the others are recorded all the same), ``None`` the rest."""
         ...
 
     def ledger(self, states: Collection[LedgerState] | None = None) -> list[LedgerEntry]:
@@ -379,7 +415,7 @@ class Store(Protocol):
     def is_suppressed(self, contact_key: str) -> bool:
         """Whether ``contact_key`` (non-empty) was suppressed, by :meth:`suppress` or :meth:`forget`.
 
-        The store does not check it itself (:meth:`claim` does not): the caller must, before claiming.
+        :meth:`claim` checks it too, in its transaction (answering ``"suppressed"``).
         """
         ...
 

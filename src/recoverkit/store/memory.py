@@ -20,8 +20,10 @@ from .base import (
     SALT_BYTES,
     Checkpoint,
     Claim,
+    ClaimRequest,
     ContactExport,
     DeadLetterRecord,
+    FinishRequest,
     ForgetReport,
     JournalEntry,
     LedgerEntry,
@@ -171,6 +173,8 @@ class MemoryStore:
                 return "not_owner"
             if key in self._ledger:
                 return "duplicate"
+            if contact_key and contact_hash(self._salt, contact_key) in self._suppressed:
+                return "suppressed"
             bought_cart = self._cart_purchases.get(cart_key)
             bought_contact = self._contact_purchases.get(contact_key)
             if (bought_cart is not None and bought_cart >= started_at) or (
@@ -198,6 +202,27 @@ class MemoryStore:
                 self._failed += 1
                 raise cannot_finish(key, entry.state)
             self._ledger[key] = msgspec.structs.replace(entry, state=outcome, finished_at=now, error=error)
+
+    def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
+        # Each claim is atomic under the lock; nothing is gained by holding it across them in memory.
+        return [
+            self.claim(
+                r.key, cart_key=r.cart_key, contact_key=r.contact_key, channel=r.channel, started_at=r.started_at,
+                owner=r.owner, now=r.now,
+            )
+            for r in requests
+        ]  # fmt: skip
+
+    def finish_many(self, requests: Sequence[FinishRequest]) -> list[StoreError | None]:
+        answers: list[StoreError | None] = []
+        for r in requests:
+            try:
+                self.finish(r.key, r.outcome, now=r.now, error=r.error)
+            except StoreError as exc:
+                answers.append(exc)
+            else:
+                answers.append(None)
+        return answers
 
     def ledger(self, states: Collection[LedgerState] | None = None) -> list[LedgerEntry]:
         check_states(states)

@@ -57,8 +57,10 @@ from .base import (
     RESOLVABLE,
     Checkpoint,
     Claim,
+    ClaimRequest,
     ContactExport,
     DeadLetterRecord,
+    FinishRequest,
     ForgetReport,
     JournalEntry,
     LedgerEntry,
@@ -449,44 +451,53 @@ class SQLiteStore:
         owner: str,
         now: float,
     ) -> Claim:
-        check_claim(key, owner)
+        request = ClaimRequest(
+            key=key, cart_key=cart_key, contact_key=contact_key, channel=channel, started_at=started_at, owner=owner,
+            now=now,
+        )  # fmt: skip
+        return self.claim_many([request])[0]
 
-        def run(conn: sqlite3.Connection) -> Claim:
-            # One transaction, under the file's write lock: nobody can claim the key between the checks and
-            # the insert, in this process or another.
-            lease = conn.execute("SELECT owner, expires_at FROM leases WHERE name = ?", (PIPELINE_LEASE,)).fetchone()
-            if lease is None or lease[0] != owner or lease[1] <= now:
-                return "not_owner"
-            if conn.execute("SELECT 1 FROM ledger WHERE key = ?", (key,)).fetchone() is not None:
-                return "duplicate"
-            bought = conn.execute(
-                "SELECT 1 FROM purchases WHERE ((kind = 'cart' AND key = ?) OR (kind = 'contact' AND key = ?)) "
-                "AND at >= ? LIMIT 1",
-                (cart_key, contact_key, started_at),
-            ).fetchone()
-            if bought is not None:
-                return "purchased"
-            conn.execute(
-                "INSERT INTO ledger (key, cart_key, contact_key, channel, state, owner, started_at, claimed_at) "
-                "VALUES (?, ?, ?, ?, 'sending', ?, ?, ?)",
-                (key, cart_key, contact_key, channel, owner, started_at, now),
-            )
-            return "claimed"
+    def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
+        for r in requests:
+            check_claim(r.key, r.owner)
+        hashes = [self.hash_contact(r.contact_key) if r.contact_key else "" for r in requests]
 
-        return self._write("claim", run)
+        def run(conn: sqlite3.Connection) -> list[Claim]:
+            # One transaction, under the file's write lock: nobody can claim a key between the checks and the
+            # insert, in this process or another.
+            return [_claim(conn, r, hashed) for r, hashed in zip(requests, hashes, strict=True)]
+
+        return self._write("claim", run) if requests else []
 
     def finish(self, key: str, outcome: Outcome, *, now: float, error: str | None = None) -> None:
         check_outcome(outcome)
+        error_or_none = self.finish_many([FinishRequest(key=key, outcome=outcome, now=now, error=error)])[0]
+        if error_or_none is not None:
+            raise error_or_none
 
-        def run(conn: sqlite3.Connection) -> None:
-            state = _ledger_state(conn, key)
-            if state not in FINISHABLE:
-                raise cannot_finish(key, state)
-            conn.execute(
-                "UPDATE ledger SET state = ?, finished_at = ?, error = ? WHERE key = ?", (outcome, now, error, key)
-            )
+    def finish_many(self, requests: Sequence[FinishRequest]) -> list[StoreError | None]:
+        for r in requests:
+            check_outcome(r.outcome)
 
-        self._write("finish", run)
+        def run(conn: sqlite3.Connection) -> list[StoreError | None]:
+            answers: list[StoreError | None] = []
+            for r in requests:
+                try:
+                    state = _ledger_state(conn, r.key)
+                except StoreError as exc:  # no entry: refused like the rest, the others still recorded
+                    answers.append(exc)
+                    continue
+                if state not in FINISHABLE:
+                    answers.append(cannot_finish(r.key, state))
+                    continue
+                conn.execute(
+                    "UPDATE ledger SET state = ?, finished_at = ?, error = ? WHERE key = ?",
+                    (r.outcome, r.now, r.error, r.key),
+                )
+                answers.append(None)
+            return answers
+
+        return self._write("finish", run) if requests else []
 
     def ledger(self, states: Collection[LedgerState] | None = None) -> list[LedgerEntry]:
         check_states(states)
@@ -766,6 +777,29 @@ if hasattr(os, "register_at_fork"):  # a hook that only touches recoverkit's own
 
 
 # -- helpers of the operations ---------------------------------------------------------------------------------
+
+
+def _claim(conn: sqlite3.Connection, r: ClaimRequest, hashed: str) -> Claim:
+    lease = conn.execute("SELECT owner, expires_at FROM leases WHERE name = ?", (PIPELINE_LEASE,)).fetchone()
+    if lease is None or lease[0] != r.owner or lease[1] <= r.now:
+        return "not_owner"
+    if conn.execute("SELECT 1 FROM ledger WHERE key = ?", (r.key,)).fetchone() is not None:
+        return "duplicate"
+    if hashed and conn.execute("SELECT 1 FROM suppression WHERE hash = ?", (hashed,)).fetchone() is not None:
+        return "suppressed"
+    bought = conn.execute(
+        "SELECT 1 FROM purchases WHERE ((kind = 'cart' AND key = ?) OR (kind = 'contact' AND key = ?)) "
+        "AND at >= ? LIMIT 1",
+        (r.cart_key, r.contact_key, r.started_at),
+    ).fetchone()
+    if bought is not None:
+        return "purchased"
+    conn.execute(
+        "INSERT INTO ledger (key, cart_key, contact_key, channel, state, owner, started_at, claimed_at) "
+        "VALUES (?, ?, ?, ?, 'sending', ?, ?, ?)",
+        (r.key, r.cart_key, r.contact_key, r.channel, r.owner, r.started_at, r.now),
+    )
+    return "claimed"
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
