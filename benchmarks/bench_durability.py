@@ -144,9 +144,14 @@ def run_replay(lines: list[bytes], *, repeat: int, directory: Path) -> dict[str,
 
 
 def _time_calls(
-    call: Callable[[bytes], bool], events: list[bytes], *, threads: int, per_thread: int
+    call: Callable[[bytes], bool], events: list[bytes], *, threads: int, per_thread: int, rate: float = 0.0
 ) -> tuple[list[int], list[int], int, float]:
-    """Time ``call(event)`` from ``threads`` threads: (empty-region ns, call ns, calls returning False, s)."""
+    """Time ``call(event)`` from ``threads`` threads: (empty-region ns, call ns, calls returning False, s).
+
+    ``rate`` > 0 paces the threads to that many calls per second in total (each on its own fixed schedule, as
+    requests arrive); 0 calls as fast as possible, which saturates the machine.
+    """
+    period = threads / rate if rate > 0 else 0.0
     results: list[tuple[array[int], array[int], int]] = [(array("q"), array("q"), 0)] * threads
     start_line = threading.Barrier(threads + 1)
 
@@ -158,7 +163,12 @@ def _time_calls(
         j = (k * m) // threads  # each thread its own stretch of the events
         refused = 0
         start_line.wait()
+        begun = time.perf_counter()
         for i in range(per_thread):
+            if period:
+                wait = begun + i * period - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
             event = events[j]
             j = j + 1 if j + 1 < m else 0
             t0 = ns()
@@ -185,7 +195,9 @@ def _time_calls(
     return empty_ns, call_ns, sum(r[2] for r in results), window
 
 
-def _track_phase(name: str, events: list[bytes], *, threads: int, per_thread: int, directory: Path) -> dict[str, Any]:
+def _track_phase(
+    name: str, events: list[bytes], *, threads: int, per_thread: int, directory: Path, rate: float = 0.0
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         path = str(Path(tmp) / "state.db")
         kind, _, synchronous = name.partition("-")
@@ -197,7 +209,9 @@ def _track_phase(name: str, events: list[bytes], *, threads: int, per_thread: in
                 return True
 
             try:
-                empty, samples, refused, window = _time_calls(append, events, threads=threads, per_thread=per_thread)
+                empty, samples, refused, window = _time_calls(
+                    append, events, threads=threads, per_thread=per_thread, rate=rate
+                )
             finally:
                 store.close()
             return {"empty": empty, "samples": samples, "refused": refused, "seconds": window, "accepted": None}
@@ -211,7 +225,9 @@ def _track_phase(name: str, events: list[bytes], *, threads: int, per_thread: in
         bg = BackgroundEngine(config, clock=WallClock(), channels={"email": MemoryChannel()}, close_at_exit=False)
         bg.start()
         try:
-            empty, samples, refused, window = _time_calls(bg.track, events, threads=threads, per_thread=per_thread)
+            empty, samples, refused, window = _time_calls(
+                bg.track, events, threads=threads, per_thread=per_thread, rate=rate
+            )
             bg.flush()
             stats = bg.statistics()
             if stats.owner != (kind != "follower"):
@@ -232,7 +248,9 @@ def _track_phase(name: str, events: list[bytes], *, threads: int, per_thread: in
         }
 
 
-def run_track(events: list[bytes], *, threads: int, samples: int, repeat: int, directory: Path) -> dict[str, Any]:
+def run_track(
+    events: list[bytes], *, threads: int, samples: int, repeat: int, directory: Path, rate: float = 0.0
+) -> dict[str, Any]:
     per_thread = max(samples // threads, 1)
     pooled: dict[str, dict[str, Any]] = {
         name: {"empty": [], "samples": [], "refused": 0, "seconds": 0.0, "all_accepted": True, "calls": 0}
@@ -240,7 +258,9 @@ def run_track(events: list[bytes], *, threads: int, samples: int, repeat: int, d
     }
     for _ in range(repeat):
         for name in TRACK_CONFIGS:
-            phase = _track_phase(name, events, threads=threads, per_thread=per_thread, directory=directory)
+            phase = _track_phase(
+                name, events, threads=threads, per_thread=per_thread, directory=directory, rate=rate
+            )
             pool = pooled[name]
             pool["empty"] += phase["empty"]
             pool["samples"] += phase["samples"]
@@ -265,6 +285,7 @@ def run_track(events: list[bytes], *, threads: int, samples: int, repeat: int, d
     return {
         "settings": {
             "request_threads": threads,
+            "rate_per_second": rate,
             "samples_per_configuration": per_thread * threads * repeat,
             "rounds": repeat,
             "switch_interval_s": sys.getswitchinterval(),
@@ -311,7 +332,8 @@ def report(doc: dict[str, Any]) -> None:
     if "track" in doc:
         t = doc["track"]
         ts = t["settings"]
-        print(f"(b) track() latency from {ts['request_threads']} request threads, "
+        pace = f"paced at {ts['rate_per_second']:,.0f} calls/s" if ts.get("rate_per_second") else "as fast as they can"
+        print(f"(b) track() latency from {ts['request_threads']} request threads ({pace}), "
               f"{ts['samples_per_configuration']:,} samples per configuration over {ts['rounds']} round(s); "
               f"GIL switch interval {ts['switch_interval_s'] * 1e3:g} ms; timer overhead subtracted")  # fmt: skip
         header = f"{'configuration':<44}" + "".join(f"{h:>11}" for h in ("p50", "p99", "p99.9", "max")) + "   (us)"
@@ -381,6 +403,12 @@ def main() -> None:
     p.add_argument("--samples", type=int, help="track() samples per configuration and round (default 10,000)")
     p.add_argument("--threads", type=int, default=4, help="request threads for track() (default 4)")
     p.add_argument("--only", choices=("replay", "track"), help="run one part only")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="track() calls per second from all threads together (default 0: as fast as possible, saturating)",
+    )
     p.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where the SQLite files go")
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (default 600)")
     args = p.parse_args()
@@ -397,7 +425,13 @@ def main() -> None:
     )
     doc: dict[str, Any] = {
         "machine": info,
-        "settings": {"sessions": sessions, "repeat": repeat, "samples": samples, "threads": args.threads},
+        "settings": {
+            "sessions": sessions,
+            "repeat": repeat,
+            "samples": samples,
+            "threads": args.threads,
+            "rate": args.rate,
+        },
     }
     if args.only in (None, "replay"):
         lines = list(generate_jsonl(sessions, seed=0))
@@ -405,7 +439,9 @@ def main() -> None:
     if args.only in (None, "track"):
         # Live events (from now on), as a shop would send them; enough that no thread repeats one.
         events = list(generate_jsonl(max(sessions // 4, 1_000), seed=1, start=time.time()))
-        doc["track"] = run_track(events, threads=args.threads, samples=samples, repeat=repeat, directory=args.dir)
+        doc["track"] = run_track(
+            events, threads=args.threads, samples=samples, repeat=repeat, directory=args.dir, rate=args.rate
+        )
     targets: dict[str, Any] = {"replay_ratio": RATIO_TARGET, "track_sync_normal_p99_us": P99_TARGET_US}
     if "replay" in doc:
         targets["replay_ratio_met"] = {k: v >= RATIO_TARGET for k, v in doc["replay"]["ratios"].items()}

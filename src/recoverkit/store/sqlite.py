@@ -1,11 +1,14 @@
 """``SQLiteStore``: the store in one SQLite file, shared by the worker processes of one host.
 
-How it writes. One thread per store object, the *writer*, owns the only write connection. A write method
-queues an operation and waits for its result; the writer takes everything queued (up to
-:data:`GROUP_LIMIT` operations), runs it in one ``BEGIN IMMEDIATE`` transaction, commits once and then hands
-each caller its result: a group commit, so that many threads appending at once share one fsync. Each
-operation runs inside its own ``SAVEPOINT``: one that raises is rolled back alone and fails only its own
-caller. A caller learns of success only after the commit.
+How it writes. A store object has one write connection, used by one thread at a time: the *leader*. A write
+method queues its operation and then takes the commit lock; whichever caller holds it takes everything queued
+(up to :data:`GROUP_LIMIT` operations, its own and other threads'), runs it in one ``BEGIN IMMEDIATE``
+transaction, commits once and hands each caller its result: a group commit, so that many threads appending
+at once share one fsync. A caller whose operation was committed by another leader finds it done when it gets
+the lock. An uncontended caller commits its own operation in its own thread, with no hand-off to another
+thread (on a virtual machine a thread wake-up costs more than a WAL commit). Each operation runs inside its
+own ``SAVEPOINT``: one that raises is rolled back alone and fails only its own caller. A caller learns of
+success only after the commit.
 
 How it reads. Each thread that reads gets its own read-only connection; in WAL mode readers never wait for
 the writer, and each read sees the last commit made, by this process or another, when it started.
@@ -34,10 +37,10 @@ even closed (a fork hook takes them out of reach). Open the store after forking 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import os
-import queue
 import sqlite3
 import threading
 import weakref
@@ -140,8 +143,8 @@ class SQLiteStore:
     Opening applies the schema migrations the file lacks. It raises :class:`~recoverkit.errors.StoreError`
     when the file is not a SQLite database, is another application's, or was written by a newer recoverkit;
     bad options raise :class:`~recoverkit.errors.ConfigError`. Use it as a context manager or call
-    :meth:`close`; do not close it while other threads are still using it. The writer thread is a daemon:
-    a process that exits without closing loses no committed write.
+    :meth:`close`; do not close it while other threads are still using it. A process that exits without
+    closing loses no committed write.
 
     >>> import tempfile, pathlib
     >>> with tempfile.TemporaryDirectory() as tmp, SQLiteStore(pathlib.Path(tmp) / "state.db") as store:
@@ -171,13 +174,11 @@ class SQLiteStore:
         self._local = threading.local()
         self._readers: weakref.WeakSet[_Reader] = weakref.WeakSet()
         # Unbounded by construction, not by oversight: every caller blocks until its operation is done, so the
-        # queue never holds more operations than there are threads calling the store (plus the stop marker).
-        self._queue: queue.SimpleQueue[_Pending[Any] | None] = queue.SimpleQueue()
+        # queue never holds more operations than there are threads calling the store.
+        self._queue: collections.deque[_Pending[Any]] = collections.deque()
+        self._commit_lock = threading.Lock()  # held by the leader: the one thread using the write connection
         self._operations = self._failed = self._commits = self._largest_group = 0
         self._conn, self._salt = self._open_writer()
-        self._writer = threading.Thread(target=self._write_loop, name=f"recoverkit-store-writer:{self.path.name}")
-        self._writer.daemon = True
-        self._writer.start()
         _OPEN_STORES.add(self)
 
     # -- opening --------------------------------------------------------------------------------------------
@@ -253,9 +254,13 @@ class SQLiteStore:
         self._usable()
         pending = _Pending(name, run)
         with self._lock:
-            if self._closed:  # checked again under the lock: close() may have queued the stop marker meanwhile
+            if self._closed:  # checked again under the lock: close() may have started meanwhile
                 raise StoreError(f"SQLiteStore({self.path}) was used after close()")
-            self._queue.put(pending)
+            self._queue.append(pending)
+        while not pending.future.done():
+            with self._commit_lock:
+                if not pending.future.done():  # nobody took it yet: lead a group, which includes it
+                    self._commit_queued()
         return pending.future.result()
 
     def _read(self, name: str, run: _Op[T]) -> T:
@@ -280,36 +285,24 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise self._translate(name, exc) from exc
 
-    def _write_loop(self) -> None:
-        conn = self._conn
+    def _commit_queued(self) -> None:
+        """Commit up to GROUP_LIMIT queued operations in one transaction (the caller holds the commit lock)."""
+        queued = self._queue
+        group: list[_Pending[Any]] = []
+        while queued and len(group) < GROUP_LIMIT:
+            group.append(queued.popleft())
+        if not group:
+            return
         try:
-            while True:
-                first = self._queue.get()
-                if first is None:
-                    return
-                group: list[_Pending[Any]] = [first]
-                stop = False
-                while len(group) < GROUP_LIMIT:
-                    try:
-                        more = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        stop = True
-                        break
-                    group.append(more)
-                try:
-                    self._commit_group(conn, group)
-                except BaseException as exc:  # a bug of ours: fail these callers, never leave them waiting forever
-                    _rollback(conn)
-                    error = StoreError(f"{self.path}: the store's writer failed: {exc!r}")
-                    for pending in group:
-                        if not pending.future.done():
-                            pending.future.set_exception(error)
-                if stop:
-                    return
-        finally:
-            conn.close()
+            self._commit_group(self._conn, group)
+        except BaseException as exc:  # a bug of ours: fail these callers, never leave them waiting forever
+            _rollback(self._conn)
+            error = StoreError(f"{self.path}: the store's writer failed: {exc!r}")
+            for pending in group:
+                if not pending.future.done():
+                    pending.future.set_exception(error)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):  # the leader's own thread is being stopped
+                raise
 
     def _commit_group(self, conn: sqlite3.Connection, group: list[_Pending[Any]]) -> None:
         done: list[tuple[_Pending[Any], Any]] = []
@@ -725,7 +718,7 @@ class SQLiteStore:
             )
 
     def close(self) -> None:
-        """Finish the writes already queued, stop the writer and close every connection. Idempotent.
+        """Finish the writes already queued and close every connection. Idempotent.
 
         In a forked child (see the module docstring) it only marks the store closed: the connections are the
         parent's and are left alone.
@@ -738,9 +731,11 @@ class SQLiteStore:
             if self._closed:
                 return
             self._closed = True
-            self._queue.put(None)  # after every operation already queued: those are still committed
         _OPEN_STORES.discard(self)
-        self._writer.join()
+        with self._commit_lock:
+            while self._queue:  # operations queued before close() are still committed
+                self._commit_queued()
+            self._conn.close()
         with self._lock:
             readers = list(self._readers)
         for reader in readers:
