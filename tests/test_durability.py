@@ -336,3 +336,16 @@ async def test_a_replay_resumed_from_its_store_decides_as_one_uninterrupted_repl
     pieces = await run(tmp_path / "pieces.db", [lines[:7], lines[7:25], lines[25:]])
     assert len(whole) > 10
     assert sorted(pieces) == sorted(whole)
+
+
+async def test_a_backlog_larger_than_the_cache_waits_in_the_journal_and_is_read_back(db: Path) -> None:
+    # Lossless overload: what the stages cannot take yet stays on disk, and memory holds a bounded window.
+    cfg = config(db, batch_size=8, queue_batches=2)
+    async with Engine(cfg, channels={"webhook": MemoryChannel()}, clock=FakeClock(T0)) as engine:
+        await engine.submit_many([add(f"s{i}", float(i)) for i in range(3000)])  # more than the cache holds
+        assert engine.journal.cached == 0
+        await engine.flush()
+        stats = engine.statistics()
+        assert stats.sessions == 3000
+        assert stats.stages["ingest"].extra["read_back"] == 3000
+        assert stats.journal_behind == 0
