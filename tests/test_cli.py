@@ -7,14 +7,12 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-import structlog
 
 from recoverkit import (
     ChannelPolicy,
@@ -30,18 +28,6 @@ from recoverkit import (
 from recoverkit.cli import main
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-
-
-@pytest.fixture(autouse=True)
-def _restore_structlog() -> Iterator[None]:
-    # main() configures structlog for its process (to print to the stderr of the moment, here pytest's
-    # capture); put back what the rest of the test session had.
-    was_configured, saved = structlog.is_configured(), structlog.get_config()
-    yield
-    if was_configured:
-        structlog.configure(**saved)
-    else:
-        structlog.reset_defaults()
 
 
 @pytest.fixture(autouse=True)
