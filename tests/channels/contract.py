@@ -15,6 +15,7 @@ import pytest
 from recoverkit.cart import CartLine, CartSnapshot
 from recoverkit.channels.base import Channel, Message, Recipient
 from recoverkit.events import CheckoutStep
+from recoverkit.offers import Offer
 
 __all__ = ["ChannelContract", "make_message"]
 
@@ -90,11 +91,11 @@ class ChannelContract:
         assert self.delivered_keys(channel) == keys
 
     async def test_send_does_not_mutate_the_message(self, channel: Any) -> None:
-        message = make_message(variant="B", offer="FREESHIP")
+        message = make_message(variant="B", offer=Offer(kind="free_shipping", name="Free shipping", code="FREESHIP"))
         before = msgspec.json.encode(message)
         await channel.send(message)
         assert msgspec.json.encode(message) == before
-        assert message == make_message(variant="B", offer="FREESHIP")
+        assert message == make_message(variant="B", offer=Offer(kind="free_shipping", name="Free shipping", code="FREESHIP"))
 
     async def test_aclose_can_be_called_twice(self, channel: Any) -> None:
         aclose = getattr(channel, "aclose", None)

@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 import msgspec
 
 from ..cart import CartSnapshot
+from ..offers import Offer
 
 __all__ = ["Channel", "Message", "Recipient"]
 
@@ -57,9 +58,12 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     cart: CartSnapshot
     recipient: Recipient
-    #: Room for the policy issue: A/B variant and offer attached to this message.
+    #: The A/B variant of the step this message was assigned (recorded on every message of an experiment).
     variant: str | None = None
-    offer: str | None = None
+    #: What the message offers (a code, free shipping, ...), see :mod:`recoverkit.offers`.
+    offer: Offer | None = None
+    #: A signed link that restores the cart (see :mod:`recoverkit.links`), when the shop's URL is configured.
+    restore_url: str | None = None
 
 
 @runtime_checkable

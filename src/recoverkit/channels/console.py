@@ -73,7 +73,7 @@ def _fields(message: Message) -> dict[str, str | float | int]:
     if message.variant is not None:
         fields["variant"] = message.variant
     if message.offer is not None:
-        fields["offer"] = message.offer
+        fields["offer"] = message.offer.code or message.offer.kind  # a code is no personal data
     return fields
 
 
