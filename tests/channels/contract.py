@@ -17,6 +17,8 @@ from recoverkit.channels.base import Channel, Message, Recipient
 from recoverkit.events import CheckoutStep
 from recoverkit.offers import Offer
 
+FREESHIP = Offer(kind="free_shipping", name="Free shipping", code="FREESHIP")
+
 __all__ = ["ChannelContract", "make_message"]
 
 EMAIL = "jane.doe@example.com"
@@ -91,11 +93,11 @@ class ChannelContract:
         assert self.delivered_keys(channel) == keys
 
     async def test_send_does_not_mutate_the_message(self, channel: Any) -> None:
-        message = make_message(variant="B", offer=Offer(kind="free_shipping", name="Free shipping", code="FREESHIP"))
+        message = make_message(variant="B", offer=FREESHIP)
         before = msgspec.json.encode(message)
         await channel.send(message)
         assert msgspec.json.encode(message) == before
-        assert message == make_message(variant="B", offer=Offer(kind="free_shipping", name="Free shipping", code="FREESHIP"))
+        assert message == make_message(variant="B", offer=FREESHIP)
 
     async def test_aclose_can_be_called_twice(self, channel: Any) -> None:
         aclose = getattr(channel, "aclose", None)

@@ -12,6 +12,8 @@ from recoverkit.channels import JsonLinesChannel, Message
 from recoverkit.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 from recoverkit.offers import Offer
 
+FREESHIP = Offer(kind="free_shipping", name="Free shipping", code="FREESHIP")
+
 from .contract import ChannelContract, make_message
 
 pytestmark = pytest.mark.anyio
@@ -47,7 +49,7 @@ class TestJsonLinesChannelOnAStreamContract(ChannelContract):
 
 
 async def test_each_line_decodes_back_to_the_exact_message(tmp_path: Path) -> None:
-    messages = [make_message(), make_message("cart-2/winback/1", variant="B", offer=Offer(kind="free_shipping", name="Free shipping", code="FREESHIP"), step=1)]
+    messages = [make_message(), make_message("cart-2/winback/1", variant="B", offer=FREESHIP, step=1)]
     channel = JsonLinesChannel(tmp_path / "out.jsonl")
     for message in messages:
         await channel.send(message)
