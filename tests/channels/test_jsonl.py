@@ -10,11 +10,8 @@ import pytest
 
 from recoverkit.channels import JsonLinesChannel, Message
 from recoverkit.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
-from recoverkit.offers import Offer
 
-FREESHIP = Offer(kind="free_shipping", name="Free shipping", code="FREESHIP")
-
-from .contract import ChannelContract, make_message
+from .contract import FREESHIP, ChannelContract, make_message
 
 pytestmark = pytest.mark.anyio
 
