@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -23,12 +24,16 @@ from .errors import ConfigError
 
 __all__ = [
     "DEFAULT_CHANNELS",
+    "Cap",
     "ChannelPolicy",
     "Condition",
     "Config",
     "Flow",
     "FlowStep",
+    "OfferSpec",
+    "QuietHours",
     "StoreConfig",
+    "Variant",
     "load_config",
 ]
 
@@ -50,6 +55,29 @@ class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     """Config Structs reject unknown keys: a typo in a config file must fail at start-up, not be ignored."""
 
 
+_Clock = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class QuietHours(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Local hours ``start`` to ``end`` (``"HH:MM"``, 24-hour) in which a channel stays silent.
+
+    A window may cross midnight (``start = "21:00"``, ``end = "08:00"``). A message due inside it is moved to
+    its end, so it is delayed, never dropped.
+    """
+
+    start: _Clock
+    end: _Clock
+
+    def __post_init__(self) -> None:
+        if self.start == self.end:
+            raise ValueError(f"`end` expected a time other than `start` ({self.start}); remove quiet_hours instead")
+
+    def minutes(self) -> tuple[int, int]:
+        """Start and end as minutes after local midnight."""
+        (sh, sm), (eh, em) = (map(int, t.split(":")) for t in (self.start, self.end))
+        return sh * 60 + sm, eh * 60 + em
+
+
 class ChannelPolicy(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How dispatch treats one channel, and what routing needs before using it.
 
@@ -60,6 +88,12 @@ class ChannelPolicy(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     address: Literal["email", "phone", "customer_id", "none"] = "email"
     requires_consent: bool = True
+    #: Soft opt-in (as the UK's PECR and the EU's ePrivacy rules allow for a shop's own customers): a customer
+    #: who has bought before and never said no may be written to without an explicit grant. Off by default.
+    soft_opt_in: bool = False
+    #: No message on this channel inside these local hours (the customer's time zone, else the shop's); one due
+    #: then moves to their end.
+    quiet_hours: QuietHours | None = None
     timeout: _Positive = 10.0
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 8
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
@@ -104,6 +138,58 @@ class Condition(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
                 )
 
 
+class Cap(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A frequency cap: at most ``max`` messages to one customer on ``channel`` (every channel when omitted)
+    within any ``per`` seconds, across all flows. A message over the cap is skipped and counted (``capped``),
+    not delayed."""
+
+    max: Annotated[int, msgspec.Meta(ge=1)]
+    per: _Positive
+    channel: _Name | None = None
+
+
+_Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
+
+
+class OfferSpec(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An offer a flow step can make (see :mod:`recoverkit.offers`): named in ``[offers.<name>]``.
+
+    ``discount`` and ``free_shipping`` offers carry a code valid for ``valid_for`` seconds: ``percent`` off,
+    or ``amount`` off in each currency listed (major units, ``{EUR = "5.00"}``); ``min_value`` per currency is
+    the smallest cart the code applies to. ``loyalty_bonus`` grants ``points``. ``name`` is what a template
+    shows.
+    """
+
+    kind: Literal["discount", "free_shipping", "payment_help", "substitute", "loyalty_bonus"]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
+    percent: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
+    amount: dict[_Currency, Decimal] = msgspec.field(default_factory=dict)
+    min_value: dict[_Currency, Decimal] = msgspec.field(default_factory=dict)
+    valid_for: Annotated[float, msgspec.Meta(ge=60, le=90 * 86_400)] = 86_400.0
+    points: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "discount" and (self.percent is None) == (not self.amount):
+            raise ValueError("`percent` or `amount` expected for a discount (one of the two, not both)")
+        if self.kind == "loyalty_bonus" and self.points is None:
+            raise ValueError("`points` expected for a loyalty_bonus offer")
+        for currency, value in (*self.amount.items(), *self.min_value.items()):
+            if not (value.is_finite() and value >= 0 and value.adjusted() < _MAX_AMOUNT_DIGITS):
+                raise ValueError(f"`amount` expected finite amounts >= 0 in major units, got {value} {currency}")
+
+
+class Variant(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An A/B variant of a step: carts are assigned by ``weight`` (deterministically, from the cart and the
+    engine's ``seed``), and the variant's fields replace the step's."""
+
+    name: _Name
+    weight: _Positive = 1.0
+    template: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    channel: _Name | None = None
+    delay: _Seconds | None = None
+    offer: _Name | None = None
+
+
 class FlowStep(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One message of a flow: sent ``delay`` seconds after the abandonment, on ``channel``, with ``template``.
 
@@ -116,14 +202,30 @@ class FlowStep(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     template: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] = "cart-reminder"
     when: Condition | None = None
     fallback: _Name | None = None
+    #: The offer made with this message (a name in ``offers``); ``offer_by_reason`` picks one by the cart's
+    #: likely abandonment reason first (``shipping_cost = "free-shipping"``).
+    offer: _Name | None = None
+    offer_by_reason: dict[Reason, _Name] = msgspec.field(default_factory=dict)
+    variants: Annotated[list[Variant], msgspec.Meta(max_length=10)] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"`variants` expected unique names, got {names}")
 
 
 class Flow(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A recovery sequence: which abandonments it takes (``when``) and its ``steps`` in delay order."""
+    """A recovery sequence: which abandonments it takes (``when``) and its ``steps`` in delay order.
+
+    A cart goes through a flow at most once (message keys are ``cart/flow/step``). It leaves it when bought, when
+    the shopper comes back to it, and, per channel, when consent is withdrawn.
+    """
 
     name: _Name
     steps: Annotated[list[FlowStep], msgspec.Meta(min_length=1, max_length=20)]
     when: Condition = Condition()
+    #: Share of the carts this flow takes that get nothing from it (a control group for measuring uplift).
+    holdout: _Probability = 0.0
 
     def __post_init__(self) -> None:
         delays = [step.delay for step in self.steps]
@@ -205,12 +307,33 @@ class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     #: Seed for retry jitter and other randomness, so replays are repeatable.
     seed: int = 0
     store: StoreConfig = StoreConfig()
+    #: The shop's time zone (IANA name): quiet hours use it for customers whose own zone is not known.
+    timezone: str = "UTC"
+    #: Share of all abandoned carts that get no message at all (a global control group), before any flow.
+    holdout: _Probability = 0.0
+    caps: list[Cap] = msgspec.field(default_factory=list)
+    offers: dict[_Name, OfferSpec] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = [flow.name for flow in self.flows]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"flow names must be unique, got {dupes} more than once in `flows`")
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"`timezone` expected an IANA time zone name such as 'Europe/Berlin', got {self.timezone!r}"
+            ) from exc
+        for flow in self.flows:
+            for index, step in enumerate(flow.steps):
+                named = [step.offer, *step.offer_by_reason.values(), *(v.offer for v in step.variants)]
+                unknown = sorted({n for n in named if n is not None and n not in self.offers})
+                if unknown:
+                    raise ValueError(
+                        f"flow {flow.name!r} step {index} names offer(s) {unknown}, expected one of "
+                        f"{sorted(self.offers)} (define them under [offers.<name>])"
+                    )
         # The ledger is what makes "never twice" hold: it must outlive every message a flow can still send.
         longest = self.recovery_window + max((s.delay for f in self.flows for s in f.steps), default=0.0)
         if self.store.ledger_days * 86_400 < longest:

@@ -135,6 +135,7 @@ class _State(msgspec.Struct, array_like=True):
     bought_contacts: dict[str, float]
     expiry: list[tuple[float, str, str]]
     outcomes: dict[str, int]
+    history: dict[str, list[tuple[float, str]]] = {}
 
 
 class Dispatch(Stage):
@@ -176,6 +177,10 @@ class Dispatch(Stage):
         self._policies = {name: config.channel_policy(name) for name in self._channels}
         self._limiters = {name: anyio.CapacityLimiter(p.concurrency) for name, p in self._policies.items()}
         self._rng = random.Random(config.seed)
+        self._caps = list(config.caps)
+        self._cap_window = max((cap.per for cap in config.caps), default=0.0)
+        #: Per contact: (due time, channel) of the messages handed over within the longest cap window.
+        self._history: dict[str, list[tuple[float, str]]] = {}
         self.dead_letters = dead_letters if dead_letters is not None else DeadLetters()
         # The schedule: pending messages by key, a heap of (due, seq, key) with lazy deletion, and indexes
         # for cancelling by cart and by contact.
@@ -283,6 +288,11 @@ class Dispatch(Stage):
                 continue
             attempt = self._attempts.get(key, 0)
             if attempt == 0:
+                if self._capped(message, due):
+                    self._ledger[key] = "capped"
+                    self._expire_later(watermark, "ledger", key)
+                    self.outcomes["capped"] += 1
+                    continue
                 self._ledger[key] = "in_flight"
                 self._expire_later(watermark, "ledger", key)
             self._ready.append((message, attempt))
@@ -372,6 +382,35 @@ class Dispatch(Stage):
             else:
                 self._bought_contacts.pop(key, None)
 
+    # -- frequency caps -------------------------------------------------------------------------------------
+
+    def _capped(self, message: Message, due: float) -> bool:
+        """Would sending ``message`` at ``due`` exceed a cap? If not, it counts towards them from now on.
+
+        Caps count per customer (contact key) across every flow, on the engine's clock (event time in a
+        replay). A capped message is skipped for good: being late is worse than not being sent.
+        """
+        caps = self._caps
+        if not caps:
+            return False
+        contact = message.recipient.contact_key
+        history = self._history.get(contact)
+        if history is not None:
+            horizon = due - self._cap_window
+            if history and history[0][0] <= horizon:
+                history[:] = [h for h in history if h[0] > horizon]
+            for cap in caps:
+                if cap.channel is not None and cap.channel != message.channel:
+                    continue
+                since = due - cap.per
+                used = sum(1 for at, ch in history if at > since and (cap.channel is None or ch == cap.channel))
+                if used >= cap.max:
+                    return True
+        else:
+            history = self._history[contact] = []
+        history.append((due, message.channel))
+        return False
+
     # -- erasure --------------------------------------------------------------------------------------------
 
     def _forget(self, forget: Forget) -> None:
@@ -380,6 +419,7 @@ class Dispatch(Stage):
         for contact in forget.contact_keys:
             keys |= self._by_contact.get(contact, set())
             self._bought_contacts.pop(contact, None)
+            self._history.pop(contact, None)
         for cart in forget.cart_keys:
             keys |= self._by_cart.get(cart, set())
         for key in keys:
@@ -582,7 +622,7 @@ class Dispatch(Stage):
                 pending.append((message, message.due_at, attempt))
         state = _State(
             self.watermark, pending, self._ledger, self._bought_carts, self._bought_contacts, list(self._expiry),
-            dict(self.outcomes),
+            dict(self.outcomes), self._history,
         )
         return msgspec.msgpack.encode(state)
 
@@ -597,6 +637,7 @@ class Dispatch(Stage):
         self._bought_contacts = s.bought_contacts
         self._expiry = deque(s.expiry)
         self.outcomes = Counter(s.outcomes)
+        self._history = s.history
         for message, due, attempts in s.pending:
             self._schedule(message, due=due, restoring=True)
             if attempts:

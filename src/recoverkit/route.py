@@ -17,8 +17,12 @@ withdrawal on either side wins, since which came last is not known.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
+import zoneinfo
 from collections import Counter
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 
 import cachetools
@@ -26,8 +30,9 @@ import msgspec
 
 from ._pipeline import Stage
 from .channels.base import Message, Recipient
-from .config import Condition, Config, Flow, FlowStep
+from .config import ChannelPolicy, Condition, Config, Flow, FlowStep
 from .money import to_minor
+from .offers import Offer
 from .privacy import Forget
 from .score import Scored
 from .sessionize import ContactChanged, Converted, Resumed
@@ -49,6 +54,22 @@ class Cancel(msgspec.Struct, frozen=True, kw_only=True):
     channel: str | None = None
 
 
+def _unit(*parts: str) -> float:
+    """A number in [0, 1) fixed by ``parts``: the same in every process and on every run (unlike ``hash()``)."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+@functools.lru_cache(maxsize=512)
+def _zone(name: str | None) -> zoneinfo.ZoneInfo | None:
+    if not name:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):  # a customer's zone we do not know: the shop's then
+        return None
+
+
 class _Contact(msgspec.Struct, gc=False, array_like=True):
     customer_id: str | None = None
     email: str | None = None
@@ -64,6 +85,7 @@ class _State(msgspec.Struct, array_like=True):
     skipped: dict[str, int]
     scheduled: list[tuple[str, int, str, int]]
     unrouted: int
+    holdout: dict[str, int] = {}
 
 
 class Route(Stage):
@@ -79,6 +101,9 @@ class Route(Stage):
         # send one that should not go.
         self._contacts: cachetools.LRUCache[str, _Contact] = cachetools.LRUCache(maxsize=config.max_sessions)
         self.skipped: Counter[str] = Counter()
+        #: Carts held out of every flow ("*") or of one flow, by flow: the control groups.
+        self.holdout: Counter[str] = Counter()
+        self._seed = str(config.seed)
         self.scheduled: Counter[tuple[str, int, str]] = Counter()
         self.unrouted = 0
 
@@ -150,32 +175,57 @@ class Route(Stage):
     # -- flows ----------------------------------------------------------------------------------------------
 
     def _route(self, scored: Scored, out: list[Any]) -> None:
+        cart = scored.abandoned.cart
+        if self._config.holdout and _unit(self._seed, "holdout", cart.cart_key) < self._config.holdout:
+            self.holdout["*"] += 1  # the global control group: no flow at all
+            return
         flow = next((f for f in self._flows if self._holds(f.when, scored)), None)
         if flow is None:
             self.unrouted += 1
             return
-        cart = scored.abandoned.cart
+        if flow.holdout and _unit(self._seed, "holdout", flow.name, cart.cart_key) < flow.holdout:
+            self.holdout[flow.name] += 1
+            return
         contact = self._contacts.get(cart.contact_key)
-        for index, step in enumerate(flow.steps):
+        for index, base in enumerate(flow.steps):
+            step, variant = self._variant(base, cart.cart_key, flow.name, index)
             if step.when is not None and not self._holds(step.when, scored):
                 self.skipped["condition"] += 1
                 continue
-            channel, recipient, why = self._channel_for(step, cart.contact_key, contact)
+            channel, recipient, why = self._channel_for(step, cart.contact_key, contact, returning=cart.returning)
             if channel is None or recipient is None:
                 self.skipped[why] += 1
                 continue
             self.scheduled[(flow.name, index, channel)] += 1
-            out.append(self._message(scored, flow, index, step, channel, recipient))
+            out.append(self._message(scored, flow, index, step, channel, recipient, variant))
+
+    def _variant(self, step: FlowStep, cart_key: str, flow: str, index: int) -> tuple[FlowStep, str | None]:
+        """The step as the cart's A/B variant has it (assigned by weight, the same on every run), and its name."""
+        if not step.variants:
+            return step, None
+        point = _unit(self._seed, "variant", flow, str(index), cart_key) * sum(v.weight for v in step.variants)
+        chosen = step.variants[-1]
+        for variant in step.variants:
+            point -= variant.weight
+            if point < 0:
+                chosen = variant
+                break
+        changes = {
+            name: getattr(chosen, name)
+            for name in ("template", "channel", "delay", "offer")
+            if getattr(chosen, name) is not None
+        }
+        return msgspec.structs.replace(step, **changes), chosen.name
 
     def _channel_for(
-        self, step: FlowStep, contact_key: str, contact: _Contact | None
+        self, step: FlowStep, contact_key: str, contact: _Contact | None, *, returning: bool = False
     ) -> tuple[str | None, Recipient | None, str]:
         why = "no_consent"
         for channel in (step.channel, step.fallback):
             if channel is None:
                 continue
             policy = self._config.channel_policy(channel)
-            if policy.requires_consent and (contact is None or contact.consent.get(channel) is not True):
+            if policy.requires_consent and not self._consents(policy, channel, contact, returning):
                 why = "no_consent"
                 continue
             # Only the address this channel needs travels with the message: personal data goes no further
@@ -203,6 +253,14 @@ class Route(Stage):
         return None, None, why
 
     @staticmethod
+    def _consents(policy: ChannelPolicy, channel: str, contact: _Contact | None, returning: bool) -> bool:
+        decided = contact.consent.get(channel) if contact is not None else None
+        if decided is not None:
+            return decided  # a "no" always wins, soft opt-in or not
+        # Soft opt-in: a customer who has bought before and was never asked may be written to.
+        return policy.soft_opt_in and returning
+
+    @staticmethod
     def _holds(when: Condition, scored: Scored) -> bool:
         cart = scored.abandoned.cart
         if when.min_score is not None and scored.probability < when.min_score:
@@ -221,23 +279,74 @@ class Route(Stage):
             return False
         return not (when.max_value is not None and cart.value > to_minor(when.max_value, cart.currency))
 
-    @staticmethod
-    def _message(scored: Scored, flow: Flow, index: int, step: FlowStep, channel: str, to: Recipient) -> Message:
+    def _message(
+        self,
+        scored: Scored,
+        flow: Flow,
+        index: int,
+        step: FlowStep,
+        channel: str,
+        to: Recipient,
+        variant: str | None,
+    ) -> Message:
         abandoned = scored.abandoned
+        due = self._outside_quiet_hours(abandoned.at + step.delay, channel, to.timezone)
         return Message(
             key=f"{abandoned.cart.cart_key}/{flow.name}/{index}",
             flow=flow.name,
             step=index,
             channel=channel,
             template=step.template,
-            due_at=abandoned.at + step.delay,
+            due_at=due,
             abandoned_at=abandoned.at,
             trigger=abandoned.trigger,
             score=scored.probability,
             reason=scored.reason,
             cart=abandoned.cart,
             recipient=to,
+            variant=variant,
+            offer=self._offer(step, scored, due),
         )
+
+    def _offer(self, step: FlowStep, scored: Scored, due: float) -> Offer | None:
+        """The offer the step makes for this cart, as data; a code is issued when the message is sent."""
+        name = step.offer_by_reason.get(scored.reason, step.offer)
+        if name is None:
+            return None
+        spec = self._config.offers[name]
+        currency = scored.abandoned.cart.currency
+        amount = spec.amount.get(currency) if currency else None
+        minimum = spec.min_value.get(currency) if currency else None
+        if spec.kind == "discount" and spec.percent is None and amount is None:
+            self.skipped["offer_currency"] += 1  # a fixed amount not configured in this cart's currency
+            return None
+        return Offer(
+            kind=spec.kind,
+            name=spec.name,
+            percent=spec.percent,
+            amount=to_minor(amount, currency) if amount is not None else None,
+            currency=currency if amount is not None or minimum is not None else None,
+            min_value=to_minor(minimum, currency) if minimum is not None else None,
+            expires_at=due + spec.valid_for,
+            points=spec.points,
+        )
+
+    def _outside_quiet_hours(self, due: float, channel: str, timezone: str | None) -> float:
+        """``due``, or the end of the channel's quiet hours in the customer's (else the shop's) time zone."""
+        quiet = self._config.channel_policy(channel).quiet_hours
+        if quiet is None:
+            return due
+        zone = _zone(timezone) or _zone(self._config.timezone) or UTC
+        local = datetime.fromtimestamp(due, zone)
+        start, end = quiet.minutes()
+        minute = local.hour * 60 + local.minute
+        inside = start <= minute < end if start < end else (minute >= start or minute < end)
+        if not inside:
+            return due
+        day = local.date() if minute < end else local.date() + timedelta(days=1)
+        ends = datetime.combine(day, time(end // 60, end % 60), zone)
+        # A local time that does not exist (a DST gap) resolves to the instant after the gap: still later.
+        return max(ends.timestamp(), due)
 
     def contact_of(self, contact_key: str) -> dict[str, Any] | None:
         """The contact record kept for ``contact_key`` (addresses, locale, consent), for an access request."""
@@ -254,7 +363,8 @@ class Route(Stage):
         read = cachetools.Cache.__getitem__
         contacts = [(key, read(cache, key)) for key in cache]
         scheduled = [(flow, step, channel, n) for (flow, step, channel), n in self.scheduled.items()]
-        return msgspec.msgpack.encode(_State(self.watermark, contacts, dict(self.skipped), scheduled, self.unrouted))
+        state = _State(self.watermark, contacts, dict(self.skipped), scheduled, self.unrouted, dict(self.holdout))
+        return msgspec.msgpack.encode(state)
 
     def restore(self, state: bytes | None) -> None:
         s = _State(-math.inf, [], {}, [], 0) if state is None else msgspec.msgpack.decode(state, type=_State)
@@ -265,11 +375,13 @@ class Route(Stage):
         self.skipped = Counter(s.skipped)
         self.scheduled = Counter({(flow, step, channel): n for flow, step, channel, n in s.scheduled})
         self.unrouted = s.unrouted
+        self.holdout = Counter(s.holdout)
 
     def extra_statistics(self) -> dict[str, Any]:
         return {
             "contacts": len(self._contacts),
             "skipped": dict(self.skipped),
             "unrouted": self.unrouted,
+            "holdout": dict(self.holdout),
             "scheduled": sum(self.scheduled.values()),
         }
