@@ -261,3 +261,23 @@ def test_a_step_naming_an_unknown_offer_is_refused_at_start_up() -> None:
 def test_a_discount_needs_a_percent_or_an_amount() -> None:
     with pytest.raises(ConfigError, match=r"percent.*amount"):
         Config.from_dict({"offers": {"x": {"kind": "discount", "name": "X"}}})
+
+
+# -- triggers -------------------------------------------------------------------------------------------------
+
+
+def test_a_checkout_abandonment_flow_takes_only_carts_that_reached_checkout() -> None:
+    from recoverkit.events import CheckoutStep
+
+    config = Config(
+        flows=[
+            Flow(name="checkout", when=Condition(min_step="checkout"), steps=[FlowStep(delay=0)]),
+            Flow(name="cart", steps=[FlowStep(delay=0)]),
+        ]
+    )
+    run = RouteRun(config).feed(
+        contact(),
+        scored(abandoned(cart_key="a", step=CheckoutStep.CART)),
+        scored(abandoned(cart_key="b", step=CheckoutStep.SHIPPING)),
+    )
+    assert [(m.cart.cart_key, m.flow) for m in run.messages()] == [("a", "cart"), ("b", "checkout")]

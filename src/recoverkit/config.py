@@ -114,6 +114,9 @@ DEFAULT_CHANNELS: Mapping[str, ChannelPolicy] = {
 class Condition(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Entry conditions on a scored abandonment; every given bound must hold.
 
+    The trigger of a flow is written here too: ``triggers = ["payment_failed"]`` for failed payments,
+    ``min_step = "checkout"`` for abandoned checkouts; no condition takes every abandoned cart.
+
     ``min_value`` and ``max_value`` are in major units of the cart's currency (``"20.00"``); ``currencies``
     limits the condition to carts in those currencies.
     """
@@ -126,6 +129,8 @@ class Condition(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     max_value: Decimal | None = None
     currencies: list[Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]] | None = None
     returning: bool | None = None
+    #: How far the cart got at least: ``"checkout"`` makes a checkout-abandonment flow.
+    min_step: Literal["cart", "checkout", "shipping", "payment"] | None = None
 
     def __post_init__(self) -> None:
         for name in ("min_value", "max_value"):

@@ -31,6 +31,7 @@ import msgspec
 from ._pipeline import Stage
 from .channels.base import Message, Recipient
 from .config import ChannelPolicy, Condition, Config, Flow, FlowStep
+from .events import CheckoutStep
 from .money import to_minor
 from .offers import Offer
 from .privacy import Forget
@@ -52,6 +53,10 @@ class Cancel(msgspec.Struct, frozen=True, kw_only=True):
     cart_key: str | None = None
     contact_key: str | None = None
     channel: str | None = None
+
+
+_STEPS = {"cart": CheckoutStep.CART, "checkout": CheckoutStep.CHECKOUT, "shipping": CheckoutStep.SHIPPING,
+          "payment": CheckoutStep.PAYMENT}  # fmt: skip
 
 
 def _unit(*parts: str) -> float:
@@ -274,6 +279,8 @@ class Route(Stage):
         if when.currencies is not None and cart.currency not in when.currencies:
             return False
         if when.returning is not None and cart.returning != when.returning:
+            return False
+        if when.min_step is not None and cart.step < _STEPS[when.min_step]:
             return False
         if when.min_value is not None and cart.value < to_minor(when.min_value, cart.currency):
             return False
