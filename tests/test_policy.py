@@ -281,3 +281,13 @@ def test_a_checkout_abandonment_flow_takes_only_carts_that_reached_checkout() ->
         scored(abandoned(cart_key="b", step=CheckoutStep.SHIPPING)),
     )
     assert [(m.cart.cart_key, m.flow) for m in run.messages()] == [("a", "cart"), ("b", "checkout")]
+
+
+def test_the_documented_example_configuration_is_valid() -> None:
+    from pathlib import Path
+
+    from recoverkit import load_config
+
+    config = load_config(Path(__file__).parent.parent / "examples" / "shop.toml")
+    assert [flow.name for flow in config.flows] == ["payment-failed", "checkout", "cart-recovery"]
+    assert config.channel_policy("email").quiet_hours == QuietHours(start="21:00", end="08:00")
