@@ -291,3 +291,38 @@ def test_the_documented_example_configuration_is_valid() -> None:
     config = load_config(Path(__file__).parent.parent / "examples" / "shop.toml")
     assert [flow.name for flow in config.flows] == ["payment-failed", "checkout", "cart-recovery"]
     assert config.channel_policy("email").quiet_hours == QuietHours(start="21:00", end="08:00")
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["grant", "withdraw", "abandon"]), st.sampled_from(["email", "sms"])),
+        max_size=25,
+    )
+)
+def test_no_message_goes_to_a_channel_without_consent(ops: list[tuple[str, str]]) -> None:
+    config = Config(
+        flows=[
+            Flow(
+                name="f", steps=[FlowStep(delay=0, channel="email", fallback="sms"), FlowStep(delay=60, channel="sms")]
+            )
+        ]
+    )
+    run = RouteRun(config).feed(contact(email="a@example.invalid", phone="+4917012345", granted=()))
+    consent: dict[str, bool] = {}
+    for n, (op, channel) in enumerate(ops):
+        if op == "abandon":
+            before = len(run.messages())
+            run.feed(scored(abandoned(cart_key=f"cart-{n}")))
+            for message in run.messages()[before:]:
+                assert consent.get(message.channel) is True, (message.channel, consent)
+        else:
+            granted = op == "grant"
+            consent[channel] = granted
+            change = ContactChanged(
+                contact_key="cust-1",
+                at=T0,
+                granted=(channel,) if granted else (),
+                withdrawn=() if granted else (channel,),
+            )
+            run.feed(change)
