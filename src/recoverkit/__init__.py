@@ -25,7 +25,19 @@ from .channels import (
     WebhookChannel,
 )
 from .clock import Clock, EventClock, FakeClock, WallClock
-from .config import ChannelPolicy, Condition, Config, Flow, FlowStep, StoreConfig, load_config
+from .config import (
+    Cap,
+    ChannelPolicy,
+    Condition,
+    Config,
+    Flow,
+    FlowStep,
+    OfferSpec,
+    QuietHours,
+    StoreConfig,
+    Variant,
+    load_config,
+)
 from .deadletters import DeadLetter, DeadLetters
 from .dispatch import Guard
 from .engine import Engine, EngineStatistics
@@ -40,6 +52,7 @@ from .errors import (
     TransientDeliveryError,
 )
 from .events import EVENT_KINDS, Event, Item, decode_event, encode_event
+from .offers import Offer
 from .score import Assessment, DefaultScorer, Features, Scorer
 from .store import (
     Checkpoint,
@@ -58,6 +71,7 @@ __all__ = [
     "EVENT_KINDS",
     "Assessment",
     "BackgroundEngine",
+    "Cap",
     "CartLine",
     "CartSnapshot",
     "Channel",
@@ -91,7 +105,10 @@ __all__ = [
     "MemoryChannel",
     "MemoryStore",
     "Message",
+    "Offer",
+    "OfferSpec",
     "PermanentDeliveryError",
+    "QuietHours",
     "Recipient",
     "RecoverkitError",
     "SQLiteStore",
@@ -101,6 +118,7 @@ __all__ = [
     "StoreError",
     "StoreStatistics",
     "TransientDeliveryError",
+    "Variant",
     "WallClock",
     "WebhookChannel",
     "__version__",
