@@ -22,6 +22,8 @@ USER_MODULES = [
     "recoverkit.channels.jsonl",
     "recoverkit.channels.memory",
     "recoverkit.channels.webhook",
+    "recoverkit.channels.smtp",
+    "recoverkit.channels.http",
     "recoverkit.clock",
     "recoverkit.deadletters",
     "recoverkit.engine",
@@ -29,7 +31,11 @@ USER_MODULES = [
 ]
 #: Names that users need from modules that also hold internals (stages, helpers, dataset tools).
 USER_NAMES = {
-    "recoverkit.config": ["ChannelPolicy", "Condition", "Config", "Flow", "FlowStep", "load_config"],
+    "recoverkit.config": [
+        "Cap", "ChannelPolicy", "Condition", "Config", "Flow", "FlowStep", "OfferSpec", "QuietHours", "StoreConfig",
+        "Variant", "load_config",
+    ],  # fmt: skip
+    "recoverkit.templates": ["Rendered", "TemplateError", "Templates"],
     "recoverkit.events": ["EVENT_KINDS", "Event", "Item", "decode_event", "encode_event"],
     "recoverkit.score": ["Assessment", "DefaultScorer", "Features", "Scorer"],
 }

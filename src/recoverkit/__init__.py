@@ -18,10 +18,13 @@ from .cart import CartLine, CartSnapshot
 from .channels import (
     Channel,
     ConsoleChannel,
+    HttpChannel,
     JsonLinesChannel,
     MemoryChannel,
     Message,
     Recipient,
+    RequestSpec,
+    SmtpChannel,
     WebhookChannel,
 )
 from .clock import Clock, EventClock, FakeClock, WallClock
@@ -64,6 +67,7 @@ from .store import (
     Store,
     StoreStatistics,
 )
+from .templates import Rendered, TemplateError, Templates
 
 __version__ = "0.2.0"
 
@@ -97,6 +101,7 @@ __all__ = [
     "Flow",
     "FlowStep",
     "Guard",
+    "HttpChannel",
     "InvalidEvent",
     "Item",
     "JournalEntry",
@@ -111,12 +116,17 @@ __all__ = [
     "QuietHours",
     "Recipient",
     "RecoverkitError",
+    "Rendered",
+    "RequestSpec",
     "SQLiteStore",
     "Scorer",
+    "SmtpChannel",
     "Store",
     "StoreConfig",
     "StoreError",
     "StoreStatistics",
+    "TemplateError",
+    "Templates",
     "TransientDeliveryError",
     "Variant",
     "WallClock",

@@ -39,6 +39,7 @@ from rich.table import Table
 
 from . import __version__
 from ._cli_store import add_commands
+from ._cli_templates import add_commands as add_template_commands
 from .config import Config, load_config
 from .errors import ConfigError, RecoverkitError
 
@@ -413,6 +414,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="the SQLite state file")
     p.set_defaults(func=_cmd_db)
     add_commands(sub)
+    add_template_commands(sub)
     return parser
 
 
