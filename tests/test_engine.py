@@ -344,3 +344,17 @@ async def test_live_a_due_message_reaches_the_adapter_promptly() -> None:
     (message,) = channel.sent
     assert 0 <= arrived[0] - message.due_at < 0.5
     assert engine.statistics().stages["dispatch"].extra["send_lateness_p99"] < 0.5
+
+
+def test_templates_the_flows_name_are_checked_when_the_engine_is_built() -> None:
+    from recoverkit import ConfigError, SmtpChannel, Templates
+
+    smtp = SmtpChannel(
+        "smtp.shop.example", sender="shop@shop.example", unsubscribe_mailto="unsubscribe@shop.example",
+        templates=Templates(),
+    )  # fmt: skip
+    good = Config(flows=[Flow(name="f", steps=[FlowStep(delay=0, template="cart-reminder")])])
+    Engine(good, channels={"email": smtp})
+    bad = Config(flows=[Flow(name="f", steps=[FlowStep(delay=0, template="no-such-template")])])
+    with pytest.raises(ConfigError, match="no-such-template"):
+        Engine(bad, channels={"email": smtp})

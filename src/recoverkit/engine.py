@@ -153,6 +153,23 @@ class Engine:
                     "implementing recoverkit.channels.Channel"
                 )
         self.channels = dict(channels)
+        # Templates are checked now, not when the first message of a flow falls due at 3 a.m.
+        for name, adapter in self.channels.items():
+            check = getattr(adapter, "check_templates", None)
+            if callable(check):
+                templates = [
+                    template
+                    for flow in self.config.flows
+                    for step in flow.steps
+                    for template, channel in (
+                        (step.template, step.channel),
+                        (step.template, step.fallback),
+                        *((v.template or step.template, v.channel or step.channel) for v in step.variants),
+                    )
+                    if channel == name
+                ]
+                if templates:
+                    check(templates)
         if scorer is not None and not callable(getattr(scorer, "score", None)):
             raise ConfigError(f"scorer {type(scorer).__name__} has no `score(cart, features)` method")
         if guard is not None and not callable(guard):

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
@@ -145,6 +145,11 @@ class HttpChannel:
         self._client = client
         self._owns_client = client is None
         self._closed = False
+
+    def check_templates(self, names: Iterable[str]) -> None:
+        """Raise :class:`~recoverkit.errors.ConfigError` unless every template in ``names`` renders (the engine
+        calls this at start-up with the templates its flows use on this channel)."""
+        self._templates.check(names, kind=self._kind)
 
     def __repr__(self) -> str:
         return f"HttpChannel(host={self._where!r}, kind={self._kind!r})"

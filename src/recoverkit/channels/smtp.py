@@ -51,7 +51,7 @@ import math
 import os
 import re
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
@@ -169,6 +169,11 @@ class SmtpChannel:
         self._lock: asyncio.Lock | None = None
         self._pid = os.getpid()
         self._closed = False
+
+    def check_templates(self, names: Iterable[str]) -> None:
+        """Raise :class:`~recoverkit.errors.ConfigError` unless every template in ``names`` renders (the engine
+        calls this at start-up with the templates its flows use on this channel)."""
+        self._templates.check(names, kind="email")
 
     def __repr__(self) -> str:
         return f"SmtpChannel(server={self._where!r})"
