@@ -36,6 +36,10 @@ USER_NAMES = {
         "Variant", "load_config",
     ],  # fmt: skip
     "recoverkit.templates": ["Rendered", "TemplateError", "Templates"],
+    "recoverkit.offers": [
+        "CodeBook", "CodePolicy", "CouponProvider", "Offer", "OfferStatistics", "Redemption", "Refused",
+    ],  # fmt: skip
+    "recoverkit.links": ["RestoreLinks", "RestoreToken"],
     "recoverkit.events": ["EVENT_KINDS", "Event", "Item", "decode_event", "encode_event"],
     "recoverkit.score": ["Assessment", "DefaultScorer", "Features", "Scorer"],
 }

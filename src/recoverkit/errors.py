@@ -7,6 +7,7 @@
     ├── InvalidEvent           an event that cannot be accepted (bad JSON, unknown kind, wrong type, too big)
     ├── EngineStateError       the engine was used in a state that does not allow it (not started, closed)
     ├── StoreError             durable state cannot be read or written as asked (bad file, wrong state, fork)
+    ├── LinkError              a cart-restore link that cannot be trusted (expired, tampered, malformed)
     └── DeliveryError          raised by channel adapters to tell dispatch how a send failed
         ├── TransientDeliveryError   worth retrying (timeouts, 5xx, connection refused)
         └── PermanentDeliveryError   retrying cannot help (4xx, invalid address); goes to the dead letters
@@ -17,11 +18,14 @@ the cause without opening the source.
 
 from __future__ import annotations
 
+from typing import Literal
+
 __all__ = [
     "ConfigError",
     "DeliveryError",
     "EngineStateError",
     "InvalidEvent",
+    "LinkError",
     "PermanentDeliveryError",
     "RecoverkitError",
     "StoreError",
@@ -70,6 +74,20 @@ class StoreError(RecoverkitError):
     state or value found and what was expected. Bad argument values (a negative limit, an unknown outcome)
     raise :class:`ValueError` instead, and bad constructor options :class:`ConfigError`.
     """
+
+
+class LinkError(RecoverkitError, ValueError):
+    """Raised by :meth:`recoverkit.links.RestoreLinks.verify` (and ``restore_cart``) for a link not to be trusted.
+
+    ``reason`` says why, as a statistics key: ``"malformed"`` (not a token this recoverkit makes: truncated,
+    mangled by a mail client, or too long), ``"tampered"`` (its signature does not match: edited, forged, or
+    signed with a secret no longer configured) or ``"expired"`` (genuine, but past its expiry). The message names
+    the reason and what was expected and never contains the token, which is a bearer credential for the cart.
+    """
+
+    def __init__(self, message: str, *, reason: Literal["expired", "tampered", "malformed"]) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class DeliveryError(RecoverkitError):

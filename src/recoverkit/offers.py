@@ -11,15 +11,68 @@ the ledger and analytics record it). ``kind`` says what it is:
 - ``"loyalty_bonus"``: ``points`` extra loyalty points if the order is completed before ``expires_at``.
 
 Amounts are integers in minor units, never floats.
+
+Codes. A :class:`CodeBook` issues the codes of ``discount`` and ``free_shipping`` offers and redeems them, keeping
+them in a :class:`~recoverkit.store.base.CodeStore` (the engine's store). A code is
+
+- unguessable: ``length`` symbols drawn with :mod:`secrets` from :data:`ALPHABET` (32 symbols, so 5 bits each:
+  60 bits for the shortest, 12-symbol code), which leaves out ``0``/``O`` and ``1``/``I``; grouped by four for
+  reading, after an optional shop prefix: ``SHOP-7KQ2-MX9P-R4TW``;
+- kept as a keyed hash only (HMAC-SHA256 with a key derived from the book's secret, which the store never
+  sees), so a copy of the store file holds no code anyone could redeem;
+- bound to the contact it was issued to (and records the cart whose recovery issued it), single-use, void from
+  its expiry, and valid only in its currency and on carts of at least its minimum;
+- limited against abuse: at most :attr:`CodePolicy.per_contact` codes per contact, per e-mail domain and per
+  device within :attr:`CodePolicy.period`; ``issue`` answers :class:`Refused` with the reason when a limit is
+  full, for the caller to count;
+- rate-limited against guessing: a client (an IP address, say) that failed :attr:`CodePolicy.attempts` times
+  (10 by default) within :attr:`CodePolicy.attempt_window` (15 minutes) is answered ``"rate_limited"``,
+  without the code being looked at, until its oldest failure leaves the window. At 10 guesses per 15 minutes,
+  hitting any of a million live codes in a 60-bit space takes about 10^12 guesses: 3 million years per client.
+
+Shops with their own coupon system implement :class:`CouponProvider` instead; ``CodeBook`` is the default one.
+Times are passed in (``now``): the book never reads a clock, so tests drive it with fake time.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import functools
+import hashlib
+import hmac
+import math
+import re
+import secrets
+import threading
+from collections import Counter
+from typing import Final, Literal, Protocol, runtime_checkable
 
+import anyio.to_thread
 import msgspec
+import structlog
 
-__all__ = ["Offer", "OfferKind"]
+from .errors import ConfigError, StoreError
+from .store.base import CodeKind, CodeLimit, CodeRecord, CodeStore, LimitBy
+
+__all__ = [
+    "ALPHABET",
+    "SHARED_MAIL_DOMAINS",
+    "CodeBook",
+    "CodePolicy",
+    "CouponProvider",
+    "Offer",
+    "OfferKind",
+    "OfferStatistics",
+    "Redemption",
+    "RedemptionOutcome",
+    "RefusalReason",
+    "Refused",
+    "discount_for",
+    "format_code",
+    "new_code",
+    "parse_code",
+]
+
+_log = structlog.get_logger("recoverkit.offers")
 
 #: What an offer gives; see the module docstring.
 OfferKind = Literal["discount", "free_shipping", "payment_help", "substitute", "loyalty_bonus"]
@@ -38,3 +91,518 @@ class Offer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     expires_at: float | None = None
     items: tuple[str, ...] = ()
     points: int | None = None
+
+
+# -- codes as text -----------------------------------------------------------------------------------------------
+
+#: The symbols of a code: digits and capital letters without ``0``, ``O``, ``1`` and ``I``, which readers
+#: confuse. 32 of them, so each symbol carries 5 bits.
+ALPHABET: Final = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+_SYMBOLS: Final = frozenset(ALPHABET)
+_GROUP: Final = 4
+_SEPARATORS: Final = re.compile(r"[\s\-_.]+")
+#: Longer input is not a code (and is not worth normalising): refused before any work.
+_MAX_INPUT: Final = 100
+
+
+def format_code(body: str, prefix: str = "") -> str:
+    """``body`` in groups of four after ``prefix``: ``format_code("7KQ2MX9PR4TW", "SHOP")`` is
+    ``"SHOP-7KQ2-MX9P-R4TW"``.
+
+    >>> format_code("7KQ2MX9PR4TW", "SHOP")
+    'SHOP-7KQ2-MX9P-R4TW'
+    """
+    groups = [body[i : i + _GROUP] for i in range(0, len(body), _GROUP)]
+    return "-".join([prefix, *groups] if prefix else groups)
+
+
+def _draw(length: int) -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(length))
+
+
+def new_code(*, length: int = 12, prefix: str = "") -> str:
+    """A fresh code of ``length`` symbols of :data:`ALPHABET` (``5 * length`` bits, from :mod:`secrets`), formatted
+    by :func:`format_code`."""
+    return format_code(_draw(length), prefix)
+
+
+def parse_code(text: str, *, length: int = 12, prefix: str = "") -> str | None:
+    """The body of the code a shopper typed (``length`` symbols, no prefix, no separators), or ``None`` when
+    ``text`` cannot be a code of this format.
+
+    Case, spaces, dashes, underscores and dots are ignored, as is the prefix (typed or not), so that
+    ``"shop 7kq2 mx9p r4tw"`` and ``"7KQ2MX9PR4TW"`` are the same code.
+
+    >>> parse_code("shop 7kq2-mx9p-r4tw", prefix="SHOP")
+    '7KQ2MX9PR4TW'
+    """
+    if len(text) > _MAX_INPUT:
+        return None
+    compact = _SEPARATORS.sub("", text).upper()
+    if prefix and len(compact) == len(prefix) + length and compact.startswith(prefix):
+        compact = compact[len(prefix) :]
+    if len(compact) != length or not _SYMBOLS.issuperset(compact):
+        return None
+    return compact
+
+
+def discount_for(code: CodeRecord, cart_value: int) -> int:
+    """Minor units a redeemed ``code`` takes off a cart of ``cart_value`` minor units; never more than the cart.
+
+    A percentage is rounded down (the shop never gives more than it promised), in integers; a fixed amount is
+    capped at the cart's value; free shipping is 0 here: the shop waives the shipping itself.
+
+    >>> discount_for(CodeRecord(code_hash="h", cart_key="c", contact_key="p", kind="discount", percent=15,
+    ...                         issued_at=0, expires_at=1), 3333)
+    499
+    """
+    if code.kind != "discount":
+        return 0
+    if code.percent is not None:
+        return cart_value * code.percent // 100
+    return min(code.amount or 0, cart_value)
+
+
+# -- configuration and results -----------------------------------------------------------------------------------
+
+#: Web-mail domains that countless unrelated people share: the per-domain limit does not apply to them.
+SHARED_MAIL_DOMAINS: Final = frozenset(
+    {
+        "163.com", "aol.com", "gmail.com", "gmx.at", "gmx.de", "gmx.net", "googlemail.com", "hotmail.com",
+        "icloud.com", "live.com", "mail.ru", "me.com", "msn.com", "outlook.com", "proton.me", "protonmail.com",
+        "qq.com", "t-online.de", "web.de", "yahoo.com", "yandex.ru",
+    }
+)  # fmt: skip
+
+_PREFIX: Final = re.compile(r"[A-Z0-9]{1,8}")
+_DAY: Final = 86_400.0
+
+
+class CodePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How a :class:`CodeBook` makes codes and limits their abuse. Checked when built: a bad value raises
+    :class:`~recoverkit.errors.ConfigError` naming the field, the value and what was expected.
+
+    - ``prefix``: 1 to 8 capital letters or digits shown before the code (``"SHOP"``), or ``""``;
+    - ``length``: symbols of randomness, 12 (60 bits) to 32;
+    - ``lifetime``: seconds a code lives when the offer has no ``expires_at`` (1 minute to 90 days);
+    - ``per_contact``, ``per_domain``, ``per_device``: at most this many codes issued per contact, per e-mail
+      domain, per device within ``period`` seconds (``None``: no such limit). The per-domain limit, off by
+      default, is for shops where many accounts on one private domain mean abuse; it never applies to the
+      ``shared_domains``;
+    - ``attempts`` failed redemptions per client within ``attempt_window`` seconds, after which the client is
+      answered ``"rate_limited"``. The window is also how long the store keeps failed attempts.
+    """
+
+    prefix: str = ""
+    length: int = 12
+    lifetime: float = _DAY
+    period: float = 30 * _DAY
+    per_contact: int | None = 3
+    per_domain: int | None = None
+    per_device: int | None = 5
+    shared_domains: frozenset[str] = SHARED_MAIL_DOMAINS
+    attempts: int = 10
+    attempt_window: float = 900.0
+
+    def __post_init__(self) -> None:
+        if self.prefix and not _PREFIX.fullmatch(self.prefix):
+            _bad("prefix", self.prefix, "1 to 8 capital letters or digits, or ''")
+        if not (_is_int(self.length) and 12 <= self.length <= 32):
+            _bad("length", self.length, "an integer from 12 (60 bits) to 32")
+        if not (_is_number(self.lifetime) and 60 <= self.lifetime <= 90 * _DAY):
+            _bad("lifetime", self.lifetime, "seconds from 60 to 90 days")
+        if not (_is_number(self.period) and 0 < self.period < math.inf):
+            _bad("period", self.period, "seconds > 0")
+        for name in ("per_contact", "per_domain", "per_device"):
+            value = getattr(self, name)
+            if value is not None and not (_is_int(value) and value >= 1):
+                _bad(name, value, "an integer >= 1, or None for no limit")
+        if not (_is_int(self.attempts) and self.attempts >= 1):
+            _bad("attempts", self.attempts, "an integer >= 1")
+        if not (_is_number(self.attempt_window) and 0 < self.attempt_window <= _DAY):
+            _bad("attempt_window", self.attempt_window, "seconds > 0, at most a day")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", _DAY), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} seconds"
+
+
+def _bad(field: str, value: object, expected: str) -> None:
+    raise ConfigError(f"CodePolicy.{field}: expected {expected}, got {value!r}")
+
+
+#: Why :meth:`CodeBook.issue` issued no code; see :class:`Refused`.
+RefusalReason = Literal["contact_limit", "domain_limit", "device_limit", "expired"]
+
+#: What a redemption answers; see :class:`Redemption`.
+RedemptionOutcome = Literal[
+    "valid", "expired", "already_used", "not_yours", "below_minimum", "wrong_currency", "unknown", "rate_limited"
+]
+#: Outcomes that show the caller did not hold the code: they count against the client's guessing budget.
+#: Mistakes of the code's owner (expired, too small a cart...) do not: a shopper retrying is no guesser.
+_GUESSES: Final = frozenset({"unknown", "not_yours"})
+_LIMITS: Final[dict[str, LimitBy]] = {"contact_limit": "contact", "domain_limit": "domain", "device_limit": "device"}
+
+
+class Refused(msgspec.Struct, frozen=True, kw_only=True):
+    """No code was issued: ``reason`` is a statistics key (``"contact_limit"``, ``"domain_limit"``,
+    ``"device_limit"``: an abuse limit of :class:`CodePolicy` is full; ``"expired"``: the offer's ``expires_at``
+    had passed), ``detail`` a sentence for logs, without personal data."""
+
+    reason: RefusalReason
+    detail: str
+
+
+class Redemption(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What redeeming a code answered.
+
+    ``outcome`` is one of:
+
+    - ``"valid"``: the code is now redeemed for the order; ``discount`` is what it takes off the cart, in minor
+      units of ``currency`` (0 for free shipping: the shop waives the shipping, ``kind`` says so); ``cart_key``
+      is the cart whose recovery issued the code, for attributing the order. Redeeming again for the same order
+      answers ``"valid"`` again: a retried checkout is not refused;
+    - ``"expired"``, ``"already_used"`` (by another order), ``"wrong_currency"``, ``"below_minimum"`` (then
+      ``min_value`` and ``currency`` say the least cart value): the code's owner cannot use it on this order;
+    - ``"not_yours"``: the code is bound to another customer; ``"unknown"``: there is no such code;
+    - ``"rate_limited"``: the client failed too often lately; nothing was looked up.
+
+    Whether to tell a shopper ``"not_yours"`` or ``"unknown"`` apart is the shop's choice; both count as guesses.
+    """
+
+    outcome: RedemptionOutcome
+    discount: int = 0
+    kind: CodeKind | None = None
+    currency: str | None = None
+    min_value: int | None = None
+    cart_key: str | None = None
+
+
+class OfferStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """Counters of a :class:`CodeBook` since it was built: codes ``issued``, issues ``refused`` by reason, and
+    redemptions by outcome."""
+
+    issued: int = 0
+    refused: dict[str, int] = {}
+    redeemed: dict[str, int] = {}
+
+
+@runtime_checkable
+class CouponProvider(Protocol):
+    """Where the codes of offers come from: :class:`CodeBook` (codes kept in recoverkit's store), or a shop's own
+    coupon system behind an object with these two methods.
+
+    ``issue`` returns ``offer`` with a code in ``offer.code`` (and may adjust ``expires_at``), or
+    :class:`Refused` when it will not issue one; an offer of a kind without a code, or that carries a code
+    already, comes back as it is. ``redeem`` answers as :class:`Redemption` describes. Both are called from the
+    engine's event loop: block it no longer than a network round trip would.
+    """
+
+    async def issue(
+        self,
+        offer: Offer,
+        *,
+        cart_key: str,
+        contact_key: str,
+        now: float,
+        email: str | None = None,
+        device: str | None = None,
+    ) -> Offer | Refused:
+        """Issue the code of ``offer`` for the recovery of ``cart_key``, bound to ``contact_key``."""
+        ...
+
+    async def redeem(
+        self,
+        code: str,
+        *,
+        customer: str,
+        cart_value: int,
+        currency: str | None,
+        order_id: str,
+        client_key: str,
+        now: float,
+    ) -> Redemption:
+        """Redeem ``code`` typed by ``customer`` (from ``client_key``) for ``order_id``."""
+        ...
+
+
+# -- the book ------------------------------------------------------------------------------------------------
+
+#: Bytes a secret must have at least: 256 bits, as strong as the HMAC-SHA256 it keys.
+_SECRET_BYTES: Final = 32
+#: How many freshly drawn codes may collide with stored ones before the random source is declared broken.
+#: With 60 bits and a billion codes stored, a fresh code collides once in a billion draws; four in a row, never.
+_DRAWS: Final = 4
+
+
+def _secret_bytes(owner: str, secret: bytes | str) -> bytes:
+    """``secret`` as bytes, or ConfigError if it is shorter than 32 bytes; the message never shows it."""
+    raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    if len(raw) < _SECRET_BYTES:
+        raise ConfigError(
+            f"{owner}: expected `secret` of at least {_SECRET_BYTES} bytes, got {len(raw)} bytes; make one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` and keep it out of the store"
+        )
+    return raw
+
+
+def _derive_key(secret: bytes, purpose: bytes) -> bytes:
+    """A key for one ``purpose`` from a shared secret, so that one secret can key unrelated hashes and
+    signatures without a value of one ever being valid as another."""
+    return hmac.new(secret, b"recoverkit/" + purpose, hashlib.sha256).digest()
+
+
+class CodeBook:
+    """Issues and redeems single-use codes kept in ``store``; the default :class:`CouponProvider`.
+
+    ``secret`` (at least 32 bytes; the same for every process sharing the store) keys the hashes of codes,
+    domains, devices and clients; keep it out of the store and its backups, or a copy of the store can be
+    checked against guessed codes. Changing it voids every code issued before (they answer ``"unknown"``) and
+    restarts the abuse limits. ``policy`` sets the format and limits (see :class:`CodePolicy`).
+
+    ``issue_sync`` and ``redeem_sync`` do the work, blocking on the store (a shop's synchronous checkout view
+    calls ``redeem_sync``); ``issue`` and ``redeem`` run them in a worker thread for async callers. Every method
+    is thread-safe.
+
+    >>> from recoverkit.store import MemoryStore
+    >>> book = CodeBook(MemoryStore(), "a secret of at least thirty-two bytes!!")
+    >>> offer = book.issue_sync(Offer(kind="discount", name="10% off", percent=10, expires_at=1_000_000.0),
+    ...                         cart_key="cart-1", contact_key="alice", now=0.0)
+    >>> book.redeem_sync(offer.code, customer="alice", cart_value=5000, currency="EUR", order_id="o-1",
+    ...                  client_key="203.0.113.9", now=10.0)
+    Redemption(outcome='valid', discount=500, kind='discount', currency='EUR', min_value=None, cart_key='cart-1')
+    """
+
+    def __init__(self, store: CodeStore, secret: bytes | str, *, policy: CodePolicy | None = None) -> None:
+        raw = _secret_bytes("CodeBook", secret)
+        if not isinstance(store, CodeStore):
+            raise ConfigError(f"CodeBook: expected a store with the CodeStore methods, got {type(store).__name__}")
+        self.store = store
+        self.policy = policy if policy is not None else CodePolicy()
+        self._shared_domains = frozenset(domain.lower() for domain in self.policy.shared_domains)
+        self._code_key = _derive_key(raw, b"offers/code")
+        self._abuse_key = _derive_key(raw, b"offers/abuse")
+        self._lock = threading.Lock()  # guards the counters
+        self._issued = 0
+        self._refused: Counter[str] = Counter()
+        self._redeemed: Counter[str] = Counter()
+
+    # -- hashes ---------------------------------------------------------------------------------------------
+
+    def code_hash(self, body: str) -> str:
+        """The keyed hash a code's body (as :func:`parse_code` returns it) is stored and looked up under.
+
+        Looking a code up by this hash is safe from timing attacks although the store compares with ``=``: how
+        long a lookup takes depends on the hash, which a guesser cannot steer without the key.
+        """
+        return hmac.new(self._code_key, body.encode("ascii"), hashlib.sha256).hexdigest()
+
+    def _abuse_hash(self, kind: bytes, value: str) -> str:
+        # Kinds are separated so that a device id can never count as a domain of the same spelling.
+        message = kind + b"\0" + value.encode("utf-8", "surrogatepass")
+        return hmac.new(self._abuse_key, message, hashlib.sha256).hexdigest()
+
+    def _domain(self, email: str | None) -> str | None:
+        if not email or "@" not in email:
+            return None
+        domain = email.rpartition("@")[2].strip().rstrip(".").lower()
+        if not domain or domain in self._shared_domains:
+            return None
+        return self._abuse_hash(b"domain", domain)
+
+    # -- issuing --------------------------------------------------------------------------------------------
+
+    def issue_sync(
+        self,
+        offer: Offer,
+        *,
+        cart_key: str,
+        contact_key: str,
+        now: float,
+        email: str | None = None,
+        device: str | None = None,
+    ) -> Offer | Refused:
+        """``offer`` with a new code in ``code``, bound to ``contact_key`` and recorded for ``cart_key``; or
+        :class:`Refused` when an abuse limit is full or the offer expired.
+
+        Only ``"discount"`` and ``"free_shipping"`` offers get codes; other kinds, and an offer that carries a
+        code already (a retried message), are returned unchanged, so calling this once per send is safe. The
+        code expires at the offer's ``expires_at``, or ``policy.lifetime`` after ``now`` when it has none (the
+        returned offer says which). ``email`` gives the domain the per-domain limit counts, ``device`` a device
+        id for the per-device limit (not a device class such as ``"mobile"``); both are stored only as keyed
+        hashes. Each call draws a new code: codes are unique per recovery, never shared.
+
+        Raises :class:`ValueError` for an offer whose fields do not make a valid code (a discount with neither
+        or both of ``percent`` and ``amount``, an ``amount`` without a ``currency``...).
+        """
+        if offer.kind not in ("discount", "free_shipping") or offer.code is not None:
+            return offer
+        expires_at = offer.expires_at if offer.expires_at is not None else now + self.policy.lifetime
+        if not now < expires_at:
+            return self._refuse(Refused(reason="expired", detail="the offer expired before its code was issued"))
+        kind: CodeKind = "discount" if offer.kind == "discount" else "free_shipping"
+        since = now - self.policy.period
+        limits_by: dict[LimitBy, int | None] = {
+            "contact": self.policy.per_contact, "domain": self.policy.per_domain, "device": self.policy.per_device
+        }  # fmt: skip
+        limits = [CodeLimit(by=by, most=most, since=since) for by, most in limits_by.items() if most is not None]
+        for _ in range(_DRAWS):
+            body = _draw(self.policy.length)
+            record = CodeRecord(
+                code_hash=self.code_hash(body),
+                cart_key=cart_key,
+                contact_key=contact_key,
+                kind=kind,
+                issued_at=now,
+                expires_at=expires_at,
+                percent=offer.percent,
+                amount=offer.amount,
+                currency=offer.currency,
+                min_value=offer.min_value or 0,
+                domain=self._domain(email),
+                device=None if device is None else self._abuse_hash(b"device", device),
+            )
+            answer = self.store.issue_code(record, limits=limits)
+            if answer == "issued":
+                with self._lock:
+                    self._issued += 1
+                code = format_code(body, self.policy.prefix)
+                return msgspec.structs.replace(offer, code=code, expires_at=expires_at)
+            if answer != "duplicate":
+                by = _LIMITS[answer]
+                detail = (
+                    f"{limits_by[by]} codes were issued to this {by} in the last {_duration(self.policy.period)}, "
+                    f"the most CodePolicy.per_{by} allows"
+                )
+                return self._refuse(Refused(reason=answer, detail=detail))
+        raise StoreError(
+            f"CodeBook: {_DRAWS} freshly drawn codes were all stored already; expected a new code to be unique "
+            "(the random source is broken, or something else writes these hashes)"
+        )
+
+    def _refuse(self, refused: Refused) -> Refused:
+        with self._lock:
+            self._refused[refused.reason] += 1
+        return refused
+
+    async def issue(
+        self,
+        offer: Offer,
+        *,
+        cart_key: str,
+        contact_key: str,
+        now: float,
+        email: str | None = None,
+        device: str | None = None,
+    ) -> Offer | Refused:
+        """:meth:`issue_sync` in a worker thread."""
+        call = functools.partial(
+            self.issue_sync, offer, cart_key=cart_key, contact_key=contact_key, now=now, email=email, device=device
+        )
+        return await anyio.to_thread.run_sync(call)
+
+    # -- redeeming ------------------------------------------------------------------------------------------
+
+    def redeem_sync(
+        self,
+        code: str,
+        *,
+        customer: str,
+        cart_value: int,
+        currency: str | None,
+        order_id: str,
+        client_key: str,
+        now: float,
+    ) -> Redemption:
+        """Redeem ``code``, as typed, for ``order_id``: see :class:`Redemption` for the answers.
+
+        ``customer`` is the contact key the code was issued to (the customer id, or the ``session:<id>`` key of a
+        shopper without an account); ``cart_value`` the order's value in minor units of ``currency``;
+        ``client_key`` who is asking, for the rate limit (the client's IP address, say; stored only as a keyed
+        hash). The redemption itself is one store transaction: of two orders racing for a code, one gets it.
+
+        The rate limit is checked before, and a failure recorded after, that transaction, so clients sending
+        many guesses at once can each overshoot the budget by the requests in flight; against a 60-bit space,
+        that changes nothing.
+        """
+        if not customer:
+            raise ValueError("redeem: expected a non-empty `customer` (the contact key the code was issued to)")
+        if not order_id:
+            raise ValueError("redeem: expected a non-empty `order_id`, got ''")
+        if not client_key:
+            raise ValueError("redeem: expected a non-empty `client_key` (such as the client's IP address), got ''")
+        if not (_is_int(cart_value) and cart_value >= 0):
+            raise ValueError(f"redeem: expected `cart_value` in minor units >= 0, got {cart_value!r}")
+        policy = self.policy
+        client = self._abuse_hash(b"client", client_key)
+        if self.store.count_attempts(client, now=now, window=policy.attempt_window) >= policy.attempts:
+            _log.warning("code_guessing_limited", attempts=policy.attempts, window=policy.attempt_window)
+            return self._count(Redemption(outcome="rate_limited"))
+        body = parse_code(code, length=policy.length, prefix=policy.prefix)
+        if body is None:
+            answer: Redemption = Redemption(outcome="unknown")
+        else:
+            result = self.store.redeem_code(
+                self.code_hash(body),
+                contact_key=customer,
+                cart_value=cart_value,
+                currency=currency,
+                order_id=order_id,
+                now=now,
+            )
+            record = result.code
+            if result.outcome == "valid" and record is not None:
+                answer = Redemption(
+                    outcome="valid",
+                    discount=discount_for(record, cart_value),
+                    kind=record.kind,
+                    currency=currency,
+                    cart_key=record.cart_key,
+                )
+            elif result.outcome == "below_minimum" and record is not None:
+                answer = Redemption(outcome="below_minimum", min_value=record.min_value, currency=record.currency)
+            else:
+                answer = Redemption(outcome=result.outcome)
+        if answer.outcome in _GUESSES:
+            self.store.record_attempt(client, now=now, window=policy.attempt_window)
+        return self._count(answer)
+
+    def _count(self, redemption: Redemption) -> Redemption:
+        with self._lock:
+            self._redeemed[redemption.outcome] += 1
+        return redemption
+
+    async def redeem(
+        self,
+        code: str,
+        *,
+        customer: str,
+        cart_value: int,
+        currency: str | None,
+        order_id: str,
+        client_key: str,
+        now: float,
+    ) -> Redemption:
+        """:meth:`redeem_sync` in a worker thread."""
+        call = functools.partial(
+            self.redeem_sync, code, customer=customer, cart_value=cart_value, currency=currency, order_id=order_id,
+            client_key=client_key, now=now,
+        )  # fmt: skip
+        return await anyio.to_thread.run_sync(call)
+
+    def statistics(self) -> OfferStatistics:
+        """Counters since the book was built; see :class:`OfferStatistics`."""
+        with self._lock:
+            return OfferStatistics(issued=self._issued, refused=dict(self._refused), redeemed=dict(self._redeemed))
+

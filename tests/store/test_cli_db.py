@@ -65,12 +65,13 @@ def test_info_shows_version_rows_per_table_and_the_lease_holder(path: Path, caps
         store.acquire_lease(PIPELINE_LEASE, "host-1:4242", ttl=60, now=time.time())
     assert main(["db", "info", str(path)]) == 0
     out = capsys.readouterr().out
-    assert f"{path}: schema version 2 (this recoverkit: 2)" in out
+    assert f"{path}: schema version 3 (this recoverkit: 3)" in out
     assert "journal: last seq 3; checkpoint at seq 2" in out
-    tables = ("checkpoint", "dead_letters", "journal", "leases", "ledger", "meta", "purchases", "suppression")
+    tables = ("checkpoint", "code_attempts", "codes", "dead_letters", "journal", "leases", "ledger", "meta",
+              "purchases", "suppression")  # fmt: skip
     rows = {line.split()[0]: line.split()[-1] for line in out.splitlines() if line.split()[:1] in [[t] for t in tables]}
-    assert rows == {"checkpoint": "1", "dead_letters": "0", "journal": "3", "leases": "1", "ledger": "0",
-                    "meta": "1", "purchases": "0", "suppression": "0"}  # fmt: skip
+    assert rows == {"checkpoint": "1", "code_attempts": "0", "codes": "0", "dead_letters": "0", "journal": "3",
+                    "leases": "1", "ledger": "0", "meta": "1", "purchases": "0", "suppression": "0"}  # fmt: skip
     assert "lease pipeline: held by host-1:4242, expires in" in out
 
 

@@ -134,16 +134,54 @@ def _v2(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT INTO meta (key, value) VALUES ('salt', ?)", (os.urandom(SALT_BYTES),))
 
 
+_V3 = """
+-- Discount codes, by a keyed hash of the code, never the code: its key is kept outside this file, so a copy of
+-- the file holds no code anyone could redeem. A code is redeemed once: redeemed_at and redeemed_order are set
+-- together, by the one redemption it allows. domain and device are keyed hashes the abuse limits count by.
+CREATE TABLE codes (
+    hash TEXT PRIMARY KEY,
+    cart_key TEXT NOT NULL,
+    contact_key TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('discount', 'free_shipping')),
+    percent INTEGER CHECK (percent BETWEEN 1 AND 100),
+    amount INTEGER CHECK (amount > 0),
+    currency TEXT,
+    min_value INTEGER NOT NULL DEFAULT 0 CHECK (min_value >= 0),
+    domain TEXT,
+    device TEXT,
+    issued_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    redeemed_at REAL,
+    redeemed_order TEXT,
+    CHECK ((redeemed_at IS NULL) = (redeemed_order IS NULL))
+) WITHOUT ROWID;
+-- The abuse limits count a contact's, a domain's, a device's codes issued since a time.
+CREATE INDEX codes_by_contact ON codes (contact_key, issued_at);
+CREATE INDEX codes_by_domain ON codes (domain, issued_at);
+CREATE INDEX codes_by_device ON codes (device, issued_at);
+CREATE INDEX codes_by_expiry ON codes (expires_at);
+
+-- Failed redemptions per client (a keyed hash of what the shop passes, such as an IP address), for the rate
+-- limit on guessing codes. Rows older than the window are deleted as new ones come.
+CREATE TABLE code_attempts (
+    client TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX code_attempts_by_client ON code_attempts (client, at);
+CREATE INDEX code_attempts_by_at ON code_attempts (at);
+"""
+
 #: One migration: a SQL script, or a function run on the connection inside the migration's transaction.
 Migration: TypeAlias = str | Callable[[sqlite3.Connection], None]
 
 #: The migrations in order; the schema version of a file is how many of them it has had.
-MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _v2)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _v2, _V3)
 #: The version this recoverkit writes and reads.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 #: The tables of the current schema, for checks and ``recoverkit db info``.
 TABLES: Final = (
-    "checkpoint", "dead_letters", "journal", "leases", "ledger", "meta", "purchases", "suppression"
+    "checkpoint", "code_attempts", "codes", "dead_letters", "journal", "leases", "ledger", "meta", "purchases",
+    "suppression",
 )  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """The store interface: what recoverkit keeps so that a crash loses nothing and no message goes out twice.
 
-A store holds seven things, each a small table:
+A store holds nine things, each a small table:
 
 - the **journal** of accepted events, numbered by ``seq`` (1, 2, 3, ...; never reused, even after a trim);
 - one **checkpoint**: the pipeline's state as of a journal ``position``; on restart the engine loads it and
@@ -10,11 +10,17 @@ A store holds seven things, each a small table:
 - **leases**, so that among the processes sharing a store one owns the pipeline (:data:`PIPELINE_LEASE`);
 - **dead letters**, as :mod:`recoverkit.deadletters` keeps them in memory, each with the contact it was for;
 - **suppressions**: contacts who must not be written to again (unsubscribed, forgotten), kept as keyed hashes
-  (:meth:`Store.hash_contact`), never as the contact keys themselves.
+  (:meth:`Store.hash_contact`), never as the contact keys themselves;
+- **codes**: the discount codes issued to contacts (:class:`CodeRecord`), by a keyed hash of the code that the
+  caller computes with a secret kept outside the store, so that a copy of the store holds no usable code;
+- **code attempts**: when each client last failed to redeem a code, for the rate limit on guessing codes.
+
+:class:`CodeStore` is the part of the interface about codes (what :class:`recoverkit.offers.CodeBook` needs);
+:class:`Store` includes it.
 
 Data protection: :meth:`Store.forget` erases a contact (a right-to-erasure request), :meth:`Store.export`
 gathers what is kept about one (an access request), :meth:`Store.purge` deletes what has aged past a
-retention period.
+retention period. Codes take part in all three.
 
 Every method is synchronous and thread-safe; a write has been committed when it returns (for
 :class:`~recoverkit.store.SQLiteStore`, durable as its ``synchronous`` setting says). Times are epoch seconds
@@ -52,16 +58,23 @@ __all__ = [
     "Checkpoint",
     "Claim",
     "ClaimRequest",
+    "CodeKind",
+    "CodeLimit",
+    "CodeRecord",
+    "CodeStore",
     "ContactExport",
     "DeadLetterExport",
     "DeadLetterRecord",
     "FinishRequest",
     "ForgetReport",
+    "IssueAnswer",
     "JournalEntry",
     "LedgerEntry",
     "LedgerState",
     "Outcome",
     "PurgeReport",
+    "RedeemOutcome",
+    "RedeemResult",
     "Resolution",
     "Store",
     "StoreStatistics",
@@ -93,6 +106,22 @@ PURGEABLE: Final = ("sent", "failed", "dead", "cancelled")
 SALT_BYTES: Final = 32
 #: The suppression reason forget() records; it replaces any earlier reason, being the stronger fact.
 FORGOTTEN: Final = "forgotten"
+
+#: What a code gives: money off the cart (``percent`` or ``amount``), or free shipping.
+CodeKind = Literal["discount", "free_shipping"]
+#: What :meth:`CodeStore.issue_code` answers; see there.
+IssueAnswer = Literal["issued", "duplicate", "contact_limit", "domain_limit", "device_limit"]
+#: What :meth:`CodeStore.redeem_code` answers; see there.
+RedeemOutcome = Literal["valid", "expired", "already_used", "not_yours", "below_minimum", "wrong_currency", "unknown"]
+#: Which field of a code a :class:`CodeLimit` counts by.
+LimitBy = Literal["contact", "domain", "device"]
+
+CODE_KINDS: Final[frozenset[str]] = frozenset(get_args(CodeKind))
+LIMITS_BY: Final[frozenset[str]] = frozenset(get_args(LimitBy))
+#: What issue_code() answers when a limit by each field is full.
+LIMIT_ANSWERS: Final[dict[LimitBy, IssueAnswer]] = {
+    "contact": "contact_limit", "domain": "domain_limit", "device": "device_limit"
+}  # fmt: skip
 
 
 class JournalEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -148,14 +177,16 @@ class DeadLetterRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ForgetReport(msgspec.Struct, frozen=True, kw_only=True):
-    """What :meth:`Store.forget` did: ``ledger_entries`` rewritten to hold the contact's hash instead of its key,
-    ``dead_letters`` and ``purchases`` deleted; ``already_forgotten`` when the contact had been forgotten
-    before (then the counts are 0, unless entries were claimed for the key since)."""
+    """What :meth:`Store.forget` did: ``ledger_entries`` and ``codes`` rewritten to hold the contact's hash
+    instead of its key, ``dead_letters`` and ``purchases`` deleted; ``already_forgotten`` when the contact had
+    been forgotten before (then the counts are 0, unless entries were claimed or codes issued for the key since).
+    """
 
     ledger_entries: int
     dead_letters: int
     purchases: int
     already_forgotten: bool
+    codes: int = 0
 
 
 class PurgeReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -164,6 +195,54 @@ class PurgeReport(msgspec.Struct, frozen=True, kw_only=True):
     ledger_entries: int
     purchases: int
     dead_letters: int
+    codes: int = 0
+
+
+class CodeRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One discount code as a store keeps it: never the code itself, only ``code_hash``.
+
+    ``code_hash`` is a keyed hash of the code (:class:`~recoverkit.offers.CodeBook` makes it with a secret the
+    store never sees); ``cart_key`` is the cart whose recovery issued it, ``contact_key`` the contact it is bound
+    to (only they can redeem it). A ``"discount"`` takes ``percent`` (1..100) or ``amount`` (minor units of
+    ``currency``) off, exactly one of them; a ``"free_shipping"`` code has neither. ``min_value`` is the least
+    cart value, in minor units of ``currency``, it may be redeemed on; ``currency`` is ``None`` only for a code
+    without an ``amount`` or a minimum, which any currency may redeem. The code is void from ``expires_at`` on.
+    ``domain`` and ``device`` are opaque keys the abuse limits count by (``CodeBook`` stores keyed hashes of the
+    e-mail domain and the device id), ``None`` when unknown. ``redeemed_at`` and ``redeemed_order`` are set by
+    the one redemption a code allows.
+    """
+
+    code_hash: str
+    cart_key: str
+    contact_key: str
+    kind: CodeKind
+    issued_at: float
+    expires_at: float
+    percent: int | None = None
+    amount: int | None = None
+    currency: str | None = None
+    min_value: int = 0
+    domain: str | None = None
+    device: str | None = None
+    redeemed_at: float | None = None
+    redeemed_order: str | None = None
+
+
+class CodeLimit(msgspec.Struct, frozen=True, kw_only=True):
+    """At most ``most`` codes issued at or after ``since`` with the same ``by`` (contact, domain, device) as the
+    code being issued; see :meth:`CodeStore.issue_code`."""
+
+    by: LimitBy
+    most: int
+    since: float
+
+
+class RedeemResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What :meth:`CodeStore.redeem_code` found: the ``outcome`` and the code's record (``None`` for ``"unknown"``;
+    for ``"valid"``, the record as redeemed)."""
+
+    outcome: RedeemOutcome
+    code: CodeRecord | None = None
 
 
 class DeadLetterExport(msgspec.Struct, frozen=True, kw_only=True):
@@ -189,7 +268,8 @@ class ContactExport(msgspec.Struct, frozen=True, kw_only=True):
 
     ``ledger`` holds the entries claimed for the contact in claim order, including those :meth:`Store.forget`
     rewrote (their ``contact_key`` is then the contact's hash); ``purchased_at`` is the latest purchase
-    recorded by the contact (``None`` if none); ``suppressed`` whether the contact may no longer be written to.
+    recorded by the contact (``None`` if none); ``suppressed`` whether the contact may no longer be written to;
+    ``codes`` the codes issued to the contact (forgotten ones included), by issue time.
     """
 
     contact_key: str
@@ -197,6 +277,7 @@ class ContactExport(msgspec.Struct, frozen=True, kw_only=True):
     dead_letters: list[DeadLetterExport]
     purchased_at: float | None
     suppressed: bool
+    codes: list[CodeRecord] = []
 
 
 class ClaimRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -235,11 +316,87 @@ class StoreStatistics(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @runtime_checkable
-class Store(Protocol):
+class CodeStore(Protocol):
+    """The codes part of a store: issuing and redeeming single-use codes, and the counts the abuse limits and
+    the rate limit on guessing read. Every method is one transaction, as in :class:`Store`.
+
+    A store sees only keyed hashes of codes (and whatever keys the caller passes for domains, devices and
+    clients); making them, and keeping their secret out of the store, is the caller's part
+    (:class:`~recoverkit.offers.CodeBook`).
+    """
+
+    def issue_code(self, code: CodeRecord, *, limits: Sequence[CodeLimit] = ()) -> IssueAnswer:
+        """Store the new, unredeemed ``code`` unless a check refuses it; only ``"issued"`` writes anything.
+
+        The checks, in this order, in the transaction that inserts (so that of any number of threads and
+        processes issuing at once, no limit is ever exceeded):
+
+        - ``"duplicate"``: a code with the same ``code_hash`` is stored already (the caller draws a new code);
+        - ``"contact_limit"``, ``"domain_limit"``, ``"device_limit"``: for the first of ``limits`` that is
+          full, there are ``limit.most`` codes or more issued at or after ``limit.since`` with the same
+          ``contact_key``, ``domain`` or ``device`` as ``code`` (a limit by a field that is ``None`` on
+          ``code`` does not apply);
+        - ``"issued"``: the code was stored.
+
+        Raises :class:`ValueError` for a record that is not a valid new code (see :class:`CodeRecord`).
+        """
+        ...
+
+    def redeem_code(
+        self, code_hash: str, *, contact_key: str, cart_value: int, currency: str | None, order_id: str, now: float
+    ) -> RedeemResult:
+        """Redeem the code stored under ``code_hash`` for ``order_id``, if it may be; in one transaction.
+
+        The outcomes, checked in this order (so that nothing about the state of a code is told to anyone but
+        the contact it is bound to):
+
+        - ``"unknown"``: no code is stored under ``code_hash``;
+        - ``"not_yours"``: the code is bound to another ``contact_key``;
+        - ``"already_used"``: the code was redeemed for another order. Redeeming again for the order it was
+          redeemed for answers ``"valid"`` again, changing nothing: a retried checkout request is not refused;
+        - ``"expired"``: ``now`` is at or after the code's ``expires_at``;
+        - ``"wrong_currency"``: the code has a ``currency`` and ``currency`` is another;
+        - ``"below_minimum"``: ``cart_value`` (minor units) is below the code's ``min_value``;
+        - ``"valid"``: the code is now redeemed, at ``now``, for ``order_id``; no other order can redeem it.
+
+        Only ``"valid"`` writes anything.
+        """
+        ...
+
+    def count_codes(
+        self,
+        *,
+        since: float,
+        contact_key: str | None = None,
+        domain: str | None = None,
+        device: str | None = None,
+    ) -> int:
+        """How many codes were issued at or after ``since`` with the given ``contact_key``, ``domain`` and
+        ``device`` (all of those given; at least one must be)."""
+        ...
+
+    def record_attempt(self, client_key: str, *, now: float, window: float) -> int:
+        """Record a failed redemption by ``client_key`` at ``now``; return how many it made in the ``window``
+        seconds up to ``now``, this one included.
+
+        Attempts are counted when ``now - window < at <= now``. Attempts older than the window are deleted,
+        of every client, so the window is how long the store keeps them: use one window per store.
+        """
+        ...
+
+    def count_attempts(self, client_key: str, *, now: float, window: float) -> int:
+        """How many failed redemptions ``client_key`` made in the ``window`` seconds up to ``now`` (as
+        :meth:`record_attempt` counts them); writes nothing."""
+        ...
+
+
+@runtime_checkable
+class Store(CodeStore, Protocol):
     """Durable state of one shop's pipeline, shared by the processes that run it.
 
     Implementations: :class:`~recoverkit.store.SQLiteStore` (a file, several processes on one host) and
-    :class:`~recoverkit.store.MemoryStore` (for tests). Both pass the same contract tests.
+    :class:`~recoverkit.store.MemoryStore` (for tests). Both pass the same contract tests. The methods about
+    codes are :class:`CodeStore`'s.
     """
 
     # -- journal --------------------------------------------------------------------------------------------
@@ -426,6 +583,8 @@ class Store(Protocol):
         - its purchase (the ``contact_key`` row of purchases; purchases of carts are kept) is deleted;
         - its ledger entries are kept, with ``contact_key`` replaced by :meth:`hash_contact`: their keys are
           what keeps the messages already sent from being sent again (:meth:`claim` answers ``"duplicate"``);
+        - its codes are kept, with ``contact_key`` replaced by :meth:`hash_contact` in the same way: they can
+          no longer be redeemed by the contact key (``"not_yours"``), nor by anyone else;
         - a suppression with reason ``"forgotten"`` is recorded as of ``at`` (replacing an earlier reason).
 
         Idempotent: forgetting again finds nothing left to erase and changes nothing. The journal is not
@@ -435,10 +594,17 @@ class Store(Protocol):
 
     def export(self, contact_key: str) -> ContactExport:
         """Everything kept about ``contact_key`` (non-empty): ledger entries, dead letters, purchase time,
-        suppression; see :class:`~recoverkit.store.ContactExport`. Read from one snapshot of the store."""
+        suppression, codes; see :class:`~recoverkit.store.ContactExport`. Read from one snapshot of the store."""
         ...
 
-    def purge(self, *, ledger_before: float, purchases_before: float, dead_letters_before: float) -> PurgeReport:
+    def purge(
+        self,
+        *,
+        ledger_before: float,
+        purchases_before: float,
+        dead_letters_before: float,
+        codes_before: float | None = None,
+    ) -> PurgeReport:
         """Delete, in one transaction, what is older than the retention periods; return how many rows went.
 
         - ledger entries claimed before ``ledger_before`` that have ended (``sent``, ``failed``, ``dead``,
@@ -446,7 +612,10 @@ class Store(Protocol):
           claimed again, so ``ledger_before`` must be older than the start of any cart still in a flow;
         - purchases (of carts and by contacts) recorded at a time before ``purchases_before``; a cart started
           before the purchase could then be claimed, so the same holds for ``purchases_before``;
-        - dead letters added before ``dead_letters_before``, re-sent or not.
+        - dead letters added before ``dead_letters_before``, re-sent or not;
+        - codes that expired before ``codes_before`` (``None``: no code is purged), redeemed or not. A purged
+          code cannot be redeemed (``"unknown"``), but it no longer counts towards the limits of
+          :meth:`issue_code`, so ``codes_before`` must be older than the start of the longest limit period.
 
         The journal is not purged by age: an event not yet applied to a checkpoint must never be dropped;
         the engine trims it (:meth:`trim_events`) once a checkpoint covers it. Suppressions are never purged.
@@ -559,14 +728,117 @@ def check_reason(reason: str) -> None:
         raise ValueError(f"suppress: expected a non-empty `reason` such as 'unsubscribed', got {reason!r}")
 
 
-def check_purge(ledger_before: float, purchases_before: float, dead_letters_before: float) -> None:
+def check_purge(
+    ledger_before: float, purchases_before: float, dead_letters_before: float, codes_before: float | None = None
+) -> None:
     for name, value in (
         ("ledger_before", ledger_before),
         ("purchases_before", purchases_before),
         ("dead_letters_before", dead_letters_before),
+        ("codes_before", 0.0 if codes_before is None else codes_before),
     ):
         if math.isnan(value):  # compares false with everything: the purge would silently delete nothing
             raise ValueError(f"purge: expected `{name}` to be a time in epoch seconds, got {value!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_code(code: CodeRecord) -> None:
+    """Raise ValueError unless ``code`` is a consistent, unredeemed new code (see CodeRecord)."""
+    where = f"issue_code: code for cart {code.cart_key!r}"
+    if not code.code_hash:
+        raise ValueError("issue_code: expected a non-empty `code_hash`, got ''")
+    if not code.cart_key or not code.contact_key:
+        raise ValueError(
+            f"issue_code: expected a non-empty `cart_key` and `contact_key`, got {code.cart_key!r} and "
+            f"{code.contact_key!r}"
+        )
+    if code.kind not in CODE_KINDS:
+        raise ValueError(f"{where}: expected `kind` to be one of {sorted(CODE_KINDS)}, got {code.kind!r}")
+    if code.percent is not None and not (_is_int(code.percent) and 1 <= code.percent <= 100):
+        raise ValueError(f"{where}: expected `percent` to be an integer from 1 to 100, got {code.percent!r}")
+    if code.amount is not None and not (_is_int(code.amount) and code.amount > 0):
+        raise ValueError(f"{where}: expected `amount` to be minor units > 0, got {code.amount!r}")
+    given = (code.percent is not None) + (code.amount is not None)
+    if code.kind == "discount" and given != 1:
+        raise ValueError(f"{where}: a discount takes exactly one of `percent` and `amount`, got {given}")
+    if code.kind == "free_shipping" and given:
+        raise ValueError(f"{where}: a free_shipping code takes neither `percent` nor `amount`")
+    if not (_is_int(code.min_value) and code.min_value >= 0):
+        raise ValueError(f"{where}: expected `min_value` to be minor units >= 0, got {code.min_value!r}")
+    if code.currency is None and (code.amount is not None or code.min_value):
+        raise ValueError(f"{where}: an `amount` or a `min_value` needs the `currency` it is in, got None")
+    if not code.issued_at < code.expires_at:  # also refuses NaN
+        raise ValueError(
+            f"{where}: expected `expires_at` after `issued_at`, got {code.expires_at!r} and {code.issued_at!r}"
+        )
+    if code.redeemed_at is not None or code.redeemed_order is not None:
+        raise ValueError(f"{where}: expected a new code, got one redeemed (`redeemed_at` {code.redeemed_at!r})")
+
+
+def check_limits(limits: Sequence[CodeLimit]) -> None:
+    for limit in limits:
+        if limit.by not in LIMITS_BY:
+            raise ValueError(f"issue_code: expected a limit `by` one of {sorted(LIMITS_BY)}, got {limit.by!r}")
+        if not (_is_int(limit.most) and limit.most >= 1):
+            raise ValueError(f"issue_code: expected a limit's `most` to be an integer >= 1, got {limit.most!r}")
+        if math.isnan(limit.since):
+            raise ValueError(
+                f"issue_code: expected a limit's `since` to be a time in epoch seconds, got {limit.since!r}"
+            )
+
+
+def limit_key(code: CodeRecord, by: LimitBy) -> str | None:
+    """The value of ``code`` a limit by ``by`` counts codes with (``None``: the limit does not apply)."""
+    return code.contact_key if by == "contact" else code.domain if by == "domain" else code.device
+
+
+def check_redeem(code_hash: str, contact_key: str, cart_value: int, order_id: str) -> None:
+    if not code_hash:
+        raise ValueError("redeem_code: expected a non-empty `code_hash`, got ''")
+    if not contact_key:
+        raise ValueError("redeem_code: expected a non-empty `contact_key`, got ''")
+    if not order_id:
+        raise ValueError("redeem_code: expected a non-empty `order_id`, got ''")
+    if not (_is_int(cart_value) and cart_value >= 0):
+        raise ValueError(f"redeem_code: expected `cart_value` to be minor units >= 0, got {cart_value!r}")
+
+
+def judge_redemption(
+    code: CodeRecord | None, *, contact_key: str, cart_value: int, currency: str | None, order_id: str, now: float
+) -> RedeemOutcome:
+    """The outcome of redeeming ``code`` as :meth:`CodeStore.redeem_code` orders the checks; both stores use it."""
+    if code is None:
+        return "unknown"
+    if code.contact_key != contact_key:
+        return "not_yours"
+    if code.redeemed_order is not None:
+        return "valid" if code.redeemed_order == order_id else "already_used"
+    if not now < code.expires_at:  # void at expires_at exactly, as leases are; NaN is never in time either
+        return "expired"
+    if code.currency is not None and currency != code.currency:
+        return "wrong_currency"
+    if cart_value < code.min_value:
+        return "below_minimum"
+    return "valid"
+
+
+def check_count(contact_key: str | None, domain: str | None, device: str | None, since: float) -> None:
+    if contact_key is None and domain is None and device is None:
+        raise ValueError("count_codes: expected at least one of `contact_key`, `domain` and `device`, got none")
+    if math.isnan(since):
+        raise ValueError(f"count_codes: expected `since` to be a time in epoch seconds, got {since!r}")
+
+
+def check_attempt(method: str, client_key: str, now: float, window: float) -> None:
+    if not client_key:
+        raise ValueError(f"{method}: expected a non-empty `client_key`, got ''")
+    if not window > 0 or math.isinf(window):  # also refuses NaN
+        raise ValueError(f"{method}: expected `window` to be seconds > 0, got {window!r}")
+    if math.isnan(now):
+        raise ValueError(f"{method}: expected `now` to be a time in epoch seconds, got {now!r}")
 
 
 def contact_hash(salt: bytes, contact_key: str) -> str:

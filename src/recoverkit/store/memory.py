@@ -14,6 +14,7 @@ from ..errors import StoreError
 from .base import (
     FINISHABLE,
     FORGOTTEN,
+    LIMIT_ANSWERS,
     PIPELINE_LEASE,
     PURGEABLE,
     RESOLVABLE,
@@ -21,32 +22,43 @@ from .base import (
     Checkpoint,
     Claim,
     ClaimRequest,
+    CodeLimit,
+    CodeRecord,
     ContactExport,
     DeadLetterRecord,
     FinishRequest,
     ForgetReport,
+    IssueAnswer,
     JournalEntry,
     LedgerEntry,
     LedgerState,
     Outcome,
     PurgeReport,
+    RedeemResult,
     Resolution,
     StoreStatistics,
     cannot_finish,
     cannot_resolve,
+    check_attempt,
     check_claim,
+    check_code,
     check_contact,
+    check_count,
     check_lease,
+    check_limits,
     check_outcome,
     check_position,
     check_purchase,
     check_purge,
     check_read_limit,
     check_reason,
+    check_redeem,
     check_resolution,
     check_states,
     contact_hash,
     export_letter,
+    judge_redemption,
+    limit_key,
     missing_dead_letter,
     missing_entry,
 )
@@ -78,6 +90,8 @@ class MemoryStore:
         self._letters: dict[str, tuple[DeadLetterRecord, bool]] = {}  # key -> (letter, resent)
         self._salt = os.urandom(SALT_BYTES)
         self._suppressed: dict[str, tuple[str, float]] = {}  # hash -> (reason, at)
+        self._codes: dict[str, CodeRecord] = {}  # code_hash -> record
+        self._attempts: dict[str, list[float]] = {}  # client key -> times of failed redemptions
         self._operations = 0
         self._failed = 0
 
@@ -351,13 +365,19 @@ class MemoryStore:
                 if entry.contact_key == contact_key:
                     self._ledger[key] = msgspec.structs.replace(entry, contact_key=hashed)
                     entries += 1
+            codes = 0
+            for code_hash, code in self._codes.items():
+                if code.contact_key == contact_key:
+                    self._codes[code_hash] = msgspec.structs.replace(code, contact_key=hashed)
+                    codes += 1
             before = self._suppressed.get(hashed)
             already = before is not None and before[0] == FORGOTTEN
             if not already:
                 self._suppressed[hashed] = (FORGOTTEN, at)
             return ForgetReport(
-                ledger_entries=entries, dead_letters=len(letters), purchases=purchases, already_forgotten=already
-            )
+                ledger_entries=entries, dead_letters=len(letters), purchases=purchases, already_forgotten=already,
+                codes=codes,
+            )  # fmt: skip
 
     def export(self, contact_key: str) -> ContactExport:
         check_contact("export", contact_key)
@@ -382,17 +402,107 @@ class MemoryStore:
                 ],
                 purchased_at=self._contact_purchases.get(contact_key),
                 suppressed=hashed in self._suppressed,
+                codes=sorted(
+                    (c for c in self._codes.values() if c.contact_key in (contact_key, hashed)),
+                    key=lambda c: (c.issued_at, c.code_hash),
+                ),
             )
 
-    def purge(self, *, ledger_before: float, purchases_before: float, dead_letters_before: float) -> PurgeReport:
-        check_purge(ledger_before, purchases_before, dead_letters_before)
+    def purge(
+        self,
+        *,
+        ledger_before: float,
+        purchases_before: float,
+        dead_letters_before: float,
+        codes_before: float | None = None,
+    ) -> PurgeReport:
+        check_purge(ledger_before, purchases_before, dead_letters_before, codes_before)
         with self._lock:
             self._enter(write=True)
             entries = _drop(self._ledger, lambda e: e.state in PURGEABLE and e.claimed_at < ledger_before)
             purchases = _drop(self._cart_purchases, lambda at: at < purchases_before)
             purchases += _drop(self._contact_purchases, lambda at: at < purchases_before)
             letters = _drop(self._letters, lambda kept: kept[0].at < dead_letters_before)
-            return PurgeReport(ledger_entries=entries, purchases=purchases, dead_letters=letters)
+            codes = 0 if codes_before is None else _drop(self._codes, lambda c: c.expires_at < codes_before)
+            return PurgeReport(ledger_entries=entries, purchases=purchases, dead_letters=letters, codes=codes)
+
+    # -- codes ----------------------------------------------------------------------------------------------
+
+    def issue_code(self, code: CodeRecord, *, limits: Sequence[CodeLimit] = ()) -> IssueAnswer:
+        check_code(code)
+        check_limits(limits)
+        with self._lock:
+            self._enter(write=True)
+            if code.code_hash in self._codes:
+                return "duplicate"
+            for limit in limits:
+                key = limit_key(code, limit.by)
+                if key is None:
+                    continue
+                issued = sum(
+                    1 for c in self._codes.values() if limit_key(c, limit.by) == key and c.issued_at >= limit.since
+                )
+                if issued >= limit.most:
+                    return LIMIT_ANSWERS[limit.by]
+            self._codes[code.code_hash] = code
+            return "issued"
+
+    def redeem_code(
+        self, code_hash: str, *, contact_key: str, cart_value: int, currency: str | None, order_id: str, now: float
+    ) -> RedeemResult:
+        check_redeem(code_hash, contact_key, cart_value, order_id)
+        with self._lock:
+            self._enter(write=True)
+            code = self._codes.get(code_hash)
+            outcome = judge_redemption(
+                code, contact_key=contact_key, cart_value=cart_value, currency=currency, order_id=order_id, now=now
+            )
+            if code is not None and outcome == "valid" and code.redeemed_order is None:
+                code = self._codes[code_hash] = msgspec.structs.replace(
+                    code, redeemed_at=now, redeemed_order=order_id
+                )
+            return RedeemResult(outcome=outcome, code=code)
+
+    def count_codes(
+        self,
+        *,
+        since: float,
+        contact_key: str | None = None,
+        domain: str | None = None,
+        device: str | None = None,
+    ) -> int:
+        check_count(contact_key, domain, device, since)
+        with self._lock:
+            self._enter(write=False)
+            return sum(
+                1
+                for c in self._codes.values()
+                if c.issued_at >= since
+                and (contact_key is None or c.contact_key == contact_key)
+                and (domain is None or c.domain == domain)
+                and (device is None or c.device == device)
+            )
+
+    def record_attempt(self, client_key: str, *, now: float, window: float) -> int:
+        check_attempt("record_attempt", client_key, now, window)
+        with self._lock:
+            self._enter(write=True)
+            cutoff = now - window
+            for key, times in list(self._attempts.items()):  # every client's old attempts, as SQLiteStore does
+                kept = [at for at in times if at > cutoff]
+                if kept:
+                    self._attempts[key] = kept
+                else:
+                    del self._attempts[key]
+            self._attempts.setdefault(client_key, []).append(now)
+            return sum(1 for at in self._attempts[client_key] if at <= now)
+
+    def count_attempts(self, client_key: str, *, now: float, window: float) -> int:
+        check_attempt("count_attempts", client_key, now, window)
+        with self._lock:
+            self._enter(write=False)
+            cutoff = now - window
+            return sum(1 for at in self._attempts.get(client_key, ()) if cutoff < at <= now)
 
     # -- housekeeping ---------------------------------------------------------------------------------------
 

@@ -50,43 +50,57 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Generic, Literal, Self, TypeVar, get_args
 
+import msgspec
+
 from ..errors import ConfigError, StoreError
 from . import _schema
 from .base import (
     FINISHABLE,
     FORGOTTEN,
+    LIMIT_ANSWERS,
     PIPELINE_LEASE,
     PURGEABLE,
     RESOLVABLE,
     Checkpoint,
     Claim,
     ClaimRequest,
+    CodeLimit,
+    CodeRecord,
     ContactExport,
     DeadLetterRecord,
     FinishRequest,
     ForgetReport,
+    IssueAnswer,
     JournalEntry,
     LedgerEntry,
     LedgerState,
     Outcome,
     PurgeReport,
+    RedeemResult,
     Resolution,
     StoreStatistics,
     cannot_finish,
     cannot_resolve,
+    check_attempt,
     check_claim,
+    check_code,
     check_contact,
+    check_count,
     check_lease,
+    check_limits,
     check_outcome,
     check_position,
     check_purchase,
     check_purge,
     check_read_limit,
     check_reason,
+    check_redeem,
     check_resolution,
     check_states,
     contact_hash,
     export_letter,
+    judge_redemption,
+    limit_key,
     missing_dead_letter,
     missing_entry,
 )
@@ -104,6 +118,12 @@ _Op = Callable[[sqlite3.Connection], T]
 _LEDGER_COLUMNS: Final = (
     "key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, finished_at, error"
 )
+_CODE_COLUMNS: Final = (
+    "hash, cart_key, contact_key, kind, issued_at, expires_at, percent, amount, currency, min_value, domain, device, "
+    "redeemed_at, redeemed_order"
+)
+#: The column each kind of limit counts codes by; names of ours, never the caller's, so formatting them in is safe.
+_LIMIT_COLUMNS: Final = {"contact": "contact_key", "domain": "domain", "device": "device"}
 #: Connections a forked child found itself holding: kept referenced so that they are not closed there either
 #: (closing runs SQLite's locking and WAL code on state copied from the parent).
 _ABANDONED_IN_CHILD: list[sqlite3.Connection] = []
@@ -638,6 +658,9 @@ class SQLiteStore:
             entries = conn.execute(
                 "UPDATE ledger SET contact_key = ? WHERE contact_key = ?", (hashed, contact_key)
             ).rowcount
+            codes = conn.execute(
+                "UPDATE codes SET contact_key = ? WHERE contact_key = ?", (hashed, contact_key)
+            ).rowcount
             changed = conn.execute(
                 "INSERT INTO suppression (hash, reason, at) VALUES (?, ?, ?) "
                 "ON CONFLICT (hash) DO UPDATE SET reason = excluded.reason, at = excluded.at "
@@ -645,8 +668,9 @@ class SQLiteStore:
                 (hashed, FORGOTTEN, at),
             ).rowcount
             return ForgetReport(
-                ledger_entries=entries, dead_letters=letters, purchases=purchases, already_forgotten=changed == 0
-            )
+                ledger_entries=entries, dead_letters=letters, purchases=purchases, already_forgotten=changed == 0,
+                codes=codes,
+            )  # fmt: skip
 
         return self._write("forget", run)
 
@@ -670,6 +694,10 @@ class SQLiteStore:
                     "SELECT at FROM purchases WHERE kind = 'contact' AND key = ?", (contact_key,)
                 ).fetchone()
                 suppressed = conn.execute("SELECT 1 FROM suppression WHERE hash = ?", (hashed,)).fetchone()
+                codes = conn.execute(
+                    f"SELECT {_CODE_COLUMNS} FROM codes WHERE contact_key IN (?, ?) ORDER BY issued_at, hash",
+                    (contact_key, hashed),
+                ).fetchall()
             finally:
                 conn.execute("COMMIT")  # a read transaction: ends the snapshot, writes nothing
             return ContactExport(
@@ -681,12 +709,20 @@ class SQLiteStore:
                 ],
                 purchased_at=None if bought is None else bought[0],
                 suppressed=suppressed is not None,
+                codes=[_code_record(row) for row in codes],
             )
 
         return self._read("export", run)
 
-    def purge(self, *, ledger_before: float, purchases_before: float, dead_letters_before: float) -> PurgeReport:
-        check_purge(ledger_before, purchases_before, dead_letters_before)
+    def purge(
+        self,
+        *,
+        ledger_before: float,
+        purchases_before: float,
+        dead_letters_before: float,
+        codes_before: float | None = None,
+    ) -> PurgeReport:
+        check_purge(ledger_before, purchases_before, dead_letters_before, codes_before)
         marks = ", ".join("?" * len(PURGEABLE))
 
         def run(conn: sqlite3.Connection) -> PurgeReport:
@@ -695,9 +731,114 @@ class SQLiteStore:
             ).rowcount
             purchases = conn.execute("DELETE FROM purchases WHERE at < ?", (purchases_before,)).rowcount
             letters = conn.execute("DELETE FROM dead_letters WHERE at < ?", (dead_letters_before,)).rowcount
-            return PurgeReport(ledger_entries=entries, purchases=purchases, dead_letters=letters)
+            codes = (
+                0
+                if codes_before is None
+                else conn.execute("DELETE FROM codes WHERE expires_at < ?", (codes_before,)).rowcount
+            )
+            return PurgeReport(ledger_entries=entries, purchases=purchases, dead_letters=letters, codes=codes)
 
         return self._write("purge", run)
+
+    # -- codes ----------------------------------------------------------------------------------------------
+
+    def issue_code(self, code: CodeRecord, *, limits: Sequence[CodeLimit] = ()) -> IssueAnswer:
+        check_code(code)
+        check_limits(limits)
+
+        def run(conn: sqlite3.Connection) -> IssueAnswer:
+            # One transaction under the file's write lock: no other process can issue between count and insert.
+            if conn.execute("SELECT 1 FROM codes WHERE hash = ?", (code.code_hash,)).fetchone() is not None:
+                return "duplicate"
+            for limit in limits:
+                key = limit_key(code, limit.by)
+                if key is None:
+                    continue
+                column = _LIMIT_COLUMNS[limit.by]
+                (issued,) = conn.execute(
+                    f"SELECT count(*) FROM codes WHERE {column} = ? AND issued_at >= ?", (key, limit.since)
+                ).fetchone()
+                if issued >= limit.most:
+                    return LIMIT_ANSWERS[limit.by]
+            conn.execute(
+                f"INSERT INTO codes ({_CODE_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+                (
+                    code.code_hash, code.cart_key, code.contact_key, code.kind, code.issued_at, code.expires_at,
+                    code.percent, code.amount, code.currency, code.min_value, code.domain, code.device, None, None,
+                ),
+            )  # fmt: skip
+            return "issued"
+
+        return self._write("issue_code", run)
+
+    def redeem_code(
+        self, code_hash: str, *, contact_key: str, cart_value: int, currency: str | None, order_id: str, now: float
+    ) -> RedeemResult:
+        check_redeem(code_hash, contact_key, cart_value, order_id)
+
+        def run(conn: sqlite3.Connection) -> RedeemResult:
+            # Read and mark in one transaction under the write lock: of two orders racing for one code, the
+            # second reads it redeemed.
+            row = conn.execute(f"SELECT {_CODE_COLUMNS} FROM codes WHERE hash = ?", (code_hash,)).fetchone()
+            code = None if row is None else _code_record(row)
+            outcome = judge_redemption(
+                code, contact_key=contact_key, cart_value=cart_value, currency=currency, order_id=order_id, now=now
+            )
+            if code is not None and outcome == "valid" and code.redeemed_order is None:
+                conn.execute(
+                    "UPDATE codes SET redeemed_at = ?, redeemed_order = ? WHERE hash = ?", (now, order_id, code_hash)
+                )
+                code = msgspec.structs.replace(code, redeemed_at=now, redeemed_order=order_id)
+            return RedeemResult(outcome=outcome, code=code)
+
+        return self._write("redeem_code", run)
+
+    def count_codes(
+        self,
+        *,
+        since: float,
+        contact_key: str | None = None,
+        domain: str | None = None,
+        device: str | None = None,
+    ) -> int:
+        check_count(contact_key, domain, device, since)
+        wanted = [(column, value) for column, value in (("contact_key", contact_key), ("domain", domain),
+                                                         ("device", device)) if value is not None]  # fmt: skip
+        where = " AND ".join(f"{column} = ?" for column, _ in wanted)
+
+        def run(conn: sqlite3.Connection) -> int:
+            (count,) = conn.execute(
+                f"SELECT count(*) FROM codes WHERE {where} AND issued_at >= ?", (*(v for _, v in wanted), since)
+            ).fetchone()
+            return int(count)
+
+        return self._read("count_codes", run)
+
+    def record_attempt(self, client_key: str, *, now: float, window: float) -> int:
+        check_attempt("record_attempt", client_key, now, window)
+        cutoff = now - window
+
+        def run(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM code_attempts WHERE at <= ?", (cutoff,))
+            conn.execute("INSERT INTO code_attempts (client, at) VALUES (?, ?)", (client_key, now))
+            (count,) = conn.execute(
+                "SELECT count(*) FROM code_attempts WHERE client = ? AND at > ? AND at <= ?", (client_key, cutoff, now)
+            ).fetchone()
+            return int(count)
+
+        return self._write("record_attempt", run)
+
+    def count_attempts(self, client_key: str, *, now: float, window: float) -> int:
+        check_attempt("count_attempts", client_key, now, window)
+
+        def run(conn: sqlite3.Connection) -> int:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM code_attempts WHERE client = ? AND at > ? AND at <= ?",
+                (client_key, now - window, now),
+            ).fetchone()
+            return int(count)
+
+        return self._read("count_attempts", run)
 
     # -- housekeeping ---------------------------------------------------------------------------------------
 
@@ -809,6 +950,16 @@ def _ledger_state(conn: sqlite3.Connection, key: str) -> str:
     if row is None:
         raise missing_entry(key)
     return str(row[0])
+
+
+def _code_record(row: tuple[Any, ...]) -> CodeRecord:
+    (code_hash, cart_key, contact_key, kind, issued_at, expires_at, percent, amount, currency, min_value, domain,
+     device, redeemed_at, redeemed_order) = row  # fmt: skip
+    return CodeRecord(
+        code_hash=code_hash, cart_key=cart_key, contact_key=contact_key, kind=kind, issued_at=issued_at,
+        expires_at=expires_at, percent=percent, amount=amount, currency=currency, min_value=min_value, domain=domain,
+        device=device, redeemed_at=redeemed_at, redeemed_order=redeemed_order,
+    )  # fmt: skip
 
 
 def _ledger_entry(row: tuple[Any, ...]) -> LedgerEntry:
