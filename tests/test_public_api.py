@@ -34,11 +34,11 @@ USER_NAMES = {
     "recoverkit.config": [
         "Cap", "ChannelPolicy", "Condition", "Config", "Flow", "FlowStep", "OfferSpec", "QuietHours", "StoreConfig",
         "Variant", "load_config",
-    ],  # fmt: skip
+    ],
     "recoverkit.templates": ["Rendered", "TemplateError", "Templates"],
     "recoverkit.offers": [
         "CodeBook", "CodePolicy", "CouponProvider", "Offer", "OfferStatistics", "Redemption", "Refused",
-    ],  # fmt: skip
+    ],
     "recoverkit.links": ["RestoreLinks", "RestoreToken"],
     "recoverkit.events": ["EVENT_KINDS", "Event", "Item", "decode_event", "encode_event"],
     "recoverkit.score": ["Assessment", "DefaultScorer", "Features", "Scorer"],
