@@ -326,3 +326,68 @@ def test_no_message_goes_to_a_channel_without_consent(ops: list[tuple[str, str]]
                 withdrawn=() if granted else (channel,),
             )
             run.feed(change)
+
+
+# -- codes and links on the messages sent --------------------------------------------------------------------
+
+SECRETS = {"RECOVERKIT_CODE_SECRET": "c" * 40, "RECOVERKIT_LINK_SECRET": "l" * 40}
+
+
+def offer_engine_config() -> Config:
+    return Config.from_dict(
+        {
+            "abandon_after": 600,
+            "offers": {"ten": {"kind": "discount", "name": "10% off", "percent": 10, "valid_for": 3600}},
+            "flows": [{"name": "f", "steps": [{"delay": 0, "offer": "ten"}, {"delay": 3600, "offer": "ten"}]}],
+            "links": {"base_url": "https://shop.example/cart/restore"},
+        }
+    )
+
+
+@pytest.mark.anyio
+async def test_a_sent_message_carries_its_own_code_and_a_signed_restore_link(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    clock = FakeClock(T0)
+    channel = MemoryChannel()
+    async with Engine(offer_engine_config(), channels={"email": channel}, clock=clock) as engine:
+        for event in cart_events("s1", "50.00"):
+            engine.track(event)
+        clock.advance(601)
+        await engine.flush()
+        clock.advance(3600)
+        await engine.flush()
+        first, second = channel.sent
+        assert first.offer is not None and second.offer is not None
+        assert first.offer.code and second.offer.code and first.offer.code != second.offer.code
+        assert first.restore_url is not None and first.restore_url.startswith("https://shop.example/cart/restore?t=")
+        assert engine.links is not None and engine.coupons is not None
+        token = first.restore_url.partition("?t=")[2]
+        assert engine.links.verify(token, now=clock.now()).cart_key == "s1"
+        redeemed = await engine.coupons.redeem(
+            first.offer.code, customer="c1", cart_value=5000, currency="EUR", order_id="o-1", client_key="ip",
+            now=T0 + 700,
+        )  # fmt: skip
+        assert (redeemed.outcome, redeemed.discount) == ("valid", 500)
+        late = await engine.coupons.redeem(
+            second.offer.code, customer="c1", cart_value=5000, currency="EUR", order_id="o-3", client_key="ip",
+            now=second.offer.expires_at + 1,
+        )  # fmt: skip
+        assert late.outcome == "expired"
+        again = await engine.coupons.redeem(
+            second.offer.code, customer="someone-else", cart_value=5000, currency="EUR", order_id="o-2",
+            client_key="ip", now=clock.now(),
+        )  # fmt: skip
+        assert again.outcome == "not_yours"
+        assert engine.statistics().messages["offer_codes"] == 2
+
+
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_a_missing_secret_is_a_config_error_at_start_up(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv(missing)
+    with pytest.raises(ConfigError, match=missing):
+        Engine(offer_engine_config(), channels={"email": MemoryChannel()}, clock=FakeClock(T0))

@@ -21,6 +21,7 @@ import msgspec
 
 from ._validation import describe_value, split_error
 from .errors import ConfigError
+from .offers import CodePolicy
 
 __all__ = [
     "DEFAULT_CHANNELS",
@@ -30,6 +31,7 @@ __all__ = [
     "Config",
     "Flow",
     "FlowStep",
+    "LinksConfig",
     "OfferSpec",
     "QuietHours",
     "StoreConfig",
@@ -266,6 +268,19 @@ class StoreConfig(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True
     dead_letter_days: Annotated[float, msgspec.Meta(gt=0)] = 30.0
 
 
+class LinksConfig(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Signed cart-restore links on messages (see :mod:`recoverkit.links`).
+
+    ``base_url`` is the absolute URL of the shop's restore view; without it messages carry no link. Links
+    work for ``max_age`` seconds. The signing secret (at least 32 bytes) is read from the environment variable
+    named by ``secret_env`` at start-up, never from this file.
+    """
+
+    base_url: str | None = None
+    max_age: Annotated[float, msgspec.Meta(ge=60, le=90 * 86_400)] = 7 * 86_400.0
+    secret_env: Annotated[str, msgspec.Meta(pattern="^[A-Z_][A-Z0-9_]*$")] = "RECOVERKIT_LINK_SECRET"
+
+
 DEFAULT_FLOW = Flow(
     name="cart-recovery",
     steps=[
@@ -318,6 +333,11 @@ class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     holdout: _Probability = 0.0
     caps: list[Cap] = msgspec.field(default_factory=list)
     offers: dict[_Name, OfferSpec] = msgspec.field(default_factory=dict)
+    #: How discount codes look and how often one customer, domain or device may get one.
+    codes: CodePolicy = msgspec.field(default_factory=CodePolicy)
+    #: The environment variable holding the secret (at least 32 bytes) that keys stored code hashes.
+    code_secret_env: Annotated[str, msgspec.Meta(pattern="^[A-Z_][A-Z0-9_]*$")] = "RECOVERKIT_CODE_SECRET"
+    links: LinksConfig = LinksConfig()
 
     def __post_init__(self) -> None:
         names = [flow.name for flow in self.flows]
@@ -330,6 +350,13 @@ class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
             raise ValueError(
                 f"`timezone` expected an IANA time zone name such as 'Europe/Berlin', got {self.timezone!r}"
             ) from exc
+        if self.links.base_url is not None:
+            from .links import _check_base_url  # the same rules as RestoreLinks, checked at load time
+
+            try:
+                _check_base_url(self.links.base_url)
+            except ConfigError as exc:
+                raise ValueError(f"`links.base_url`: {exc}") from None
         for flow in self.flows:
             for index, step in enumerate(flow.steps):
                 named = [step.offer, *step.offer_by_reason.values(), *(v.offer for v in step.variants)]
@@ -348,6 +375,10 @@ class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
                 f"({(longest - self.recovery_window) / 86_400:.2f} days); expected at least their sum, or a "
                 "message could be sent twice"
             )
+
+    def code_offers(self) -> list[str]:
+        """The offers the flows can make that carry a code (discounts, free shipping)."""
+        return sorted(name for name, spec in self.offers.items() if spec.kind in ("discount", "free_shipping"))
 
     def channel_policy(self, channel: str) -> ChannelPolicy:
         """The policy for ``channel``: the configured one, else recoverkit's default, else a generic one."""

@@ -47,6 +47,8 @@ from .clock import Clock
 from .config import Config
 from .deadletters import DeadLetter, DeadLetters
 from .errors import PermanentDeliveryError, StoreError, TransientDeliveryError
+from .links import RestoreLinks
+from .offers import CouponProvider, Refused
 from .privacy import Forget
 from .route import Cancel
 from .store.base import Claim, ClaimRequest, FinishRequest, Outcome, Store
@@ -154,8 +156,12 @@ class Dispatch(Stage):
         call: StoreCall | None = None,
         owner: str = "",
         guard: Guard | None = None,
+        coupons: CouponProvider | None = None,
+        links: RestoreLinks | None = None,
     ) -> None:
         super().__init__()
+        self._coupons = coupons
+        self._links = links
         if store is None:
             from .store.memory import MemoryStore  # a dispatch built alone (tests, tools) owns a private store
 
@@ -203,6 +209,7 @@ class Dispatch(Stage):
         # Delivery
         self._ready: deque[tuple[Message, int]] = deque()
         self._flight: dict[str, tuple[Message, int]] = {}  # key -> (message, attempt) handed to _deliver
+        self._prepared: dict[str, Message] = {}  # key -> the message with its code and link, while in flight
         #: False: hold due messages instead of delivering them (maintenance runs such as ``recoverkit forget``).
         self.delivering = True
         self._in_flight = 0
@@ -482,6 +489,7 @@ class Dispatch(Stage):
                 if claimed and self._guard is not None:
                     skipped = await self._ask_guard(message)
                 if skipped is None:
+                    message = await self._prepare(message)
                     if not self._clock.event_time:
                         self.send_lateness.record(max(self._clock.now() - message.due_at, 0.0))
                     with anyio.fail_after(policy.timeout):
@@ -513,13 +521,53 @@ class Dispatch(Stage):
                 self.emitted += 1
                 await self._finish(key, "sent", None)
             else:
-                await self._failed(message, attempt, error, permanent, claimed)
+                await self._failed(self._prepared.get(key, message), attempt, error, permanent, claimed)
         finally:
+            self._prepared.pop(key, None)
             # Only now: until the outcome is recorded, flush() must wait and a checkpoint must keep the message.
             self._flight.pop(key, None)
             self._in_flight -= 1
         self._start_ready()
         self._release_barriers()
+
+    async def _prepare(self, message: Message) -> Message:
+        """Issue the offer's code and sign the restore link, just before the first send of ``message``.
+
+        Done after the claim, so a code is issued only for a message that goes out; a retry reuses the
+        prepared message (its code and link). A refused code (abuse limits) sends the message without the offer,
+        counted as ``offer_refused_<reason>``.
+        """
+        changes: dict[str, Any] = {}
+        offer = message.offer
+        now = self._clock.now()
+        if offer is not None and offer.code is None and offer.kind in ("discount", "free_shipping"):
+            if self._coupons is None:
+                changes["offer"] = None
+                self.outcomes["offer_no_coupons"] += 1
+            else:
+                issued = await self._coupons.issue(
+                    offer,
+                    cart_key=message.cart.cart_key,
+                    contact_key=message.recipient.contact_key,
+                    now=now,
+                    email=message.recipient.email,
+                    device=message.cart.device,
+                )
+                if isinstance(issued, Refused):
+                    changes["offer"] = None
+                    self.outcomes[f"offer_refused_{issued.reason}"] += 1
+                else:
+                    changes["offer"] = issued
+                    self.outcomes["offer_codes"] += 1
+        if self._links is not None and message.restore_url is None:
+            changes["restore_url"] = self._links.build(
+                message.cart.cart_key, contact_key=message.recipient.contact_key, now=now
+            )
+        if not changes:
+            return message
+        prepared = msgspec.structs.replace(message, **changes)
+        self._prepared[message.key] = prepared
+        return prepared
 
     async def _claim(self, message: Message, attempt: int) -> str | None:
         """Claim ``message.key`` in the store's ledger; ``None`` when claimed, else the outcome to count."""

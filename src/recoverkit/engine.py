@@ -51,6 +51,8 @@ from .dispatch import Dispatch, Guard
 from .errors import ConfigError, EngineStateError, StoreError
 from .ingest import Ingest
 from .journal import Journal
+from .links import RestoreLinks
+from .offers import CodeBook, CouponProvider
 from .privacy import decode_record, encode_forget
 from .route import Route
 from .score import Score, Scorer
@@ -117,6 +119,12 @@ class Engine:
     :mod:`recoverkit.dispatch`). ``owner`` names this process in leases and the ledger (default: host, pid and
     a random suffix). ``deliver=False`` runs the pipeline without sending anything: due messages stay
     scheduled (in the checkpoint) for the next engine that delivers; maintenance commands use it.
+
+    ``coupons`` issues the codes of discount and free-shipping offers (default: a
+    :class:`~recoverkit.offers.CodeBook` on the store, keyed by the secret in ``config.code_secret_env``);
+    ``links`` builds the signed cart-restore link of each message (default: from ``config.links`` when its
+    ``base_url`` is set, keyed by the secret in ``config.links.secret_env``). A secret that is needed and
+    missing is a :class:`ConfigError` here, at start-up.
     """
 
     def __init__(
@@ -131,6 +139,8 @@ class Engine:
         guard: Guard | None = None,
         owner: str | None = None,
         deliver: bool = True,
+        coupons: CouponProvider | None = None,
+        links: RestoreLinks | None = None,
     ) -> None:
         self.config = config if config is not None else Config()
         if not isinstance(self.config, Config):
@@ -192,6 +202,8 @@ class Engine:
         self.sessionize = Sessionize(self.config, event_time=self.clock.event_time)
         self.score = Score(scorer, shipping_shock_ratio=self.config.shipping_shock_ratio)
         self.route = Route(self.config)
+        self.coupons = coupons if coupons is not None else self._default_coupons()
+        self.links = links if links is not None else self._default_links()
         self.dispatch = Dispatch(
             self.config,
             self.channels,
@@ -201,6 +213,8 @@ class Engine:
             call=self.call_store,
             owner=self.owner,
             guard=guard,
+            coupons=self.coupons,
+            links=self.links,
         )
         self.dispatch.on_forgotten = self._forgotten
         self.dispatch.delivering = deliver
@@ -217,6 +231,33 @@ class Engine:
         self._checkpoint_lock: anyio.Lock | None = None
         #: Seconds ``async with`` waits at exit for in-flight work before cancelling it.
         self.close_timeout = 10.0
+
+    def _default_coupons(self) -> CouponProvider | None:
+        if not self.config.code_offers():
+            return None
+        name = self.config.code_secret_env
+        secret = os.environ.get(name, "")
+        if len(secret.encode()) < 32:
+            raise ConfigError(
+                f"the flows make offers with codes ({', '.join(self.config.code_offers())}) but the environment "
+                f"variable {name} {'is empty' if not secret else 'is shorter than 32 bytes'}; expected a random "
+                "secret of at least 32 bytes (python -c 'import secrets; print(secrets.token_urlsafe(48))'), or "
+                "pass coupons=<your CouponProvider> to Engine"
+            )
+        return CodeBook(self.store, secret, policy=self.config.codes)
+
+    def _default_links(self) -> RestoreLinks | None:
+        settings = self.config.links
+        if settings.base_url is None:
+            return None
+        secret = os.environ.get(settings.secret_env, "")
+        if len(secret.encode()) < 32:
+            raise ConfigError(
+                f"links.base_url is set but the environment variable {settings.secret_env} "
+                f"{'is empty' if not secret else 'is shorter than 32 bytes'}; expected a random secret of at least "
+                "32 bytes, the same in every process that builds or verifies links"
+            )
+        return RestoreLinks(secret, settings.base_url, max_age=settings.max_age)
 
     def _open_store(self, store: Store | str | os.PathLike[str] | None) -> tuple[Store, bool]:
         settings = self.config.store
