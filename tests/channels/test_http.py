@@ -5,13 +5,11 @@ from __future__ import annotations
 import base64
 import importlib.util
 import socket
-import threading
 from collections.abc import AsyncIterator, Iterator
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import parse_qs
 
 import msgspec
@@ -22,6 +20,7 @@ from recoverkit.errors import ConfigError, PermanentDeliveryError, TransientDeli
 from recoverkit.templates import Rendered, Templates
 
 from .contract import CUSTOMER_ID, EMAIL, PHONE, ChannelContract, make_message
+from .http_server import Reply, Server, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -35,77 +34,10 @@ SOURCES = {
 }
 
 
-class Recorded(NamedTuple):
-    method: str
-    path: str
-    headers: dict[str, str]  # names lower-cased
-    body: bytes
-
-
-class Reply(NamedTuple):
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = {}  # noqa: RUF012 - NamedTuple defaults are per-class constants, never mutated
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Server
-
-    def _answer(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        self.server.requests.append(Recorded(self.command, self.path, headers, body))
-        if self.server.delay:
-            self.server.release.wait(self.server.delay)
-        reply = self.server.replies.pop(0) if self.server.replies else Reply(201, b'{"sid": "SM1"}')
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-    do_POST = do_PUT = do_PATCH = _answer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # keep test output clean
-
-
-class Server(ThreadingHTTPServer):
-    """Records every request and answers with the next of ``replies`` (201 when none is left)."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.requests: list[Recorded] = []
-        self.replies: list[Reply] = []
-        self.delay = 0.0
-        self.release = threading.Event()  # set at teardown so a delayed handler ends at once
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    @property
-    def where(self) -> str:
-        return self.base_url.removeprefix("http://")
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a delayed answer goes to a client that already timed out and hung up
-
-
 @pytest.fixture
 def server() -> Iterator[Server]:
-    server = Server()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(Reply(201, b'{"sid": "SM1"}')) as server:
         yield server
-    finally:
-        server.release.set()
-        server.shutdown()
-        thread.join()
-        server.server_close()
 
 
 @pytest.fixture

@@ -5,11 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, NamedTuple
+from typing import Any
 
 import httpx
 import msgspec
@@ -19,71 +17,17 @@ from recoverkit.channels import Message, WebhookChannel
 from recoverkit.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 
 from .contract import ChannelContract, make_message
+from .http_server import Reply, Server, serving
 
 pytestmark = pytest.mark.anyio
 
 TOKEN = "s3cret-token"
 
 
-class Recorded(NamedTuple):
-    path: str
-    headers: dict[str, str]  # names lower-cased
-    body: bytes
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Server
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        self.server.requests.append(Recorded(self.path, headers, body))
-        if self.server.delay:
-            self.server.release.wait(self.server.delay)
-        status = self.server.statuses.pop(0) if self.server.statuses else 200
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # keep test output clean
-
-
-class Server(ThreadingHTTPServer):
-    """Records every request and answers with the next status in ``statuses`` (200 when none is left)."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.requests: list[Recorded] = []
-        self.statuses: list[int] = []
-        self.delay = 0.0
-        self.release = threading.Event()  # set at teardown so a delayed handler ends at once
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    @property
-    def where(self) -> str:
-        return self.base_url.removeprefix("http://")
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a delayed answer goes to a client that already timed out and hung up
-
-
 @pytest.fixture
 def server() -> Iterator[Server]:
-    server = Server()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(Reply(200)) as server:
         yield server
-    finally:
-        server.release.set()
-        server.shutdown()
-        thread.join()
-        server.server_close()  # joins the handler threads too
 
 
 @pytest.fixture
@@ -137,7 +81,7 @@ async def test_posts_the_message_as_json_with_its_key_as_idempotency_key(
 
 
 async def test_a_retry_sends_the_same_idempotency_key(server: Server, channel: WebhookChannel) -> None:
-    server.statuses = [503]
+    server.replies = [Reply(503)]
     with pytest.raises(TransientDeliveryError):
         await channel.send(make_message())
     await channel.send(make_message())
@@ -171,7 +115,7 @@ async def test_extra_headers_are_sent(server: Server) -> None:
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204])
 async def test_2xx_is_success(server: Server, channel: WebhookChannel, status: int) -> None:
-    server.statuses = [status]
+    server.replies = [Reply(status)]
     await channel.send(make_message())
 
 
@@ -179,7 +123,7 @@ async def test_2xx_is_success(server: Server, channel: WebhookChannel, status: i
 async def test_retryable_statuses_are_transient_and_named(
     server: Server, channel: WebhookChannel, status: int
 ) -> None:
-    server.statuses = [status]
+    server.replies = [Reply(status)]
     with pytest.raises(TransientDeliveryError) as info:
         await channel.send(make_message())
     message = str(info.value)
@@ -191,7 +135,7 @@ async def test_retryable_statuses_are_transient_and_named(
 async def test_other_statuses_are_permanent_and_named(
     server: Server, channel: WebhookChannel, status: int
 ) -> None:
-    server.statuses = [status]
+    server.replies = [Reply(status)]
     with pytest.raises(PermanentDeliveryError) as info:
         await channel.send(make_message())
     message = str(info.value)
