@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import msgspec
 import pytest
 
 from helpers import T0
@@ -349,3 +350,77 @@ async def test_a_backlog_larger_than_the_cache_waits_in_the_journal_and_is_read_
         assert stats.sessions == 3000
         assert stats.stages["ingest"].extra["read_back"] == 3000
         assert stats.journal_behind == 0
+
+
+SYNC_WORKER = """
+import sys, time
+from recoverkit import Config, Engine, FakeClock
+from recoverkit.config import StoreConfig
+from recoverkit.channels import MemoryChannel
+import anyio
+import msgspec
+
+async def main():
+    config = Config(store=StoreConfig(path=sys.argv[1], durability="sync"))
+    async with Engine(config, channels={"email": MemoryChannel()}) as engine:
+        for i in range(100_000):
+            event = {"event": "page_view", "session_id": f"s{i}", "ts": 1767225600.0 + i}
+            if not engine.track(event):
+                raise SystemExit(f"refused {i}")
+            print("ack", i, flush=True)  # acknowledged to the "request" only once track() returned
+
+anyio.run(main)
+"""
+
+
+def test_with_sync_durability_every_event_track_accepted_survives_kill_9(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    db = tmp_path / "state.db"
+    worker = subprocess.Popen(
+        [sys.executable, "-c", SYNC_WORKER, str(db)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    acked = -1
+    try:
+        assert worker.stdout is not None
+        for line in worker.stdout:  # the engine's own log lines may come between the acknowledgements
+            if not line.startswith("ack "):
+                continue
+            acked = int(line.split()[1])
+            if acked >= 300:
+                break
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(timeout=10)
+        if worker.stdout is not None:
+            worker.stdout.close()
+    assert acked >= 300
+    with SQLiteStore(db) as store:
+        # Nothing was checkpointed or trimmed (30 s interval): the journal holds every event from the first on.
+        journaled = {msgspec.json.decode(e.data)["session_id"] for e in store.read_events(0, 1_000_000)}
+        assert {f"s{i}" for i in range(acked + 1)} <= journaled
+        assert store.check() == []
+
+
+async def test_an_owner_that_lost_its_lease_stops_and_sends_nothing() -> None:
+    store = MemoryStore()
+    clock = FakeClock(T0)
+    channel = MemoryChannel()
+    async with Engine(config(), channels={"webhook": channel}, clock=clock, store=store) as engine:
+        engine.track(add("s1"))
+        await engine.flush()
+        # Another process takes the lease (this one stalled past its expiry, say).
+        store.release_lease("pipeline", engine.owner)
+        assert store.acquire_lease("pipeline", "another-worker", ttl=3600, now=time.time())
+        await engine._renew_lease()  # what its lease task does every lease_ttl / 5 seconds
+        assert not engine.is_owner and not engine.ingest.active
+        clock.advance(601)
+        await engine.flush()
+        assert await engine.checkpoint() is None  # and it writes no state either
+    assert channel.keys() == []
+    assert store.ledger() == []
