@@ -424,3 +424,18 @@ async def test_an_owner_that_lost_its_lease_stops_and_sends_nothing() -> None:
         assert await engine.checkpoint() is None  # and it writes no state either
     assert channel.keys() == []
     assert store.ledger() == []
+
+
+async def test_closing_while_a_periodic_checkpoint_is_due_closes_cleanly(db: Path) -> None:
+    # The checkpoint task wakes on wall time; closing must win the race against it, every time.
+    cfg = config(store=StoreConfig(path=str(db), checkpoint_interval=0.01))
+    clock = FakeClock(T0)
+    for round_ in range(15):
+        async with Engine(cfg, channels={"webhook": MemoryChannel()}, clock=clock) as engine:
+            for i in range(20):
+                engine.track(add(f"r{round_}-{i}", float(i)))
+            await engine.flush()
+            engine._checkpoint_due = True
+            await anyio.sleep(0.01 * (round_ % 5))
+    with SQLiteStore(db) as store:
+        assert store.check() == []

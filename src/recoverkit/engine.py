@@ -506,17 +506,19 @@ class Engine:
         last = time.monotonic()
         while True:
             await anyio.sleep(min(interval, 1.0))
-            if not self.is_owner:
-                continue
+            if not self.is_owner or self._state != "running":
+                continue  # closing: aclose() writes the last checkpoint itself, once the stages have ended
             due = time.monotonic() - last >= interval and self.ingest.position > self._checkpointed
             try:
                 if due or self._checkpoint_due:
                     last = time.monotonic()
-                    await self.checkpoint()
+                    await self._checkpoint()
                 if time.time() - self._purged_at >= 3600:
                     await self.purge()
             except StoreError as exc:
                 _log.error("checkpoint_failed", error=str(exc))
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return  # the engine began closing while this checkpoint was on its way in
 
     def _forgotten(self) -> None:
         self._checkpoint_due = True
@@ -549,6 +551,9 @@ class Engine:
         position. Runs by itself every ``store.checkpoint_interval`` seconds and when the engine closes.
         """
         self._require_running()
+        return await self._checkpoint()
+
+    async def _checkpoint(self) -> int | None:
         if not self.is_owner:
             return None
         assert self._checkpoint_lock is not None
