@@ -33,6 +33,7 @@ from .deadletters import DeadLetters
 from .dispatch import Guard
 from .engine import Engine, EngineStatistics
 from .errors import EngineStateError
+from .offers import CouponProvider
 from .score import Scorer
 from .store.base import Store
 
@@ -59,6 +60,8 @@ class BackgroundEngine:
         dead_letters: str | Path | DeadLetters | None = None,
         store: Store | str | os.PathLike[str] | None = None,
         guard: Guard | None = None,
+        pipeline: bool = True,
+        coupons: CouponProvider | None = None,
         use_uvloop: bool | None = None,
         close_at_exit: bool = True,
         close_timeout: float = 10.0,
@@ -66,7 +69,8 @@ class BackgroundEngine:
         # A fork (gunicorn's workers) gets a new Engine from this factory, with its own store connection and
         # its own lease owner name: a SQLite connection must not cross a fork.
         self._factory: Callable[[], Engine] = lambda: Engine(
-            config, channels=channels, clock=clock, scorer=scorer, dead_letters=dead_letters, store=store, guard=guard
+            config, channels=channels, clock=clock, scorer=scorer, dead_letters=dead_letters, store=store, guard=guard,
+            pipeline=pipeline, coupons=coupons,
         )
         self.engine = self._factory()  # raises ConfigError now, not on the first request
         self._use_uvloop = _HAS_UVLOOP if use_uvloop is None else use_uvloop

@@ -119,6 +119,8 @@ class Engine:
     :mod:`recoverkit.dispatch`). ``owner`` names this process in leases and the ledger (default: host, pid and
     a random suffix). ``deliver=False`` runs the pipeline without sending anything: due messages stay
     scheduled (in the checkpoint) for the next engine that delivers; maintenance commands use it.
+    ``pipeline=False`` makes this process a pure journal writer that never takes the pipeline lease: web
+    workers use it when a dedicated worker process (``recoverkit worker``) runs the pipeline.
 
     ``coupons`` issues the codes of discount and free-shipping offers (default: a
     :class:`~recoverkit.offers.CodeBook` on the store, keyed by the secret in ``config.code_secret_env``);
@@ -139,6 +141,7 @@ class Engine:
         guard: Guard | None = None,
         owner: str | None = None,
         deliver: bool = True,
+        pipeline: bool = True,
         coupons: CouponProvider | None = None,
         links: RestoreLinks | None = None,
     ) -> None:
@@ -189,6 +192,11 @@ class Engine:
         self.store, self._owns_store = self._open_store(store)
         # A store in memory never blocks: calling it inline saves a thread hop per call.
         self._inline_store = isinstance(self.store, MemoryStore)
+        if not pipeline and self._owns_store and self._inline_store:
+            raise ConfigError(
+                "pipeline=False journals events for a worker in another process, so it needs a shared store: "
+                "set config.store.path (or pass store=PATH) to the SQLite file the worker reads"
+            )
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         settings = self.config.store
         self.journal = Journal(
@@ -218,6 +226,7 @@ class Engine:
         )
         self.dispatch.on_forgotten = self._forgotten
         self.dispatch.delivering = deliver
+        self.runs_pipeline = pipeline
         self._stages = (self.ingest, self.sessionize, self.score, self.route, self.dispatch)
         self._links: list[Link[Any]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -452,6 +461,8 @@ class Engine:
             await self._renew_lease()
 
     async def _renew_lease(self) -> None:
+        if not self.runs_pipeline:
+            return  # a journal writer only: the dedicated worker holds the lease
         ttl = self.config.store.lease_ttl
         try:
             held = await self.call_store(

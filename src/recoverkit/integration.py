@@ -1,0 +1,488 @@
+"""What the Django, Flask and ASGI integrations share: settings, the process's engine, the request's tracker.
+
+A web framework integration does four things, and only the first depends on the framework:
+
+1. find the shopper's session id (a first-party cookie, :data:`SESSION_COOKIE`, that this module mints and
+   checks) and the logged-in customer's id;
+2. read the shop's settings (Django's ``RECOVERKIT`` dict, Flask's ``RECOVERKIT_*`` keys) into
+   :class:`IntegrationSettings`, whose errors name the setting, the bad value and what was expected, at start-up;
+3. hold one engine per process (:class:`LazyEngine`): built at start-up so that configuration errors surface
+   then, started on first use, dropped and rebuilt in a forked child;
+4. give views a :class:`Tracker` bound to the request, whose methods (``tracker.add_to_cart(...)``) fill in the
+   session, the customer and the segment hints (device, traffic source) and never raise.
+
+Modes (``MODE``): ``"embedded"`` (default) runs the engine in every web process; with a shared SQLite store the
+pipeline lease makes exactly one of them run the pipeline while the others only journal. ``"journal"`` makes
+web processes journal only, for a dedicated worker (``manage.py recoverkit worker``, ``flask recoverkit worker``)
+that runs the pipeline. ``"off"`` records nothing (tests, management commands that must not start threads).
+
+Only first-party data: the session cookie identifies a visit to this shop and nothing else, is ``HttpOnly`` and
+``SameSite=Lax``, and carries no personal data.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, Literal, TypeVar
+
+import structlog
+
+from .background import BackgroundEngine
+from .channels.base import Channel
+from .config import Config, load_config
+from .errors import ConfigError, LinkError
+from .events import EVENT_KINDS
+from .links import PARAMETER as LINK_PARAMETER
+from .links import RestoreLinks, RestoreToken
+
+__all__ = [
+    "LINK_PARAMETER",
+    "SESSION_COOKIE",
+    "IntegrationSettings",
+    "LazyEngine",
+    "Tracker",
+    "device_of",
+    "import_object",
+    "is_session_id",
+    "new_session_id",
+    "restore_cart",
+]
+
+T = TypeVar("T")
+Mode = Literal["embedded", "journal", "off"]
+
+_log = structlog.get_logger("recoverkit.integration")
+
+#: The first-party cookie that carries recoverkit's session id (a random id, nothing else).
+SESSION_COOKIE: Final = "rk_sid"
+#: 30 days: a cart abandoned today can still be restored and stitched when the shopper comes back next week.
+SESSION_COOKIE_MAX_AGE: Final = 30 * 86_400
+_SESSION_ID: Final = re.compile(r"[A-Za-z0-9_-]{22}")
+#: Events the middleware may record by itself for a path the settings name (``CHECKOUT_PATHS``).
+PATH_EVENTS: Final = frozenset({"page_view", "view_cart", "begin_checkout", "add_shipping_info", "add_payment_info"})
+_MODES: Final = ("embedded", "journal", "off")
+_KEYS: Final = frozenset(
+    {
+        "MODE",
+        "CONFIG",
+        "STORE",
+        "CHANNELS",
+        "GUARD",
+        "SCORER",
+        "COUPONS",
+        "CHECKOUT_PATHS",
+        "TRACK_PAGE_VIEWS",
+        "SESSION_COOKIE",
+        "COOKIE_SECURE",
+        "CLOSE_TIMEOUT",
+    }
+)
+
+
+def new_session_id() -> str:
+    """A fresh, unguessable session id (128 bits, 22 URL-safe characters)."""
+    return secrets.token_urlsafe(16)
+
+
+def is_session_id(value: object) -> bool:
+    """Whether a cookie value is a session id this module minted (anything else is replaced, never trusted)."""
+    return isinstance(value, str) and _SESSION_ID.fullmatch(value) is not None
+
+
+_MOBILE: Final = re.compile(r"Mobi|iPhone|Android.+Mobile|Windows Phone", re.IGNORECASE)
+_TABLET: Final = re.compile(r"iPad|Tablet|Android(?!.*Mobile)|Kindle|Silk", re.IGNORECASE)
+_BOT: Final = re.compile(r"bot\b|crawler|spider|curl/|python-requests|HeadlessChrome", re.IGNORECASE)
+
+
+def device_of(user_agent: str | None) -> str | None:
+    """The device class of a ``User-Agent`` (``"mobile"``, ``"tablet"``, ``"desktop"``, ``"bot"``), for the
+    analytics segments; ``None`` when there is none. A coarse guess on purpose: nothing is fingerprinted."""
+    if not user_agent:
+        return None
+    ua = user_agent[:512]
+    if _BOT.search(ua):
+        return "bot"
+    if _TABLET.search(ua):
+        return "tablet"
+    if _MOBILE.search(ua):
+        return "mobile"
+    return "desktop"
+
+
+def import_object(value: Any, *, setting: str) -> Any:
+    """Resolve a ``"package.module.attribute"`` (or ``"package.module:attribute"``) string; pass objects through.
+
+    Raises :class:`ConfigError` naming ``setting`` and the path when the module or attribute is missing.
+    """
+    if not isinstance(value, str):
+        return value
+    module_name, sep, attribute = value.partition(":")
+    if not sep:
+        module_name, _, attribute = value.rpartition(".")
+    if not module_name or not attribute:
+        raise ConfigError(f"{setting}: {value!r} is not an import path; expected 'package.module.attribute'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{setting}: cannot import module {module_name!r} (from {value!r}): {exc}") from exc
+    try:
+        return getattr(module, attribute)
+    except AttributeError as exc:
+        raise ConfigError(f"{setting}: module {module_name!r} has no attribute {attribute!r}") from exc
+
+
+def _plugin(value: Any, *, setting: str) -> Any:
+    """An object from a setting: the object itself, or an import path to it, or to a class or zero-argument
+    factory that builds it (``"myshop.channels.EmailChannel"``)."""
+    obj = import_object(value, setting=setting)
+    if isinstance(value, str) and callable(obj) and not _is_instance_like(obj):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise ConfigError(f"{setting}: calling {value!r}() to build it failed: {exc!r}") from exc
+    return obj
+
+
+def _is_instance_like(obj: Any) -> bool:
+    # A channel/guard/scorer instance is callable only by accident (a guard is a function, used as is).
+    return not isinstance(obj, type) and (hasattr(obj, "send") or hasattr(obj, "score") or hasattr(obj, "issue"))
+
+
+class IntegrationSettings:
+    """The integration's settings, validated. Build with :meth:`from_mapping`; see the module docs for keys.
+
+    ``source`` names where the settings came from (``"settings.RECOVERKIT"``, ``"app.config"``) and prefixes
+    every error, so a message reads ``settings.RECOVERKIT['MODE']: 'embeded' is not a mode; expected ...``.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        mode: Mode = "embedded",
+        config: Config | None = None,
+        store: Any = None,
+        channels: Mapping[str, Channel] | None = None,
+        guard: Any = None,
+        scorer: Any = None,
+        coupons: Any = None,
+        checkout_paths: Mapping[str, str] | None = None,
+        track_page_views: bool = False,
+        session_cookie: str = SESSION_COOKIE,
+        cookie_secure: bool | None = None,
+        close_timeout: float = 10.0,
+    ) -> None:
+        self.source = source
+        self.mode = mode
+        self.config = config if config is not None else Config()
+        self.store = store
+        self.channels = dict(channels) if channels is not None else None
+        self.guard = guard
+        self.scorer = scorer
+        self.coupons = coupons
+        self.checkout_paths = dict(checkout_paths or {})
+        self.track_page_views = track_page_views
+        self.session_cookie = session_cookie
+        self.cookie_secure = cookie_secure
+        self.close_timeout = close_timeout
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None, *, source: str) -> IntegrationSettings:
+        """Validate ``mapping`` (keys as in the module docs, upper case) or raise :class:`ConfigError`."""
+        data = dict(mapping or {})
+        if not isinstance(mapping, Mapping) and mapping is not None:
+            raise ConfigError(f"{source}: expected a dict of settings, got {type(mapping).__name__}")
+
+        def where(key: str, *more: str) -> str:
+            return source + "".join(f"[{k!r}]" for k in (key, *more))
+
+        unknown = sorted(str(k) for k in data if k not in _KEYS)
+        if unknown:
+            raise ConfigError(f"{source}: unknown setting(s) {unknown}; expected some of {sorted(_KEYS)}")
+        mode = data.get("MODE", "embedded")
+        if mode not in _MODES:
+            raise ConfigError(f"{where('MODE')}: {mode!r} is not a mode; expected one of {list(_MODES)}")
+        config = _config(data.get("CONFIG"), where("CONFIG"))
+        channels_value = data.get("CHANNELS")
+        channels: dict[str, Channel] | None = None
+        if channels_value is not None:
+            if not isinstance(channels_value, Mapping):
+                raise ConfigError(
+                    f"{where('CHANNELS')}: expected a dict of channel name to adapter (or its import path), "
+                    f"got {type(channels_value).__name__}"
+                )
+            channels = {}
+            for name, adapter in channels_value.items():
+                obj = _plugin(adapter, setting=where("CHANNELS", str(name)))
+                if not callable(getattr(obj, "send", None)):
+                    raise ConfigError(
+                        f"{where('CHANNELS', str(name))}: {type(obj).__name__} has no `send(message)` method; "
+                        "expected a recoverkit.Channel (an adapter object, its class, or an import path to either)"
+                    )
+                channels[str(name)] = obj
+        paths = data.get("CHECKOUT_PATHS") or {}
+        if not isinstance(paths, Mapping):
+            raise ConfigError(f"{where('CHECKOUT_PATHS')}: expected a dict of URL path to event name")
+        for path, kind in paths.items():
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ConfigError(f"{where('CHECKOUT_PATHS')}: key {path!r} is not a URL path; expected '/...'")
+            if kind not in PATH_EVENTS:
+                raise ConfigError(
+                    f"{where('CHECKOUT_PATHS', path)}: {kind!r} cannot be recorded from a page load; "
+                    f"expected one of {sorted(PATH_EVENTS)}"
+                )
+        cookie = data.get("SESSION_COOKIE", SESSION_COOKIE)
+        if not isinstance(cookie, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", cookie):
+            raise ConfigError(f"{where('SESSION_COOKIE')}: {cookie!r} is not a cookie name; expected [A-Za-z0-9_-]")
+        secure = data.get("COOKIE_SECURE")
+        if secure is not None and not isinstance(secure, bool):
+            raise ConfigError(f"{where('COOKIE_SECURE')}: expected true, false or None (follow the request)")
+        timeout = data.get("CLOSE_TIMEOUT", 10.0)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout <= 600:
+            raise ConfigError(f"{where('CLOSE_TIMEOUT')}: {timeout!r}; expected seconds from 0 to 600")
+        page_views = data.get("TRACK_PAGE_VIEWS", False)
+        if not isinstance(page_views, bool):
+            raise ConfigError(f"{where('TRACK_PAGE_VIEWS')}: {page_views!r}; expected true or false")
+        store = data.get("STORE")
+        if mode == "journal" and store is None and config.store.path is None:
+            raise ConfigError(
+                f"{where('MODE')}: 'journal' hands events to a worker process through a shared store; set "
+                f"{where('STORE')} (or [store] path in the config) to the SQLite file the worker reads"
+            )
+        return cls(
+            source=source,
+            mode=mode,
+            config=config,
+            store=store,
+            channels=channels,
+            guard=_plugin(data["GUARD"], setting=where("GUARD")) if data.get("GUARD") is not None else None,
+            scorer=_plugin(data["SCORER"], setting=where("SCORER")) if data.get("SCORER") is not None else None,
+            coupons=_plugin(data["COUPONS"], setting=where("COUPONS")) if data.get("COUPONS") is not None else None,
+            checkout_paths=paths,
+            track_page_views=page_views,
+            session_cookie=cookie,
+            cookie_secure=secure,
+            close_timeout=float(timeout),
+        )
+
+    def engine_kwargs(self, *, pipeline: bool | None = None) -> dict[str, Any]:
+        """Keyword arguments for :class:`~recoverkit.Engine` (the ASGI integration runs one on the server's own
+        loop); ``pipeline`` overrides what ``MODE`` implies (a dedicated worker passes ``True``)."""
+        return {
+            "channels": self.channels,
+            "store": self.store,
+            "guard": self.guard,
+            "scorer": self.scorer,
+            "coupons": self.coupons,
+            "pipeline": self.mode == "embedded" if pipeline is None else pipeline,
+        }
+
+    def build_engine(self, *, pipeline: bool | None = None) -> BackgroundEngine:
+        """The :class:`~recoverkit.BackgroundEngine` these settings describe (for WSGI: Django, Flask)."""
+        return BackgroundEngine(self.config, close_timeout=self.close_timeout, **self.engine_kwargs(pipeline=pipeline))
+
+    def path_event(self, path: str) -> str | None:
+        """The event ``CHECKOUT_PATHS`` names for a request path (longest matching prefix), if any."""
+        best: tuple[int, str] | None = None
+        for prefix, kind in self.checkout_paths.items():
+            matches = path == prefix or path.startswith(prefix.rstrip("/") + "/")
+            if matches and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), kind)
+        if best is not None:
+            return best[1]
+        return "page_view" if self.track_page_views else None
+
+
+def _config(value: Any, where: str) -> Config:
+    if value is None:
+        return Config()
+    if isinstance(value, Config):
+        return value
+    if isinstance(value, Mapping):
+        return Config.from_dict(value, source=where)
+    if isinstance(value, str) or hasattr(value, "__fspath__"):
+        return load_config(value)
+    raise ConfigError(
+        f"{where}: expected a recoverkit.Config, a dict, or the path of a TOML file, got {type(value).__name__}"
+    )
+
+
+class LazyEngine:
+    """One engine per process, built when first asked for (thread-safe), closed once.
+
+    Building is cheap and raises :class:`ConfigError` for a broken configuration, so integrations call
+    :meth:`get` at start-up; the engine's thread starts on the first event. A forked child (gunicorn
+    ``--preload``) rebuilds its own engine itself (:class:`~recoverkit.BackgroundEngine` is fork-aware), so the
+    same ``LazyEngine`` is safe to share across a fork. ``MODE = "off"`` holds no engine at all.
+    """
+
+    def __init__(self, settings: IntegrationSettings) -> None:
+        self.settings = settings
+        self._engine: BackgroundEngine | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def get(self) -> BackgroundEngine | None:
+        """The process's engine (``None`` in mode ``"off"`` or once closed)."""
+        engine = self._engine
+        if engine is not None or self.settings.mode == "off" or self._closed:
+            return engine
+        with self._lock:
+            if self._engine is None and not self._closed:
+                self._engine = self.settings.build_engine()
+            return self._engine
+
+    def track(self, event: Mapping[str, Any]) -> bool:
+        """Hand ``event`` to the engine; ``False`` when nothing records events. Never raises."""
+        try:
+            engine = self.get()
+        except Exception as exc:  # never fail the shop's request because recoverkit cannot start
+            _log.error("engine_unavailable", error=str(exc))
+            return False
+        return engine.track(event) if engine is not None else False
+
+    @property
+    def links(self) -> RestoreLinks | None:
+        """The engine's cart-restore links (``None`` when ``[links] base_url`` is not configured)."""
+        engine = self.get()
+        return engine.engine.links if engine is not None else None
+
+    def close(self, timeout: float | None = None) -> None:
+        """Drain and stop the engine (idempotent). Later events are refused."""
+        with self._lock:
+            self._closed = True
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close(timeout)
+
+
+class Tracker:
+    """Records one shopper's events from a request: session, customer and segment hints filled in.
+
+    Every method builds the event and hands it to ``sink`` (the process's engine); none blocks, none raises,
+    each returns whether the event was kept. ``identify`` also binds the customer id for the rest of the
+    request. Amounts may be :class:`~decimal.Decimal`, ``int`` or numeric strings (``"19.90"``); never floats
+    (they are refused as invalid by the engine, which counts them).
+    """
+
+    __slots__ = ("_sink", "customer_id", "defaults", "session_id")
+
+    def __init__(
+        self,
+        sink: Callable[[Mapping[str, Any]], bool],
+        session_id: str,
+        *,
+        customer_id: str | None = None,
+        device: str | None = None,
+        source: str | None = None,
+    ) -> None:
+        self._sink = sink
+        self.session_id = session_id
+        self.customer_id = customer_id
+        self.defaults: dict[str, Any] = {}
+        if device is not None:
+            self.defaults["device"] = device
+        if source is not None:
+            self.defaults["source"] = source[:256]
+
+    def track(self, event: str, **fields: Any) -> bool:
+        """Record an event of kind ``event`` (see ``docs/events.md``) with ``fields``."""
+        if event not in EVENT_KINDS:
+            _log.warning("unknown_event_kind", kind=event[:64] if isinstance(event, str) else repr(event)[:64])
+        data: dict[str, Any] = {"event": event, "session_id": self.session_id, **self.defaults}
+        if self.customer_id is not None:
+            data["customer_id"] = self.customer_id
+        for key, value in fields.items():
+            if value is None:
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                continue  # never an amount: refuse quietly rather than poison the event
+            data[key] = value
+        try:
+            return self._sink(data)
+        except Exception as exc:  # the sink is the engine's track(), which does not raise; stay safe anyway
+            _log.error("track_failed", kind=event, error=type(exc).__name__)
+            return False
+
+    # -- the GA4 e-commerce steps -------------------------------------------------------------------------
+
+    def view_item(self, items: Iterable[Any], **fields: Any) -> bool:
+        return self.track("view_item", items=list(items), **fields)
+
+    def add_to_cart(self, items: Iterable[Any], **fields: Any) -> bool:
+        """Lines added (each ``{"item_id", "price", "quantity"}``); pass ``currency`` and, if known, ``cart_id``."""
+        return self.track("add_to_cart", items=list(items), **fields)
+
+    def remove_from_cart(self, items: Iterable[Any], **fields: Any) -> bool:
+        return self.track("remove_from_cart", items=list(items), **fields)
+
+    def view_cart(self, items: Iterable[Any] | None = None, **fields: Any) -> bool:
+        """The cart page; ``items``, when given, is the whole cart and replaces what the engine knows."""
+        return self.track("view_cart", items=list(items) if items is not None else None, **fields)
+
+    def begin_checkout(self, **fields: Any) -> bool:
+        return self.track("begin_checkout", **fields)
+
+    def add_shipping_info(self, **fields: Any) -> bool:
+        """Shipping chosen; pass ``shipping`` (its cost) so that a shipping-cost shock can be recognised."""
+        return self.track("add_shipping_info", **fields)
+
+    def add_payment_info(self, **fields: Any) -> bool:
+        return self.track("add_payment_info", **fields)
+
+    def purchase(self, **fields: Any) -> bool:
+        """The order is placed: stops every recovery message for this cart and customer."""
+        return self.track("purchase", **fields)
+
+    # -- who, consent, friction ---------------------------------------------------------------------------
+
+    def identify(self, customer_id: str | None = None, **fields: Any) -> bool:
+        """Link this session to a customer and their contact details (``email``, ``phone``, ``timezone``)."""
+        if customer_id is not None:
+            self.customer_id = customer_id
+        return self.track("identify", **fields)
+
+    def consent(self, *, granted: Iterable[str] = (), withdrawn: Iterable[str] = (), **fields: Any) -> bool:
+        """Channels the shopper agreed to (``granted=["email"]``) or withdrew from; a withdrawal stops what is
+        pending for that channel at once."""
+        return self.track("consent", granted=list(granted), withdrawn=list(withdrawn), **fields)
+
+    def payment_failed(self, **fields: Any) -> bool:
+        return self.track("payment_failed", **fields)
+
+    def form_error(self, **fields: Any) -> bool:
+        """A checkout form rejected input: pass ``form_field`` (its name, never its value) and ``error_code``."""
+        return self.track("form_error", **fields)
+
+    def exit_intent(self, **fields: Any) -> bool:
+        return self.track("exit_intent", **fields)
+
+
+def restore_cart(
+    links: RestoreLinks | None,
+    token: str | None,
+    load_cart: Callable[[str], T],
+    *,
+    tracker: Tracker | None = None,
+) -> T:
+    """What a shop's cart-restore view calls: verify the link's ``token`` and return ``load_cart(cart_key)``.
+
+    Raises :class:`~recoverkit.errors.LinkError` (``error.reason``: ``"malformed"`` (also for no token at
+    all), ``"tampered"`` or ``"expired"``) before ``load_cart`` is called, for the view to answer with a friendly
+    page; a ``ConfigError`` when links are not configured. With a ``tracker``, the visit is recorded as a
+    ``page_view`` with ``page_type="cart_restore"`` and the link's cart, so analytics can count links followed.
+    """
+    if links is None:
+        raise ConfigError("cart-restore links are not configured; set [links] base_url and its secret")
+    if not token:
+        raise LinkError("the restore link has no token; expected ?t=... as recoverkit builds it", reason="malformed")
+    verified: RestoreToken = links.verify(token)
+    result = load_cart(verified.cart_key)
+    if tracker is not None:
+        tracker.track("page_view", page_type="cart_restore", cart_id=verified.cart_key)
+    return result
