@@ -15,6 +15,7 @@ Modes (``MODE``): ``"embedded"`` (default) runs the engine in every web process;
 pipeline lease makes exactly one of them run the pipeline while the others only journal. ``"journal"`` makes
 web processes journal only, for a dedicated worker (``manage.py recoverkit worker``, ``flask recoverkit worker``)
 that runs the pipeline. ``"off"`` records nothing (tests, management commands that must not start threads).
+``CLOCK`` takes a :class:`~recoverkit.FakeClock` in a shop's own tests, so "an hour later" is instant.
 
 Only first-party data: the session cookie identifies a visit to this shop and nothing else, is ``HttpOnly`` and
 ``SameSite=Lax``, and carries no personal data.
@@ -34,6 +35,7 @@ import structlog
 
 from .background import BackgroundEngine
 from .channels.base import Channel
+from .clock import Clock
 from .config import Config, load_config
 from .errors import ConfigError, LinkError
 from .events import EVENT_KINDS
@@ -80,6 +82,7 @@ _KEYS: Final = frozenset(
         "SESSION_COOKIE",
         "COOKIE_SECURE",
         "CLOSE_TIMEOUT",
+        "CLOCK",
     }
 )
 
@@ -176,8 +179,10 @@ class IntegrationSettings:
         session_cookie: str = SESSION_COOKIE,
         cookie_secure: bool | None = None,
         close_timeout: float = 10.0,
+        clock: Clock | None = None,
     ) -> None:
         self.source = source
+        self.clock = clock
         self.mode = mode
         self.config = config if config is not None else Config()
         self.store = store
@@ -248,6 +253,9 @@ class IntegrationSettings:
         page_views = data.get("TRACK_PAGE_VIEWS", False)
         if not isinstance(page_views, bool):
             raise ConfigError(f"{where('TRACK_PAGE_VIEWS')}: {page_views!r}; expected true or false")
+        clock = data.get("CLOCK")
+        if clock is not None and not isinstance(clock, Clock):
+            raise ConfigError(f"{where('CLOCK')}: expected a recoverkit.Clock (a FakeClock in tests), got {clock!r}")
         store = data.get("STORE")
         if mode == "journal" and store is None and config.store.path is None:
             raise ConfigError(
@@ -268,6 +276,7 @@ class IntegrationSettings:
             session_cookie=cookie,
             cookie_secure=secure,
             close_timeout=float(timeout),
+            clock=clock,
         )
 
     def engine_kwargs(self, *, pipeline: bool | None = None) -> dict[str, Any]:
@@ -280,6 +289,7 @@ class IntegrationSettings:
             "scorer": self.scorer,
             "coupons": self.coupons,
             "pipeline": self.mode == "embedded" if pipeline is None else pipeline,
+            "clock": self.clock,
         }
 
     def build_engine(self, *, pipeline: bool | None = None) -> BackgroundEngine:
