@@ -58,7 +58,8 @@ async def test_forget_erases_the_customer_from_the_pipeline_the_journal_and_the_
     clock = FakeClock(T0)
     failing = MemoryChannel()
     failing.fail_next(1, PermanentDeliveryError("mailbox does not exist"))  # step 0 becomes a dead letter
-    async with Engine(config(db), channels={"email": failing}, clock=clock) as engine:
+    # A fixed owner name: the default one ends in random hex, which can contain "c1" and be found below.
+    async with Engine(config(db), channels={"email": failing}, clock=clock, owner="worker-a") as engine:
         for event in customer_events("s1"):
             engine.track(event)
         clock.advance(601)

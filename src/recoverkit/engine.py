@@ -544,14 +544,16 @@ class Engine:
             ledger_before=ledger_before,
             purchases_before=ledger_before,
             dead_letters_before=now - settings.dead_letter_days * 86_400,
+            assignments_before=ledger_before,  # uplift is measured over the same period as the ledger keeps
         )
         self._purged_at = now
-        if report.ledger_entries or report.purchases or report.dead_letters:
+        if report.ledger_entries or report.purchases or report.dead_letters or report.assignments:
             _log.info(
                 "retention_purged",
                 ledger_entries=report.ledger_entries,
                 purchases=report.purchases,
                 dead_letters=report.dead_letters,
+                assignments=report.assignments,
             )
         return report
 

@@ -37,6 +37,7 @@ from .offers import Offer
 from .privacy import Forget
 from .score import Scored
 from .sessionize import ContactChanged, Converted, Resumed
+from .store.base import Assignment, AssignmentGroup, HoldoutScope
 
 __all__ = ["Cancel", "Route"]
 
@@ -181,19 +182,25 @@ class Route(Stage):
 
     def _route(self, scored: Scored, out: list[Any]) -> None:
         cart = scored.abandoned.cart
-        if self._config.holdout and _unit(self._seed, "holdout", cart.cart_key) < self._config.holdout:
-            self.holdout["*"] += 1  # the global control group: no flow at all
-            return
         flow = next((f for f in self._flows if self._holds(f.when, scored)), None)
         if flow is None:
             self.unrouted += 1
             return
+        # The holdouts are drawn among the carts a flow would take, so that the control group compares with
+        # the messaged carts like for like; each draw depends only on the seed and the cart (and flow).
+        if self._config.holdout and _unit(self._seed, "holdout", cart.cart_key) < self._config.holdout:
+            self.holdout["*"] += 1  # the shop-wide control group
+            out.append(self._assignment(scored, flow, "holdout", "global", {}))
+            return
         if flow.holdout and _unit(self._seed, "holdout", flow.name, cart.cart_key) < flow.holdout:
             self.holdout[flow.name] += 1
+            out.append(self._assignment(scored, flow, "holdout", "flow", {}))
             return
         contact = self._contacts.get(cart.contact_key)
-        for index, base in enumerate(flow.steps):
-            step, variant = self._variant(base, cart.cart_key, flow.name, index)
+        steps = [self._variant(base, cart.cart_key, flow.name, index) for index, base in enumerate(flow.steps)]
+        variants = {str(index): variant for index, (_, variant) in enumerate(steps) if variant is not None}
+        out.append(self._assignment(scored, flow, "treatment", None, variants))
+        for index, (step, variant) in enumerate(steps):
             if step.when is not None and not self._holds(step.when, scored):
                 self.skipped["condition"] += 1
                 continue
@@ -203,6 +210,17 @@ class Route(Stage):
                 continue
             self.scheduled[(flow.name, index, channel)] += 1
             out.append(self._message(scored, flow, index, step, channel, recipient, variant))
+
+    @staticmethod
+    def _assignment(
+        scored: Scored, flow: Flow, group: AssignmentGroup, scope: HoldoutScope | None, variants: dict[str, str]
+    ) -> Assignment:
+        cart = scored.abandoned.cart
+        return Assignment(
+            cart_key=cart.cart_key, flow=flow.name, group=group, scope=scope, contact_key=cart.contact_key,
+            assigned_at=scored.abandoned.at, value=cart.value, currency=cart.currency, variants=variants,
+            score=scored.probability, reason=scored.reason, trigger=scored.abandoned.trigger,
+        )  # fmt: skip
 
     def _variant(self, step: FlowStep, cart_key: str, flow: str, index: int) -> tuple[FlowStep, str | None]:
         """The step as the cart's A/B variant has it (assigned by weight, the same on every run), and its name."""

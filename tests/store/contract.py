@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from recoverkit.errors import StoreError
 from recoverkit.store import (
     PIPELINE_LEASE,
+    Assignment,
     Checkpoint,
     ClaimRequest,
     ContactExport,
@@ -1164,3 +1165,59 @@ class StoreContract:
                 assert got.outcome == expected
             for code in store.export("p0").codes + store.export("p1").codes:
                 assert (code.redeemed_order, code.redeemed_at) == redeemed.get(code.code_hash, (None, None))
+
+    # -- experiment assignments -------------------------------------------------------------------------------
+
+    @staticmethod
+    def assignment(cart: str, flow: str = "f", **fields: Any) -> Assignment:
+        values: dict[str, Any] = {
+            "group": "treatment", "contact_key": "contact-1", "assigned_at": T0, "value": 2500, "currency": "EUR",
+        }  # fmt: skip
+        values.update(fields)
+        return Assignment(cart_key=cart, flow=flow, **values)
+
+    def test_assignments_round_trip_with_every_field(self, store: Store) -> None:
+        a = self.assignment(
+            "cart-1", group="holdout", scope="global", variants={"0": "a", "2": "b"}, score=0.25, reason="payment",
+            trigger="exit_intent", currency=None,
+        )  # fmt: skip
+        assert store.record_assignments([a]) == 1
+        assert store.assignments() == [a]
+
+    def test_the_first_assignment_of_a_cart_and_flow_is_kept(self, store: Store) -> None:
+        first = self.assignment("cart-1", group="treatment")
+        assert store.record_assignments([first, self.assignment("cart-1", group="holdout")]) == 1
+        assert store.record_assignments([self.assignment("cart-1", assigned_at=T0 + 5)]) == 0
+        assert store.record_assignments([self.assignment("cart-1", flow="other")]) == 1
+        assert [(a.flow, a.group, a.assigned_at) for a in store.assignments()] == [
+            ("f", "treatment", T0), ("other", "treatment", T0),
+        ]  # fmt: skip
+        assert store.record_assignments([]) == 0
+
+    def test_assignments_are_read_by_time_window_oldest_first(self, store: Store) -> None:
+        store.record_assignments([self.assignment(f"cart-{i}", assigned_at=T0 + 10 * (5 - i)) for i in range(5)])
+        assert [a.cart_key for a in store.assignments()] == ["cart-4", "cart-3", "cart-2", "cart-1", "cart-0"]
+        assert [a.cart_key for a in store.assignments(since=T0 + 10, until=T0 + 40)] == ["cart-4", "cart-3", "cart-2"]
+
+    def test_record_assignments_refuses_what_it_could_not_keep(self, store: Store) -> None:
+        with pytest.raises(ValueError, match="cart_key"):
+            store.record_assignments([self.assignment("")])
+        with pytest.raises(ValueError, match="group"):
+            store.record_assignments([self.assignment("cart-1", group="control")])
+        assert store.assignments() == []
+
+    def test_forget_pseudonymises_assignments_and_export_lists_them(self, store: Store) -> None:
+        store.record_assignments([self.assignment("cart-1"), self.assignment("cart-2", contact_key="someone-else")])
+        assert [a.cart_key for a in store.export("contact-1").assignments] == ["cart-1"]
+        report = store.forget("contact-1", at=T0 + 1)
+        assert report.assignments == 1
+        kept = {a.cart_key: a.contact_key for a in store.assignments()}
+        assert kept == {"cart-1": store.hash_contact("contact-1"), "cart-2": "someone-else"}
+        assert [a.cart_key for a in store.export("contact-1").assignments] == ["cart-1"]  # found by its hash
+
+    def test_purge_deletes_assignments_made_before_the_cutoff_only_when_asked(self, store: Store) -> None:
+        store.record_assignments([self.assignment("old", assigned_at=T0), self.assignment("new", assigned_at=T0 + 99)])
+        cutoffs = {"ledger_before": T0 + 50, "purchases_before": T0 + 50, "dead_letters_before": T0 + 50}
+        assert store.purge(**cutoffs).assignments == 0
+        assert store.purge(**cutoffs, assignments_before=T0 + 50).assignments == 1
+        assert [a.cart_key for a in store.assignments()] == ["new"]

@@ -11,6 +11,7 @@ import pytest
 
 from recoverkit.cli import main
 from recoverkit.store import PIPELINE_LEASE, SQLiteStore
+from recoverkit.store._schema import SCHEMA_VERSION
 
 from .contract import T0
 
@@ -65,7 +66,7 @@ def test_info_shows_version_rows_per_table_and_the_lease_holder(path: Path, caps
         store.acquire_lease(PIPELINE_LEASE, "host-1:4242", ttl=60, now=time.time())
     assert main(["db", "info", str(path)]) == 0
     out = capsys.readouterr().out
-    assert f"{path}: schema version 3 (this recoverkit: 3)" in out
+    assert f"{path}: schema version {SCHEMA_VERSION} (this recoverkit: {SCHEMA_VERSION})" in out
     assert "journal: last seq 3; checkpoint at seq 2" in out
     tables = ("checkpoint", "code_attempts", "codes", "dead_letters", "journal", "leases", "ledger", "meta",
               "purchases", "suppression")  # fmt: skip

@@ -10,6 +10,8 @@ file without changing it (``recoverkit db check`` and ``recoverkit db info``). `
 from ._schema import Lease, StoreInfo, check_database, describe_database
 from .base import (
     PIPELINE_LEASE,
+    Assignment,
+    AssignmentGroup,
     Checkpoint,
     Claim,
     ClaimRequest,
@@ -22,6 +24,7 @@ from .base import (
     DeadLetterRecord,
     FinishRequest,
     ForgetReport,
+    HoldoutScope,
     IssueAnswer,
     JournalEntry,
     LedgerEntry,
@@ -39,6 +42,8 @@ from .sqlite import SQLiteStore, Synchronous
 
 __all__ = [
     "PIPELINE_LEASE",
+    "Assignment",
+    "AssignmentGroup",
     "Checkpoint",
     "Claim",
     "ClaimRequest",
@@ -51,6 +56,7 @@ __all__ = [
     "DeadLetterRecord",
     "FinishRequest",
     "ForgetReport",
+    "HoldoutScope",
     "IssueAnswer",
     "JournalEntry",
     "Lease",

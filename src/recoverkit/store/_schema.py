@@ -171,17 +171,39 @@ CREATE INDEX code_attempts_by_client ON code_attempts (client, at);
 CREATE INDEX code_attempts_by_at ON code_attempts (at);
 """
 
+_V4 = """
+-- The experiment group of each abandoned cart per flow (Store.record_assignments): treatment or holdout. The
+-- first assignment of a (cart, flow) is kept; variants is a JSON object of step index to A/B variant name.
+CREATE TABLE assignments (
+    cart_key TEXT NOT NULL,
+    flow TEXT NOT NULL,
+    grp TEXT NOT NULL CHECK (grp IN ('treatment', 'holdout')),
+    scope TEXT CHECK (scope IN ('global', 'flow')),
+    contact_key TEXT NOT NULL,
+    assigned_at REAL NOT NULL,
+    value INTEGER NOT NULL,
+    currency TEXT,
+    variants TEXT NOT NULL DEFAULT '{}',
+    score REAL NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    trigger_ TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (cart_key, flow)
+) WITHOUT ROWID;
+CREATE INDEX assignments_by_time ON assignments (assigned_at);
+CREATE INDEX assignments_by_contact ON assignments (contact_key);
+"""
+
 #: One migration: a SQL script, or a function run on the connection inside the migration's transaction.
 Migration: TypeAlias = str | Callable[[sqlite3.Connection], None]
 
 #: The migrations in order; the schema version of a file is how many of them it has had.
-MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _v2, _V3)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _v2, _V3, _V4)
 #: The version this recoverkit writes and reads.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 #: The tables of the current schema, for checks and ``recoverkit db info``.
 TABLES: Final = (
-    "checkpoint", "code_attempts", "codes", "dead_letters", "journal", "leases", "ledger", "meta", "purchases",
-    "suppression",
+    "assignments", "checkpoint", "code_attempts", "codes", "dead_letters", "journal", "leases", "ledger", "meta",
+    "purchases", "suppression",
 )  # fmt: skip
 
 

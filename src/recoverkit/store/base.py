@@ -55,6 +55,8 @@ from ..errors import StoreError
 
 __all__ = [
     "PIPELINE_LEASE",
+    "Assignment",
+    "AssignmentGroup",
     "Checkpoint",
     "Claim",
     "ClaimRequest",
@@ -67,6 +69,7 @@ __all__ = [
     "DeadLetterRecord",
     "FinishRequest",
     "ForgetReport",
+    "HoldoutScope",
     "IssueAnswer",
     "JournalEntry",
     "LedgerEntry",
@@ -89,6 +92,10 @@ Claim = Literal["claimed", "duplicate", "purchased", "suppressed", "not_owner"]
 Outcome = Literal["sent", "failed", "dead", "cancelled"]
 #: What a person (or the engine) decided about an ``unknown`` or ``failed`` entry; see :meth:`Store.resolve`.
 Resolution = Literal["sent", "retry"]
+#: Whether an abandoned cart got its flow's messages or was held out (see :class:`Assignment`).
+AssignmentGroup = Literal["treatment", "holdout"]
+#: Which holdout held a cart out: the shop-wide one (``Config.holdout``) or its flow's (``Flow.holdout``).
+HoldoutScope = Literal["global", "flow"]
 #: Every state a ledger entry can be in.
 LedgerState = Literal["sending", "sent", "failed", "dead", "cancelled", "unknown"]
 
@@ -176,6 +183,31 @@ class DeadLetterRecord(msgspec.Struct, frozen=True, kw_only=True):
     contact_key: str = ""
 
 
+class Assignment(msgspec.Struct, frozen=True, kw_only=True):
+    """The experiment group an abandoned cart was put in when it was routed: what uplift is measured from.
+
+    Written once per cart and flow (a cart is in a flow at most once, as the ledger's keys are), whether the
+    cart was messaged (``group="treatment"``) or held out (``"holdout"``; ``scope`` says whether by the shop-wide
+    ``holdout`` or the flow's own). The assignment is deterministic (a keyed hash of the seed and the cart), so a
+    replay writes the same rows. ``variants`` maps a step's index (as text) to the A/B variant the cart got.
+    ``value`` is the cart's value in minor units of ``currency``; ``score``, ``reason`` and ``trigger`` are
+    what the engine knew when it decided, so that analytics can compare like with like.
+    """
+
+    cart_key: str
+    flow: str
+    group: AssignmentGroup
+    contact_key: str
+    assigned_at: float
+    value: int
+    currency: str | None = None
+    scope: HoldoutScope | None = None
+    variants: dict[str, str] = {}
+    score: float = 0.0
+    reason: str = ""
+    trigger: str = ""
+
+
 class ForgetReport(msgspec.Struct, frozen=True, kw_only=True):
     """What :meth:`Store.forget` did: ``ledger_entries`` and ``codes`` rewritten to hold the contact's hash
     instead of its key, ``dead_letters`` and ``purchases`` deleted; ``already_forgotten`` when the contact had
@@ -187,6 +219,7 @@ class ForgetReport(msgspec.Struct, frozen=True, kw_only=True):
     purchases: int
     already_forgotten: bool
     codes: int = 0
+    assignments: int = 0
 
 
 class PurgeReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -196,6 +229,7 @@ class PurgeReport(msgspec.Struct, frozen=True, kw_only=True):
     purchases: int
     dead_letters: int
     codes: int = 0
+    assignments: int = 0
 
 
 class CodeRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -278,6 +312,7 @@ class ContactExport(msgspec.Struct, frozen=True, kw_only=True):
     purchased_at: float | None
     suppressed: bool
     codes: list[CodeRecord] = []
+    assignments: list[Assignment] = []
 
 
 class ClaimRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -446,6 +481,21 @@ class Store(CodeStore, Protocol):
         """
         ...
 
+    # -- experiments ----------------------------------------------------------------------------------------
+
+    def record_assignments(self, assignments: Sequence[Assignment]) -> int:
+        """Record abandoned carts' experiment groups, in one transaction; return how many were new.
+
+        The first assignment of a ``(cart_key, flow)`` is kept and later ones are ignored, so the engine may
+        write the same assignment again after a restart (it does: they are deterministic).
+        """
+        ...
+
+    def assignments(self, *, since: float | None = None, until: float | None = None) -> list[Assignment]:
+        """The assignments made at ``since`` <= ``assigned_at`` < ``until`` (either bound optional), oldest
+        first: the denominators of uplift against the holdout."""
+        ...
+
     def claim(
         self,
         key: str,
@@ -585,6 +635,7 @@ class Store(CodeStore, Protocol):
           what keeps the messages already sent from being sent again (:meth:`claim` answers ``"duplicate"``);
         - its codes are kept, with ``contact_key`` replaced by :meth:`hash_contact` in the same way: they can
           no longer be redeemed by the contact key (``"not_yours"``), nor by anyone else;
+        - its assignments are kept the same way: the experiment's counts must not change when someone leaves;
         - a suppression with reason ``"forgotten"`` is recorded as of ``at`` (replacing an earlier reason).
 
         Idempotent: forgetting again finds nothing left to erase and changes nothing. The journal is not
@@ -604,6 +655,7 @@ class Store(CodeStore, Protocol):
         purchases_before: float,
         dead_letters_before: float,
         codes_before: float | None = None,
+        assignments_before: float | None = None,
     ) -> PurgeReport:
         """Delete, in one transaction, what is older than the retention periods; return how many rows went.
 
@@ -615,7 +667,8 @@ class Store(CodeStore, Protocol):
         - dead letters added before ``dead_letters_before``, re-sent or not;
         - codes that expired before ``codes_before`` (``None``: no code is purged), redeemed or not. A purged
           code cannot be redeemed (``"unknown"``), but it no longer counts towards the limits of
-          :meth:`issue_code`, so ``codes_before`` must be older than the start of the longest limit period.
+          :meth:`issue_code`, so ``codes_before`` must be older than the start of the longest limit period;
+        - assignments made before ``assignments_before`` (``None``: none is purged).
 
         The journal is not purged by age: an event not yet applied to a checkpoint must never be dropped;
         the engine trims it (:meth:`trim_events`) once a checkpoint covers it. Suppressions are never purged.
@@ -729,16 +782,33 @@ def check_reason(reason: str) -> None:
 
 
 def check_purge(
-    ledger_before: float, purchases_before: float, dead_letters_before: float, codes_before: float | None = None
+    ledger_before: float,
+    purchases_before: float,
+    dead_letters_before: float,
+    codes_before: float | None = None,
+    assignments_before: float | None = None,
 ) -> None:
     for name, value in (
         ("ledger_before", ledger_before),
         ("purchases_before", purchases_before),
         ("dead_letters_before", dead_letters_before),
         ("codes_before", 0.0 if codes_before is None else codes_before),
+        ("assignments_before", 0.0 if assignments_before is None else assignments_before),
     ):
         if math.isnan(value):  # compares false with everything: the purge would silently delete nothing
             raise ValueError(f"purge: expected `{name}` to be a time in epoch seconds, got {value!r}")
+
+
+def check_assignment(assignment: Assignment) -> None:
+    """Refuse an assignment a store could not keep (the engine builds them; this guards other callers)."""
+    if not isinstance(assignment, Assignment):
+        raise TypeError(f"record_assignments: expected Assignment records, got {type(assignment).__name__}")
+    if not assignment.cart_key or not assignment.flow:
+        raise ValueError("record_assignments: `cart_key` and `flow` must be non-empty")
+    if assignment.group not in ("treatment", "holdout"):
+        raise ValueError(f"record_assignments: `group` {assignment.group!r}; expected 'treatment' or 'holdout'")
+    if math.isnan(assignment.assigned_at):
+        raise ValueError("record_assignments: `assigned_at` must be a time in epoch seconds, got nan")
 
 
 def _is_int(value: object) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -19,6 +19,7 @@ from .base import (
     PURGEABLE,
     RESOLVABLE,
     SALT_BYTES,
+    Assignment,
     Checkpoint,
     Claim,
     ClaimRequest,
@@ -39,6 +40,7 @@ from .base import (
     StoreStatistics,
     cannot_finish,
     cannot_resolve,
+    check_assignment,
     check_attempt,
     check_claim,
     check_code,
@@ -65,6 +67,7 @@ from .base import (
 
 __all__ = ["MemoryStore"]
 
+K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
@@ -91,6 +94,7 @@ class MemoryStore:
         self._salt = os.urandom(SALT_BYTES)
         self._suppressed: dict[str, tuple[str, float]] = {}  # hash -> (reason, at)
         self._codes: dict[str, CodeRecord] = {}  # code_hash -> record
+        self._assignments: dict[tuple[str, str], Assignment] = {}  # (cart_key, flow) -> the first assignment
         self._attempts: dict[str, list[float]] = {}  # client key -> times of failed redemptions
         self._operations = 0
         self._failed = 0
@@ -370,13 +374,18 @@ class MemoryStore:
                 if code.contact_key == contact_key:
                     self._codes[code_hash] = msgspec.structs.replace(code, contact_key=hashed)
                     codes += 1
+            assignments = 0
+            for pair, assignment in self._assignments.items():
+                if assignment.contact_key == contact_key:
+                    self._assignments[pair] = msgspec.structs.replace(assignment, contact_key=hashed)
+                    assignments += 1
             before = self._suppressed.get(hashed)
             already = before is not None and before[0] == FORGOTTEN
             if not already:
                 self._suppressed[hashed] = (FORGOTTEN, at)
             return ForgetReport(
                 ledger_entries=entries, dead_letters=len(letters), purchases=purchases, already_forgotten=already,
-                codes=codes,
+                codes=codes, assignments=assignments,
             )  # fmt: skip
 
     def export(self, contact_key: str) -> ContactExport:
@@ -406,6 +415,7 @@ class MemoryStore:
                     (c for c in self._codes.values() if c.contact_key in (contact_key, hashed)),
                     key=lambda c: (c.issued_at, c.code_hash),
                 ),
+                assignments=[a for a in self._assignments.values() if a.contact_key in (contact_key, hashed)],
             )
 
     def purge(
@@ -415,8 +425,9 @@ class MemoryStore:
         purchases_before: float,
         dead_letters_before: float,
         codes_before: float | None = None,
+        assignments_before: float | None = None,
     ) -> PurgeReport:
-        check_purge(ledger_before, purchases_before, dead_letters_before, codes_before)
+        check_purge(ledger_before, purchases_before, dead_letters_before, codes_before, assignments_before)
         with self._lock:
             self._enter(write=True)
             entries = _drop(self._ledger, lambda e: e.state in PURGEABLE and e.claimed_at < ledger_before)
@@ -424,7 +435,37 @@ class MemoryStore:
             purchases += _drop(self._contact_purchases, lambda at: at < purchases_before)
             letters = _drop(self._letters, lambda kept: kept[0].at < dead_letters_before)
             codes = 0 if codes_before is None else _drop(self._codes, lambda c: c.expires_at < codes_before)
-            return PurgeReport(ledger_entries=entries, purchases=purchases, dead_letters=letters, codes=codes)
+            assignments = 0
+            if assignments_before is not None:
+                assignments = _drop(self._assignments, lambda a: a.assigned_at < assignments_before)
+            return PurgeReport(
+                ledger_entries=entries, purchases=purchases, dead_letters=letters, codes=codes, assignments=assignments
+            )
+
+    # -- experiments ----------------------------------------------------------------------------------------
+
+    def record_assignments(self, assignments: Sequence[Assignment]) -> int:
+        for assignment in assignments:
+            check_assignment(assignment)
+        with self._lock:
+            self._enter(write=True)
+            new = 0
+            for assignment in assignments:
+                key = (assignment.cart_key, assignment.flow)
+                if key not in self._assignments:
+                    self._assignments[key] = assignment
+                    new += 1
+            return new
+
+    def assignments(self, *, since: float | None = None, until: float | None = None) -> list[Assignment]:
+        with self._lock:
+            self._enter(write=False)
+            chosen = [
+                a
+                for a in self._assignments.values()
+                if (since is None or a.assigned_at >= since) and (until is None or a.assigned_at < until)
+            ]
+        return sorted(chosen, key=lambda a: (a.assigned_at, a.cart_key, a.flow))
 
     # -- codes ----------------------------------------------------------------------------------------------
 
@@ -541,7 +582,7 @@ class MemoryStore:
         self.close()
 
 
-def _drop(table: dict[str, V], old: Callable[[V], bool]) -> int:
+def _drop(table: dict[K, V], old: Callable[[V], bool]) -> int:
     """Delete the entries of ``table`` whose value is ``old``; return how many. The rest keep their order."""
     keys = [key for key, value in table.items() if old(value)]
     for key in keys:

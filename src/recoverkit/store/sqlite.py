@@ -61,6 +61,7 @@ from .base import (
     PIPELINE_LEASE,
     PURGEABLE,
     RESOLVABLE,
+    Assignment,
     Checkpoint,
     Claim,
     ClaimRequest,
@@ -81,6 +82,7 @@ from .base import (
     StoreStatistics,
     cannot_finish,
     cannot_resolve,
+    check_assignment,
     check_attempt,
     check_claim,
     check_code,
@@ -661,6 +663,9 @@ class SQLiteStore:
             codes = conn.execute(
                 "UPDATE codes SET contact_key = ? WHERE contact_key = ?", (hashed, contact_key)
             ).rowcount
+            assignments = conn.execute(
+                "UPDATE assignments SET contact_key = ? WHERE contact_key = ?", (hashed, contact_key)
+            ).rowcount
             changed = conn.execute(
                 "INSERT INTO suppression (hash, reason, at) VALUES (?, ?, ?) "
                 "ON CONFLICT (hash) DO UPDATE SET reason = excluded.reason, at = excluded.at "
@@ -669,7 +674,7 @@ class SQLiteStore:
             ).rowcount
             return ForgetReport(
                 ledger_entries=entries, dead_letters=letters, purchases=purchases, already_forgotten=changed == 0,
-                codes=codes,
+                codes=codes, assignments=assignments,
             )  # fmt: skip
 
         return self._write("forget", run)
@@ -698,6 +703,10 @@ class SQLiteStore:
                     f"SELECT {_CODE_COLUMNS} FROM codes WHERE contact_key IN (?, ?) ORDER BY issued_at, hash",
                     (contact_key, hashed),
                 ).fetchall()
+                assignments = conn.execute(
+                    f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE contact_key IN (?, ?) ORDER BY assigned_at",
+                    (contact_key, hashed),
+                ).fetchall()
             finally:
                 conn.execute("COMMIT")  # a read transaction: ends the snapshot, writes nothing
             return ContactExport(
@@ -710,6 +719,7 @@ class SQLiteStore:
                 purchased_at=None if bought is None else bought[0],
                 suppressed=suppressed is not None,
                 codes=[_code_record(row) for row in codes],
+                assignments=[_assignment(row) for row in assignments],
             )
 
         return self._read("export", run)
@@ -721,8 +731,9 @@ class SQLiteStore:
         purchases_before: float,
         dead_letters_before: float,
         codes_before: float | None = None,
+        assignments_before: float | None = None,
     ) -> PurgeReport:
-        check_purge(ledger_before, purchases_before, dead_letters_before, codes_before)
+        check_purge(ledger_before, purchases_before, dead_letters_before, codes_before, assignments_before)
         marks = ", ".join("?" * len(PURGEABLE))
 
         def run(conn: sqlite3.Connection) -> PurgeReport:
@@ -736,9 +747,49 @@ class SQLiteStore:
                 if codes_before is None
                 else conn.execute("DELETE FROM codes WHERE expires_at < ?", (codes_before,)).rowcount
             )
-            return PurgeReport(ledger_entries=entries, purchases=purchases, dead_letters=letters, codes=codes)
+            assignments = (
+                0
+                if assignments_before is None
+                else conn.execute("DELETE FROM assignments WHERE assigned_at < ?", (assignments_before,)).rowcount
+            )
+            return PurgeReport(
+                ledger_entries=entries, purchases=purchases, dead_letters=letters, codes=codes, assignments=assignments
+            )
 
         return self._write("purge", run)
+
+    # -- experiments ----------------------------------------------------------------------------------------
+
+    def record_assignments(self, assignments: Sequence[Assignment]) -> int:
+        for assignment in assignments:
+            check_assignment(assignment)
+        rows = [
+            (
+                a.cart_key, a.flow, a.group, a.scope, a.contact_key, a.assigned_at, a.value, a.currency,
+                _json.encode(a.variants).decode(), a.score, a.reason, a.trigger,
+            )
+            for a in assignments
+        ]  # fmt: skip
+
+        def run(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.executemany(
+                f"INSERT OR IGNORE INTO assignments ({_ASSIGNMENT_COLUMNS}) VALUES ({', '.join('?' * 12)})", rows
+            )
+            return conn.total_changes - before
+
+        return self._write("record_assignments", run) if rows else 0
+
+    def assignments(self, *, since: float | None = None, until: float | None = None) -> list[Assignment]:
+        def run(conn: sqlite3.Connection) -> list[Assignment]:
+            rows = conn.execute(
+                f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE assigned_at >= ? AND assigned_at < ? "
+                "ORDER BY assigned_at, cart_key, flow",
+                (-math.inf if since is None else since, math.inf if until is None else until),
+            ).fetchall()
+            return [_assignment(row) for row in rows]
+
+        return self._read("assignments", run)
 
     # -- codes ----------------------------------------------------------------------------------------------
 
@@ -950,6 +1001,21 @@ def _ledger_state(conn: sqlite3.Connection, key: str) -> str:
     if row is None:
         raise missing_entry(key)
     return str(row[0])
+
+
+_ASSIGNMENT_COLUMNS: Final = (
+    "cart_key, flow, grp, scope, contact_key, assigned_at, value, currency, variants, score, reason, trigger_"
+)
+_json: Final = msgspec.json.Encoder()
+_variants: Final = msgspec.json.Decoder(dict[str, str])
+
+
+def _assignment(row: tuple[Any, ...]) -> Assignment:
+    cart_key, flow, group, scope, contact_key, at, value, currency, variants, score, reason, trigger = row
+    return Assignment(
+        cart_key=cart_key, flow=flow, group=group, scope=scope, contact_key=contact_key, assigned_at=at, value=value,
+        currency=currency, variants=_variants.decode(variants), score=score, reason=reason, trigger=trigger,
+    )  # fmt: skip
 
 
 def _code_record(row: tuple[Any, ...]) -> CodeRecord:
