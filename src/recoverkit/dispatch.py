@@ -51,7 +51,7 @@ from .links import RestoreLinks
 from .offers import CouponProvider, Refused
 from .privacy import Forget
 from .route import Cancel
-from .store.base import Claim, ClaimRequest, FinishRequest, Outcome, Store
+from .store.base import Assignment, Claim, ClaimRequest, FinishRequest, Outcome, Store
 
 __all__ = ["Dispatch", "Guard", "StoreCall"]
 
@@ -138,6 +138,7 @@ class _State(msgspec.Struct, array_like=True):
     expiry: list[tuple[float, str, str]]
     outcomes: dict[str, int]
     history: dict[str, list[tuple[float, str]]] = {}
+    assignments: list[Assignment] = []  # routed carts' experiment groups not yet written to the store
 
 
 class Dispatch(Stage):
@@ -209,6 +210,8 @@ class Dispatch(Stage):
         # Delivery
         self._ready: deque[tuple[Message, int]] = deque()
         self._flight: dict[str, tuple[Message, int]] = {}  # key -> (message, attempt) handed to _deliver
+        self._assignments: list[Assignment] = []  # from route, to be written to the store
+        self._writing = False
         self._prepared: dict[str, Message] = {}  # key -> the message with its code and link, while in flight
         #: False: hold due messages instead of delivering them (maintenance runs such as ``recoverkit forget``).
         self.delivering = True
@@ -234,7 +237,8 @@ class Dispatch(Stage):
                     self._process_batch(batch)
             # Input closed (engine stopping): wait for what is in flight; what is still scheduled stays
             # scheduled, in the engine's last checkpoint.
-            while self._in_flight or (self._ready and self.delivering):
+            self._write_assignments()
+            while self._in_flight or (self._ready and self.delivering) or self._writing:
                 self._start_ready()
                 await anyio.sleep(0.01)
         self._release_barriers()
@@ -254,6 +258,7 @@ class Dispatch(Stage):
             # Messages already handed to a delivery task are in the ledger (claimed) or about to be: a restart
             # from this snapshot finds their keys there, so they need not be part of it.
             batch.control.apply(self, last=True)
+        self._write_assignments()
         self._start_ready()
         finished = perf_counter()
         self.latency.record(finished - started)
@@ -266,6 +271,8 @@ class Dispatch(Stage):
                 kind = type(item)
                 if kind is Message:
                     self._schedule(item)
+                elif kind is Assignment:
+                    self._assignments.append(item)
                 elif kind is Forget:
                     self._forget(item)
                 elif kind is Cancel:
@@ -436,15 +443,22 @@ class Dispatch(Stage):
                 self._attempts.pop(key, None)
                 self.outcomes["cancelled_forgotten"] += 1
         self.dead_letters.forget(set(forget.contact_keys))
+        # Their assignments not yet written go to the store first, for its forget to pseudonymise with the
+        # rest: the experiment keeps its counts, and the checkpoint no longer holds the contact key.
+        contacts = set(forget.contact_keys)
+        theirs = [a for a in self._assignments if a.contact_key in contacts]
+        self._assignments[:] = [a for a in self._assignments if a.contact_key not in contacts]
         # Counted as in flight, so that flush() (and Engine.forget, which waits on it) returns only once the
         # store has erased them too.
         tg = self._task_group
         if tg is not None:
             self._in_flight += 1
-            tg.start_soon(self._erase, forget, name="recoverkit-forget")
+            tg.start_soon(self._erase, forget, theirs, name="recoverkit-forget")
 
-    async def _erase(self, forget: Forget) -> None:
+    async def _erase(self, forget: Forget, assignments: list[Assignment]) -> None:
         try:
+            if assignments:
+                await self._call(self._store.record_assignments, assignments)
             for contact in forget.contact_keys:
                 await self._call(self._store.forget, contact, at=forget.at)
         except StoreError as exc:
@@ -650,7 +664,34 @@ class Dispatch(Stage):
         except StoreError as exc:
             self.log.error("dead_letter_not_stored", key=key, error=str(exc))
 
+    # -- experiment assignments -----------------------------------------------------------------------------
+
+    def _write_assignments(self) -> None:
+        """Start writing the assignments route handed over, unless a write is under way (it picks them up)."""
+        if self._assignments and not self._writing and self._task_group is not None:
+            self._writing = True
+            self._task_group.start_soon(self._record_assignments, name="recoverkit-assignments")
+
+    async def _record_assignments(self) -> None:
+        # Written while the snapshot still holds them (INSERT OR IGNORE makes a second write harmless), so an
+        # assignment is in the store or in the checkpoint whatever moment a crash picks.
+        pending = self._assignments  # a restore replaces the list: then this write's work is done
+        try:
+            while pending and pending is self._assignments:
+                batch = list(pending)
+                try:
+                    await self._call(self._store.record_assignments, batch)
+                except Exception as exc:  # kept for the next batch to try again; never stops the stage
+                    self.log.error("assignments_not_recorded", count=len(batch), error=str(exc))
+                    return
+                del pending[: len(batch)]
+        finally:
+            self._writing = False
+            self._release_barriers()
+
     def _release_barriers(self) -> None:
+        if self._writing:
+            return  # flush() promises that what was routed is recorded
         if self._barriers and not self._in_flight and (not self._ready or not self.delivering):
             for barrier in self._barriers:
                 barrier.set()
@@ -670,7 +711,7 @@ class Dispatch(Stage):
                 pending.append((message, message.due_at, attempt))
         state = _State(
             self.watermark, pending, self._ledger, self._bought_carts, self._bought_contacts, list(self._expiry),
-            dict(self.outcomes), self._history,
+            dict(self.outcomes), self._history, list(self._assignments),
         )
         return msgspec.msgpack.encode(state)
 
@@ -686,6 +727,7 @@ class Dispatch(Stage):
         self._expiry = deque(s.expiry)
         self.outcomes = Counter(s.outcomes)
         self._history = s.history
+        self._assignments = list(s.assignments)
         for message, due, attempts in s.pending:
             self._schedule(message, due=due, restoring=True)
             if attempts:
