@@ -29,6 +29,7 @@ from recoverkit import (
     MemoryChannel,
     Message,
     PermanentDeliveryError,
+    TransientDeliveryError,
 )
 
 pytestmark = pytest.mark.anyio
@@ -202,6 +203,32 @@ async def test_a_retry_waits_for_its_backoff() -> None:
     (second,) = attempted_at
     # Full jitter: anywhere up to the backoff; with Config.seed the draw is the same on every run.
     assert 1 <= second - first <= 101
+
+
+@pytest.mark.parametrize(("asked", "expected"), [(500.0, 500.0), (10 * 86_400.0, 86_400.0)])
+async def test_a_retry_waits_as_long_as_the_provider_asked_up_to_a_day(asked: float, expected: float) -> None:
+    email = MemoryChannel()
+    quick = ChannelPolicy(backoff=1.0, backoff_max=2.0)  # on its own, the backoff would retry within 2 s
+    async with running(config(email=quick), {"email": email}) as run:
+        email.fail_next(1, TransientDeliveryError("HTTP 429; retry after", retry_after=asked))
+        await run.track(*shopper("s1", "c1"))
+        await run.advance(DUE)
+        assert len(run.engine.pending_messages()) == 1
+        await run.advance(expected - 1)
+        assert len(email.attempts) == 1  # not before the time the provider gave
+        await run.advance(2)
+        assert email.keys() == ["s1/f/0"]
+        assert run.outcomes["retry_after_honoured"] == 1
+
+
+async def test_a_retry_after_shorter_than_the_backoff_draw_changes_nothing() -> None:
+    email = MemoryChannel()
+    async with running(config(email=ChannelPolicy(backoff=100.0, backoff_max=100.0)), {"email": email}) as run:
+        email.fail_next(1, TransientDeliveryError("busy", retry_after=0.0))
+        await run.track(*shopper("s1", "c1"))
+        await run.advance(DUE)
+        await run.advance(101)
+        assert email.keys() == ["s1/f/0"] and run.outcomes.get("retry_after_honoured", 0) == 0
 
 
 async def test_a_permanent_failure_goes_to_the_dead_letters_without_retry(

@@ -129,6 +129,10 @@ class _Slot(Generic[Ans]):
         return self._value  # type: ignore[return-value]
 
 
+#: The longest wait a provider's Retry-After can impose on a retry (a day).
+_MAX_RETRY_AFTER = 86_400.0
+
+
 class _State(msgspec.Struct, array_like=True):
     watermark: float
     pending: list[tuple[Message, float, int]]  # message, due, attempts
@@ -491,6 +495,7 @@ class Dispatch(Stage):
         permanent = False
         skipped: str | None = None  # why the message was not handed to the adapter
         claimed = False
+        wait: float | None = None  # what the provider asked for (Retry-After)
         try:
             async with self._limiters[message.channel]:
                 # No early return from here: the bookkeeping below (start what is ready, release flush()
@@ -512,6 +517,7 @@ class Dispatch(Stage):
             error, permanent = f"PermanentDeliveryError: {exc}", True
         except TransientDeliveryError as exc:
             error = f"TransientDeliveryError: {exc}"
+            wait = exc.retry_after
         except TimeoutError:
             error = f"TimeoutError: no answer within {policy.timeout}s"
         except StoreError as exc:
@@ -535,7 +541,7 @@ class Dispatch(Stage):
                 self.emitted += 1
                 await self._finish(key, "sent", None)
             else:
-                await self._failed(self._prepared.get(key, message), attempt, error, permanent, claimed)
+                await self._failed(self._prepared.get(key, message), attempt, error, permanent, claimed, wait)
         finally:
             self._prepared.pop(key, None)
             # Only now: until the outcome is recorded, flush() must wait and a checkpoint must keep the message.
@@ -624,7 +630,9 @@ class Dispatch(Stage):
             # The entry stays "sending": after a restart it becomes "unknown", and nothing is sent twice.
             self.log.error("ledger_finish_failed", key=key, outcome=outcome, error=str(exc))
 
-    async def _failed(self, message: Message, attempt: int, error: str, permanent: bool, claimed: bool) -> None:
+    async def _failed(
+        self, message: Message, attempt: int, error: str, permanent: bool, claimed: bool, wait: float | None = None
+    ) -> None:
         key = message.key
         policy = self._policies[message.channel]
         attempts = attempt + 1
@@ -632,12 +640,18 @@ class Dispatch(Stage):
         if not permanent and attempts < policy.max_attempts:
             # Exponential backoff with full jitter (AWS architecture blog): spreads retries of a burst.
             ceiling = min(policy.backoff_max, policy.backoff * 2**attempt)
+            delay = self._rng.uniform(0, ceiling)
+            if wait is not None and wait > delay:
+                # The provider said when (Retry-After): sooner only earns another refusal and uses up an attempt.
+                # Capped at a day, so that a wrong header cannot park a message beyond its recovery window.
+                delay = min(wait, _MAX_RETRY_AFTER)
+                self.outcomes["retry_after_honoured"] += 1
             if claimed:
                 await self._finish(key, "failed", error[:500])
                 self._attempts[key] = attempts
             # else the claim itself failed (store unavailable): the next try is still a first claim
             self._ledger[key] = "retrying"
-            self._schedule(message, due=self.watermark + self._rng.uniform(0, ceiling))
+            self._schedule(message, due=self.watermark + delay)
             return
         self._attempts.pop(key, None)
         if claimed:

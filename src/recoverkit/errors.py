@@ -99,7 +99,15 @@ class DeliveryError(RecoverkitError):
 
 
 class TransientDeliveryError(DeliveryError):
-    """Raised by a channel adapter when a retry later may succeed (timeouts, HTTP 5xx/429, refused)."""
+    """Raised by a channel adapter when a retry later may succeed (timeouts, HTTP 5xx/429, refused).
+
+    ``retry_after`` is how many seconds the provider asked to wait (an HTTP ``Retry-After``), if it said: the
+    engine retries no sooner than that (up to a day), instead of after its own backoff alone.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PermanentDeliveryError(DeliveryError):

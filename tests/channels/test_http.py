@@ -154,8 +154,10 @@ async def test_retryable_statuses_are_transient_and_named(server: Server, channe
 
 async def test_retry_after_seconds_are_quoted_in_the_error(server: Server, channel: HttpChannel) -> None:
     server.replies = [Reply(429, b'{"message": "Too many requests"}', {"Retry-After": "30"})]
-    with pytest.raises(TransientDeliveryError, match=r"HTTP 429 .*Too many requests.*; retry after 30 s \(Retry-"):
+    quoted = r"HTTP 429 .*Too many requests.*; retry after 30 s \(Retry-"
+    with pytest.raises(TransientDeliveryError, match=quoted) as info:
         await channel.send(make_message())
+    assert info.value.retry_after == 30.0  # and handed to the engine, which waits that long before retrying
 
 
 async def test_retry_after_as_an_http_date_is_read_as_seconds_from_now(server: Server, channel: HttpChannel) -> None:

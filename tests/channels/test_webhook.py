@@ -131,6 +131,16 @@ async def test_retryable_statuses_are_transient_and_named(
     assert TOKEN not in message and "/hooks/cart" not in message
 
 
+@pytest.mark.parametrize(("header", "seconds"), [("120", 120.0), (None, None), ("soon", None)])
+async def test_a_retry_after_header_is_handed_to_the_engine(
+    server: Server, channel: WebhookChannel, header: str | None, seconds: float | None
+) -> None:
+    server.replies = [Reply(429, headers={"Retry-After": header} if header is not None else {})]
+    with pytest.raises(TransientDeliveryError) as info:
+        await channel.send(make_message())
+    assert info.value.retry_after == seconds
+
+
 @pytest.mark.parametrize("status", [301, 400, 401, 403, 404, 410, 422])
 async def test_other_statuses_are_permanent_and_named(
     server: Server, channel: WebhookChannel, status: int

@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import httpx
@@ -46,6 +44,7 @@ import msgspec
 
 from ..errors import ConfigError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from ..templates import Rendered, TemplateError, Templates
+from ._retry import retry_after
 from .base import Message
 
 # The webhook adapter's URL helpers: what part of a URL is safe to print is the same question here.
@@ -203,10 +202,11 @@ class HttpChannel:
         answer = self._scrub(response.text[:_ANSWER_WIDTH * 2], message)[:_ANSWER_WIDTH].strip()
         said = f" ({' '.join(answer.split())})" if answer else ""
         if status in self._retry_statuses:
-            after = _retry_after(response.headers.get("Retry-After"))
+            after = retry_after(response.headers.get("Retry-After"))
             wait = f"; retry after {after:g} s (Retry-After)" if after is not None else "; a later retry may succeed"
             raise TransientDeliveryError(
-                f"{self._kind} provider at {self._where} answered HTTP {status} for message {key!r}{said}{wait}"
+                f"{self._kind} provider at {self._where} answered HTTP {status} for message {key!r}{said}{wait}",
+                retry_after=after,
             )
         raise PermanentDeliveryError(
             f"{self._kind} provider at {self._where} answered HTTP {status} for message {key!r}{said}; "
@@ -270,20 +270,6 @@ def _body(spec: RequestSpec, headers: dict[str, str]) -> dict[str, Any]:
             headers["Content-Type"] = spec.content_type
         return {"content": spec.content}
     return {}
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait according to a ``Retry-After`` header (delay-seconds or an HTTP date), if readable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, round(when.timestamp() - time.time()))
 
 
 def _is_token(name: object) -> bool:

@@ -16,8 +16,8 @@ How the answer is read
 ----------------------
 - 2xx: delivered.
 - 408, 425, 429 and 5xx, a timeout, or a failure before any answer (connection refused, reset, DNS):
-  :class:`~recoverkit.errors.TransientDeliveryError`; the engine retries with backoff. ``Retry-After`` is not
-  honoured.
+  :class:`~recoverkit.errors.TransientDeliveryError`; the engine retries with backoff, and no sooner than a
+  ``Retry-After`` header asks (seconds or an HTTP date).
 - Anything else (other 4xx, and 3xx: redirects are not followed, since re-sending a POST elsewhere is
   the receiver's decision to document, not ours to guess): :class:`~recoverkit.errors.PermanentDeliveryError`.
 
@@ -55,6 +55,7 @@ import httpx
 import msgspec
 
 from ..errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
+from ._retry import retry_after
 from .base import Message
 
 __all__ = ["WebhookChannel"]
@@ -150,9 +151,10 @@ class WebhookChannel:
         if 200 <= status < 300:
             return
         if status in _TRANSIENT_STATUSES or 500 <= status < 600:
+            after = retry_after(response.headers.get("Retry-After"))
+            wait = f"retry after {after:g} s (Retry-After)" if after is not None else "a later retry may succeed"
             raise TransientDeliveryError(
-                f"webhook at {self._where} answered HTTP {status} for message {key!r}; "
-                "a later retry may succeed"
+                f"webhook at {self._where} answered HTTP {status} for message {key!r}; {wait}", retry_after=after
             )
         raise PermanentDeliveryError(
             f"webhook at {self._where} answered HTTP {status} for message {key!r}; expected 2xx, "
