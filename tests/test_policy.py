@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,7 +18,7 @@ from helpers import T0, abandoned
 from recoverkit import Config, Engine, FakeClock, MemoryChannel
 from recoverkit.config import Cap, ChannelPolicy, Condition, Flow, FlowStep, OfferSpec, QuietHours, Variant
 from recoverkit.dispatch import Dispatch
-from recoverkit.errors import ConfigError
+from recoverkit.errors import ConfigError, PermanentDeliveryError
 from recoverkit.sessionize import ContactChanged
 from test_route import RouteRun, contact, scored
 
@@ -382,6 +383,34 @@ async def test_a_sent_message_carries_its_own_code_and_a_signed_restore_link(
         )  # fmt: skip
         assert again.outcome == "not_yours"
         assert engine.statistics().messages["offer_codes"] == 2
+
+
+@pytest.mark.anyio
+async def test_a_dead_letter_keeps_neither_the_code_nor_the_restore_link(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    clock = FakeClock(T0)
+    channel = MemoryChannel()
+    channel.fail_next(1, PermanentDeliveryError("mailbox does not exist"))
+    db, letters = tmp_path / "state.db", tmp_path / "dead.jsonl"
+    async with Engine(
+        offer_engine_config(), channels={"email": channel}, clock=clock, store=db, dead_letters=letters
+    ) as engine:
+        for event in cart_events("s1", "50.00"):
+            engine.track(event)
+        clock.advance(601)
+        await engine.flush()
+        (attempt,) = channel.attempts
+        assert attempt.offer is not None and attempt.offer.code and attempt.restore_url  # what the adapter got
+        (letter,) = engine.dispatch.dead_letters
+        assert letter.message.offer is not None and letter.message.offer.percent == 10  # the terms stay
+        assert letter.message.offer.code is None and letter.message.restore_url is None
+        stored = engine.store.dead_letters()
+    code, token = attempt.offer.code.encode(), attempt.restore_url.partition("?t=")[2].encode()
+    for kept in (letters.read_bytes(), stored[0].data, db.read_bytes()):
+        assert code not in kept and token not in kept
 
 
 @pytest.mark.parametrize("missing", sorted(SECRETS))

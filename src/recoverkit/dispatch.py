@@ -129,6 +129,21 @@ class _Slot(Generic[Ans]):
         return self._value  # type: ignore[return-value]
 
 
+def _without_credentials(message: Message) -> Message:
+    """The message as a dead letter keeps it: without its discount code or its cart-restore link.
+
+    Both are bearer credentials (whoever reads them can redeem the code or open the cart), and a dead letter
+    lives in a file and a table that are copied, backed up and read by people; the store keeps codes only as
+    keyed hashes for the same reason. The offer's terms stay, so a re-sent letter still says what was offered.
+    """
+    offer = message.offer
+    if offer is not None and offer.code is not None:
+        message = msgspec.structs.replace(message, offer=msgspec.structs.replace(offer, code=None))
+    if message.restore_url is not None:
+        message = msgspec.structs.replace(message, restore_url=None)
+    return message
+
+
 #: The longest wait a provider's Retry-After can impose on a retry (a day).
 _MAX_RETRY_AFTER = 86_400.0
 
@@ -659,6 +674,7 @@ class Dispatch(Stage):
         self._ledger[key] = "dead"
         self.outcomes["dead_lettered"] += 1
         self.log.warning("dead_lettered", channel=message.channel, key=key, attempts=attempts, permanent=permanent)
+        message = _without_credentials(message)
         letter = DeadLetter(
             message=message, error=error[:500], attempts=attempts, at=self.watermark, permanent=permanent
         )
