@@ -1,0 +1,310 @@
+"""The framework-agnostic part of the web integrations: settings, the per-process engine, the request tracker."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import T0
+from recoverkit import Config, FakeClock, Flow, FlowStep, MemoryChannel, RestoreLinks
+from recoverkit.errors import ConfigError, LinkError
+from recoverkit.integration import (
+    SESSION_COOKIE,
+    IntegrationSettings,
+    LazyEngine,
+    Tracker,
+    device_of,
+    import_object,
+    is_session_id,
+    new_session_id,
+    restore_cart,
+)
+
+SOURCE = "settings.RECOVERKIT"
+
+
+def settings(**values: Any) -> IntegrationSettings:
+    return IntegrationSettings.from_mapping(values, source=SOURCE)
+
+
+@pytest.fixture
+def lazy() -> Iterator[LazyEngine]:
+    channel = MemoryChannel()
+    config = Config(abandon_after=600, flows=[Flow(name="f", steps=[FlowStep(delay=0)])])
+    holder = LazyEngine(settings(CONFIG=config, CHANNELS={"email": channel}, CLOCK=FakeClock(T0)))
+    yield holder
+    holder.close()
+
+
+# -- settings -----------------------------------------------------------------------------------------------------
+
+
+def test_no_settings_at_all_is_a_working_default() -> None:
+    s = IntegrationSettings.from_mapping(None, source=SOURCE)
+    assert (s.mode, s.session_cookie, s.channels, s.checkout_paths) == ("embedded", SESSION_COOKIE, None, {})
+    assert s.config == Config()
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"MODE": "embeded"}, "settings.RECOVERKIT['MODE']: 'embeded' is not a mode"),
+        ({"MOOD": "x"}, "unknown setting(s) ['MOOD']"),
+        ({"CHANNELS": ["email"]}, "settings.RECOVERKIT['CHANNELS']: expected a dict"),
+        ({"CHANNELS": {"email": object()}}, "settings.RECOVERKIT['CHANNELS']['email']: object has no `send(message)`"),
+        ({"CHANNELS": {"email": "no.such.module.Channel"}}, "cannot import module 'no.such.module'"),
+        ({"CHANNELS": {"email": "recoverkit.NoSuchChannel"}}, "module 'recoverkit' has no attribute 'NoSuchChannel'"),
+        ({"CHECKOUT_PATHS": {"checkout": "begin_checkout"}}, "key 'checkout' is not a URL path"),
+        ({"CHECKOUT_PATHS": {"/buy": "purchase"}}, "['CHECKOUT_PATHS']['/buy']: 'purchase' cannot be recorded"),
+        ({"SESSION_COOKIE": "a b"}, "['SESSION_COOKIE']: 'a b' is not a cookie name"),
+        ({"COOKIE_SECURE": "yes"}, "['COOKIE_SECURE']: expected true, false or None"),
+        ({"CLOSE_TIMEOUT": -1}, "['CLOSE_TIMEOUT']: -1; expected seconds"),
+        ({"TRACK_PAGE_VIEWS": 1}, "['TRACK_PAGE_VIEWS']: 1; expected true or false"),
+        ({"CLOCK": 12}, "['CLOCK']: expected a recoverkit.Clock"),
+        ({"MODE": "journal"}, "['MODE']: 'journal' hands events to a worker process through a shared store"),
+        ({"CONFIG": {"abandon_after": -5}}, "settings.RECOVERKIT['CONFIG']: invalid configuration at `abandon_after`"),
+        ({"CONFIG": 42}, "['CONFIG']: expected a recoverkit.Config, a dict, or the path of a TOML file, got int"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_setting_the_value_and_what_was_expected(
+    values: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings(**values)
+    assert named in str(info.value)
+
+
+def test_config_may_be_a_toml_path(tmp_path: Path) -> None:
+    path = tmp_path / "shop.toml"
+    path.write_text("abandon_after = 120\n")
+    assert settings(CONFIG=str(path)).config.abandon_after == 120
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        settings(CONFIG=str(tmp_path / "missing.toml"))
+
+
+def test_channels_may_be_import_paths_to_an_object_or_a_class() -> None:
+    s = settings(CHANNELS={"email": "recoverkit.MemoryChannel", "sms": "recoverkit.channels:ConsoleChannel"})
+    assert s.channels is not None
+    assert type(s.channels["email"]).__name__ == "MemoryChannel"
+    assert type(s.channels["sms"]).__name__ == "ConsoleChannel"
+
+
+def test_import_object_passes_objects_through_and_refuses_a_bare_name() -> None:
+    sentinel = object()
+    assert import_object(sentinel, setting="X") is sentinel
+    with pytest.raises(ConfigError, match="'json' is not an import path"):
+        import_object("json", setting="X")
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/checkout", "begin_checkout"),
+        ("/checkout/", "begin_checkout"),
+        ("/checkout/shipping", "add_shipping_info"),
+        ("/checkout/shipping/express", "add_shipping_info"),
+        ("/checkoutx", None),
+        ("/cart", "view_cart"),
+        ("/", None),
+    ],
+)
+def test_path_events_take_the_longest_matching_prefix(path: str, expected: str | None) -> None:
+    paths = {"/checkout": "begin_checkout", "/checkout/shipping": "add_shipping_info", "/cart": "view_cart"}
+    assert settings(CHECKOUT_PATHS=paths).path_event(path) == expected
+
+
+def test_page_views_are_recorded_only_when_asked() -> None:
+    assert settings().path_event("/products/1") is None
+    assert settings(TRACK_PAGE_VIEWS=True).path_event("/products/1") == "page_view"
+
+
+# -- session ids and segments ------------------------------------------------------------------------------------
+
+
+def test_session_ids_are_fresh_url_safe_and_recognised() -> None:
+    ids = {new_session_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(is_session_id(i) for i in ids)
+
+
+@pytest.mark.parametrize("value", [None, "", "short", "x" * 23, "a" * 21 + "!", 12, "a" * 22 + "\n"])
+def test_anything_else_is_not_a_session_id(value: object) -> None:
+    assert not is_session_id(value)
+
+
+@pytest.mark.parametrize(
+    ("agent", "device"),
+    [
+        (None, None),
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148", "mobile"),
+        ("Mozilla/5.0 (Linux; Android 14; Pixel 8) Chrome/120 Mobile Safari/537.36", "mobile"),
+        ("Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X)", "tablet"),
+        ("Mozilla/5.0 (Linux; Android 13; SM-X200) Chrome/120 Safari/537.36", "tablet"),
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120 Safari/537.36", "desktop"),
+        ("Googlebot/2.1 (+http://www.google.com/bot.html)", "bot"),
+        ("curl/8.5.0", "bot"),
+    ],
+)
+def test_device_of_a_user_agent(agent: str | None, device: str | None) -> None:
+    assert device_of(agent) == device
+
+
+# -- the tracker ----------------------------------------------------------------------------------------------------
+
+
+class Sink:
+    def __init__(self, answer: bool = True) -> None:
+        self.events: list[Mapping[str, Any]] = []
+        self.answer = answer
+
+    def __call__(self, event: Mapping[str, Any]) -> bool:
+        self.events.append(event)
+        return self.answer
+
+
+def test_the_tracker_fills_in_session_customer_and_segments_and_drops_none() -> None:
+    sink = Sink()
+    tracker = Tracker(sink, "sid-1", customer_id="c-1", device="mobile", source="newsletter")
+    assert tracker.add_to_cart([{"item_id": "A", "price": Decimal("9.90")}], currency="EUR", cart_id=None)
+    assert sink.events == [
+        {"event": "add_to_cart", "session_id": "sid-1", "device": "mobile", "source": "newsletter",
+         "customer_id": "c-1", "items": [{"item_id": "A", "price": Decimal("9.90")}], "currency": "EUR"},
+    ]  # fmt: skip
+
+
+def test_identify_binds_the_customer_for_the_rest_of_the_request() -> None:
+    sink = Sink()
+    tracker = Tracker(sink, "sid-1")
+    tracker.begin_checkout()
+    tracker.identify("c-7", email="ada@example.com")
+    tracker.purchase(transaction_id="o-1", value="19.90", currency="EUR")
+    assert [e.get("customer_id") for e in sink.events] == [None, "c-7", "c-7"]
+    assert sink.events[1]["email"] == "ada@example.com"
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs", "kind"),
+    [
+        ("view_item", {"items": [{"item_id": "A"}]}, "view_item"),
+        ("remove_from_cart", {"items": [{"item_id": "A"}]}, "remove_from_cart"),
+        ("view_cart", {}, "view_cart"),
+        ("add_shipping_info", {"shipping": "4.90"}, "add_shipping_info"),
+        ("add_payment_info", {"payment_type": "card"}, "add_payment_info"),
+        ("payment_failed", {"error_code": "card_declined"}, "payment_failed"),
+        ("form_error", {"form_field": "postcode"}, "form_error"),
+        ("exit_intent", {}, "exit_intent"),
+        ("consent", {"granted": ["email"]}, "consent"),
+    ],
+)
+def test_every_helper_records_its_event_kind(method: str, kwargs: dict[str, Any], kind: str) -> None:
+    sink = Sink()
+    getattr(Tracker(sink, "sid-1"), method)(**kwargs)
+    assert sink.events[0]["event"] == kind
+
+
+def test_a_failing_sink_never_raises_into_the_view() -> None:
+    def broken(event: Mapping[str, Any]) -> bool:
+        raise RuntimeError("boom")
+
+    assert Tracker(broken, "sid-1").begin_checkout() is False
+
+
+def test_non_finite_floats_are_dropped_before_they_reach_the_engine() -> None:
+    sink = Sink()
+    Tracker(sink, "sid-1").add_shipping_info(shipping=float("nan"))
+    assert "shipping" not in sink.events[0]
+
+
+# -- the per-process engine ----------------------------------------------------------------------------------------
+
+
+def test_the_engine_is_built_once_on_first_use_and_shared_by_threads(lazy: LazyEngine) -> None:
+    assert lazy._engine is None
+    seen: list[object] = []
+    threads = [threading.Thread(target=lambda: seen.append(lazy.get())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(engine) for engine in seen}) == 1 and seen[0] is not None
+
+
+def test_events_tracked_through_the_holder_reach_the_adapter(lazy: LazyEngine) -> None:
+    channel = lazy.settings.channels["email"]  # type: ignore[index]
+    clock = lazy.settings.clock
+    assert isinstance(channel, MemoryChannel) and isinstance(clock, FakeClock)
+    tracker = Tracker(lazy.track, "sid-1")
+    tracker.identify("c-1", email="ada@example.com")
+    tracker.consent(granted=["email"])
+    tracker.add_to_cart([{"item_id": "A", "price": "20.00"}], currency="EUR")
+    engine = lazy.get()
+    assert engine is not None
+    engine.flush()
+    clock.advance(601)
+    engine.flush()
+    assert [m.recipient.contact_key for m in channel.sent] == ["c-1"]
+
+
+def test_mode_off_holds_no_engine_and_records_nothing() -> None:
+    holder = LazyEngine(settings(MODE="off"))
+    assert holder.get() is None and holder.track({"event": "page_view", "session_id": "s"}) is False
+    assert holder.links is None
+
+
+def test_journal_mode_builds_an_engine_that_never_runs_the_pipeline(tmp_path: Path) -> None:
+    holder = LazyEngine(settings(MODE="journal", STORE=str(tmp_path / "state.db")))
+    try:
+        engine = holder.get()
+        assert engine is not None and engine.engine.runs_pipeline is False
+        assert holder.track({"event": "page_view", "session_id": "s"}) is True
+        engine.flush()
+        assert engine.statistics().owner is False
+        assert engine.engine.store.last_seq() == 1  # journaled for the worker
+    finally:
+        holder.close()
+
+
+def test_a_closed_holder_refuses_events_without_raising(lazy: LazyEngine) -> None:
+    assert lazy.track({"event": "page_view", "session_id": "s"}) is True
+    lazy.close()
+    assert lazy.track({"event": "page_view", "session_id": "s"}) is False
+    lazy.close()  # idempotent
+
+
+def test_an_engine_that_cannot_be_built_does_not_fail_the_request() -> None:
+    holder = LazyEngine(settings())
+    holder.settings.channels = {"email": object()}  # type: ignore[dict-item]  # broken after validation
+    assert holder.track({"event": "page_view", "session_id": "s"}) is False
+
+
+# -- restoring a cart from a link ----------------------------------------------------------------------------------
+
+LINKS = RestoreLinks("k" * 40, "https://shop.example/cart/restore")
+
+
+def test_restore_cart_loads_the_linked_cart_and_records_the_visit() -> None:
+    sink = Sink()
+    token = LINKS.token("cart-42")
+    loaded = restore_cart(LINKS, token, lambda key: {"cart": key}, tracker=Tracker(sink, "sid-9"))
+    assert loaded == {"cart": "cart-42"}
+    assert sink.events == [
+        {"event": "page_view", "session_id": "sid-9", "page_type": "cart_restore", "cart_id": "cart-42"}
+    ]
+
+
+@pytest.mark.parametrize("token", [None, "", "garbage", LINKS.token("cart-1")[:-3] + "AAA"])
+def test_a_bad_link_raises_before_the_cart_is_loaded_and_records_nothing(token: str | None) -> None:
+    sink = Sink()
+    loads: list[str] = []
+    with pytest.raises(LinkError):
+        restore_cart(LINKS, token, loads.append, tracker=Tracker(sink, "sid-9"))
+    assert loads == [] and sink.events == []
+
+
+def test_restore_cart_without_links_configured_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"\[links\] base_url"):
+        restore_cart(None, "t", lambda key: key)
