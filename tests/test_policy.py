@@ -114,6 +114,36 @@ def cart_events(session: str, value: str, t: float = 0.0) -> list[dict[str, Any]
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("exit_event", "why"),
+    [
+        # Back in the abandoned session (emptying the cart is activity there): the cart is no longer abandoned.
+        ({"event": "remove_from_cart", "items": [{"item_id": "A", "quantity": 1}]}, "cancelled_resumed"),
+        # From elsewhere (the unsubscribe page, an order on the phone): by the customer.
+        ({"event": "consent", "session_id": "s2", "withdrawn": ["email"]}, "cancelled_consent_withdrawn"),
+        ({"event": "purchase", "session_id": "s2", "value": "20.00", "currency": "EUR"}, "cancelled_purchase"),
+    ],
+)
+async def test_the_exit_conditions_stop_the_rest_of_the_sequence(exit_event: dict[str, Any], why: str) -> None:
+    # A three-step flow: the first message goes, then the shopper empties the cart, unsubscribes or buys.
+    steps = [FlowStep(delay=0), FlowStep(delay=3600), FlowStep(delay=86_400)]
+    clock = FakeClock(T0)
+    channel = MemoryChannel()
+    async with Engine(Config(abandon_after=600, flows=[Flow(name="f", steps=steps)]), channels={"email": channel},
+                      clock=clock) as engine:  # fmt: skip
+        for event in cart_events("s1", "20.00"):
+            engine.track(event)
+        clock.advance(601)
+        await engine.flush()
+        assert channel.keys() == ["s1/f/0"]
+        engine.track({"session_id": "s1", **exit_event, "customer_id": "c1", "ts": clock.now()})
+        clock.advance(2 * 86_400)
+        await engine.flush()
+        assert channel.keys() == ["s1/f/0"]
+        assert engine.statistics().messages[why] == 2
+
+
+@pytest.mark.anyio
 async def test_a_cap_is_shared_across_two_flows_and_a_capped_message_is_skipped() -> None:
     config = Config(
         abandon_after=600,
