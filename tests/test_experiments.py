@@ -158,7 +158,7 @@ async def test_assignments_survive_a_restart_and_are_not_written_twice(tmp_path:
     with SQLiteStore(db) as store:
         rows = store.assignments()
         assert len(rows) == 10
-        assert store.record_assignments(rows) == 0  # a deterministic re-emission is ignored
+        assert store.record_facts(rows) == 0  # a deterministic re-emission is ignored
 
 
 def test_assignments_routed_before_a_kill_are_in_the_store_or_the_checkpoint(tmp_path: Path) -> None:
@@ -184,7 +184,7 @@ def test_assignments_routed_before_a_kill_are_in_the_store_or_the_checkpoint(tmp
                 await engine.checkpoint()
                 for i in range(30, 60):
                     await engine.submit_many(shopper(i, t={T0 + 601!r}))
-                engine.dispatch._write_assignments = lambda: None  # the crash comes before these are written
+                engine.dispatch._write_facts = lambda: None  # the crash comes before these are written
                 clock.advance(601)
                 await engine.flush()
                 await engine.checkpoint()  # trims the journal: now only the checkpoint holds them
@@ -233,7 +233,7 @@ async def test_forgetting_a_customer_pseudonymises_their_assignment_and_keeps_th
 async def test_retention_purges_assignments_with_the_ledger() -> None:
     store = MemoryStore()
     old = Assignment(cart_key="old", flow="f", group="holdout", contact_key="c", assigned_at=1.0, value=1)
-    store.record_assignments([old])
+    store.record_facts([old])
     async with Engine(experiment_config(), channels={"email": MemoryChannel()}, store=store) as engine:
         report = await engine.purge()
-    assert report.assignments == 1 and store.assignments() == []
+    assert report.facts == 1 and store.assignments() == []

@@ -13,6 +13,7 @@ from recoverkit.config import Condition, Config, Flow, FlowStep
 from recoverkit.route import Cancel, Route
 from recoverkit.score import Scored, features_of
 from recoverkit.sessionize import Abandoned, ContactChanged, Converted, Resumed
+from recoverkit.store import Conversion, MessageOutcome
 
 EMAIL = "jane@example.com"
 PHONE = "+49 170 1234567"
@@ -221,15 +222,25 @@ def test_a_step_condition_skips_only_that_step() -> None:
     run = RouteRun(Config(flows=[flow("f", *steps)])).feed(contact(), scored(probability=0.2))
     assert [m.key for m in run.messages()] == ["cart-1/f/0", "cart-1/f/2"]
     assert run.skipped == {"condition": 1}
+    (skipped,) = [x for x in run.out if type(x) is MessageOutcome]
+    assert (skipped.key, skipped.outcome, skipped.step) == ("cart-1/f/1", "skipped_condition", 1)
 
 
 # -- cancellations ------------------------------------------------------------------------------------------
 
 
-def test_a_conversion_cancels_everything_for_the_cart_and_the_customer() -> None:
-    converted = Converted(cart_key="cart-1", session_id="s1", customer_id="cust-1", contact_key="cust-1", at=T0 + 9)
+def test_a_conversion_cancels_everything_for_the_cart_and_the_customer_and_is_kept_as_a_fact() -> None:
+    converted = Converted(
+        cart_key="cart-1", session_id="s1", customer_id="cust-1", contact_key="cust-1", at=T0 + 9, value=1990,
+        currency="EUR", transaction_id="o-1",
+    )  # fmt: skip
     run = RouteRun().feed(converted)
-    assert run.out == [Cancel(why="purchase", at=T0 + 9, cart_key="cart-1", contact_key="cust-1")]
+    assert run.out == [
+        Cancel(why="purchase", at=T0 + 9, cart_key="cart-1", contact_key="cust-1"),
+        Conversion(
+            cart_key="cart-1", contact_key="cust-1", at=T0 + 9, value=1990, currency="EUR", transaction_id="o-1"
+        ),
+    ]
 
 
 def test_a_resumption_cancels_what_is_pending_for_the_cart() -> None:

@@ -51,7 +51,18 @@ from .links import RestoreLinks
 from .offers import CouponProvider, Refused
 from .privacy import Forget
 from .route import Cancel
-from .store.base import Assignment, Claim, ClaimRequest, FinishRequest, Outcome, Store
+from .store.base import (
+    Assignment,
+    Claim,
+    ClaimRequest,
+    Conversion,
+    Fact,
+    FinishRequest,
+    LinkVisit,
+    MessageOutcome,
+    Outcome,
+    Store,
+)
 
 __all__ = ["Dispatch", "Guard", "StoreCall"]
 
@@ -157,7 +168,7 @@ class _State(msgspec.Struct, array_like=True):
     expiry: list[tuple[float, str, str]]
     outcomes: dict[str, int]
     history: dict[str, list[tuple[float, str]]] = {}
-    assignments: list[Assignment] = []  # routed carts' experiment groups not yet written to the store
+    facts: list[Fact] = []  # facts for analytics not yet written to the store
 
 
 class Dispatch(Stage):
@@ -229,7 +240,7 @@ class Dispatch(Stage):
         # Delivery
         self._ready: deque[tuple[Message, int]] = deque()
         self._flight: dict[str, tuple[Message, int]] = {}  # key -> (message, attempt) handed to _deliver
-        self._assignments: list[Assignment] = []  # from route, to be written to the store
+        self._facts: list[Fact] = []  # for analytics, to be written to the store
         self._writing = False
         self._prepared: dict[str, Message] = {}  # key -> the message with its code and link, while in flight
         #: False: hold due messages instead of delivering them (maintenance runs such as ``recoverkit forget``).
@@ -256,7 +267,7 @@ class Dispatch(Stage):
                     self._process_batch(batch)
             # Input closed (engine stopping): wait for what is in flight; what is still scheduled stays
             # scheduled, in the engine's last checkpoint.
-            self._write_assignments()
+            self._write_facts()
             while self._in_flight or (self._ready and self.delivering) or self._writing:
                 self._start_ready()
                 await anyio.sleep(0.01)
@@ -277,7 +288,7 @@ class Dispatch(Stage):
             # Messages already handed to a delivery task are in the ledger (claimed) or about to be: a restart
             # from this snapshot finds their keys there, so they need not be part of it.
             batch.control.apply(self, last=True)
-        self._write_assignments()
+        self._write_facts()
         self._start_ready()
         finished = perf_counter()
         self.latency.record(finished - started)
@@ -290,8 +301,8 @@ class Dispatch(Stage):
                 kind = type(item)
                 if kind is Message:
                     self._schedule(item)
-                elif kind is Assignment:
-                    self._assignments.append(item)
+                elif kind is Assignment or kind is Conversion or kind is MessageOutcome or kind is LinkVisit:
+                    self._facts.append(item)  # from the stages before, for analytics
                 elif kind is Forget:
                     self._forget(item)
                 elif kind is Cancel:
@@ -317,14 +328,14 @@ class Dispatch(Stage):
             # In event time only a purchase made by the due time cancels: a restart can restore a message that
             # was due, and waiting for a slot, when a later purchase arrived.
             if self._bought(message, by=due if self._event_time else None):
-                self.outcomes["cancelled_purchase"] += 1
+                self._ended(message, "cancelled_purchase")
                 continue
             attempt = self._attempts.get(key, 0)
             if attempt == 0:
                 if self._capped(message, due):
                     self._ledger[key] = "capped"
                     self._expire_later(watermark, "ledger", key)
-                    self.outcomes["capped"] += 1
+                    self._ended(message, "capped")
                     continue
                 self._ledger[key] = "in_flight"
                 self._expire_later(watermark, "ledger", key)
@@ -339,7 +350,7 @@ class Dispatch(Stage):
             self.outcomes["duplicate_key"] += 1
             return
         if self._bought(message) and not restoring:
-            self.outcomes["cancelled_purchase"] += 1
+            self._ended(message, "cancelled_purchase")
             return
         previous = self._pending.get(key)
         if previous is not None:
@@ -386,7 +397,7 @@ class Dispatch(Stage):
                 continue
             self._unschedule(key, message)
             self._attempts.pop(key, None)
-            self.outcomes[f"cancelled_{cancel.why}"] += 1
+            self._ended(message, f"cancelled_{cancel.why}")
 
     def _bought(self, message: Message, by: float | None = None) -> bool:
         """Was the cart bought, or did its customer buy anything after starting it (and, given ``by``, at or
@@ -462,11 +473,11 @@ class Dispatch(Stage):
                 self._attempts.pop(key, None)
                 self.outcomes["cancelled_forgotten"] += 1
         self.dead_letters.forget(set(forget.contact_keys))
-        # Their assignments not yet written go to the store first, for its forget to pseudonymise with the
-        # rest: the experiment keeps its counts, and the checkpoint no longer holds the contact key.
+        # Their facts not yet written go to the store first, for its forget to pseudonymise with the rest: the
+        # analytics keep their counts, and the checkpoint no longer holds the contact key.
         contacts = set(forget.contact_keys)
-        theirs = [a for a in self._assignments if a.contact_key in contacts]
-        self._assignments[:] = [a for a in self._assignments if a.contact_key not in contacts]
+        theirs = [f for f in self._facts if getattr(f, "contact_key", None) in contacts]
+        self._facts[:] = [f for f in self._facts if getattr(f, "contact_key", None) not in contacts]
         # Counted as in flight, so that flush() (and Engine.forget, which waits on it) returns only once the
         # store has erased them too.
         tg = self._task_group
@@ -474,10 +485,10 @@ class Dispatch(Stage):
             self._in_flight += 1
             tg.start_soon(self._erase, forget, theirs, name="recoverkit-forget")
 
-    async def _erase(self, forget: Forget, assignments: list[Assignment]) -> None:
+    async def _erase(self, forget: Forget, facts: list[Fact]) -> None:
         try:
-            if assignments:
-                await self._call(self._store.record_assignments, assignments)
+            if facts:
+                await self._call(self._store.record_facts, facts)
             for contact in forget.contact_keys:
                 await self._call(self._store.forget, contact, at=forget.at)
         except StoreError as exc:
@@ -546,13 +557,16 @@ class Dispatch(Stage):
             if skipped is not None:
                 self._attempts.pop(key, None)
                 self._ledger[key] = skipped
-                self.outcomes[skipped] += 1
+                if skipped in ("duplicate_key", "not_owner"):
+                    self.outcomes[skipped] += 1  # decided elsewhere: that decision is the one recorded
+                else:
+                    self._ended(message, skipped)
                 if claimed:  # vetoed after the claim: the key is settled, never to be sent
                     await self._finish(key, "cancelled", skipped)
             elif error is None:
                 self._ledger[key] = "sent"
                 self._attempts.pop(key, None)
-                self.outcomes["sent"] += 1
+                self._ended(self._prepared.get(key, message), "sent")
                 self.emitted += 1
                 await self._finish(key, "sent", None)
             else:
@@ -673,6 +687,7 @@ class Dispatch(Stage):
             await self._finish(key, "dead", error[:500])
         self._ledger[key] = "dead"
         self.outcomes["dead_lettered"] += 1
+        self._facts.append(self._outcome(message, "dead"))
         self.log.warning("dead_lettered", channel=message.channel, key=key, attempts=attempts, permanent=permanent)
         message = _without_credentials(message)
         letter = DeadLetter(
@@ -694,25 +709,40 @@ class Dispatch(Stage):
         except StoreError as exc:
             self.log.error("dead_letter_not_stored", key=key, error=str(exc))
 
-    # -- experiment assignments -----------------------------------------------------------------------------
+    # -- facts for analytics --------------------------------------------------------------------------------
 
-    def _write_assignments(self) -> None:
-        """Start writing the assignments route handed over, unless a write is under way (it picks them up)."""
-        if self._assignments and not self._writing and self._task_group is not None:
+    def _outcome(self, message: Message, outcome: str) -> MessageOutcome:
+        offer = message.offer
+        return MessageOutcome(
+            key=message.key, cart_key=message.cart.cart_key, contact_key=message.recipient.contact_key,
+            flow=message.flow, step=message.step, outcome=outcome,
+            at=self.watermark if math.isfinite(self.watermark) else message.due_at, channel=message.channel,
+            variant=message.variant, offer=offer.name if offer is not None else None,
+            offer_kind=offer.kind if offer is not None else None,
+        )  # fmt: skip
+
+    def _ended(self, message: Message, outcome: str) -> None:
+        """Count a message's final outcome and keep it as a fact for analytics."""
+        self.outcomes[outcome] += 1
+        self._facts.append(self._outcome(message, outcome))
+
+    def _write_facts(self) -> None:
+        """Start writing the facts gathered so far, unless a write is under way (it picks them up)."""
+        if self._facts and not self._writing and self._task_group is not None:
             self._writing = True
-            self._task_group.start_soon(self._record_assignments, name="recoverkit-assignments")
+            self._task_group.start_soon(self._record_facts, name="recoverkit-facts")
 
-    async def _record_assignments(self) -> None:
-        # Written while the snapshot still holds them (INSERT OR IGNORE makes a second write harmless), so an
-        # assignment is in the store or in the checkpoint whatever moment a crash picks.
-        pending = self._assignments  # a restore replaces the list: then this write's work is done
+    async def _record_facts(self) -> None:
+        # Written while the snapshot still holds them (the store keeps the first fact of a key, so a second write
+        # is harmless): a fact is in the store or in the checkpoint whatever moment a crash picks.
+        pending = self._facts  # a restore replaces the list: then this write's work is done
         try:
-            while pending and pending is self._assignments:
+            while pending and pending is self._facts:
                 batch = list(pending)
                 try:
-                    await self._call(self._store.record_assignments, batch)
+                    await self._call(self._store.record_facts, batch)
                 except Exception as exc:  # kept for the next batch to try again; never stops the stage
-                    self.log.error("assignments_not_recorded", count=len(batch), error=str(exc))
+                    self.log.error("facts_not_recorded", count=len(batch), error=str(exc))
                     return
                 del pending[: len(batch)]
         finally:
@@ -721,7 +751,7 @@ class Dispatch(Stage):
 
     def _release_barriers(self) -> None:
         if self._writing:
-            return  # flush() promises that what was routed is recorded
+            return  # flush() promises that the facts of what was handled are recorded
         if self._barriers and not self._in_flight and (not self._ready or not self.delivering):
             for barrier in self._barriers:
                 barrier.set()
@@ -741,7 +771,7 @@ class Dispatch(Stage):
                 pending.append((message, message.due_at, attempt))
         state = _State(
             self.watermark, pending, self._ledger, self._bought_carts, self._bought_contacts, list(self._expiry),
-            dict(self.outcomes), self._history, list(self._assignments),
+            dict(self.outcomes), self._history, list(self._facts),
         )
         return msgspec.msgpack.encode(state)
 
@@ -757,7 +787,7 @@ class Dispatch(Stage):
         self._expiry = deque(s.expiry)
         self.outcomes = Counter(s.outcomes)
         self._history = s.history
-        self._assignments = list(s.assignments)
+        self._facts = list(s.facts)
         for message, due, attempts in s.pending:
             self._schedule(message, due=due, restoring=True)
             if attempts:

@@ -544,16 +544,16 @@ class Engine:
             ledger_before=ledger_before,
             purchases_before=ledger_before,
             dead_letters_before=now - settings.dead_letter_days * 86_400,
-            assignments_before=ledger_before,  # uplift is measured over the same period as the ledger keeps
+            facts_before=ledger_before,  # analytics and uplift cover the period the ledger keeps
         )
         self._purged_at = now
-        if report.ledger_entries or report.purchases or report.dead_letters or report.assignments:
+        if report.ledger_entries or report.purchases or report.dead_letters or report.facts:
             _log.info(
                 "retention_purged",
                 ledger_entries=report.ledger_entries,
                 purchases=report.purchases,
                 dead_letters=report.dead_letters,
-                assignments=report.assignments,
+                facts=report.facts,
             )
         return report
 

@@ -34,6 +34,7 @@ __all__ = [
     "EVENT_KINDS",
     "MAX_AMOUNT",
     "MAX_EVENT_BYTES",
+    "RESTORE_PAGE",
     "AddPaymentInfo",
     "AddShippingInfo",
     "AddToCart",
@@ -56,6 +57,8 @@ __all__ = [
     "encode_event",
 ]
 
+#: The ``page_type`` of the ``page_view`` a shop's cart-restore view records: a recovery link was followed.
+RESTORE_PAGE: Final = "cart_restore"
 #: Events larger than this (in bytes of JSON) are rejected as ``too_large`` before they are parsed.
 MAX_EVENT_BYTES: Final = 64 * 1024
 #: Largest accepted amount in major units; bigger numbers are a bug or an attack, not an order.

@@ -38,7 +38,7 @@ from .channels.base import Channel
 from .clock import Clock
 from .config import Config, load_config
 from .errors import ConfigError, LinkError
-from .events import EVENT_KINDS
+from .events import EVENT_KINDS, RESTORE_PAGE
 from .links import PARAMETER as LINK_PARAMETER
 from .links import RestoreLinks, RestoreToken
 
@@ -494,5 +494,5 @@ def restore_cart(
     verified: RestoreToken = links.verify(token)
     result = load_cart(verified.cart_key)
     if tracker is not None:
-        tracker.track("page_view", page_type="cart_restore", cart_id=verified.cart_key)
+        tracker.track("page_view", page_type=RESTORE_PAGE, cart_id=verified.cart_key)
     return result

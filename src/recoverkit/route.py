@@ -37,7 +37,7 @@ from .offers import Offer
 from .privacy import Forget
 from .score import Scored
 from .sessionize import ContactChanged, Converted, Resumed
-from .store.base import Assignment, AssignmentGroup, HoldoutScope
+from .store.base import Assignment, AssignmentGroup, Conversion, HoldoutScope, MessageOutcome
 
 __all__ = ["Cancel", "Route"]
 
@@ -123,6 +123,12 @@ class Route(Stage):
                     out.append(
                         Cancel(why="purchase", at=item.at, cart_key=item.cart_key, contact_key=item.contact_key)
                     )
+                    out.append(
+                        Conversion(
+                            cart_key=item.cart_key, contact_key=item.contact_key, at=item.at, own=item.own,
+                            value=item.value, currency=item.currency, transaction_id=item.transaction_id,
+                        )  # fmt: skip
+                    )
                 elif kind is Resumed:
                     out.append(Cancel(why="resumed", at=item.at, cart_key=item.cart_key))
                 elif kind is ContactChanged:
@@ -202,14 +208,25 @@ class Route(Stage):
         out.append(self._assignment(scored, flow, "treatment", None, variants))
         for index, (step, variant) in enumerate(steps):
             if step.when is not None and not self._holds(step.when, scored):
-                self.skipped["condition"] += 1
+                self._skip(scored, flow, index, variant, "condition", out)
                 continue
             channel, recipient, why = self._channel_for(step, cart.contact_key, contact, returning=cart.returning)
             if channel is None or recipient is None:
-                self.skipped[why] += 1
+                self._skip(scored, flow, index, variant, why, out)
                 continue
             self.scheduled[(flow.name, index, channel)] += 1
             out.append(self._message(scored, flow, index, step, channel, recipient, variant))
+
+    def _skip(self, scored: Scored, flow: Flow, index: int, variant: str | None, why: str, out: list[Any]) -> None:
+        """A step that will not be sent to this cart: counted, and kept as the step's outcome for analytics."""
+        self.skipped[why] += 1
+        cart = scored.abandoned.cart
+        out.append(
+            MessageOutcome(
+                key=f"{cart.cart_key}/{flow.name}/{index}", cart_key=cart.cart_key, contact_key=cart.contact_key,
+                flow=flow.name, step=index, outcome=f"skipped_{why}", at=scored.abandoned.at, variant=variant,
+            )  # fmt: skip
+        )
 
     @staticmethod
     def _assignment(

@@ -34,6 +34,7 @@ from ._pipeline import Stage
 from .cart import CartLine, CartSnapshot
 from .config import Config, Trigger
 from .events import (
+    RESTORE_PAGE,
     AddPaymentInfo,
     AddShippingInfo,
     AddToCart,
@@ -55,6 +56,7 @@ from .events import (
 )
 from .money import to_minor
 from .privacy import Forget
+from .store.base import LinkVisit
 
 __all__ = ["Abandoned", "ContactChanged", "Converted", "Resumed", "Sessionize"]
 
@@ -88,6 +90,8 @@ class Converted(msgspec.Struct, frozen=True, kw_only=True):
     value: int | None = None
     currency: str | None = None
     transaction_id: str | None = None
+    #: ``False`` when the cart was closed by a purchase of its customer in another session.
+    own: bool = True
 
 
 class ContactChanged(msgspec.Struct, frozen=True, kw_only=True):
@@ -359,6 +363,7 @@ class Sessionize(Stage):
                 value=value,
                 currency=currency,
                 transaction_id=transaction,
+                own=own,
             )
         )
         self.counts["converted"] += 1
@@ -398,6 +403,9 @@ class Sessionize(Stage):
 
     def _on_page_view(self, session: _Session, event: PageView, ts: float, out: list[Any]) -> None:
         session.views += 1
+        if event.page_type == RESTORE_PAGE:
+            # The shop's restore view records this (recoverkit.integration.restore_cart): a link was followed.
+            out.append(LinkVisit(cart_key=self._cart_key(session), at=ts))
         self._touch(session, ts)
 
     def _on_view_item(self, session: _Session, event: ViewItem, ts: float, out: list[Any]) -> None:

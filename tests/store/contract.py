@@ -28,12 +28,15 @@ from recoverkit.store import (
     Checkpoint,
     ClaimRequest,
     ContactExport,
+    Conversion,
     DeadLetterExport,
     DeadLetterRecord,
     FinishRequest,
     ForgetReport,
     JournalEntry,
     LedgerEntry,
+    LinkVisit,
+    MessageOutcome,
     PurgeReport,
     Store,
 )
@@ -1181,43 +1184,99 @@ class StoreContract:
             "cart-1", group="holdout", scope="global", variants={"0": "a", "2": "b"}, score=0.25, reason="payment",
             trigger="exit_intent", currency=None,
         )  # fmt: skip
-        assert store.record_assignments([a]) == 1
+        assert store.record_facts([a]) == 1
         assert store.assignments() == [a]
 
     def test_the_first_assignment_of_a_cart_and_flow_is_kept(self, store: Store) -> None:
         first = self.assignment("cart-1", group="treatment")
-        assert store.record_assignments([first, self.assignment("cart-1", group="holdout")]) == 1
-        assert store.record_assignments([self.assignment("cart-1", assigned_at=T0 + 5)]) == 0
-        assert store.record_assignments([self.assignment("cart-1", flow="other")]) == 1
+        assert store.record_facts([first, self.assignment("cart-1", group="holdout")]) == 1
+        assert store.record_facts([self.assignment("cart-1", assigned_at=T0 + 5)]) == 0
+        assert store.record_facts([self.assignment("cart-1", flow="other")]) == 1
         assert [(a.flow, a.group, a.assigned_at) for a in store.assignments()] == [
             ("f", "treatment", T0), ("other", "treatment", T0),
         ]  # fmt: skip
-        assert store.record_assignments([]) == 0
+        assert store.record_facts([]) == 0
 
     def test_assignments_are_read_by_time_window_oldest_first(self, store: Store) -> None:
-        store.record_assignments([self.assignment(f"cart-{i}", assigned_at=T0 + 10 * (5 - i)) for i in range(5)])
+        store.record_facts([self.assignment(f"cart-{i}", assigned_at=T0 + 10 * (5 - i)) for i in range(5)])
         assert [a.cart_key for a in store.assignments()] == ["cart-4", "cart-3", "cart-2", "cart-1", "cart-0"]
         assert [a.cart_key for a in store.assignments(since=T0 + 10, until=T0 + 40)] == ["cart-4", "cart-3", "cart-2"]
 
-    def test_record_assignments_refuses_what_it_could_not_keep(self, store: Store) -> None:
+    def test_record_facts_refuses_an_assignment_it_could_not_keep(self, store: Store) -> None:
         with pytest.raises(ValueError, match="cart_key"):
-            store.record_assignments([self.assignment("")])
+            store.record_facts([self.assignment("")])
         with pytest.raises(ValueError, match="group"):
-            store.record_assignments([self.assignment("cart-1", group="control")])
+            store.record_facts([self.assignment("cart-1", group="control")])
         assert store.assignments() == []
 
     def test_forget_pseudonymises_assignments_and_export_lists_them(self, store: Store) -> None:
-        store.record_assignments([self.assignment("cart-1"), self.assignment("cart-2", contact_key="someone-else")])
+        store.record_facts([self.assignment("cart-1"), self.assignment("cart-2", contact_key="someone-else")])
         assert [a.cart_key for a in store.export("contact-1").assignments] == ["cart-1"]
         report = store.forget("contact-1", at=T0 + 1)
-        assert report.assignments == 1
+        assert report.facts == 1
         kept = {a.cart_key: a.contact_key for a in store.assignments()}
         assert kept == {"cart-1": store.hash_contact("contact-1"), "cart-2": "someone-else"}
         assert [a.cart_key for a in store.export("contact-1").assignments] == ["cart-1"]  # found by its hash
 
-    def test_purge_deletes_assignments_made_before_the_cutoff_only_when_asked(self, store: Store) -> None:
-        store.record_assignments([self.assignment("old", assigned_at=T0), self.assignment("new", assigned_at=T0 + 99)])
+    def test_purge_deletes_facts_dated_before_the_cutoff_only_when_asked(self, store: Store) -> None:
+        store.record_facts([
+            self.assignment("old", assigned_at=T0), self.assignment("new", assigned_at=T0 + 99),
+            Conversion(cart_key="old", contact_key="c", at=T0), LinkVisit(cart_key="old", at=T0),
+            self.outcome("old/f/0", at=T0), self.outcome("new/f/0", at=T0 + 99),
+        ])  # fmt: skip
         cutoffs = {"ledger_before": T0 + 50, "purchases_before": T0 + 50, "dead_letters_before": T0 + 50}
-        assert store.purge(**cutoffs).assignments == 0
-        assert store.purge(**cutoffs, assignments_before=T0 + 50).assignments == 1
+        assert store.purge(**cutoffs).facts == 0
+        assert store.purge(**cutoffs, facts_before=T0 + 50).facts == 4
         assert [a.cart_key for a in store.assignments()] == ["new"]
+        assert store.conversions() == [] and store.visits() == []
+        assert [o.key for o in store.outcomes()] == ["new/f/0"]
+
+    # -- conversions, outcomes, visits ------------------------------------------------------------------------
+
+    @staticmethod
+    def outcome(key: str, **fields: Any) -> MessageOutcome:
+        cart, flow, step = key.split("/")
+        values: dict[str, Any] = {
+            "cart_key": cart, "contact_key": "contact-1", "flow": flow, "step": int(step), "outcome": "sent",
+            "at": T0, "channel": "email",
+        }  # fmt: skip
+        values.update(fields)
+        return MessageOutcome(key=key, **values)
+
+    def test_every_kind_of_fact_round_trips_and_the_first_of_a_key_is_kept(self, store: Store) -> None:
+        conversion = Conversion(
+            cart_key="cart-1", contact_key="contact-1", at=T0 + 5, value=4990, currency="EUR", transaction_id="o-1"
+        )
+        elsewhere = Conversion(cart_key="cart-2", contact_key="contact-1", at=T0 + 5, own=False)
+        sent = self.outcome("cart-1/f/0", variant="b", offer="ten", offer_kind="discount")
+        skipped = self.outcome("cart-1/f/1", outcome="skipped_no_consent", channel=None)
+        visit = LinkVisit(cart_key="cart-1", at=T0 + 2)
+        assert store.record_facts([conversion, elsewhere, sent, skipped, visit]) == 5
+        again = [
+            msgspec.structs.replace(conversion, value=1), msgspec.structs.replace(sent, outcome="dead"), visit,
+        ]  # fmt: skip
+        assert store.record_facts(again) == 0
+        assert store.conversions() == [conversion, elsewhere]
+        assert store.outcomes() == [sent, skipped]
+        assert store.visits() == [visit]
+        assert store.visits(since=T0 + 3) == [] and store.outcomes(until=T0) == []
+
+    def test_forget_pseudonymises_conversions_and_outcomes_and_export_lists_them(self, store: Store) -> None:
+        store.record_facts([
+            Conversion(cart_key="cart-1", contact_key="contact-1", at=T0, value=100, currency="EUR"),
+            self.outcome("cart-1/f/0"),
+        ])  # fmt: skip
+        exported = store.export("contact-1")
+        assert [c.cart_key for c in exported.conversions] == ["cart-1"] and len(exported.outcomes) == 1
+        assert store.forget("contact-1", at=T0 + 1).facts == 2
+        hashed = store.hash_contact("contact-1")
+        assert {c.contact_key for c in store.conversions()} == {o.contact_key for o in store.outcomes()} == {hashed}
+
+    def test_record_facts_refuses_what_it_could_not_keep(self, store: Store) -> None:
+        with pytest.raises(ValueError, match="cart_key"):
+            store.record_facts([LinkVisit(cart_key="", at=T0)])
+        with pytest.raises(ValueError, match="`key` and `outcome`"):
+            store.record_facts([self.outcome("c/f/0", outcome="")])
+        with pytest.raises(TypeError, match="expected Assignment, Conversion, MessageOutcome or LinkVisit"):
+            store.record_facts(["fact"])  # type: ignore[list-item]
+        assert store.outcomes() == [] and store.visits() == []

@@ -537,8 +537,9 @@ def test_describe_database_counts_rows_and_lists_leases(path: Path) -> None:
         store.acquire_lease(PIPELINE_LEASE, "w1", ttl=30, now=T0)
         info = describe_database(path)
     assert info.schema_version == info.supported_version == SCHEMA_VERSION
-    assert info.rows == {"assignments": 0, "checkpoint": 1, "code_attempts": 0, "codes": 0, "dead_letters": 0, "journal": 2,
-                         "leases": 1, "ledger": 0, "meta": 1, "purchases": 0, "suppression": 0}  # fmt: skip
+    assert info.rows == {"assignments": 0, "checkpoint": 1, "code_attempts": 0, "codes": 0, "conversions": 0,
+                         "dead_letters": 0, "journal": 2, "leases": 1, "ledger": 0, "meta": 1, "outcomes": 0,
+                         "purchases": 0, "suppression": 0, "visits": 0}  # fmt: skip
     assert [(lease.name, lease.owner, lease.expires_at) for lease in info.leases] == [("pipeline", "w1", T0 + 30)]
     assert (info.last_seq, info.checkpoint_position) == (2, 1)
 

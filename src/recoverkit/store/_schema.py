@@ -172,8 +172,10 @@ CREATE INDEX code_attempts_by_at ON code_attempts (at);
 """
 
 _V4 = """
--- The experiment group of each abandoned cart per flow (Store.record_assignments): treatment or holdout. The
--- first assignment of a (cart, flow) is kept; variants is a JSON object of step index to A/B variant name.
+-- Facts for analytics (Store.record_facts); the first fact of each natural key is kept, so the engine can write
+-- them again after a restart. contact_key is replaced by its keyed hash when the contact is forgotten.
+-- The experiment group of each abandoned cart per flow: treatment or holdout; variants is a JSON object of step
+-- index to A/B variant name.
 CREATE TABLE assignments (
     cart_key TEXT NOT NULL,
     flow TEXT NOT NULL,
@@ -191,6 +193,45 @@ CREATE TABLE assignments (
 ) WITHOUT ROWID;
 CREATE INDEX assignments_by_time ON assignments (assigned_at);
 CREATE INDEX assignments_by_contact ON assignments (contact_key);
+
+-- Carts that converted: in their own session (own = 1, with the order's value), or by their customer elsewhere.
+CREATE TABLE conversions (
+    cart_key TEXT NOT NULL,
+    at REAL NOT NULL,
+    contact_key TEXT NOT NULL,
+    own INTEGER NOT NULL CHECK (own IN (0, 1)),
+    value INTEGER,
+    currency TEXT,
+    transaction_id TEXT,
+    PRIMARY KEY (cart_key, at)
+) WITHOUT ROWID;
+CREATE INDEX conversions_by_time ON conversions (at);
+CREATE INDEX conversions_by_contact ON conversions (contact_key);
+
+-- How each step of a flow ended for a cart (sent, dead, cancelled_*, capped, skipped_*, ...), by message key.
+CREATE TABLE outcomes (
+    key TEXT PRIMARY KEY,
+    cart_key TEXT NOT NULL,
+    contact_key TEXT NOT NULL,
+    flow TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    at REAL NOT NULL,
+    channel TEXT,
+    variant TEXT,
+    offer TEXT,
+    offer_kind TEXT
+) WITHOUT ROWID;
+CREATE INDEX outcomes_by_time ON outcomes (at);
+CREATE INDEX outcomes_by_contact ON outcomes (contact_key);
+
+-- Cart-restore links followed.
+CREATE TABLE visits (
+    cart_key TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (cart_key, at)
+) WITHOUT ROWID;
+CREATE INDEX visits_by_time ON visits (at);
 """
 
 #: One migration: a SQL script, or a function run on the connection inside the migration's transaction.
@@ -202,8 +243,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _v2, _V3, _V4)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 #: The tables of the current schema, for checks and ``recoverkit db info``.
 TABLES: Final = (
-    "assignments", "checkpoint", "code_attempts", "codes", "dead_letters", "journal", "leases", "ledger", "meta",
-    "purchases", "suppression",
+    "assignments", "checkpoint", "code_attempts", "codes", "conversions", "dead_letters", "journal", "leases",
+    "ledger", "meta", "outcomes", "purchases", "suppression", "visits",
 )  # fmt: skip
 
 

@@ -65,8 +65,10 @@ __all__ = [
     "CodeRecord",
     "CodeStore",
     "ContactExport",
+    "Conversion",
     "DeadLetterExport",
     "DeadLetterRecord",
+    "Fact",
     "FinishRequest",
     "ForgetReport",
     "HoldoutScope",
@@ -74,6 +76,8 @@ __all__ = [
     "JournalEntry",
     "LedgerEntry",
     "LedgerState",
+    "LinkVisit",
+    "MessageOutcome",
     "Outcome",
     "PurgeReport",
     "RedeemOutcome",
@@ -183,7 +187,7 @@ class DeadLetterRecord(msgspec.Struct, frozen=True, kw_only=True):
     contact_key: str = ""
 
 
-class Assignment(msgspec.Struct, frozen=True, kw_only=True):
+class Assignment(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """The experiment group an abandoned cart was put in when it was routed: what uplift is measured from.
 
     Written once per cart and flow (a cart is in a flow at most once, as the ledger's keys are), whether the
@@ -208,6 +212,49 @@ class Assignment(msgspec.Struct, frozen=True, kw_only=True):
     trigger: str = ""
 
 
+class Conversion(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A cart converted at ``at``: bought in its own session (``own``, with the order's ``value`` in minor units
+    of ``currency`` and ``transaction_id`` when the purchase event said), or closed by a purchase of its customer
+    elsewhere. What recovered orders and uplift are counted from; one row per cart and time."""
+
+    cart_key: str
+    contact_key: str
+    at: float
+    own: bool = True
+    value: int | None = None
+    currency: str | None = None
+    transaction_id: str | None = None
+
+
+class MessageOutcome(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """How one step of a flow ended for one cart: the final outcome of its message (``sent``, ``dead``,
+    ``cancelled_purchase``, ``capped``, ``suppressed``, ...) or why it was never scheduled (``skipped_no_consent``,
+    ``skipped_condition``, ...). ``key`` is the message's idempotency key; the first final outcome is kept."""
+
+    key: str
+    cart_key: str
+    contact_key: str
+    flow: str
+    step: int
+    outcome: str
+    at: float
+    channel: str | None = None
+    variant: str | None = None
+    offer: str | None = None
+    offer_kind: str | None = None
+
+
+class LinkVisit(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A cart-restore link was followed (the shop's restore view recorded a ``cart_restore`` page view)."""
+
+    cart_key: str
+    at: float
+
+
+#: What :meth:`Store.record_facts` keeps, for analytics.
+Fact = Assignment | Conversion | MessageOutcome | LinkVisit
+
+
 class ForgetReport(msgspec.Struct, frozen=True, kw_only=True):
     """What :meth:`Store.forget` did: ``ledger_entries`` and ``codes`` rewritten to hold the contact's hash
     instead of its key, ``dead_letters`` and ``purchases`` deleted; ``already_forgotten`` when the contact had
@@ -219,7 +266,7 @@ class ForgetReport(msgspec.Struct, frozen=True, kw_only=True):
     purchases: int
     already_forgotten: bool
     codes: int = 0
-    assignments: int = 0
+    facts: int = 0
 
 
 class PurgeReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -229,7 +276,7 @@ class PurgeReport(msgspec.Struct, frozen=True, kw_only=True):
     purchases: int
     dead_letters: int
     codes: int = 0
-    assignments: int = 0
+    facts: int = 0
 
 
 class CodeRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -313,6 +360,8 @@ class ContactExport(msgspec.Struct, frozen=True, kw_only=True):
     suppressed: bool
     codes: list[CodeRecord] = []
     assignments: list[Assignment] = []
+    conversions: list[Conversion] = []
+    outcomes: list[MessageOutcome] = []
 
 
 class ClaimRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -481,19 +530,33 @@ class Store(CodeStore, Protocol):
         """
         ...
 
-    # -- experiments ----------------------------------------------------------------------------------------
+    # -- facts for analytics --------------------------------------------------------------------------------
 
-    def record_assignments(self, assignments: Sequence[Assignment]) -> int:
-        """Record abandoned carts' experiment groups, in one transaction; return how many were new.
+    def record_facts(self, facts: Sequence[Fact]) -> int:
+        """Keep facts for analytics (:class:`Assignment`, :class:`Conversion`, :class:`MessageOutcome`,
+        :class:`LinkVisit`), in one transaction; return how many were new.
 
-        The first assignment of a ``(cart_key, flow)`` is kept and later ones are ignored, so the engine may
-        write the same assignment again after a restart (it does: they are deterministic).
+        Each kind has a natural key (an assignment: cart and flow; a conversion: cart and time; an outcome: the
+        message key; a visit: cart and time) and the first fact of a key is kept, so the engine may write the same
+        facts again after a restart (it does: they are deterministic).
         """
         ...
 
     def assignments(self, *, since: float | None = None, until: float | None = None) -> list[Assignment]:
         """The assignments made at ``since`` <= ``assigned_at`` < ``until`` (either bound optional), oldest
         first: the denominators of uplift against the holdout."""
+        ...
+
+    def conversions(self, *, since: float | None = None, until: float | None = None) -> list[Conversion]:
+        """The conversions at ``since`` <= ``at`` < ``until``, oldest first."""
+        ...
+
+    def outcomes(self, *, since: float | None = None, until: float | None = None) -> list[MessageOutcome]:
+        """The message outcomes recorded at ``since`` <= ``at`` < ``until``, oldest first."""
+        ...
+
+    def visits(self, *, since: float | None = None, until: float | None = None) -> list[LinkVisit]:
+        """The restore-link visits at ``since`` <= ``at`` < ``until``, oldest first."""
         ...
 
     def claim(
@@ -635,7 +698,8 @@ class Store(CodeStore, Protocol):
           what keeps the messages already sent from being sent again (:meth:`claim` answers ``"duplicate"``);
         - its codes are kept, with ``contact_key`` replaced by :meth:`hash_contact` in the same way: they can
           no longer be redeemed by the contact key (``"not_yours"``), nor by anyone else;
-        - its assignments are kept the same way: the experiment's counts must not change when someone leaves;
+        - its facts for analytics (assignments, conversions, message outcomes) are kept the same way: the
+          experiment's counts must not change when someone leaves;
         - a suppression with reason ``"forgotten"`` is recorded as of ``at`` (replacing an earlier reason).
 
         Idempotent: forgetting again finds nothing left to erase and changes nothing. The journal is not
@@ -655,7 +719,7 @@ class Store(CodeStore, Protocol):
         purchases_before: float,
         dead_letters_before: float,
         codes_before: float | None = None,
-        assignments_before: float | None = None,
+        facts_before: float | None = None,
     ) -> PurgeReport:
         """Delete, in one transaction, what is older than the retention periods; return how many rows went.
 
@@ -668,7 +732,7 @@ class Store(CodeStore, Protocol):
         - codes that expired before ``codes_before`` (``None``: no code is purged), redeemed or not. A purged
           code cannot be redeemed (``"unknown"``), but it no longer counts towards the limits of
           :meth:`issue_code`, so ``codes_before`` must be older than the start of the longest limit period;
-        - assignments made before ``assignments_before`` (``None``: none is purged).
+        - facts for analytics (:meth:`record_facts`) dated before ``facts_before`` (``None``: none is purged).
 
         The journal is not purged by age: an event not yet applied to a checkpoint must never be dropped;
         the engine trims it (:meth:`trim_events`) once a checkpoint covers it. Suppressions are never purged.
@@ -786,29 +850,40 @@ def check_purge(
     purchases_before: float,
     dead_letters_before: float,
     codes_before: float | None = None,
-    assignments_before: float | None = None,
+    facts_before: float | None = None,
 ) -> None:
     for name, value in (
         ("ledger_before", ledger_before),
         ("purchases_before", purchases_before),
         ("dead_letters_before", dead_letters_before),
         ("codes_before", 0.0 if codes_before is None else codes_before),
-        ("assignments_before", 0.0 if assignments_before is None else assignments_before),
+        ("facts_before", 0.0 if facts_before is None else facts_before),
     ):
         if math.isnan(value):  # compares false with everything: the purge would silently delete nothing
             raise ValueError(f"purge: expected `{name}` to be a time in epoch seconds, got {value!r}")
 
 
-def check_assignment(assignment: Assignment) -> None:
-    """Refuse an assignment a store could not keep (the engine builds them; this guards other callers)."""
-    if not isinstance(assignment, Assignment):
-        raise TypeError(f"record_assignments: expected Assignment records, got {type(assignment).__name__}")
-    if not assignment.cart_key or not assignment.flow:
-        raise ValueError("record_assignments: `cart_key` and `flow` must be non-empty")
-    if assignment.group not in ("treatment", "holdout"):
-        raise ValueError(f"record_assignments: `group` {assignment.group!r}; expected 'treatment' or 'holdout'")
-    if math.isnan(assignment.assigned_at):
-        raise ValueError("record_assignments: `assigned_at` must be a time in epoch seconds, got nan")
+def check_fact(fact: Fact) -> None:
+    """Refuse a fact a store could not keep (the engine builds them; this guards other callers)."""
+    if not isinstance(fact, (Assignment, Conversion, MessageOutcome, LinkVisit)):
+        expected = "Assignment, Conversion, MessageOutcome or LinkVisit"
+        raise TypeError(f"record_facts: expected {expected}, got {type(fact).__name__}")
+    if not fact.cart_key:
+        raise ValueError(f"record_facts: {type(fact).__name__} `cart_key` must be non-empty")
+    at = fact.assigned_at if isinstance(fact, Assignment) else fact.at
+    if math.isnan(at):
+        raise ValueError(f"record_facts: {type(fact).__name__} time must be epoch seconds, got nan")
+    if isinstance(fact, Assignment):
+        if not fact.flow:
+            raise ValueError("record_facts: Assignment `flow` must be non-empty")
+        if fact.group not in ("treatment", "holdout"):
+            raise ValueError(f"record_facts: Assignment `group` {fact.group!r}; expected 'treatment' or 'holdout'")
+    elif isinstance(fact, MessageOutcome) and (not fact.key or not fact.outcome):
+        raise ValueError("record_facts: MessageOutcome `key` and `outcome` must be non-empty")
+
+
+def fact_time(fact: Fact) -> float:
+    return fact.assigned_at if isinstance(fact, Assignment) else fact.at
 
 
 def _is_int(value: object) -> bool:

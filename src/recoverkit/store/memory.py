@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
-from collections.abc import Callable, Collection, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import msgspec
 
@@ -26,13 +27,17 @@ from .base import (
     CodeLimit,
     CodeRecord,
     ContactExport,
+    Conversion,
     DeadLetterRecord,
+    Fact,
     FinishRequest,
     ForgetReport,
     IssueAnswer,
     JournalEntry,
     LedgerEntry,
     LedgerState,
+    LinkVisit,
+    MessageOutcome,
     Outcome,
     PurgeReport,
     RedeemResult,
@@ -40,12 +45,12 @@ from .base import (
     StoreStatistics,
     cannot_finish,
     cannot_resolve,
-    check_assignment,
     check_attempt,
     check_claim,
     check_code,
     check_contact,
     check_count,
+    check_fact,
     check_lease,
     check_limits,
     check_outcome,
@@ -59,6 +64,7 @@ from .base import (
     check_states,
     contact_hash,
     export_letter,
+    fact_time,
     judge_redemption,
     limit_key,
     missing_dead_letter,
@@ -68,6 +74,8 @@ from .base import (
 __all__ = ["MemoryStore"]
 
 K = TypeVar("K", bound=Hashable)
+F = TypeVar("F", Assignment, Conversion, MessageOutcome, LinkVisit)
+P = TypeVar("P", Assignment, Conversion, MessageOutcome)  # the facts that name a contact
 V = TypeVar("V")
 
 
@@ -94,7 +102,11 @@ class MemoryStore:
         self._salt = os.urandom(SALT_BYTES)
         self._suppressed: dict[str, tuple[str, float]] = {}  # hash -> (reason, at)
         self._codes: dict[str, CodeRecord] = {}  # code_hash -> record
-        self._assignments: dict[tuple[str, str], Assignment] = {}  # (cart_key, flow) -> the first assignment
+        # Facts for analytics, by natural key; the first fact of a key is kept.
+        self._assignments: dict[tuple[str, str], Assignment] = {}  # (cart_key, flow)
+        self._conversions: dict[tuple[str, float], Conversion] = {}  # (cart_key, at)
+        self._outcomes: dict[str, MessageOutcome] = {}  # message key
+        self._visits: dict[tuple[str, float], LinkVisit] = {}  # (cart_key, at)
         self._attempts: dict[str, list[float]] = {}  # client key -> times of failed redemptions
         self._operations = 0
         self._failed = 0
@@ -374,18 +386,16 @@ class MemoryStore:
                 if code.contact_key == contact_key:
                     self._codes[code_hash] = msgspec.structs.replace(code, contact_key=hashed)
                     codes += 1
-            assignments = 0
-            for pair, assignment in self._assignments.items():
-                if assignment.contact_key == contact_key:
-                    self._assignments[pair] = msgspec.structs.replace(assignment, contact_key=hashed)
-                    assignments += 1
+            facts = _pseudonymise(self._assignments, contact_key, hashed)
+            facts += _pseudonymise(self._conversions, contact_key, hashed)
+            facts += _pseudonymise(self._outcomes, contact_key, hashed)
             before = self._suppressed.get(hashed)
             already = before is not None and before[0] == FORGOTTEN
             if not already:
                 self._suppressed[hashed] = (FORGOTTEN, at)
             return ForgetReport(
                 ledger_entries=entries, dead_letters=len(letters), purchases=purchases, already_forgotten=already,
-                codes=codes, assignments=assignments,
+                codes=codes, facts=facts,
             )  # fmt: skip
 
     def export(self, contact_key: str) -> ContactExport:
@@ -416,6 +426,8 @@ class MemoryStore:
                     key=lambda c: (c.issued_at, c.code_hash),
                 ),
                 assignments=[a for a in self._assignments.values() if a.contact_key in (contact_key, hashed)],
+                conversions=[c for c in self._conversions.values() if c.contact_key in (contact_key, hashed)],
+                outcomes=[o for o in self._outcomes.values() if o.contact_key in (contact_key, hashed)],
             )
 
     def purge(
@@ -425,9 +437,9 @@ class MemoryStore:
         purchases_before: float,
         dead_letters_before: float,
         codes_before: float | None = None,
-        assignments_before: float | None = None,
+        facts_before: float | None = None,
     ) -> PurgeReport:
-        check_purge(ledger_before, purchases_before, dead_letters_before, codes_before, assignments_before)
+        check_purge(ledger_before, purchases_before, dead_letters_before, codes_before, facts_before)
         with self._lock:
             self._enter(write=True)
             entries = _drop(self._ledger, lambda e: e.state in PURGEABLE and e.claimed_at < ledger_before)
@@ -435,37 +447,56 @@ class MemoryStore:
             purchases += _drop(self._contact_purchases, lambda at: at < purchases_before)
             letters = _drop(self._letters, lambda kept: kept[0].at < dead_letters_before)
             codes = 0 if codes_before is None else _drop(self._codes, lambda c: c.expires_at < codes_before)
-            assignments = 0
-            if assignments_before is not None:
-                assignments = _drop(self._assignments, lambda a: a.assigned_at < assignments_before)
+            facts = 0
+            if facts_before is not None:
+                old = facts_before
+                facts = _drop(self._assignments, lambda a: a.assigned_at < old)
+                facts += _drop(self._conversions, lambda c: c.at < old)
+                facts += _drop(self._outcomes, lambda o: o.at < old)
+                facts += _drop(self._visits, lambda v: v.at < old)
             return PurgeReport(
-                ledger_entries=entries, purchases=purchases, dead_letters=letters, codes=codes, assignments=assignments
+                ledger_entries=entries, purchases=purchases, dead_letters=letters, codes=codes, facts=facts
             )
 
-    # -- experiments ----------------------------------------------------------------------------------------
+    # -- facts for analytics --------------------------------------------------------------------------------
 
-    def record_assignments(self, assignments: Sequence[Assignment]) -> int:
-        for assignment in assignments:
-            check_assignment(assignment)
+    def record_facts(self, facts: Sequence[Fact]) -> int:
+        for fact in facts:
+            check_fact(fact)
         with self._lock:
             self._enter(write=True)
             new = 0
-            for assignment in assignments:
-                key = (assignment.cart_key, assignment.flow)
-                if key not in self._assignments:
-                    self._assignments[key] = assignment
-                    new += 1
+            for fact in facts:
+                if isinstance(fact, Assignment):
+                    new += _keep(self._assignments, (fact.cart_key, fact.flow), fact)
+                elif isinstance(fact, Conversion):
+                    new += _keep(self._conversions, (fact.cart_key, fact.at), fact)
+                elif isinstance(fact, MessageOutcome):
+                    new += _keep(self._outcomes, fact.key, fact)
+                else:
+                    new += _keep(self._visits, (fact.cart_key, fact.at), fact)
             return new
 
     def assignments(self, *, since: float | None = None, until: float | None = None) -> list[Assignment]:
+        return self._window(self._assignments, since, until)
+
+    def conversions(self, *, since: float | None = None, until: float | None = None) -> list[Conversion]:
+        return self._window(self._conversions, since, until)
+
+    def outcomes(self, *, since: float | None = None, until: float | None = None) -> list[MessageOutcome]:
+        return self._window(self._outcomes, since, until)
+
+    def visits(self, *, since: float | None = None, until: float | None = None) -> list[LinkVisit]:
+        return self._window(self._visits, since, until)
+
+    def _window(self, table: Mapping[Any, F], since: float | None, until: float | None) -> list[F]:
+        low = -math.inf if since is None else since
+        high = math.inf if until is None else until
         with self._lock:
             self._enter(write=False)
-            chosen = [
-                a
-                for a in self._assignments.values()
-                if (since is None or a.assigned_at >= since) and (until is None or a.assigned_at < until)
-            ]
-        return sorted(chosen, key=lambda a: (a.assigned_at, a.cart_key, a.flow))
+            chosen = [(fact_time(f), str(key), f) for key, f in table.items() if low <= fact_time(f) < high]
+        chosen.sort(key=lambda row: row[:2])
+        return [f for _, _, f in chosen]
 
     # -- codes ----------------------------------------------------------------------------------------------
 
@@ -580,6 +611,21 @@ class MemoryStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _keep(table: dict[K, V], key: K, value: V) -> int:
+    """Insert ``value`` unless ``key`` is taken (the first fact of a key is kept); 1 when inserted."""
+    if key in table:
+        return 0
+    table[key] = value
+    return 1
+
+
+def _pseudonymise(table: dict[K, P], contact_key: str, hashed: str) -> int:
+    changed = [key for key, fact in table.items() if fact.contact_key == contact_key]
+    for key in changed:
+        table[key] = msgspec.structs.replace(table[key], contact_key=hashed)
+    return len(changed)
 
 
 def _drop(table: dict[K, V], old: Callable[[V], bool]) -> int:

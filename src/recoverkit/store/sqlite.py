@@ -68,13 +68,17 @@ from .base import (
     CodeLimit,
     CodeRecord,
     ContactExport,
+    Conversion,
     DeadLetterRecord,
+    Fact,
     FinishRequest,
     ForgetReport,
     IssueAnswer,
     JournalEntry,
     LedgerEntry,
     LedgerState,
+    LinkVisit,
+    MessageOutcome,
     Outcome,
     PurgeReport,
     RedeemResult,
@@ -82,12 +86,12 @@ from .base import (
     StoreStatistics,
     cannot_finish,
     cannot_resolve,
-    check_assignment,
     check_attempt,
     check_claim,
     check_code,
     check_contact,
     check_count,
+    check_fact,
     check_lease,
     check_limits,
     check_outcome,
@@ -663,9 +667,10 @@ class SQLiteStore:
             codes = conn.execute(
                 "UPDATE codes SET contact_key = ? WHERE contact_key = ?", (hashed, contact_key)
             ).rowcount
-            assignments = conn.execute(
-                "UPDATE assignments SET contact_key = ? WHERE contact_key = ?", (hashed, contact_key)
-            ).rowcount
+            facts = sum(
+                conn.execute(f"UPDATE {t} SET contact_key = ? WHERE contact_key = ?", (hashed, contact_key)).rowcount
+                for t in ("assignments", "conversions", "outcomes")
+            )
             changed = conn.execute(
                 "INSERT INTO suppression (hash, reason, at) VALUES (?, ?, ?) "
                 "ON CONFLICT (hash) DO UPDATE SET reason = excluded.reason, at = excluded.at "
@@ -674,7 +679,7 @@ class SQLiteStore:
             ).rowcount
             return ForgetReport(
                 ledger_entries=entries, dead_letters=letters, purchases=purchases, already_forgotten=changed == 0,
-                codes=codes, assignments=assignments,
+                codes=codes, facts=facts,
             )  # fmt: skip
 
         return self._write("forget", run)
@@ -707,6 +712,14 @@ class SQLiteStore:
                     f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE contact_key IN (?, ?) ORDER BY assigned_at",
                     (contact_key, hashed),
                 ).fetchall()
+                conversions = conn.execute(
+                    f"SELECT {_CONVERSION_COLUMNS} FROM conversions WHERE contact_key IN (?, ?) ORDER BY at",
+                    (contact_key, hashed),
+                ).fetchall()
+                outcomes = conn.execute(
+                    f"SELECT {_OUTCOME_COLUMNS} FROM outcomes WHERE contact_key IN (?, ?) ORDER BY at, key",
+                    (contact_key, hashed),
+                ).fetchall()
             finally:
                 conn.execute("COMMIT")  # a read transaction: ends the snapshot, writes nothing
             return ContactExport(
@@ -720,6 +733,8 @@ class SQLiteStore:
                 suppressed=suppressed is not None,
                 codes=[_code_record(row) for row in codes],
                 assignments=[_assignment(row) for row in assignments],
+                conversions=[_conversion(row) for row in conversions],
+                outcomes=[MessageOutcome(**dict(zip(_OUTCOME_FIELDS, row, strict=True))) for row in outcomes],
             )
 
         return self._read("export", run)
@@ -731,9 +746,9 @@ class SQLiteStore:
         purchases_before: float,
         dead_letters_before: float,
         codes_before: float | None = None,
-        assignments_before: float | None = None,
+        facts_before: float | None = None,
     ) -> PurgeReport:
-        check_purge(ledger_before, purchases_before, dead_letters_before, codes_before, assignments_before)
+        check_purge(ledger_before, purchases_before, dead_letters_before, codes_before, facts_before)
         marks = ", ".join("?" * len(PURGEABLE))
 
         def run(conn: sqlite3.Connection) -> PurgeReport:
@@ -747,49 +762,79 @@ class SQLiteStore:
                 if codes_before is None
                 else conn.execute("DELETE FROM codes WHERE expires_at < ?", (codes_before,)).rowcount
             )
-            assignments = (
-                0
-                if assignments_before is None
-                else conn.execute("DELETE FROM assignments WHERE assigned_at < ?", (assignments_before,)).rowcount
-            )
+            facts = 0
+            if facts_before is not None:
+                facts = conn.execute("DELETE FROM assignments WHERE assigned_at < ?", (facts_before,)).rowcount
+                for table in ("conversions", "outcomes", "visits"):
+                    facts += conn.execute(f"DELETE FROM {table} WHERE at < ?", (facts_before,)).rowcount
             return PurgeReport(
-                ledger_entries=entries, purchases=purchases, dead_letters=letters, codes=codes, assignments=assignments
+                ledger_entries=entries, purchases=purchases, dead_letters=letters, codes=codes, facts=facts
             )
 
         return self._write("purge", run)
 
-    # -- experiments ----------------------------------------------------------------------------------------
+    # -- facts for analytics --------------------------------------------------------------------------------
 
-    def record_assignments(self, assignments: Sequence[Assignment]) -> int:
-        for assignment in assignments:
-            check_assignment(assignment)
-        rows = [
-            (
-                a.cart_key, a.flow, a.group, a.scope, a.contact_key, a.assigned_at, a.value, a.currency,
-                _json.encode(a.variants).decode(), a.score, a.reason, a.trigger,
-            )
-            for a in assignments
-        ]  # fmt: skip
+    def record_facts(self, facts: Sequence[Fact]) -> int:
+        rows: dict[str, list[tuple[Any, ...]]] = {"assignments": [], "conversions": [], "outcomes": [], "visits": []}
+        for fact in facts:
+            check_fact(fact)
+            if isinstance(fact, Assignment):
+                rows["assignments"].append((
+                    fact.cart_key, fact.flow, fact.group, fact.scope, fact.contact_key, fact.assigned_at, fact.value,
+                    fact.currency, _json.encode(fact.variants).decode(), fact.score, fact.reason, fact.trigger,
+                ))  # fmt: skip
+            elif isinstance(fact, Conversion):
+                rows["conversions"].append((
+                    fact.cart_key, fact.at, fact.contact_key, int(fact.own), fact.value, fact.currency,
+                    fact.transaction_id,
+                ))  # fmt: skip
+            elif isinstance(fact, MessageOutcome):
+                rows["outcomes"].append(tuple(getattr(fact, name) for name in _OUTCOME_FIELDS))
+            else:
+                rows["visits"].append((fact.cart_key, fact.at))
+        columns = {
+            "assignments": _ASSIGNMENT_COLUMNS, "conversions": _CONVERSION_COLUMNS, "outcomes": _OUTCOME_COLUMNS,
+            "visits": "cart_key, at",
+        }  # fmt: skip
 
         def run(conn: sqlite3.Connection) -> int:
             before = conn.total_changes
-            conn.executemany(
-                f"INSERT OR IGNORE INTO assignments ({_ASSIGNMENT_COLUMNS}) VALUES ({', '.join('?' * 12)})", rows
-            )
+            for table, values in rows.items():
+                if values:
+                    marks = ", ".join("?" * len(values[0]))
+                    conn.executemany(f"INSERT OR IGNORE INTO {table} ({columns[table]}) VALUES ({marks})", values)
             return conn.total_changes - before
 
-        return self._write("record_assignments", run) if rows else 0
+        return self._write("record_facts", run) if facts else 0
 
     def assignments(self, *, since: float | None = None, until: float | None = None) -> list[Assignment]:
-        def run(conn: sqlite3.Connection) -> list[Assignment]:
-            rows = conn.execute(
-                f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE assigned_at >= ? AND assigned_at < ? "
-                "ORDER BY assigned_at, cart_key, flow",
-                (-math.inf if since is None else since, math.inf if until is None else until),
-            ).fetchall()
-            return [_assignment(row) for row in rows]
+        rows = self._window("assignments", _ASSIGNMENT_COLUMNS, "assigned_at", "cart_key, flow", since, until)
+        return [_assignment(row) for row in rows]
 
-        return self._read("assignments", run)
+    def conversions(self, *, since: float | None = None, until: float | None = None) -> list[Conversion]:
+        rows = self._window("conversions", _CONVERSION_COLUMNS, "at", "cart_key", since, until)
+        return [_conversion(row) for row in rows]
+
+    def outcomes(self, *, since: float | None = None, until: float | None = None) -> list[MessageOutcome]:
+        rows = self._window("outcomes", _OUTCOME_COLUMNS, "at", "key", since, until)
+        return [MessageOutcome(**dict(zip(_OUTCOME_FIELDS, row, strict=True))) for row in rows]
+
+    def visits(self, *, since: float | None = None, until: float | None = None) -> list[LinkVisit]:
+        rows = self._window("visits", "cart_key, at", "at", "cart_key", since, until)
+        return [LinkVisit(cart_key=cart_key, at=at) for cart_key, at in rows]
+
+    def _window(
+        self, table: str, columns: str, time: str, tie: str, since: float | None, until: float | None
+    ) -> list[tuple[Any, ...]]:
+        low = -math.inf if since is None else since
+        high = math.inf if until is None else until
+        return self._read(
+            table,
+            lambda conn: conn.execute(
+                f"SELECT {columns} FROM {table} WHERE {time} >= ? AND {time} < ? ORDER BY {time}, {tie}", (low, high)
+            ).fetchall(),
+        )
 
     # -- codes ----------------------------------------------------------------------------------------------
 
@@ -1006,6 +1051,11 @@ def _ledger_state(conn: sqlite3.Connection, key: str) -> str:
 _ASSIGNMENT_COLUMNS: Final = (
     "cart_key, flow, grp, scope, contact_key, assigned_at, value, currency, variants, score, reason, trigger_"
 )
+_CONVERSION_COLUMNS: Final = "cart_key, at, contact_key, own, value, currency, transaction_id"
+_OUTCOME_FIELDS: Final = (
+    "key", "cart_key", "contact_key", "flow", "step", "outcome", "at", "channel", "variant", "offer", "offer_kind"
+)  # fmt: skip
+_OUTCOME_COLUMNS: Final = ", ".join(_OUTCOME_FIELDS)
 _json: Final = msgspec.json.Encoder()
 _variants: Final = msgspec.json.Decoder(dict[str, str])
 
@@ -1015,6 +1065,14 @@ def _assignment(row: tuple[Any, ...]) -> Assignment:
     return Assignment(
         cart_key=cart_key, flow=flow, group=group, scope=scope, contact_key=contact_key, assigned_at=at, value=value,
         currency=currency, variants=_variants.decode(variants), score=score, reason=reason, trigger=trigger,
+    )  # fmt: skip
+
+
+def _conversion(row: tuple[Any, ...]) -> Conversion:
+    cart_key, at, contact_key, own, value, currency, transaction_id = row
+    return Conversion(
+        cart_key=cart_key, at=at, contact_key=contact_key, own=bool(own), value=value, currency=currency,
+        transaction_id=transaction_id,
     )  # fmt: skip
 
 
