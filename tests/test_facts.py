@@ -73,3 +73,4 @@ async def test_a_followed_restore_link_is_kept_as_a_visit_of_the_linked_cart() -
         await engine.flush()
         visits = store.visits()
     assert [(v.cart_key, v.at) for v in visits] == [("cart-77", T0 + 5)]
+

@@ -450,3 +450,30 @@ def test_a_missing_secret_is_a_config_error_at_start_up(monkeypatch: pytest.Monk
     monkeypatch.delenv(missing)
     with pytest.raises(ConfigError, match=missing):
         Engine(offer_engine_config(), channels={"email": MemoryChannel()}, clock=FakeClock(T0))
+
+
+@pytest.mark.anyio
+async def test_abuse_limits_hold_at_engine_level_the_message_goes_without_the_code(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One customer abandons three carts in a month; the shop allows two codes per customer per period. The
+    third message still goes out, without a code, and the refusal is counted and kept with its outcome."""
+    monkeypatch.setenv("RECOVERKIT_CODE_SECRET", "s" * 40)
+    config = Config.from_dict({
+        "abandon_after": 600,
+        "codes": {"per_contact": 2, "period": 30 * 86_400},
+        "offers": {"ten": {"kind": "discount", "name": "10% off", "percent": 10}},
+        "flows": [{"name": "f", "steps": [{"delay": 0, "offer": "ten"}]}],
+    })  # fmt: skip
+    clock = FakeClock(T0)
+    channel = MemoryChannel()
+    async with Engine(config, channels={"email": channel}, clock=clock) as engine:
+        for n in range(3):
+            for event in cart_events(f"s{n}", "30.00", t=clock.now() - T0):
+                engine.track(event)
+            clock.advance(601)
+            await engine.flush()
+            clock.advance(86_400)
+        stats = engine.statistics()
+    assert [m.offer is not None and m.offer.code is not None for m in channel.sent] == [True, True, False]
+    assert stats.messages["offer_codes"] == 2 and stats.messages["offer_refused_contact_limit"] == 1
