@@ -12,7 +12,7 @@ import pytest
 
 from helpers import T0
 from recoverkit import Config, FakeClock, Flow, FlowStep, MemoryChannel, RestoreLinks
-from recoverkit.errors import ConfigError, LinkError
+from recoverkit.errors import ConfigError, LinkError, StoreError
 from recoverkit.integration import (
     SESSION_COOKIE,
     IntegrationSettings,
@@ -308,3 +308,43 @@ def test_a_bad_link_raises_before_the_cart_is_loaded_and_records_nothing(token: 
 def test_restore_cart_without_links_configured_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"\[links\] base_url"):
         restore_cart(None, "t", lambda key: key)
+
+
+def test_events_are_stamped_when_tracked_not_when_the_engine_drains(lazy: LazyEngine) -> None:
+    clock = lazy.settings.clock
+    assert isinstance(clock, FakeClock)
+    seen: list[Mapping[str, Any]] = []
+    engine = lazy.get()
+    assert engine is not None
+    real = engine.track
+    engine.track = lambda event: seen.append(event) or real(event)  # type: ignore[method-assign]
+    lazy.track({"event": "page_view", "session_id": "s"})
+    lazy.track({"event": "page_view", "session_id": "s", "ts": T0 - 5})
+    assert [e["ts"] for e in seen] == [T0, T0 - 5]
+
+
+def test_a_process_forked_without_fork_hooks_builds_its_own_engine(
+    lazy: LazyEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = lazy.get()
+    monkeypatch.setattr("recoverkit.integration.os.getpid", lambda: 999_999)  # as uWSGI's C fork leaves it
+    child = lazy.get()
+    assert child is not None and child is not parent
+    assert lazy.get() is child
+
+
+def test_restore_cart_checks_expiry_on_the_engine_clock() -> None:
+    token = LINKS.token("cart-1", now=T0)
+    assert restore_cart(LINKS, token, lambda key: key, now=T0 + 60) == "cart-1"
+    with pytest.raises(LinkError) as info:
+        restore_cart(LINKS, token, lambda key: key, now=T0 + 8 * 86_400)
+    assert info.value.reason == "expired"
+
+
+def test_closing_a_background_engine_that_never_started_closes_the_file_it_opened(tmp_path: Path) -> None:
+    holder = LazyEngine(settings(STORE=str(tmp_path / "state.db")))
+    engine = holder.get()
+    assert engine is not None
+    holder.close()
+    with pytest.raises(StoreError, match="used after close"):
+        engine.engine.store.last_seq()

@@ -9,7 +9,9 @@ later" an instant ``clock.advance(1800)`` in tests.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import threading
 import time
 from typing import Protocol, runtime_checkable
 
@@ -79,14 +81,17 @@ class EventClock:
 class FakeClock:
     """A clock that moves only when told to, for tests: ``clock.advance(1800)`` is "30 minutes later".
 
-    ``sleep`` waits until enough fake time has passed. Use it from the event loop's thread.
+    ``sleep`` waits until enough fake time has passed. ``advance``/``set`` may be called from any thread: a
+    test that drives a :class:`~recoverkit.BackgroundEngine` (or a web framework's test client running the app
+    on its own loop) advances the clock from the test's thread, and sleepers are woken on their own loop.
     """
 
     event_time = False
 
     def __init__(self, start: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
         self._now = float(start)
-        self._waiters: list[tuple[float, anyio.Event]] = []
+        self._waiters: list[tuple[float, anyio.Event, asyncio.AbstractEventLoop | None]] = []
+        self._lock = threading.Lock()
 
     def now(self) -> float:
         return self._now
@@ -95,22 +100,40 @@ class FakeClock:
         """Move time forward by ``seconds`` and wake sleepers whose time has come."""
         if seconds < 0:
             raise ValueError(f"FakeClock.advance() expects seconds >= 0, got {seconds}")
-        self.set(self._now + seconds)
+        with self._lock:
+            self._set(self._now + seconds)
 
     def set(self, when: float) -> None:
         """Jump to epoch time ``when`` (never backwards)."""
+        with self._lock:
+            self._set(when)
+
+    def _set(self, when: float) -> None:
         if when < self._now:
             raise ValueError(f"FakeClock.set() cannot go back in time from {self._now} to {when}")
         self._now = float(when)
         due = [w for w in self._waiters if w[0] <= self._now]
         self._waiters = [w for w in self._waiters if w[0] > self._now]
-        for _, event in due:
-            event.set()
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        for _, event, loop in due:
+            if loop is None or loop is here:
+                event.set()
+            elif not loop.is_closed():
+                # An event of another thread's loop: set it there (asyncio's events are not thread-safe).
+                loop.call_soon_threadsafe(event.set)
 
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
             await anyio.sleep(0)
             return
         event = anyio.Event()
-        self._waiters.append((self._now + seconds, event))
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # not on asyncio (trio): only the loop's own thread may advance the clock
+            loop = None
+        with self._lock:
+            self._waiters.append((self._now + seconds, event, loop))
         await event.wait()

@@ -256,17 +256,7 @@ class Engine:
         return CodeBook(self.store, secret, policy=self.config.codes)
 
     def _default_links(self) -> RestoreLinks | None:
-        settings = self.config.links
-        if settings.base_url is None:
-            return None
-        secret = os.environ.get(settings.secret_env, "")
-        if len(secret.encode()) < 32:
-            raise ConfigError(
-                f"links.base_url is set but the environment variable {settings.secret_env} "
-                f"{'is empty' if not secret else 'is shorter than 32 bytes'}; expected a random secret of at least "
-                "32 bytes, the same in every process that builds or verifies links"
-            )
-        return RestoreLinks(secret, settings.base_url, max_age=settings.max_age)
+        return RestoreLinks.from_config(self.config.links)
 
     def _open_store(self, store: Store | str | os.PathLike[str] | None) -> tuple[Store, bool]:
         settings = self.config.store

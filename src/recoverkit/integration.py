@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Literal, TypeVar
 
@@ -45,6 +47,7 @@ from .links import RestoreLinks, RestoreToken
 __all__ = [
     "LINK_PARAMETER",
     "SESSION_COOKIE",
+    "SETTING_KEYS",
     "IntegrationSettings",
     "LazyEngine",
     "Tracker",
@@ -68,7 +71,8 @@ _SESSION_ID: Final = re.compile(r"[A-Za-z0-9_-]{22}")
 #: Events the middleware may record by itself for a path the settings name (``CHECKOUT_PATHS``).
 PATH_EVENTS: Final = frozenset({"page_view", "view_cart", "begin_checkout", "add_shipping_info", "add_payment_info"})
 _MODES: Final = ("embedded", "journal", "off")
-_KEYS: Final = frozenset(
+#: The keys a settings mapping may hold (Django's ``RECOVERKIT`` dict; Flask's keys without ``RECOVERKIT_``).
+SETTING_KEYS: Final = frozenset(
     {
         "MODE",
         "CONFIG",
@@ -206,9 +210,9 @@ class IntegrationSettings:
         def where(key: str, *more: str) -> str:
             return source + "".join(f"[{k!r}]" for k in (key, *more))
 
-        unknown = sorted(str(k) for k in data if k not in _KEYS)
+        unknown = sorted(str(k) for k in data if k not in SETTING_KEYS)
         if unknown:
-            raise ConfigError(f"{source}: unknown setting(s) {unknown}; expected some of {sorted(_KEYS)}")
+            raise ConfigError(f"{source}: unknown setting(s) {unknown}; expected some of {sorted(SETTING_KEYS)}")
         mode = data.get("MODE", "embedded")
         if mode not in _MODES:
             raise ConfigError(f"{where('MODE')}: {mode!r} is not a mode; expected one of {list(_MODES)}")
@@ -296,6 +300,15 @@ class IntegrationSettings:
         """The :class:`~recoverkit.BackgroundEngine` these settings describe (for WSGI: Django, Flask)."""
         return BackgroundEngine(self.config, close_timeout=self.close_timeout, **self.engine_kwargs(pipeline=pipeline))
 
+    def links(self) -> RestoreLinks | None:
+        """The cart-restore links ``[links]`` describes (``None`` without a ``base_url``); see
+        :meth:`RestoreLinks.from_config`."""
+        return RestoreLinks.from_config(self.config.links)
+
+    def now(self) -> float:
+        """The time on the engine's clock (``CLOCK`` in tests, else the wall clock)."""
+        return self.clock.now() if self.clock is not None else time.time()
+
     def path_event(self, path: str) -> str | None:
         """The event ``CHECKOUT_PATHS`` names for a request path (longest matching prefix), if any."""
         best: tuple[int, str] | None = None
@@ -334,27 +347,42 @@ class LazyEngine:
     def __init__(self, settings: IntegrationSettings) -> None:
         self.settings = settings
         self._engine: BackgroundEngine | None = None
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._closed = False
 
     def get(self) -> BackgroundEngine | None:
         """The process's engine (``None`` in mode ``"off"`` or once closed)."""
         engine = self._engine
-        if engine is not None or self.settings.mode == "off" or self._closed:
+        if engine is not None and self._pid == os.getpid():
             return engine
+        if self.settings.mode == "off" or self._closed:
+            return None
         with self._lock:
+            if self._pid != os.getpid():
+                # Forked without Python's fork hooks (uWSGI forks from C): the parent's engine, its thread and its
+                # store connection are not this process's. Leave them alone and build this process's own.
+                self._pid = os.getpid()
+                self._engine = None
             if self._engine is None and not self._closed:
                 self._engine = self.settings.build_engine()
             return self._engine
 
     def track(self, event: Mapping[str, Any]) -> bool:
-        """Hand ``event`` to the engine; ``False`` when nothing records events. Never raises."""
+        """Hand ``event`` to the engine, stamped with the time it happened (``ts``, on the engine's clock) when it
+        has none; ``False`` when nothing records events. Never raises."""
         try:
             engine = self.get()
+            if engine is None:
+                return False
+            if "ts" not in event:
+                # Now, not when the engine's loop next drains its inbox (up to a tick later, and much later when a
+                # test moves a FakeClock in between).
+                event = {**event, "ts": engine.engine.clock.now()}
         except Exception as exc:  # never fail the shop's request because recoverkit cannot start
             _log.error("engine_unavailable", error=str(exc))
             return False
-        return engine.track(event) if engine is not None else False
+        return engine.track(event)
 
     @property
     def links(self) -> RestoreLinks | None:
@@ -479,6 +507,7 @@ def restore_cart(
     load_cart: Callable[[str], T],
     *,
     tracker: Tracker | None = None,
+    now: float | None = None,
 ) -> T:
     """What a shop's cart-restore view calls: verify the link's ``token`` and return ``load_cart(cart_key)``.
 
@@ -486,12 +515,14 @@ def restore_cart(
     all), ``"tampered"`` or ``"expired"``) before ``load_cart`` is called, for the view to answer with a friendly
     page; a ``ConfigError`` when links are not configured. With a ``tracker``, the visit is recorded as a
     ``page_view`` with ``page_type="cart_restore"`` and the link's cart, so analytics can count links followed.
+    ``now`` is the time on the engine's clock (default: the wall clock; pass ``settings.now()`` so that links
+    built under a test's ``FakeClock`` are checked on it too).
     """
     if links is None:
         raise ConfigError("cart-restore links are not configured; set [links] base_url and its secret")
     if not token:
         raise LinkError("the restore link has no token; expected ?t=... as recoverkit builds it", reason="malformed")
-    verified: RestoreToken = links.verify(token)
+    verified: RestoreToken = links.verify(token, now=now)
     result = load_cart(verified.cart_key)
     if tracker is not None:
         tracker.track("page_view", page_type=RESTORE_PAGE, cart_id=verified.cart_key)

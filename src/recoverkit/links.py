@@ -27,16 +27,20 @@ import binascii
 import hashlib
 import hmac
 import math
+import os
 import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import msgspec
 
 from .errors import ConfigError, LinkError
+
+if TYPE_CHECKING:
+    from .config import LinksConfig
 
 __all__ = ["DEFAULT_MAX_AGE", "MAX_TOKEN_LENGTH", "RestoreLinks", "RestoreToken"]
 
@@ -172,6 +176,22 @@ class RestoreLinks:
         self._verify_keys = [self._sign_key, *(_key(old, b"sign") for old in older)]
         self._contact_key = _key(raw, b"contact")
         self._contact_keys = [self._contact_key, *(_key(old, b"contact") for old in older)]
+
+    @classmethod
+    def from_config(cls, settings: LinksConfig) -> RestoreLinks | None:
+        """The links ``[links]`` of a configuration describes (``None`` without a ``base_url``), keyed by the
+        secret in the environment variable ``settings.secret_env``; a missing or short secret is a
+        :class:`~recoverkit.errors.ConfigError`, raised at start-up."""
+        if settings.base_url is None:
+            return None
+        secret = os.environ.get(settings.secret_env, "")
+        if len(secret.encode()) < 32:
+            raise ConfigError(
+                f"links.base_url is set but the environment variable {settings.secret_env} "
+                f"{'is empty' if not secret else 'is shorter than 32 bytes'}; expected a random secret of at least "
+                "32 bytes, the same in every process that builds or verifies links"
+            )
+        return cls(secret, settings.base_url, max_age=settings.max_age)
 
     def __repr__(self) -> str:
         return f"RestoreLinks(base_url={self.base_url!r}, max_age={self.max_age!r})"  # never the secret
