@@ -137,6 +137,15 @@ class Condition(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         for name in ("min_value", "max_value"):
             amount = getattr(self, name)
+            if isinstance(amount, (int, str)) and not isinstance(amount, bool):
+                # Built in Python (Condition(min_value=50)): decoding would have made it a Decimal; so do we.
+                try:
+                    amount = Decimal(amount)
+                except ArithmeticError as exc:
+                    raise ValueError(f"`{name}` expected an amount in major units, got {amount!r}") from exc
+                msgspec.structs.force_setattr(self, name, amount)
+            elif amount is not None and not isinstance(amount, Decimal):
+                raise ValueError(f"`{name}` expected an amount in major units (Decimal, int or str), got {amount!r}")
             # NaN and infinities pass Decimal parsing but no comparison with a cart's value is meaningful.
             # adjusted(): the power of ten of the leading digit, read without arithmetic that could overflow.
             if amount is not None and not (amount.is_finite() and amount.adjusted() < _MAX_AMOUNT_DIGITS):
