@@ -54,6 +54,7 @@ __all__ = [
     "device_of",
     "import_object",
     "is_session_id",
+    "load_customer",
     "new_session_id",
     "restore_cart",
 ]
@@ -119,6 +120,23 @@ def device_of(user_agent: str | None) -> str | None:
     if _MOBILE.search(ua):
         return "mobile"
     return "desktop"
+
+
+def load_customer(loader: Callable[[], object]) -> str | None:
+    """Call a shop's customer loader and make its answer a customer id: ``str`` as is, ``int`` as text,
+    ``None`` for a guest. A loader that raises or answers anything else is contained and logged (without what it
+    returned, which may be personal data); the shopper is then treated as a guest."""
+    try:
+        value = loader()
+    except Exception as exc:  # the shop's code: contained, and logged without anything it might hold
+        _log.error("customer_loader_failed", error=type(exc).__name__)
+        return None
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    _log.error("customer_loader_bad_value", type=type(value).__name__, expected="str, int or None")
+    return None
 
 
 def import_object(value: Any, *, setting: str) -> Any:

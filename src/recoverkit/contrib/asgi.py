@@ -70,6 +70,7 @@ from ..integration import (
     Tracker,
     device_of,
     is_session_id,
+    load_customer,
     new_session_id,
 )
 from ..integration import restore_cart as shared_restore_cart
@@ -356,17 +357,7 @@ class _RequestTracker(Tracker):
 
 
 def _load_customer(loader: CustomerLoader, scope: Scope) -> str | None:
-    try:
-        value = loader(HTTPConnection(scope))
-    except Exception as exc:  # the shop's code: contained, and logged without anything it might hold
-        _log.error("customer_loader_failed", error=type(exc).__name__)
-        return None
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    _log.error("customer_loader_bad_value", type=type(value).__name__, expected="str, int or None")
-    return None
+    return load_customer(lambda: loader(HTTPConnection(scope)))
 
 
 def _refuse(event: Mapping[str, Any]) -> bool:

@@ -31,6 +31,7 @@ from ...integration import (
     Tracker,
     device_of,
     is_session_id,
+    load_customer,
     new_session_id,
 )
 from ...integration import restore_cart as shared_restore_cart
@@ -106,19 +107,7 @@ class Recoverkit:
     def load_customer(self) -> str | None:
         """The current customer's id from the registered loader, as a string (``None`` without a loader)."""
         loader = self._customer_loader
-        if loader is None:
-            return None
-        try:
-            value = loader()
-        except Exception as exc:  # the shop's code: contained, and logged without anything it might hold
-            _log.error("customer_loader_failed", error=type(exc).__name__)
-            return None
-        if value is None or isinstance(value, str):
-            return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        _log.error("customer_loader_bad_value", type=type(value).__name__, expected="str, int or None")
-        return None
+        return load_customer(loader) if loader is not None else None
 
     # -- for a shop's tests and scripts --------------------------------------------------------------------------
 
