@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import T0, abandoned
-from recoverkit import Config, Engine, FakeClock, MemoryChannel, MemoryStore, SQLiteStore
+from recoverkit import Config, Engine, EventClock, FakeClock, MemoryChannel, MemoryStore, SQLiteStore
 from recoverkit.config import Condition, Flow, FlowStep, StoreConfig, Variant
 from recoverkit.store import Assignment
 from test_route import RouteRun, contact, scored
@@ -237,3 +237,19 @@ async def test_retention_purges_assignments_with_the_ledger() -> None:
     async with Engine(experiment_config(), channels={"email": MemoryChannel()}, store=store) as engine:
         report = await engine.purge()
     assert report.facts == 1 and store.assignments() == []
+
+
+@pytest.mark.anyio
+async def test_retention_ages_facts_on_the_engine_clock_so_a_replay_of_old_data_keeps_them() -> None:
+    store = MemoryStore()
+    day = 86_400.0
+    store.record_facts([
+        Assignment(cart_key="recent", flow="f", group="holdout", contact_key="c", assigned_at=T0 - 10 * day, value=1),
+        Assignment(cart_key="ancient", flow="f", group="holdout", contact_key="c", assigned_at=T0 - 100 * day, value=1),
+    ])  # fmt: skip
+    channels = {"email": MemoryChannel()}
+    async with Engine(experiment_config(), channels=channels, clock=EventClock(), store=store) as engine:
+        await engine.submit({"event": "page_view", "session_id": "s", "ts": T0})
+        await engine.flush(end_of_input=True)
+        report = await engine.purge()  # the data is from 2026: "now" is the replay's time, not today's
+    assert report.facts == 1 and [a.cart_key for a in store.assignments()] == ["recent"]

@@ -529,12 +529,15 @@ class Engine:
         settings = self.config.store
         now = time.time()
         ledger_before = now - settings.ledger_days * 86_400
+        # Facts carry the times of the events (event time in a replay of old data): they age on the engine's clock.
+        engine_now = self.clock.now()
+        facts_before = engine_now - settings.ledger_days * 86_400 if math.isfinite(engine_now) else None
         report = await self.call_store(
             self.store.purge,
             ledger_before=ledger_before,
             purchases_before=ledger_before,
             dead_letters_before=now - settings.dead_letter_days * 86_400,
-            facts_before=ledger_before,  # analytics and uplift cover the period the ledger keeps
+            facts_before=facts_before,  # analytics and uplift cover the period the ledger keeps
         )
         self._purged_at = now
         if report.ledger_entries or report.purchases or report.dead_letters or report.facts:

@@ -1253,13 +1253,19 @@ class StoreContract:
         visit = LinkVisit(cart_key="cart-1", at=T0 + 2)
         assert store.record_facts([conversion, elsewhere, sent, skipped, visit]) == 5
         again = [
-            msgspec.structs.replace(conversion, value=1), msgspec.structs.replace(sent, outcome="dead"), visit,
+            msgspec.structs.replace(conversion, value=1), msgspec.structs.replace(sent, at=T0 + 9), visit,
         ]  # fmt: skip
         assert store.record_facts(again) == 0
         assert store.conversions() == [conversion, elsewhere]
         assert store.outcomes() == [sent, skipped]
         assert store.visits() == [visit]
         assert store.visits(since=T0 + 3) == [] and store.outcomes(until=T0) == []
+        # A step cancelled when the shopper came back is routed again if the cart is abandoned again: both stay.
+        resent = self.outcome("cart-1/f/1", outcome="sent", at=T0 + 99)
+        assert store.record_facts([resent]) == 1
+        assert [(o.key, o.outcome) for o in store.outcomes()] == [
+            ("cart-1/f/0", "sent"), ("cart-1/f/1", "skipped_no_consent"), ("cart-1/f/1", "sent"),
+        ]  # fmt: skip
 
     def test_forget_pseudonymises_conversions_and_outcomes_and_export_lists_them(self, store: Store) -> None:
         store.record_facts([

@@ -208,9 +208,10 @@ CREATE TABLE conversions (
 CREATE INDEX conversions_by_time ON conversions (at);
 CREATE INDEX conversions_by_contact ON conversions (contact_key);
 
--- How each step of a flow ended for a cart (sent, dead, cancelled_*, capped, skipped_*, ...), by message key.
+-- How each step of a flow ended for a cart (sent, dead, cancelled_*, capped, skipped_*, ...), by message key and
+-- outcome: a step cancelled because the shopper came back is routed again if the cart is abandoned again.
 CREATE TABLE outcomes (
-    key TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
     cart_key TEXT NOT NULL,
     contact_key TEXT NOT NULL,
     flow TEXT NOT NULL,
@@ -220,7 +221,8 @@ CREATE TABLE outcomes (
     channel TEXT,
     variant TEXT,
     offer TEXT,
-    offer_kind TEXT
+    offer_kind TEXT,
+    PRIMARY KEY (key, outcome)
 ) WITHOUT ROWID;
 CREATE INDEX outcomes_by_time ON outcomes (at);
 CREATE INDEX outcomes_by_contact ON outcomes (contact_key);

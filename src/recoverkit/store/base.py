@@ -229,7 +229,9 @@ class Conversion(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 class MessageOutcome(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """How one step of a flow ended for one cart: the final outcome of its message (``sent``, ``dead``,
     ``cancelled_purchase``, ``capped``, ``suppressed``, ...) or why it was never scheduled (``skipped_no_consent``,
-    ``skipped_condition``, ...). ``key`` is the message's idempotency key; the first final outcome is kept."""
+    ``skipped_condition``, ...). ``key`` is the message's idempotency key. One row per key and outcome: a step
+    cancelled because the shopper came back (``cancelled_resumed``) is routed again when the cart is abandoned
+    again, and may then be sent; ``sent`` happens at most once per key (the ledger sees to that)."""
 
     key: str
     cart_key: str
@@ -537,7 +539,7 @@ class Store(CodeStore, Protocol):
         :class:`LinkVisit`), in one transaction; return how many were new.
 
         Each kind has a natural key (an assignment: cart and flow; a conversion: cart and time; an outcome: the
-        message key; a visit: cart and time) and the first fact of a key is kept, so the engine may write the same
+        message key and the outcome; a visit: cart and time) and the first fact of a key is kept, so the engine may write the same
         facts again after a restart (it does: they are deterministic).
         """
         ...

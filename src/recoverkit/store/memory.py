@@ -105,7 +105,7 @@ class MemoryStore:
         # Facts for analytics, by natural key; the first fact of a key is kept.
         self._assignments: dict[tuple[str, str], Assignment] = {}  # (cart_key, flow)
         self._conversions: dict[tuple[str, float], Conversion] = {}  # (cart_key, at)
-        self._outcomes: dict[str, MessageOutcome] = {}  # message key
+        self._outcomes: dict[tuple[str, str], MessageOutcome] = {}  # (message key, outcome)
         self._visits: dict[tuple[str, float], LinkVisit] = {}  # (cart_key, at)
         self._attempts: dict[str, list[float]] = {}  # client key -> times of failed redemptions
         self._operations = 0
@@ -472,7 +472,7 @@ class MemoryStore:
                 elif isinstance(fact, Conversion):
                     new += _keep(self._conversions, (fact.cart_key, fact.at), fact)
                 elif isinstance(fact, MessageOutcome):
-                    new += _keep(self._outcomes, fact.key, fact)
+                    new += _keep(self._outcomes, (fact.key, fact.outcome), fact)
                 else:
                     new += _keep(self._visits, (fact.cart_key, fact.at), fact)
             return new

@@ -817,7 +817,7 @@ class SQLiteStore:
         return [_conversion(row) for row in rows]
 
     def outcomes(self, *, since: float | None = None, until: float | None = None) -> list[MessageOutcome]:
-        rows = self._window("outcomes", _OUTCOME_COLUMNS, "at", "key", since, until)
+        rows = self._window("outcomes", _OUTCOME_COLUMNS, "at", "key, outcome", since, until)
         return [MessageOutcome(**dict(zip(_OUTCOME_FIELDS, row, strict=True))) for row in rows]
 
     def visits(self, *, since: float | None = None, until: float | None = None) -> list[LinkVisit]:
