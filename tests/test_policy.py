@@ -482,5 +482,5 @@ async def test_abuse_limits_hold_at_engine_level_the_message_goes_without_the_co
 def test_amounts_in_conditions_built_in_python_may_be_int_or_str_but_never_float() -> None:
     assert Condition(min_value=50).min_value == Decimal("50")  # type: ignore[arg-type]
     assert Condition(max_value="19.90").max_value == Decimal("19.90")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="`min_value` expected an amount in major units .* got 1.5"):
+    with pytest.raises(ValueError, match=r"`min_value` expected an amount in major units .* got 1\.5"):
         Condition(min_value=1.5)  # type: ignore[arg-type]

@@ -127,7 +127,7 @@ class Route(Stage):
                         Conversion(
                             cart_key=item.cart_key, contact_key=item.contact_key, at=item.at, own=item.own,
                             value=item.value, currency=item.currency, transaction_id=item.transaction_id,
-                        )  # fmt: skip
+                        )
                     )
                 elif kind is Resumed:
                     out.append(Cancel(why="resumed", at=item.at, cart_key=item.cart_key))
@@ -225,7 +225,7 @@ class Route(Stage):
             MessageOutcome(
                 key=f"{cart.cart_key}/{flow.name}/{index}", cart_key=cart.cart_key, contact_key=cart.contact_key,
                 flow=flow.name, step=index, outcome=f"skipped_{why}", at=scored.abandoned.at, variant=variant,
-            )  # fmt: skip
+            )
         )
 
     @staticmethod

@@ -539,8 +539,8 @@ class Store(CodeStore, Protocol):
         :class:`LinkVisit`), in one transaction; return how many were new.
 
         Each kind has a natural key (an assignment: cart and flow; a conversion: cart and time; an outcome: the
-        message key and the outcome; a visit: cart and time) and the first fact of a key is kept, so the engine may write the same
-        facts again after a restart (it does: they are deterministic).
+        message key and the outcome; a visit: cart and time) and the first fact of a key is kept, so the engine may
+        write the same facts again after a restart (it does: they are deterministic).
         """
         ...
 
