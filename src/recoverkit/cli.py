@@ -14,6 +14,7 @@
     recoverkit ledger PATH [--state S ...]   list ledger entries; --resolve KEY --as sent|retry settles one
     recoverkit forget PATH CUSTOMER          erase a customer's personal data (right to erasure)
     recoverkit export PATH CUSTOMER          everything held about a customer, as JSON (right of access)
+    recoverkit report [--store DB] [--events F] [--format table|json|html]   funnel, recovery, uplift
 
 Exit status: 0 on success, 2 for usage and configuration errors, 1 for other failures. Messages on stdout,
 diagnostics on stderr; progress bars only when stderr is a terminal.
@@ -38,6 +39,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
+from ._cli_report import add_commands as add_report_commands
 from ._cli_store import add_commands
 from ._cli_templates import add_commands as add_template_commands
 from .config import Config, load_config
@@ -415,6 +417,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_db)
     add_commands(sub)
     add_template_commands(sub)
+    add_report_commands(sub)
     return parser
 
 

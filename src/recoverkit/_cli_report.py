@@ -1,0 +1,105 @@
+"""The ``report`` command of the ``recoverkit`` CLI (:mod:`recoverkit.cli` registers it with :func:`add_commands`).
+
+::
+
+    recoverkit report [--store DB] [--events FILE [--events-format F]] [--config F] [--window-days 5]
+                      [--format table|json|html] [--output PATH] [--since T] [--until T]
+
+The funnel comes from ``--events`` (recoverkit JSON lines, or a REES46 / Retailrocket CSV); recovery and uplift
+from ``--store`` (an engine's SQLite state file: it must exist, the report never creates one). ``--since`` and
+``--until`` take a date (``2026-01-31``), an RFC 3339 time or epoch seconds (UTC when no zone is given).
+``--format html`` writes one self-contained page; ``--output`` writes to a file instead of stdout. Exit status 0
+on success, 2 for usage errors, 1 when a file cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+from rich.console import Console
+
+__all__ = ["add_commands", "parse_time"]
+
+
+def parse_time(text: str) -> float:
+    """``--since``/``--until``: epoch seconds, a date or an RFC 3339 / ISO 8601 time (UTC when no zone).
+
+    >>> parse_time("2026-01-01"), parse_time("2026-01-01T01:00:00+01:00"), parse_time("1767225600")
+    (1767225600.0, 1767225600.0, 1767225600.0)
+    """
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a date (2026-01-31), an ISO 8601 time (2026-01-31T12:00:00Z) or epoch seconds"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the ``report`` command on the CLI's subcommand parsers ``sub``."""
+    p = sub.add_parser(
+        "report", help="funnel, recovery and uplift against the holdout, as tables, JSON or a self-contained HTML page"
+    )
+    p.add_argument("--store", help="an engine's SQLite state file (store.path): recovery and uplift")
+    p.add_argument("--events", help="an event file (.jsonl, .jsonl.gz, - for stdin, or a REES46/Retailrocket CSV)")
+    p.add_argument(
+        "--events-format", choices=["auto", "jsonl", "rees46", "retailrocket"], default="auto",
+        help="the format of --events (default: told from its first line)",
+    )  # fmt: skip
+    p.add_argument("--config", help="TOML configuration file (the abandonment timers used for the funnel)")
+    p.add_argument(
+        "--window-days", type=float, default=5.0, help="attribution window: orders this long after a message count (5)"
+    )
+    p.add_argument("--format", choices=["table", "json", "html"], default="table", help="output format (table)")
+    p.add_argument("--output", "-o", help="write to this file instead of stdout")
+    p.add_argument("--since", type=parse_time, help="start of the period (inclusive)")
+    p.add_argument("--until", type=parse_time, help="end of the period (exclusive)")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace, console: Console, err: Console) -> int:
+    from .analytics import build_report, print_report, render_html
+    from .config import load_config
+
+    if args.store is None and args.events is None:
+        err.print("[red]error:[/] report needs --store, --events or both")
+        return 2
+    if args.since is not None and args.until is not None and args.since >= args.until:
+        err.print("[red]error:[/] --since must be before --until")
+        return 2
+    report = build_report(
+        store=args.store, events=args.events, events_format=args.events_format,
+        config=load_config(args.config) if args.config else None, window_days=args.window_days, since=args.since,
+        until=args.until,
+    )  # fmt: skip
+    if args.format == "json":
+        _write(args.output, msgspec.json.format(msgspec.json.encode(report)) + b"\n")
+    elif args.format == "html":
+        _write(args.output, render_html(report).encode("utf-8"))
+    elif args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            print_report(report, Console(file=out, width=160, no_color=True, force_terminal=False))
+    else:
+        print_report(report, Console(width=max(console.width, 120)) if not console.is_terminal else console)
+    if args.output:
+        err.print(f"wrote {args.format} report to {args.output}", markup=False)
+    return 0
+
+
+def _write(output: str | None, data: bytes) -> None:
+    if output is None or output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        Path(output).write_bytes(data)

@@ -1,0 +1,93 @@
+"""The report as one self-contained HTML file: inline CSS, inline SVG charts, no script, nothing fetched.
+
+The page carries a Content-Security-Policy that forbids loading anything (``default-src 'none'``), so a
+browser opening it offline shows all of it and a browser opening it online fetches nothing. The charts
+(:mod:`recoverkit.analytics._svg`): ``chart-funnel`` (the checkout funnel, or without events the recovery
+funnel a store can tell), ``chart-reasons`` (abandonment by likely reason), ``chart-recovery`` (messages sent
+and carts recovered per day) and ``chart-uplift`` (each uplift estimate with its interval against zero).
+Everything from data is escaped: the page is rendered by Jinja2 with autoescaping, and the charts escape their
+own text.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Final
+
+import jinja2
+from markupsafe import Markup
+
+from ._format import SHORT_STEPS, duration, money, moneys, pct, points, when
+from ._svg import bar_chart, forest_plot, time_chart
+from .report import Report
+
+__all__ = ["CHART_IDS", "render_html"]
+
+#: The ids of the charts every report has (a chart without data says so inside it).
+CHART_IDS: Final = ("chart-funnel", "chart-reasons", "chart-recovery", "chart-uplift")
+
+
+# The page's template is a file beside this module (report.html.j2), read once: autoescaping on, and a name the
+# template does not know is an error, not an empty string.
+_env: Final = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+_page: Final = _env.from_string(files(__package__).joinpath("report.html.j2").read_text(encoding="utf-8"))
+
+
+def _verdict(value: str | None) -> str:
+    return {"uplift": "uplift", "harm": "harm", "too_small": "too small to tell"}.get(value or "", "-")
+
+
+def _charts(report: Report) -> dict[str, Markup]:
+    f, rec, up = report.funnel, report.recovery, report.uplift
+    if f is not None:
+        funnel = bar_chart(
+            "chart-funnel", "Checkout funnel: sessions reaching each step",
+            [(s.step, s.sessions, f"({pct(s.conversion)} of previous)" if s.conversion is not None else "",
+              s.bottleneck is not None) for s in f.steps],
+            empty="no funnel steps in these events",
+        )  # fmt: skip
+        reasons = bar_chart(
+            "chart-reasons", "Abandonment by likely reason",
+            [(x.reason, x.abandonments, f"({pct(x.share)})", False) for x in f.abandonment.by_reason],
+            empty="no cart was abandoned in these events",
+        )  # fmt: skip
+    else:
+        c = rec.cohort if rec is not None else None
+        rows = [] if c is None else [
+            ("abandoned, routed", c.abandoned_carts, "", False), ("messaged", c.messaged_carts, "", False),
+            ("followed a link", rec.total.link_carts if rec else 0, "", False),
+            ("recovered", c.recovered_carts, "", False),
+        ]  # fmt: skip
+        funnel = bar_chart("chart-funnel", "Recovery funnel from the store's facts", rows, empty="no data")
+        reasons = bar_chart(
+            "chart-reasons", "Abandoned carts routed to a flow, by likely reason",
+            [] if c is None else [(k, v, "", False) for k, v in c.by_reason.items()], empty="no data",
+        )  # fmt: skip
+    recovery = time_chart(
+        "chart-recovery", "Recovery over time: messages sent and carts recovered per day",
+        [] if rec is None else [(d.day, d.sent, d.recovered) for d in rec.days],
+        empty="no store given" if rec is None else "no message was sent in this period",
+    )  # fmt: skip
+    uplift = forest_plot(
+        "chart-uplift", "Uplift against the holdout, with intervals",
+        [] if up is None else [
+            (f"{'all flows' if x.flow == '*' else x.flow} ({x.scope})", x.difference, x.low, x.high,
+             x.verdict != "too_small") for x in up.rows
+        ],
+        empty="no store given" if up is None else "no holdout to compare with",
+    )  # fmt: skip
+    # Markup: the chart builders escaped every piece of text from data themselves.
+    return {name: Markup(svg) for name, svg in zip(CHART_IDS, (funnel, reasons, recovery, uplift), strict=True)}
+
+
+def render_html(report: Report) -> str:
+    """``report`` as a complete, self-contained HTML page (see the module docstring)."""
+    segments: dict[str, list[object]] = {}
+    if report.funnel is not None:
+        for row in report.funnel.segments:
+            segments.setdefault(row.dimension, []).append(row)
+    return _page.render(
+        r=report, f=report.funnel, rec=report.recovery, up=report.uplift, charts=_charts(report),
+        segments=list(segments.items()), when=when, pct=pct, points=points, duration=duration, money=money,
+        moneys=moneys, verdict=_verdict, short=SHORT_STEPS,
+    )  # fmt: skip

@@ -1,0 +1,165 @@
+"""The report as rich tables in a terminal."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ._format import SHORT_STEPS as _SHORT
+from ._format import duration, money, moneys, pct, points, when
+from .funnel import Funnel
+from .recovery import Recovery, RecoveryRow
+from .report import Report
+from .uplift import Uplift
+
+__all__ = ["print_report"]
+
+#: Days of recovery over time shown in the terminal (the JSON and HTML reports have them all).
+_DAYS_SHOWN = 14
+
+
+def print_report(report: Report, console: Console) -> None:
+    """Print ``report`` as tables; every value taken from data is escaped, never read as rich markup."""
+    start = when(report.since) if report.since else "the beginning"
+    period = f"{start} to {when(report.until) if report.until else 'now'}"
+    console.print(f"[bold]recoverkit report[/] for {escape(period)} (UTC); attribution window "
+                  f"{report.window / 86_400:g} days", soft_wrap=True)  # fmt: skip
+    if report.funnel is not None:
+        _funnel(report.funnel, console)
+    if report.recovery is not None:
+        _recovery(report.recovery, console)
+    if report.uplift is not None:
+        _uplift(report.uplift, console)
+    if report.revenue:
+        table = Table(title="recovered revenue, honestly", show_edge=False)
+        for column in ("currency", "credited to recovery", "incremental (vs holdout)", "interval", "discount cost"):
+            table.add_column(column, justify="left" if column == "currency" else "right")
+        for r in report.revenue:
+            interval = "-" if r.low is None else f"{money(r.low, r.currency)} to {money(r.high, r.currency)}"
+            table.add_row(escape(r.currency), money(r.recovered, r.currency), money(r.incremental, r.currency),
+                          interval, money(r.discount_cost, r.currency))  # fmt: skip
+        console.print(table)
+    shown = report.uplift.note if report.uplift is not None else None  # printed with the uplift already
+    for note in report.notes:
+        if note != shown:
+            console.print(f"note: {escape(note)}", soft_wrap=True)
+
+
+def _funnel(f: Funnel, console: Console) -> None:
+    src = f.source
+    console.print(
+        f"\n[bold]funnel[/] of {escape(src.path)} ({escape(src.format)}): {src.events:,} events, {f.sessions:,} "
+        f"sessions, {when(src.first_at)} to {when(src.last_at)}", soft_wrap=True,
+    )  # fmt: skip
+    table = Table(title="sessions reaching each step", show_edge=False)
+    for column in ("step", "sessions", "from previous", "drop-off", "median time", "p90 time", ""):
+        table.add_column(column, justify="left" if column in ("step", "") else "right")
+    for s in f.steps:
+        flag = f"[red]◀ {escape(s.bottleneck)}[/]" if s.bottleneck else ""
+        table.add_row(s.step, f"{s.sessions:,}", pct(s.conversion), pct(s.drop_off), duration(s.median_seconds),
+                      duration(s.p90_seconds), flag)  # fmt: skip
+    console.print(table)
+    if f.unrecorded:
+        console.print(f"not recorded in these events (left out): {', '.join(f.unrecorded)}")
+    if f.carts:
+        shares = [f" ({pct(c.conversion)})" if c.conversion is not None else "" for c in f.carts]
+        steps = (f"{c.step} {c.carts:,}{s}" for c, s in zip(f.carts, shares, strict=True))
+        console.print("carts: " + "  →  ".join(steps))
+    a = f.abandonment
+    console.print(
+        f"abandoned: {a.abandonments:,} times, {a.abandoned_carts:,} carts of {a.carts:,}; bought anyway later: "
+        f"{a.came_back:,}; converted in session {a.converted_own:,}, elsewhere {a.converted_elsewhere:,}; still "
+        f"open at the end: {a.open_at_end:,}"
+    )
+    if a.by_reason:
+        table = Table(title="abandonment by likely reason", show_edge=False)
+        for column in ("reason", "abandonments", "share", "bought later", "value left"):
+            table.add_column(column, justify="left" if column == "reason" else "right")
+        for r in a.by_reason:
+            table.add_row(escape(r.reason), f"{r.abandonments:,}", pct(r.share), f"{r.came_back:,}", moneys(r.value))
+        console.print(table)
+        console.print("by trigger: " + escape(", ".join(f"{k} {v:,}" for k, v in a.by_trigger.items())) +
+                      "; by step: " + escape(", ".join(f"{k} {v:,}" for k, v in a.by_step.items())))  # fmt: skip
+    fr = f.friction
+    console.print(
+        f"friction over {fr.checkout_sessions:,} checkout sessions: payment failed in {pct(fr.payment_failure_rate)} "
+        f"({fr.payment_failures:,} failures; {pct(fr.purchase_rate_after_payment_failure)} of those bought), form "
+        f"errors in {pct(fr.form_error_rate)} ({fr.form_errors:,}; {pct(fr.purchase_rate_after_form_error)} "
+        f"bought); without friction {pct(fr.purchase_rate_without_friction)} bought", soft_wrap=True,
+    )  # fmt: skip
+    if fr.payment_error_codes:
+        console.print("payment errors: " + escape(", ".join(f"{k} {v}" for k, v in fr.payment_error_codes.items())))
+    if fr.form_fields:
+        console.print("form errors by field: " + escape(", ".join(f"{k} {v}" for k, v in fr.form_fields.items())))
+    names = [_SHORT.get(s.step, s.step) for s in f.steps]
+    for dimension in dict.fromkeys(r.dimension for r in f.segments):
+        table = Table(title=f"by {dimension}", show_edge=False)
+        table.add_column(dimension)
+        for name in names:
+            table.add_column(name, justify="right")
+        for column in ("conversion", "pay failed", "form errors", "worse at"):
+            table.add_column(column, justify="right" if column != "worse at" else "left")
+        for seg in (x for x in f.segments if x.dimension == dimension):
+            worse = ", ".join(_SHORT.get(b, b) for b in seg.bottlenecks)
+            table.add_row(escape(seg.value), *(f"{n:,}" for n in seg.sessions), pct(seg.conversion),
+                          pct(seg.payment_failure_rate), pct(seg.form_error_rate),
+                          f"[red]{escape(worse)}[/]" if worse else "")  # fmt: skip
+        console.print(table)
+
+
+def _recovery(r: Recovery, console: Console) -> None:
+    c = r.cohort
+    console.print(
+        f"\n[bold]recovery[/]: {c.abandoned_carts:,} abandoned carts routed to a flow ({c.treatment_carts:,} "
+        f"treatment, {c.holdout_carts:,} holdout); {c.messaged_carts:,} messaged; {c.converted_carts:,} bought "
+        f"within the window (any group); {c.recovered_carts:,} recovered after a message", soft_wrap=True,
+    )  # fmt: skip
+    table = Table(title="by flow, step, channel, offer and variant", show_edge=False)
+    for column in ("", "sent", "failed", "not sent (why)", "links", "recovered", "revenue", "discount cost"):
+        table.add_column(column, justify="left" if column in ("", "not sent (why)") else "right")
+    for row in [r.total, *r.rows]:
+        table.add_row(*_recovery_cells(row))
+    console.print(table)
+    if r.codes_issued:
+        console.print(f"codes issued: {r.codes_issued:,}, redeemed: {r.total.codes_redeemed:,}; cost unknown for "
+                      f"{r.total.discount_cost_unknown:,} (free shipping, or order not found)")  # fmt: skip
+    if r.days:
+        table = Table(title=f"recovery over time (last {min(len(r.days), _DAYS_SHOWN)} days)", show_edge=False)
+        for column in ("day", "sent", "links followed", "recovered", "revenue"):
+            table.add_column(column, justify="left" if column == "day" else "right")
+        for d in r.days[-_DAYS_SHOWN:]:
+            table.add_row(d.day, f"{d.sent:,}", f"{d.link_visits:,}", f"{d.recovered:,}", moneys(d.revenue))
+        console.print(table)
+
+
+def _recovery_cells(row: RecoveryRow) -> list[str]:
+    why = ", ".join(f"{k} {v:,}" for k, v in sorted(row.not_sent.items(), key=lambda kv: -kv[1])[:3])
+    if len(row.not_sent) > 3:
+        why += ", ..."
+    revenue = moneys(row.recovered_revenue) + (f" (+{row.revenue_unknown} unknown)" if row.revenue_unknown else "")
+    label = f"[bold]{escape(row.label)}[/]" if row.dimension == "all" else f"{row.dimension}: {escape(row.label)}"
+    return [label, f"{row.sent:,}", f"{row.failed:,}", escape(why or "-"), f"{row.link_carts:,}",
+            f"{row.recovered_carts:,}", revenue, moneys(row.discount_cost)]  # fmt: skip
+
+
+def _uplift(u: Uplift, console: Console) -> None:
+    if not u.rows:
+        console.print(f"\n[bold]uplift[/]: {escape(u.note or 'no holdout')}", soft_wrap=True)
+        return
+    table = Table(title=f"\nuplift against the holdout ({u.confidence:.0%} intervals)", show_edge=False)
+    for column in ("flow", "scope", "treatment", "holdout", "difference", "interval", "relative", "verdict"):
+        table.add_column(column, justify="left" if column in ("flow", "scope", "verdict") else "right")
+    for row in u.rows:
+        colour = {"uplift": "green", "harm": "red"}.get(row.verdict, "yellow")
+        table.add_row(
+            "all flows" if row.flow == "*" else escape(row.flow), row.scope,
+            f"{row.treated_converted:,}/{row.treated:,} {pct(row.treated_rate)}",
+            f"{row.holdout_converted:,}/{row.holdout:,} {pct(row.holdout_rate)}", points(row.difference),
+            f"{points(row.low)} to {points(row.high)}", pct(row.relative, 0),
+            f"[{colour}]{'too small to tell' if row.verdict == 'too_small' else row.verdict}[/]",
+        )  # fmt: skip
+    console.print(table)
+    for row in u.rows:
+        name = "all flows" if row.flow == "*" else row.flow
+        console.print(f"  {escape(name)} ({row.scope} holdout): {escape(row.explanation)}", soft_wrap=True)
