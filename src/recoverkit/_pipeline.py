@@ -34,12 +34,14 @@ class Control:
     set once the last stage has applied the order.
     """
 
-    __slots__ = ("done", "kind", "position", "states")
+    __slots__ = ("done", "kind", "position", "restored", "states")
 
     def __init__(self, kind: Literal["checkpoint", "restore"], position: int, states: dict[str, bytes]) -> None:
         self.kind = kind
         self.position = position
         self.states = states
+        #: A restore: each stage's statistics right after it (counters a checkpoint carries go on from these).
+        self.restored: dict[str, StageStatistics] = {}
         self.done = anyio.Event()
 
     def apply(self, stage: Stage, *, last: bool) -> None:
@@ -47,6 +49,7 @@ class Control:
             self.states[stage.name] = stage.snapshot()
         else:
             stage.restore(self.states.get(stage.name))
+            self.restored[stage.name] = stage.statistics()
         if last:
             self.done.set()
 
@@ -97,6 +100,20 @@ class LatencyHistogram:
         self.total += seconds
         if seconds > self.max:
             self.max = seconds
+
+    def buckets(self) -> dict[int, int]:
+        """A copy of the counts by bucket index; bucket ``i`` holds the durations up to :meth:`upper_edge` ``(i)``
+        (and above the edge of bucket ``i - 1``; bucket 0 also holds everything under a microsecond).
+
+        The copy is one C-level step, atomic under the GIL, so another thread (a metrics scrape) may take it
+        while the stage records; ``count`` and ``total`` may then be a record or two ahead of it.
+        """
+        return dict(self._buckets)
+
+    @classmethod
+    def upper_edge(cls, index: int) -> float:
+        """The upper edge, in seconds, of bucket ``index``."""
+        return float(2.0 ** ((index + 1) / cls._PER_OCTAVE) / 1e6)
 
     def percentile(self, q: float) -> float:
         """Upper edge, in seconds, of the bucket holding the ``q``-th percentile (0 when empty)."""

@@ -85,6 +85,12 @@ class EngineStatistics(msgspec.Struct, kw_only=True):
     ``track()`` journaled itself because the inbox was full; ``events_overflow`` events that could not be kept
     (the store failed; they were refused). ``owner`` says whether this process runs the pipeline, and
     ``journal_behind`` how many journaled events it has not read yet.
+
+    A take-over restores the pipeline from the last checkpoint, counters included (abandonments, reasons,
+    message outcomes, late events, events read): ``restores`` counts the take-overs this process completed,
+    ``restored`` holds the stages' figures right after the last one, and ``restoring`` is true while one is
+    under way (the stages' counters then mix old and restored values). :mod:`recoverkit.metrics` uses them to
+    count what this process did.
     """
 
     events_accepted: int
@@ -102,6 +108,9 @@ class EngineStatistics(msgspec.Struct, kw_only=True):
     journal_behind: int
     checkpoint_position: int
     stages: dict[str, StageStatistics]
+    restores: int = 0
+    restoring: bool = False
+    restored: dict[str, StageStatistics] = {}
 
 
 class Engine:
@@ -233,6 +242,9 @@ class Engine:
         self._state = "new"
         self.is_owner = False
         self._checkpointed = 0
+        self._restores = 0
+        self._restoring = False
+        self._restored: dict[str, StageStatistics] = {}
         self._checkpoint_due = False  # a forget was applied: checkpoint (and trim) without waiting
         self._purged_at = -math.inf
         self._renewed_at = -math.inf
@@ -494,8 +506,11 @@ class Engine:
         control = Control("restore", position, states)
         self.is_owner = True
         self.ingest.active = True
+        self._restoring = True
         await self._links[0].send_stream.send(Batch([], -math.inf, perf_counter(), None, control))
         await control.done.wait()
+        self._restored, self._restores = control.restored, self._restores + 1
+        self._restoring = False
         _log.info("pipeline_lease_taken", owner=self.owner, position=position, unknown_outcomes=unknown)
 
     # -- checkpoints ----------------------------------------------------------------------------------------
@@ -711,7 +726,7 @@ class Engine:
     def statistics(self) -> EngineStatistics:
         """Counters and queue figures of every stage, for dashboards, health checks and tests."""
         stages = {stage.name: stage.statistics() for stage in self._stages}
-        counts = self.sessionize.counts
+        counts = dict(self.sessionize.counts)  # copied at once: a metrics scrape may read this from another thread
         journal = self.journal
         return EngineStatistics(
             events_accepted=journal.accepted,
@@ -729,4 +744,7 @@ class Engine:
             journal_behind=self.ingest.behind,
             checkpoint_position=self._checkpointed,
             stages=stages,
+            restores=self._restores,
+            restoring=self._restoring,
+            restored=dict(self._restored),
         )
