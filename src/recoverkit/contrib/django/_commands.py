@@ -1,0 +1,156 @@
+"""What ``manage.py recoverkit`` does, apart from Django's command plumbing: describe the settings, run the
+pipeline worker, and run maintenance (forget, export) on the shared store.
+
+Framework-neutral on purpose (the Flask commands do the same things); errors are :class:`ConfigError` or
+``ValueError`` for the command to turn into its exit status.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import structlog
+
+from ...engine import Engine
+from ...errors import ConfigError
+from ...integration import IntegrationSettings
+from ._settings import SOURCE
+
+__all__ = ["describe", "log_to_stderr", "maintenance", "require_shared_store", "serve"]
+
+T = TypeVar("T")
+_HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
+_SECRET_BYTES = 32
+
+
+def require_shared_store(settings: IntegrationSettings, command: str) -> None:
+    """Raise :class:`ConfigError` unless the settings name a store file other processes can reach."""
+    if settings.store is None and settings.config.store.path is None:
+        raise ConfigError(
+            f"`manage.py recoverkit {command}` works on the store the web processes share, but {SOURCE}['STORE'] "
+            "is not set and the configuration has no [store] path: the state is in memory, inside each web "
+            "process, where no command can reach it; expected the path of a SQLite file"
+        )
+
+
+def serve(settings: IntegrationSettings, say: Callable[[str], None]) -> None:
+    """Run the pipeline in the foreground, on this thread's own event loop, until SIGINT or SIGTERM; then drain
+    what was accepted and finish deliveries in flight (at most ``CLOSE_TIMEOUT`` seconds). ``say`` reports
+    progress to the operator (one line each)."""
+    engine = Engine(settings.config, **settings.engine_kwargs(pipeline=True))
+    engine.close_timeout = settings.close_timeout
+
+    async def run() -> None:
+        # The receiver is open before the engine starts, so a SIGTERM during start-up is not lost; it puts the
+        # previous handlers back when it closes. A management command is its process's main program: only here
+        # does recoverkit handle signals.
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with engine:
+                say(f"recoverkit worker: running the pipeline (pid {os.getpid()}); stop with SIGINT or SIGTERM")
+                async for signum in signals:
+                    say(f"recoverkit worker: {signal.Signals(signum).name}: draining and stopping")
+                    break
+
+    anyio.run(run, backend="asyncio", backend_options={"use_uvloop": _HAS_UVLOOP})
+
+
+def maintenance(settings: IntegrationSettings, work: Callable[[Engine], Awaitable[T]]) -> T:
+    """Run ``work(engine)`` on an engine on the shared store that sends nothing.
+
+    If no process holds the pipeline lease this one takes it, restores the last checkpoint and reads the journal,
+    so the whole state is at hand, and leaves a checkpoint behind (due messages stay scheduled for the shop's
+    engine). If one does, this one only journals the request and the running engine carries it out.
+    """
+    kwargs = settings.engine_kwargs(pipeline=True)
+    kwargs["channels"] = None  # nothing is delivered; the shop's adapters stay untouched (and unclosed)
+    engine = Engine(settings.config, deliver=False, **kwargs)
+
+    async def run() -> T:
+        async with engine:
+            await engine.flush()
+            return await work(engine)
+
+    return anyio.run(run, backend="asyncio")
+
+
+def log_to_stderr(level: int) -> None:
+    """Send recoverkit's log to standard error from ``level`` up, unless the project configured structlog (then it
+    is left as it is). For commands only, which are their process's main program."""
+    if structlog.is_configured():
+        return
+    structlog.configure(
+        # sys.stderr looked up per logger, not now: a test runner swaps it per command.
+        logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+    )
+
+
+def describe(settings: IntegrationSettings) -> tuple[list[str], list[str]]:
+    """The effective settings as ``key: value`` lines, and the problems found. Never includes a secret's value."""
+    config = settings.config
+    problems: list[str] = []
+    modes = {
+        "embedded": "every web process runs the engine; with a shared store one at a time runs the pipeline",
+        "journal": "web processes only journal; `manage.py recoverkit worker` runs the pipeline",
+        "off": "nothing is recorded",
+    }
+    lines = [f"mode: {settings.mode} ({modes[settings.mode]})"]
+    if settings.store is not None:
+        store = settings.store
+        lines.append(f"store: {os.fspath(store) if isinstance(store, (str, os.PathLike)) else type(store).__name__}")
+    elif config.store.path is not None:
+        lines.append(f"store: {config.store.path} (from the configuration)")
+    else:
+        lines.append("store: memory (each process its own, lost when it exits)")
+    if settings.channels is None:
+        lines.append("channels: console (the default: logs what would be sent)")
+    else:
+        named = ", ".join(f"{name}={type(adapter).__name__}" for name, adapter in sorted(settings.channels.items()))
+        lines.append(f"channels: {named or 'none'}")
+    for flow in config.flows:
+        steps = ", ".join(f"{step.channel} after {step.delay:g} s" for step in flow.steps)
+        lines.append(f"flow {flow.name}: {steps}")
+    lines.append(f"abandoned after: {config.abandon_after:g} s without activity")
+    for name in ("guard", "scorer", "coupons"):
+        value: Any = getattr(settings, name)
+        lines.append(f"{name}: {type(value).__name__ if value is not None else 'default'}")
+    paths = ", ".join(f"{path} -> {kind}" for path, kind in sorted(settings.checkout_paths.items()))
+    lines.append(f"checkout paths: {paths or 'none'}")
+    lines.append(f"page views: {'recorded' if settings.track_page_views else 'not recorded'}")
+    secure = {None: "when the request is HTTPS", True: "always", False: "never"}[settings.cookie_secure]
+    lines.append(f"session cookie: {settings.session_cookie} (HttpOnly, SameSite=Lax, Secure {secure})")
+    if config.links.base_url is None:
+        lines.append("restore links: off (no [links] base_url)")
+    else:
+        status = _secret_status(config.links.secret_env)
+        lines.append(f"restore links: {config.links.base_url} (secret {config.links.secret_env}: {status})")
+        if status != "set":
+            problems.append(f"restore links need the environment variable {config.links.secret_env}: {status}")
+    offers = config.code_offers()
+    if offers:
+        if settings.coupons is not None:
+            lines.append(f"codes: {', '.join(offers)} (issued by {type(settings.coupons).__name__})")
+        else:
+            status = _secret_status(config.code_secret_env)
+            lines.append(f"codes: {', '.join(offers)} (secret {config.code_secret_env}: {status})")
+            if status != "set":
+                problems.append(f"offers with codes need the environment variable {config.code_secret_env}: {status}")
+    clock = type(settings.clock).__name__ if settings.clock is not None else "wall clock"
+    lines.append(f"clock: {clock}")
+    lines.append(f"close timeout: {settings.close_timeout:g} s")
+    return lines, problems
+
+
+def _secret_status(name: str) -> str:
+    size = len(os.environ.get(name, "").encode())
+    if size == 0:
+        return "missing"
+    if size < _SECRET_BYTES:
+        return f"too short ({size} bytes; expected at least {_SECRET_BYTES})"
+    return "set"

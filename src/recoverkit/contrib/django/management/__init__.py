@@ -1,0 +1,3 @@
+"""Django finds the ``recoverkit`` management command here."""
+
+__all__: list[str] = []

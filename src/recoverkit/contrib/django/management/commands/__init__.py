@@ -1,0 +1,3 @@
+"""``manage.py recoverkit``: see :mod:`recoverkit.contrib.django.management.commands.recoverkit`."""
+
+__all__: list[str] = []
