@@ -9,6 +9,7 @@ from __future__ import annotations
 import doctest
 import re
 import string
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -582,3 +583,80 @@ async def test_the_async_methods_issue_and_redeem_through_the_store(book: CodeBo
 def test_the_examples_in_the_docstrings_run() -> None:
     result = doctest.testmod(recoverkit.offers)
     assert result.attempted >= 4 and result.failed == 0
+
+
+# -- recoverkit.offers.redeem: the checkout's one call ----------------------------------------------------------
+
+
+def checkout(issued_by: CodeBook, code: str | None, **overrides: Any) -> Redemption:
+    """``recoverkit.offers.redeem`` as a checkout view calls it: alice's 50.00 EUR order o-1 from one IP."""
+    assert code is not None
+    fields: dict[str, Any] = {
+        "book": issued_by, "customer_id": "alice", "cart_value": 5000, "currency": "EUR", "order_id": "o-1",
+        "client": "203.0.113.9", "now": T0 + 3600,
+    }  # fmt: skip
+    fields.update(overrides)
+    return recoverkit.offers.redeem(code, **fields)
+
+
+def test_redeem_tells_valid_then_already_used_for_another_order(book: CodeBook) -> None:
+    code = issue(book).code
+    assert checkout(book, code) == Redemption(
+        outcome="valid", discount=500, kind="discount", currency="EUR", cart_key="cart-1"
+    )
+    assert checkout(book, code).outcome == "valid"  # the same order again: a retried checkout
+    assert checkout(book, code, order_id="o-2").outcome == "already_used"
+
+
+def test_redeem_tells_expired_and_not_this_customers(book: CodeBook) -> None:
+    code = issue(book).code
+    assert checkout(book, code, now=T0 + DAY).outcome == "expired"
+    assert checkout(book, code, customer_id="mallory").outcome == "not_yours"
+
+
+def test_redeem_finds_a_code_sent_to_the_session_of_a_shopper_who_logged_in_since(book: CodeBook) -> None:
+    code = issue(book, contact_key="session:s1").code
+    assert checkout(book, code, customer_id="alice").outcome == "not_yours"
+    assert checkout(book, code, customer_id="alice", session_id="s1").outcome == "valid"
+    assert checkout(book, code, customer_id=None, session_id="s1").outcome == "valid"
+    assert checkout(book, code, customer_id=None, session_id="s2").outcome == "not_yours"
+
+
+def test_redeem_is_rate_limited_against_guessing_per_client(book: CodeBook) -> None:
+    code = issue(book).code
+    guesses = [checkout(book, new_code(), now=T0 + n).outcome for n in range(10)]
+    assert guesses == ["unknown"] * 10
+    assert checkout(book, code, now=T0 + 11).outcome == "rate_limited"  # even with the right code now
+    assert checkout(book, code, client="198.51.100.7", now=T0 + 12).outcome == "valid"  # another client is not
+
+
+def test_each_contact_redeem_tries_counts_as_an_attempt_against_the_budget(book: CodeBook) -> None:
+    for n in range(5):  # a guesser giving both a customer id and a session uses two attempts per request
+        assert checkout(book, new_code(), session_id="s9", now=T0 + n).outcome == "unknown"
+    code = issue(book, contact_key="mallory").code
+    outcomes = [checkout(book, code, session_id="s9", now=T0 + 10 + n).outcome for n in range(5)]
+    assert outcomes[0] == "not_yours" and outcomes[-1] == "rate_limited"
+
+
+def test_redeem_uses_the_wall_clock_when_no_time_is_given(book: CodeBook) -> None:
+    now = time.time()
+    offer = issue(book, msgspec.structs.replace(TEN_PERCENT, expires_at=now + DAY), now=now)
+    assert checkout(book, offer.code, now=None).outcome == "valid"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        ({"customer_id": None}, ValueError, "expected `customer_id` or `session_id`"),
+        ({"customer_id": "", "session_id": ""}, ValueError, "expected `customer_id` or `session_id`"),
+        ({"order_id": ""}, ValueError, "expected a non-empty `order_id`"),
+        ({"client": ""}, ValueError, "expected a non-empty `client_key`"),
+        ({"cart_value": 49.99}, ValueError, "expected `cart_value` in minor units >= 0, got 49.99"),
+        ({"book": MemoryStore()}, TypeError, "expected `book` to be the CodeBook that issued the code, got Memory"),
+    ],
+)
+def test_redeem_refuses_what_it_cannot_check(
+    book: CodeBook, overrides: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        checkout(book, "ABCD-EFGH-JKLM", **overrides)

@@ -26,13 +26,16 @@ from typing import Any
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from .catalogue import Catalogue
 from .channels.base import Channel, Message
 from .clock import Clock
 from .config import Config
+from .currency import Rates
 from .deadletters import DeadLetters
 from .dispatch import Guard
 from .engine import Engine, EngineStatistics
 from .errors import EngineStateError
+from .loyalty import Loyalty
 from .offers import CouponProvider
 from .score import Scorer
 from .store.base import Store
@@ -62,6 +65,9 @@ class BackgroundEngine:
         guard: Guard | None = None,
         pipeline: bool = True,
         coupons: CouponProvider | None = None,
+        catalogue: Catalogue | None = None,
+        loyalty: Loyalty | None = None,
+        rates: Rates | None = None,
         use_uvloop: bool | None = None,
         close_at_exit: bool = True,
         close_timeout: float = 10.0,
@@ -70,7 +76,7 @@ class BackgroundEngine:
         # its own lease owner name: a SQLite connection must not cross a fork.
         self._factory: Callable[[], Engine] = lambda: Engine(
             config, channels=channels, clock=clock, scorer=scorer, dead_letters=dead_letters, store=store, guard=guard,
-            pipeline=pipeline, coupons=coupons,
+            pipeline=pipeline, coupons=coupons, catalogue=catalogue, loyalty=loyalty, rates=rates,
         )
         self.engine = self._factory()  # raises ConfigError now, not on the first request
         self._use_uvloop = _HAS_UVLOOP if use_uvloop is None else use_uvloop

@@ -3,7 +3,7 @@
 ::
 
     recoverkit demo                          replay the bundled sample and show what recoverkit would do
-    recoverkit replay EVENTS [--config F] [--out F] [--json] [--store DB [--resume]]
+    recoverkit replay EVENTS [--config F] [--out F] [--json] [--store DB [--resume]] [--model F]
     recoverkit bench [EVENTS] [--sessions N] [--json]
     recoverkit dead-letters list FILE
     recoverkit dead-letters resend FILE --webhook URL [--key KEY ...]
@@ -15,6 +15,8 @@
     recoverkit forget PATH CUSTOMER          erase a customer's personal data (right to erasure)
     recoverkit export PATH CUSTOMER          everything held about a customer, as JSON (right of access)
     recoverkit report [--store DB] [--events F] [--format table|json|html]   funnel, recovery, uplift
+    recoverkit train EVENTS --out MODEL [--test-share S]   fit the conversion model on a shop's history
+    recoverkit evaluate EVENTS --model MODEL                auROC, auPR, calibration of a model file
 
 Exit status: 0 on success, 2 for usage and configuration errors, 1 for other failures. Messages on stdout,
 diagnostics on stderr; progress bars only when stderr is a terminal.
@@ -42,6 +44,7 @@ from . import __version__
 from ._cli_report import add_commands as add_report_commands
 from ._cli_store import add_commands
 from ._cli_templates import add_commands as add_template_commands
+from ._cli_train import add_commands as add_train_commands
 from .config import Config, load_config
 from .errors import ConfigError, RecoverkitError
 
@@ -62,6 +65,8 @@ def _run_replay(args: argparse.Namespace, source: Any, console: Console, err: Co
     from .replay import replay
 
     config = _config(args.config)
+    if getattr(args, "model", None):  # replay --model: score with a trained model, as `model = ...` would
+        config = msgspec.structs.replace(config, model=args.model)
     progress_cb = None
     bar = None
     if err.is_terminal and not args.no_progress and isinstance(source, (str, Path)) and str(source) != "-":
@@ -367,6 +372,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     p.add_argument("--store", help="keep the replay's state in this SQLite file (default: in memory)")
+    p.add_argument("--model", help="score with this model file from `recoverkit train` (default: the config's)")
     p.add_argument(
         "--resume", action="store_true", help="carry on an interrupted replay in the same --store (one input per store)"
     )
@@ -418,6 +424,7 @@ def _parser() -> argparse.ArgumentParser:
     add_commands(sub)
     add_template_commands(sub)
     add_report_commands(sub)
+    add_train_commands(sub)
     return parser
 
 

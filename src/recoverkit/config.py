@@ -29,6 +29,7 @@ __all__ = [
     "ChannelPolicy",
     "Condition",
     "Config",
+    "CurrencyConfig",
     "Flow",
     "FlowStep",
     "LinksConfig",
@@ -119,16 +120,19 @@ class Condition(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     The trigger of a flow is written here too: ``triggers = ["payment_failed"]`` for failed payments,
     ``min_step = "checkout"`` for abandoned checkouts; no condition takes every abandoned cart.
 
-    ``min_value`` and ``max_value`` are in major units of the cart's currency (``"20.00"``); ``currencies``
-    limits the condition to carts in those currencies.
+    ``min_value`` and ``max_value`` are in major units: one amount (``"20.00"``), in the base currency when
+    ``[currency] base`` is set (converted to the cart's currency with the shop's rates), else in the cart's
+    currency; or one amount per currency (``{ EUR = "20.00", USD = "25.00" }``), the cart's own winning over a
+    converted base amount (see :mod:`recoverkit.currency`). A bound that cannot be found in the cart's currency
+    does not hold. ``currencies`` limits the condition to carts in those currencies.
     """
 
     min_score: _Probability | None = None
     max_score: _Probability | None = None
     reasons: list[Reason] | None = None
     triggers: list[Trigger] | None = None
-    min_value: Decimal | None = None
-    max_value: Decimal | None = None
+    min_value: Decimal | dict[Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")], Decimal] | None = None
+    max_value: Decimal | dict[Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")], Decimal] | None = None
     currencies: list[Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]] | None = None
     returning: bool | None = None
     #: How far the cart got at least: ``"checkout"`` makes a checkout-abandonment flow.
@@ -136,22 +140,31 @@ class Condition(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         for name in ("min_value", "max_value"):
-            amount = getattr(self, name)
-            if isinstance(amount, (int, str)) and not isinstance(amount, bool):
-                # Built in Python (Condition(min_value=50)): decoding would have made it a Decimal; so do we.
-                try:
-                    amount = Decimal(amount)
-                except ArithmeticError as exc:
-                    raise ValueError(f"`{name}` expected an amount in major units, got {amount!r}") from exc
-                msgspec.structs.force_setattr(self, name, amount)
-            elif amount is not None and not isinstance(amount, Decimal):
-                raise ValueError(f"`{name}` expected an amount in major units (Decimal, int or str), got {amount!r}")
-            # NaN and infinities pass Decimal parsing but no comparison with a cart's value is meaningful.
-            # adjusted(): the power of ten of the leading digit, read without arithmetic that could overflow.
-            if amount is not None and not (amount.is_finite() and amount.adjusted() < _MAX_AMOUNT_DIGITS):
-                raise ValueError(
-                    f"`{name}` expected a finite amount below 10^{_MAX_AMOUNT_DIGITS} in major units"
-                )
+            given = getattr(self, name)
+            if given is None:
+                continue
+            if isinstance(given, dict):
+                amounts = {currency: _amount(name, value) for currency, value in given.items()}
+                msgspec.structs.force_setattr(self, name, amounts)
+            else:
+                msgspec.structs.force_setattr(self, name, _amount(name, given))
+
+
+def _amount(name: str, amount: object) -> Decimal:
+    """A condition's amount as a Decimal, or ValueError: built in Python it may be an int or a str, never a float."""
+    if isinstance(amount, (int, str)) and not isinstance(amount, bool):
+        # Built in Python (Condition(min_value=50)): decoding would have made it a Decimal; so do we.
+        try:
+            amount = Decimal(amount)
+        except ArithmeticError as exc:
+            raise ValueError(f"`{name}` expected an amount in major units, got {amount!r}") from exc
+    elif not isinstance(amount, Decimal):
+        raise ValueError(f"`{name}` expected an amount in major units (Decimal, int or str), got {amount!r}")
+    # NaN and infinities pass Decimal parsing but no comparison with a cart's value is meaningful.
+    # adjusted(): the power of ten of the leading digit, read without arithmetic that could overflow.
+    if not (amount.is_finite() and amount.adjusted() < _MAX_AMOUNT_DIGITS):
+        raise ValueError(f"`{name}` expected a finite amount below 10^{_MAX_AMOUNT_DIGITS} in major units")
+    return amount
 
 
 class Cap(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -172,8 +185,15 @@ class OfferSpec(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
     ``discount`` and ``free_shipping`` offers carry a code valid for ``valid_for`` seconds: ``percent`` off,
     or ``amount`` off in each currency listed (major units, ``{EUR = "5.00"}``); ``min_value`` per currency is
-    the smallest cart the code applies to. ``loyalty_bonus`` grants ``points``. ``name`` is what a template
-    shows.
+    the smallest cart the code applies to. With ``[currency] base`` set, an amount given in the base currency
+    is converted for carts in a currency not listed (see :mod:`recoverkit.currency`); an offer whose amount or
+    minimum cannot be found in the cart's currency is left out (counted as ``offer_currency``).
+
+    ``loyalty_bonus`` grants ``points`` extra points, or ``multiplier`` times the usual points (2: double
+    points), through the shop's loyalty programme, if the order is completed within ``valid_for``.
+    ``substitute`` suggests up to ``suggestions`` products (default 3) from the shop's catalogue: cheaper ones
+    like the cart's (``suggest = "substitute"``, the default) or ones that go with it (``"complement"``).
+    ``name`` is what a template shows.
     """
 
     kind: Literal["discount", "free_shipping", "payment_help", "substitute", "loyalty_bonus"]
@@ -183,12 +203,21 @@ class OfferSpec(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     min_value: dict[_Currency, Decimal] = msgspec.field(default_factory=dict)
     valid_for: Annotated[float, msgspec.Meta(ge=60, le=90 * 86_400)] = 86_400.0
     points: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    multiplier: Annotated[int, msgspec.Meta(ge=2, le=10)] | None = None
+    suggest: Literal["substitute", "complement"] | None = None
+    suggestions: Annotated[int, msgspec.Meta(ge=1, le=10)] | None = None
 
     def __post_init__(self) -> None:
         if self.kind == "discount" and (self.percent is None) == (not self.amount):
             raise ValueError("`percent` or `amount` expected for a discount (one of the two, not both)")
-        if self.kind == "loyalty_bonus" and self.points is None:
-            raise ValueError("`points` expected for a loyalty_bonus offer")
+        if self.kind == "loyalty_bonus" and (self.points is None) == (self.multiplier is None):
+            # Not worded `points` first: the message is reported at `offers.<name>`, where neither may be written.
+            raise ValueError("a loyalty_bonus offer expects `points` or `multiplier` (one of the two, not both)")
+        if self.multiplier is not None and self.kind != "loyalty_bonus":
+            raise ValueError(f"`multiplier` expected only on a loyalty_bonus offer, not on a {self.kind} offer")
+        for name in ("suggest", "suggestions"):
+            if getattr(self, name) is not None and self.kind != "substitute":
+                raise ValueError(f"`{name}` expected only on a substitute offer, not on a {self.kind} offer")
         for currency, value in (*self.amount.items(), *self.min_value.items()):
             if not (value.is_finite() and value >= 0 and value.adjusted() < _MAX_AMOUNT_DIGITS):
                 raise ValueError(f"`amount` expected finite amounts >= 0 in major units, got {value} {currency}")
@@ -290,6 +319,31 @@ class LinksConfig(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True
     secret_env: Annotated[str, msgspec.Meta(pattern="^[A-Z_][A-Z0-9_]*$")] = "RECOVERKIT_LINK_SECRET"
 
 
+class CurrencyConfig(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How amounts in this configuration apply to carts in other currencies (see :mod:`recoverkit.currency`).
+
+    ``base`` is the shop's base currency: once set, a plain amount (a condition's ``min_value = "20.00"``) is in
+    it, and amounts given in it are converted for carts in currencies they do not list. ``rates`` are static
+    exchange rates, as decimal strings: units of the currency per one unit of the base (``USD = "1.08"``);
+    ``Engine(rates=...)`` can supply live ones, which win. Carts always keep their own currency.
+    """
+
+    base: _Currency | None = None
+    rates: dict[_Currency, Decimal] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from .currency import MAX_RATE  # the same bounds as a live Rates object's answers
+
+        for currency, rate in self.rates.items():
+            if not (rate.is_finite() and 0 < rate < MAX_RATE):
+                raise ValueError(f"`rates` expected decimal rates > 0 and < 10^12, got {rate} for {currency}")
+            if currency == self.base and rate != 1:
+                raise ValueError(f"`rates` expected no rate other than 1 for the base currency {currency}, got {rate}")
+        if self.rates and self.base is None:
+            # Worded `rates` first: `base` is missing, so the message is reported where the rates are.
+            raise ValueError("`rates` expected a `base` currency to convert from; set [currency] base")
+
+
 DEFAULT_FLOW = Flow(
     name="cart-recovery",
     steps=[
@@ -347,6 +401,11 @@ class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     #: The environment variable holding the secret (at least 32 bytes) that keys stored code hashes.
     code_secret_env: Annotated[str, msgspec.Meta(pattern="^[A-Z_][A-Z0-9_]*$")] = "RECOVERKIT_CODE_SECRET"
     links: LinksConfig = LinksConfig()
+    #: The base currency and static exchange rates that thresholds given in it are converted with.
+    currency: CurrencyConfig = CurrencyConfig()
+    #: A model file written by ``recoverkit train`` (a path, relative to the working directory): loaded and checked
+    #: when the engine is built, it scores carts instead of the default model (see docs/scoring.md).
+    model: str | None = None
 
     def __post_init__(self) -> None:
         names = [flow.name for flow in self.flows]
@@ -424,7 +483,7 @@ _FIELD_FIRST = re.compile(r"^`([a-z_]+)` (.*)$", re.DOTALL)
 def _name_the_entry(data: Mapping[str, Any], what: str, path: str | None) -> tuple[str, str | None]:
     """Make msgspec's path name what the author wrote.
 
-    msgspec reports a bad entry of ``channels`` (the one mapping keyed by the author's own names) as
+    msgspec reports a bad entry of ``channels`` or ``offers`` (the mappings keyed by the author's own names) as
     ``channels[...]``, and a bad name as "at `key` in `$.channels`": find the entry by validating each alone.
     A check in a ``__post_init__`` that starts its message with a field name (`` `min_value` must ...``) is
     reported at that field.
@@ -435,22 +494,29 @@ def _name_the_entry(data: Mapping[str, Any], what: str, path: str | None) -> tup
             for name in _channel_entries(data):
                 if not re.fullmatch(_NAME_PATTERN, name):
                     return f"channel name {name!r} under `channels`: {match.group(1)}", None
-        return what, path
-    if path.startswith("$.channels[...]"):
-        for name, policy in _channel_entries(data).items():
-            try:
-                msgspec.convert(policy, ChannelPolicy, strict=False)
-            except (msgspec.ValidationError, RecursionError):
-                return what, path.replace("[...]", f".{name}", 1)
+        if match is None:
+            return what, path
+        # A bad key of another mapping (a currency code in `min_value = { eur = "20" }`): report at the mapping.
+        what, path = f"{match.group(1)} for every key", match.group(2)
+    for section, kind in (("channels", ChannelPolicy), ("offers", OfferSpec)):  # the mappings keyed by names
+        if path.startswith(f"$.{section}[...]"):
+            for name, entry in _channel_entries(data, section).items():
+                if not re.fullmatch(_NAME_PATTERN, name):
+                    break  # msgspec names a bad key itself; never point a path at one
+                try:
+                    msgspec.convert(entry, kind, strict=False)
+                except (msgspec.ValidationError, RecursionError):
+                    path = path.replace("[...]", f".{name}", 1)
+                    break
     field = _FIELD_FIRST.match(what)
     if field is not None:
         return field.group(2), f"{path}.{field.group(1)}"
     return what, path
 
 
-def _channel_entries(data: Mapping[str, Any]) -> dict[str, Any]:
-    channels = data.get("channels") if isinstance(data, Mapping) else None
-    return {str(k): v for k, v in channels.items()} if isinstance(channels, Mapping) else {}
+def _channel_entries(data: Mapping[str, Any], section: str = "channels") -> dict[str, Any]:
+    entries = data.get(section) if isinstance(data, Mapping) else None
+    return {str(k): v for k, v in entries.items()} if isinstance(entries, Mapping) else {}
 
 
 def load_config(path: str | Path) -> Config:

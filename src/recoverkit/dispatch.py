@@ -42,13 +42,15 @@ import anyio.abc
 import msgspec
 
 from ._pipeline import Batch, LatencyHistogram, Link, Stage
+from .catalogue import Catalogue, Suggestion
 from .channels.base import Channel, Message
 from .clock import Clock
 from .config import Config
 from .deadletters import DeadLetter, DeadLetters
 from .errors import PermanentDeliveryError, StoreError, TransientDeliveryError
 from .links import RestoreLinks
-from .offers import CouponProvider, Refused
+from .loyalty import Loyalty, NotGranted
+from .offers import CouponProvider, Offer, Refused
 from .privacy import Forget
 from .route import Cancel
 from .store.base import (
@@ -189,10 +191,14 @@ class Dispatch(Stage):
         guard: Guard | None = None,
         coupons: CouponProvider | None = None,
         links: RestoreLinks | None = None,
+        catalogue: Catalogue | None = None,
+        loyalty: Loyalty | None = None,
     ) -> None:
         super().__init__()
         self._coupons = coupons
         self._links = links
+        self._catalogue = catalogue
+        self._loyalty = loyalty
         if store is None:
             from .store.memory import MemoryStore  # a dispatch built alone (tests, tools) owns a private store
 
@@ -580,15 +586,22 @@ class Dispatch(Stage):
         self._release_barriers()
 
     async def _prepare(self, message: Message) -> Message:
-        """Issue the offer's code and sign the restore link, just before the first send of ``message``.
+        """Issue the offer's code (or grant its loyalty bonus, or ask the catalogue for its suggestions) and sign
+        the restore link, just before the first send of ``message``.
 
-        Done after the claim, so a code is issued only for a message that goes out; a retry reuses the
-        prepared message (its code and link). A refused code (abuse limits) sends the message without the offer,
-        counted as ``offer_refused_<reason>``.
+        Done after the claim, so a code is issued, points granted and the catalogue asked only for a message that
+        goes out; a retry reuses the prepared message (its code, grant, suggestions and link). A refused code
+        (abuse limits) sends the message without the offer, counted as ``offer_refused_<reason>``; so does a
+        catalogue that fails (``offer_catalogue_failed``). A code or a grant that fails (raises) fails the attempt,
+        which is retried: the message promises them.
         """
         changes: dict[str, Any] = {}
         offer = message.offer
         now = self._clock.now()
+        if offer is not None and offer.kind == "substitute" and not offer.suggestions:
+            changes["offer"] = await self._suggest(message, offer)
+        elif offer is not None and offer.kind == "loyalty_bonus" and offer.grant_id is None:
+            changes["offer"] = await self._grant(message, offer, now)
         if offer is not None and offer.code is None and offer.kind in ("discount", "free_shipping"):
             if self._coupons is None:
                 changes["offer"] = None
@@ -617,6 +630,64 @@ class Dispatch(Stage):
         prepared = msgspec.structs.replace(message, **changes)
         self._prepared[message.key] = prepared
         return prepared
+
+    async def _suggest(self, message: Message, offer: Offer) -> Offer | None:
+        """``offer`` with the catalogue's suggestions, or ``None`` (counted) when there are none to make."""
+        if self._catalogue is None:
+            self.outcomes["offer_no_catalogue"] += 1
+            return None
+        cart = message.cart
+        limit = offer.suggest_limit or 3
+        try:
+            # The channel's timeout bounds the catalogue too: a slow catalogue must not hold a delivery slot.
+            with anyio.fail_after(self._policies[message.channel].timeout):
+                answer = await self._catalogue.suggest(cart, kind=offer.suggest or "substitute", limit=limit)
+            found = list(answer)
+        except Exception as exc:  # the shop's catalogue, contained: the message goes without the offer
+            self.outcomes["offer_catalogue_failed"] += 1
+            self.log.warning("catalogue_failed", key=message.key, error=type(exc).__name__)
+            return None
+        # Prices are money: integers in the cart's currency, or the suggestion is not shown.
+        valid = [
+            s for s in found
+            if type(s) is Suggestion and type(s.price) is int and s.price >= 0 and s.currency == cart.currency
+        ][:limit]  # fmt: skip
+        if len(valid) < min(len(found), limit):
+            self.outcomes["offer_catalogue_invalid"] += 1
+            self.log.warning("catalogue_invalid", key=message.key, invalid=len(found) - len(valid))
+        if not valid:
+            self.outcomes["offer_no_suggestions"] += 1
+            return None
+        self.outcomes["offer_suggestions"] += 1
+        return msgspec.structs.replace(offer, suggestions=tuple(valid), items=tuple(s.item_id for s in valid))
+
+    async def _grant(self, message: Message, offer: Offer, now: float) -> Offer | None:
+        """``offer`` with its loyalty grant, or ``None`` (counted) when it cannot be granted; raises when the
+        programme fails, for the attempt to be retried (the grant is idempotent on the message key)."""
+        customer = message.recipient.customer_id or message.cart.customer_id
+        if customer is None:
+            self.outcomes["offer_no_customer"] += 1  # points need an account
+            return None
+        if self._loyalty is None:
+            self.outcomes["offer_no_loyalty"] += 1
+            return None
+        expires_at = offer.expires_at if offer.expires_at is not None else math.inf
+        if not now < expires_at:
+            self.outcomes["offer_expired"] += 1  # retried past the time limit: nothing left to promise
+            return None
+        with anyio.fail_after(self._policies[message.channel].timeout):
+            answer = await self._loyalty.grant(
+                customer_id=customer, points=offer.points, multiplier=offer.multiplier, expires_at=expires_at,
+                key=message.key,
+            )  # fmt: skip
+        if isinstance(answer, NotGranted):
+            self.outcomes[f"offer_loyalty_{answer.reason}"] += 1
+            return None
+        self.outcomes["offer_loyalty_granted"] += 1
+        return msgspec.structs.replace(
+            offer, grant_id=answer.grant_id, points=answer.points, multiplier=answer.multiplier,
+            expires_at=answer.expires_at,
+        )  # fmt: skip
 
     async def _claim(self, message: Message, attempt: int) -> str | None:
         """Claim ``message.key`` in the store's ledger; ``None`` when claimed, else the outcome to count."""

@@ -41,17 +41,21 @@ import anyio.to_thread
 import msgspec
 import structlog
 
+from ._offer_plugins import check_offer_plugins
 from ._pipeline import Batch, Control, Link, StageStatistics
+from .catalogue import Catalogue
 from .channels.base import Channel, Message
 from .channels.console import ConsoleChannel
 from .clock import Clock, WallClock
 from .config import Config
+from .currency import Rates
 from .deadletters import DeadLetters
 from .dispatch import Dispatch, Guard
 from .errors import ConfigError, EngineStateError, StoreError
 from .ingest import Ingest
 from .journal import Journal
 from .links import RestoreLinks
+from .loyalty import Loyalty
 from .offers import CodeBook, CouponProvider
 from .privacy import decode_record, encode_forget
 from .route import Route
@@ -119,7 +123,8 @@ class Engine:
     ``channels`` maps channel names used by the flows (``"email"``, ``"sms"``, ...) to adapters; without it
     every channel is a :class:`~recoverkit.channels.ConsoleChannel` that only logs what it would send.
     ``clock`` is wall time by default; pass :class:`~recoverkit.clock.EventClock` to replay recorded events in
-    event time, or :class:`~recoverkit.clock.FakeClock` in tests. ``scorer`` replaces the default model.
+    event time, or :class:`~recoverkit.clock.FakeClock` in tests. ``scorer`` replaces the default model (so does
+    ``config.model``, a file from ``recoverkit train``, when no ``scorer`` is given).
     ``dead_letters`` is a path for the dead-letter file (or a :class:`~recoverkit.deadletters.DeadLetters`).
 
     ``store`` is where state is kept: a :class:`~recoverkit.store.Store`, or the path of a SQLite file; by
@@ -136,6 +141,12 @@ class Engine:
     ``links`` builds the signed cart-restore link of each message (default: from ``config.links`` when its
     ``base_url`` is set, keyed by the secret in ``config.links.secret_env``). A secret that is needed and
     missing is a :class:`ConfigError` here, at start-up.
+
+    ``catalogue`` (a :class:`~recoverkit.catalogue.Catalogue`) finds the products of substitute offers;
+    ``loyalty`` (a :class:`~recoverkit.loyalty.Loyalty`) grants the points of loyalty-bonus offers; both are
+    required, here at start-up, when a flow makes such an offer. ``rates`` (a
+    :class:`~recoverkit.currency.Rates`) converts amounts given in ``config.currency.base`` to a cart's
+    currency, ahead of the static ``config.currency.rates``.
     """
 
     def __init__(
@@ -153,10 +164,15 @@ class Engine:
         pipeline: bool = True,
         coupons: CouponProvider | None = None,
         links: RestoreLinks | None = None,
+        catalogue: Catalogue | None = None,
+        loyalty: Loyalty | None = None,
+        rates: Rates | None = None,
     ) -> None:
         self.config = config if config is not None else Config()
         if not isinstance(self.config, Config):
             raise ConfigError(f"config must be a recoverkit.Config, got {type(self.config).__name__}")
+        check_offer_plugins(self.config, catalogue=catalogue, loyalty=loyalty, rates=rates)
+        self.catalogue, self.loyalty, self.rates = catalogue, loyalty, rates
         self.clock: Clock = clock if clock is not None else WallClock()
         used = sorted({ch for f in self.config.flows for s in f.steps for ch in (s.channel, s.fallback) if ch})
         if channels is None:
@@ -192,6 +208,11 @@ class Engine:
                 ]
                 if templates:
                     check(templates)
+        if scorer is None and self.config.model is not None:
+            # Before the store is opened: a bad file is a ConfigError naming the file and field, and leaks nothing.
+            from .model import load_model
+
+            scorer = load_model(self.config.model, shipping_shock_ratio=self.config.shipping_shock_ratio)
         if scorer is not None and not callable(getattr(scorer, "score", None)):
             raise ConfigError(f"scorer {type(scorer).__name__} has no `score(cart, features)` method")
         if guard is not None and not callable(guard):
@@ -218,7 +239,7 @@ class Engine:
         self.ingest = Ingest(self.config, self.clock, self.journal, self._read_journal)
         self.sessionize = Sessionize(self.config, event_time=self.clock.event_time)
         self.score = Score(scorer, shipping_shock_ratio=self.config.shipping_shock_ratio)
-        self.route = Route(self.config)
+        self.route = Route(self.config, rates=rates)
         self.coupons = coupons if coupons is not None else self._default_coupons()
         self.links = links if links is not None else self._default_links()
         self.dispatch = Dispatch(
@@ -232,6 +253,8 @@ class Engine:
             guard=guard,
             coupons=self.coupons,
             links=self.links,
+            catalogue=catalogue,
+            loyalty=loyalty,
         )
         self.dispatch.on_forgotten = self._forgotten
         self.dispatch.delivering = deliver

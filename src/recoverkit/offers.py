@@ -7,8 +7,12 @@ the ledger and analytics record it). ``kind`` says what it is:
   at least ``min_value``; the code is unique to this recovery, single-use and void after ``expires_at``;
 - ``"free_shipping"``: the same kind of code, for shipping (the usual answer to a shipping-cost shock);
 - ``"payment_help"``: no code; the message offers other ways to pay (after a failed payment);
-- ``"substitute"``: ``items`` names cheaper or complementary products from the shop's catalogue;
-- ``"loyalty_bonus"``: ``points`` extra loyalty points if the order is completed before ``expires_at``.
+- ``"substitute"``: ``suggestions`` (and their ids in ``items``) are cheaper or complementary products from the
+  shop's catalogue (:mod:`recoverkit.catalogue`), asked for when the message is sent: ``suggest`` says which
+  kind, ``suggest_limit`` how many at most;
+- ``"loyalty_bonus"``: ``points`` extra loyalty points, or ``multiplier`` times the usual points, if the order is
+  completed before ``expires_at``; granted through the shop's loyalty programme (:mod:`recoverkit.loyalty`)
+  when the message is sent, under the reference ``grant_id``.
 
 Amounts are integers in minor units, never floats.
 
@@ -31,7 +35,8 @@ them in a :class:`~recoverkit.store.base.CodeStore` (the engine's store). A code
   hitting any of a million live codes in a 60-bit space takes about 10^12 guesses: 3 million years per client.
 
 Shops with their own coupon system implement :class:`CouponProvider` instead; ``CodeBook`` is the default one.
-Times are passed in (``now``): the book never reads a clock, so tests drive it with fake time.
+Times are passed in (``now``): the book never reads a clock, so tests drive it with fake time. :func:`redeem` is
+the one call a shop's checkout view needs.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import math
 import re
 import secrets
 import threading
+import time
 from collections import Counter
 from typing import Final, Literal, Protocol, runtime_checkable
 
@@ -50,6 +56,7 @@ import anyio.to_thread
 import msgspec
 import structlog
 
+from .catalogue import Suggestion, SuggestKind
 from .errors import ConfigError, StoreError
 from .store.base import CodeKind, CodeLimit, CodeRecord, CodeStore, LimitBy
 
@@ -70,6 +77,7 @@ __all__ = [
     "format_code",
     "new_code",
     "parse_code",
+    "redeem",
 ]
 
 _log = structlog.get_logger("recoverkit.offers")
@@ -91,6 +99,15 @@ class Offer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     expires_at: float | None = None
     items: tuple[str, ...] = ()
     points: int | None = None
+    #: ``loyalty_bonus``: the order earns this many times its usual points (instead of ``points`` extra).
+    multiplier: int | None = None
+    #: ``loyalty_bonus``: the loyalty programme's reference of the grant, once granted (when the message was sent).
+    grant_id: str | None = None
+    #: ``substitute``: the products suggested, once the catalogue was asked (when the message was sent).
+    suggestions: tuple[Suggestion, ...] = ()
+    #: ``substitute``: what to ask the catalogue for, and how many at most.
+    suggest: SuggestKind | None = None
+    suggest_limit: int | None = None
 
 
 # -- codes as text -----------------------------------------------------------------------------------------------
@@ -606,3 +623,62 @@ class CodeBook:
         with self._lock:
             return OfferStatistics(issued=self._issued, refused=dict(self._refused), redeemed=dict(self._redeemed))
 
+
+
+# -- the checkout's one call ---------------------------------------------------------------------------------
+
+
+def redeem(
+    code: str,
+    *,
+    book: CodeBook,
+    cart_value: int,
+    currency: str | None,
+    order_id: str,
+    client: str,
+    customer_id: str | None = None,
+    session_id: str | None = None,
+    now: float | None = None,
+) -> Redemption:
+    """Redeem ``code`` typed at checkout: ``valid``, ``expired``, ``already_used``, ``not_yours``... as
+    :class:`Redemption` describes; rate-limited against guessing per ``client``.
+
+    ``book`` is the :class:`CodeBook` that issued the code: ``engine.coupons``, or one the shop builds once per
+    process on the engine's store with the same secret and policy (there is no global book: a process may serve
+    several shops, and a book opened before a fork must not be shared by the children). ``cart_value`` is the
+    order's value in integer minor units of ``currency``; ``order_id`` the order it is redeemed for (redeeming
+    again for the same order answers ``valid`` again); ``client`` who is asking, for the rate limit (the
+    client's IP address; stored only as a keyed hash); ``now`` defaults to the wall clock.
+
+    Whose code it is: a code is bound to the customer id of the shopper it was sent to, or, when that shopper
+    had no account, to their session (``"session:<session_id>"``). Pass what the checkout knows: with both,
+    ``customer_id`` is tried first and the session second when the first answer is ``not_yours`` (a shopper who
+    logged in after abandoning). Each try counts against the client's guessing budget as a separate attempt.
+
+    This blocks on the store: call it from synchronous code (a Django or Flask view); async code awaits
+    ``book.redeem(...)`` instead. Raises :class:`ValueError` when neither ``customer_id`` nor ``session_id`` is
+    given, or for an empty ``order_id``/``client`` or a ``cart_value`` that is not integer minor units >= 0.
+
+    >>> from recoverkit.store import MemoryStore
+    >>> book = CodeBook(MemoryStore(), "a secret of at least thirty-two bytes!!")
+    >>> offer = book.issue_sync(Offer(kind="discount", name="10% off", percent=10, expires_at=1e12),
+    ...                         cart_key="cart-1", contact_key="session:s1", now=0.0)
+    >>> redeem(offer.code, book=book, customer_id="cust-7", session_id="s1", cart_value=5000, currency="EUR",
+    ...        order_id="o-1", client="203.0.113.9").outcome
+    'valid'
+    """
+    if not isinstance(book, CodeBook):
+        raise TypeError(f"redeem: expected `book` to be the CodeBook that issued the code, got {type(book).__name__}")
+    contacts = [key for key in (customer_id, None if not session_id else f"session:{session_id}") if key]
+    if not contacts:
+        raise ValueError("redeem: expected `customer_id` or `session_id` (whom the code was sent to), got neither")
+    when = time.time() if now is None else now
+    answer = Redemption(outcome="unknown")
+    for contact in contacts:
+        answer = book.redeem_sync(
+            code, customer=contact, cart_value=cart_value, currency=currency, order_id=order_id, client_key=client,
+            now=when,
+        )  # fmt: skip
+        if answer.outcome != "not_yours":
+            break
+    return answer

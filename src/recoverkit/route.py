@@ -31,8 +31,8 @@ import msgspec
 from ._pipeline import Stage
 from .channels.base import Message, Recipient
 from .config import ChannelPolicy, Condition, Config, Flow, FlowStep
+from .currency import Amounts, Converter, Rates
 from .events import CheckoutStep
-from .money import to_minor
 from .offers import Offer
 from .privacy import Forget
 from .score import Scored
@@ -99,9 +99,11 @@ class Route(Stage):
 
     name = "route"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, rates: Rates | None = None) -> None:
         super().__init__()
         self._config = config
+        #: Finds configured amounts in a cart's currency (converting base-currency ones with the shop's rates).
+        self._money = Converter(config.currency.base, config.currency.rates, rates)
         self._flows = config.flows
         # Bounded like the sessions: forgetting a contact can only stop messages (no consent known), never
         # send one that should not go.
@@ -300,8 +302,7 @@ class Route(Stage):
         # Soft opt-in: a customer who has bought before and was never asked may be written to.
         return policy.soft_opt_in and returning
 
-    @staticmethod
-    def _holds(when: Condition, scored: Scored) -> bool:
+    def _holds(self, when: Condition, scored: Scored) -> bool:
         cart = scored.abandoned.cart
         if when.min_score is not None and scored.probability < when.min_score:
             return False
@@ -317,9 +318,22 @@ class Route(Stage):
             return False
         if when.min_step is not None and cart.step < _STEPS[when.min_step]:
             return False
-        if when.min_value is not None and cart.value < to_minor(when.min_value, cart.currency):
-            return False
-        return not (when.max_value is not None and cart.value > to_minor(when.max_value, cart.currency))
+        if when.min_value is not None:
+            least = self._bound(when.min_value, cart.currency)
+            if least is None or cart.value < least:
+                return False
+        if when.max_value is not None:
+            most = self._bound(when.max_value, cart.currency)
+            if most is None or cart.value > most:
+                return False
+        return True
+
+    def _bound(self, given: Amounts, currency: str | None) -> int | None:
+        """A condition's amount in minor units of ``currency``, or ``None`` (counted): then the bound cannot hold."""
+        limit = self._money.minor(given, currency)
+        if limit is None:
+            self.skipped["condition_currency"] += 1  # no amount in this currency and no rate to convert one
+        return limit
 
     def _message(
         self,
@@ -357,20 +371,26 @@ class Route(Stage):
             return None
         spec = self._config.offers[name]
         currency = scored.abandoned.cart.currency
-        amount = spec.amount.get(currency) if currency else None
-        minimum = spec.min_value.get(currency) if currency else None
-        if spec.kind == "discount" and spec.percent is None and amount is None:
-            self.skipped["offer_currency"] += 1  # a fixed amount not configured in this cart's currency
+        # Amounts of an offer are bound to a currency (a code records it): without the cart's, none applies.
+        amount = self._money.minor(spec.amount, currency) if spec.amount and currency else None
+        minimum = self._money.minor(spec.min_value, currency) if spec.min_value and currency else None
+        if (spec.amount and amount is None) or (spec.min_value and minimum is None):
+            # An amount or minimum not configured in this cart's currency, nor convertible to it: never guessed.
+            self.skipped["offer_currency"] += 1
             return None
+        substitute = spec.kind == "substitute"
         return Offer(
             kind=spec.kind,
             name=spec.name,
             percent=spec.percent,
-            amount=to_minor(amount, currency) if amount is not None else None,
+            amount=amount,
             currency=currency if amount is not None or minimum is not None else None,
-            min_value=to_minor(minimum, currency) if minimum is not None else None,
+            min_value=minimum,
             expires_at=due + spec.valid_for,
             points=spec.points,
+            multiplier=spec.multiplier,
+            suggest=(spec.suggest or "substitute") if substitute else None,
+            suggest_limit=(spec.suggestions or 3) if substitute else None,
         )
 
     def _outside_quiet_hours(self, due: float, channel: str, timezone: str | None) -> float:

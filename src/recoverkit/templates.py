@@ -129,6 +129,14 @@ class _Cart(msgspec.Struct, frozen=True, kw_only=True):
     lines: tuple[_Line, ...]
 
 
+class _Suggestion(msgspec.Struct, frozen=True, kw_only=True):
+    # What a template sees of a suggested product: its price already formatted.
+    item_id: str
+    name: str
+    price: str
+    url: str | None
+
+
 class _Offer(msgspec.Struct, frozen=True, kw_only=True):
     kind: str
     name: str
@@ -141,6 +149,8 @@ class _Offer(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: datetime | None
     items: tuple[str, ...]
     points: int | None
+    multiplier: int | None
+    suggestions: tuple[_Suggestion, ...]
 
 
 class _Recipient(msgspec.Struct, frozen=True, kw_only=True):
@@ -428,6 +438,11 @@ def _offer(offer: Offer, cart_currency: str | None, zone: tzinfo) -> _Offer:
         expires_at=expires_at,
         items=offer.items,
         points=offer.points,
+        multiplier=offer.multiplier,
+        suggestions=tuple(
+            _Suggestion(item_id=s.item_id, name=s.name, price=format_minor(s.price, s.currency), url=s.url)
+            for s in offer.suggestions
+        ),
     )
 
 
@@ -441,6 +456,8 @@ def _offer_text(offer: Offer, amount: str | None) -> str:
         return "free shipping"
     if offer.kind == "loyalty_bonus" and offer.points is not None:
         return f"{offer.points} bonus points"
+    if offer.kind == "loyalty_bonus" and offer.multiplier is not None:
+        return {2: "double points", 3: "triple points"}.get(offer.multiplier, f"{offer.multiplier}x points")
     return offer.name
 
 
