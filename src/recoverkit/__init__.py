@@ -15,6 +15,7 @@ messages through adapters the shop supplies. Everything a shop's developer needs
 
 from .background import BackgroundEngine
 from .cart import CartLine, CartSnapshot
+from .catalogue import Catalogue, Product, StaticCatalogue, Suggestion
 from .channels import (
     Channel,
     ConsoleChannel,
@@ -33,6 +34,7 @@ from .config import (
     ChannelPolicy,
     Condition,
     Config,
+    CurrencyConfig,
     Flow,
     FlowStep,
     OfferSpec,
@@ -41,6 +43,7 @@ from .config import (
     Variant,
     load_config,
 )
+from .currency import Rates, StaticRates
 from .deadletters import DeadLetter, DeadLetters
 from .dispatch import Guard
 from .engine import Engine, EngineStatistics
@@ -57,6 +60,8 @@ from .errors import (
 )
 from .events import EVENT_KINDS, Event, Item, decode_event, encode_event
 from .links import RestoreLinks, RestoreToken
+from .loyalty import Loyalty, LoyaltyGrant, MemoryLoyalty, NotGranted
+from .model import ModelScorer, load_model
 from .offers import (
     CodeBook,
     CodePolicy,
@@ -88,6 +93,7 @@ __all__ = [
     "Cap",
     "CartLine",
     "CartSnapshot",
+    "Catalogue",
     "Channel",
     "ChannelPolicy",
     "Checkpoint",
@@ -99,6 +105,7 @@ __all__ = [
     "ConfigError",
     "ConsoleChannel",
     "CouponProvider",
+    "CurrencyConfig",
     "DeadLetter",
     "DeadLetterRecord",
     "DeadLetters",
@@ -121,14 +128,21 @@ __all__ = [
     "JsonLinesChannel",
     "LedgerEntry",
     "LinkError",
+    "Loyalty",
+    "LoyaltyGrant",
     "MemoryChannel",
+    "MemoryLoyalty",
     "MemoryStore",
     "Message",
+    "ModelScorer",
+    "NotGranted",
     "Offer",
     "OfferSpec",
     "OfferStatistics",
     "PermanentDeliveryError",
+    "Product",
     "QuietHours",
+    "Rates",
     "Recipient",
     "RecoverkitError",
     "Redemption",
@@ -140,10 +154,13 @@ __all__ = [
     "SQLiteStore",
     "Scorer",
     "SmtpChannel",
+    "StaticCatalogue",
+    "StaticRates",
     "Store",
     "StoreConfig",
     "StoreError",
     "StoreStatistics",
+    "Suggestion",
     "TemplateError",
     "Templates",
     "TransientDeliveryError",
@@ -154,4 +171,5 @@ __all__ = [
     "decode_event",
     "encode_event",
     "load_config",
+    "load_model",
 ]
