@@ -348,3 +348,17 @@ def test_closing_a_background_engine_that_never_started_closes_the_file_it_opene
     holder.close()
     with pytest.raises(StoreError, match="used after close"):
         engine.engine.store.last_seq()
+
+
+def test_offer_plug_ins_reach_the_engine_from_the_settings() -> None:
+    from recoverkit import MemoryLoyalty, StaticCatalogue, StaticRates
+
+    catalogue, loyalty, rates = StaticCatalogue([]), MemoryLoyalty(), StaticRates({"USD": Decimal("1.08")})
+    s = settings(CONFIG={"currency": {"base": "EUR"}}, CATALOGUE=catalogue, LOYALTY=loyalty, RATES=rates)
+    kwargs = s.engine_kwargs()
+    assert (kwargs["catalogue"], kwargs["loyalty"], kwargs["rates"]) == (catalogue, loyalty, rates)
+    holder = LazyEngine(s)
+    try:
+        assert holder.get() is not None
+    finally:
+        holder.close()

@@ -82,6 +82,9 @@ SETTING_KEYS: Final = frozenset(
         "GUARD",
         "SCORER",
         "COUPONS",
+        "CATALOGUE",
+        "LOYALTY",
+        "RATES",
         "CHECKOUT_PATHS",
         "TRACK_PAGE_VIEWS",
         "SESSION_COOKIE",
@@ -175,7 +178,8 @@ def _plugin(value: Any, *, setting: str) -> Any:
 
 def _is_instance_like(obj: Any) -> bool:
     # A channel/guard/scorer instance is callable only by accident (a guard is a function, used as is).
-    return not isinstance(obj, type) and (hasattr(obj, "send") or hasattr(obj, "score") or hasattr(obj, "issue"))
+    plugin_methods = ("send", "score", "issue", "suggest", "grant", "rate")
+    return not isinstance(obj, type) and any(hasattr(obj, name) for name in plugin_methods)
 
 
 class IntegrationSettings:
@@ -196,6 +200,9 @@ class IntegrationSettings:
         guard: Any = None,
         scorer: Any = None,
         coupons: Any = None,
+        catalogue: Any = None,
+        loyalty: Any = None,
+        rates: Any = None,
         checkout_paths: Mapping[str, str] | None = None,
         track_page_views: bool = False,
         session_cookie: str = SESSION_COOKIE,
@@ -212,6 +219,9 @@ class IntegrationSettings:
         self.guard = guard
         self.scorer = scorer
         self.coupons = coupons
+        self.catalogue = catalogue
+        self.loyalty = loyalty
+        self.rates = rates
         self.checkout_paths = dict(checkout_paths or {})
         self.track_page_views = track_page_views
         self.session_cookie = session_cookie
@@ -284,15 +294,22 @@ class IntegrationSettings:
                 f"{where('MODE')}: 'journal' hands events to a worker process through a shared store; set "
                 f"{where('STORE')} (or [store] path in the config) to the SQLite file the worker reads"
             )
+        def plugin(key: str) -> Any:
+            value = data.get(key)
+            return _plugin(value, setting=where(key)) if value is not None else None
+
         return cls(
             source=source,
             mode=mode,
             config=config,
             store=store,
             channels=channels,
-            guard=_plugin(data["GUARD"], setting=where("GUARD")) if data.get("GUARD") is not None else None,
-            scorer=_plugin(data["SCORER"], setting=where("SCORER")) if data.get("SCORER") is not None else None,
-            coupons=_plugin(data["COUPONS"], setting=where("COUPONS")) if data.get("COUPONS") is not None else None,
+            guard=plugin("GUARD"),
+            scorer=plugin("SCORER"),
+            coupons=plugin("COUPONS"),
+            catalogue=plugin("CATALOGUE"),
+            loyalty=plugin("LOYALTY"),
+            rates=plugin("RATES"),
             checkout_paths=paths,
             track_page_views=page_views,
             session_cookie=cookie,
@@ -310,6 +327,9 @@ class IntegrationSettings:
             "guard": self.guard,
             "scorer": self.scorer,
             "coupons": self.coupons,
+            "catalogue": self.catalogue,
+            "loyalty": self.loyalty,
+            "rates": self.rates,
             "pipeline": self.mode == "embedded" if pipeline is None else pipeline,
             "clock": self.clock,
         }
