@@ -22,19 +22,15 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
-import signal
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import anyio
 import click
 import msgspec
-import structlog
 from flask import current_app
 from flask.cli import AppGroup
 
+from ..._integration_commands import describe, log_to_stderr, maintenance, require_shared_store, serve
 from ...engine import Engine
 from ...errors import ConfigError
 from ...integration import IntegrationSettings
@@ -44,7 +40,6 @@ __all__ = ["cli"]
 
 T = TypeVar("T")
 _HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
-_SECRET_BYTES = 32
 
 cli = AppGroup("recoverkit", help="recoverkit: the recovery worker, a settings check, forget and export.")
 
@@ -64,7 +59,7 @@ def worker_command() -> None:
     """
     settings = app_state(current_app).settings
     _require_shared_store(settings, "worker")
-    _log_to_stderr(logging.INFO)
+    log_to_stderr(logging.INFO)
     if settings.mode == "embedded":
         click.echo(
             "note: RECOVERKIT_MODE is 'embedded', so web processes may run the pipeline too; the store's lease "
@@ -74,31 +69,17 @@ def worker_command() -> None:
     elif settings.mode == "off":
         click.echo("note: RECOVERKIT_MODE is 'off': web processes record nothing for this worker to handle", err=True)
     try:
-        engine = Engine(settings.config, **settings.engine_kwargs(pipeline=True))
+        serve(settings, lambda line: click.echo(line, err=True))
     except ConfigError as exc:
         raise _ConfigProblem(str(exc)) from exc
-    engine.close_timeout = settings.close_timeout
-    anyio.run(_serve, engine, backend="asyncio", backend_options={"use_uvloop": _HAS_UVLOOP})
     click.echo("recoverkit worker: stopped", err=True)
-
-
-async def _serve(engine: Engine) -> None:
-    # The receiver is open before the engine starts, so a SIGTERM during start-up is not lost; it restores the
-    # previous handlers when it closes.
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with engine:
-            click.echo(f"recoverkit worker: running the pipeline (pid {os.getpid()}); stop with SIGINT or SIGTERM",
-                       err=True)
-            async for signum in signals:
-                click.echo(f"recoverkit worker: {signal.Signals(signum).name}: draining and stopping", err=True)
-                break
 
 
 @cli.command("check")
 def check_command() -> None:
     """Validate recoverkit's settings and print the effective values (secrets are never printed)."""
     settings = app_state(current_app).settings
-    lines, problems = _describe(settings)
+    lines, problems = describe(settings, program="flask recoverkit")
     for line in lines:
         click.echo(line)
     if problems:
@@ -137,113 +118,20 @@ def export_command(customer: str) -> None:
 
 
 def _maintenance(settings: IntegrationSettings, work: Callable[[Engine], Awaitable[T]]) -> T:
-    """Run ``work(engine)`` on an engine on the shared store that sends nothing.
-
-    If no process holds the pipeline lease this one takes it, restores the last checkpoint and reads the journal,
-    so the whole state is at hand, and leaves a checkpoint behind (due messages stay scheduled for the shop's
-    engine). If one does, this one only journals the request and the running engine carries it out.
-    """
-    _log_to_stderr(logging.WARNING)
-    kwargs = settings.engine_kwargs(pipeline=True)
-    kwargs["channels"] = None  # nothing is delivered; the shop's adapters stay untouched (and unclosed)
-
-    async def run() -> T:
-        try:
-            engine = Engine(settings.config, deliver=False, **kwargs)
-        except ConfigError as exc:
-            raise _ConfigProblem(str(exc)) from exc
-        async with engine:
-            await engine.flush()
-            return await work(engine)
-
+    """:func:`recoverkit._integration_commands.maintenance`, its errors made click's."""
+    log_to_stderr(logging.WARNING)
     try:
-        return anyio.run(run, backend="asyncio")
+        return maintenance(settings, work)
+    except ConfigError as exc:
+        raise _ConfigProblem(str(exc)) from exc
     except ValueError as exc:  # an empty customer id
         raise click.BadParameter(str(exc), param_hint="CUSTOMER") from exc
 
 
-def _log_to_stderr(level: int) -> None:
-    if structlog.is_configured():
-        return  # the app configured its logging: leave it as it is
-    structlog.configure(
-        # sys.stderr looked up per logger, not now: a test runner swaps it per command.
-        logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-    )
-
-
 def _require_shared_store(settings: IntegrationSettings, command: str) -> None:
-    if settings.store is None and settings.config.store.path is None:
-        raise _ConfigProblem(
-            f"`flask recoverkit {command}` works on the store the web processes share, but "
-            "app.config['RECOVERKIT_STORE'] is not set and the configuration has no [store] path: the state is "
-            "in memory, inside each web process, where no command can reach it; expected the path of a SQLite file"
+    try:
+        require_shared_store(
+            settings, command, program="flask recoverkit", store_setting="app.config['RECOVERKIT_STORE']"
         )
-
-
-# -- check --------------------------------------------------------------------------------------------------------
-
-
-def _describe(settings: IntegrationSettings) -> tuple[list[str], list[str]]:
-    """The effective settings as ``key: value`` lines, and the problems found. Never includes a secret's value."""
-    config = settings.config
-    problems: list[str] = []
-    modes = {
-        "embedded": "every web process runs the engine; with a shared store one at a time runs the pipeline",
-        "journal": "web processes only journal; `flask recoverkit worker` runs the pipeline",
-        "off": "nothing is recorded",
-    }
-    lines = [f"mode: {settings.mode} ({modes[settings.mode]})"]
-    if settings.store is not None:
-        store = settings.store
-        lines.append(f"store: {os.fspath(store) if isinstance(store, (str, os.PathLike)) else type(store).__name__}")
-    elif config.store.path is not None:
-        lines.append(f"store: {config.store.path} (from the configuration)")
-    else:
-        lines.append("store: memory (each process its own, lost when it exits)")
-    if settings.channels is None:
-        lines.append("channels: console (the default: logs what would be sent)")
-    else:
-        named = ", ".join(f"{name}={type(adapter).__name__}" for name, adapter in sorted(settings.channels.items()))
-        lines.append(f"channels: {named or 'none'}")
-    for flow in config.flows:
-        steps = ", ".join(f"{step.channel} after {step.delay:g} s" for step in flow.steps)
-        lines.append(f"flow {flow.name}: {steps}")
-    lines.append(f"abandoned after: {config.abandon_after:g} s without activity")
-    for name in ("guard", "scorer", "coupons"):
-        value = getattr(settings, name)
-        lines.append(f"{name}: {type(value).__name__ if value is not None else 'default'}")
-    paths = ", ".join(f"{path} -> {kind}" for path, kind in sorted(settings.checkout_paths.items()))
-    lines.append(f"checkout paths: {paths or 'none'}")
-    lines.append(f"page views: {'recorded' if settings.track_page_views else 'not recorded'}")
-    secure = {None: "when the request is HTTPS", True: "always", False: "never"}[settings.cookie_secure]
-    lines.append(f"session cookie: {settings.session_cookie} (HttpOnly, SameSite=Lax, Secure {secure})")
-    if config.links.base_url is None:
-        lines.append("restore links: off (no [links] base_url)")
-    else:
-        status = _secret_status(config.links.secret_env)
-        lines.append(f"restore links: {config.links.base_url} (secret {config.links.secret_env}: {status})")
-        if status != "set":
-            problems.append(f"restore links need the environment variable {config.links.secret_env}: {status}")
-    offers = config.code_offers()
-    if offers:
-        if settings.coupons is not None:
-            lines.append(f"codes: {', '.join(offers)} (issued by {type(settings.coupons).__name__})")
-        else:
-            status = _secret_status(config.code_secret_env)
-            lines.append(f"codes: {', '.join(offers)} (secret {config.code_secret_env}: {status})")
-            if status != "set":
-                problems.append(f"offers with codes need the environment variable {config.code_secret_env}: {status}")
-    clock = type(settings.clock).__name__ if settings.clock is not None else "wall clock"
-    lines.append(f"clock: {clock}")
-    lines.append(f"close timeout: {settings.close_timeout:g} s")
-    return lines, problems
-
-
-def _secret_status(name: str) -> str:
-    size = len(os.environ.get(name, "").encode())
-    if size == 0:
-        return "missing"
-    if size < _SECRET_BYTES:
-        return f"too short ({size} bytes; expected at least {_SECRET_BYTES})"
-    return "set"
+    except ConfigError as exc:
+        raise _ConfigProblem(str(exc)) from exc

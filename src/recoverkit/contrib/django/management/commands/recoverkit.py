@@ -24,11 +24,14 @@ from typing import Any
 import msgspec
 from django.core.management.base import BaseCommand, CommandError  # type: ignore[import-untyped]
 
-from recoverkit.contrib.django._commands import describe, log_to_stderr, maintenance, require_shared_store, serve
+from recoverkit._integration_commands import describe, log_to_stderr, maintenance, require_shared_store, serve
+from recoverkit.contrib.django._settings import SOURCE
 from recoverkit.contrib.django._state import get_state
 from recoverkit.engine import Engine
 from recoverkit.errors import ConfigError
 from recoverkit.integration import IntegrationSettings
+
+_PROGRAM = "manage.py recoverkit"
 
 __all__ = ["Command"]
 
@@ -65,7 +68,7 @@ class Command(BaseCommand):  # type: ignore[misc]
             raise CommandError(str(exc), returncode=2) from exc
 
     def _check(self, settings: IntegrationSettings) -> None:
-        lines, problems = describe(settings)
+        lines, problems = describe(settings, program=_PROGRAM)
         for line in lines:
             self.stdout.write(line)
         if problems:
@@ -73,7 +76,7 @@ class Command(BaseCommand):  # type: ignore[misc]
         self.stdout.write("ok")
 
     def _worker(self, settings: IntegrationSettings) -> None:
-        require_shared_store(settings, "worker")
+        require_shared_store(settings, "worker", program=_PROGRAM, store_setting=f"{SOURCE}['STORE']")
         log_to_stderr(logging.INFO)
         if settings.mode == "embedded":
             self.stderr.write(
@@ -89,7 +92,7 @@ class Command(BaseCommand):  # type: ignore[misc]
         self.stderr.write("recoverkit worker: stopped")
 
     def _forget(self, settings: IntegrationSettings, customer: str) -> None:
-        require_shared_store(settings, "forget")
+        require_shared_store(settings, "forget", program=_PROGRAM, store_setting=f"{SOURCE}['STORE']")
 
         async def work(engine: Engine) -> bool:
             erased: bool = await engine.forget(customer)
@@ -102,7 +105,7 @@ class Command(BaseCommand):  # type: ignore[misc]
             self.stdout.write("requested: a running engine holds this store; it erases the customer within seconds")
 
     def _export(self, settings: IntegrationSettings, customer: str) -> None:
-        require_shared_store(settings, "export")
+        require_shared_store(settings, "export", program=_PROGRAM, store_setting=f"{SOURCE}['STORE']")
 
         async def work(engine: Engine) -> dict[str, Any]:
             exported: dict[str, Any] = engine.export(customer)

@@ -1,8 +1,9 @@
-"""What ``manage.py recoverkit`` does, apart from Django's command plumbing: describe the settings, run the
-pipeline worker, and run maintenance (forget, export) on the shared store.
+"""What the framework commands (``manage.py recoverkit ...``, ``flask recoverkit ...``) do, apart from their
+framework's command plumbing: describe the settings, run the pipeline worker, and run maintenance (forget,
+export) on the shared store.
 
-Framework-neutral on purpose (the Flask commands do the same things); errors are :class:`ConfigError` or
-``ValueError`` for the command to turn into its exit status.
+Errors are :class:`ConfigError` or ``ValueError`` for the command to turn into its exit status. ``program`` is
+how the operator types the command group (``"manage.py recoverkit"``, ``"flask recoverkit"``): messages name it.
 """
 
 from __future__ import annotations
@@ -17,23 +18,23 @@ from typing import Any, TypeVar
 import anyio
 import structlog
 
-from ...engine import Engine
-from ...errors import ConfigError
-from ...integration import IntegrationSettings
-from ._settings import SOURCE
+from .engine import Engine
+from .errors import ConfigError
+from .integration import IntegrationSettings
 
-__all__ = ["describe", "log_to_stderr", "maintenance", "require_shared_store", "serve"]
+__all__ = ["describe", "log_to_stderr", "maintenance", "require_shared_store", "secret_status", "serve"]
 
 T = TypeVar("T")
 _HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
 _SECRET_BYTES = 32
 
 
-def require_shared_store(settings: IntegrationSettings, command: str) -> None:
-    """Raise :class:`ConfigError` unless the settings name a store file other processes can reach."""
+def require_shared_store(settings: IntegrationSettings, command: str, *, program: str, store_setting: str) -> None:
+    """Raise :class:`ConfigError` unless the settings name a store file other processes can reach;
+    ``store_setting`` is how the shop spells the store setting (``settings.RECOVERKIT['STORE']``)."""
     if settings.store is None and settings.config.store.path is None:
         raise ConfigError(
-            f"`manage.py recoverkit {command}` works on the store the web processes share, but {SOURCE}['STORE'] "
+            f"`{program} {command}` works on the store the web processes share, but {store_setting} "
             "is not set and the configuration has no [store] path: the state is in memory, inside each web "
             "process, where no command can reach it; expected the path of a SQLite file"
         )
@@ -91,13 +92,13 @@ def log_to_stderr(level: int) -> None:
     )
 
 
-def describe(settings: IntegrationSettings) -> tuple[list[str], list[str]]:
+def describe(settings: IntegrationSettings, *, program: str) -> tuple[list[str], list[str]]:
     """The effective settings as ``key: value`` lines, and the problems found. Never includes a secret's value."""
     config = settings.config
     problems: list[str] = []
     modes = {
         "embedded": "every web process runs the engine; with a shared store one at a time runs the pipeline",
-        "journal": "web processes only journal; `manage.py recoverkit worker` runs the pipeline",
+        "journal": f"web processes only journal; `{program} worker` runs the pipeline",
         "off": "nothing is recorded",
     }
     lines = [f"mode: {settings.mode} ({modes[settings.mode]})"]
@@ -117,7 +118,7 @@ def describe(settings: IntegrationSettings) -> tuple[list[str], list[str]]:
         steps = ", ".join(f"{step.channel} after {step.delay:g} s" for step in flow.steps)
         lines.append(f"flow {flow.name}: {steps}")
     lines.append(f"abandoned after: {config.abandon_after:g} s without activity")
-    for name in ("guard", "scorer", "coupons"):
+    for name in ("guard", "scorer", "coupons", "catalogue", "loyalty", "rates"):
         value: Any = getattr(settings, name)
         lines.append(f"{name}: {type(value).__name__ if value is not None else 'default'}")
     paths = ", ".join(f"{path} -> {kind}" for path, kind in sorted(settings.checkout_paths.items()))
@@ -128,7 +129,7 @@ def describe(settings: IntegrationSettings) -> tuple[list[str], list[str]]:
     if config.links.base_url is None:
         lines.append("restore links: off (no [links] base_url)")
     else:
-        status = _secret_status(config.links.secret_env)
+        status = secret_status(config.links.secret_env)
         lines.append(f"restore links: {config.links.base_url} (secret {config.links.secret_env}: {status})")
         if status != "set":
             problems.append(f"restore links need the environment variable {config.links.secret_env}: {status}")
@@ -137,7 +138,7 @@ def describe(settings: IntegrationSettings) -> tuple[list[str], list[str]]:
         if settings.coupons is not None:
             lines.append(f"codes: {', '.join(offers)} (issued by {type(settings.coupons).__name__})")
         else:
-            status = _secret_status(config.code_secret_env)
+            status = secret_status(config.code_secret_env)
             lines.append(f"codes: {', '.join(offers)} (secret {config.code_secret_env}: {status})")
             if status != "set":
                 problems.append(f"offers with codes need the environment variable {config.code_secret_env}: {status}")
@@ -147,7 +148,8 @@ def describe(settings: IntegrationSettings) -> tuple[list[str], list[str]]:
     return lines, problems
 
 
-def _secret_status(name: str) -> str:
+def secret_status(name: str) -> str:
+    """Whether the environment variable ``name`` holds a usable secret: ``"set"``, ``"missing"`` or why not."""
     size = len(os.environ.get(name, "").encode())
     if size == 0:
         return "missing"
