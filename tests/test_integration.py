@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -362,3 +363,22 @@ def test_offer_plug_ins_reach_the_engine_from_the_settings() -> None:
         assert holder.get() is not None
     finally:
         holder.close()
+
+
+def test_a_journal_only_engine_without_a_shared_store_is_refused_at_start_up() -> None:
+    from recoverkit import Engine
+
+    with pytest.raises(ConfigError, match=r"pipeline=False journals events for a worker .* needs a shared store"):
+        Engine(Config(), channels={"email": MemoryChannel()}, pipeline=False)
+
+
+@pytest.mark.anyio
+async def test_a_journal_only_engine_never_takes_the_lease_even_when_it_is_free(tmp_path: Path) -> None:
+    from recoverkit import Engine
+
+    async with Engine(Config(), channels={"email": MemoryChannel()}, store=tmp_path / "s.db", pipeline=False) as e:
+        assert e.track({"event": "page_view", "session_id": "s"}) is True
+        await e.flush()
+        assert e.is_owner is False and e.statistics().owner is False
+        assert e.store.lease_holder("pipeline", now=time.time()) is None
+        assert e.store.last_seq() == 1
