@@ -287,7 +287,10 @@ def decode_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any] 
                 reason="too_large",
             )
         try:
-            return cast(Event, _decoder.decode(data))
+            # Bound to a typed name rather than cast: msgspec < 0.23 types a Union decoder's result as Any,
+            # newer releases as the Union itself, and a cast is redundant (an error) under the latter.
+            event: Event = _decoder.decode(data)
+            return event
         except RecursionError as exc:
             raise _too_deep() from exc
         except msgspec.ValidationError as exc:
