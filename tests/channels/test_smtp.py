@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import doctest
 import email
 import email.policy
 import socket
@@ -19,6 +20,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from recoverkit.cart import CartLine
 from recoverkit.channels import Message, SmtpChannel
+from recoverkit.channels import smtp as smtp_module
 from recoverkit.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 from recoverkit.templates import Templates
 
@@ -462,7 +464,14 @@ async def test_send_after_aclose_is_a_permanent_failure(server: Server, channel:
         ({"sender": "no address"}, "sender 'no address' holds no valid ASCII email address"),
         ({"sender": "shop@acme.example\nBcc: x@y.example"}, "sender must be a one-line str"),
         ({"unsubscribe_url": None}, "needs unsubscribe_url or unsubscribe_mailto"),
-        ({"unsubscribe_url": "http://acme.example/u?key={key}"}, r"unsubscribe_url http://acme\.example/\.\.\. is not"),
+        ({"unsubscribe_url": "http://acme.example/u?key={key}"},
+         r"unsubscribe_url http://acme\.example/\.\.\. is http:// on a host that is not loopback; expected an https://"),
+        ({"unsubscribe_url": "http://127.0.0.1.acme.example/u"}, "is http:// on a host that is not loopback"),
+        ({"unsubscribe_url": "http://localhost@acme.example/u"}, "is http:// on a host that is not loopback"),
+        ({"unsubscribe_url": "ftp://acme.example/u"}, "has scheme 'ftp'"),
+        ({"unsubscribe_url": "/unsubscribe?key={key}"}, "has no host"),
+        ({"unsubscribe_url": "https://acme.example/u?sig=" + "f" * 900}, "is 927 characters long"),
+        ({"unsubscribe_url": "https://acme.example/u/{key} x"}, "holds a space"),
         ({"unsubscribe_url": 42}, "unsubscribe_url must be an https:// URL string or a function"),
         ({"unsubscribe_mailto": "nobody"}, "unsubscribe_mailto must be an email address"),
         ({"reply_to": "x"}, "reply_to must be an email address"),
@@ -478,6 +487,56 @@ def test_bad_options_are_config_errors_naming_the_value(options: dict[str, Any],
         SmtpChannel("smtp.acme.example", **settings)
 
 
+def test_a_refused_unsubscribe_url_says_how_to_use_a_local_address_in_development() -> None:
+    with pytest.raises(ConfigError) as info:
+        SmtpChannel("smtp.acme.example", sender=SENDER, unsubscribe_url="http://shop.example/u?token=s3cret")
+    message = str(info.value)
+    assert "http://shop.example/..." in message  # what was given, without the token
+    assert "s3cret" not in message
+    assert "expected an https:// URL" in message
+    assert "http://localhost:8000/unsubscribe?key={key}" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost:8000/unsubscribe?key={key}",
+        "http://LOCALHOST/u/{contact_key}",
+        "http://shop.localhost:8000/u?key={key}",
+        "http://127.0.0.1:8000/u?key={key}",
+        "http://127.1.2.3/u",
+        "http://[::1]:8000/u?key={key}",
+        "https://acme.example/u?key={key}",
+    ],
+)
+def test_an_http_unsubscribe_url_is_accepted_on_a_loopback_host_for_development(url: str) -> None:
+    SmtpChannel("smtp.acme.example", sender=SENDER, unsubscribe_url=url)
+
+
+async def test_a_local_http_unsubscribe_link_reaches_the_email(server: Server) -> None:
+    channel = server.channel(unsubscribe_url="http://localhost:8000/unsubscribe?key={key}")
+    try:
+        await channel.send(make_message())
+    finally:
+        await channel.aclose()
+    mail = server.handler.messages[0].email
+    assert mail["List-Unsubscribe"] == "<http://localhost:8000/unsubscribe?key=cart-1%2Fdefault%2F0>"
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+async def test_an_unsubscribe_function_may_answer_a_loopback_http_link_but_no_other(server: Server) -> None:
+    channel = server.channel(unsubscribe_url=lambda message: "http://127.0.0.1:8000/u")
+    other = server.channel(unsubscribe_url=lambda message: "http://acme.example/u")
+    try:
+        await channel.send(make_message())
+        with pytest.raises(PermanentDeliveryError, match="is http:// on a host that is not loopback"):
+            await other.send(make_message())
+    finally:
+        await channel.aclose()
+        await other.aclose()
+    assert [m.email["List-Unsubscribe"] for m in server.handler.messages] == ["<http://127.0.0.1:8000/u>"]
+
+
 def test_a_config_error_never_shows_the_password() -> None:
     with pytest.raises(ConfigError) as info:
         SmtpChannel("smtp.acme.example", sender=SENDER, unsubscribe_url=UNSUBSCRIBE, password="s3cret")
@@ -488,3 +547,7 @@ def test_a_config_error_never_shows_the_password() -> None:
 def test_the_default_port_follows_the_tls_mode(options: dict[str, Any], port: int) -> None:
     channel = SmtpChannel("smtp.acme.example", sender=SENDER, unsubscribe_url=UNSUBSCRIBE, **options)
     assert repr(channel) == f"SmtpChannel(server='smtp.acme.example:{port}')"
+
+
+def test_the_docstring_examples_run() -> None:
+    assert doctest.testmod(smtp_module).failed == 0

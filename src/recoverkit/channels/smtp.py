@@ -13,7 +13,9 @@ headers:
   deduplicates on it drops a repeat (a retry after a lost answer may repeat a message the server did accept);
 - ``List-Unsubscribe`` with the HTTPS unsubscribe link and/or the mailto address, and, with a link,
   ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058; Gmail and Yahoo require one-click
-  unsubscribe of bulk senders). The templates get the link as ``unsubscribe_url`` for the footer.
+  unsubscribe of bulk senders). The templates get the link as ``unsubscribe_url`` for the footer. The link
+  must be ``https``, except on a loopback host (``http://localhost:8000/...``, ``127.0.0.1``, ``[::1]``),
+  which only a development machine can follow, so that a shop can try its unsubscribe view locally.
 
 Bodies are 7-bit (quoted-printable where needed), so any server takes them. Recipient domains that are not
 ASCII are sent in their IDNA form; mailboxes that are not ASCII (SMTPUTF8) are not supported and fail
@@ -75,6 +77,7 @@ _REPLY_WIDTH = 200
 #: RFC 5322 caps a header line at 998 octets; a URL longer than this cannot go in List-Unsubscribe.
 _MAX_URL = 900
 _Unsubscribe = str | Callable[[Message], str]
+_LOOPBACK_V4 = re.compile(r"127(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}")
 
 
 class SmtpChannel:
@@ -91,7 +94,8 @@ class SmtpChannel:
     - ``timeout`` (seconds) bounds connecting and each SMTP command.
     - ``unsubscribe_url``: an ``https://`` link, either a string in which ``{key}`` and ``{contact_key}``
       are replaced by the message's (URL-encoded), or a function of the message returning the link (to sign
-      it). ``unsubscribe_mailto``: an address for mailto unsubscribes. At least one is required.
+      it). ``http://`` is accepted for a loopback host only (``localhost``, ``127.0.0.1``, ``[::1]``), for
+      development. ``unsubscribe_mailto``: an address for mailto unsubscribes. At least one is required.
     - ``reply_to``: the ``Reply-To`` address. ``local_hostname``: the name given in EHLO (default: this
       machine's fully qualified name).
 
@@ -436,17 +440,44 @@ def _check_option_address(option: str, value: object) -> str:
 
 
 def _check_unsubscribe_url(url: object) -> str:
-    expected = "expected an https:// URL of at most 900 characters with no spaces, '<' or '>' (RFC 8058)"
+    expected = (
+        "expected an https:// URL of at most 900 characters with no spaces, '<' or '>' (RFC 8058); in "
+        "development, http:// on a loopback host is accepted too (http://localhost:8000/unsubscribe?key={key}, "
+        "http://127.0.0.1:8000/..., http://[::1]:8000/...)"
+    )
     if not isinstance(url, str):
         raise ConfigError(f"SmtpChannel unsubscribe_url must be a str, got {type(url).__name__}; {expected}")
     parts = urlsplit(url)
-    if (
-        parts.scheme != "https"
-        or not parts.netloc
-        or len(url) > _MAX_URL
-        or not url.isascii()
-        or any(c.isspace() or c in "<>" for c in url)
-    ):
+    problem = None
+    if not parts.netloc:
+        problem = "has no host"
+    elif parts.scheme == "http" and not _is_loopback(parts.hostname):
+        # A shopper's mail client follows the link from the open internet: over plain http it can be read
+        # and changed on the way, and Gmail and Yahoo refuse it for one-click unsubscribe.
+        problem = "is http:// on a host that is not loopback"
+    elif parts.scheme not in ("https", "http"):
+        problem = f"has scheme {parts.scheme!r}" if parts.scheme else "has no scheme"
+    elif len(url) > _MAX_URL:
+        problem = f"is {len(url)} characters long"
+    elif not url.isascii():
+        problem = "holds characters that are not ASCII"
+    elif any(c.isspace() or c in "<>" for c in url):
+        problem = "holds a space, '<' or '>'"
+    if problem is not None:
         # The scheme and host only: the rest of an unsubscribe link is usually a token.
-        raise ConfigError(f"SmtpChannel unsubscribe_url {parts.scheme}://{parts.netloc}/... is not usable; {expected}")
+        raise ConfigError(
+            f"SmtpChannel unsubscribe_url {parts.scheme}://{parts.netloc}/... {problem}; {expected}"
+        )
     return url
+
+
+def _is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (as :func:`urllib.parse.urlsplit` gives it: lower case, no brackets) is this machine.
+
+    >>> [_is_loopback(h) for h in ("localhost", "127.0.0.1", "::1", "shop.localhost", "acme.example", "10.0.0.1")]
+    [True, True, True, True, False, False]
+    """
+    if host is None:
+        return False
+    # RFC 6761: "localhost" and names under it are always the loopback interface; so are 127.0.0.0/8 and ::1.
+    return host in ("localhost", "::1") or host.endswith(".localhost") or _LOOPBACK_V4.fullmatch(host) is not None
