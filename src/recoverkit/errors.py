@@ -8,6 +8,7 @@
     ├── EngineStateError       the engine was used in a state that does not allow it (not started, closed)
     ├── StoreError             durable state cannot be read or written as asked (bad file, wrong state, fork)
     ├── LinkError              a cart-restore link that cannot be trusted (expired, tampered, malformed)
+    ├── MissingExtraError      a part of recoverkit was used whose optional dependency is not installed
     └── DeliveryError          raised by channel adapters to tell dispatch how a send failed
         ├── TransientDeliveryError   worth retrying (timeouts, 5xx, connection refused)
         └── PermanentDeliveryError   retrying cannot help (4xx, invalid address); goes to the dead letters
@@ -26,6 +27,7 @@ __all__ = [
     "EngineStateError",
     "InvalidEvent",
     "LinkError",
+    "MissingExtraError",
     "PermanentDeliveryError",
     "RecoverkitError",
     "StoreError",
@@ -88,6 +90,23 @@ class LinkError(RecoverkitError, ValueError):
     def __init__(self, message: str, *, reason: Literal["expired", "tampered", "malformed"]) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class MissingExtraError(RecoverkitError, ImportError):
+    """Raised where an optional part of recoverkit is first used without its dependency installed.
+
+    That is when :class:`~recoverkit.SmtpChannel`, :class:`~recoverkit.WebhookChannel`,
+    :class:`~recoverkit.HttpChannel` or :class:`~recoverkit.Templates` is built, when ``recoverkit report
+    --html`` renders, and the like; never at ``import recoverkit``. The message names the feature, the missing
+    package and the extra that installs it (``pip install 'recoverkit[smtp]'``); ``name`` is the missing module
+    (as for any :class:`ImportError`), ``extra`` the extra and ``feature`` what needed it. The import's own
+    error is chained as the cause.
+    """
+
+    def __init__(self, message: str, *, name: str, extra: str, feature: str) -> None:
+        super().__init__(message, name=name)
+        self.extra = extra
+        self.feature = feature
 
 
 class DeliveryError(RecoverkitError):

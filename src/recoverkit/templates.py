@@ -48,18 +48,21 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
-import jinja2
 import msgspec
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from ._optional import deferred, require
 from .errors import ConfigError, RecoverkitError
 from .money import format_minor
 
 if TYPE_CHECKING:
+    import jinja2
+
     # Only for annotations: channels/ imports this module, so importing channels here at run time would
     # make the two import each other.
     from .channels.base import Message
     from .offers import Offer
+else:  # the 'templates' extra: imported when a Templates is built, not with recoverkit (see recoverkit._optional)
+    jinja2 = deferred("jinja2", extra="templates", feature="Templates")
 
 __all__ = ["Rendered", "TemplateError", "TemplateKind", "Templates", "sample_message"]
 
@@ -166,19 +169,20 @@ class _Recipient(msgspec.Struct, frozen=True, kw_only=True):
                f"phone={'***' if self.phone else None})"
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
+def _sandbox(loader: jinja2.BaseLoader) -> jinja2.Environment:
     """The environment every source renders in: sandboxed, strict, autoescaping ``.html`` and ``.htm``."""
+    # Here, not at the top: jinja2 is optional, and only a Templates being built (which required it) calls this.
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    def __init__(self, loader: jinja2.BaseLoader) -> None:
-        super().__init__(
-            loader=loader,
-            undefined=jinja2.StrictUndefined,
-            autoescape=jinja2.select_autoescape(
-                enabled_extensions=("html", "htm"), default_for_string=False, default=False
-            ),
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
+    return ImmutableSandboxedEnvironment(
+        loader=loader,
+        undefined=jinja2.StrictUndefined,
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html", "htm"), default_for_string=False, default=False
+        ),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 class _Source(NamedTuple):
@@ -209,20 +213,21 @@ class Templates:
         builtin: bool = True,
         variables: Mapping[str, Any] | None = None,
     ) -> None:
+        require("jinja2", extra="templates", feature="Templates")
         found: list[_Source] = []
         if directory is not None:
             path = Path(directory)
             if not path.is_dir():
                 raise ConfigError(f"Templates directory {str(path)!r} is not a directory; expected a folder of "
                                   "template files such as cart-reminder.txt")
-            found.append(_Source(str(path), _Sandbox(jinja2.FileSystemLoader(path))))
+            found.append(_Source(str(path), _sandbox(jinja2.FileSystemLoader(path))))
         if sources is not None:
             bad = [name for name in sources if not isinstance(name, str) or not isinstance(sources[name], str)]
             if bad:
                 raise ConfigError(f"Templates sources must map file names to template text (str), got {bad[0]!r}")
-            found.append(_Source("the given sources", _Sandbox(jinja2.DictLoader(dict(sources)))))
+            found.append(_Source("the given sources", _sandbox(jinja2.DictLoader(dict(sources)))))
         if builtin:
-            found.append(_Source(_BUILTIN, _Sandbox(jinja2.PackageLoader("recoverkit", "data/templates"))))
+            found.append(_Source(_BUILTIN, _sandbox(jinja2.PackageLoader("recoverkit", "data/templates"))))
         if not found:
             raise ConfigError("Templates has nothing to search: give a directory or sources, or keep builtin=True")
         self._sources = tuple(found)

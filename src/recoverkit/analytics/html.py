@@ -11,15 +11,18 @@ own text.
 
 from __future__ import annotations
 
+import functools
 from importlib.resources import files
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import jinja2
-from markupsafe import Markup
-
+from .._optional import require
 from ._format import SHORT_STEPS, duration, money, moneys, pct, points, when
 from ._svg import bar_chart, forest_plot, time_chart
 from .report import Report
+
+if TYPE_CHECKING:
+    import jinja2
+    from markupsafe import Markup
 
 __all__ = ["CHART_IDS", "render_html"]
 
@@ -27,10 +30,16 @@ __all__ = ["CHART_IDS", "render_html"]
 CHART_IDS: Final = ("chart-funnel", "chart-reasons", "chart-recovery", "chart-uplift")
 
 
-# The page's template is a file beside this module (report.html.j2), read once: autoescaping on, and a name the
-# template does not know is an error, not an empty string.
-_env: Final = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-_page: Final = _env.from_string(files(__package__).joinpath("report.html.j2").read_text(encoding="utf-8"))
+@functools.cache
+def _page() -> jinja2.Template:
+    """The page's template, a file beside this module (report.html.j2), compiled on first use: autoescaping on,
+    and a name the template does not know is an error, not an empty string."""
+    # On first use, not at import: jinja2 is the optional 'templates' extra, and the terminal and JSON reports
+    # (which import this package) do without it.
+    jinja = require("jinja2", extra="templates", feature="recoverkit report --html (render_html)")
+    env = jinja.Environment(autoescape=True, undefined=jinja.StrictUndefined, keep_trailing_newline=True)
+    template: jinja2.Template = env.from_string(files(__package__).joinpath("report.html.j2").read_text("utf-8"))
+    return template
 
 
 def _verdict(value: str | None) -> str:
@@ -76,7 +85,10 @@ def _charts(report: Report) -> dict[str, Markup]:
         ],
         empty="no store given" if up is None else "no holdout to compare with",
     )  # fmt: skip
-    # Markup: the chart builders escaped every piece of text from data themselves.
+    # Markup: the chart builders escaped every piece of text from data themselves. markupsafe comes with jinja2,
+    # which _page() has required by the time render_html calls this.
+    from markupsafe import Markup
+
     return {name: Markup(svg) for name, svg in zip(CHART_IDS, (funnel, reasons, recovery, uplift), strict=True)}
 
 
@@ -86,7 +98,8 @@ def render_html(report: Report) -> str:
     if report.funnel is not None:
         for row in report.funnel.segments:
             segments.setdefault(row.dimension, []).append(row)
-    return _page.render(
+    page = _page()  # first: a missing jinja2 is reported before any work
+    return page.render(
         r=report, f=report.funnel, rec=report.recovery, up=report.uplift, charts=_charts(report),
         segments=list(segments.items()), when=when, pct=pct, points=points, duration=duration, money=money,
         moneys=moneys, verdict=_verdict, short=SHORT_STEPS,

@@ -37,18 +37,23 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 import msgspec
 
+from .._optional import deferred, require
 from ..errors import ConfigError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from ..templates import Rendered, TemplateError, Templates
 from ._retry import retry_after
 from .base import Message
 
 # The webhook adapter's URL helpers: what part of a URL is safe to print is the same question here.
-from .webhook import _USER_AGENT, _authority, _redact
+from .webhook import _authority, _redact, _user_agent
+
+if TYPE_CHECKING:
+    import httpx
+else:  # the 'http' extra: imported when a channel is built, not with recoverkit (see recoverkit._optional)
+    httpx = deferred("httpx", extra="http", feature="HttpChannel")
 
 __all__ = ["HttpChannel", "RequestSpec"]
 
@@ -120,6 +125,7 @@ class HttpChannel:
         retry_statuses: Collection[int] | None = None,
         idempotency_header: str | None = "Idempotency-Key",
     ) -> None:
+        require("httpx", extra="http", feature="HttpChannel")  # at start-up, not at the first send
         self._url = _check_url(url)
         self._where = _authority(url)
         if kind not in ("sms", "push"):
@@ -138,7 +144,7 @@ class HttpChannel:
                               f"{idempotency_header!r}")
         self._idempotency_header = idempotency_header
         self._headers = _check_headers("HttpChannel headers", headers, idempotency_header)
-        self._headers.setdefault("User-Agent", _USER_AGENT)
+        self._headers.setdefault("User-Agent", _user_agent())
         self._retry_statuses = _check_statuses(retry_statuses)
         self._auth = auth
         self._client = client

@@ -57,13 +57,18 @@ from collections.abc import Callable, Iterable
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-import aiosmtplib
-
+from .._optional import deferred, require
 from ..errors import ConfigError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from ..templates import TemplateError, Templates
 from .base import Message
+
+if TYPE_CHECKING:
+    import aiosmtplib
+else:  # the 'smtp' extra: imported when a channel is built, not with recoverkit (see recoverkit._optional)
+    aiosmtplib = deferred("aiosmtplib", extra="smtp", feature="SmtpChannel")
 
 __all__ = ["SmtpChannel"]
 
@@ -122,6 +127,7 @@ class SmtpChannel:
         reply_to: str | None = None,
         local_hostname: str | None = None,
     ) -> None:
+        require("aiosmtplib", extra="smtp", feature="SmtpChannel")  # at start-up, not at the first send
         if not isinstance(host, str) or not host or any(c.isspace() for c in host):
             raise ConfigError(f"SmtpChannel host must be a host name or IP address, got {host!r}")
         if use_tls and start_tls:

@@ -44,31 +44,41 @@ then deduplicate on ``Idempotency-Key``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
 import time
 from collections.abc import Mapping
-from importlib import metadata
+from typing import TYPE_CHECKING
 
-import httpx
 import msgspec
 
+from .._optional import deferred, require
 from ..errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 from ._retry import retry_after
 from .base import Message
 
+if TYPE_CHECKING:
+    import httpx
+else:  # the 'http' extra: imported when a channel is built, not with recoverkit (see recoverkit._optional)
+    httpx = deferred("httpx", extra="http", feature="WebhookChannel")
+
 __all__ = ["WebhookChannel"]
 
 
-def _version() -> str:
+@functools.cache
+def _user_agent() -> str:
+    # Read when the first channel is built, not at import: importlib.metadata pulls in email, zipfile and csv,
+    # which would add tens of milliseconds to `import recoverkit` for the sake of a header.
+    from importlib import metadata
+
     try:
-        return metadata.version("recoverkit")
+        version = metadata.version("recoverkit")
     except metadata.PackageNotFoundError:  # running from a source tree that was never installed
-        return "0"
+        version = "0"
+    return f"recoverkit/{version}"
 
-
-_USER_AGENT = f"recoverkit/{_version()}"
 _encoder = msgspec.json.Encoder()
 # Statuses that say "not now" rather than "not this": request timeout, too early, rate limited. 5xx are
 # checked by range.
@@ -104,6 +114,7 @@ class WebhookChannel:
         client: httpx.AsyncClient | None = None,
         secret: str | bytes | None = None,
     ) -> None:
+        require("httpx", extra="http", feature="WebhookChannel")  # at start-up, not at the first send
         self._url = _check_url(url)
         self._where = _authority(url)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
@@ -229,7 +240,7 @@ def _check_url(url: object) -> str:
 
 
 def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
-    checked = {"User-Agent": _USER_AGENT}
+    checked = {"User-Agent": _user_agent()}
     for name, value in (headers or {}).items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise ConfigError(
