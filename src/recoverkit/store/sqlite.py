@@ -25,9 +25,17 @@ being killed (``kill -9``; ``tests/store/test_sqlite_processes.py`` does it), an
 may lose the last commits (the file stays consistent). ``"full"`` fsyncs the WAL at every commit, so
 commits also survive a power loss, at the cost of one fsync per group commit.
 
-Erasure. Deleted rows (``forget``, ``purge``, ``trim_events``) are zeroed in the pages SQLite rewrites
-(``PRAGMA secure_delete``), but copies may survive a while in pages freed whole, in the WAL file until it is
-overwritten, and in any backup of the file: protect the file as the personal data it holds.
+Erasure. Deleted rows (``forget``, ``purge``, ``trim_events``) are overwritten with zeros, in the pages that
+keep other rows and in pages freed whole (``PRAGMA secure_delete = ON``). The WAL file still holds the old
+page images until a checkpoint copies the new ones into the main file; so after a :meth:`~SQLiteStore.forget`,
+the next :meth:`~SQLiteStore.trim_events` (the engine trims right after the checkpoint that follows a forget)
+runs :meth:`~SQLiteStore.scrub`: free pages zeroed, the WAL checkpointed into the main file and truncated to
+nothing. :attr:`SQLiteStore.last_scrub` says how that went. Backups of the file are out of reach: protect them
+as the personal data they hold.
+
+File modes. A store file that does not exist is created readable and writable by its owner only (0600,
+whatever the umask); SQLite gives its ``-wal`` and ``-shm`` files the same mode. A file that exists is left at
+its mode: that is the operator's choice (``chmod 600`` a file made by an older recoverkit).
 
 Fork. A SQLite connection must never cross a ``fork()``; a store used in a process other than the one that
 opened it raises :class:`~recoverkit.errors.StoreError`, and in the child its connections are left alone, not
@@ -43,6 +51,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
@@ -51,6 +60,7 @@ from types import TracebackType
 from typing import Any, Final, Generic, Literal, Self, TypeVar, get_args
 
 import msgspec
+import structlog
 
 from ..errors import ConfigError, StoreError
 from . import _schema
@@ -111,13 +121,25 @@ from .base import (
     missing_entry,
 )
 
-__all__ = ["GROUP_LIMIT", "SQLiteStore", "Synchronous"]
+__all__ = ["GROUP_LIMIT", "FILE_MODE", "SQLiteStore", "Scrub", "Synchronous"]
 
 #: ``PRAGMA synchronous`` settings a store accepts; see the module docstring.
 Synchronous = Literal["normal", "full"]
 #: The most operations one group commit carries. When very many threads write at once, it bounds how long
 #: one transaction holds the file's write lock, which the other processes wait on.
 GROUP_LIMIT: Final = 1000
+#: The mode of a store file this class creates (SQLite gives the ``-wal`` and ``-shm`` files the same): the
+#: file holds personal data, so nobody but its owner reads it.
+FILE_MODE: Final = 0o600
+#: How long one attempt of scrub() waits for readers to leave the old snapshot before trying again: short,
+#: because a TRUNCATE checkpoint holds off every writer of the file while it waits.
+_SCRUB_WAIT_MS: Final = 250
+#: Attempts of scrub()'s checkpoint before it reports the WAL as not truncated.
+_SCRUB_ATTEMPTS: Final = 4
+#: The largest zero blob scrub() writes at once (SQLite refuses values over SQLITE_MAX_LENGTH, 1 GB).
+_SCRUB_CHUNK: Final = 64 * 1024 * 1024
+
+_log = structlog.get_logger("recoverkit.store")
 
 T = TypeVar("T")
 _Op = Callable[[sqlite3.Connection], T]
@@ -135,6 +157,20 @@ _LIMIT_COLUMNS: Final = {"contact": "contact_key", "domain": "domain", "device":
 _ABANDONED_IN_CHILD: list[sqlite3.Connection] = []
 #: Every store not yet closed, so that a fork can abandon their connections in the child at once.
 _OPEN_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+
+
+class Scrub(msgspec.Struct, frozen=True, kw_only=True):
+    """What :meth:`SQLiteStore.scrub` did.
+
+    ``free_pages_zeroed``: free pages overwritten with zeros now (0 once the file has been scrubbed: pages freed
+    since are zeroed as they are freed). ``wal_truncated``: the WAL was copied into the main file and cut to
+    nothing, so no old page image is left in it; when ``False``, ``wal_frames_left`` frames remain because other
+    connections were still reading an older snapshot, and the next scrub (or those readers closing) clears them.
+    """
+
+    free_pages_zeroed: int
+    wal_truncated: bool
+    wal_frames_left: int = 0
 
 
 class _Pending(Generic[T]):
@@ -204,10 +240,28 @@ class SQLiteStore:
         self._queue: collections.deque[_Pending[Any]] = collections.deque()
         self._commit_lock = threading.Lock()  # held by the leader: the one thread using the write connection
         self._operations = self._failed = self._commits = self._largest_group = 0
+        #: A forget() erased rows whose old images the file may still hold: the next trim_events() scrubs.
+        self._scrub_due = False
+        #: What the last :meth:`scrub` did (``None`` before the first).
+        self.last_scrub: Scrub | None = None
+        self._create_private()
         self._conn, self._salt = self._open_writer()
         _OPEN_STORES.add(self)
 
     # -- opening --------------------------------------------------------------------------------------------
+
+    def _create_private(self) -> None:
+        """Create the file with FILE_MODE if it does not exist, before SQLite does with the umask's mode."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        except FileExistsError:
+            return  # an existing file keeps its mode (another process may just have created it: same thing)
+        except OSError:
+            return  # no directory, no permission: sqlite3.connect() says so in the error the caller sees
+        try:
+            os.fchmod(fd, FILE_MODE)  # the umask may have narrowed it further: exactly FILE_MODE, not less
+        finally:
+            os.close(fd)
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -233,11 +287,10 @@ class SQLiteStore:
                     "filesystem"
                 )
             conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")  # one of two literals, checked
-            # forget() and purge() must erase, not only unlink: zero deleted content in the pages a write
-            # rewrites anyway (FAST costs no extra I/O). Some builds default to ON, which also zeroes freed
-            # pages; keep that rather than lower it.
-            if conn.execute("PRAGMA secure_delete").fetchone()[0] == 0:
-                conn.execute("PRAGMA secure_delete = FAST")
+            # forget(), purge() and trim_events() must erase, not only unlink: ON zeroes deleted content in
+            # the pages that stay and in pages freed whole (FAST leaves the latter as they were: an erased
+            # customer's events could be read back from the free list). It costs a write of each freed page.
+            conn.execute("PRAGMA secure_delete = ON")
             _schema.migrate(conn, str(self.path))
             salt = _schema.read_salt(conn, str(self.path))  # fixed for the file's life: read it once
         except sqlite3.DatabaseError as exc:
@@ -414,9 +467,13 @@ class SQLiteStore:
         return self._read("read_events", run)
 
     def trim_events(self, through: int) -> int:
-        return self._write(
+        """Delete the journal through ``through``; after a :meth:`forget`, also :meth:`scrub` the file."""
+        trimmed = self._write(
             "trim_events", lambda conn: conn.execute("DELETE FROM journal WHERE seq <= ?", (through,)).rowcount
         )
+        if self._scrub_due:
+            self._scrub_after_forget()
+        return trimmed
 
     def last_seq(self) -> int:
         return self._read("last_seq", _schema.last_seq)
@@ -682,7 +739,58 @@ class SQLiteStore:
                 codes=codes, facts=facts,
             )  # fmt: skip
 
-        return self._write("forget", run)
+        report = self._write("forget", run)
+        # Not scrubbed here: the engine trims the journal (the customer's events) right after, and one scrub
+        # then covers both. A caller without an engine calls scrub() itself.
+        self._scrub_due = True
+        return report
+
+    def scrub(self) -> Scrub:
+        """Leave no copy of erased rows in the file: zero its free pages, then checkpoint the WAL into the main
+        file and truncate it (``PRAGMA wal_checkpoint(TRUNCATE)``).
+
+        The checkpoint must wait for other connections (other processes) to finish reading older snapshots;
+        it tries a few times for a fraction of a second each, holding off writers meanwhile, and otherwise
+        reports ``wal_truncated=False`` with the frames left rather than block the shop. Free pages are
+        zeroed once per file (a store file made by an older recoverkit may hold old content there); pages freed
+        since are zeroed as they are freed. Raises :class:`~recoverkit.errors.StoreError` if the file cannot
+        be written. Also :attr:`last_scrub`.
+        """
+        zeroed = self._write("scrub", _zero_free_pages)
+        busy, frames = 1, -1
+        for attempt in range(_SCRUB_ATTEMPTS):
+            if attempt:
+                time.sleep(0.05 * 2**attempt)  # readers finish their snapshot meanwhile
+            self._usable()
+            with self._commit_lock:  # our writer connection is ours alone while it checkpoints
+                conn = self._conn
+                try:
+                    conn.execute(f"PRAGMA busy_timeout = {_SCRUB_WAIT_MS:d}")
+                    busy, frames, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                except sqlite3.Error as exc:
+                    raise self._translate("scrub", exc) from exc
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout = {round(self.busy_timeout * 1000):d}")
+            if not busy:
+                break
+        report = Scrub(free_pages_zeroed=zeroed, wal_truncated=not busy, wal_frames_left=max(frames, 0) if busy else 0)
+        self.last_scrub = report
+        return report
+
+    def _scrub_after_forget(self) -> None:
+        try:
+            report = self.scrub()
+        except StoreError as exc:
+            _log.error("store_scrub_failed", error=str(exc))
+            return  # still due: the next trim tries again
+        self._scrub_due = not report.wal_truncated
+        if report.wal_truncated:
+            _log.info("store_scrubbed", free_pages_zeroed=report.free_pages_zeroed)
+        else:
+            _log.warning(
+                "store_wal_not_truncated", frames_left=report.wal_frames_left,
+                why="other connections were reading an older snapshot; the next checkpoint tries again",
+            )  # fmt: skip
 
     def export(self, contact_key: str) -> ContactExport:
         check_contact("export", contact_key)
@@ -964,6 +1072,9 @@ class SQLiteStore:
             self._abandon()
             self._closed = True
             return
+        if self._scrub_due and not self._closed:
+            # A forget() that no trim_events() followed: its rows' old images must not outlive the store.
+            self._scrub_after_forget()
         with self._lock:
             if self._closed:
                 return
@@ -997,6 +1108,30 @@ class SQLiteStore:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"SQLiteStore({str(self.path)!r}, synchronous={self.synchronous!r}, {state})"
+
+
+def _zero_free_pages(conn: sqlite3.Connection) -> int:
+    """Overwrite every free page with zeros, once per file; return how many were overwritten.
+
+    SQLite cannot be asked to zero its free list, but it hands free pages out first: a zero blob as large as
+    the free list takes every free page and writes zeros into it, and deleting the blob frees them again,
+    zeroed (secure_delete is on). Marked in meta, because with secure_delete on from then, pages are zeroed as
+    they are freed and doing it again would only rewrite zeros.
+    """
+    if conn.execute("SELECT 1 FROM meta WHERE key = 'free_pages_zeroed'").fetchone() is not None:
+        return 0
+    free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    left = free * size
+    chunk = 0
+    while left > 0:
+        length = min(left, _SCRUB_CHUNK)
+        conn.execute("INSERT INTO meta (key, value) VALUES (?, zeroblob(?))", (f"scrub-{chunk}", length))
+        left -= length
+        chunk += 1
+    conn.execute("DELETE FROM meta WHERE key LIKE 'scrub-%'")
+    conn.execute("INSERT INTO meta (key, value) VALUES ('free_pages_zeroed', 1)")
+    return free
 
 
 def _abandon_stores_after_fork() -> None:
