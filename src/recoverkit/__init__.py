@@ -13,20 +13,20 @@ messages through adapters the shop supplies. Everything a shop's developer needs
         engine.track(event)
 """
 
+# Private aliases: every public name of this module is an export (tests/test_public_api.py).
+import importlib as _importlib
+import typing as _typing
+
 from .background import BackgroundEngine
 from .cart import CartLine, CartSnapshot
 from .catalogue import Catalogue, Product, StaticCatalogue, Suggestion
 from .channels import (
     Channel,
     ConsoleChannel,
-    HttpChannel,
     JsonLinesChannel,
     MemoryChannel,
     Message,
     Recipient,
-    RequestSpec,
-    SmtpChannel,
-    WebhookChannel,
 )
 from .clock import Clock, EventClock, FakeClock, WallClock
 from .config import (
@@ -83,7 +83,12 @@ from .store import (
     Store,
     StoreStatistics,
 )
-from .templates import Rendered, TemplateError, Templates
+
+if _typing.TYPE_CHECKING:
+    from .channels.http import HttpChannel, RequestSpec
+    from .channels.smtp import SmtpChannel
+    from .channels.webhook import WebhookChannel
+    from .templates import Rendered, TemplateError, Templates
 
 __version__ = "0.2.0"
 
@@ -175,3 +180,34 @@ __all__ = [
     "load_config",
     "load_model",
 ]
+
+#: Names loaded on first access (``recoverkit.SmtpChannel`` or ``from recoverkit import SmtpChannel``), and their
+#: module: the channel adapters that need an extra, and the templates they render with. Their modules import the
+#: standard library's email package, zoneinfo and the like, which the engine does without; importing them here
+#: would put that cost on every ``import recoverkit`` (a guard in tests/test_optional_deps.py).
+_LAZY = {
+    "HttpChannel": "recoverkit.channels.http",
+    "Rendered": "recoverkit.templates",
+    "RequestSpec": "recoverkit.channels.http",
+    "SmtpChannel": "recoverkit.channels.smtp",
+    "TemplateError": "recoverkit.templates",
+    "Templates": "recoverkit.templates",
+    "WebhookChannel": "recoverkit.channels.webhook",
+}
+
+
+# Hidden from type checkers, so that they see exactly the names imported above and a misspelt
+# `recoverkit.SmptChannel` stays an error in a shop's code instead of typing as anything.
+if not _typing.TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        # PEP 562: only called for names not found in the module; each lazy name is imported once, then cached.
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(_importlib.import_module(module), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})
