@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -55,9 +58,18 @@ def test_no_settings_at_all_is_a_working_default() -> None:
     ("values", "named"),
     [
         ({"MODE": "embeded"}, "settings.RECOVERKIT['MODE']: 'embeded' is not a mode"),
-        ({"MOOD": "x"}, "unknown setting(s) ['MOOD']"),
+        ({"MOOD": "x"}, "settings.RECOVERKIT['MOOD'] is not a recoverkit setting (did you mean 'MODE'?)"),
+        ({"CHANNEL": {}}, "settings.RECOVERKIT['CHANNEL'] is not a recoverkit setting (did you mean 'CHANNELS'?)"),
+        ({"channels": {}}, "settings.RECOVERKIT['channels'] is not a recoverkit setting (did you mean 'CHANNELS'?)"),
+        ({"LINK_SECRET": "x" * 40}, "['LINK_SECRET']: recoverkit reads its secrets from the environment, not from "
+         "settings; expected os.environ['RECOVERKIT_LINK_SECRET']"),
+        ({"STORE": 3}, "['STORE']: got int; expected the path of the SQLite file"),
         ({"CHANNELS": ["email"]}, "settings.RECOVERKIT['CHANNELS']: expected a dict"),
-        ({"CHANNELS": {"email": object()}}, "settings.RECOVERKIT['CHANNELS']['email']: object has no `send(message)`"),
+        ({"CHANNELS": {"email": object()}},
+         "settings.RECOVERKIT['CHANNELS']['email']: got an instance of object, which has no `async send(message)` "
+         "method; expected a channel adapter"),
+        ({"SCORER": object()}, "['SCORER']: got an instance of object, which has no `score(cart, features)` method"),
+        ({"GUARD": 42}, "['GUARD']: got an instance of int, which is not callable; expected a guard function"),
         ({"CHANNELS": {"email": "no.such.module.Channel"}}, "cannot import module 'no.such.module'"),
         ({"CHANNELS": {"email": "recoverkit.NoSuchChannel"}}, "module 'recoverkit' has no attribute 'NoSuchChannel'"),
         ({"CHECKOUT_PATHS": {"checkout": "begin_checkout"}}, "key 'checkout' is not a URL path"),
@@ -93,6 +105,206 @@ def test_channels_may_be_import_paths_to_an_object_or_a_class() -> None:
     assert s.channels is not None
     assert type(s.channels["email"]).__name__ == "MemoryChannel"
     assert type(s.channels["sms"]).__name__ == "ConsoleChannel"
+
+
+#: A shop's module of plug-ins, written to a real file and imported by the paths the settings give.
+SHOP_PLUGINS = """
+from recoverkit import MemoryChannel, StaticCatalogue
+
+outbox = MemoryChannel()
+CONSTANT = 42
+
+
+def make_outbox():
+    return outbox
+
+
+def make_nothing_useful():
+    return {"send": None}
+
+
+class NeedsAnAddress:
+    def __init__(self, address):
+        self.address = address
+
+    async def send(self, message):
+        pass
+
+
+def catalogue():
+    return StaticCatalogue([])
+
+
+def guard(message):
+    return True
+
+
+class Guard:
+    def __call__(self, message):
+        return True
+
+
+class NotAGuard:
+    pass
+"""
+
+
+@pytest.fixture
+def shop_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    (tmp_path / "shop_plugins_module.py").write_text(SHOP_PLUGINS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield importlib.import_module("shop_plugins_module")
+    sys.modules.pop("shop_plugins_module", None)
+
+
+def test_a_plug_in_path_may_name_an_instance_a_class_or_a_factory(shop_plugins: ModuleType) -> None:
+    s = settings(
+        CHANNELS={
+            "email": "shop_plugins_module.outbox",
+            "sms": "shop_plugins_module:make_outbox",
+            "push": "recoverkit.MemoryChannel",
+        },
+        CATALOGUE="shop_plugins_module.catalogue",
+    )
+    assert s.channels is not None
+    assert s.channels["email"] is shop_plugins.outbox  # an instance: used as it is
+    assert s.channels["sms"] is shop_plugins.outbox  # a factory: called with no arguments
+    assert isinstance(s.channels["push"], MemoryChannel) and s.channels["push"] is not shop_plugins.outbox
+    assert type(s.catalogue).__name__ == "StaticCatalogue"
+
+
+def test_a_class_given_as_an_object_is_built_not_used_as_the_plug_in() -> None:
+    s = settings(CHANNELS={"email": MemoryChannel})
+    assert s.channels is not None and isinstance(s.channels["email"], MemoryChannel)
+
+
+def test_a_guard_path_names_the_guard_itself_never_a_factory(shop_plugins: ModuleType) -> None:
+    assert settings(GUARD="shop_plugins_module.guard").guard is shop_plugins.guard
+    assert isinstance(settings(GUARD="shop_plugins_module.Guard").guard, shop_plugins.Guard)
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"CHANNELS": {"email": "shop_plugins_module.make_nothing_useful"}},
+         "settings.RECOVERKIT['CHANNELS']['email']: 'shop_plugins_module.make_nothing_useful' is a function; "
+         "make_nothing_useful() returned an instance of dict, which has no `async send(message)` method"),
+        ({"CHANNELS": {"email": "shop_plugins_module.NeedsAnAddress"}},
+         "settings.RECOVERKIT['CHANNELS']['email']: 'shop_plugins_module.NeedsAnAddress' is the class "
+         "NeedsAnAddress; building the plug-in with NeedsAnAddress() failed: TypeError: "),
+        ({"CATALOGUE": "shop_plugins_module.CONSTANT"},
+         "settings.RECOVERKIT['CATALOGUE']: 'shop_plugins_module.CONSTANT' is an instance of int, which has no "
+         "`async suggest(cart, *, kind, limit)` method; expected a catalogue"),
+        ({"LOYALTY": "shop_plugins_module.Guard"},
+         "settings.RECOVERKIT['LOYALTY']: 'shop_plugins_module.Guard' is the class Guard, whose instances (built "
+         "with Guard()) have no `async grant("),
+        ({"GUARD": "shop_plugins_module.NotAGuard"},
+         "settings.RECOVERKIT['GUARD']: 'shop_plugins_module.NotAGuard' is the class NotAGuard, whose instances "
+         "(built with NotAGuard()) are not callable; expected a guard function guard(message) -> bool"),
+        ({"GUARD": "shop_plugins_module.CONSTANT"},
+         "settings.RECOVERKIT['GUARD']: 'shop_plugins_module.CONSTANT' is an instance of int, which is not callable"),
+    ],
+)
+def test_a_plug_in_path_to_the_wrong_thing_says_what_it_got_and_what_was_expected(
+    shop_plugins: ModuleType, values: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings(**values)
+    assert says in str(info.value)
+    assert "import path" in str(info.value)  # what else it could have been
+
+
+# -- settings: what the engine would refuse, said in the settings' terms -------------------------------------------
+
+ONE_FLOW = {"flows": [{"name": "cart-reminder", "steps": [
+    {"delay": 60, "channel": "email"},
+    {"delay": 3600, "channel": "sms", "fallback": "email"},
+]}]}
+
+
+def test_a_channel_a_flow_uses_without_an_adapter_names_the_flow_step_and_setting() -> None:
+    with pytest.raises(ConfigError) as info:
+        settings(CONFIG=ONE_FLOW, CHANNELS={"email": MemoryChannel()})
+    assert str(info.value).startswith(
+        "settings.RECOVERKIT['CHANNELS']: the flow 'cart-reminder' step 1 uses channel 'sms' but no adapter is "
+        "configured for it (configured: ['email']); add settings.RECOVERKIT['CHANNELS']['sms'] = <adapter>"
+    )
+    assert "Engine" not in str(info.value)
+
+
+def test_a_channel_only_a_variant_uses_needs_an_adapter_too() -> None:
+    config = {"flows": [{"name": "ab", "steps": [{"delay": 60, "variants": [
+        {"name": "a"}, {"name": "b", "channel": "push"}]}]}]}
+    with pytest.raises(ConfigError, match=r"the flow 'ab' step 0 uses channel 'push'"):
+        settings(CONFIG=config, CHANNELS={"email": MemoryChannel()})
+
+
+def test_mode_off_builds_no_engine_so_the_flows_channels_are_not_required() -> None:
+    assert settings(MODE="off", CONFIG=ONE_FLOW, CHANNELS={}).mode == "off"
+
+
+def test_an_offer_without_its_plug_in_names_the_setting_to_add() -> None:
+    config = {
+        "offers": {"swap": {"kind": "substitute", "name": "Similar, for less"}},
+        "flows": [{"name": "f", "steps": [{"delay": 60, "offer": "swap"}]}],
+    }
+    with pytest.raises(ConfigError) as info:
+        settings(CONFIG=config)
+    message = str(info.value)
+    assert message.startswith("settings.RECOVERKIT['CATALOGUE']: flow 'f' step 0 (offer 'swap') suggests products")
+    assert "set settings.RECOVERKIT['CATALOGUE'] to <your Catalogue>" in message
+    assert "Engine" not in message
+
+
+def test_rates_without_a_base_currency_name_both_settings() -> None:
+    from recoverkit import StaticRates
+
+    with pytest.raises(ConfigError) as info:
+        settings(RATES=StaticRates({"USD": Decimal("1.08")}))
+    assert str(info.value).startswith(
+        "settings.RECOVERKIT['CONFIG']: settings.RECOVERKIT['RATES'] is set but `currency.base` is not set"
+    )
+
+
+def test_an_engine_error_at_start_up_names_the_settings_not_the_engine_arguments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("RECOVERKIT_CODE_SECRET", raising=False)
+    config = {
+        "offers": {"ten": {"kind": "discount", "name": "10% off", "percent": 10}},
+        "flows": [{"name": "f", "steps": [{"delay": 60, "offer": "ten"}]}],
+    }
+    s = settings(CONFIG=config, CHANNELS={"email": MemoryChannel()})
+    with pytest.raises(ConfigError) as info:
+        s.build_engine()
+    message = str(info.value)
+    assert message.startswith("settings.RECOVERKIT: recoverkit cannot start: the flows make offers with codes")
+    assert "RECOVERKIT_CODE_SECRET is empty" in message
+    assert "or set settings.RECOVERKIT['COUPONS'] to <your CouponProvider>" in message
+    assert "to Engine" not in message
+    with pytest.raises(ConfigError, match=r"^settings\.RECOVERKIT: recoverkit cannot start: .*COUPONS"):
+        s.new_engine()
+
+
+def test_settings_spelled_another_way_are_named_that_way_everywhere() -> None:
+    def spell(key: str) -> str:
+        return f"app.config['RECOVERKIT_{key}']"
+
+    with pytest.raises(ConfigError, match=r"^app\.config\['RECOVERKIT_CHANNELS'\]\['email'\]: got an instance"):
+        IntegrationSettings.from_mapping({"CHANNELS": {"email": 1}}, source="app.config", spell=spell)
+    with pytest.raises(ConfigError) as info:
+        IntegrationSettings.from_mapping({"CONFIG": ONE_FLOW, "CHANNELS": {}}, source="app.config", spell=spell)
+    assert "add app.config['RECOVERKIT_CHANNELS']['email'] = <adapter>" in str(info.value)
+    s = IntegrationSettings.from_mapping({}, source="app.config", spell=spell)
+    assert s.setting("STORE") == "app.config['RECOVERKIT_STORE']"
+
+
+def test_new_engine_is_an_async_engine_with_the_close_timeout_of_the_settings() -> None:
+    from recoverkit import Engine
+
+    engine = settings(CHANNELS={"email": MemoryChannel()}, CLOSE_TIMEOUT=3).new_engine()
+    assert isinstance(engine, Engine) and engine.close_timeout == 3.0
+    engine.store.close()
 
 
 def test_import_object_passes_objects_through_and_refuses_a_bare_name() -> None:

@@ -23,26 +23,32 @@ Only first-party data: the session cookie identifies a visit to this shop and no
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import importlib
+import inspect
 import math
 import os
 import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, Literal, TypeVar
 
 import structlog
 
+from ._offer_plugins import check_offer_plugins
 from .background import BackgroundEngine
 from .channels.base import Channel
 from .clock import Clock
 from .config import Config, load_config
+from .engine import Engine
 from .errors import ConfigError, LinkError
 from .events import EVENT_KINDS, RESTORE_PAGE
 from .links import PARAMETER as LINK_PARAMETER
 from .links import RestoreLinks, RestoreToken
+from .store.base import Store
 
 __all__ = [
     "LINK_PARAMETER",
@@ -57,6 +63,7 @@ __all__ = [
     "load_customer",
     "new_session_id",
     "restore_cart",
+    "unknown_setting",
 ]
 
 T = TypeVar("T")
@@ -164,29 +171,172 @@ def import_object(value: Any, *, setting: str) -> Any:
         raise ConfigError(f"{setting}: module {module_name!r} has no attribute {attribute!r}") from exc
 
 
-def _plugin(value: Any, *, setting: str) -> Any:
-    """An object from a setting: the object itself, or an import path to it, or to a class or zero-argument
-    factory that builds it (``"myshop.channels.EmailChannel"``)."""
+#: What each plug-in setting expects: the method its objects have, as documentation spells it, and its interface.
+#: ``GUARD`` is not here: a guard is a function (or any callable), used as it is.
+_PLUGIN_METHODS: Final = {
+    "CHANNELS": ("send", "async send(message)", "a channel adapter (recoverkit.Channel)"),
+    "SCORER": ("score", "score(cart, features)", "a scorer (recoverkit.score.Scorer)"),
+    "COUPONS": ("issue", "async issue(offer, *, cart_key, contact_key, now)", "a coupon provider "
+                "(recoverkit.offers.CouponProvider)"),
+    "CATALOGUE": ("suggest", "async suggest(cart, *, kind, limit)", "a catalogue (recoverkit.Catalogue)"),
+    "LOYALTY": ("grant", "async grant(*, customer_id, points, multiplier, expires_at, key)",
+                "a loyalty programme (recoverkit.Loyalty)"),
+    "RATES": ("rate", "rate(currency)", "exchange rates (recoverkit.Rates)"),
+}
+
+
+def _kind_of(obj: Any) -> str:
+    """What an import path pointed to, for error messages: a class, a function, or an instance of a type."""
+    if isinstance(obj, type):
+        return f"the class {obj.__qualname__}"
+    if inspect.isroutine(obj):
+        return "a function"
+    return f"an instance of {type(obj).__name__}"
+
+
+def _plugin(value: Any, *, key: str, setting: str) -> Any:
+    """The plug-in object a setting names, checked for the method its interface needs.
+
+    ``value`` is the object itself, a class (built with no arguments), or an import path
+    (``"package.module.attribute"`` or ``"package.module:attribute"``) to one of these or, for every plug-in
+    but ``GUARD``, to a function of no arguments that returns the object. An attribute that already has the
+    plug-in's method is used as it is; a class is always built, never used as the plug-in (its methods are
+    unbound). ``GUARD`` is itself a function, ``guard(message) -> bool``, so a path to a function is the guard,
+    never a factory. Raises :class:`ConfigError` naming the setting, the path, what it pointed to and what was
+    expected.
+    """
+    path = value if isinstance(value, str) else None
     obj = import_object(value, setting=setting)
-    if isinstance(value, str) and callable(obj) and not _is_instance_like(obj):
-        try:
-            obj = obj()
-        except Exception as exc:
-            raise ConfigError(f"{setting}: calling {value!r}() to build it failed: {exc!r}") from exc
+    given = f"{path!r} is {_kind_of(obj)}" if path is not None else f"got {_kind_of(obj)}"
+    if key == "GUARD":
+        expected = (
+            "expected a guard function guard(message) -> bool (sync or async), an object with __call__(message), "
+            "a class whose instances are one (built with no arguments), or an import path to any of these"
+        )
+        if isinstance(obj, type):
+            call = _call_text(obj)
+            obj = _build(obj, setting=setting, given=given, call=call, expected=expected)
+            if not callable(obj):
+                raise ConfigError(
+                    f"{setting}: {given}, whose instances (built with {call}) are not callable; {expected}"
+                )
+        elif not callable(obj):
+            raise ConfigError(f"{setting}: {given}, which is not callable; {expected}")
+        return obj
+    method, signature, what = _PLUGIN_METHODS[key]
+    lacks = f"no `{signature}` method"
+    expected = (
+        f"expected {what}: an object with a `{signature}` method, its class (built with no arguments), or an "
+        "import path to either, or to a function of no arguments that returns one"
+    )
+    if isinstance(obj, type):
+        call = _call_text(obj)
+        obj = _build(obj, setting=setting, given=given, call=call, expected=expected)
+        if not callable(getattr(obj, method, None)):
+            raise ConfigError(f"{setting}: {given}, whose instances (built with {call}) have {lacks}; {expected}")
+    elif path is not None and callable(obj) and not callable(getattr(obj, method, None)):
+        # A function of no arguments that builds the plug-in (a factory), from the shop's own settings, say.
+        call = _call_text(obj)
+        obj = _build(obj, setting=setting, given=given, call=call, expected=expected)
+        if not callable(getattr(obj, method, None)):
+            raise ConfigError(
+                f"{setting}: {given}; {call} returned {_kind_of(obj)}, which has {lacks}; {expected}"
+            )
+    elif not callable(getattr(obj, method, None)):
+        raise ConfigError(f"{setting}: {given}, which has {lacks}; {expected}")
     return obj
 
 
-def _is_instance_like(obj: Any) -> bool:
-    # A channel/guard/scorer instance is callable only by accident (a guard is a function, used as is).
-    plugin_methods = ("send", "score", "issue", "suggest", "grant", "rate")
-    return not isinstance(obj, type) and any(hasattr(obj, name) for name in plugin_methods)
+def _call_text(factory: Callable[..., Any]) -> str:
+    return f"{getattr(factory, '__qualname__', type(factory).__name__)}()"
+
+
+def _build(factory: Callable[[], Any], *, setting: str, given: str, call: str, expected: str) -> Any:
+    try:
+        return factory()
+    except Exception as exc:  # the shop's constructor: its error is the shop's to read, named and chained
+        raise ConfigError(
+            f"{setting}: {given}; building the plug-in with {call} failed: {type(exc).__name__}: {exc}; {expected}"
+        ) from exc
+
+
+#: The engine's keyword arguments that a setting fills: an engine's error that says "pass catalogue=... to
+#: Engine" is rewritten to name the setting instead.
+_ARGUMENT_SETTINGS: Final = {
+    "channels": "CHANNELS",
+    "store": "STORE",
+    "guard": "GUARD",
+    "scorer": "SCORER",
+    "coupons": "COUPONS",
+    "catalogue": "CATALOGUE",
+    "loyalty": "LOYALTY",
+    "rates": "RATES",
+}
+_PASS_TO_ENGINE: Final = re.compile(r"\bpass (\w+)=(.+?) to Engine\b")
+_GIVEN_TO_ENGINE: Final = re.compile(r"\b(\w+) (?:was|were) given to Engine\b")
+
+
+def _in_settings_terms(message: str, setting: Callable[[str], str]) -> tuple[str, str | None]:
+    """``message`` (an engine's error) with the engine's arguments replaced by the settings that fill them, and
+    the first setting it asks to set (``None`` if none)."""
+    named: list[str] = []
+
+    def pass_to_engine(match: re.Match[str]) -> str:
+        key = _ARGUMENT_SETTINGS.get(match[1])
+        if key is None:
+            return match[0]
+        named.append(key)
+        return f"set {setting(key)} to {match[2]}"
+
+    def given_to_engine(match: re.Match[str]) -> str:
+        # Not a setting to add: what the rest of the message asks for is elsewhere (the configuration, say).
+        key = _ARGUMENT_SETTINGS.get(match[1])
+        return f"{setting(key)} is set" if key is not None else match[0]
+
+    message = _PASS_TO_ENGINE.sub(pass_to_engine, message)
+    message = _GIVEN_TO_ENGINE.sub(given_to_engine, message)
+    return message, named[0] if named else None
+
+
+def unknown_setting(key: object, *, spelled: str, known: Iterable[str]) -> ConfigError:
+    """The error for a key that is not a setting: the nearest known one suggested (a typo must not be ignored),
+    and, for a secret, where secrets go instead. ``spelled`` is the key as the shop wrote it
+    (``settings.RECOVERKIT['CHANELS']``); ``known`` the keys as the shop would write them."""
+    choices = sorted(known)
+    text = str(key)
+    if text.upper().endswith("SECRET"):
+        variable = "RECOVERKIT_" + text.upper().removeprefix("RECOVERKIT_")
+        return ConfigError(
+            f"{spelled}: recoverkit reads its secrets from the environment, not from settings; expected "
+            f"os.environ[{variable!r}] (set in every process that builds or checks links and codes, the worker's "
+            "too), and no such setting"
+        )
+    near = difflib.get_close_matches(text, choices, n=1) or difflib.get_close_matches(text.upper(), choices, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return ConfigError(f"{spelled} is not a recoverkit setting{hint}; expected one of {choices}")
+
+
+def _check_flow_channels(config: Config, channels: Mapping[str, Channel], where: str) -> None:
+    """Every channel a flow step (its fallback, its variants) uses has an adapter, or :class:`ConfigError`
+    naming the first step that uses a missing one and the setting to add it to."""
+    for flow in config.flows:
+        for index, step in enumerate(flow.steps):
+            for name in (step.channel, step.fallback, *(variant.channel for variant in step.variants)):
+                if name is not None and name not in channels:
+                    raise ConfigError(
+                        f"{where}: the flow {flow.name!r} step {index} uses channel {name!r} but no adapter is "
+                        f"configured for it (configured: {sorted(channels)}); add {where}[{name!r}] = <adapter> "
+                        "(an object, its class or an import path; see docs/channels.md), or change the flows"
+                    )
 
 
 class IntegrationSettings:
     """The integration's settings, validated. Build with :meth:`from_mapping`; see the module docs for keys.
 
-    ``source`` names where the settings came from (``"settings.RECOVERKIT"``, ``"app.config"``) and prefixes
-    every error, so a message reads ``settings.RECOVERKIT['MODE']: 'embeded' is not a mode; expected ...``.
+    ``source`` names where the settings came from (``"settings.RECOVERKIT"``) and prefixes every error, so a
+    message reads ``settings.RECOVERKIT['MODE']: 'embeded' is not a mode; expected ...``; ``spell`` says how
+    the shop wrote a key when that is not ``source['KEY']`` (Flask's ``app.config['RECOVERKIT_MODE']``).
+    Errors of the engine built from the settings name the setting too (:meth:`build_engine`, :meth:`new_engine`).
     """
 
     def __init__(
@@ -209,8 +359,10 @@ class IntegrationSettings:
         cookie_secure: bool | None = None,
         close_timeout: float = 10.0,
         clock: Clock | None = None,
+        spell: Callable[[str], str] | None = None,
     ) -> None:
         self.source = source
+        self._spell = spell
         self.clock = clock
         self.mode = mode
         self.config = config if config is not None else Config()
@@ -228,19 +380,33 @@ class IntegrationSettings:
         self.cookie_secure = cookie_secure
         self.close_timeout = close_timeout
 
+    def setting(self, key: str, *more: str) -> str:
+        """How the shop wrote setting ``key`` (and keys inside it): ``settings.RECOVERKIT['CHANNELS']['email']``."""
+        head = self._spell(key) if self._spell is not None else f"{self.source}[{key!r}]"
+        return head + "".join(f"[{k!r}]" for k in more)
+
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any] | None, *, source: str) -> IntegrationSettings:
-        """Validate ``mapping`` (keys as in the module docs, upper case) or raise :class:`ConfigError`."""
-        data = dict(mapping or {})
+    def from_mapping(
+        cls, mapping: Mapping[str, Any] | None, *, source: str, spell: Callable[[str], str] | None = None
+    ) -> IntegrationSettings:
+        """Validate ``mapping`` (keys as in the module docs, upper case) or raise :class:`ConfigError`.
+
+        Besides each value, this checks what the engine would refuse at start-up, in the settings' terms: a
+        channel a flow uses without an adapter in ``CHANNELS``, an offer that needs a ``CATALOGUE`` or
+        ``LOYALTY`` that is not set (not in mode ``"off"``, which builds no engine), and a plug-in without its
+        interface's method. ``spell`` is as for the class.
+        """
         if not isinstance(mapping, Mapping) and mapping is not None:
             raise ConfigError(f"{source}: expected a dict of settings, got {type(mapping).__name__}")
+        data = dict(mapping or {})
 
         def where(key: str, *more: str) -> str:
-            return source + "".join(f"[{k!r}]" for k in (key, *more))
+            head = spell(key) if spell is not None else f"{source}[{key!r}]"
+            return head + "".join(f"[{k!r}]" for k in more)
 
-        unknown = sorted(str(k) for k in data if k not in SETTING_KEYS)
-        if unknown:
-            raise ConfigError(f"{source}: unknown setting(s) {unknown}; expected some of {sorted(SETTING_KEYS)}")
+        for key in data:
+            if key not in SETTING_KEYS:
+                raise unknown_setting(key, spelled=where(str(key)), known=SETTING_KEYS)
         mode = data.get("MODE", "embedded")
         if mode not in _MODES:
             raise ConfigError(f"{where('MODE')}: {mode!r} is not a mode; expected one of {list(_MODES)}")
@@ -253,15 +419,10 @@ class IntegrationSettings:
                     f"{where('CHANNELS')}: expected a dict of channel name to adapter (or its import path), "
                     f"got {type(channels_value).__name__}"
                 )
-            channels = {}
-            for name, adapter in channels_value.items():
-                obj = _plugin(adapter, setting=where("CHANNELS", str(name)))
-                if not callable(getattr(obj, "send", None)):
-                    raise ConfigError(
-                        f"{where('CHANNELS', str(name))}: {type(obj).__name__} has no `send(message)` method; "
-                        "expected a recoverkit.Channel (an adapter object, its class, or an import path to either)"
-                    )
-                channels[str(name)] = obj
+            channels = {
+                str(name): _plugin(adapter, key="CHANNELS", setting=where("CHANNELS", str(name)))
+                for name, adapter in channels_value.items()
+            }
         paths = data.get("CHECKOUT_PATHS") or {}
         if not isinstance(paths, Mapping):
             raise ConfigError(f"{where('CHECKOUT_PATHS')}: expected a dict of URL path to event name")
@@ -289,6 +450,11 @@ class IntegrationSettings:
         if clock is not None and not isinstance(clock, Clock):
             raise ConfigError(f"{where('CLOCK')}: expected a recoverkit.Clock (a FakeClock in tests), got {clock!r}")
         store = data.get("STORE")
+        if store is not None and not isinstance(store, (str, os.PathLike, Store)):
+            raise ConfigError(
+                f"{where('STORE')}: got {type(store).__name__}; expected the path of the SQLite file the processes "
+                "share (a str: a file path, never an import path) or a recoverkit.store.Store"
+            )
         if mode == "journal" and store is None and config.store.path is None:
             raise ConfigError(
                 f"{where('MODE')}: 'journal' hands events to a worker process through a shared store; set "
@@ -296,10 +462,21 @@ class IntegrationSettings:
             )
         def plugin(key: str) -> Any:
             value = data.get(key)
-            return _plugin(value, setting=where(key)) if value is not None else None
+            return _plugin(value, key=key, setting=where(key)) if value is not None else None
 
+        catalogue, loyalty, rates = plugin("CATALOGUE"), plugin("LOYALTY"), plugin("RATES")
+        if mode != "off":
+            # What the engine would refuse when it is built, said now and in the settings' terms.
+            if channels is not None:
+                _check_flow_channels(config, channels, where("CHANNELS"))
+            try:
+                check_offer_plugins(config, catalogue=catalogue, loyalty=loyalty, rates=rates)
+            except ConfigError as exc:
+                message, named = _in_settings_terms(str(exc), where)
+                raise ConfigError(f"{where(named or 'CONFIG')}: {message}") from exc
         return cls(
             source=source,
+            spell=spell,
             mode=mode,
             config=config,
             store=store,
@@ -307,9 +484,9 @@ class IntegrationSettings:
             guard=plugin("GUARD"),
             scorer=plugin("SCORER"),
             coupons=plugin("COUPONS"),
-            catalogue=plugin("CATALOGUE"),
-            loyalty=plugin("LOYALTY"),
-            rates=plugin("RATES"),
+            catalogue=catalogue,
+            loyalty=loyalty,
+            rates=rates,
             checkout_paths=paths,
             track_page_views=page_views,
             session_cookie=cookie,
@@ -335,8 +512,31 @@ class IntegrationSettings:
         }
 
     def build_engine(self, *, pipeline: bool | None = None) -> BackgroundEngine:
-        """The :class:`~recoverkit.BackgroundEngine` these settings describe (for WSGI: Django, Flask)."""
-        return BackgroundEngine(self.config, close_timeout=self.close_timeout, **self.engine_kwargs(pipeline=pipeline))
+        """The :class:`~recoverkit.BackgroundEngine` these settings describe (for WSGI: Django, Flask).
+
+        A :class:`ConfigError` of the engine's (a missing secret, a template that does not render) names the
+        settings and the setting to change: ``settings.RECOVERKIT: recoverkit cannot start: ...``.
+        """
+        with self._starting():
+            return BackgroundEngine(
+                self.config, close_timeout=self.close_timeout, **self.engine_kwargs(pipeline=pipeline)
+            )
+
+    def new_engine(self, *, pipeline: bool | None = None) -> Engine:
+        """The async :class:`~recoverkit.Engine` these settings describe, not started (for ASGI's lifespan and a
+        dedicated worker), its ``close_timeout`` set from ``CLOSE_TIMEOUT``; errors as for :meth:`build_engine`."""
+        with self._starting():
+            engine = Engine(self.config, **self.engine_kwargs(pipeline=pipeline))
+        engine.close_timeout = self.close_timeout
+        return engine
+
+    @contextlib.contextmanager
+    def _starting(self) -> Iterator[None]:
+        try:
+            yield
+        except ConfigError as exc:
+            message, _ = _in_settings_terms(str(exc), self.setting)
+            raise ConfigError(f"{self.source}: recoverkit cannot start: {message}") from exc
 
     def links(self) -> RestoreLinks | None:
         """The cart-restore links ``[links]`` describes (``None`` without a ``base_url``); see

@@ -465,7 +465,8 @@ async def test_send_after_aclose_is_a_permanent_failure(server: Server, channel:
         ({"sender": "shop@acme.example\nBcc: x@y.example"}, "sender must be a one-line str"),
         ({"unsubscribe_url": None}, "needs unsubscribe_url or unsubscribe_mailto"),
         ({"unsubscribe_url": "http://acme.example/u?key={key}"},
-         r"unsubscribe_url http://acme\.example/\.\.\. is http:// on a host that is not loopback; expected an https://"),
+         r"unsubscribe_url http://acme\.example/\.\.\. is http:// on a host that is not loopback; "
+         r"expected an https://"),
         ({"unsubscribe_url": "http://127.0.0.1.acme.example/u"}, "is http:// on a host that is not loopback"),
         ({"unsubscribe_url": "http://localhost@acme.example/u"}, "is http:// on a host that is not loopback"),
         ({"unsubscribe_url": "ftp://acme.example/u"}, "has scheme 'ftp'"),

@@ -197,6 +197,45 @@ def test_settings_are_checked_when_the_middleware_is_built() -> None:
         RecoverkitMiddleware(Starlette(), settings={"MODE": "embeded"})
 
 
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"CHANNEL": {}}, "RecoverkitMiddleware settings['CHANNEL'] is not a recoverkit setting (did you mean "
+         "'CHANNELS'?)"),
+        ({"CONFIG": FLOW, "CHANNELS": {"sms": MemoryChannel()}},
+         "RecoverkitMiddleware settings['CHANNELS']: the flow 'quick' step 0 uses channel 'email' but no adapter is "
+         "configured for it (configured: ['sms']); add RecoverkitMiddleware settings['CHANNELS']['email'] = "
+         "<adapter>"),
+        ({"GUARD": "recoverkit.NoSuchGuard"}, "RecoverkitMiddleware settings['GUARD']: module 'recoverkit' has no "
+         "attribute 'NoSuchGuard'"),
+    ],
+)
+def test_what_the_engine_would_refuse_is_refused_when_the_middleware_is_built(
+    settings: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        RecoverkitMiddleware(Starlette(), settings=settings)
+    assert str(raised.value).startswith(says)
+
+
+def test_an_engine_error_at_startup_names_the_settings_not_the_engine_arguments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("RECOVERKIT_CODE_SECRET", raising=False)
+    config = {
+        **FLOW,
+        "offers": {"ten": {"kind": "discount", "name": "10% off", "percent": 10}},
+        "flows": [{"name": "quick", "steps": [{"delay": 10, "offer": "ten"}]}],
+    }
+    shop = Shop(CONFIG=config)
+    replies, error = anyio.run(drive_lifespan, shop.app)
+    assert [reply["type"] for reply in replies] == ["lifespan.startup.failed"] and error is None
+    message = replies[0]["message"]
+    assert message.startswith("recoverkit: RecoverkitMiddleware settings: recoverkit cannot start: the flows make")
+    assert "set RecoverkitMiddleware settings['COUPONS'] to <your CouponProvider>" in message
+    assert "to Engine" not in message
+
+
 # -- the lifespan protocol, driven directly ------------------------------------------------------------------------
 
 

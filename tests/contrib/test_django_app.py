@@ -51,13 +51,17 @@ __all__ = ["no_engine_leak", "rk"]  # fixtures used by name
         ({"CHECKOUT_PATHS": {"checkout": "begin_checkout"}}, "settings.RECOVERKIT['CHECKOUT_PATHS']", "'/...'"),
         ({"CHECKOUT_PATHS": {"/pay": "purchase"}}, "settings.RECOVERKIT['CHECKOUT_PATHS']['/pay']",
          "cannot be recorded from a page load"),
-        ({"CHANNELS": {"email": object()}}, "settings.RECOVERKIT['CHANNELS']['email']", "no `send(message)`"),
+        ({"CHANNELS": {"email": object()}}, "settings.RECOVERKIT['CHANNELS']['email']",
+         "no `async send(message)` method"),
+        ({"GUARD": "recoverkit.MemoryChannel"}, "settings.RECOVERKIT['GUARD']",
+         "is the class MemoryChannel, whose instances (built with MemoryChannel()) are not callable"),
         ({"CHANNELS": {"email": "myshop.nowhere.Mail"}}, "settings.RECOVERKIT['CHANNELS']['email']",
          "cannot import module 'myshop.nowhere'"),
         ({"CONFIG": {"abandon_after": -5}}, "settings.RECOVERKIT['CONFIG']", "abandon_after"),
         ({"CLOSE_TIMEOUT": "soon"}, "settings.RECOVERKIT['CLOSE_TIMEOUT']", "expected seconds"),
         ({"MODE": "journal"}, "settings.RECOVERKIT['STORE']", "SQLite file the worker reads"),
         ({"CHANELS": {}}, "settings.RECOVERKIT['CHANELS']", "did you mean 'CHANNELS'"),
+        ({"CHANNEL": {}}, "settings.RECOVERKIT['CHANNEL']", "did you mean 'CHANNELS'"),
         ({"LINK_SECRET": "x" * 40}, "settings.RECOVERKIT['LINK_SECRET']", "os.environ['RECOVERKIT_LINK_SECRET']"),
         (["MODE", "off"], "settings.RECOVERKIT", "expected a dict"),
     ],
@@ -93,8 +97,38 @@ def test_what_only_the_engine_checks_fails_at_start_up_too(
     monkeypatch.delenv("RECOVERKIT_LINK_SECRET", raising=False)
     with pytest.raises(ConfigError, match=r"settings\.RECOVERKIT: recoverkit cannot start: .*RECOVERKIT_LINK_SECRET"):
         rk(CONFIG={"links": {"base_url": "https://shop.example/cart/restore"}})
-    with pytest.raises(ConfigError, match=r"channel\(s\) \['sms'\]"):
+    with pytest.raises(ConfigError, match=r"^settings\.RECOVERKIT\['CHANNELS'\]: the flow 'f' step 0 uses "
+                       r"channel 'sms'"):
         rk(CONFIG={"flows": [{"name": "f", "steps": [{"delay": 1, "channel": "sms"}]}]}, CHANNELS={})
+
+
+def test_a_channel_the_flows_use_without_an_adapter_stops_ready_naming_the_setting(
+    rk: Callable[..., RecoverkitState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = rk(CHANNELS={"email": MemoryChannel()})
+    config = {"flows": [{"name": "cart-reminder", "steps": [{"delay": 60}, {"delay": 3600, "channel": "sms"}]}]}
+    monkeypatch.setattr(settings, "RECOVERKIT", {"CONFIG": config, "CHANNELS": {"email": MemoryChannel()}})
+    with pytest.raises(ConfigError) as raised:
+        apps.get_app_config("recoverkit").ready()
+    assert str(raised.value).startswith(
+        "settings.RECOVERKIT['CHANNELS']: the flow 'cart-reminder' step 1 uses channel 'sms' but no adapter is "
+        "configured for it (configured: ['email']); add settings.RECOVERKIT['CHANNELS']['sms'] = <adapter>"
+    )
+    assert get_state() is state
+    errors = checks.run_checks(tags=["recoverkit"])  # what `manage.py check` says about the same settings
+    assert [(e.id, e.msg) for e in errors if e.id == "recoverkit.E001"] == [("recoverkit.E001", str(raised.value))]
+
+
+def test_an_offer_without_its_plug_in_stops_ready_naming_the_setting(rk: Callable[..., RecoverkitState]) -> None:
+    config = {
+        "offers": {"double": {"kind": "loyalty_bonus", "name": "Double points", "multiplier": 2}},
+        "flows": [{"name": "f", "steps": [{"delay": 60, "offer": "double"}]}],
+    }
+    with pytest.raises(ConfigError) as raised:
+        rk(CONFIG=config, CHANNELS={"email": MemoryChannel()})
+    assert str(raised.value).startswith("settings.RECOVERKIT['LOYALTY']: flow 'f' step 0 (offer 'double') grants")
+    assert "set settings.RECOVERKIT['LOYALTY'] to <your Loyalty>" in str(raised.value)
+    assert "Engine" not in str(raised.value)
 
 
 def test_a_channel_may_be_named_by_import_path(rk: Callable[..., RecoverkitState]) -> None:

@@ -142,11 +142,16 @@ def test_an_app_without_the_extension_says_how_to_set_it_up() -> None:
     [
         ({"MODE": "embeded"}, "app.config['RECOVERKIT_MODE']", "'embeded' is not a mode"),
         ({"CHECKOUT_PATHS": {"checkout": "begin_checkout"}}, "app.config['RECOVERKIT_CHECKOUT_PATHS']", "'/...'"),
-        ({"CHANNELS": {"email": object()}}, "app.config['RECOVERKIT_CHANNELS']['email']", "no `send(message)`"),
+        ({"CHANNELS": {"email": object()}}, "app.config['RECOVERKIT_CHANNELS']['email']",
+         "no `async send(message)` method"),
+        ({"CATALOGUE": "recoverkit.MemoryChannel"}, "app.config['RECOVERKIT_CATALOGUE']",
+         "is the class MemoryChannel, whose instances (built with MemoryChannel()) have no `async suggest("),
+        ({"STORE": 5}, "app.config['RECOVERKIT_STORE']", "got int; expected the path of the SQLite file"),
         ({"CONFIG": {"abandon_after": -5}}, "app.config['RECOVERKIT_CONFIG']", "abandon_after"),
         ({"CLOSE_TIMEOUT": "soon"}, "app.config['RECOVERKIT_CLOSE_TIMEOUT']", "expected seconds"),
         ({"MODE": "journal"}, "app.config['RECOVERKIT_STORE']", "SQLite file the worker reads"),
         ({"CHANELS": {}}, "app.config['RECOVERKIT_CHANELS']", "did you mean 'RECOVERKIT_CHANNELS'"),
+        ({"CHANNEL": {}}, "app.config['RECOVERKIT_CHANNEL']", "did you mean 'RECOVERKIT_CHANNELS'"),
         ({"LINK_SECRET": "x" * 40}, "app.config['RECOVERKIT_LINK_SECRET']", "from the environment"),
     ],
 )
@@ -164,8 +169,34 @@ def test_an_engine_that_cannot_be_built_fails_init_app(monkeypatch: pytest.Monke
     monkeypatch.delenv("RECOVERKIT_LINK_SECRET", raising=False)
     with pytest.raises(ConfigError, match=r"RECOVERKIT_LINK_SECRET.*is empty"):
         make_app(CONFIG={"links": {"base_url": "https://shop.example/cart/restore"}})
-    with pytest.raises(ConfigError, match=r"channel\(s\) \['sms'\]"):
+    with pytest.raises(ConfigError, match=r"^app\.config\['RECOVERKIT_CHANNELS'\]: the flow 'f' step 0 uses "
+                       r"channel 'sms'"):
         make_app(CONFIG={"flows": [{"name": "f", "steps": [{"delay": 1, "channel": "sms"}]}]}, CHANNELS={})
+
+
+def test_a_channel_the_flows_use_without_an_adapter_fails_init_app_naming_the_key() -> None:
+    config = {"flows": [{"name": "cart-reminder", "steps": [{"delay": 60}, {"delay": 3600, "channel": "sms"}]}]}
+    with pytest.raises(ConfigError) as raised:
+        make_app(CONFIG=config, CHANNELS={"email": MemoryChannel()})
+    assert str(raised.value).startswith(
+        "app.config['RECOVERKIT_CHANNELS']: the flow 'cart-reminder' step 1 uses channel 'sms' but no adapter is "
+        "configured for it (configured: ['email']); add app.config['RECOVERKIT_CHANNELS']['sms'] = <adapter>"
+    )
+
+
+def test_an_engine_error_at_init_app_names_the_keys_not_the_engine_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RECOVERKIT_CODE_SECRET", raising=False)
+    config = {
+        "offers": {"ten": {"kind": "discount", "name": "10% off", "percent": 10}},
+        "flows": [{"name": "f", "steps": [{"delay": 60, "offer": "ten"}]}],
+    }
+    with pytest.raises(ConfigError) as raised:
+        make_app(CONFIG=config, CHANNELS={"email": MemoryChannel()})
+    message = str(raised.value)
+    assert message.startswith("app.config RECOVERKIT_* settings: recoverkit cannot start: the flows make offers")
+    assert "RECOVERKIT_CODE_SECRET is empty" in message
+    assert "set app.config['RECOVERKIT_COUPONS'] to <your CouponProvider>" in message
+    assert "to Engine" not in message
 
 
 def test_a_process_forked_without_pythons_fork_hooks_gets_an_engine_of_its_own(

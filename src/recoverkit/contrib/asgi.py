@@ -256,11 +256,10 @@ class RecoverkitMiddleware:
             return
         self._lifespan = "lifespan"
         try:
-            engine = Engine(self.settings.config, **self.settings.engine_kwargs())
+            engine = self.settings.new_engine()
         except Exception as exc:  # a configuration error: the server must not start half-configured
             await send({"type": "lifespan.startup.failed", "message": f"recoverkit: {exc}"})
             return
-        engine.close_timeout = self.settings.close_timeout
         stop = anyio.Event()
         stopped = anyio.Event()
         error: Exception | None = None

@@ -8,12 +8,11 @@ Errors name the key as the shop wrote it, ``settings.RECOVERKIT['MODE']: 'embede
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any, Final
 
 from ...errors import ConfigError
-from ...integration import SETTING_KEYS, IntegrationSettings
+from ...integration import SETTING_KEYS, IntegrationSettings, unknown_setting
 
 __all__ = ["SOURCE", "settings_from_django"]
 
@@ -41,15 +40,6 @@ def settings_from_django(value: object) -> IntegrationSettings:
         if key in SETTING_KEYS:
             if item is not None:
                 mapping[key] = item
-        elif isinstance(key, str) and key.upper().endswith("SECRET"):
-            raise ConfigError(
-                f"{SOURCE}[{key!r}]: recoverkit reads its secrets from the environment, not from settings; expected "
-                f"os.environ['RECOVERKIT_{key.upper()}'] (set in every process that builds or checks links and "
-                "codes, the worker's too), and no such key in settings.RECOVERKIT"
-            )
         else:
-            near = difflib.get_close_matches(str(key), sorted(SETTING_KEYS), n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ConfigError(f"{SOURCE}[{key!r}] is not a recoverkit setting{hint}; expected one of "
-                              f"{sorted(SETTING_KEYS)}")
+            raise unknown_setting(key, spelled=f"{SOURCE}[{key!r}]", known=SETTING_KEYS)
     return IntegrationSettings.from_mapping(mapping, source=SOURCE)

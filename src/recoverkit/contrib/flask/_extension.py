@@ -83,10 +83,8 @@ class Recoverkit:
         settings = settings_from_config(app.config)
         engine = LazyEngine(settings)
         if settings.mode != "off":
-            try:
-                engine.get()  # builds, does not start: the errors of a broken configuration surface now
-            except ConfigError as exc:
-                raise ConfigError(f"app.config RECOVERKIT_* settings: recoverkit cannot start: {exc}") from exc
+            # Builds, does not start: the errors of a broken configuration surface now, naming the settings.
+            engine.get()
         app.extensions[EXTENSION_KEY] = RecoverkitState(self, settings, engine)
         app.after_request(_after_request)
         app.cli.add_command(cli)

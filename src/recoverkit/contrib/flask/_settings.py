@@ -8,21 +8,23 @@ to fix.
 
 from __future__ import annotations
 
-import difflib
-import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ...errors import ConfigError
-from ...integration import SETTING_KEYS, IntegrationSettings
+from ...integration import SETTING_KEYS, IntegrationSettings, unknown_setting
 
 __all__ = ["PREFIX", "settings_from_config"]
 
 #: The prefix of recoverkit's keys in ``app.config``.
 PREFIX: Final = "RECOVERKIT_"
 _SOURCE: Final = "app.config"
-# IntegrationSettings names a key as source['KEY']; the shop wrote app.config['RECOVERKIT_KEY'].
-_WHERE: Final = re.compile(r"app\.config\['([A-Z_]+)'\]")
+#: How errors that concern the settings as a whole name them (the engine's: "recoverkit cannot start").
+_ALL: Final = "app.config RECOVERKIT_* settings"
+
+
+def _spell(key: str) -> str:
+    """A setting as the shop wrote it: ``MODE`` is ``app.config['RECOVERKIT_MODE']``."""
+    return f"{_SOURCE}[{PREFIX + key!r}]"
 
 
 def settings_from_config(config: Mapping[str, Any]) -> IntegrationSettings:
@@ -40,17 +42,6 @@ def settings_from_config(config: Mapping[str, Any]) -> IntegrationSettings:
         name = key.removeprefix(PREFIX)
         if name in SETTING_KEYS:
             mapping[name] = value
-        elif name.endswith("SECRET"):
-            raise ConfigError(
-                f"{_SOURCE}[{key!r}]: recoverkit reads its secrets from the environment, not from app.config; "
-                f"expected os.environ[{key!r}] (set in every process that builds or checks links and codes, the "
-                "worker's too), and no such key in app.config"
-            )
         else:
-            near = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ConfigError(f"{_SOURCE}[{key!r}] is not a recoverkit setting{hint}; expected one of {known}")
-    try:
-        return IntegrationSettings.from_mapping(mapping, source=_SOURCE)
-    except ConfigError as exc:
-        raise ConfigError(_WHERE.sub(rf"{_SOURCE}['{PREFIX}\1']", str(exc))) from exc
+            raise unknown_setting(key, spelled=f"{_SOURCE}[{key!r}]", known=known)
+    return IntegrationSettings.from_mapping(mapping, source=_ALL, spell=_spell)
