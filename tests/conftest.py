@@ -1,12 +1,32 @@
-"""Shared fixtures: every async test runs on asyncio with and without uvloop (anyio's pytest plugin), and no
-test leaves its structlog configuration behind."""
+"""Shared set-up: every async test runs on asyncio with and without uvloop (anyio's pytest plugin), no test
+leaves its structlog configuration behind, native thread pools are kept to one thread, and Hypothesis runs
+under the "dev" or the "ci" profile."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
 
-import pytest
-import structlog
+# Before anything imports numpy or scikit-learn: their OpenMP and BLAS pools read these when they load. A pool
+# sized for every core spins while it waits for work; on a 2-core machine already running the suite's other
+# processes that turned a 2 s model fit into 20 s and ran a test past its timeout. One thread makes a fit's time
+# depend on the work alone. `setdefault`, so that a run may still ask for more; subprocesses inherit the limit.
+for _pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_pool, "1")
+
+from collections.abc import Iterator  # noqa: E402 - after the thread limits, on purpose
+
+import pytest  # noqa: E402
+import structlog  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# "dev" (the default): new random examples on every run, and a failure is saved in .hypothesis/ and tried first
+# next time, which is what the edit loop wants. "ci": the same examples on every run (derandomised, seeded from
+# each test), no deadline (a loaded machine is not a slow test) and the blob that reproduces a failure printed in
+# the log; nothing is read from or written to a database. Chosen by $HYPOTHESIS_PROFILE, else by $CI being set
+# (as CI services and .ci/run set it); `pytest --hypothesis-profile=NAME` overrides both.
+settings.register_profile("dev")
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ exact integer minor units; a currency without a rate matches nothing and is coun
 from __future__ import annotations
 
 import doctest
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +61,17 @@ def test_every_conversion_is_an_integer_within_half_a_minor_unit_of_the_exact_pr
 ) -> None:
     minor = convert(amount, rate, currency)
     assert type(minor) is int
-    exact = amount * rate * 10 ** minor_unit_exponent(currency)  # Decimal arithmetic, exact at this size
-    assert abs(Decimal(minor) - exact) <= Decimal("0.5")
-    assert Decimal(minor) == exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
+    scale = Decimal(10) ** minor_unit_exponent(currency)
+    # The oracle must not round: the default context keeps 28 digits, fewer than a 16-digit amount times a
+    # rate of many digits. A product has at most the sum of its factors' digits, so this precision is exact,
+    # and trapping Inexact makes the oracle fail loudly rather than round if that reasoning were ever wrong.
+    digits = sum(len(d.as_tuple().digits) for d in (amount, rate, scale)) + 2
+    with localcontext(Context(prec=digits, traps=[Inexact])):
+        exact = amount * rate * scale
+        error = Decimal(minor) - exact
+    assert abs(error) <= Decimal("0.5")
+    # Rounding is the point here, so Inexact is not trapped; the precision still holds every integer digit.
+    assert Decimal(minor) == exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN, context=Context(prec=digits))
 
 
 class Floaty:

@@ -222,7 +222,8 @@ async def test_statistics_report_every_stage_with_queue_and_latency_figures() ->
         assert stage.queue_capacity == Config().queue_batches
         assert 0 <= stage.queue_depth <= stage.queue_peak <= stage.queue_capacity
         assert 0 <= stage.latency_p50 <= stage.latency_p99 <= stage.latency_max
-        assert stage.busy_seconds >= 0
+        # Busy time is the sum of the batches' times: at least the longest, at most every batch that long.
+        assert 0 < stage.latency_max <= stage.busy_seconds <= stage.batches * stage.latency_max * (1 + 1e-9)
     assert stats.stages["ingest"].latency_max > 0
     assert stats.sessions == 50
 

@@ -116,7 +116,13 @@ async def test_extra_headers_are_sent(server: Server) -> None:
 @pytest.mark.parametrize("status", [200, 201, 202, 204])
 async def test_2xx_is_success(server: Server, channel: WebhookChannel, status: int) -> None:
     server.replies = [Reply(status)]
-    await channel.send(make_message())
+    message = make_message()
+    await channel.send(message)  # no error: delivered, and sent once (no retry within send)
+    [request] = server.requests
+    assert request.method == "POST" and request.path == f"/hooks/cart?token={TOKEN}"
+    assert request.headers["idempotency-key"] == message.key
+    assert msgspec.json.decode(request.body, type=Message) == message
+    assert server.replies == []  # the server answered with the status under test, not its default 200
 
 
 @pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504])
