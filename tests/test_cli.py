@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -32,13 +33,13 @@ T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 @pytest.fixture(autouse=True)
 def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # short relative paths keep messages on one line
+    monkeypatch.chdir(tmp_path)  # short relative paths make the assertions below easy to read
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
-    return code, out, " ".join(err.split())  # rich wraps stderr at 80 columns when it is not a terminal
+    return code, out, err  # as written: an error is one line however long, so no unwrapping here
 
 
 def events_file(path: Path) -> Path:
@@ -67,6 +68,18 @@ def test_demo_prints_the_messages_recoverkit_would_send(capsys: pytest.CaptureFi
     assert "messages recoverkit would send" in out
     assert "@example.invalid" not in out  # addresses are masked
     assert "more (--limit N to see them)" in out
+
+
+def test_demo_explains_why_it_converts_more_than_it_has_carts(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "demo", "--limit", "1")
+    assert code == 0
+    carts, converted = map(int, re.search(r"carts: ([\d,]+)   converted: ([\d,]+)", out).groups())  # type: ignore[union-attr]
+    assert converted > carts  # the REES46 slice: many purchases without a cart event
+    found = re.search(r"converted counts every purchase: ([\d,]+) of the ([\d,]+) were in sessions with no cart", out)
+    assert found is not None
+    cartless = int(found[1].replace(",", ""))
+    assert int(found[2]) == converted
+    assert 0 < converted - cartless <= carts  # those left bought a tracked cart, at most once each
 
 
 def test_python_dash_m_recoverkit_demo_runs_in_a_fresh_process(tmp_path: Path) -> None:
@@ -284,6 +297,41 @@ class Receiver:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()
+
+
+def test_dead_letters_list_json_is_one_document_without_recipients(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    dead_letter_file(tmp_path / "dead.jsonl")
+    capsys.readouterr()  # what the engine logged while making the file
+    code, out, _ = run(capsys, "dead-letters", "list", "dead.jsonl", "--json")
+    assert code == 0
+    document = json.loads(out)
+    assert document["file"] == "dead.jsonl"
+    letters = sorted(document["letters"], key=lambda letter: letter["key"])
+    assert [letter["key"] for letter in letters] == ["cart0/f/0", "cart1/f/0"]
+    assert set(letters[0]) == {"key", "channel", "attempts", "at", "permanent", "error"}  # no recipient
+    assert letters[0]["permanent"] is True and "HTTP 410" in letters[0]["error"]
+    assert letters[0]["channel"] == "webhook" and letters[0]["at"] == T0 + 60
+
+
+@pytest.mark.parametrize("action", [["list"], ["list", "--json"], ["resend", "--webhook", "http://127.0.0.1:9/x"]])
+def test_dead_letters_of_a_missing_file_is_an_error_naming_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, action: list[str]
+) -> None:
+    code, out, err = run(capsys, "dead-letters", action[0], "no-such-dead.jsonl", *action[1:])
+    assert code == 2 and out == ""
+    assert err == (
+        "error: no-such-dead.jsonl: no such dead-letter file; expected the file given as Engine(dead_letters=...)\n"
+    )
+    assert not (tmp_path / "no-such-dead.jsonl").exists()
+
+
+def test_dead_letters_json_is_for_list_only(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    dead_letter_file(tmp_path / "dead.jsonl")
+    code, _, err = run(capsys, "dead-letters", "resend", "dead.jsonl", "--webhook", "http://127.0.0.1:9/x", "--json")
+    assert code == 2 and "--json is for list" in err
+    assert len(DeadLetters(tmp_path / "dead.jsonl")) == 2
 
 
 def test_dead_letters_resend_posts_each_letter_once(

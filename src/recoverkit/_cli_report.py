@@ -8,8 +8,9 @@
 The funnel comes from ``--events`` (recoverkit JSON lines, or a REES46 / Retailrocket CSV); recovery and uplift
 from ``--store`` (an engine's SQLite state file: it must exist, the report never creates one). ``--since`` and
 ``--until`` take a date (``2026-01-31``), an RFC 3339 time or epoch seconds (UTC when no zone is given).
-``--format html`` writes one self-contained page; ``--output`` writes to a file instead of stdout. Exit status 0
-on success, 2 for usage errors, 1 when a file cannot be read.
+``--format html`` writes one self-contained page; ``--output`` writes to a file instead of stdout. Tables are
+fitted to a terminal, and plain aligned text, never wrapped, anywhere else (a file, a pipe). Exit status 0 on
+success, 2 for usage errors, 1 when a file cannot be read.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
-from rich.console import Console
+
+from ._cli_output import Out, Ticker
 
 __all__ = ["add_commands", "parse_time"]
 
@@ -68,32 +70,33 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(func=_cmd_report)
 
 
-def _cmd_report(args: argparse.Namespace, console: Console, err: Console) -> int:
+def _cmd_report(args: argparse.Namespace, console: Out, err: Out) -> int:
     from .analytics import build_report, print_report, render_html
     from .config import load_config
 
     if args.store is None and args.events is None:
-        err.print("[red]error:[/] report needs --store, --events or both")
+        err.error("report needs --store, --events or both")
         return 2
     if args.since is not None and args.until is not None and args.since >= args.until:
-        err.print("[red]error:[/] --since must be before --until")
+        err.error("--since must be before --until")
         return 2
-    report = build_report(
-        store=args.store, events=args.events, events_format=args.events_format,
-        config=load_config(args.config) if args.config else None, window_days=args.window_days, since=args.since,
-        until=args.until,
-    )  # fmt: skip
+    config = load_config(args.config) if args.config else None
+    with Ticker(err, "report"):
+        report = build_report(
+            store=args.store, events=args.events, events_format=args.events_format, config=config,
+            window_days=args.window_days, since=args.since, until=args.until,
+        )  # fmt: skip
     if args.format == "json":
         _write(args.output, msgspec.json.format(msgspec.json.encode(report)) + b"\n")
     elif args.format == "html":
         _write(args.output, render_html(report).encode("utf-8"))
-    elif args.output:
+    elif args.output and args.output != "-":
         with open(args.output, "w", encoding="utf-8") as out:
-            print_report(report, Console(file=out, width=160, no_color=True, force_terminal=False))
+            print_report(report, Out(out))
     else:
-        print_report(report, Console(width=max(console.width, 120)) if not console.is_terminal else console)
-    if args.output:
-        err.print(f"wrote {args.format} report to {args.output}", markup=False)
+        print_report(report, console)
+    if args.output and args.output != "-":
+        err.print(f"wrote {args.format} report to {args.output}", markup=False, soft_wrap=True)
     return 0
 
 

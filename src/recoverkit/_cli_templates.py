@@ -18,9 +18,7 @@ import argparse
 import sys
 from typing import get_args
 
-from rich.console import Console
-from rich.markup import escape
-
+from ._cli_output import Out
 from .errors import ConfigError
 from .templates import TemplateKind, Templates, sample_message
 
@@ -42,7 +40,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(func=_cmd_preview)
 
 
-def _cmd_preview(args: argparse.Namespace, console: Console, err: Console) -> int:
+def _cmd_preview(args: argparse.Namespace, console: Out, err: Out) -> int:
     kind: TemplateKind = args.channel
     if args.format == "html" and kind != "email":
         return _fail(err, f"preview: --format html is for email; {kind} messages are text only")
@@ -65,7 +63,6 @@ def _cmd_preview(args: argparse.Namespace, console: Console, err: Console) -> in
     return 0
 
 
-def _fail(err: Console, message: str) -> int:
-    # soft_wrap: one line whatever the terminal's width, as the CLI's other errors.
-    err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+def _fail(err: Out, message: str) -> int:
+    err.error(message)  # one line, as the CLI's other errors
     return 2

@@ -31,10 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
+from ._cli_output import Out, Table, Ticker, escape
 from .evaluation import Evaluation
 
 __all__ = ["add_commands"]
@@ -109,29 +107,32 @@ def _monotone(values: Sequence[str] | None) -> dict[str, int] | None:
     return promises
 
 
-def _cmd_train(args: argparse.Namespace, console: Console, err: Console) -> int:
+def _cmd_train(args: argparse.Namespace, console: Out, err: Out) -> int:
     from .train import require_sklearn, train_on_history
 
     try:
         require_sklearn()
     except ImportError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
+        err.error(str(exc))
         return 2
     if not 0 <= args.test_share < 1:
-        err.print("[red]error:[/] --test-share must be at least 0 and below 1")
+        err.error("--test-share must be at least 0 and below 1")
         return 2
-    config, history = _history(args)
-    if not history.examples:
-        err.print(f"[red]error:[/] {escape(_no_examples(history))}")
-        return 1
-    from .model import ModelScorer, encode_model
-    from .score import DefaultScorer
+    with Ticker(err, "train") as ticker:
+        ticker.phase = "reading the history"
+        config, history = _history(args)
+        if not history.examples:
+            err.error(_no_examples(history))
+            return 1
+        from .model import ModelScorer, encode_model
+        from .score import DefaultScorer
 
-    model, report = train_on_history(
-        history, test_share=args.test_share, monotone=_monotone(args.monotone), pairs=args.pairs,
-        max_iter=args.max_iter, calibration=args.calibration, seed=args.seed,
-        shipping_shock_ratio=config.shipping_shock_ratio,
-    )  # fmt: skip
+        ticker.phase = f"fitting the model on {len(history.examples):,} abandonments"
+        model, report = train_on_history(
+            history, test_share=args.test_share, monotone=_monotone(args.monotone), pairs=args.pairs,
+            max_iter=args.max_iter, calibration=args.calibration, seed=args.seed,
+            shipping_shock_ratio=config.shipping_shock_ratio,
+        )  # fmt: skip
     data = encode_model(model)
     _write_atomically(Path(args.out), data)
     scorer = ModelScorer(model, shipping_shock_ratio=config.shipping_shock_ratio)
@@ -178,27 +179,30 @@ def _cmd_train(args: argparse.Namespace, console: Console, err: Console) -> int:
     return 0
 
 
-def _cmd_evaluate(args: argparse.Namespace, console: Console, err: Console) -> int:
+def _cmd_evaluate(args: argparse.Namespace, console: Out, err: Out) -> int:
     from .evaluation import evaluate
     from .history import split_by_time
     from .model import load_model
     from .score import DefaultScorer
 
     if not 0 < args.test_share <= 1:
-        err.print("[red]error:[/] --test-share must be above 0 and at most 1")
+        err.error("--test-share must be above 0 and at most 1")
         return 2
-    config, history = _history(args)
-    scorer = load_model(args.model, shipping_shock_ratio=config.shipping_shock_ratio)
-    if not history.examples:
-        err.print(f"[red]error:[/] {escape(_no_examples(history))}")
-        return 1
-    examples = history.examples if args.test_share == 1 else split_by_time(history.examples, args.test_share)[1]
-    labels = [e.converted for e in examples]
-    default = DefaultScorer(config.shipping_shock_ratio)
-    figures = {
-        "model": evaluate(labels, [scorer.probability(e.features) for e in examples]),
-        "default": evaluate(labels, [default.probability(e.features) for e in examples]),
-    }
+    with Ticker(err, "evaluate") as ticker:
+        ticker.phase = "reading the history"
+        config, history = _history(args)
+        scorer = load_model(args.model, shipping_shock_ratio=config.shipping_shock_ratio)
+        if not history.examples:
+            err.error(_no_examples(history))
+            return 1
+        examples = history.examples if args.test_share == 1 else split_by_time(history.examples, args.test_share)[1]
+        ticker.phase = f"scoring {len(examples):,} abandonments"
+        labels = [e.converted for e in examples]
+        default = DefaultScorer(config.shipping_shock_ratio)
+        figures = {
+            "model": evaluate(labels, [scorer.probability(e.features) for e in examples]),
+            "default": evaluate(labels, [default.probability(e.features) for e in examples]),
+        }
     if args.json:
         document = {"abandonments": history.abandonments, "censored": history.censored, **figures}
         sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(document)) + b"\n")
@@ -218,7 +222,7 @@ def _no_examples(history: Any) -> str:
     return f"no abandoned carts in {history.source.path}; expected a history with carts left unbought"
 
 
-def _print_history(history: Any, console: Console) -> None:
+def _print_history(history: Any, console: Out) -> None:
     source = history.source
     labelled = len(history.examples)
     converted = sum(1 for e in history.examples if e.converted)
@@ -239,8 +243,8 @@ def _print_history(history: Any, console: Console) -> None:
 _FEW = 30
 
 
-def _print_figures(figures: dict[str, Evaluation], console: Console, on: str) -> None:
-    table = Table(title=f"on {on}", show_edge=False)
+def _print_figures(figures: dict[str, Evaluation], console: Out, on: str) -> None:
+    table = Table(title=f"on {on}")
     for col in ("score", "carts", "converted", "auROC", "auPR", "Brier", "Brier of the base rate"):
         table.add_column(col, justify="left" if col == "score" else "right")
     for name, ev in figures.items():
@@ -256,7 +260,7 @@ def _print_figures(figures: dict[str, Evaluation], console: Console, on: str) ->
             f"than {_FEW} on a side these figures could well be chance"
         )
     for name, ev in figures.items():
-        table = Table(title=f"calibration of the {name} score: carts in ten groups by score", show_edge=False)
+        table = Table(title=f"calibration of the {name} score: carts in ten groups by score")
         for col in ("score from", "to", "carts", "predicted", "converted"):
             table.add_column(col, justify="right")
         for r in ev.calibration:

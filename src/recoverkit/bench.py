@@ -20,17 +20,19 @@ import time
 import tracemalloc
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
-from rich.console import Console
-from rich.table import Table
 
+from ._cli_output import Out, Table, as_out, escape
 from .config import Config
 from .events import AddToCart, Event, Item
 from .replay import ReplaySummary, read_lines, replay
 from .sessionize import Sessionize
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["BenchReport", "measure_cart_memory", "print_report", "run_bench"]
 
@@ -223,11 +225,16 @@ def run_bench(
     )
 
 
-def print_report(report: BenchReport, console: Console) -> None:
-    """Render a report for a terminal."""
-    console.print(f"[bold]recoverkit bench[/] - {report.source}: {report.events:,} events, {report.megabytes:.1f} MB")
-    console.print("machine: " + ", ".join(f"{k} {v}" for k, v in report.machine.items()))
-    table = Table(show_edge=False)
+def print_report(report: BenchReport, console: Out | Console | None = None) -> None:
+    """Print ``report`` on ``console`` (a rich console, or stdout by default): tables on a terminal, plain
+    lines that are never wrapped elsewhere."""
+    console = as_out(console)
+    console.print(
+        f"[bold]recoverkit bench[/] - {escape(report.source)}: {report.events:,} events, {report.megabytes:.1f} MB",
+        soft_wrap=True,
+    )
+    console.print("machine: " + escape(", ".join(f"{k} {v}" for k, v in report.machine.items())), soft_wrap=True)
+    table = Table()
     table.add_column("measure")
     table.add_column("events/s", justify="right")
     table.add_column("vs baseline", justify="right")
@@ -238,7 +245,7 @@ def print_report(report: BenchReport, console: Console) -> None:
         f"{report.ratio:.3f}",
     )
     console.print(table)
-    table = Table(title="stages (best run)", show_edge=False)
+    table = Table(title="stages (best run)")
     for col in ("stage", "items", "batches", "busy s", "batch p50 ms", "batch p99 ms", "queue peak"):
         table.add_column(col, justify="right" if col != "stage" else "left")
     for s in report.stages:

@@ -5,13 +5,13 @@
     recoverkit demo                          replay the bundled sample and show what recoverkit would do
     recoverkit replay EVENTS [--config F] [--out F] [--json] [--store DB [--resume]] [--model F]
     recoverkit bench [EVENTS] [--sessions N] [--json]
-    recoverkit dead-letters list FILE
+    recoverkit dead-letters list FILE [--json]
     recoverkit dead-letters resend FILE --webhook URL [--key KEY ...]
     recoverkit check-config FILE
     recoverkit convert rees46|retailrocket CSV OUT
     recoverkit db check PATH                 integrity check of a state file (exit status 1 if problems)
-    recoverkit db info PATH                  schema version, rows per table, lease holders
-    recoverkit ledger PATH [--state S ...]   list ledger entries; --resolve KEY --as sent|retry settles one
+    recoverkit db info PATH [--json]         schema version, rows per table, lease holders
+    recoverkit ledger PATH [--state S ...] [--json]   list ledger entries; --resolve KEY --as sent|retry settles one
     recoverkit forget PATH CUSTOMER          erase a customer's personal data (right to erasure)
     recoverkit export PATH CUSTOMER          everything held about a customer, as JSON (right of access)
     recoverkit report [--store DB] [--events F] [--format table|json|html]   funnel, recovery, uplift
@@ -19,7 +19,10 @@
     recoverkit evaluate EVENTS --model MODEL                auROC, auPR, calibration of a model file
 
 Exit status: 0 on success, 2 for usage and configuration errors, 1 for other failures. Messages on stdout,
-diagnostics on stderr; progress bars only when stderr is a terminal.
+diagnostics on stderr, each error one line (``error: ...``). Output that is not a terminal is plain text that is
+never wrapped (see :mod:`recoverkit._cli_output`); long work (replay, convert, bench, report, train, evaluate)
+then writes a progress line on stderr every ``RECOVERKIT_PROGRESS_INTERVAL`` seconds (default 10; 0: none),
+where a terminal gets a progress bar (replay) or nothing.
 """
 
 from __future__ import annotations
@@ -36,11 +39,9 @@ from typing import Any
 import anyio
 import msgspec
 import structlog
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from . import __version__
+from ._cli_output import Out, Table, Ticker, escape
 from ._cli_report import add_commands as add_report_commands
 from ._cli_store import add_commands
 from ._cli_templates import add_commands as add_template_commands
@@ -61,49 +62,61 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _run_replay(args: argparse.Namespace, source: Any, console: Console, err: Console) -> int:
+def _run_replay(args: argparse.Namespace, source: Any, console: Out, err: Out) -> int:
     from .replay import replay
 
     config = _config(args.config)
     if getattr(args, "model", None):  # replay --model: score with a trained model, as `model = ...` would
         config = msgspec.structs.replace(config, model=args.model)
-    progress_cb = None
+    named = isinstance(source, (str, Path)) and str(source) != "-"
+    total = Path(source).stat().st_size if named else None
+    read = 0
     bar = None
-    if err.is_terminal and not args.no_progress and isinstance(source, (str, Path)) and str(source) != "-":
+    terminal = err.console()
+    if terminal is not None and not args.no_progress and total is not None:
         from rich.progress import BarColumn, Progress, TransferSpeedColumn
 
-        total = Path(source).stat().st_size
-        bar = Progress("replaying", BarColumn(), TransferSpeedColumn(), console=err, transient=True)
+        bar = Progress("replaying", BarColumn(), TransferSpeedColumn(), console=terminal, transient=True)
         task = bar.add_task("replay", total=total)
-
-        def progress_cb(done: int) -> None:
-            bar.update(task, completed=min(done, total))  # bytes of decompressed text: approximate for .gz
-
         bar.start()
+
+    def progress_cb(done: int) -> None:
+        nonlocal read
+        read = done
+        if bar is not None:
+            bar.update(task, completed=min(done, total or 0))  # bytes of decompressed text: approximate for .gz
+
+    def what() -> str:
+        # .gz: the bytes read are decompressed text, so the compressed size is no total for them.
+        of = f" of {total / 1e6:,.1f} MB" if total and not str(source).endswith(".gz") else ""
+        return f"{read / 1e6:,.1f} MB read{of}"
+
     try:
-        summary = anyio.run(
-            lambda: replay(
-                source,
-                config=config,
-                out=args.out,
-                progress=progress_cb,
-                store=getattr(args, "store", None),
-                resume=getattr(args, "resume", False),
-            ),
-            backend="asyncio",
-            backend_options={"use_uvloop": _uvloop()},
-        )
+        with Ticker(err, "replay", what, enabled=not args.no_progress):
+            summary = anyio.run(
+                lambda: replay(
+                    source,
+                    config=config,
+                    out=args.out,
+                    progress=progress_cb,
+                    store=getattr(args, "store", None),
+                    resume=getattr(args, "resume", False),
+                ),
+                backend="asyncio",
+                backend_options={"use_uvloop": _uvloop()},
+            )
     finally:
         if bar is not None:
             bar.stop()
     if args.json:
-        sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(summary)) + b"\n")
+        _write_json(summary)
         return 0
     _print_summary(summary, console)
     return 0
 
 
-def _print_summary(summary: Any, console: Console) -> None:
+def _print_summary(summary: Any, console: Out, cartless: int | None = None) -> None:
+    """Print a replay's summary; ``cartless``, when known, is how many purchases had no cart before them."""
     console.print(
         f"[bold]{summary.events:,}[/] events ({summary.accepted:,} accepted, "
         f"{sum(summary.invalid.values()):,} invalid, {summary.late:,} late) "
@@ -116,19 +129,31 @@ def _print_summary(summary: Any, console: Console) -> None:
         f"carts: {summary.carts:,}   converted: {summary.converted:,}   "
         f"abandoned: {sum(summary.abandonments.values()):,}"
     )
-    table = Table(title="abandonments", show_edge=False)
+    # The engine counts every purchase as a conversion, also one in a session that never had a cart (REES46
+    # records many such): then "converted" can exceed "carts", which reads as a bug without a word on it.
+    if cartless:
+        console.print(
+            f"  converted counts every purchase: {cartless:,} of the {summary.converted:,} were in sessions with no "
+            "cart event before them (this data records purchases without one)"
+        )
+    elif summary.converted > summary.carts:
+        console.print(
+            "  converted counts every purchase, also those in sessions with no cart event before them: so it can "
+            "exceed carts"
+        )
+    table = Table(title="abandonments")
     table.add_column("trigger")
     table.add_column("count", justify="right")
     for trigger, count in sorted(summary.abandonments.items()):
         table.add_row(trigger, f"{count:,}")
     console.print(table)
-    table = Table(title="likely reasons", show_edge=False)
+    table = Table(title="likely reasons")
     table.add_column("reason")
     table.add_column("count", justify="right")
     for reason, count in sorted(summary.reasons.items()):
         table.add_row(reason, f"{count:,}")
     console.print(table)
-    table = Table(title="messages sent", show_edge=False)
+    table = Table(title="messages sent")
     for col in ("flow", "step", "channel"):
         table.add_column(col)
     table.add_column("count", justify="right")
@@ -143,18 +168,18 @@ def _print_summary(summary: Any, console: Console) -> None:
     )
 
 
-def _cmd_replay(args: argparse.Namespace, console: Console, err: Console) -> int:
+def _cmd_replay(args: argparse.Namespace, console: Out, err: Out) -> int:
     return _run_replay(args, args.events, console, err)
 
 
-def _cmd_demo(args: argparse.Namespace, console: Console, err: Console) -> int:
+def _cmd_demo(args: argparse.Namespace, console: Out, err: Out) -> int:
     from .datasets import demo_events_path
     from .money import format_minor
     from .replay import replay
 
     path = demo_events_path()
     config = load_config(path.with_name("demo.toml"))
-    console = Console(width=max(console.width, 110))  # the table is wider than a piped default of 80
+    console = console.widened(110)  # the table is wider than a narrow terminal
     console.print(
         f"[bold]recoverkit demo[/]: replaying {path.name}, a slice of the public REES46 dataset (see "
         "ATTRIBUTION.md beside it), in event time; settings from demo.toml (shorter waits: the slice covers "
@@ -174,7 +199,6 @@ def _cmd_demo(args: argparse.Namespace, console: Console, err: Console) -> int:
     table = Table(
         title=f"messages recoverkit would send: {len(sent)} due within the data (sent), {len(pending)} due after "
         "it ends (later)",
-        show_edge=False,
     )
     for col in ("due (UTC)", "", "cart", "trigger", "reason", "score", "value", "step", "to"):
         table.add_column(col, no_wrap=True)
@@ -189,36 +213,78 @@ def _cmd_demo(args: argparse.Namespace, console: Console, err: Console) -> int:
     if len(rows) > args.limit:
         console.print(f"... and {len(rows) - args.limit} more (--limit N to see them)")
     console.print()
-    _print_summary(summary, console)
+    _print_summary(summary, console, cartless=_cartless_purchases(path))
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace, console: Console, err: Console) -> int:
+def _cartless_purchases(path: Path) -> int:
+    """Purchases in ``path`` made in a session with no cart open before them (none added since its last order).
+
+    A presentation aid for the demo's summary, read from the events themselves, not from the engine.
+    """
+    from .datasets import read_jsonl
+    from .events import AddPaymentInfo, AddShippingInfo, AddToCart, BeginCheckout, Purchase, ViewCart
+
+    # What starts a cart in the sessionize stage: an item added, or a checkout step that sends the whole cart.
+    steps = (ViewCart, BeginCheckout, AddShippingInfo, AddPaymentInfo)
+    open_carts: set[str] = set()
+    cartless = 0
+    for event in read_jsonl(path):
+        if type(event) is Purchase:
+            if event.session_id not in open_carts:
+                cartless += 1
+            open_carts.discard(event.session_id)
+        elif type(event) is AddToCart or (type(event) in steps and event.items):
+            open_carts.add(event.session_id)
+    return cartless
+
+
+def _cmd_bench(args: argparse.Namespace, console: Out, err: Out) -> int:
     from .bench import print_report, run_bench
 
-    report = run_bench(
-        args.events, sessions=args.sessions, seed=args.seed, repeat=args.repeat, memory_carts=args.memory_carts,
-        config=_config(args.config),
-    )  # fmt: skip
+    with Ticker(err, "bench"):
+        report = run_bench(
+            args.events, sessions=args.sessions, seed=args.seed, repeat=args.repeat, memory_carts=args.memory_carts,
+            config=_config(args.config),
+        )  # fmt: skip
     if args.json:
-        sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(report)) + b"\n")
+        _write_json(report)
     else:
         print_report(report, console)
     return 0
 
 
-def _cmd_dead_letters(args: argparse.Namespace, console: Console, err: Console) -> int:
+def _cmd_dead_letters(args: argparse.Namespace, console: Out, err: Out) -> int:
+    from ._cli_store import redact
     from .deadletters import DeadLetters
 
+    if args.json and args.action != "list":
+        err.error("dead-letters: --json is for list")
+        return 2
+    if not Path(args.file).is_file():  # else a typo would list "0" letters as if all had gone well
+        err.error(f"{args.file}: no such dead-letter file; expected the file given as Engine(dead_letters=...)")
+        return 2
     letters = DeadLetters(args.file)
     if args.action == "list":
-        table = Table(title=f"dead letters in {args.file}: {len(letters)}")
+        # Never the recipient (personal data); an error may quote an address, so it is redacted too.
+        if args.json:
+            document = {
+                "file": args.file,
+                "letters": [
+                    {"key": letter.message.key, "channel": letter.message.channel, "attempts": letter.attempts,
+                     "at": letter.at, "permanent": letter.permanent, "error": redact(letter.error)}
+                    for letter in letters
+                ],
+            }  # fmt: skip
+            _write_json(document)
+            return 0
+        table = Table(title=f"dead letters in {escape(args.file)}: {len(letters)}")
         for col in ("key", "channel", "attempts", "at (UTC)", "permanent", "error"):
             table.add_column(col)
         for letter in letters:
             m = letter.message
-            table.add_row(m.key, m.channel, str(letter.attempts), _when(letter.at), str(letter.permanent),
-                          letter.error[:80])  # fmt: skip
+            table.add_row(escape(m.key), escape(m.channel), str(letter.attempts), _when(letter.at),
+                          str(letter.permanent), escape(redact(letter.error)[:80]))  # fmt: skip
         console.print(table)
         return 0
     from .channels.webhook import WebhookChannel
@@ -236,7 +302,7 @@ def _cmd_dead_letters(args: argparse.Namespace, console: Console, err: Console) 
                     await channel.send(letter.message)
                 except Exception as exc:
                     failed += 1
-                    err.print(escape(f"{letter.message.key}: still failing: {exc}"))
+                    err.print(escape(f"{letter.message.key}: still failing: {redact(str(exc))}"), soft_wrap=True)
                 else:
                     ok += 1
                     letters.mark_resent(letter.message.key)
@@ -249,25 +315,34 @@ def _cmd_dead_letters(args: argparse.Namespace, console: Console, err: Console) 
     return 0 if not failed else 1
 
 
-def _cmd_check_config(args: argparse.Namespace, console: Console, err: Console) -> int:
+def _cmd_check_config(args: argparse.Namespace, console: Out, err: Out) -> int:
     config = load_config(args.file)
-    console.print(f"{args.file}: ok ({len(config.flows)} flow(s): {', '.join(f.name for f in config.flows)})")
+    flows = ", ".join(f.name for f in config.flows)
+    console.print(f"{escape(args.file)}: ok ({len(config.flows)} flow(s): {flows})", soft_wrap=True)
     return 0
 
 
-def _cmd_convert(args: argparse.Namespace, console: Console, err: Console) -> int:
+def _cmd_convert(args: argparse.Namespace, console: Out, err: Out) -> int:
     from . import datasets
 
     if args.dataset == "rees46":
         events = datasets.rees46_events(args.csv)
     else:
         events = datasets.retailrocket_events(args.csv)
-    count = datasets.write_jsonl(events, args.out)
-    console.print(f"wrote {count:,} events to {args.out}")
+    done = 0
+
+    def counted(events: Any) -> Any:
+        nonlocal done
+        for done, event in enumerate(events, 1):  # noqa: B007  # done is read by the progress line
+            yield event
+
+    with Ticker(err, "convert", lambda: f"{done:,} events written"):
+        count = datasets.write_jsonl(counted(events), args.out)
+    console.print(f"wrote {count:,} events to {escape(args.out)}", soft_wrap=True)
     return 0
 
 
-def _cmd_db(args: argparse.Namespace, console: Console, err: Console) -> int:
+def _cmd_db(args: argparse.Namespace, console: Out, err: Out) -> int:
     # Read-only: neither creates, migrates nor changes the file, so it is safe beside running workers. Paths
     # and owners can be long: soft_wrap keeps each on one line for grep.
     import time
@@ -276,6 +351,9 @@ def _cmd_db(args: argparse.Namespace, console: Console, err: Console) -> int:
 
     if args.action == "check":
         problems = check_database(args.path)
+        if args.json:
+            _write_json({"path": args.path, "ok": not problems, "problems": problems})
+            return 1 if problems else 0
         if not problems:
             console.print(f"{escape(args.path)}: ok", soft_wrap=True)
             return 0
@@ -284,6 +362,9 @@ def _cmd_db(args: argparse.Namespace, console: Console, err: Console) -> int:
             console.print(f"  {escape(problem)}", soft_wrap=True)
         return 1
     info = describe_database(args.path)
+    if args.json:
+        _write_json(info)
+        return 0
     now = time.time()
     console.print(
         f"{escape(info.path)}: schema version {info.schema_version} (this recoverkit: {info.supported_version})",
@@ -291,7 +372,7 @@ def _cmd_db(args: argparse.Namespace, console: Console, err: Console) -> int:
     )
     checkpoint = "none" if info.checkpoint_position is None else f"at seq {info.checkpoint_position:,}"
     console.print(f"journal: last seq {info.last_seq:,}; checkpoint {checkpoint}")
-    table = Table(title="rows", show_edge=False)
+    table = Table(title="rows")
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, count in info.rows.items():
@@ -326,25 +407,33 @@ async def _maintenance(args: argparse.Namespace, work: Any) -> Any:
         return await work(engine)
 
 
-def _cmd_forget(args: argparse.Namespace, console: Console, err: Console) -> int:
-    async def work(engine: Any) -> bool:
-        return bool(await engine.forget(args.customer))
+def _cmd_forget(args: argparse.Namespace, console: Out, err: Out) -> int:
+    from .privacy import erase, finish_erasure
 
-    done = anyio.run(_maintenance, args, work, backend="asyncio")
-    if done:
-        console.print("erased: the customer's carts, contact details, pending messages and dead letters are gone")
-    else:
-        console.print("requested: a running engine holds this store; it erases the customer within seconds")
-    return 0
+    async def work(engine: Any) -> Any:
+        return await erase(engine, args.customer)
+
+    # Exactly what went where (see recoverkit.privacy.Erasure); exit status 1 when anything was left.
+    erasure = anyio.run(_maintenance, args, work, backend="asyncio")
+    erasure = finish_erasure(erasure, store=args.store, dead_letters=args.dead_letters)
+    for line in erasure.lines(args.dead_letters):
+        console.print(escape(line), soft_wrap=True)
+    return 0 if erasure.complete or not erasure.carried_out else 1
 
 
-def _cmd_export(args: argparse.Namespace, console: Console, err: Console) -> int:
+def _cmd_export(args: argparse.Namespace, console: Out, err: Out) -> int:
     async def work(engine: Any) -> Any:
         return engine.export(args.customer)
 
     exported = anyio.run(_maintenance, args, work, backend="asyncio")
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(exported)).decode() + "\n")
     return 0
+
+
+def _write_json(document: Any) -> None:
+    """``document`` as one JSON document on stdout (indented, as every --json of the CLI)."""
+    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(document)) + b"\n")
+    sys.stdout.buffer.flush()
 
 
 def _uvloop() -> bool:
@@ -370,7 +459,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML configuration file")
     p.add_argument("--out", help="write every message that would be sent as a JSON line to this file")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    p.add_argument(
+        "--no-progress", action="store_true",
+        help="no progress bar on a terminal, no progress lines on stderr otherwise",
+    )  # fmt: skip
     p.add_argument("--store", help="keep the replay's state in this SQLite file (default: in memory)")
     p.add_argument("--model", help="score with this model file from `recoverkit train` (default: the config's)")
     p.add_argument(
@@ -382,6 +474,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("store", help="the SQLite state file (store.path)")
     p.add_argument("customer", help="the customer id")
     p.add_argument("--config", help="TOML configuration file (its flows and store settings)")
+    p.add_argument(
+        "--dead-letters", metavar="FILE", help="the engine's dead-letter file (Engine(dead_letters=...)): erase it too"
+    )
     p.set_defaults(func=_cmd_forget)
 
     p = sub.add_parser("export", help="print everything held about a customer as JSON (right of access)")
@@ -405,6 +500,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="the dead-letter file (Engine(dead_letters=...))")
     p.add_argument("--webhook", help="resend: POST each letter to this URL")
     p.add_argument("--key", action="append", help="resend only this key (repeatable)")
+    p.add_argument("--json", action="store_true", help="list: print the letters as one JSON document")
     p.set_defaults(func=_cmd_dead_letters)
 
     p = sub.add_parser("check-config", help="validate a TOML configuration file")
@@ -420,6 +516,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("db", help="look at a state file (SQLiteStore) without changing it")
     p.add_argument("action", choices=["check", "info"], help="check: integrity; info: version, rows, leases")
     p.add_argument("path", help="the SQLite state file")
+    p.add_argument("--json", action="store_true", help="print what was found as one JSON document")
     p.set_defaults(func=_cmd_db)
     add_commands(sub)
     add_template_commands(sub)
@@ -439,16 +536,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         wrapper_class=structlog.make_filtering_bound_logger(level),
     )
-    console = Console()
-    err = Console(stderr=True)
+    console = Out()
+    err = Out(stderr=True)
     if args.command == "dead-letters" and args.action == "resend" and not args.webhook:
         parser.error("dead-letters resend needs --webhook URL")
-    # Messages are escaped when printed: they quote values from the user's files, and "[/x]" there is text.
+    # err.error writes messages as text, one line each: they quote values from the user's files ("[/x]" there
+    # is text), and a log or a test looks for them whole.
     try:
         return int(args.func(args, console, err))
     except ConfigError as exc:
-        err.print(f"[red]configuration error:[/] {escape(str(exc))}")
+        err.error(str(exc), kind="configuration error")
         return 2
     except (RecoverkitError, OSError, ValueError, EOFError, zlib.error) as exc:  # EOFError, zlib: a bad .gz
-        err.print(f"[red]error:[/] {escape(str(exc))}")
+        err.error(str(exc))
         return 1

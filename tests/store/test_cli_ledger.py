@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,12 +12,6 @@ from recoverkit.cli import main
 from recoverkit.store import PIPELINE_LEASE, SQLiteStore
 
 from .contract import T0, claim
-
-
-@pytest.fixture(autouse=True)
-def _wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    # rich sizes a console that is not a terminal from COLUMNS: wide enough that no cell is folded.
-    monkeypatch.setenv("COLUMNS", "200")
 
 
 @pytest.fixture
@@ -41,7 +37,7 @@ def test_ledger_lists_key_state_channel_time_and_error(path: Path, capsys: pytes
     assert main(["ledger", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == f"{path}: 3 entries"
-    cells = [[cell.strip() for cell in line.split("│")] for line in out.splitlines()]
+    cells = [re.split(r" {2,}", line.strip()) for line in out.splitlines()]  # plain columns, two spaces apart
     rows = {row[0]: row[1:4] for row in cells if row[0] in ("a/f/0", "b/f/0", "c/f/0")}
     assert rows == {
         "a/f/0": ["sent", "email", "2026-01-01 01:00:00"],
@@ -56,6 +52,27 @@ def test_ledger_never_shows_addresses_or_phone_numbers(path: Path, capsys: pytes
     out = capsys.readouterr().out
     assert "alice" not in out and "example.com" not in out and "7946" not in out
     assert "550 no mailbox *** (***)" in out
+
+
+def test_ledger_json_is_one_document_without_customer_ids_or_addresses(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ledger", str(path), "--state", "failed", "unknown", "--json"]) == 0
+    out = capsys.readouterr().out
+    document = json.loads(out)
+    assert document["path"] == str(path) and document["states"] == ["failed", "unknown"]
+    entries = {entry["key"]: entry for entry in document["entries"]}
+    assert set(entries) == {"b/f/0", "c/f/0"}
+    assert entries["b/f/0"]["state"] == "failed" and entries["b/f/0"]["claimed_at"] == T0 + 3600
+    assert entries["b/f/0"]["error"] == "550 no mailbox *** (***)"
+    assert "cart_key" not in entries["b/f/0"] and "contact_key" not in entries["b/f/0"]
+    assert "alice" not in out and "7946" not in out
+
+
+def test_ledger_resolve_json_says_what_was_done(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ledger", str(path), "--resolve", "c/f/0", "--as", "retry", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"key": "c/f/0", "resolved_as": "retry"}
+    assert "c/f/0" not in states(path)
 
 
 def test_ledger_lists_only_the_states_asked_for(path: Path, capsys: pytest.CaptureFixture[str]) -> None:

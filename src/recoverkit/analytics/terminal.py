@@ -1,11 +1,10 @@
-"""The report as rich tables in a terminal."""
+"""The report as tables: rich's in a terminal, aligned plain text in a file or a pipe (never wrapped)."""
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from typing import TYPE_CHECKING
 
+from .._cli_output import Out, Table, as_out, escape
 from ._format import SHORT_STEPS as _SHORT
 from ._format import duration, money, moneys, pct, points, when
 from .funnel import Funnel
@@ -13,14 +12,19 @@ from .recovery import Recovery, RecoveryRow
 from .report import Report
 from .uplift import Uplift
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 __all__ = ["print_report"]
 
 #: Days of recovery over time shown in the terminal (the JSON and HTML reports have them all).
 _DAYS_SHOWN = 14
 
 
-def print_report(report: Report, console: Console) -> None:
-    """Print ``report`` as tables; every value taken from data is escaped, never read as rich markup."""
+def print_report(report: Report, console: Out | Console | None = None) -> None:
+    """Print ``report`` on ``console`` (a rich console, or stdout by default) as tables; every value taken from
+    data is escaped, never read as rich markup. rich is used only on a terminal (and only if installed)."""
+    console = as_out(console)
     start = when(report.since) if report.since else "the beginning"
     period = f"{start} to {when(report.until) if report.until else 'now'}"
     console.print(f"[bold]recoverkit report[/] for {escape(period)} (UTC); attribution window "
@@ -32,7 +36,7 @@ def print_report(report: Report, console: Console) -> None:
     if report.uplift is not None:
         _uplift(report.uplift, console)
     if report.revenue:
-        table = Table(title="recovered revenue, honestly", show_edge=False)
+        table = Table(title="recovered revenue, honestly")
         for column in ("currency", "credited to recovery", "incremental (vs holdout)", "interval", "discount cost"):
             table.add_column(column, justify="left" if column == "currency" else "right")
         for r in report.revenue:
@@ -46,13 +50,13 @@ def print_report(report: Report, console: Console) -> None:
             console.print(f"note: {escape(note)}", soft_wrap=True)
 
 
-def _funnel(f: Funnel, console: Console) -> None:
+def _funnel(f: Funnel, console: Out) -> None:
     src = f.source
     console.print(
         f"\n[bold]funnel[/] of {escape(src.path)} ({escape(src.format)}): {src.events:,} events, {f.sessions:,} "
         f"sessions, {when(src.first_at)} to {when(src.last_at)}", soft_wrap=True,
     )  # fmt: skip
-    table = Table(title="sessions reaching each step", show_edge=False)
+    table = Table(title="sessions reaching each step")
     for column in ("step", "sessions", "from previous", "drop-off", "median time", "p90 time", ""):
         table.add_column(column, justify="left" if column in ("step", "") else "right")
     for s in f.steps:
@@ -73,7 +77,7 @@ def _funnel(f: Funnel, console: Console) -> None:
         f"open at the end: {a.open_at_end:,}"
     )
     if a.by_reason:
-        table = Table(title="abandonment by likely reason", show_edge=False)
+        table = Table(title="abandonment by likely reason")
         for column in ("reason", "abandonments", "share", "bought later", "value left"):
             table.add_column(column, justify="left" if column == "reason" else "right")
         for r in a.by_reason:
@@ -94,7 +98,7 @@ def _funnel(f: Funnel, console: Console) -> None:
         console.print("form errors by field: " + escape(", ".join(f"{k} {v}" for k, v in fr.form_fields.items())))
     names = [_SHORT.get(s.step, s.step) for s in f.steps]
     for dimension in dict.fromkeys(r.dimension for r in f.segments):
-        table = Table(title=f"by {dimension}", show_edge=False)
+        table = Table(title=f"by {dimension}")
         table.add_column(dimension)
         for name in names:
             table.add_column(name, justify="right")
@@ -108,14 +112,14 @@ def _funnel(f: Funnel, console: Console) -> None:
         console.print(table)
 
 
-def _recovery(r: Recovery, console: Console) -> None:
+def _recovery(r: Recovery, console: Out) -> None:
     c = r.cohort
     console.print(
         f"\n[bold]recovery[/]: {c.abandoned_carts:,} abandoned carts routed to a flow ({c.treatment_carts:,} "
         f"treatment, {c.holdout_carts:,} holdout); {c.messaged_carts:,} messaged; {c.converted_carts:,} bought "
         f"within the window (any group); {c.recovered_carts:,} recovered after a message", soft_wrap=True,
     )  # fmt: skip
-    table = Table(title="by flow, step, channel, offer and variant", show_edge=False)
+    table = Table(title="by flow, step, channel, offer and variant")
     for column in ("", "sent", "failed", "not sent (why)", "links", "recovered", "revenue", "discount cost"):
         table.add_column(column, justify="left" if column in ("", "not sent (why)") else "right")
     for row in [r.total, *r.rows]:
@@ -125,7 +129,7 @@ def _recovery(r: Recovery, console: Console) -> None:
         console.print(f"codes issued: {r.codes_issued:,}, redeemed: {r.total.codes_redeemed:,}; cost unknown for "
                       f"{r.total.discount_cost_unknown:,} (free shipping, or order not found)")  # fmt: skip
     if r.days:
-        table = Table(title=f"recovery over time (last {min(len(r.days), _DAYS_SHOWN)} days)", show_edge=False)
+        table = Table(title=f"recovery over time (last {min(len(r.days), _DAYS_SHOWN)} days)")
         for column in ("day", "sent", "links followed", "recovered", "revenue"):
             table.add_column(column, justify="left" if column == "day" else "right")
         for d in r.days[-_DAYS_SHOWN:]:
@@ -143,11 +147,11 @@ def _recovery_cells(row: RecoveryRow) -> list[str]:
             f"{row.recovered_carts:,}", revenue, moneys(row.discount_cost)]  # fmt: skip
 
 
-def _uplift(u: Uplift, console: Console) -> None:
+def _uplift(u: Uplift, console: Out) -> None:
     if not u.rows:
         console.print(f"\n[bold]uplift[/]: {escape(u.note or 'no holdout')}", soft_wrap=True)
         return
-    table = Table(title=f"\nuplift against the holdout ({u.confidence:.0%} intervals)", show_edge=False)
+    table = Table(title=f"\nuplift against the holdout ({u.confidence:.0%} intervals)")
     for column in ("flow", "scope", "treatment", "holdout", "difference", "interval", "relative", "verdict"):
         table.add_column(column, justify="left" if column in ("flow", "scope", "verdict") else "right")
     for row in u.rows:
