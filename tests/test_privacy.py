@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
+import time
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ from helpers import T0
 from recoverkit import Config, Engine, FakeClock, Flow, FlowStep, MemoryChannel
 from recoverkit.config import StoreConfig
 from recoverkit.errors import PermanentDeliveryError
-from recoverkit.store import MemoryStore
+from recoverkit.store import MemoryStore, SQLiteStore
 
 pytestmark = pytest.mark.anyio
 
@@ -145,3 +148,102 @@ async def test_forget_and_export_refuse_an_empty_or_non_string_id(bad: Any) -> N
             await engine.forget(bad)
         with pytest.raises(ValueError, match="customer id"):
             engine.export(bad)
+
+
+PHONE = "+4915112345678"
+
+
+def on_disk(directory: Path) -> bytes:
+    """Every byte of every file the engine keeps: the store, its -wal and -shm, the dead-letter file."""
+    return b"".join(p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file())
+
+
+async def test_while_the_engine_runs_a_forget_leaves_no_address_in_any_file(tmp_path: Path) -> None:
+    db, letters = tmp_path / "state.db", tmp_path / "dead.jsonl"
+    clock = FakeClock(T0)
+    failing = MemoryChannel()
+    failing.fail_next(1, PermanentDeliveryError("mailbox does not exist"))
+    async with Engine(
+        config(db), channels={"email": failing}, clock=clock, owner="worker-a", dead_letters=letters
+    ) as engine:
+        events = customer_events("s1")
+        events[0]["phone"] = PHONE
+        for event in events:
+            engine.track(event)
+        clock.advance(601)
+        await engine.flush()
+        await engine.checkpoint()
+        assert len(engine.dispatch.dead_letters) == 1
+        data = on_disk(tmp_path)
+        assert EMAIL.encode() in data and PHONE.encode() in data
+
+        assert await engine.forget("c1") is True
+
+        data = on_disk(tmp_path)  # the engine still runs: nothing waits for it to close
+        assert EMAIL.encode() not in data and PHONE.encode() not in data
+        assert isinstance(engine.store, SQLiteStore) and engine.store.last_scrub is not None
+        assert engine.store.last_scrub.wal_truncated
+
+
+CONFIG_TOML = """
+abandon_after = 600
+[[flows]]
+name = "f"
+steps = [{ delay = 0, channel = "email" }, { delay = 3600, channel = "email" }]
+"""
+
+
+@pytest.mark.slow
+async def test_the_forget_command_erases_every_file_and_says_exactly_what_went(tmp_path: Path) -> None:
+    db, letters, toml = tmp_path / "state.db", tmp_path / "dead.jsonl", tmp_path.parent / f"{tmp_path.name}.toml"
+    toml.write_text(CONFIG_TOML)
+    # On the wall clock less an abandonment, as the command runs on the wall clock: the cart is still open there.
+    start = time.time() - 601
+    clock = FakeClock(start)
+    failing = MemoryChannel()
+    failing.fail_next(1, PermanentDeliveryError("mailbox does not exist"))
+    async with Engine(
+        config(db), channels={"email": failing}, clock=clock, owner="shop", dead_letters=letters
+    ) as engine:
+        events = customer_events("s1", t=start - T0)
+        events[0]["phone"] = PHONE
+        for event in events:
+            engine.track(event)
+        clock.advance(601)
+        await engine.flush()  # step 0 dead-lettered (store and file), step 1 pending
+    assert EMAIL.encode() in letters.read_bytes()
+    # The shop's engine is stopped: the command takes the lease and carries the forget out itself.
+    done = subprocess.run(
+        [sys.executable, "-m", "recoverkit", "forget", str(db), "c1", "--config", str(toml), "--dead-letters",
+         str(letters)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "erased from the engine and the store:",
+        "  carts (with their events in the journal): 1",
+        "  contact details and consent: 1",
+        "  pending messages: 1",
+        "  dead letters in the store: 1",
+        "  purchase records: 0",
+        "  kept under a keyed hash (never the customer's keys): ledger entries 1, codes 0, facts 2",
+        f"  dead letters in {letters}: 1",
+        "  WAL: checkpointed into the main file and truncated; free pages zeroed",
+    ]
+    data = on_disk(tmp_path)
+    assert EMAIL.encode() not in data and PHONE.encode() not in data
+
+
+@pytest.mark.slow
+async def test_the_forget_command_without_the_dead_letter_file_says_it_did_not_search_it(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    async with Engine(config(db), channels={"email": MemoryChannel()}, clock=FakeClock(T0)) as engine:
+        engine.track(customer_events("s1")[0])
+        await engine.flush()
+    done = subprocess.run(
+        [sys.executable, "-m", "recoverkit", "forget", str(db), "c1"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "  dead-letter file: none given (--dead-letters FILE), not searched" in done.stdout.splitlines()
+    assert "dead letters are gone" not in done.stdout

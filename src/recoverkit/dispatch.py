@@ -479,6 +479,17 @@ class Dispatch(Stage):
                 self._unschedule(key, message)
                 self._attempts.pop(key, None)
                 self.outcomes["cancelled_forgotten"] += 1
+        # Due messages waiting for a delivery slot (or, in an engine that does not deliver, for one that does)
+        # hold the address as well, and every checkpoint would keep it.
+        gone_contacts, gone_carts = set(forget.contact_keys), set(forget.cart_keys)
+        waiting = [
+            (m, a)
+            for m, a in self._ready
+            if m.recipient.contact_key not in gone_contacts and m.cart.cart_key not in gone_carts
+        ]
+        self.outcomes["cancelled_forgotten"] += len(self._ready) - len(waiting)
+        self._ready.clear()
+        self._ready.extend(waiting)
         self.dead_letters.forget(set(forget.contact_keys))
         # Their facts not yet written go to the store first, for its forget to pseudonymise with the rest: the
         # analytics keep their counts, and the checkpoint no longer holds the contact key.
