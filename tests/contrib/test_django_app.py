@@ -169,6 +169,20 @@ def test_changed_settings_get_an_engine_of_their_own_and_the_old_one_is_closed(
     assert len(journal(second_store)) == 1
 
 
+def test_the_metrics_recipe_of_the_docs_reads_the_process_engine(rk: Callable[..., RecoverkitState]) -> None:
+    from prometheus_client import generate_latest
+
+    import recoverkit.metrics
+
+    registry = recoverkit.metrics.register(get_engine)  # as docs/django.md and docs/metrics.md write it
+    rk(CHANNELS={"email": MemoryChannel()})
+    assert Client().get("/t/add").json() == {"kept": True}
+    rk_django.flush()
+    assert b"recoverkit_events_accepted_total 1.0" in generate_latest(registry)
+    rk(CHANNELS={"email": MemoryChannel()})  # a new engine (as after a fork): the registry follows get_engine
+    assert b"recoverkit_events_accepted_total 0.0" in generate_latest(registry)
+
+
 def test_mode_off_builds_no_engine(rk: Callable[..., RecoverkitState]) -> None:
     rk(MODE="off")
     assert get_engine() is None
