@@ -247,7 +247,7 @@ Event = Union[
 _EVENT_TYPES: Final[tuple[type[BaseEvent], ...]] = Event.__args__  # type: ignore[attr-defined]
 #: Every accepted ``event`` name, sorted.
 # Read from each struct's config: msgspec.inspect.type_info would resolve every field's type, tens of
-# milliseconds of `import recoverkit` for fifteen strings.
+# milliseconds of `import recoverkit` for a handful of strings.
 EVENT_KINDS: Final[tuple[str, ...]] = tuple(sorted(str(t.__struct_config__.tag) for t in _EVENT_TYPES))
 
 # Built once: constructing decoders is the expensive part (msgspec's own performance advice).
