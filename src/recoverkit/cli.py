@@ -445,7 +445,14 @@ def _uvloop() -> bool:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recoverkit", description="Win back abandoned carts in real time.")
+    parser = argparse.ArgumentParser(
+        prog="recoverkit",
+        description="Win back abandoned carts in real time.",
+        epilog="Output that is not a terminal is plain text, never wrapped; an error is one line on stderr. Exit "
+        "status: 0 on success, 2 for usage and configuration errors, 1 for other failures. Long work (replay, "
+        "convert, bench, report, train, evaluate) writes a progress line on stderr when it is not a terminal, "
+        "every RECOVERKIT_PROGRESS_INTERVAL seconds (default 10; 0: none).",
+    )
     parser.add_argument("--version", action="version", version=f"recoverkit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log engine activity to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -496,7 +503,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("dead-letters", help="list or re-send dead letters")
-    p.add_argument("action", choices=["list", "resend"])
+    p.add_argument("action", choices=["list", "resend"], help="list: show the letters; resend: POST them again")
     p.add_argument("file", help="the dead-letter file (Engine(dead_letters=...))")
     p.add_argument("--webhook", help="resend: POST each letter to this URL")
     p.add_argument("--key", action="append", help="resend only this key (repeatable)")
