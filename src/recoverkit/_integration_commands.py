@@ -44,8 +44,7 @@ def serve(settings: IntegrationSettings, say: Callable[[str], None]) -> None:
     """Run the pipeline in the foreground, on this thread's own event loop, until SIGINT or SIGTERM; then drain
     what was accepted and finish deliveries in flight (at most ``CLOSE_TIMEOUT`` seconds). ``say`` reports
     progress to the operator (one line each)."""
-    engine = Engine(settings.config, **settings.engine_kwargs(pipeline=True))
-    engine.close_timeout = settings.close_timeout
+    engine = settings.new_engine(pipeline=True)  # its errors name the settings, as at the web processes' start-up
 
     async def run() -> None:
         # The receiver is open before the engine starts, so a SIGTERM during start-up is not lost; it puts the
