@@ -29,6 +29,7 @@ from recoverkit.offers import (
     Offer,
     Redemption,
     Refused,
+    client_bucket,
     discount_for,
     format_code,
     new_code,
@@ -355,7 +356,7 @@ def test_the_code_as_typed_by_a_person_is_accepted(book: CodeBook) -> None:
 
 def test_another_customer_cannot_redeem_a_code(book: CodeBook) -> None:
     code = issue(book).code
-    assert redeem(book, code, customer="mallory") == Redemption(outcome="not_yours")
+    assert redeem(book, code, customer="mallory") == Redemption(outcome="unknown")
     assert redeem(book, code).outcome == "valid"
 
 
@@ -432,13 +433,13 @@ def test_rate_limited_requests_do_not_extend_the_lockout(book: CodeBook) -> None
     assert guess(book, T0 + 900) == "unknown"
 
 
-def test_not_yours_counts_as_a_guess_but_the_owners_mistakes_do_not(book: CodeBook) -> None:
+def test_another_customers_code_counts_as_a_guess_but_the_owners_mistakes_do_not(book: CodeBook) -> None:
     code = issue(book).code
     for n in range(20):  # the owner trying with too small a cart, then in the wrong currency
         assert redeem(book, code, cart_value=100, now=T0 + n).outcome == "below_minimum"
         assert redeem(book, code, currency="USD", now=T0 + n).outcome == "wrong_currency"
     for n in range(10):
-        assert redeem(book, code, customer="mallory", client_key="evil", now=T0 + n).outcome == "not_yours"
+        assert redeem(book, code, customer="mallory", client_key="evil", now=T0 + n).outcome == "unknown"
     assert redeem(book, code, customer="mallory", client_key="evil", now=T0 + 20).outcome == "rate_limited"
     assert redeem(book, code, now=T0 + 30).outcome == "valid"
 
@@ -495,7 +496,7 @@ def test_a_code_is_accepted_for_one_order_only_by_its_customer_and_never_after_e
         else:
             assert got.discount == 0
         if customer != owners[n]:
-            assert got.outcome == "not_yours"
+            assert got.outcome == "unknown"  # as if there were no such code
         elif n not in orders and now >= expiry[n]:
             assert got.outcome == "expired"  # never after expiry
         elif n in orders and orders[n] != order:
@@ -611,15 +612,15 @@ def test_redeem_tells_valid_then_already_used_for_another_order(book: CodeBook) 
 def test_redeem_tells_expired_and_not_this_customers(book: CodeBook) -> None:
     code = issue(book).code
     assert checkout(book, code, now=T0 + DAY).outcome == "expired"
-    assert checkout(book, code, customer_id="mallory").outcome == "not_yours"
+    assert checkout(book, code, customer_id="mallory").outcome == "unknown"
 
 
 def test_redeem_finds_a_code_sent_to_the_session_of_a_shopper_who_logged_in_since(book: CodeBook) -> None:
     code = issue(book, contact_key="session:s1").code
-    assert checkout(book, code, customer_id="alice").outcome == "not_yours"
+    assert checkout(book, code, customer_id="alice").outcome == "unknown"
     assert checkout(book, code, customer_id="alice", session_id="s1").outcome == "valid"
     assert checkout(book, code, customer_id=None, session_id="s1").outcome == "valid"
-    assert checkout(book, code, customer_id=None, session_id="s2").outcome == "not_yours"
+    assert checkout(book, code, customer_id=None, session_id="s2").outcome == "unknown"
 
 
 def test_redeem_is_rate_limited_against_guessing_per_client(book: CodeBook) -> None:
@@ -630,12 +631,14 @@ def test_redeem_is_rate_limited_against_guessing_per_client(book: CodeBook) -> N
     assert checkout(book, code, client="198.51.100.7", now=T0 + 12).outcome == "valid"  # another client is not
 
 
-def test_each_contact_redeem_tries_counts_as_an_attempt_against_the_budget(book: CodeBook) -> None:
-    for n in range(5):  # a guesser giving both a customer id and a session uses two attempts per request
-        assert checkout(book, new_code(), session_id="s9", now=T0 + n).outcome == "unknown"
+def test_a_request_trying_both_ids_is_one_guess_against_the_budget(book: CodeBook) -> None:
     code = issue(book, contact_key="mallory").code
-    outcomes = [checkout(book, code, session_id="s9", now=T0 + 10 + n).outcome for n in range(5)]
-    assert outcomes[0] == "not_yours" and outcomes[-1] == "rate_limited"
+    for n in range(5):
+        assert checkout(book, new_code(), session_id="s9", now=T0 + n).outcome == "unknown"
+    for n in range(5):  # someone else's code, tried as the customer and as the session: still one guess each
+        assert checkout(book, code, session_id="s9", now=T0 + 10 + n).outcome == "unknown"
+    assert checkout(book, code, session_id="s9", now=T0 + 20).outcome == "rate_limited"
+    assert book.statistics().redeemed == {"unknown": 5, "not_yours": 5, "rate_limited": 1}
 
 
 def test_redeem_uses_the_wall_clock_when_no_time_is_given(book: CodeBook) -> None:
@@ -660,3 +663,55 @@ def test_redeem_refuses_what_it_cannot_check(
 ) -> None:
     with pytest.raises(error, match=re.escape(message)):
         checkout(book, "ABCD-EFGH-JKLM", **overrides)
+
+
+# -- nothing for guessers: one budget per address or /64, one answer for every code that is not yours ---------------
+
+
+@pytest.mark.parametrize(
+    ("spellings", "same"),
+    [
+        (["2001:db8:1:2::1", "2001:DB8:1:2:0:0:0:1", "2001:0db8:0001:0002::0001", "[2001:db8:1:2::1]:443"], True),
+        (["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff", "fe80::1%eth0", "2001:db8:1:2::1%2"], False),
+        (["2001:db8:1:2::1", "2001:db8:1:2::abcd:9", "2001:db8:1:2:8000::"], True),  # one /64
+        (["203.0.113.9", "::ffff:203.0.113.9", "203.0.113.9:51234", " 203.0.113.9 "], True),
+        (["2001:db8:1:2::1", "2001:db8:1:3::1"], False),  # neighbouring /64s
+        (["203.0.113.9", "203.0.113.10"], False),
+    ],
+)
+def test_client_bucket_is_one_per_ipv4_address_and_per_ipv6_slash_64(spellings: list[str], same: bool) -> None:
+    buckets = {client_bucket(spelling) for spelling in spellings}
+    assert (len(buckets) == 1) is same, buckets
+
+
+def test_a_key_that_is_no_address_is_its_own_bucket() -> None:
+    assert client_bucket("session-token-abc") == "session-token-abc"
+    assert client_bucket("::1::") == "::1::"
+
+
+def test_every_spelling_and_address_of_one_ipv6_slash_64_shares_one_guessing_budget(book: CodeBook) -> None:
+    code = issue(book).code
+    spellings = [f"2001:db8:aa:bb::{n:x}" for n in range(5)] + [
+        "2001:DB8:AA:BB:0:0:0:1", "2001:0db8:00aa:00bb:0000:0000:0000:0002", "[2001:db8:aa:bb::3]:443",
+        "2001:db8:aa:bb:ffff::1", "2001:db8:aa:bb::4%eth0",
+    ]  # fmt: skip
+    assert [guess(book, T0 + n, client=spelling) for n, spelling in enumerate(spellings)] == ["unknown"] * 10
+    assert guess(book, T0 + 10, client="2001:db8:aa:bb:1234:5678:9abc:def0") == "rate_limited"
+    assert redeem(book, code, client_key="2001:db8:aa:bb::99", now=T0 + 11).outcome == "rate_limited"
+    assert redeem(book, code, client_key="2001:db8:aa:bc::1", now=T0 + 12).outcome == "valid"  # the next /64
+
+
+@pytest.mark.parametrize(
+    "state",
+    ["live", "expired", "redeemed", "small cart", "other currency"],
+)
+def test_a_code_of_another_customer_answers_exactly_as_no_code_whatever_its_state(book: CodeBook, state: str) -> None:
+    code = issue(book).code
+    later = {"expired": T0 + 2 * DAY}.get(state, T0 + 3600)
+    if state == "redeemed":
+        assert redeem(book, code, order_id="o-alice").outcome == "valid"
+    extra: dict[str, Any] = {"small cart": {"cart_value": 100}, "other currency": {"currency": "USD"}}.get(state, {})
+    stranger = redeem(book, code, customer="mallory", client_key="198.51.100.1", now=later, **extra)
+    nothing = redeem(book, new_code(), customer="mallory", client_key="198.51.100.2", now=later, **extra)
+    assert stranger == nothing == Redemption(outcome="unknown")
+    assert msgspec.json.encode(stranger) == msgspec.json.encode(nothing)

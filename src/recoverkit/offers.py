@@ -33,6 +33,10 @@ them in a :class:`~recoverkit.store.base.CodeStore` (the engine's store). A code
   (10 by default) within :attr:`CodePolicy.attempt_window` (15 minutes) is answered ``"rate_limited"``,
   without the code being looked at, until its oldest failure leaves the window. At 10 guesses per 15 minutes,
   hitting any of a million live codes in a 60-bit space takes about 10^12 guesses: 3 million years per client.
+  A client is an IPv4 address, or an IPv6 address's /64 network, however the address is spelled
+  (:func:`client_bucket`): whoever has one IPv6 address has its whole /64;
+- silent to guessers: a code bound to another customer answers ``"unknown"``, as a code that does not exist
+  does, so nobody but its owner learns that a code exists, let alone its state.
 
 Shops with their own coupon system implement :class:`CouponProvider` instead; ``CodeBook`` is the default one.
 Times are passed in (``now``): the book never reads a clock, so tests drive it with fake time. :func:`redeem` is
@@ -44,6 +48,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import ipaddress
 import math
 import re
 import secrets
@@ -54,8 +59,8 @@ from typing import Final, Literal, Protocol, runtime_checkable
 
 import anyio.to_thread
 import msgspec
-import structlog
 
+from ._log import get_logger
 from .catalogue import Suggestion, SuggestKind
 from .errors import ConfigError, StoreError
 from .store.base import CodeKind, CodeLimit, CodeRecord, CodeStore, LimitBy
@@ -73,6 +78,7 @@ __all__ = [
     "RedemptionOutcome",
     "RefusalReason",
     "Refused",
+    "client_bucket",
     "discount_for",
     "format_code",
     "new_code",
@@ -80,7 +86,7 @@ __all__ = [
     "redeem",
 ]
 
-_log = structlog.get_logger("recoverkit.offers")
+_log = get_logger("recoverkit.offers")
 
 #: What an offer gives; see the module docstring.
 OfferKind = Literal["discount", "free_shipping", "payment_help", "substitute", "loyalty_bonus"]
@@ -264,9 +270,9 @@ RefusalReason = Literal["contact_limit", "domain_limit", "device_limit", "expire
 
 #: What a redemption answers; see :class:`Redemption`.
 RedemptionOutcome = Literal[
-    "valid", "expired", "already_used", "not_yours", "below_minimum", "wrong_currency", "unknown", "rate_limited"
+    "valid", "expired", "already_used", "below_minimum", "wrong_currency", "unknown", "rate_limited"
 ]
-#: Outcomes that show the caller did not hold the code: they count against the client's guessing budget.
+#: Store answers that show the caller did not hold the code: they count against the client's guessing budget.
 #: Mistakes of the code's owner (expired, too small a cart...) do not: a shopper retrying is no guesser.
 _GUESSES: Final = frozenset({"unknown", "not_yours"})
 _LIMITS: Final[dict[str, LimitBy]] = {"contact_limit": "contact", "domain_limit": "domain", "device_limit": "device"}
@@ -292,10 +298,10 @@ class Redemption(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
       answers ``"valid"`` again: a retried checkout is not refused;
     - ``"expired"``, ``"already_used"`` (by another order), ``"wrong_currency"``, ``"below_minimum"`` (then
       ``min_value`` and ``currency`` say the least cart value): the code's owner cannot use it on this order;
-    - ``"not_yours"``: the code is bound to another customer; ``"unknown"``: there is no such code;
+    - ``"unknown"``: there is no such code, or it is bound to another customer: the two are answered alike, so
+      that nobody but a code's owner learns that it exists (:meth:`CodeBook.statistics` tells them apart, for
+      the shop's eyes: ``redeemed["not_yours"]``);
     - ``"rate_limited"``: the client failed too often lately; nothing was looked up.
-
-    Whether to tell a shopper ``"not_yours"`` or ``"unknown"`` apart is the shop's choice; both count as guesses.
     """
 
     outcome: RedemptionOutcome
@@ -361,6 +367,35 @@ _SECRET_BYTES: Final = 32
 #: How many freshly drawn codes may collide with stored ones before the random source is declared broken.
 #: With 60 bits and a billion codes stored, a fresh code collides once in a billion draws; four in a row, never.
 _DRAWS: Final = 4
+
+
+def client_bucket(client_key: str) -> str:
+    """The rate-limit bucket of ``client_key``: one per IPv4 address and one per IPv6 /64 network, however the
+    address is spelled; any other key as it is.
+
+    An IPv6 address has many spellings (``2001:db8::1``, ``2001:0DB8:0:0::1``, with a zone ``%eth0``, in
+    brackets with a port) and whoever holds one usually holds its whole /64 (a home or a cloud host gets one),
+    so a budget per address would be a budget per guess. IPv4-mapped IPv6 (``::ffff:203.0.113.9``) is the IPv4
+    address; an IPv4 address with a port (``203.0.113.9:51234``) the address alone.
+
+    >>> client_bucket("2001:DB8:0:0:8d3::1") == client_bucket("[2001:db8::ffff:1]:443")
+    True
+    """
+    text = client_key.strip()
+    if text.startswith("[") and "]" in text:  # [v6]:port, as some proxies write it
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # v4:port
+        text = text.partition(":")[0]
+    text = text.partition("%")[0]  # the zone of a link-local address
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return client_key
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return f"ip4:{address.ipv4_mapped}"
+        return f"ip6:{ipaddress.IPv6Network((address, 64), strict=False)}"
+    return f"ip4:{address}"
 
 
 def _secret_bytes(owner: str, secret: bytes | str) -> bytes:
@@ -546,8 +581,10 @@ class CodeBook:
 
         ``customer`` is the contact key the code was issued to (the customer id, or the ``session:<id>`` key of a
         shopper without an account); ``cart_value`` the order's value in minor units of ``currency``;
-        ``client_key`` who is asking, for the rate limit (the client's IP address, say; stored only as a keyed
-        hash). The redemption itself is one store transaction: of two orders racing for a code, one gets it.
+        ``client_key`` who is asking, for the rate limit (the client's IP address, say; counted per address, or
+        per /64 for IPv6, see :func:`client_bucket`; stored only as a keyed hash). The redemption itself is one
+        store transaction: of two orders racing for a code, one gets it. A code bound to another customer
+        answers ``"unknown"``, as a code that does not exist does.
 
         The rate limit is checked before, and a failure recorded after, that transaction, so clients sending
         many guesses at once can each overshoot the budget by the requests in flight; against a 60-bit space,
@@ -555,6 +592,23 @@ class CodeBook:
         """
         if not customer:
             raise ValueError("redeem: expected a non-empty `customer` (the contact key the code was issued to)")
+        return self._redeem(
+            code, [customer], cart_value=cart_value, currency=currency, order_id=order_id, client_key=client_key,
+            now=now,
+        )  # fmt: skip
+
+    def _redeem(
+        self,
+        code: str,
+        customers: list[str],
+        *,
+        cart_value: int,
+        currency: str | None,
+        order_id: str,
+        client_key: str,
+        now: float,
+    ) -> Redemption:
+        """Redeem ``code`` for whichever of ``customers`` (contact keys, tried in order) owns it: one guess."""
         if not order_id:
             raise ValueError("redeem: expected a non-empty `order_id`, got ''")
         if not client_key:
@@ -562,22 +616,24 @@ class CodeBook:
         if not (_is_int(cart_value) and cart_value >= 0):
             raise ValueError(f"redeem: expected `cart_value` in minor units >= 0, got {cart_value!r}")
         policy = self.policy
-        client = self._abuse_hash(b"client", client_key)
+        client = self._abuse_hash(b"client", client_bucket(client_key))
         if self.store.count_attempts(client, now=now, window=policy.attempt_window) >= policy.attempts:
             _log.warning("code_guessing_limited", attempts=policy.attempts, window=policy.attempt_window)
             return self._count(Redemption(outcome="rate_limited"))
         body = parse_code(code, length=policy.length, prefix=policy.prefix)
+        said = "unknown"  # what the store said, for the statistics: "not_yours" is answered as "unknown"
         if body is None:
             answer: Redemption = Redemption(outcome="unknown")
         else:
-            result = self.store.redeem_code(
-                self.code_hash(body),
-                contact_key=customer,
-                cart_value=cart_value,
-                currency=currency,
-                order_id=order_id,
-                now=now,
-            )
+            code_hash = self.code_hash(body)
+            for customer in customers:
+                result = self.store.redeem_code(
+                    code_hash, contact_key=customer, cart_value=cart_value, currency=currency, order_id=order_id,
+                    now=now,
+                )  # fmt: skip
+                if result.outcome != "not_yours":
+                    break
+            said = result.outcome
             record = result.code
             if result.outcome == "valid" and record is not None:
                 answer = Redemption(
@@ -589,15 +645,18 @@ class CodeBook:
                 )
             elif result.outcome == "below_minimum" and record is not None:
                 answer = Redemption(outcome="below_minimum", min_value=record.min_value, currency=record.currency)
+            elif result.outcome == "not_yours":
+                answer = Redemption(outcome="unknown")  # the same words as for no code at all
             else:
                 answer = Redemption(outcome=result.outcome)
-        if answer.outcome in _GUESSES:
+        if said in _GUESSES:
             self.store.record_attempt(client, now=now, window=policy.attempt_window)
-        return self._count(answer)
+        return self._count(answer, said)
 
-    def _count(self, redemption: Redemption) -> Redemption:
+    def _count(self, redemption: Redemption, said: str | None = None) -> Redemption:
         with self._lock:
-            self._redeemed[redemption.outcome] += 1
+            # The shop's own counters may tell "not_yours" apart (codes passed around); the caller's answer not.
+            self._redeemed["not_yours" if said == "not_yours" else redemption.outcome] += 1
         return redemption
 
     async def redeem(
@@ -652,8 +711,9 @@ def redeem(
 
     Whose code it is: a code is bound to the customer id of the shopper it was sent to, or, when that shopper
     had no account, to their session (``"session:<session_id>"``). Pass what the checkout knows: with both,
-    ``customer_id`` is tried first and the session second when the first answer is ``not_yours`` (a shopper who
-    logged in after abandoning). Each try counts against the client's guessing budget as a separate attempt.
+    the code is the shopper's if it is bound to either (a shopper who logged in after abandoning). A code bound
+    to someone else answers ``"unknown"``, like no code at all; either counts as one guess against the client's
+    budget, however many ids were tried.
 
     This blocks on the store: call it from synchronous code (a Django or Flask view); async code awaits
     ``book.redeem(...)`` instead. Raises :class:`ValueError` when neither ``customer_id`` nor ``session_id`` is
@@ -673,12 +733,6 @@ def redeem(
     if not contacts:
         raise ValueError("redeem: expected `customer_id` or `session_id` (whom the code was sent to), got neither")
     when = time.time() if now is None else now
-    answer = Redemption(outcome="unknown")
-    for contact in contacts:
-        answer = book.redeem_sync(
-            code, customer=contact, cart_value=cart_value, currency=currency, order_id=order_id, client_key=client,
-            now=when,
-        )  # fmt: skip
-        if answer.outcome != "not_yours":
-            break
-    return answer
+    return book._redeem(
+        code, contacts, cart_value=cart_value, currency=currency, order_id=order_id, client_key=client, now=when
+    )
