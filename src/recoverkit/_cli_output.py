@@ -149,7 +149,7 @@ class Out:
     ) -> None:  # fmt: skip
         self.file: IO[str] = file if file is not None else (sys.stderr if stderr else sys.stdout)
         self.width = width
-        self._console: Any = rich_console
+        self._console: Console | None = rich_console
         self._looked = rich_console is not None  # for rich: looked once, whether found or not
         if terminal is None:
             terminal = rich_console.is_terminal if rich_console is not None else _isatty(self.file)
@@ -171,7 +171,7 @@ class Out:
                 columns = shutil.get_terminal_size().columns
                 width = max(self.width, columns) if self.width else None
                 self._console = Console(file=self.file, width=width, force_terminal=True)
-        return self._console  # type: ignore[no-any-return]
+        return self._console
 
     def print(self, *objects: str | Table, soft_wrap: bool = False, markup: bool = True) -> None:
         """Print each of ``objects`` (markup text or a :class:`Table`), or an empty line when there are none.
