@@ -8,6 +8,7 @@ the collector exports.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -22,7 +23,6 @@ import anyio
 import anyio.to_thread
 import httpx
 import pytest
-import structlog.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
@@ -406,7 +406,7 @@ async def test_wsgi_and_asgi_apps_serve_the_metrics(email: MemoryChannel) -> Non
 
 
 @pytest.mark.anyio
-async def test_scraping_while_the_engine_works_in_another_thread_is_safe() -> None:
+async def test_scraping_while_the_engine_works_in_another_thread_is_safe(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock(T0)
     webhook = Config(abandon_after=ABANDON_AFTER, flows=[Flow(name="f", steps=[FlowStep(delay=0, channel="webhook")])])
     async with Engine(webhook, channels={"webhook": MemoryChannel()}, clock=clock) as engine:
@@ -420,7 +420,7 @@ async def test_scraping_while_the_engine_works_in_another_thread_is_safe() -> No
                 scrapes.append(scrape(registry))
                 scraped.set()
 
-        with structlog.testing.capture_logs() as logs:
+        with caplog.at_level(logging.DEBUG, logger="recoverkit"):
             thread = threading.Thread(target=scraper)
             thread.start()
             try:
@@ -440,7 +440,7 @@ async def test_scraping_while_the_engine_works_in_another_thread_is_safe() -> No
                 stop.set()
                 await anyio.to_thread.run_sync(thread.join)
         stats = engine.statistics()
-    assert [entry for entry in logs if entry["event"] == "metrics_read_failed"] == []
+    assert [entry for entry in caplog.records if getattr(entry, "event", None) == "metrics_read_failed"] == []
     assert len(scrapes) >= 40
     for name, labels in [
         ("recoverkit_events_accepted_total", {}),
@@ -519,7 +519,7 @@ async def test_a_closed_engine_exports_its_final_figures(email: MemoryChannel) -
     assert by(samples, "recoverkit_messages_total", "outcome") == stats.messages
 
 
-def test_a_source_that_fails_exports_the_last_figures_read_or_nothing() -> None:
+def test_a_source_that_fails_exports_the_last_figures_read_or_nothing(caplog: pytest.LogCaptureFixture) -> None:
     engine = Engine(config(), channels={"email": MemoryChannel()})
     engine.track({"event": "view_item", "session_id": "s1", "items": [{"item_id": "SKU-1"}]})
     answers: list[Callable[[], Engine | None]] = [lambda: engine]
@@ -533,10 +533,11 @@ def test_a_source_that_fails_exports_the_last_figures_read_or_nothing() -> None:
     registry = register(source)
     first = scrape(registry)
     answers.append(broken)
-    with structlog.testing.capture_logs() as logs:
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="recoverkit"):
         assert scrape(registry) == first
         assert scrape(registry) == first
-    assert [entry["event"] for entry in logs] == ["metrics_read_failed"]  # logged once, not at every scrape
+    assert [entry.event for entry in caplog.records] == ["metrics_read_failed"]  # once, not at every scrape
     answers.append(lambda: None)
     assert scrape(registry) == {}
     assert scrape(register(broken)) == {}

@@ -15,8 +15,9 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import anyio
 import msgspec
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._log import get_logger
 
 __all__ = ["Batch", "Control", "LatencyHistogram", "Link", "Stage", "StageStatistics"]
 
@@ -186,7 +187,7 @@ class Stage(abc.ABC):
     name: ClassVar[str]
 
     def __init__(self) -> None:
-        self.log = structlog.get_logger(f"recoverkit.{self.name}")
+        self.log = get_logger(f"recoverkit.{self.name}")
         self.received = 0
         self.emitted = 0
         self.errors = 0

@@ -32,13 +32,12 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Final, Protocol, runtime_checkable
 
-import structlog
-
+from ._log import get_logger
 from .money import to_minor
 
 __all__ = ["MAX_RATE", "Amounts", "Converter", "Rates", "StaticRates", "convert"]
 
-_log = structlog.get_logger("recoverkit.currency")
+_log = get_logger("recoverkit.currency")
 
 #: Rates are below this (and above 0): enough for any currency against any other, small enough that a
 #: converted threshold still fits the precision of a Decimal in minor units.

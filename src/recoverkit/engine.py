@@ -39,8 +39,8 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 import msgspec
-import structlog
 
+from ._log import get_logger
 from ._offer_plugins import check_offer_plugins
 from ._pipeline import Batch, Control, Link, StageStatistics
 from .catalogue import Catalogue
@@ -67,7 +67,7 @@ from .store.sqlite import SQLiteStore
 
 __all__ = ["Engine", "EngineStatistics"]
 
-_log = structlog.get_logger("recoverkit.engine")
+_log = get_logger("recoverkit.engine")
 T = TypeVar("T")
 
 #: Raw events journaled per group commit when the inbox is drained.

@@ -36,8 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, Literal, TypeVar
 
-import structlog
-
+from ._log import get_logger
 from ._offer_plugins import check_offer_plugins
 from .background import BackgroundEngine
 from .channels.base import Channel
@@ -69,7 +68,7 @@ __all__ = [
 T = TypeVar("T")
 Mode = Literal["embedded", "journal", "off"]
 
-_log = structlog.get_logger("recoverkit.integration")
+_log = get_logger("recoverkit.integration")
 
 #: The first-party cookie that carries recoverkit's session id (a random id, nothing else).
 SESSION_COOKIE: Final = "rk_sid"
@@ -669,7 +668,7 @@ class Tracker:
     def track(self, event: str, **fields: Any) -> bool:
         """Record an event of kind ``event`` (see ``docs/events.md``) with ``fields``."""
         if event not in EVENT_KINDS:
-            _log.warning("unknown_event_kind", kind=event[:64] if isinstance(event, str) else repr(event)[:64])
+            _log.warning("unknown_event_kind", kind=event[:64] if isinstance(event, str) else type(event).__name__)
         data: dict[str, Any] = {"event": event, "session_id": self.session_id, **self.defaults}
         if self.customer_id is not None:
             data["customer_id"] = self.customer_id

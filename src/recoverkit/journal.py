@@ -33,8 +33,8 @@ from collections.abc import Callable
 from typing import Any, Final, Literal
 
 import msgspec
-import structlog
 
+from ._log import get_logger
 from .clock import Clock
 from .config import Config
 from .errors import InvalidEvent, StoreError
@@ -46,7 +46,7 @@ __all__ = ["Durability", "Journal"]
 #: How accepted events are made durable; see the module docstring.
 Durability = Literal["batch", "sync"]
 
-_log = structlog.get_logger("recoverkit.journal")
+_log = get_logger("recoverkit.journal")
 
 # Log the first few invalid events of each reason, then one in this many, so an attack or a broken client
 # cannot flood the shop's logs while every invalid event is still counted.

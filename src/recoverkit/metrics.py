@@ -43,8 +43,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
 
-import structlog
-
+from ._log import get_logger
 from ._pipeline import LatencyHistogram, StageStatistics
 from .background import BackgroundEngine
 from .engine import Engine, EngineStatistics
@@ -62,7 +61,7 @@ __all__ = ["EngineCollector", "EngineSource", "make_asgi_app", "make_wsgi_app", 
 #: What a collector reads: an engine, or a callable returning the engine of the moment (or ``None``).
 EngineSource: TypeAlias = Engine | BackgroundEngine | Callable[[], Engine | BackgroundEngine | None]
 
-_log = structlog.get_logger("recoverkit.metrics")
+_log = get_logger("recoverkit.metrics")
 
 _INSTALL_HINT: Final = (
     "recoverkit.metrics needs prometheus-client, which is not installed; install it with "

@@ -199,7 +199,8 @@ class Score(Stage):
         except Exception as exc:
             # A shop's model must not stop recovery: fall back to the default and say so.
             self.scorer_failures += 1
-            self.log.warning("scorer_failed", scorer=name, error=type(exc).__name__, detail=str(exc)[:200])
+            # The error's type only: a shop's exception text may quote the cart or the customer it was given.
+            self.log.warning("scorer_failed", scorer=name, error=type(exc).__name__)
             assessment = self._default.score(abandoned.cart, features)
             name = "default"
         self.reasons[assessment.reason] += 1

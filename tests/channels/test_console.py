@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import io
+import logging
 import shlex
 
 import msgspec
 import pytest
-import structlog
 
 from recoverkit.channels import ConsoleChannel
+from recoverkit.offers import Offer
 
 from .contract import CUSTOMER_ID, EMAIL, PHONE, ChannelContract, make_message
 
@@ -76,22 +77,49 @@ async def test_a_newline_in_a_shop_supplied_field_keeps_one_line_per_message() -
     assert fields["reason"] == 'a "b"'
 
 
-async def test_without_a_stream_it_logs_through_structlog_without_personal_data() -> None:
-    with structlog.testing.capture_logs() as logs:
-        await ConsoleChannel().send(make_message())
-    assert logs == [
-        {
-            "event": "recovery_message",
-            "log_level": "info",
-            "key": "cart-1/default/0",
-            "channel": "email",
-            "template": "reminder-1",
-            "value": "35.79 EUR",
-            "score": 0.42,
-            "reason": "price",
-            "to": "j***@e***.com",
-            "contact": "cu***",
-        }
-    ]
+FIELDS = ("key", "channel", "template", "value", "score", "reason", "to", "contact", "offer")
+
+
+async def test_without_a_stream_it_logs_a_record_without_personal_data(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="recoverkit")
+    await ConsoleChannel().send(make_message())
+    [record] = caplog.records
+    assert (record.name, record.levelno, record.event) == ("recoverkit.channels.console", logging.INFO,
+                                                           "recovery_message")  # fmt: skip
+    assert {name: getattr(record, name) for name in FIELDS if hasattr(record, name)} == {
+        "key": "cart-1/default/0",
+        "channel": "email",
+        "template": "reminder-1",
+        "value": "35.79 EUR",
+        "score": 0.42,
+        "reason": "price",
+        "to": "j***@e***.com",
+        "contact": "cu***",
+    }
+    assert record.getMessage().startswith("recovery_message key=cart-1/default/0 channel=email ")
     for secret in (EMAIL, PHONE, CUSTOMER_ID):
-        assert secret not in repr(logs)
+        assert secret not in record.getMessage()
+        assert secret not in repr(vars(record))
+
+
+async def test_the_log_names_the_offer_kind_and_never_its_code(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="recoverkit")
+    offer = Offer(name="ten-off", kind="discount", percent=10, code="SAVE-7QX2-K9PM")
+    await ConsoleChannel().send(make_message(offer=offer))
+    [record] = caplog.records
+    assert record.offer == "discount"
+    assert "SAVE-7QX2-K9PM" not in record.getMessage() + repr(vars(record))
+
+
+async def test_a_stream_shows_the_code_the_developer_would_send() -> None:
+    stream = io.StringIO()
+    offer = Offer(name="ten-off", kind="discount", percent=10, code="SAVE-7QX2")
+    await ConsoleChannel(stream=stream).send(make_message(offer=offer))
+    assert parse(stream.getvalue())["offer"] == "SAVE-7QX2"
+
+
+async def test_without_a_stream_nothing_is_printed_when_logging_is_not_configured(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    await ConsoleChannel().send(make_message())
+    assert capfd.readouterr() == ("", "")

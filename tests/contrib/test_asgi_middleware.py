@@ -6,6 +6,7 @@ by calling the ASGI app directly on the test's own loop."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import subprocess
 import sys
 import warnings
@@ -16,7 +17,6 @@ import anyio
 import httpx
 import msgspec
 import pytest
-import structlog.testing
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
 from starlette.middleware import Middleware
@@ -458,16 +458,19 @@ def test_websockets_pass_through_untouched(shop: Shop) -> None:
 # -- without lifespan ----------------------------------------------------------------------------------------------
 
 
-def test_without_lifespan_a_background_engine_takes_over_and_warns_once(no_thread_leak: None) -> None:
+def test_without_lifespan_a_background_engine_takes_over_and_warns_once(
+    no_thread_leak: None, caplog: pytest.LogCaptureFixture
+) -> None:
     clock = FakeClock()  # advanced from this thread while the background engine's loop runs in its own
     shop = Shop(CLOCK=clock)
     try:
         client = client_for(shop)  # no `with`: no lifespan, like uvicorn --lifespan off
-        with structlog.testing.capture_logs() as logs:
+        with caplog.at_level(logging.DEBUG, logger="recoverkit"):
             session_id = client.get("/sid").json()["session_id"]
             assert client.get("/hello").json() == {"kept": True}
             assert client.get("/add").json() == {"kept": True}
-        assert [log["event"] for log in logs if log["log_level"] == "warning"] == ["lifespan_missing"]
+        warned = [record.event for record in caplog.records if record.levelno == logging.WARNING]
+        assert warned == ["lifespan_missing"]
         assert shop.app.engine is None and shop.app.background is not None
         engine = shop.app.background.get()
         assert engine is not None

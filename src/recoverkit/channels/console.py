@@ -1,29 +1,31 @@
 """A channel for development: one line per message saying what would have been sent, addresses masked.
 
-By default each message is logged through ``structlog.get_logger("recoverkit.channels.console")`` as the event
-``recovery_message``, so it goes wherever the host application sends its logs; recoverkit never configures
-structlog itself. Pass ``stream=`` (``sys.stderr``, an ``io.StringIO``) to get plain ``key=value`` lines there
-instead.
+By default each message is a record of the ``recoverkit.channels.console`` logger (event ``recovery_message``,
+level INFO, the fields as record attributes; see :mod:`recoverkit._log`), so it shows wherever the host's
+logging configuration shows recoverkit's records and nowhere otherwise: recoverkit adds no handler and never
+prints to standard output by itself. To see the lines without configuring logging, pass ``stream=``
+(``sys.stderr``, an ``io.StringIO``) to get plain ``key=value`` lines there instead.
 
 Each line carries the message key, channel, template, cart value, score and reason (and variant and offer when
 set). Email addresses, phone numbers and customer ids are masked (``j***@e***.com``, ``***42``, ``cu***``):
-a console is not a place for personal data.
+a console is not a place for personal data. A discount code is a bearer credential, so the log names only the
+offer's kind (``discount``); a ``stream``, which the developer chose to look at, shows the code itself.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import TextIO
 
-import structlog
-
+from .._log import get_logger
 from ..money import format_minor
 from .base import Message
 
 __all__ = ["ConsoleChannel"]
 
-_log = structlog.get_logger("recoverkit.channels.console")
+_log = get_logger("recoverkit.channels.console")
 
 # Values matching this are printed bare; anything else (spaces, quotes, newlines, '=') is JSON-quoted, which
 # keeps a shop-supplied template name or reason from breaking the one-line-per-message guarantee.
@@ -42,16 +44,17 @@ class ConsoleChannel:
 
     async def send(self, message: Message) -> None:
         """Log or print ``message`` as one line (see the module docstring for the fields)."""
-        fields = _fields(message)
         if self._stream is None:
-            _log.info("recovery_message", **fields)
+            if _log.is_enabled_for(logging.INFO):  # no masking or formatting when INFO is off
+                _log.info("recovery_message", **_fields(message, code=False))
             return
+        fields = _fields(message, code=True)
         self._stream.write(" ".join(["recovery_message", *(f"{k}={_render(v)}" for k, v in fields.items())]))
         self._stream.write("\n")
         self._stream.flush()
 
 
-def _fields(message: Message) -> dict[str, str | float | int]:
+def _fields(message: Message, *, code: bool) -> dict[str, str | float | int]:
     recipient = message.recipient
     if recipient.email:
         to = _mask_email(recipient.email)
@@ -73,7 +76,7 @@ def _fields(message: Message) -> dict[str, str | float | int]:
     if message.variant is not None:
         fields["variant"] = message.variant
     if message.offer is not None:
-        fields["offer"] = message.offer.code or message.offer.kind  # a code is no personal data
+        fields["offer"] = (message.offer.code if code else None) or message.offer.kind
     return fields
 
 

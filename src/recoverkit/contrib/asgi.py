@@ -48,7 +48,6 @@ from urllib.parse import parse_qs
 
 import anyio
 import anyio.abc
-import structlog
 
 try:
     from starlette.requests import HTTPConnection, cookie_parser
@@ -59,6 +58,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         "`pip install 'recoverkit[asgi]'` (FastAPI installs it too)"
     ) from exc
 
+from .._log import get_logger
 from ..clock import Clock, WallClock
 from ..engine import Engine
 from ..events import RESTORE_PAGE
@@ -97,7 +97,7 @@ _FINAL_LIFESPAN: Final = frozenset(
     {"lifespan.startup.failed", "lifespan.shutdown.complete", "lifespan.shutdown.failed"}
 )
 
-_log = structlog.get_logger("recoverkit.contrib.asgi")
+_log = get_logger("recoverkit.contrib.asgi")
 
 
 class RecoverkitMiddleware:

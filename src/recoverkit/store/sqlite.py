@@ -60,8 +60,8 @@ from types import TracebackType
 from typing import Any, Final, Generic, Literal, Self, TypeVar, get_args
 
 import msgspec
-import structlog
 
+from .._log import get_logger
 from ..errors import ConfigError, StoreError
 from . import _schema
 from .base import (
@@ -139,7 +139,7 @@ _SCRUB_ATTEMPTS: Final = 4
 #: The largest zero blob scrub() writes at once (SQLite refuses values over SQLITE_MAX_LENGTH, 1 GB).
 _SCRUB_CHUNK: Final = 64 * 1024 * 1024
 
-_log = structlog.get_logger("recoverkit.store")
+_log = get_logger("recoverkit.store")
 
 T = TypeVar("T")
 _Op = Callable[[sqlite3.Connection], T]

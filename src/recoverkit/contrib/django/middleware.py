@@ -23,18 +23,18 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-import structlog
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings as django_settings  # type: ignore[import-untyped]
 from django.utils.cache import patch_vary_headers  # type: ignore[import-untyped]
 
+from ..._log import get_logger
 from ...integration import SESSION_COOKIE_MAX_AGE, Tracker, device_of, is_session_id, new_session_id
 from ._state import RecoverkitState, get_state
 from .tracking import REQUEST_ATTRIBUTE, RequestTracker, inert_tracker
 
 __all__ = ["RecoverkitMiddleware"]
 
-_log = structlog.get_logger("recoverkit.contrib.django")
+_log = get_logger("recoverkit.contrib.django")
 
 
 class _Attached:

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
-
+from ..._log import get_logger
 from ...integration import Tracker
 from ._state import configure
 from .tracking import REQUEST_ATTRIBUTE, RequestTracker
 
 __all__ = ["on_setting_changed", "on_user_logged_in", "on_user_logged_out"]
 
-_log = structlog.get_logger("recoverkit.contrib.django")
+_log = get_logger("recoverkit.contrib.django")
 
 
 def on_setting_changed(*, setting: str, **kwargs: Any) -> None:

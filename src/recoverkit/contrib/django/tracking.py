@@ -18,11 +18,11 @@ import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-import structlog
 from asgiref.sync import sync_to_async
 from django.apps import apps as django_apps  # type: ignore[import-untyped]
 from django.utils.functional import empty  # type: ignore[import-untyped]
 
+from ..._log import get_logger
 from ...background import BackgroundEngine
 from ...integration import Tracker, load_customer, new_session_id
 from ._state import get_state
@@ -32,7 +32,7 @@ __all__ = ["REQUEST_ATTRIBUTE", "RequestTracker", "aget_tracker", "flush", "get_
 #: The attribute of the request that holds its tracker: ``request.recoverkit``.
 REQUEST_ATTRIBUTE: Final = "recoverkit"
 
-_log = structlog.get_logger("recoverkit.contrib.django")
+_log = get_logger("recoverkit.contrib.django")
 # Tracker keeps customer_id in a slot; RequestTracker's property stores its value there.
 _CUSTOMER_SLOT: Any = Tracker.__dict__["customer_id"]
 

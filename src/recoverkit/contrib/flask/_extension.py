@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar, cast
 
-import structlog
 from flask import Flask, Response, current_app, g, request
 from werkzeug.local import LocalProxy
 
+from ..._log import get_logger
 from ...background import BackgroundEngine
 from ...errors import ConfigError
 from ...integration import (
@@ -47,7 +47,7 @@ L = TypeVar("L", bound=CustomerLoader)
 
 _G_KEY: Final = "_recoverkit_request"
 
-_log = structlog.get_logger("recoverkit.contrib.flask")
+_log = get_logger("recoverkit.contrib.flask")
 
 
 class _RequestState:
