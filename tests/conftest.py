@@ -1,9 +1,10 @@
 """Shared set-up: every async test runs on asyncio with and without uvloop (anyio's pytest plugin), no test
-leaves its structlog configuration behind, native thread pools are kept to one thread, and Hypothesis runs
-under the "dev" or the "ci" profile."""
+leaves a handler or a level on recoverkit's logger behind, native thread pools are kept to one thread, and
+Hypothesis runs under the "dev" or the "ci" profile."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 # Before anything imports numpy or scikit-learn: their OpenMP and BLAS pools read these when they load. A pool
@@ -16,7 +17,6 @@ for _pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 from collections.abc import Iterator  # noqa: E402 - after the thread limits, on purpose
 
 import pytest  # noqa: E402
-import structlog  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 # "dev" (the default): new random examples on every run, and a failure is saved in .hypothesis/ and tried first
@@ -30,15 +30,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.enviro
 
 
 @pytest.fixture(autouse=True)
-def _restore_structlog() -> Iterator[None]:
-    # The CLI's main() configures structlog for its process (to print to the stderr of the moment, here
-    # pytest's capture); put back what the rest of the test session had.
-    was_configured, saved = structlog.is_configured(), structlog.get_config()
+def _restore_recoverkit_logger() -> Iterator[None]:
+    # The CLI's main() and the framework commands attach a stderr handler to the "recoverkit" logger and set its
+    # level (their process is theirs); put back what the rest of the test session had.
+    logger = logging.getLogger("recoverkit")
+    handlers, level, propagate, disabled = list(logger.handlers), logger.level, logger.propagate, logger.disabled
     yield
-    if was_configured:
-        structlog.configure(**saved)
-    else:
-        structlog.reset_defaults()
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate, logger.disabled = propagate, disabled
 
 
 @pytest.fixture(

@@ -11,13 +11,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
-import structlog
 
+from . import _log
 from .engine import Engine
 from .errors import ConfigError
 from .integration import IntegrationSettings
@@ -79,16 +78,18 @@ def maintenance(settings: IntegrationSettings, work: Callable[[Engine], Awaitabl
     return anyio.run(run, backend="asyncio")
 
 
-def log_to_stderr(level: int) -> None:
-    """Send recoverkit's log to standard error from ``level`` up, unless the project configured structlog (then it
-    is left as it is). For commands only, which are their process's main program."""
-    if structlog.is_configured():
-        return
-    structlog.configure(
-        # sys.stderr looked up per logger, not now: a test runner swaps it per command.
-        logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-    )
+def log_to_stderr(level: int) -> bool:
+    """Send recoverkit's records to standard error from ``level`` up, unless the host process configured where
+    they go; ``True`` if it did.
+
+    A framework command runs inside the shop's process, after the framework applied the shop's logging
+    configuration (Django's ``LOGGING``, a ``dictConfig`` in the Flask app factory): if that configuration says
+    anything about recoverkit's records (a level, a handler or ``propagate`` on the ``recoverkit`` logger, or a
+    handler on an ancestor such as the root logger), it is respected and nothing is added. Otherwise a handler
+    for the current ``sys.stderr`` goes on the ``recoverkit`` logger alone, never on the root logger and never
+    to standard output, which carries the command's result (``export``'s JSON).
+    """
+    return _log.log_to_stderr(level, unless_configured=True)
 
 
 def describe(settings: IntegrationSettings, *, program: str) -> tuple[list[str], list[str]]:

@@ -38,7 +38,6 @@ from typing import Any
 
 import anyio
 import msgspec
-import structlog
 
 from . import __version__
 from ._cli_output import Out, Table, Ticker, escape
@@ -46,6 +45,7 @@ from ._cli_report import add_commands as add_report_commands
 from ._cli_store import add_commands
 from ._cli_templates import add_commands as add_template_commands
 from ._cli_train import add_commands as add_train_commands
+from ._log import log_to_stderr
 from .config import Config, load_config
 from .errors import ConfigError, RecoverkitError
 
@@ -444,6 +444,9 @@ def _uvloop() -> bool:
     return True
 
 
+_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recoverkit",
@@ -454,7 +457,12 @@ def _parser() -> argparse.ArgumentParser:
         "every RECOVERKIT_PROGRESS_INTERVAL seconds (default 10; 0: none).",
     )
     parser.add_argument("--version", action="version", version=f"recoverkit {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log engine activity to stderr")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log engine activity to stderr (-vv: debug records too)"
+    )
+    parser.add_argument(
+        "--log-level", choices=sorted(_LOG_LEVELS), help="log to stderr from this level up (default: warning)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="replay the bundled sample data and show the messages recoverkit would send")
@@ -536,13 +544,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``recoverkit`` command; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    # The CLI owns its process, so unlike the library it may configure logging: diagnostics to stderr,
-    # warnings and worse unless -v.
-    level = logging.INFO if args.verbose else logging.WARNING
-    structlog.configure(
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-    )
+    # The CLI owns its process, so unlike the library it may configure logging: recoverkit's records to stderr
+    # (stdout carries the commands' output), warnings and worse unless -v or --log-level; the root logger and
+    # any other library's loggers are left alone.
+    if args.log_level is not None:
+        level = _LOG_LEVELS[args.log_level]
+    else:
+        level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    log_to_stderr(level, unless_configured=False)
     console = Out()
     err = Out(stderr=True)
     if args.command == "dead-letters" and args.action == "resend" and not args.webhook:

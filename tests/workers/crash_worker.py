@@ -32,7 +32,6 @@ from pathlib import Path
 
 import anyio
 import msgspec
-import structlog
 
 from recoverkit import Engine, EventClock
 from recoverkit.channels.base import Message
@@ -122,10 +121,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     # The host configures logging, and here the script is the host: warnings and up, to stderr.
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-    )
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     anyio.run(run, args)
 
 

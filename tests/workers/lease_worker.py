@@ -35,7 +35,6 @@ import os
 import sys
 
 import anyio
-import structlog
 
 from recoverkit import BackgroundEngine, ChannelPolicy, Config, Flow, FlowStep, Message, StoreConfig, WallClock
 
@@ -88,10 +87,7 @@ def main() -> int:
     parser.add_argument("--block-sends", action="store_true", help="the adapter never returns")
     args = parser.parse_args()
     # The worker is the host here, so it may configure logging (process-global, left to the host by the library).
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-    )
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     channel = AppendLogChannel(args.log, args.name, block=args.block_sends)
     bg = BackgroundEngine(
         config(args.store, block=args.block_sends),

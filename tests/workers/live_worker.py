@@ -34,7 +34,6 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import msgspec
-import structlog
 
 from recoverkit import Engine
 from recoverkit.channels.base import Message
@@ -96,10 +95,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=2.0, help="seconds from abandonment to the message")
     args = parser.parse_args()
     # The host configures logging, and here the script is the host: warnings and up, to stderr.
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-    )
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     anyio.run(run, args)
 
 

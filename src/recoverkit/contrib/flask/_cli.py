@@ -13,9 +13,13 @@ reach, and they say so. Exit status: 0 on success, 2 for a configuration problem
 
 The worker is its process's main program, so it, and only it, handles SIGINT and SIGTERM: it stops taking
 new work, drains what was accepted, finishes deliveries in flight (at most ``CLOSE_TIMEOUT`` seconds) and exits.
-Likewise, when the app has not configured structlog itself, the commands send recoverkit's log to standard
-error (the worker from ``info`` up, the others from ``warning`` up), so that standard output carries only the
-command's result (``export``'s JSON).
+The commands run in the app's process and respect its logging configuration: recoverkit logs through the
+standard :mod:`logging` module under the ``recoverkit`` logger, so a ``logging.config.dictConfig`` done before the
+app is created (what Flask's documentation recommends) decides what is shown. Only when nothing is configured
+for recoverkit's records (no level, handler or ``propagate`` on the ``recoverkit`` logger, no handler on the root
+logger; Flask's own ``app.logger`` handler does not receive them) do the commands add a standard-error handler to
+the ``recoverkit`` logger, from ``info`` up for the worker and ``warning`` up for the others; standard output
+carries only the command's result (``export``'s JSON).
 """
 
 from __future__ import annotations

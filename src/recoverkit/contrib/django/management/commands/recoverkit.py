@@ -11,9 +11,13 @@
 or the config's ``[store] path``); with the state in memory, inside each web process, there is nothing they could
 reach, and they say so. Exit status: 0 on success, 2 for a configuration or usage problem, 1 for other failures.
 
-When the project has not configured structlog, the commands send recoverkit's log to standard error (the worker
-from ``info`` up, the others from ``warning`` up), so that standard output carries only the result (``export``'s
-JSON).
+The commands run in the project's process and respect its ``LOGGING`` setting: recoverkit logs through the
+standard :mod:`logging` module under the ``recoverkit`` logger (``recoverkit.engine``, ``recoverkit.dispatch``...).
+Only when ``LOGGING`` says nothing that reaches recoverkit's records (no level, handler or ``propagate`` on the
+``recoverkit`` logger, no handler on the root logger; Django's default configuration has none) do the commands
+add a standard-error handler to the ``recoverkit`` logger, from ``info`` up for the worker and ``warning`` up for
+the others. A ``LOGGING`` that silences ``recoverkit`` silences the commands' log too. Standard output carries
+only the result (``export``'s JSON).
 """
 
 from __future__ import annotations
