@@ -10,15 +10,30 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import structlog
 
 from recoverkit.bench import machine_info
 
-__all__ = ["emit_json", "machine", "parser", "percentiles", "print_header", "quiet_logs", "ratio"]
+__all__ = [
+    "bounded",
+    "emit_json",
+    "has_uvloop",
+    "machine",
+    "parser",
+    "percentiles",
+    "print_header",
+    "quiet_logs",
+    "ratio",
+    "watchdog",
+]
+
+T = TypeVar("T")
 
 
 def quiet_logs() -> None:
@@ -33,12 +48,75 @@ def quiet_logs() -> None:
     )
 
 
-def parser(description: str) -> argparse.ArgumentParser:
-    """An argument parser with the options every benchmark has: ``--quick`` and ``--json``."""
+def parser(description: str, *, timeout: float) -> argparse.ArgumentParser:
+    """An argument parser with the options every benchmark has: ``--quick``, ``--json`` and ``--timeout``.
+
+    ``timeout`` is the default of ``--timeout``: the seconds after which the script gives up (see
+    :func:`watchdog`); pick it well above the script's normal run time.
+    """
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a few seconds: smaller sizes, for a smoke run")
     p.add_argument("--json", action="store_true", help="print the results as one JSON document on stdout")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=timeout,
+        help=f"give up (exit code 3) after this many seconds; 0: never (default {timeout:g})",
+    )
     return p
+
+
+def watchdog(seconds: float, script: str) -> None:
+    """End the process with exit code 3 and a message on stderr if it is still running after ``seconds``.
+
+    A benchmark must fail loudly rather than hang: a stuck ``flush()`` or a lost wake-up in the engine blocks
+    a thread that nothing else can interrupt, and a non-daemon thread (anyio's portal thread) would keep the
+    interpreter from exiting. ``os._exit`` ends it whatever the threads are doing. ``seconds <= 0`` disables it.
+    """
+    if seconds <= 0:
+        return
+
+    def expire() -> None:
+        print(f"{script}: did not finish within {seconds:g} s (--timeout); stopping.", file=sys.stderr, flush=True)
+        os._exit(3)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+
+
+def bounded(fn: Callable[[], T], seconds: float, what: str) -> T:
+    """``fn()``, run in a daemon thread; raises ``TimeoutError`` naming ``what`` if it takes over ``seconds``.
+
+    For blocking calls into the engine (``flush()``, ``statistics()``) that could wait forever if the engine
+    were stuck: the script fails with a message instead. The thread is left behind on a timeout; it is a
+    daemon, so it does not keep the process alive.
+    """
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:  # handed to the caller below
+            error.append(exc)
+
+    thread = threading.Thread(target=call, name=f"bounded: {what}", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError(f"{what} did not return within {seconds:g} s")
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def machine(**extra: Any) -> dict[str, str]:

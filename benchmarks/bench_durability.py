@@ -42,15 +42,18 @@ filesystem. The tail of ``sync`` also holds what happens in the same process whi
 commit: the engine's loop thread and the other request threads compete for the GIL and, on a small machine,
 for the cores; compare the floor rows, which have neither engine nor pipeline.
 
-    /tmp/venv/bin/python benchmarks/bench_durability.py                  # 20,000 sessions, 3 rounds
-    /tmp/venv/bin/python benchmarks/bench_durability.py --quick
-    /tmp/venv/bin/python benchmarks/bench_durability.py --sessions 30000 --repeat 5 --json
+``--quick`` (200 sessions, 400 samples per configuration, one round) is a smoke run of a few seconds; its
+figures are indicative only. ``--timeout`` stops the script with a message (exit code 3) instead of hanging.
+Run from the repository root:
+
+    .venv/bin/python benchmarks/bench_durability.py                  # 20,000 sessions, 3 rounds
+    .venv/bin/python benchmarks/bench_durability.py --quick
+    .venv/bin/python benchmarks/bench_durability.py --sessions 30000 --repeat 5 --json
 """
 
 from __future__ import annotations
 
 import math
-import os
 import sqlite3
 import statistics
 import sys
@@ -63,7 +66,18 @@ from pathlib import Path
 from typing import Any, Final
 
 import anyio
-from _common import emit_json, machine, parser, percentiles, print_header, quiet_logs, ratio
+from _common import (
+    bounded,
+    emit_json,
+    has_uvloop,
+    machine,
+    parser,
+    percentiles,
+    print_header,
+    quiet_logs,
+    ratio,
+    watchdog,
+)
 
 from recoverkit import BackgroundEngine, Config, Engine, EventClock, MemoryChannel, WallClock
 from recoverkit.channels.base import Message
@@ -77,6 +91,11 @@ CHUNK_LINES: Final = 1024  # as recoverkit.replay submits
 QS: Final = (50, 99, 99.9)
 STORES: Final = ("memory", "sqlite-normal", "sqlite-full")
 TRACK_CONFIGS: Final = ("batch", "sync-normal", "sync-full", "follower-normal", "floor-normal", "floor-full")
+#: Seconds a step that should be quick (threads meeting at the start line, reading statistics, closing the
+#: engine) may take, and seconds a phase's calls or its final flush may take, before the script gives up
+#: with an error; ``--timeout`` bounds the whole run again.
+STEP_TIMEOUT: Final = 10.0
+RUN_TIMEOUT: Final = 300.0
 
 
 # -- (a) replay throughput ---------------------------------------------------------------------------------
@@ -118,7 +137,7 @@ def run_replay(lines: list[bytes], *, repeat: int, directory: Path) -> dict[str,
                 synchronous = name.rpartition("-")[2] if path else "normal"
                 seconds, sent, ok = anyio.run(
                     _replay_once, lines, path, synchronous, backend="asyncio",
-                    backend_options={"use_uvloop": _has_uvloop()},
+                    backend_options={"use_uvloop": has_uvloop()},
                 )  # fmt: skip
             runs[name].append(len(lines) / seconds)
             messages[name].add(sent)
@@ -153,7 +172,7 @@ def _time_calls(
     """
     period = threads / rate if rate > 0 else 0.0
     results: list[tuple[array[int], array[int], int]] = [(array("q"), array("q"), 0)] * threads
-    start_line = threading.Barrier(threads + 1)
+    start_line = threading.Barrier(threads + 1, timeout=STEP_TIMEOUT)
 
     def request(k: int) -> None:
         ns = time.perf_counter_ns
@@ -182,14 +201,20 @@ def _time_calls(
                 refused += 1
         results[k] = (empty, timed, refused)
 
-    workers = [threading.Thread(target=request, args=(k,), name=f"request-{k}") for k in range(threads)]
+    # Daemons joined with a deadline: a stuck call fails the script instead of keeping the process alive.
+    workers = [threading.Thread(target=request, args=(k,), name=f"request-{k}", daemon=True) for k in range(threads)]
     for t in workers:
         t.start()
     start_line.wait()
     started = time.perf_counter()
+    deadline = time.monotonic() + RUN_TIMEOUT
     for t in workers:
-        t.join()
+        t.join(max(deadline - time.monotonic(), 0.0))
+        if t.is_alive():
+            raise TimeoutError(f"{t.name} did not finish its {per_thread:,} calls within {RUN_TIMEOUT:g} s")
     window = time.perf_counter() - started
+    if any(not r[1] for r in results):
+        raise RuntimeError("a request thread failed (see the traceback above); no figures")
     empty_ns = [s for r in results for s in r[0]]
     call_ns = [s for r in results for s in r[1]]
     return empty_ns, call_ns, sum(r[2] for r in results), window
@@ -228,14 +253,14 @@ def _track_phase(
             empty, samples, refused, window = _time_calls(
                 bg.track, events, threads=threads, per_thread=per_thread, rate=rate
             )
-            bg.flush()
-            stats = bg.statistics()
+            bounded(bg.flush, RUN_TIMEOUT, f"{name}: BackgroundEngine.flush()")
+            stats = bounded(bg.statistics, STEP_TIMEOUT, f"{name}: BackgroundEngine.statistics()")
             if stats.owner != (kind != "follower"):
                 raise RuntimeError(
                     f"{name}: expected the engine {'not ' if kind == 'follower' else ''}to own the pipeline"
                 )
         finally:
-            bg.close()
+            bg.close(timeout=STEP_TIMEOUT)
         tracked = threads * per_thread - refused
         invalid = sum(stats.events_invalid.values())
         return {
@@ -258,9 +283,7 @@ def run_track(
     }
     for _ in range(repeat):
         for name in TRACK_CONFIGS:
-            phase = _track_phase(
-                name, events, threads=threads, per_thread=per_thread, directory=directory, rate=rate
-            )
+            phase = _track_phase(name, events, threads=threads, per_thread=per_thread, directory=directory, rate=rate)
             pool = pooled[name]
             pool["empty"] += phase["empty"]
             pool["samples"] += phase["samples"]
@@ -363,14 +386,6 @@ def report(doc: dict[str, Any]) -> None:
         print(f"target: track() p99 < {P99_TARGET_US / 1000:g} ms with sync + normal: {p99:,.1f} us - {verdict}")
 
 
-def _has_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _filesystem(path: Path) -> str:
     """The filesystem type holding ``path`` (from /proc/mounts), for the machine header."""
     try:
@@ -386,21 +401,13 @@ def _filesystem(path: Path) -> str:
     return f"{kind} on {best}" if best else kind
 
 
-def _watchdog(seconds: float) -> None:
-    def expire() -> None:
-        print(f"bench_durability: did not finish within {seconds:g} s; stopping.", file=sys.stderr, flush=True)
-        os._exit(3)  # a stuck flush cannot be interrupted from here otherwise
-
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
-
-
 def main() -> None:
-    p = parser(__doc__.split("\n\n")[0])
-    p.add_argument("--sessions", type=int, help="synthetic sessions (default 20,000; 2,000 with --quick)")
+    p = parser(__doc__.split("\n\n")[0], timeout=600.0)
+    p.add_argument("--sessions", type=int, help="synthetic sessions (default 20,000; 200 with --quick)")
     p.add_argument("--repeat", type=int, help="runs / rounds of each configuration (default 3; 1 with --quick)")
-    p.add_argument("--samples", type=int, help="track() samples per configuration and round (default 10,000)")
+    p.add_argument(
+        "--samples", type=int, help="track() samples per configuration and round (default 10,000; 400 with --quick)"
+    )
     p.add_argument("--threads", type=int, default=4, help="request threads for track() (default 4)")
     p.add_argument("--only", choices=("replay", "track"), help="run one part only")
     p.add_argument(
@@ -410,16 +417,14 @@ def main() -> None:
         help="track() calls per second from all threads together (default 0: as fast as possible, saturating)",
     )
     p.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where the SQLite files go")
-    p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (default 600)")
     args = p.parse_args()
     quiet_logs()
-    if args.timeout > 0:
-        _watchdog(args.timeout)
-    sessions = args.sessions if args.sessions is not None else (2_000 if args.quick else 20_000)
+    watchdog(args.timeout, "bench_durability")
+    sessions = args.sessions if args.sessions is not None else (200 if args.quick else 20_000)
     repeat = max(args.repeat if args.repeat is not None else (1 if args.quick else 3), 1)
-    samples = args.samples if args.samples is not None else (2_000 if args.quick else 10_000)
+    samples = args.samples if args.samples is not None else (400 if args.quick else 10_000)
     info = machine(
-        event_loop="uvloop" if _has_uvloop() else "asyncio",
+        event_loop="uvloop" if has_uvloop() else "asyncio",
         sqlite=sqlite3.sqlite_version,
         files=_filesystem(args.dir),
     )
@@ -438,7 +443,7 @@ def main() -> None:
         doc["replay"] = run_replay(lines, repeat=repeat, directory=args.dir)
     if args.only in (None, "track"):
         # Live events (from now on), as a shop would send them; enough that no thread repeats one.
-        events = list(generate_jsonl(max(sessions // 4, 1_000), seed=1, start=time.time()))
+        events = list(generate_jsonl(max(sessions // 4, 200 if args.quick else 1_000), seed=1, start=time.time()))
         doc["track"] = run_track(
             events, threads=args.threads, samples=samples, repeat=repeat, directory=args.dir, rate=args.rate
         )

@@ -25,9 +25,19 @@ baselines. Target (project issue): p99 < 50 ms. A live engine advances its clock
 (``Config.tick_interval``, default 10 ms), so lateness of up to one tick plus one pass through the pipeline is
 by design.
 
-    /tmp/venv/bin/python benchmarks/bench_live_latency.py         # 2,000 carts over 3 s, 20,000 events/s
-    /tmp/venv/bin/python benchmarks/bench_live_latency.py --quick
-    /tmp/venv/bin/python benchmarks/bench_live_latency.py --load-rate 50000 --tick-interval 0.005 --json
+A phase waits for its probe messages at most ``spread + abandon_after + delay`` plus ``--patience`` seconds
+(default 10); probe messages still missing then are reported as missing (their lateness exceeds that wait),
+which happens when the engine cannot keep up with ``--load-rate`` on the machine: live, the watermark only
+moves once ingest has read everything journaled before the tick, so a pipeline that falls behind its input
+delays every timer. The loaded figures then say "not measured" rather than a p99.
+
+``--quick`` is a smoke run of a few seconds: 100 probe carts over 0.3 s, ``abandon_after`` 0.3 s, delay
+0.1 s, a load of 2,000 events/s, 3 s of patience; its figures are indicative only. Run from the repository
+root:
+
+    .venv/bin/python benchmarks/bench_live_latency.py         # 2,000 carts over 3 s, 20,000 events/s
+    .venv/bin/python benchmarks/bench_live_latency.py --quick
+    .venv/bin/python benchmarks/bench_live_latency.py --load-rate 50000 --tick-interval 0.005 --json
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ from typing import Any
 
 import anyio
 import msgspec
-from _common import emit_json, machine, parser, percentiles, print_header, quiet_logs, ratio
+from _common import bounded, emit_json, machine, parser, percentiles, print_header, quiet_logs, ratio, watchdog
 
 from recoverkit import BackgroundEngine, Config, Flow, FlowStep, Message, encode_event
 from recoverkit.synthetic import generate_events
@@ -50,6 +60,9 @@ P99_TARGET_MS = 50.0
 QS = (50, 90, 99)
 PROBE_DOMAIN = "@probe.invalid"
 _HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
+#: Seconds a step that should be quick (reading statistics, the feeder stopping) may take before the script
+#: gives up with an error; closing the engine is bounded by its own drain timeout.
+STEP_TIMEOUT = 10.0
 
 
 class _LatenessChannel:
@@ -87,9 +100,7 @@ class _GcWatch:
             return
         generation = info["generation"]
         self.counts[generation] += 1
-        self.longest_ms[generation] = max(
-            self.longest_ms[generation], (time.perf_counter() - self._started) * 1e3
-        )
+        self.longest_ms[generation] = max(self.longest_ms[generation], (time.perf_counter() - self._started) * 1e3)
 
     def __enter__(self) -> _GcWatch:
         gc.collect()  # start each phase with the garbage of set-up collected, so phases start alike
@@ -105,9 +116,7 @@ class _GcWatch:
 
 def _probe_events(i: int) -> list[bytes]:
     session, customer = f"probe-s{i}", f"probe-c{i}"
-    items = [
-        {"item_id": f"SKU-{(i * 31 + k * 977) % 5000:06d}", "price": "19.99", "quantity": 1} for k in range(3)
-    ]
+    items = [{"item_id": f"SKU-{(i * 31 + k * 977) % 5000:06d}", "price": "19.99", "quantity": 1} for k in range(3)]
     encode = msgspec.json.encode
     return [
         encode({"event": "identify", "session_id": session, "customer_id": customer,
@@ -129,13 +138,12 @@ def _ms(figures: dict[str, float]) -> dict[str, float]:
 
 
 def engine_phase(
-    config: Config, *, carts: int, spread: float, load: list[bytes] | None, load_rate: float, warmup: float
-) -> dict[str, Any]:
+    config: Config, *, carts: int, spread: float, load: list[bytes] | None, load_rate: float, warmup: float,
+    patience: float,
+) -> dict[str, Any]:  # fmt: skip
     probes = [_probe_events(i) for i in range(carts)]
     channel = _LatenessChannel(expected=carts)
     bg = BackgroundEngine(config, channels={"email": channel}, close_at_exit=False)
-    watch = _GcWatch().__enter__()
-    bg.start()
     stop = threading.Event()
     fed = [0, 0]  # load events tracked: [accepted by track(), refused]
 
@@ -159,34 +167,42 @@ def engine_phase(
             sent += count
             time.sleep(period)
 
-    feeder = None
-    feed_started = time.perf_counter()
-    if load:
-        feeder = threading.Thread(target=feed, args=(load,), name="load-feeder", daemon=True)
-        feeder.start()
-        time.sleep(warmup)
+    watch = _GcWatch().__enter__()
+    try:
+        bg.start()
+        feeder = None
+        feed_started = time.perf_counter()
+        if load:
+            feeder = threading.Thread(target=feed, args=(load,), name="load-feeder", daemon=True)
+            feeder.start()
+            time.sleep(warmup)
 
-    started = time.perf_counter()
-    for i, events in enumerate(probes):
-        wait = started + i * spread / carts - time.perf_counter()
-        if wait > 0:
-            time.sleep(wait)
-        for event in events:
-            bg.track(event)
-    patience = spread + config.abandon_after + config.flows[0].steps[0].delay + 10.0
-    complete = channel.all_probes_in.wait(patience)
-    stop.set()
-    if feeder is not None:
-        feeder.join()
-    fed_seconds = time.perf_counter() - feed_started
-    watch.__exit__()
-    stats = bg.statistics()
-    bg.close(timeout=5.0)
+        started = time.perf_counter()
+        for i, events in enumerate(probes):
+            wait = started + i * spread / carts - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            for event in events:
+                bg.track(event)
+        waited = spread + config.abandon_after + config.flows[0].steps[0].delay + patience
+        complete = channel.all_probes_in.wait(waited)
+        stop.set()
+        if feeder is not None:
+            feeder.join(STEP_TIMEOUT)
+            if feeder.is_alive():
+                raise TimeoutError(f"the load feeder did not stop within {STEP_TIMEOUT:g} s")
+        fed_seconds = time.perf_counter() - feed_started
+        stats = bounded(bg.statistics, STEP_TIMEOUT, "BackgroundEngine.statistics()")
+    finally:
+        stop.set()
+        watch.__exit__()
+        bg.close(timeout=5.0)  # bounded: what is still in the pipeline after 5 s is cancelled
     dispatch = stats.stages["dispatch"].extra
     return {
         "probe_carts": carts,
         "probe_messages": len(channel.probe),
         "complete": complete,
+        "waited_s": waited,
         "probe_lateness_ms": _ms(percentiles(channel.probe, QS)),
         "load_messages": len(channel.load),
         "load_lateness_ms": _ms(percentiles(channel.load, QS)),
@@ -237,7 +253,7 @@ def timer_phase(*, timers: int, spread: float, lead: float) -> dict[str, Any]:
 
 def run(
     *, carts: int, spread: float, abandon_after: float, delay: float, tick: float, load_rate: float,
-    sessions: int, warmup: float, gc_freeze: bool,
+    sessions: int, warmup: float, gc_freeze: bool, patience: float, lead: float,
 ) -> dict[str, Any]:  # fmt: skip
     config = Config(
         abandon_after=abandon_after,
@@ -252,9 +268,11 @@ def run(
         # collector's reach, so full collections only walk what the requests create.
         gc.collect()
         gc.freeze()
-    timer = timer_phase(timers=carts, spread=spread, lead=0.5)
-    idle = engine_phase(config, carts=carts, spread=spread, load=None, load_rate=0.0, warmup=0.0)
-    loaded = engine_phase(config, carts=carts, spread=spread, load=load, load_rate=load_rate, warmup=warmup)
+    timer = timer_phase(timers=carts, spread=spread, lead=lead)
+    idle = engine_phase(config, carts=carts, spread=spread, load=None, load_rate=0.0, warmup=0.0, patience=patience)
+    loaded = engine_phase(
+        config, carts=carts, spread=spread, load=load, load_rate=load_rate, warmup=warmup, patience=patience
+    )
     t99 = timer["lateness_ms"]["p99"]
     i99 = idle["probe_lateness_ms"]["p99"]
     l99 = loaded["probe_lateness_ms"]["p99"]
@@ -269,6 +287,7 @@ def run(
             "load_synthetic_sessions": sessions,
             "load_synthetic_events": len(load),
             "warmup_s": warmup,
+            "patience_s": patience,
             "gc_freeze": gc_freeze,
             "objects_tracked_by_gc_at_start": tracked,
         },
@@ -297,9 +316,7 @@ def report(doc: dict[str, Any]) -> None:
         f"(looped); {s['objects_tracked_by_gc_at_start']:,} objects tracked by gc"
         f"{', frozen' if s['gc_freeze'] else ''}\n"
     )
-    header = f"{'lateness after due time':<44}" + "".join(
-        f"{h:>10}" for h in ("count", "p50", "p90", "p99", "max")
-    )
+    header = f"{'lateness after due time':<44}" + "".join(f"{h:>10}" for h in ("count", "p50", "p90", "p99", "max"))
     print(header + "   (ms)")
     print("-" * (len(header) + 7))
 
@@ -337,44 +354,54 @@ def report(doc: dict[str, Any]) -> None:
             f"events accepted {phase['events_accepted']:,}, "
             f"overflow {phase['events_overflow']:,}; probe messages missing {missing}"
         )
+    for name, phase in (("idle", idle), ("loaded", loaded)):
+        if not phase["complete"]:
+            print(
+                f"{name}: NOT MEASURED: {phase['probe_carts'] - phase['probe_messages']:,} of "
+                f"{phase['probe_carts']:,} probe messages had not reached the adapter after "
+                f"{phase['waited_s']:.1f} s; the engine did not keep up (accepted "
+                f"{phase['events_accepted']:,} events); lower --load-rate or raise --patience"
+            )
     t = doc["targets"]
     print(
-        f"\ntarget: p99 < {t['p99_ms']:g} ms under load: {loaded['probe_lateness_ms']['p99']:.2f} ms - "
-        f"{'met' if t['loaded_p99_met'] else 'NOT met'} (idle: {idle['probe_lateness_ms']['p99']:.2f} ms - "
+        f"\ntarget: p99 < {t['p99_ms']:g} ms under load: {_p99(loaded)} - "
+        f"{'met' if t['loaded_p99_met'] else 'NOT met'} (idle: {_p99(idle)} - "
         f"{'met' if t['idle_p99_met'] else 'NOT met'})"
     )
 
 
+def _p99(phase: dict[str, Any]) -> str:
+    if not phase["complete"]:
+        return f"not measured (messages missing after {phase['waited_s']:.1f} s)"
+    return f"{phase['probe_lateness_ms']['p99']:.2f} ms"
+
+
 def main() -> None:
-    p = parser(__doc__.split("\n\n")[0])
-    p.add_argument("--carts", type=int, help="probe carts per phase (default 2,000; 300 with --quick)")
+    p = parser(__doc__.split("\n\n")[0], timeout=300.0)
+    p.add_argument("--carts", type=int, help="probe carts per phase (default 2,000; 100 with --quick)")
+    p.add_argument("--spread", type=float, help="seconds over which probe carts are created (default 3; 0.3 --quick)")
+    p.add_argument("--abandon-after", type=float, help="Config.abandon_after, seconds (default 1.0; 0.3 --quick)")
+    p.add_argument("--delay", type=float, help="the flow step's delay, seconds (default 0.5; 0.1 --quick)")
+    p.add_argument("--tick-interval", type=float, default=Config().tick_interval, help="Config.tick_interval (s)")
+    p.add_argument("--load-rate", type=float, help="background events per second (default 20,000; 2,000 --quick)")
+    p.add_argument("--sessions", type=int, help="synthetic sessions for the load (default 10,000; 500 --quick)")
     p.add_argument(
-        "--spread", type=float, help="seconds over which probe carts are created (default 3; 0.5 --quick)"
+        "--patience",
+        type=float,
+        help="seconds a phase waits for its last probe message beyond its due time (default 10; 3 --quick)",
     )
-    p.add_argument(
-        "--abandon-after", type=float, help="Config.abandon_after, seconds (default 1.0; 0.5 --quick)"
-    )
-    p.add_argument("--delay", type=float, help="the flow step's delay, seconds (default 0.5; 0.25 --quick)")
-    p.add_argument(
-        "--tick-interval", type=float, default=Config().tick_interval, help="Config.tick_interval (s)"
-    )
-    p.add_argument(
-        "--load-rate", type=float, default=20_000.0, help="background events per second (default 20,000)"
-    )
-    p.add_argument(
-        "--sessions", type=int, help="synthetic sessions for the load (default 10,000; 2,000 --quick)"
-    )
-    p.add_argument(
-        "--gc-freeze", action="store_true", help="gc.freeze() after set-up, as pre-forking servers do"
-    )
+    p.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after set-up, as pre-forking servers do")
     args = p.parse_args()
     quiet_logs()
+    watchdog(args.timeout, "bench_live_latency")
     quick = args.quick
-    carts = args.carts if args.carts is not None else (300 if quick else 2_000)
-    spread = args.spread if args.spread is not None else (0.5 if quick else 3.0)
-    abandon_after = args.abandon_after if args.abandon_after is not None else (0.5 if quick else 1.0)
-    delay = args.delay if args.delay is not None else (0.25 if quick else 0.5)
-    sessions = args.sessions if args.sessions is not None else (2_000 if quick else 10_000)
+    carts = args.carts if args.carts is not None else (100 if quick else 2_000)
+    spread = args.spread if args.spread is not None else (0.3 if quick else 3.0)
+    abandon_after = args.abandon_after if args.abandon_after is not None else (0.3 if quick else 1.0)
+    delay = args.delay if args.delay is not None else (0.1 if quick else 0.5)
+    sessions = args.sessions if args.sessions is not None else (500 if quick else 10_000)
+    load_rate = args.load_rate if args.load_rate is not None else (2_000.0 if quick else 20_000.0)
+    patience = args.patience if args.patience is not None else (3.0 if quick else 10.0)
     info = machine(event_loop="uvloop" if _HAS_UVLOOP else "asyncio")
     doc = {"machine": info} | run(
         carts=carts,
@@ -382,10 +409,12 @@ def main() -> None:
         abandon_after=abandon_after,
         delay=delay,
         tick=args.tick_interval,
-        load_rate=args.load_rate,
+        load_rate=load_rate,
         sessions=sessions,
-        warmup=0.3 if quick else 1.0,
+        warmup=0.2 if quick else 1.0,
         gc_freeze=args.gc_freeze,
+        patience=patience,
+        lead=0.2 if quick else 0.5,
     )
     if args.json:
         emit_json(doc)

@@ -18,9 +18,13 @@ Sessions ids are 36-character UUID-like strings and products come from a 5,000-i
 ``measure_cart_memory``. Ratios are recoverkit / baseline (below 1: recoverkit holds less).
 Target (project issue): < 1 KB per open cart with three items at 100,000 open carts (the traced figure).
 
-    /tmp/venv/bin/python benchmarks/bench_memory.py               # 10k, 100k and 300k open carts
-    /tmp/venv/bin/python benchmarks/bench_memory.py --quick       # 10k and 30k
-    /tmp/venv/bin/python benchmarks/bench_memory.py --sizes 50000 200000 --json
+``--quick`` measures at 2,000 and 5,000 open carts: a smoke run of a few seconds; at such sizes fixed costs
+weigh on the figures, so they are indicative only. Each child must report within ``CHILD_TIMEOUT`` seconds and
+the whole run within ``--timeout``, else the script stops with a message. Run from the repository root:
+
+    .venv/bin/python benchmarks/bench_memory.py               # 10k, 100k and 300k open carts
+    .venv/bin/python benchmarks/bench_memory.py --quick       # 2k and 5k
+    .venv/bin/python benchmarks/bench_memory.py --sizes 50000 200000 --json
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from _common import emit_json, machine, parser, print_header, quiet_logs, ratio
+from _common import emit_json, machine, parser, print_header, quiet_logs, ratio, watchdog
 
 from recoverkit import Config
 from recoverkit.bench import measure_cart_memory
@@ -48,6 +52,8 @@ TARGET_CARTS = 100_000
 ITEMS = 3
 _CHUNK = 10_000
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+#: Seconds one child measurement may take (300,000 traced carts take well under a minute on 2 cores).
+CHILD_TIMEOUT = 300.0
 
 
 # -- the carts: the same events as recoverkit.bench.measure_cart_memory ------------------------------------
@@ -169,9 +175,7 @@ def _child(task: tuple[str, str, int], conn: Any) -> None:
     try:
         started = time.perf_counter()
         if how == "traced":
-            value: Any = (
-                measure_cart_memory(carts, ITEMS) if which == "recoverkit" else _traced_baseline(carts)
-            )
+            value: Any = measure_cart_memory(carts, ITEMS) if which == "recoverkit" else _traced_baseline(carts)
             result: dict[str, Any] = {"traced_bytes_per_cart": value}
         else:
             result = _untraced(which, carts)
@@ -188,8 +192,15 @@ def _in_child(ctx: Any, task: tuple[str, str, int]) -> dict[str, Any]:
     process = ctx.Process(target=_child, args=(task, send))
     process.start()
     send.close()
-    status, payload = receive.recv()
-    process.join()
+    try:
+        if not receive.poll(CHILD_TIMEOUT):
+            raise TimeoutError(f"the child measuring {'/'.join(map(str, task))} gave no result in {CHILD_TIMEOUT:g} s")
+        status, payload = receive.recv()  # EOFError if the child died without a word (killed, out of memory)
+    finally:
+        process.join(5.0)
+        if process.is_alive():
+            process.kill()
+            process.join()
     if status != "ok":
         raise RuntimeError(payload)
     return payload  # type: ignore[no-any-return]
@@ -197,9 +208,7 @@ def _in_child(ctx: Any, task: tuple[str, str, int]) -> dict[str, Any]:
 
 def run(sizes: list[int]) -> dict[str, Any]:
     # fork: cheap, and the child starts with recoverkit already imported; spawn where fork does not exist.
-    ctx = multiprocessing.get_context(
-        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    )
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     rows: list[dict[str, Any]] = []
     for carts in sizes:
         rk = _in_child(ctx, ("recoverkit", "traced", carts)) | _in_child(ctx, ("recoverkit", "rss", carts))
@@ -222,9 +231,7 @@ def run(sizes: list[int]) -> dict[str, Any]:
             "bytes_per_cart": TARGET_BYTES,
             "at_carts": TARGET_CARTS,
             "measured_at_target_size": at_target is not None,
-            "met": None
-            if at_target is None
-            else at_target["recoverkit"]["traced_bytes_per_cart"] < TARGET_BYTES,
+            "met": None if at_target is None else at_target["recoverkit"]["traced_bytes_per_cart"] < TARGET_BYTES,
         },
     }
 
@@ -235,9 +242,7 @@ def report(doc: dict[str, Any]) -> None:
         f"   {'RSS B/cart':>11} {'baseline':>9} {'ratio':>6}"
         f"   {'peak RSS MB':>11} {'baseline':>9} {'ratio':>6}"
     )
-    print(
-        "recoverkit (sessionizer) vs baseline (bare dicts), 3 items per cart; ratio = recoverkit / baseline"
-    )
+    print("recoverkit (sessionizer) vs baseline (bare dicts), 3 items per cart; ratio = recoverkit / baseline")
     print(header)
     print("-" * len(header))
     for r in doc["rows"]:
@@ -268,13 +273,17 @@ def report(doc: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n\n")[0])
+    p = parser(__doc__.split("\n\n")[0], timeout=1200.0)
     p.add_argument(
-        "--sizes", type=int, nargs="+", help="open carts to measure at (default 10000 100000 300000)"
+        "--sizes",
+        type=int,
+        nargs="+",
+        help="open carts to measure at (default 10000 100000 300000; 2000 5000 with --quick)",
     )
     args = p.parse_args()
     quiet_logs()
-    sizes = args.sizes or ([10_000, 30_000] if args.quick else [10_000, 100_000, 300_000])
+    watchdog(args.timeout, "bench_memory")
+    sizes = args.sizes or ([2_000, 5_000] if args.quick else [10_000, 100_000, 300_000])
     info = machine()
     doc = {"machine": info} | run(sizes)
     if args.json:

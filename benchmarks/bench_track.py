@@ -42,7 +42,18 @@ from array import array
 from typing import Any
 
 import msgspec
-from _common import emit_json, machine, parser, percentiles, print_header, quiet_logs, ratio
+from _common import (
+    bounded,
+    emit_json,
+    has_uvloop,
+    machine,
+    parser,
+    percentiles,
+    print_header,
+    quiet_logs,
+    ratio,
+    watchdog,
+)
 
 from recoverkit import BackgroundEngine, Config, MemoryChannel, WallClock
 from recoverkit.synthetic import generate_jsonl
@@ -51,6 +62,12 @@ MEDIAN_TARGET_US = 1.0
 P99_TARGET_US = 10.0
 QS = (50, 90, 99, 99.9)
 METHODS = ("empty", "deque.append", "call_soon_threadsafe", "track")
+#: Seconds any one step (engine start, a thread's start line, feeders stopping, close) may take before the
+#: script gives up with an error; the whole run is bounded again by ``--timeout``.
+STEP_TIMEOUT = 10.0
+#: Seconds the request threads may take for their samples, and the final flush for the backlog.
+RUN_TIMEOUT = 120.0
+FLUSH_TIMEOUT = 60.0
 
 
 class _LoopRecordingClock(WallClock):
@@ -77,122 +94,136 @@ def _noop() -> None:
 
 
 def run(
-    *, threads: int, samples: int, feeders: int, backlog: int, sessions: int, payload: str
+    *, threads: int, samples: int, feeders: int, backlog: int, sessions: int, payload: str, warmup: float
 ) -> dict[str, Any]:
     lines = list(generate_jsonl(sessions, start=time.time()))
     events: list[Any] = lines if payload == "bytes" else [msgspec.json.decode(line) for line in lines]
 
     clock = _LoopRecordingClock()
     bg = BackgroundEngine(Config(), clock=clock, channels={"email": MemoryChannel()}, close_at_exit=False)
-    bg.start()
-    if not clock.ready.wait(10):
-        raise RuntimeError("the engine's ticker did not start within 10 s")
-    loop = clock.loop
-    assert loop is not None
-    ingest = bg.engine.ingest  # read-only: the inbox length, to pace the feeders and show the engine is busy
-    pending = ingest.pending
-
     stop = threading.Event()
-    fed = [[0, 0] for _ in range(feeders)]  # per feeder: [tracked True, tracked False]
+    feeder_threads: list[threading.Thread] = []
+    try:
+        bg.start()
+        if not clock.ready.wait(STEP_TIMEOUT):
+            raise RuntimeError(f"the engine's ticker did not start within {STEP_TIMEOUT:g} s")
+        loop = clock.loop
+        assert loop is not None  # set before ready
+        # Read-only: the journal's inbox (what track() appends to and the engine drains every tick), to pace
+        # the feeders and to show that the engine is busy; and its count of events journaled.
+        journal = bg.engine.journal
+        pending = journal.pending
+        fed = [[0, 0] for _ in range(feeders)]  # per feeder: [tracked True, tracked False]
 
-    def feed(k: int) -> None:
-        track = bg.track
-        n = len(lines)
-        i = (k * n) // max(feeders, 1)
-        chunk = 500
-        counts = fed[k]
-        while not stop.is_set():
-            if len(pending) >= backlog:
-                time.sleep(0.0005)
-                continue
-            for line in lines[i : i + chunk]:
-                if track(line):
-                    counts[0] += 1
+        def feed(k: int) -> None:
+            track = bg.track
+            n = len(lines)
+            i = (k * n) // max(feeders, 1)
+            chunk = 500
+            counts = fed[k]
+            while not stop.is_set():
+                if len(pending) >= backlog:
+                    time.sleep(0.0005)
+                    continue
+                for line in lines[i : i + chunk]:
+                    if track(line):
+                        counts[0] += 1
+                    else:
+                        counts[1] += 1
+                i = i + chunk if i + chunk < n else 0
+
+        feeder_threads = [
+            threading.Thread(target=feed, args=(k,), name=f"feeder-{k}", daemon=True) for k in range(feeders)
+        ]
+        for t in feeder_threads:
+            t.start()
+        # Warm up: let the inbox fill to half the backlog once, so the engine is busy before the first sample.
+        warm_until = time.monotonic() + warmup
+        while len(pending) < backlog // 2 and time.monotonic() < warm_until:
+            time.sleep(0.01)
+        time.sleep(min(0.2, warmup))
+
+        per_thread = max(samples // threads, 1)
+        results: list[dict[str, array[int]]] = [{} for _ in range(threads)]
+        req_counts = [[0, 0] for _ in range(threads)]
+        depths: list[list[int]] = [[] for _ in range(threads)]
+        floor: collections.deque[Any] = collections.deque()
+        start_line = threading.Barrier(threads + 1, timeout=STEP_TIMEOUT)
+
+        def request(k: int) -> None:
+            ns = time.perf_counter_ns
+            track = bg.track
+            append = floor.append
+            soon = loop.call_soon_threadsafe
+            noop = _noop
+            n = per_thread
+            empty = array("q", bytes(8 * n))
+            dq = array("q", bytes(8 * n))
+            cs = array("q", bytes(8 * n))
+            tr = array("q", bytes(8 * n))
+            m = len(events)
+            j = (k * 7919) % m
+            ok = refused = 0
+            depth = depths[k]
+            start_line.wait()
+            for i in range(n):
+                event = events[j]
+                j = j + 1 if j + 1 < m else 0
+                t0 = ns()
+                t1 = ns()
+                empty[i] = t1 - t0
+                t0 = ns()
+                append(event)
+                t1 = ns()
+                dq[i] = t1 - t0
+                t0 = ns()
+                soon(noop)
+                t1 = ns()
+                cs[i] = t1 - t0
+                t0 = ns()
+                accepted = track(event)
+                t1 = ns()
+                tr[i] = t1 - t0
+                if accepted:
+                    ok += 1
                 else:
-                    counts[1] += 1
-            i = i + chunk if i + chunk < n else 0
+                    refused += 1
+                if not i & 255:
+                    depth.append(len(pending))
+            results[k] = {"empty": empty, "deque.append": dq, "call_soon_threadsafe": cs, "track": tr}
+            req_counts[k] = [ok, refused]
 
-    feeder_threads = [
-        threading.Thread(target=feed, args=(k,), name=f"feeder-{k}", daemon=True) for k in range(feeders)
-    ]
-    for t in feeder_threads:
-        t.start()
-    # Warm up: let the inbox fill to the backlog once, so the engine is busy before the first sample.
-    warm_until = time.monotonic() + 5.0
-    while len(pending) < backlog // 2 and time.monotonic() < warm_until:
-        time.sleep(0.01)
-    time.sleep(0.2)
-
-    per_thread = max(samples // threads, 1)
-    results: list[dict[str, array[int]]] = [{} for _ in range(threads)]
-    req_counts = [[0, 0] for _ in range(threads)]
-    depths: list[list[int]] = [[] for _ in range(threads)]
-    floor: collections.deque[Any] = collections.deque()
-    start_line = threading.Barrier(threads + 1)
-
-    def request(k: int) -> None:
-        ns = time.perf_counter_ns
-        track = bg.track
-        append = floor.append
-        soon = loop.call_soon_threadsafe
-        noop = _noop
-        n = per_thread
-        empty = array("q", bytes(8 * n))
-        dq = array("q", bytes(8 * n))
-        cs = array("q", bytes(8 * n))
-        tr = array("q", bytes(8 * n))
-        m = len(events)
-        j = (k * 7919) % m
-        ok = refused = 0
-        depth = depths[k]
+        # Daemons, joined with a deadline below: a request thread that dies or sticks must not keep the
+        # process alive after the script has reported the failure.
+        request_threads = [
+            threading.Thread(target=request, args=(k,), name=f"request-{k}", daemon=True) for k in range(threads)
+        ]
+        for t in request_threads:
+            t.start()
+        accepted_before = journal.accepted
         start_line.wait()
-        for i in range(n):
-            event = events[j]
-            j = j + 1 if j + 1 < m else 0
-            t0 = ns()
-            t1 = ns()
-            empty[i] = t1 - t0
-            t0 = ns()
-            append(event)
-            t1 = ns()
-            dq[i] = t1 - t0
-            t0 = ns()
-            soon(noop)
-            t1 = ns()
-            cs[i] = t1 - t0
-            t0 = ns()
-            accepted = track(event)
-            t1 = ns()
-            tr[i] = t1 - t0
-            if accepted:
-                ok += 1
-            else:
-                refused += 1
-            if not i & 255:
-                depth.append(len(pending))
-        results[k] = {"empty": empty, "deque.append": dq, "call_soon_threadsafe": cs, "track": tr}
-        req_counts[k] = [ok, refused]
+        started = time.perf_counter()
+        deadline = time.monotonic() + RUN_TIMEOUT
+        for t in request_threads:
+            t.join(max(deadline - time.monotonic(), 0.0))
+            if t.is_alive():
+                raise TimeoutError(f"{t.name} did not finish its {per_thread:,} samples within {RUN_TIMEOUT:g} s")
+        window = time.perf_counter() - started
+        accepted_during = journal.accepted - accepted_before
+        missing = [k for k, r in enumerate(results) if not r]
+        if missing:
+            raise RuntimeError(f"request thread(s) {missing} failed (see the traceback above); no figures")
 
-    request_threads = [
-        threading.Thread(target=request, args=(k,), name=f"request-{k}") for k in range(threads)
-    ]
-    for t in request_threads:
-        t.start()
-    accepted_before = ingest.accepted
-    start_line.wait()
-    started = time.perf_counter()
-    for t in request_threads:
-        t.join()
-    window = time.perf_counter() - started
-    accepted_during = ingest.accepted - accepted_before
-
-    stop.set()
-    for t in feeder_threads:
-        t.join()
-    floor.clear()
-    bg.flush()
-    stats = bg.statistics()
-    bg.close()
+        stop.set()
+        for t in feeder_threads:
+            t.join(STEP_TIMEOUT)
+        floor.clear()
+        bounded(bg.flush, FLUSH_TIMEOUT, "BackgroundEngine.flush() after the run")
+        stats = bounded(bg.statistics, STEP_TIMEOUT, "BackgroundEngine.statistics()")
+    finally:
+        stop.set()
+        # Bounded: close() drains for at most this long, then cancels; the watchdog covers a stuck loop.
+        bg.close(timeout=STEP_TIMEOUT)
 
     raw = {name: [s for r in results for s in r[name]] for name in METHODS}
     overhead_ns = statistics.median(raw["empty"])
@@ -261,12 +292,8 @@ def report(doc: dict[str, Any]) -> None:
         f"({s['synthetic_events']:,} synthetic events, {s['payload']} payloads); GIL switch interval "
         f"{s['switch_interval_s'] * 1e3:g} ms"
     )
-    print(
-        f"timer overhead (two perf_counter_ns calls, median): {doc['timer_overhead_ns']:.0f} ns, subtracted\n"
-    )
-    header = (
-        f"{'call':<36}" + "".join(f"{h:>12}" for h in ("median", "p90", "p99", "p99.9", "max")) + "   (us)"
-    )
+    print(f"timer overhead (two perf_counter_ns calls, median): {doc['timer_overhead_ns']:.0f} ns, subtracted\n")
+    header = f"{'call':<36}" + "".join(f"{h:>12}" for h in ("median", "p90", "p99", "p99.9", "max")) + "   (us)"
     print(header)
     print("-" * len(header))
     labels = {
@@ -308,45 +335,34 @@ def report(doc: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n\n")[0])
+    p = parser(__doc__.split("\n\n")[0], timeout=300.0)
     p.add_argument("--threads", type=int, default=4, help="request threads timing calls (default 4)")
-    p.add_argument(
-        "--samples", type=int, help="samples per method, all threads (default 200,000; 20,000 --quick)"
-    )
+    p.add_argument("--samples", type=int, help="samples per method, all threads (default 200,000; 8,000 --quick)")
     p.add_argument("--feeders", type=int, default=1, help="threads keeping the engine busy (default 1)")
-    p.add_argument(
-        "--backlog", type=int, default=50_000, help="events the feeders keep in the inbox (default 50,000)"
-    )
-    p.add_argument(
-        "--sessions", type=int, help="synthetic sessions for the load (default 20,000; 2,000 --quick)"
-    )
+    p.add_argument("--backlog", type=int, help="events the feeders keep in the inbox (default 50,000; 4,000 --quick)")
+    p.add_argument("--sessions", type=int, help="synthetic sessions for the load (default 20,000; 2,000 --quick)")
     p.add_argument("--payload", choices=("bytes", "dict"), default="bytes", help="what track() is given")
     args = p.parse_args()
     quiet_logs()
-    samples = args.samples if args.samples is not None else (20_000 if args.quick else 200_000)
+    watchdog(args.timeout, "bench_track")
+    samples = args.samples if args.samples is not None else (8_000 if args.quick else 200_000)
     sessions = args.sessions if args.sessions is not None else (2_000 if args.quick else 20_000)
-    info = machine(event_loop="uvloop" if _has_uvloop() else "asyncio")
+    backlog = args.backlog if args.backlog is not None else (4_000 if args.quick else 50_000)
+    info = machine(event_loop="uvloop" if has_uvloop() else "asyncio")
     doc = {"machine": info} | run(
         threads=args.threads,
         samples=samples,
         feeders=args.feeders,
-        backlog=args.backlog,
+        backlog=backlog,
         sessions=sessions,
         payload=args.payload,
+        warmup=0.5 if args.quick else 5.0,
     )
     if args.json:
         emit_json(doc)
         return
     print_header("recoverkit benchmark: track() latency from request threads while the engine is busy", info)
     report(doc)
-
-
-def _has_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":
