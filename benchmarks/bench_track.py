@@ -25,9 +25,15 @@ default) waits for the other threads' turns. That is what p99.9 and max show; it
 After the run the feeders stop, the engine is flushed, and the script checks that every event tracked with
 ``True`` was accepted (``events_accepted + invalid == tracked``) and reports ``events_overflow``.
 
-    /tmp/venv/bin/python benchmarks/bench_track.py                 # 200,000 samples, 4 request threads
-    /tmp/venv/bin/python benchmarks/bench_track.py --quick
-    /tmp/venv/bin/python benchmarks/bench_track.py --threads 8 --payload dict --json
+Every wait is bounded: the engine's start, the request threads (``RUN_TIMEOUT``), the final flush
+(``FLUSH_TIMEOUT``) and the engine's close each fail the script with a message when exceeded, and
+``--timeout`` ends a run that is stuck anywhere else (exit code 3). ``--quick`` (8,000 samples, a backlog of
+4,000 events, 2,000 synthetic sessions) is a smoke run of a few seconds; its figures are indicative only.
+Run from the repository root:
+
+    .venv/bin/python benchmarks/bench_track.py                 # 200,000 samples, 4 request threads
+    .venv/bin/python benchmarks/bench_track.py --quick
+    .venv/bin/python benchmarks/bench_track.py --threads 8 --payload dict --json
 """
 
 from __future__ import annotations
