@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from recoverkit import SQLiteStore
+
 try:  # tests/contrib is a plain directory; should it become a package, its modules import relatively
     from django_support import EXAMPLE
     from django_support.processes import process_env, read_outbox, wait_for
@@ -128,7 +130,20 @@ def test_each_abandoned_cart_is_messaged_once_across_preloaded_gunicorn_workers(
             return all(visit.email in sent for visit in leavers)
 
         wait_for(everyone_left_is_messaged, "a message for every shopper who left", timeout=180)
-        time.sleep(2 * ABANDON_AFTER)  # room for a wrong second message to show up before the workers stop
+        # Not a pause in the hope that a wrong message shows up in time: wait until the pipeline has handled
+        # every shopper's last event, as its own records say. A buyer's order recorded as a conversion means the
+        # purchase cancelled whatever was scheduled for the cart; every message recorded as sent means its
+        # abandonment was handled. No event is then left that could cause a message, and what is in flight is
+        # delivered before the workers stop, so the outbox read after they stop holds every message there is.
+        orders = {visit.order for visit in visits if visit.buys}
+        with SQLiteStore(tmp_path / "rk.db") as store:
+
+            def pipeline_handled_everyone() -> bool:
+                converted = {conversion.transaction_id for conversion in store.conversions()}
+                sent = {outcome.key for outcome in store.outcomes() if outcome.outcome == "sent"}
+                return orders <= converted and {message["key"] for message in read_outbox(outbox)} <= sent
+
+            wait_for(pipeline_handled_everyone, "the pipeline to record every purchase and message", timeout=180)
     finally:
         server.send_signal(signal.SIGTERM)
         try:
