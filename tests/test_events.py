@@ -209,13 +209,59 @@ def test_a_naive_datetime_is_refused_asking_for_a_time_zone() -> None:
     assert "timezone" in str(exc) and "2026-11-23T09:14:03" in str(exc)
 
 
-def test_a_timestamp_in_milliseconds_is_refused_with_a_hint() -> None:
-    # decode_event accepts any float; the range check (and its hint) is normalize_timestamp's, at ingest.
-    event = decode_event(add(ts=1_795_425_243_000))
-    with pytest.raises(InvalidEvent) as info:
-        normalize_timestamp(event.ts, now=0.0)  # type: ignore[arg-type]
-    assert (info.value.reason, info.value.field) == ("bad_value", "$.ts")
-    assert "milliseconds" in str(info.value)
+@pytest.mark.parametrize("form", [as_bytes, lambda e: json.dumps(e), lambda e: e], ids=["bytes", "str", "dict"])
+def test_a_timestamp_in_milliseconds_is_refused_with_a_hint(form: Any) -> None:
+    # The engine refuses it at ingest; decode_event, which a shop uses to test its payloads, must refuse it too.
+    exc = refuse(form(add(ts=1_795_425_243_000)))
+    assert (exc.reason, exc.field) == ("bad_value", "$.ts")
+    assert "milliseconds" in str(exc)
+
+
+@pytest.mark.parametrize("ts", [12.0, "1999-12-31T23:59:59Z", "2100-01-01T00:00:01Z"])
+def test_a_timestamp_outside_2000_to_2100_is_refused_by_decode_event(ts: Any) -> None:
+    exc = refuse(as_bytes(add(ts=ts)))
+    assert (exc.reason, exc.field) == ("bad_value", "$.ts")
+    assert "between 2000 and 2100" in str(exc)
+
+
+def test_a_struct_built_in_python_with_a_time_in_milliseconds_is_refused() -> None:
+    exc = refuse(ExitIntent(session_id="s", ts=1_795_425_243_000.0))
+    assert (exc.reason, exc.field) == ("bad_value", "$.ts")
+
+
+def test_a_dict_over_max_event_bytes_is_refused_as_its_json_would_be() -> None:
+    big = add(items=[item(item_id=f"SKU-{i}", name="n" * 200) for i in range(300)])
+    assert len(as_bytes(big)) > MAX_EVENT_BYTES
+    assert refuse(as_bytes(big)).reason == "too_large"
+    exc = refuse(big)
+    assert (exc.reason, exc.field) == ("too_large", None)
+    assert str(MAX_EVENT_BYTES) in str(exc)
+
+
+def test_a_dict_padded_by_an_unknown_key_counts_the_key_as_its_json_does() -> None:
+    padded = add(padding="x" * MAX_EVENT_BYTES)
+    assert refuse(as_bytes(padded)).reason == "too_large"
+    assert refuse(padded).reason == "too_large"
+
+
+@pytest.mark.parametrize("field", ["ts", "session_id", "currency", "unknown_key"])
+def test_a_lone_surrogate_in_a_dict_is_refused_as_invalid_event_naming_the_field(field: str) -> None:
+    exc = refuse(add(**{field: "\ud800"}))
+    assert exc.reason == "bad_value"
+    assert exc.field == f"$.{field}"
+    assert "Unicode" in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), [("add_to_cart", "identify"), ("bogus", "exit_intent"), ("exit_intent", "bogus")]
+)
+def test_an_event_key_given_twice_is_refused_naming_both_values(first: str, second: str) -> None:
+    text = f'{{"event": "{first}", "event": "{second}", "session_id": "s"}}'
+    exc = refuse(text.encode())
+    assert (exc.reason, exc.field) == ("bad_value", "$.event")
+    message = str(exc)
+    assert "2 times" in message and repr(first) in message and repr(second) in message
+    assert "unknown event kind" not in message
 
 
 def test_a_timestamp_before_2000_is_refused_without_the_milliseconds_hint() -> None:

@@ -9,6 +9,7 @@ after them pin the faults this fuzzing found (now fixed), each with a minimal ex
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
@@ -16,8 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recoverkit import Config, FakeClock
 from recoverkit.errors import InvalidEvent
 from recoverkit.events import EVENT_KINDS, MAX_EVENT_BYTES, Event, Item, PageView, decode_event
+from recoverkit.journal import Journal
+from recoverkit.store import MemoryStore
 
 _REASONS = {"malformed_json", "unknown_event", "wrong_type", "missing_field", "too_large", "bad_value"}
 _KINDS: tuple[type, ...] = (*Event.__args__, Item)  # type: ignore[attr-defined]
@@ -270,3 +274,24 @@ def test_the_fixtures_decode() -> None:
     assert isinstance(decode_event(PAGE_VIEW), PageView)
     assert _event_with("items[0].price", '"35.79"').startswith('{"event":"add_to_cart"')
     assert decode_event(json.loads(_event_with("items[0].price", '"35.79"'))).items[0].price == Decimal("35.79")
+
+
+# -- decode_event agrees with the engine ---------------------------------------------------------------------
+
+_timestamps = (
+    st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(min_value=-(10**15), max_value=10**15)
+    | st.datetimes(timezones=st.just(UTC)).map(lambda d: d.isoformat())
+    | st.sampled_from([946_684_800, 946_684_799.9, 4_102_444_800, 4_102_444_800.1, 1_795_425_243_000])
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_timestamps, st.sampled_from(["bytes", "dict"]))
+def test_decode_event_accepts_a_timestamp_exactly_when_the_engine_does(ts: Any, form: str) -> None:
+    # What a shop checks with decode_event must be what track() will keep: one rule, not two.
+    document = {"event": "page_view", "session_id": "s1", "ts": ts}
+    data: Any = json.dumps(document).encode() if form == "bytes" else document
+    journal = Journal(Config(), FakeClock(1_767_225_600.0), MemoryStore())
+    accepted, _ = journal.accept([data])
+    assert (refused(data) is None) == bool(accepted), (ts, dict(journal.invalid))

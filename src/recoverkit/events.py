@@ -18,6 +18,7 @@ from the JSON text and turned into integer minor units by the sessionizer; they 
 from __future__ import annotations
 
 import enum
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -254,6 +255,8 @@ EVENT_KINDS: Final[tuple[str, ...]] = tuple(sorted(str(t.__struct_config__.tag) 
 _decoder: Final = msgspec.json.Decoder(Event)
 _encoder: Final = msgspec.json.Encoder(decimal_format="number")
 _untyped: Final = msgspec.json.Decoder()
+# Measures a dict as the JSON it stands for; Decimal and datetime values encode as the strings a shop sends.
+_measure: Final = msgspec.json.Encoder()
 
 _AMOUNT = re.compile(r"^amount `(\w+)`: (.*)$")
 # Fields whose values are personal data: errors about them never repeat the value.
@@ -274,10 +277,16 @@ def decode_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any] 
     Python (trusted, returned unchanged). Raises :class:`~recoverkit.errors.InvalidEvent` whose message names
     the field, the offending value (redacted for personal fields) and what was expected.
 
+    What this accepts, the engine accepts, in every form: the size limit counts a ``dict`` as the JSON it
+    stands for, and ``ts`` is held to the engine's range (epoch seconds between 2000 and 2100, so a time in
+    milliseconds is refused here, not later). The one check left to the engine needs its state: an event
+    without ``ts`` takes the engine's time, and a replay refuses one that comes before any event time is known.
+
     >>> decode_event(b'{"event": "exit_intent", "session_id": "s1"}')
     ExitIntent(session_id='s1', customer_id=None, ts=None, currency=None, value=None, items=[], ...)
     """
     if isinstance(data, BaseEvent):
+        _check_ts(data.ts)
         return data  # type: ignore[return-value]  # every BaseEvent subclass is a member of Event
     if isinstance(data, (bytes, bytearray, memoryview, str)):
         size = _size_in_bytes(data)
@@ -290,11 +299,10 @@ def decode_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any] 
             # Bound to a typed name rather than cast: msgspec < 0.23 types a Union decoder's result as Any,
             # newer releases as the Union itself, and a cast is redundant (an error) under the latter.
             event: Event = _decoder.decode(data)
-            return event
         except RecursionError as exc:
             raise _too_deep() from exc
         except msgspec.ValidationError as exc:
-            raise _explain(exc, lambda: _untyped.decode(data)) from exc
+            raise _explain(exc, lambda: _untyped.decode(data), text=data) from exc
         except msgspec.DecodeError as exc:
             raise InvalidEvent(f"malformed JSON: {exc}; expected one JSON object", reason="malformed_json") from exc
         except UnicodeError as exc:
@@ -306,14 +314,19 @@ def decode_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any] 
                 f"{position}); expected one JSON object in UTF-8",
                 reason="malformed_json",
             ) from exc
+        _check_ts(event.ts)
+        return event
     if isinstance(data, Mapping):
+        _check_mapping_size(data)
         try:
             # Strict: a dict is held to the types of the JSON it stands for ("3" is not a quantity).
-            return cast(Event, msgspec.convert(data, Event))
+            converted = cast(Event, msgspec.convert(data, Event))
         except msgspec.ValidationError as exc:
             raise _explain(exc, lambda: data) from exc
         except RecursionError as exc:
             raise _too_deep() from exc
+        _check_ts(converted.ts)
+        return converted
     raise InvalidEvent(
         f"cannot decode an event from {type(data).__name__}; expected bytes, str, dict or a recoverkit event",
         reason="wrong_type",
@@ -329,6 +342,73 @@ def _size_in_bytes(data: bytes | bytearray | memoryview | str) -> int:
     if isinstance(data, memoryview):
         return data.nbytes
     return len(data)
+
+
+def _check_ts(ts: float | datetime | None) -> None:
+    """Refuse a ``ts`` that ingest would refuse, with the same message (the common case costs two comparisons)."""
+    if ts is not None and not (type(ts) is float and _EPOCH_MIN <= ts <= _EPOCH_MAX):
+        normalize_timestamp(ts, 0.0)
+
+
+def _check_mapping_size(data: Mapping[str, Any]) -> None:
+    """Hold a ``dict`` to the size limit of the JSON it stands for, and refuse text that is not Unicode.
+
+    Encoding is a small part of what converting a dict costs, and it is the one way to count as the bytes
+    form counts: unknown keys included. A value JSON cannot hold (an object under an unknown key, which
+    conversion ignores) leaves the dict unmeasured; conversion refuses any such value under a known key.
+    """
+    try:
+        size = len(_measure.encode(data))
+    except RecursionError as exc:
+        raise _too_deep() from exc
+    except UnicodeEncodeError as exc:
+        where = _find_unencodable(data) or "$"
+        raise InvalidEvent(
+            f"`{where}` is not valid Unicode text ({exc.reason}); expected text that can be written as UTF-8",
+            reason="bad_value",
+            field=where if where != "$" else None,
+        ) from exc
+    except (TypeError, ValueError, OverflowError):
+        return
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEvent(
+            f"event is {size} bytes as JSON; expected at most {MAX_EVENT_BYTES} bytes", reason="too_large"
+        )
+
+
+def _find_unencodable(node: Any, path: str = "$", depth: int = 0) -> str | None:
+    """The JSON path of the first string (key or value) under ``node`` that UTF-8 cannot encode (errors only)."""
+    if depth > 64:
+        return None
+    if isinstance(node, str):
+        try:
+            node.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            step = f"{path}.{key}" if isinstance(key, str) and key.isidentifier() else f"{path}[{key!r}]"
+            if isinstance(key, str) and _find_unencodable(key, step, depth + 1) is not None:
+                return step
+            found = _find_unencodable(value, step, depth + 1)
+            if found is not None:
+                return found
+    elif isinstance(node, (list, tuple)):
+        for index, value in enumerate(node):
+            found = _find_unencodable(value, f"{path}[{index}]", depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _event_tags(text: bytes | bytearray | memoryview | str) -> list[Any]:
+    """Every value of a top-level ``event`` key in ``text``, in order (errors only: the decoder keeps one)."""
+    try:
+        document = json.loads(text if isinstance(text, str) else bytes(text), object_pairs_hook=lambda p: p)
+    except (ValueError, RecursionError):
+        return []
+    return [value for key, value in document if key == "event"] if isinstance(document, list) else []
 
 
 def _too_deep() -> InvalidEvent:
@@ -351,9 +431,25 @@ def normalize_timestamp(ts: float | datetime | None, now: float) -> float:
     return value
 
 
-def _explain(exc: msgspec.ValidationError, raw: Any) -> InvalidEvent:
-    """Turn msgspec's message into one that also names the offending value and the expectation."""
+def _explain(
+    exc: msgspec.ValidationError, raw: Any, *, text: bytes | bytearray | memoryview | str | None = None
+) -> InvalidEvent:
+    """Turn msgspec's message into one that also names the offending value and the expectation.
+
+    ``text`` is the JSON the event came as, if any: only there can a key be given twice.
+    """
     what, path = split_error(str(exc))
+    if path == "$.event" and what.startswith("Invalid value") and text is not None:
+        # The decoder reads the first `event` and rejects a second that differs; a dict keeps the last. Either
+        # value alone would make a message that contradicts itself ("unknown kind 'identify'"): name both.
+        tags = _event_tags(text)
+        if len(tags) > 1:
+            shown = ", ".join(_short(tag) for tag in tags[:4])
+            return InvalidEvent(
+                f"`$.event` is given {len(tags)} times ({shown}); expected exactly one event kind",
+                reason="bad_value",
+                field=path,
+            )
     if path == "$.event" and what.startswith("Invalid value"):
         # The sender's text, so shown as a shortened repr: it must not add lines or kilobytes to a log.
         return InvalidEvent(
@@ -375,3 +471,8 @@ def _explain(exc: msgspec.ValidationError, raw: Any) -> InvalidEvent:
         return InvalidEvent(f"{what}", reason=reason)
     shown = describe_value(raw, path, personal=_PERSONAL)
     return InvalidEvent(f"{what} at `{path}` (value: {shown})", reason=reason, field=path)
+
+
+def _short(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
