@@ -28,7 +28,6 @@ The schedule is part of every checkpoint, so pending messages survive a restart;
 from __future__ import annotations
 
 import heapq
-import inspect
 import math
 import random
 import time
@@ -41,6 +40,7 @@ import anyio
 import anyio.abc
 import msgspec
 
+from ._contain import Containment, Failed, Plugin, PluginError, describe
 from ._pipeline import Batch, LatencyHistogram, Link, Stage
 from ._redact import credentials_of, redact
 from .catalogue import Catalogue, Suggestion
@@ -48,7 +48,7 @@ from .channels.base import Channel, Message
 from .clock import Clock
 from .config import Config
 from .deadletters import DeadLetter, DeadLetters
-from .errors import PermanentDeliveryError, StoreError, TransientDeliveryError
+from .errors import DeliveryError, PermanentDeliveryError, StoreError, TransientDeliveryError
 from .links import RestoreLinks
 from .loyalty import Loyalty, NotGranted
 from .offers import CouponProvider, Offer, Refused
@@ -220,6 +220,16 @@ class Dispatch(Stage):
         self._event_time = clock.event_time
         self._policies = {name: config.channel_policy(name) for name in self._channels}
         self._limiters = {name: anyio.CapacityLimiter(p.concurrency) for name, p in self._policies.items()}
+        # Every call into shop code goes through one helper: timeout, own task or thread, failures counted.
+        self._contain = Containment(self.log)
+        self._adapter_plugins = {
+            name: Plugin("channel", f"{name!r} adapter ({type(adapter).__name__})")
+            for name, adapter in self._channels.items()
+        }
+        self._guard_plugin = Plugin("guard", repr(describe(guard)))
+        self._coupons_plugin = Plugin("coupons", repr(describe(coupons)))
+        self._catalogue_plugin = Plugin("catalogue", repr(describe(catalogue)))
+        self._loyalty_plugin = Plugin("loyalty", repr(describe(loyalty)))
         self._rng = random.Random(config.seed)
         self._caps = list(config.caps)
         self._cap_window = max((cap.per for cap in config.caps), default=0.0)
@@ -247,6 +257,12 @@ class Dispatch(Stage):
         # Delivery
         self._ready: deque[tuple[Message, int]] = deque()
         self._flight: dict[str, tuple[Message, int]] = {}  # key -> (message, attempt) handed to _deliver
+        # Claims refused as "not_owner": held, never dropped, until the engine has checked its lease (resume them)
+        # or restored from the checkpoint (which replaces them). Keys whose ledger entry a retry already reopened.
+        self._refused: list[tuple[Message, int]] = []
+        self._reopened: set[str] = set()
+        #: Called when a claim is refused as "not_owner" (the engine checks its lease at once).
+        self.on_claim_refused: Callable[[], None] | None = None
         self._facts: list[Fact] = []  # for analytics, to be written to the store
         self._writing = False
         self._prepared: dict[str, Message] = {}  # key -> the message with its code and link, while in flight
@@ -539,6 +555,7 @@ class Dispatch(Stage):
         permanent = False
         skipped: str | None = None  # why the message was not handed to the adapter
         claimed = False
+        unknown = False  # the adapter was given up on while still running: the send may yet go out
         wait: float | None = None  # what the provider asked for (Retry-After)
         try:
             async with self._limiters[message.channel]:
@@ -555,32 +572,41 @@ class Dispatch(Stage):
                     message = await self._prepare(message)
                     if not self._clock.event_time:
                         self.send_lateness.record(max(self._clock.now() - message.due_at, 0.0))
-                    with anyio.fail_after(policy.timeout):
-                        await adapter.send(message)
-        except PermanentDeliveryError as exc:
-            error, permanent = f"PermanentDeliveryError: {exc}", True
-        except TransientDeliveryError as exc:
-            error = f"TransientDeliveryError: {exc}"
-            wait = exc.retry_after
-        except TimeoutError:
-            error = f"TimeoutError: no answer within {policy.timeout}s"
+                    sent = await self._contain.call(
+                        self._adapter_plugins[message.channel], adapter.send, message,
+                        timeout=policy.timeout, ids={"key": key}, expected=(DeliveryError,),
+                    )  # fmt: skip
+                    if isinstance(sent, Failed):
+                        error, permanent, wait, unknown = self._send_failed(sent)
         except StoreError as exc:
             # The ledger could not be asked: nothing was handed to the adapter; try again later.
             error = f"StoreError: {exc}"
             self.log.error("ledger_unavailable", key=key, error=str(exc))
-        except Exception as exc:  # a buggy adapter or guard: contained, retried, visible in logs
+        except PluginError as exc:  # the guard, the coupons or the loyalty programme failed; already logged
+            error = str(exc)
+        except Exception as exc:  # a bug of ours while delivering: contained like a plug-in's, retried
             error = f"{type(exc).__name__}: {exc}"
-            self.log.warning("adapter_raised", channel=message.channel, key=key, error=type(exc).__name__)
+            self.log.exception("delivery_failed", channel=message.channel, key=key, error=type(exc).__name__)
         try:
-            if skipped is not None:
+            if skipped == "not_owner":
+                self._hold_refused(message, attempt)
+            elif skipped is not None:
                 self._attempts.pop(key, None)
                 self._ledger[key] = skipped
-                if skipped in ("duplicate_key", "not_owner"):
+                if skipped == "duplicate_key":
                     self.outcomes[skipped] += 1  # decided elsewhere: that decision is the one recorded
                 else:
                     self._ended(message, skipped)
                 if claimed:  # vetoed after the claim: the key is settled, never to be sent
                     await self._finish(key, "cancelled", skipped)
+            elif unknown:
+                # At most once: the send may still reach the provider, so it is neither retried nor dead-lettered.
+                # The ledger says "unknown" until a person settles it (``recoverkit ledger --resolve``).
+                self._attempts.pop(key, None)
+                self._ledger[key] = "unknown"
+                self.outcomes["unknown"] += 1
+                self.log.error("send_outcome_unknown", channel=message.channel, key=key)
+                await self._finish(key, "unknown", (error or "")[:500])
             elif error is None:
                 self._ledger[key] = "sent"
                 self._attempts.pop(key, None)
@@ -596,6 +622,43 @@ class Dispatch(Stage):
             self._in_flight -= 1
         self._start_ready()
         self._release_barriers()
+
+    def _hold_refused(self, message: Message, attempt: int) -> None:
+        """The ledger refused the claim: this process does not hold the pipeline lease (it lapsed during a stall,
+        or another process took it). The message is held, neither sent nor dropped: the engine checks the lease
+        at once, then resumes held messages (:meth:`resume_refused`) or restores from the checkpoint, which
+        holds them (they are in every snapshot) or re-derives them from the journal."""
+        self._refused.append((message, attempt))
+        self.outcomes["not_owner"] += 1
+        self.log.warning("claim_refused_not_owner", channel=message.channel, key=message.key, held=len(self._refused))
+        callback = self.on_claim_refused
+        if callback is not None:
+            callback()
+
+    def resume_refused(self) -> int:
+        """Deliver the messages held after a refused claim again (the engine holds the lease, and nothing was
+        missed while it did not: see ``Engine``); return how many."""
+        held, self._refused = self._refused, []
+        if held:
+            self._ready.extendleft(reversed(held))
+            self.log.info("refused_claims_resumed", count=len(held))
+            self._start_ready()
+        return len(held)
+
+    def _send_failed(self, sent: Failed) -> tuple[str, bool, float | None, bool]:
+        """What a failed send means: (error, permanent, provider's Retry-After, outcome unknown)."""
+        cause = sent.cause
+        if isinstance(cause, PermanentDeliveryError):
+            return f"PermanentDeliveryError: {cause}", True, None, False
+        if isinstance(cause, TransientDeliveryError):
+            return f"TransientDeliveryError: {cause}", False, cause.retry_after, False
+        if sent.kind == "timed_out":
+            return f"TimeoutError: no answer within {sent.timeout}s", False, None, False
+        if sent.kind == "abandoned":
+            return sent.describe(), False, None, True
+        if sent.kind == "raised" and cause is not None:
+            return f"{type(cause).__name__}: {cause}", False, None, False
+        return sent.describe(), False, None, False  # raised CancelledError of its own accord, or stuck
 
     async def _prepare(self, message: Message) -> Message:
         """Issue the offer's code (or grant its loyalty bonus, or ask the catalogue for its suggestions) and sign
@@ -619,14 +682,15 @@ class Dispatch(Stage):
                 changes["offer"] = None
                 self.outcomes["offer_no_coupons"] += 1
             else:
-                issued = await self._coupons.issue(
-                    offer,
-                    cart_key=message.cart.cart_key,
-                    contact_key=message.recipient.contact_key,
-                    now=now,
-                    email=message.recipient.email,
-                    device=message.cart.device,
-                )
+                answer = await self._contain.call(
+                    self._coupons_plugin, self._coupons.issue, offer,
+                    cart_key=message.cart.cart_key, contact_key=message.recipient.contact_key, now=now,
+                    email=message.recipient.email, device=message.cart.device,
+                    timeout=self._policies[message.channel].timeout, ids={"key": message.key},
+                )  # fmt: skip
+                if isinstance(answer, Failed):
+                    raise answer.error()  # the message promises a code: the attempt fails and is retried
+                issued = answer.value
                 if isinstance(issued, Refused):
                     changes["offer"] = None
                     self.outcomes[f"offer_refused_{issued.reason}"] += 1
@@ -650,11 +714,15 @@ class Dispatch(Stage):
             return None
         cart = message.cart
         limit = offer.suggest_limit or 3
+        # The channel's timeout bounds the catalogue too: a slow catalogue must not hold a delivery slot.
+        answer = await self._contain.call(
+            self._catalogue_plugin, self._catalogue.suggest, cart, kind=offer.suggest or "substitute", limit=limit,
+            timeout=self._policies[message.channel].timeout, ids={"key": message.key},
+        )  # fmt: skip
         try:
-            # The channel's timeout bounds the catalogue too: a slow catalogue must not hold a delivery slot.
-            with anyio.fail_after(self._policies[message.channel].timeout):
-                answer = await self._catalogue.suggest(cart, kind=offer.suggest or "substitute", limit=limit)
-            found = list(answer)
+            if isinstance(answer, Failed):
+                raise answer.error()
+            found = list(answer.value)
         except Exception as exc:  # the shop's catalogue, contained: the message goes without the offer
             self.outcomes["offer_catalogue_failed"] += 1
             self.log.warning("catalogue_failed", key=message.key, error=type(exc).__name__)
@@ -687,11 +755,14 @@ class Dispatch(Stage):
         if not now < expires_at:
             self.outcomes["offer_expired"] += 1  # retried past the time limit: nothing left to promise
             return None
-        with anyio.fail_after(self._policies[message.channel].timeout):
-            answer = await self._loyalty.grant(
-                customer_id=customer, points=offer.points, multiplier=offer.multiplier, expires_at=expires_at,
-                key=message.key,
-            )  # fmt: skip
+        granted = await self._contain.call(
+            self._loyalty_plugin, self._loyalty.grant,
+            customer_id=customer, points=offer.points, multiplier=offer.multiplier, expires_at=expires_at,
+            key=message.key, timeout=self._policies[message.channel].timeout, ids={"key": message.key},
+        )  # fmt: skip
+        if isinstance(granted, Failed):
+            raise granted.error()  # the grant is idempotent on the key: the retried attempt asks again
+        answer = granted.value
         if isinstance(answer, NotGranted):
             self.outcomes[f"offer_loyalty_{answer.reason}"] += 1
             return None
@@ -704,10 +775,11 @@ class Dispatch(Stage):
     async def _claim(self, message: Message, attempt: int) -> str | None:
         """Claim ``message.key`` in the store's ledger; ``None`` when claimed, else the outcome to count."""
         store = self._store
-        if attempt > 0:
+        if attempt > 0 and message.key not in self._reopened:
             # A retry: the failed attempt was recorded as "failed"; reopen the key, then claim it like the first
             # attempt, so a purchase recorded since still stops it.
             await self._call(store.resolve, message.key, "retry")
+            self._reopened.add(message.key)  # until claimed: a refused claim is made again, without reopening
         answer = await self._claims(
             ClaimRequest(
                 key=message.key,
@@ -719,6 +791,8 @@ class Dispatch(Stage):
                 now=time.time(),  # the lease is on wall time, also in a replay
             )
         )
+        if answer != "not_owner":
+            self._reopened.discard(message.key)
         if answer == "claimed":
             return None
         # "suppressed": forgotten, or unsubscribed: never written to again.
@@ -727,11 +801,19 @@ class Dispatch(Stage):
         )
 
     async def _ask_guard(self, message: Message) -> str | None:
+        """``"vetoed"`` when the guard says no; raises :class:`PluginError` (naming the guard) when it fails.
+
+        A plain guard runs in a worker thread: it is the shop's code, free to query its database synchronously
+        (Django refuses synchronous queries on an event loop). An async guard is awaited as it is.
+        """
         assert self._guard is not None
-        verdict = self._guard(message)
-        if inspect.isawaitable(verdict):
-            verdict = await verdict
-        return None if verdict else "vetoed"
+        verdict = await self._contain.call(
+            self._guard_plugin, self._guard, message,
+            timeout=self._policies[message.channel].timeout, ids={"key": message.key},
+        )  # fmt: skip
+        if isinstance(verdict, Failed):
+            raise verdict.error()
+        return None if verdict.value else "vetoed"
 
     async def _finish(self, key: str, outcome: Outcome, error: str | None) -> None:
         try:
@@ -850,7 +932,7 @@ class Dispatch(Stage):
         # refused by the ledger after a restart.
         pending = [(m, self._due_of(k, m), self._attempts.get(k, 0)) for k, m in self._pending.items()]
         seen = set(self._pending)
-        for message, attempt in [*self._ready, *self._flight.values()]:
+        for message, attempt in [*self._ready, *self._flight.values(), *self._refused]:
             if message.key not in seen:
                 seen.add(message.key)
                 pending.append((message, message.due_at, attempt))
@@ -866,6 +948,7 @@ class Dispatch(Stage):
         self._pending, self._due, self._heap, self._by_cart, self._by_contact = {}, {}, [], {}, {}
         self._attempts = {}
         self._ready.clear()
+        self._refused, self._reopened = [], set()
         self._ledger = s.ledger
         self._bought_carts = s.bought_carts
         self._bought_contacts = s.bought_contacts
@@ -892,8 +975,10 @@ class Dispatch(Stage):
             "pending": len(self._pending),
             "in_flight": self._in_flight,
             "ready": len(self._ready),
+            "held_not_owner": len(self._refused),
             "dead_letters": len(self.dead_letters),
             "outcomes": dict(self.outcomes),
+            "plugins": self._contain.statistics(),
             "send_lateness_p50": self.send_lateness.percentile(50),
             "send_lateness_p99": self.send_lateness.percentile(99),
             "pipeline_latency_p50": self.pipeline_latency.percentile(50),

@@ -92,8 +92,9 @@ PIPELINE_LEASE: Final = "pipeline"
 
 #: What :meth:`Store.claim` answers; see there.
 Claim = Literal["claimed", "duplicate", "purchased", "suppressed", "not_owner"]
-#: How a send ended, as :meth:`Store.finish` records it.
-Outcome = Literal["sent", "failed", "dead", "cancelled"]
+#: How a send ended, as :meth:`Store.finish` records it; ``"unknown"``: the adapter was given up on while still
+#: running, so the message may or may not have gone (settled by :meth:`Store.resolve`, as after a crash).
+Outcome = Literal["sent", "failed", "dead", "cancelled", "unknown"]
 #: What a person (or the engine) decided about an ``unknown`` or ``failed`` entry; see :meth:`Store.resolve`.
 Resolution = Literal["sent", "retry"]
 #: Whether an abandoned cart got its flow's messages or was held out (see :class:`Assignment`).
