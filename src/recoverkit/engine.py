@@ -115,6 +115,8 @@ class EngineStatistics(msgspec.Struct, kw_only=True):
     restores: int = 0
     restoring: bool = False
     restored: dict[str, StageStatistics] = {}
+    #: Times this process found its lease had lapsed (a stall past ``lease_ttl``) and restored from the checkpoint.
+    lease_lapses: int = 0
 
 
 class Engine:
@@ -257,6 +259,7 @@ class Engine:
             loyalty=loyalty,
         )
         self.dispatch.on_forgotten = self._forgotten
+        self.dispatch.on_claim_refused = self._claim_refused
         self.dispatch.delivering = deliver
         self.runs_pipeline = pipeline
         self._stages = (self.ingest, self.sessionize, self.score, self.route, self.dispatch)
@@ -270,7 +273,9 @@ class Engine:
         self._restored: dict[str, StageStatistics] = {}
         self._checkpoint_due = False  # a forget was applied: checkpoint (and trim) without waiting
         self._purged_at = -math.inf
-        self._renewed_at = -math.inf
+        self._renewed_at = -math.inf  # the time passed to the last renewal that held: the lease ran to this + ttl
+        self._lease_lapses = 0
+        self._lease_wake: anyio.Event | None = None
         self._drain_lock: anyio.Lock | None = None
         self._checkpoint_lock: anyio.Lock | None = None
         #: Seconds ``async with`` waits at exit for in-flight work before cancelling it.
@@ -339,6 +344,7 @@ class Engine:
         self._links = [Link[Any](capacity) for _ in self._stages]
         self._drain_lock = anyio.Lock()
         self._checkpoint_lock = anyio.Lock()
+        self._lease_wake = anyio.Event()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._stopped = anyio.Event()
@@ -482,26 +488,46 @@ class Engine:
     async def _keep_lease(self) -> None:
         period = self.config.store.lease_ttl / 5
         while True:
-            await anyio.sleep(period)
+            assert self._lease_wake is not None
+            with anyio.move_on_after(period):
+                await self._lease_wake.wait()  # or sooner: a claim was refused, the lease may have lapsed
+            self._lease_wake = anyio.Event()
             await self._renew_lease()
+
+    def _claim_refused(self) -> None:
+        if self._lease_wake is not None:
+            self._lease_wake.set()
 
     async def _renew_lease(self) -> None:
         if not self.runs_pipeline:
             return  # a journal writer only: the dedicated worker holds the lease
         ttl = self.config.store.lease_ttl
+        now = time.time()
+        lapsed = False
         try:
-            held = await self.call_store(
-                self.store.acquire_lease, PIPELINE_LEASE, self.owner, ttl=ttl, now=time.time()
-            )
+            held = await self.call_store(self.store.acquire_lease, PIPELINE_LEASE, self.owner, ttl=ttl, now=now)
         except StoreError as exc:
             _log.error("lease_renewal_failed", error=str(exc))
             # Unknown whether we still hold it: once it would have expired, act as if we lost it.
             held = self.is_owner and time.time() < self._renewed_at + ttl
         else:
             if held:
-                self._renewed_at = time.time()
-        if held and not self.is_owner:
+                # Held again, but did it run out since the last renewal (a stall: a blocking call, a GC pause, a
+                # starved CPU)? Then another process may have held it meanwhile, read and trimmed the journal and
+                # sent messages: this state is stale, and claims made while it was out were refused. Measured
+                # after the renewal returned: a renewal that took long is assumed to have come too late.
+                lapsed = self.is_owner and time.time() >= self._renewed_at + ttl
+                self._renewed_at = now
+        if held and lapsed:
+            self._lease_lapses += 1
+            _log.warning(
+                "pipeline_lease_lapsed", owner=self.owner, held_back=self.dispatch.extra_statistics()["held_not_owner"]
+            )
+            await self._take_over()  # restore from the checkpoint, as a process taking over from another would
+        elif held and not self.is_owner:
             await self._take_over()
+        elif held:
+            self.dispatch.resume_refused()  # a claim refused in a race with this renewal: nothing was missed
         elif not held and self.is_owner:
             # Another process took over (this one stalled past the lease). Stop reading the journal; claims
             # already fail for a non-owner, so nothing is sent from the stale state; a later take-over restores
@@ -770,4 +796,5 @@ class Engine:
             restores=self._restores,
             restoring=self._restoring,
             restored=dict(self._restored),
+            lease_lapses=self._lease_lapses,
         )
