@@ -16,8 +16,6 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-import structlog
-
 from recoverkit.bench import machine_info
 
 __all__ = [
@@ -39,13 +37,9 @@ T = TypeVar("T")
 def quiet_logs() -> None:
     """Send recoverkit's logs to stderr, warnings and up only, so ``--json`` output on stdout stays clean.
 
-    structlog's configuration is process-global: the library leaves it to the host, and here the script is
-    the host.
+    Logging configuration is process-global: the library leaves it to the host, and here the script is the host.
     """
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-    )
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 
 
 def parser(description: str, *, timeout: float) -> argparse.ArgumentParser:
