@@ -1,7 +1,7 @@
 """Optional dependencies: imported where they are used, and when missing, named with the extra that installs them.
 
-recoverkit's base install holds what the engine needs (anyio, msgspec, cachetools, structlog). The parts that
-not every shop uses come as extras (``docs/install.md``)::
+recoverkit's base install holds what the engine needs (anyio, msgspec, cachetools; and structlog, for now). The
+parts that not every shop uses come as extras (``docs/install.md``)::
 
     smtp       aiosmtplib, jinja2   SmtpChannel
     http       httpx, jinja2        WebhookChannel, HttpChannel (which renders templates)
