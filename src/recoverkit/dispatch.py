@@ -14,9 +14,16 @@ Guarantees, in the order they are checked when a message comes due:
    not after a restart from an older checkpoint, not by another worker. After a crash between claim and
    outcome the entry is ``unknown`` and the message is not sent again until a person resolves it
    (``recoverkit ledger``).
-3. **Contained adapters.** Each channel has its own timeout and concurrency limit; a send that raises or
-   hangs fails only that message, which is retried with exponential backoff and full jitter (transient
-   failures) or dead-lettered (permanent failures, attempts exhausted). Ingest and other channels carry on.
+3. **Contained plug-ins.** Every call into shop code (adapter, guard, catalogue, loyalty, coupons) goes through
+   :class:`~recoverkit._contain.Containment`: plain functions in a worker thread, coroutines in a task of
+   their own, under the channel's timeout. A send that raises (``CancelledError`` included) or times out fails
+   only that message, which is retried with exponential backoff and full jitter (transient failures) or
+   dead-lettered (permanent failures, attempts exhausted). A send still running after its timeout and a grace
+   (it ignores cancellation) may yet reach the provider: it is recorded ``unknown`` in the ledger and never
+   retried. Ingest, other channels, ``flush()`` and ``close()`` carry on.
+4. **Never dropped.** A claim refused because this process does not hold the pipeline lease (it lapsed during
+   a stall) holds the message and makes the engine check the lease at once; the engine resumes it, or restores
+   from the checkpoint, which holds it.
 
 Retries are the one place a message can reach a provider twice: a send that timed out may have been
 accepted. The idempotency key ``message.key`` is stable across retries; adapters should pass it on (the
