@@ -83,6 +83,7 @@ def test_forget_keeps_letters_another_process_added_after_this_one_read_the_file
     assert [x.message.key for x in DeadLetters(path)] == ["cart-2/f/0"]
 
 
+@pytest.mark.slow
 def test_appends_racing_with_forget_are_never_lost(tmp_path: Path) -> None:
     path = tmp_path / "dead.jsonl"
     writer, eraser = DeadLetters(path), DeadLetters(path)

@@ -126,8 +126,15 @@ def _occurrences(text: str, credential: str) -> list[tuple[int, int]]:
         keep, fold, window = _TOKEN_CHARS.__contains__, _same, TOKEN_WINDOW
     wanted = "".join(fold(c) for c in credential if keep(c))
     # The text as the credential's characters only (a code's separators dropped), with where each came from.
-    where = [i for i, c in enumerate(text) if keep(c)]
-    seen = "".join(fold(text[i]) for i in where)
+    # Folding may lengthen a character ("ß".upper() is "SS"): each folded character keeps its source's place.
+    where: list[int] = []
+    folded: list[str] = []
+    for i, c in enumerate(text):
+        if keep(c):
+            f = fold(c)
+            folded.append(f)
+            where += [i] * len(f)
+    seen = "".join(folded)
     window = min(window, len(wanted))
     if window == 0:
         return []

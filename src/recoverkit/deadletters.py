@@ -28,7 +28,7 @@ import msgspec
 
 from .channels.base import Message
 
-__all__ = ["FILE_MODE", "DeadLetter", "DeadLetters"]
+__all__ = ["DeadLetter", "DeadLetters"]
 
 #: The mode of a dead-letter file this module creates (and of its lock file): it holds personal data.
 FILE_MODE: Final = 0o600
