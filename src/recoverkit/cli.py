@@ -12,7 +12,7 @@
     recoverkit db check PATH                 integrity check of a state file (exit status 1 if problems)
     recoverkit db info PATH [--json]         schema version, rows per table, lease holders
     recoverkit ledger PATH [--state S ...] [--json]   list ledger entries; --resolve KEY --as sent|retry settles one
-    recoverkit forget PATH CUSTOMER          erase a customer's personal data (right to erasure)
+    recoverkit forget PATH CUSTOMER [--dead-letters F]   erase a customer's personal data, say what went where
     recoverkit export PATH CUSTOMER          everything held about a customer, as JSON (right of access)
     recoverkit report [--store DB] [--events F] [--format table|json|html]   funnel, recovery, uplift
     recoverkit train EVENTS --out MODEL [--test-share S]   fit the conversion model on a shop's history
