@@ -21,6 +21,7 @@ from helpers import T0
 from recoverkit import Config, Engine, EventClock, FakeClock, Flow, FlowStep, MemoryChannel
 from recoverkit.channels.base import Message
 from recoverkit.config import StoreConfig
+from recoverkit.errors import StoreError
 from recoverkit.store import Checkpoint, MemoryStore, SQLiteStore
 
 pytestmark = pytest.mark.anyio
@@ -356,6 +357,7 @@ SYNC_WORKER = """
 import sys, time
 from recoverkit import Config, Engine, FakeClock
 from recoverkit.config import StoreConfig
+from recoverkit.errors import StoreError
 from recoverkit.channels import MemoryChannel
 import anyio
 import msgspec
@@ -439,3 +441,86 @@ async def test_closing_while_a_periodic_checkpoint_is_due_closes_cleanly(db: Pat
             await anyio.sleep(0.01 * (round_ % 5))
     with SQLiteStore(db) as store:
         assert store.check() == []
+
+
+# -- accepted means kept: the inbox's budget and a store that refuses writes ------------------------------------
+
+
+def view(session: str) -> dict[str, Any]:
+    return {"event": "page_view", "session_id": session}
+
+
+class FillingStore(MemoryStore):
+    """A store in memory whose journal takes ``room`` more events and then refuses, as a full disk does (the
+    same error SQLiteStore raises: a StoreError caused by SQLite's SQLITE_FULL); ``room = None`` makes room."""
+
+    def __init__(self, room: int | None) -> None:
+        super().__init__()
+        self.room = room
+
+    def append_events(self, events: Any, *, now: float) -> int:
+        if self.room is not None:
+            if len(events) > self.room:
+                full = sqlite3.OperationalError("database or disk is full")
+                full.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+                raise StoreError("state.db: append_events failed: database or disk is full") from full
+            self.room -= len(events)
+        return super().append_events(events, now=now)
+
+
+async def test_the_inbox_holds_at_most_inbox_capacity_events_while_the_loop_is_behind() -> None:
+    # No await between the calls: the engine's loop never runs, as when it is starved. track() journals the
+    # inbox itself once it holds inbox_capacity events, so a kill -9 now could lose at most that many.
+    async with Engine(config(), clock=FakeClock(T0)) as engine:
+        capacity = engine.config.inbox_capacity
+        assert capacity <= 4096  # the default bounds the loss; 1,000,000 once let a kill lose minutes of traffic
+        results = [engine.track(view(f"s{i}")) for i in range(5 * capacity)]
+        assert all(results)
+        assert 0 < len(engine.journal.pending) <= capacity
+        stats = engine.statistics()
+        assert stats.events_accepted == stats.events_spilled == 5 * capacity - len(engine.journal.pending)
+        await engine.flush()
+        assert engine.statistics().events_accepted == 5 * capacity
+
+
+async def test_an_event_older_than_two_ticks_in_the_inbox_makes_track_journal_it() -> None:
+    async with Engine(config(tick_interval=0.02), clock=FakeClock(T0)) as engine:
+        assert engine.track(view("old"))
+        time.sleep(0.05)  # blocks the loop too: nothing drains the inbox meanwhile
+        assert engine.track(view("new"))
+        assert engine.statistics().events_accepted == 1  # "old" journaled by track(); "new" waits in the inbox
+        assert list(engine.journal.pending) == [view("new")]
+
+
+async def test_a_store_that_fills_up_keeps_what_fits_of_the_inbox_and_counts_the_rest() -> None:
+    store = FillingStore(room=1000)
+    # A minute's tick: the inbox's age budget (two ticks) does not make track() journal anything itself here.
+    async with Engine(config(inbox_capacity=4096, tick_interval=60), store=store, clock=FakeClock(T0)) as engine:
+        assert all(engine.track(view(f"s{i}")) for i in range(3000))  # all in the inbox: acknowledged
+        await engine.flush()  # the drain: the store takes 1,000 of the 3,000
+        stats = engine.statistics()
+        assert (stats.events_accepted, stats.events_overflow) == (1000, 2000)
+        kept = [msgspec.json.decode(entry.data)["session_id"] for entry in store.read_events(0, 5000)]
+        assert kept == [f"s{i}" for i in range(1000)]  # the first thousand, in order: what fitted
+
+
+async def test_while_the_store_refuses_writes_track_returns_false_and_true_again_once_it_takes_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FillingStore(room=0)
+    async with Engine(config(), store=store, clock=FakeClock(T0)) as engine:
+        with caplog.at_level("WARNING", logger="recoverkit"):
+            assert engine.track(view("a"))  # in the inbox: the store's state is not known yet
+            await engine.flush()  # the drain fails: "a" is counted, not silently gone
+            assert engine.journal.refusing
+            assert [engine.track(view(f"b{i}")) for i in range(3)] == [False, False, False]
+            stats = engine.statistics()
+            assert (stats.events_accepted, stats.events_overflow) == (0, 4)
+            store.room = None  # space again
+            assert engine.track(view("c"))  # journaled before it returned, which clears the flag
+            assert not engine.journal.refusing and engine.statistics().events_accepted == 1
+            assert engine.track(view("d"))  # and back to the inbox
+            assert list(engine.journal.pending) == [view("d")]
+        events = [getattr(record, "event", None) for record in caplog.records]
+        assert "journal_overflow" in events or "journal_append_failed" in events
+        assert "journal_writable_again" in events

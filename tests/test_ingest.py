@@ -134,13 +134,14 @@ async def test_invalid_events_are_logged_without_their_content(live: Engine, cap
 # -- the bounded inbox ---------------------------------------------------------------------------------------
 
 
-async def test_beyond_inbox_capacity_track_journals_the_event_itself(clock: FakeClock) -> None:
-    # Lossless overload: a full inbox does not refuse events, track() journals them from the calling thread.
+async def test_beyond_inbox_capacity_track_journals_the_inbox_itself(clock: FakeClock) -> None:
+    # Lossless overload: a full inbox does not refuse events, track() journals it from the calling thread (the
+    # three queued, in order) and queues its own event in the emptied inbox.
     async with Engine(Config(inbox_capacity=3), channels={"email": MemoryChannel()}, clock=clock) as engine:
         results = [engine.track(view(f"s{i}")) for i in range(5)]  # no await: nothing drains the inbox
         assert results == [True] * 5
         stats = engine.statistics()
-        assert (stats.events_spilled, stats.events_overflow, len(engine.journal.pending)) == (2, 0, 3)
+        assert (stats.events_spilled, stats.events_overflow, len(engine.journal.pending)) == (3, 0, 2)
         await engine.flush()
         assert engine.statistics().events_accepted == 5
         assert engine.statistics().sessions == 5
@@ -149,11 +150,11 @@ async def test_beyond_inbox_capacity_track_journals_the_event_itself(clock: Fake
 async def test_the_inbox_takes_events_again_once_drained(clock: FakeClock) -> None:
     async with Engine(Config(inbox_capacity=2), channels={"email": MemoryChannel()}, clock=clock) as engine:
         assert [engine.track(view("s1")) for _ in range(3)] == [True, True, True]
-        assert engine.statistics().events_spilled == 1
+        assert engine.statistics().events_spilled == 2
         await engine.flush()
         assert len(engine.journal.pending) == 0
         assert engine.track(view("s1")) is True
-        assert engine.statistics().events_spilled == 1
+        assert engine.statistics().events_spilled == 2
 
 
 async def test_a_closed_engine_refuses_and_counts_events(clock: FakeClock) -> None:

@@ -366,9 +366,10 @@ class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     the sessionizer sees them; later ones are still applied but counted as ``late``.
 
     Plumbing: stages exchange batches of up to ``batch_size`` events over queues holding ``queue_batches``
-    batches; ``track()`` buffers at most ``inbox_capacity`` events before it starts refusing (counted as
-    ``overflow``). ``tick_interval`` is how often a live engine advances its clock through the pipeline, which
-    bounds how late a due message can be.
+    batches; ``track()`` holds at most ``inbox_capacity`` events, for at most two ``tick_interval``, before it
+    journals them itself (``durability = "batch"``: this bounds what a ``kill -9`` can lose, see
+    :mod:`recoverkit.journal`). ``tick_interval`` is how often a live engine advances its clock through the
+    pipeline, which bounds how late a due message can be.
     """
 
     abandon_after: _Positive = 1800.0
@@ -380,7 +381,7 @@ class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     allowed_lateness: _Seconds = 60.0
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=65_536)] = 256
     queue_batches: Annotated[int, msgspec.Meta(ge=1, le=65_536)] = 64
-    inbox_capacity: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
+    inbox_capacity: Annotated[int, msgspec.Meta(ge=1)] = 1024
     tick_interval: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.01
     max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 1000
     flows: list[Flow] = msgspec.field(default_factory=lambda: [DEFAULT_FLOW])

@@ -70,8 +70,6 @@ __all__ = ["Engine", "EngineStatistics"]
 _log = get_logger("recoverkit.engine")
 T = TypeVar("T")
 
-#: Raw events journaled per group commit when the inbox is drained.
-_DRAIN_CHUNK: Final = 4096
 #: Format of the checkpoint blob; a newer recoverkit reading an older format must convert or refuse it.
 CHECKPOINT_FORMAT: Final = 1
 
@@ -471,11 +469,10 @@ class Engine:
         """Journal everything ``track()`` has queued, in the order it was queued."""
         assert self._drain_lock is not None
         async with self._drain_lock:
-            journal = self.journal
-            while journal.pending:
-                events, datas = journal.accept(journal.take_pending(_DRAIN_CHUNK))
-                if events:
-                    await self.call_store(journal.append, events, datas)
+            if self.journal.pending:
+                # In a worker thread: validating and committing a full inbox takes milliseconds. What the store
+                # refuses is counted and logged there (events_overflow, journal_overflow).
+                await self.call_store(self.journal.drain)
         if nudge:
             await self._nudge()
 

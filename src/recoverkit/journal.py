@@ -27,9 +27,11 @@ other processes, or journaled while the pipeline lagged behind (the cache was fu
 from __future__ import annotations
 
 import math
+import sqlite3
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
+from time import monotonic
 from typing import Any, Final, Literal
 
 import msgspec
@@ -54,6 +56,28 @@ _LOG_FIRST: Final = 10
 _LOG_EVERY: Final = 1000
 _EPOCH_MIN: Final = 946_684_800.0
 _EPOCH_MAX: Final = 4_102_444_800.0
+#: ``track()`` journals the inbox itself once its oldest event has waited this many ticks: the engine's loop is
+#: behind (a CPU-bound host, a long commit), and a kill -9 would lose what waits.
+SPILL_AFTER_TICKS: Final = 2
+#: Raw events journaled per commit when the inbox is drained.
+DRAIN_CHUNK: Final = 1024
+#: Seconds between log lines while the store refuses writes.
+REFUSING_LOG_EVERY: Final = 10.0
+#: SQLite's primary result codes for a store that cannot take writes at all: full disk (SQLITE_FULL), read-only
+#: or immutable file (SQLITE_READONLY, SQLITE_PERM, SQLITE_CANTOPEN), I/O error (SQLITE_IOERR).
+_REFUSED_CODES: Final = frozenset(
+    {sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR}
+)
+
+
+def _refuses_writes(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store cannot write at all now, rather than that one write failed (a lock held by
+    another process, a closed store): the former makes the journal split the batch and refuse new events."""
+    if isinstance(exc, OSError):
+        return True
+    cause = exc.__cause__
+    code = getattr(cause, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in _REFUSED_CODES
 
 
 class Journal:
@@ -78,10 +102,17 @@ class Journal:
         self._clock = clock
         self._event_time = clock.event_time
         self._record_purchases = record_purchases
+        # The inbox's budget: what a kill -9 can lose is what it holds plus the one commit under way, so it is
+        # bounded by count and by age. Past either, track() journals the inbox itself (see _spill).
         self._capacity = config.inbox_capacity
+        self._max_age = SPILL_AFTER_TICKS * config.tick_interval
         self._hot_capacity = max(config.batch_size * config.queue_batches * 4, 1024)
         #: Raw events from ``track()`` waiting to be journaled (batch durability).
         self.pending: deque[Any] = deque()
+        self._pending_since = 0.0  # monotonic time the oldest event in ``pending`` was queued (about)
+        # Held by whoever journals the inbox (the engine's drain or a spilling track()), so that events reach the
+        # journal in the order track() queued them and a caller over budget waits for the commit under way.
+        self._inbox_lock = threading.Lock()
         self._lock = threading.Lock()  # guards the hot cache and the counters written from request threads
         self._hot: dict[int, tuple[int, list[Any]]] = {}  # first seq -> (last seq, events)
         self._hot_size = 0
@@ -90,6 +121,11 @@ class Journal:
         self.refused = 0
         self.invalid: Counter[str] = Counter()
         self.store_errors = 0
+        #: Health flag: the store refused the last write (disk full, read-only or immutable file, I/O error).
+        #: Set by a failed append, cleared by the next one that succeeds; while set, ``track()`` journals each
+        #: event before it returns, so it returns ``True`` only for events that are on disk.
+        self.refusing = False
+        self._refusing_logged_at = -math.inf
         #: The latest event time journaled: the "now" of events without ``ts`` in a replay.
         self.max_ts = -math.inf
         self.last_seq = 0
@@ -101,22 +137,63 @@ class Journal:
     def track(self, raw: Any) -> bool:
         """Accept ``raw`` from any thread without waiting on the pipeline; see the module docstring.
 
-        Returns ``False`` only when the event was invalid (``"sync"`` durability, where it is validated here)
-        or could not be journaled (the store failed; counted and logged).
+        ``"batch"``: ``True`` means the event is in the inbox and will be journaled within the inbox's budget
+        (unless the process dies first, or the store refuses the write: then it is counted in ``refused`` and
+        logged as ``journal_overflow``). While the store refuses writes (:attr:`refusing`), and with ``"sync"``,
+        ``True`` means the event is in the journal. ``False``: the event was invalid (``"sync"``, where it is
+        validated here) or could not be journaled (counted in ``refused`` and logged).
         """
-        if self.durability == "batch" and len(self.pending) < self._capacity:
-            self.pending.append(raw)
-            return True
+        if self.durability == "batch" and not self.refusing:
+            pending = self.pending
+            if not pending:
+                self._pending_since = monotonic()
+                pending.append(raw)
+                return True
+            if len(pending) < self._capacity and monotonic() - self._pending_since < self._max_age:
+                pending.append(raw)
+                return True
+            return self._spill(raw)
+        return self._journal_now(raw)
+
+    def _journal_now(self, raw: Any) -> bool:
         events, datas = self.accept([raw])
         if not events:
             return False
-        if self.durability == "batch":
-            self.spilled += 1  # the loop is behind: journal it from this thread rather than refuse it
         return self.append(events, datas)
 
-    def take_pending(self, limit: int) -> list[Any]:
+    def _spill(self, raw: Any) -> bool:
+        """The inbox is over its budget (the engine's loop is behind): journal it from this thread, then queue
+        ``raw`` in the emptied inbox. A caller that finds another one journaling waits for it: backpressure."""
+        with self._inbox_lock:
+            pending = self.pending
+            if len(pending) >= self._capacity or (pending and monotonic() - self._pending_since >= self._max_age):
+                self.spilled += self._drain_locked()
+            if self.refusing:  # the store refused what was just journaled: acknowledge only what it takes
+                return self._journal_now(raw)
+            if not pending:
+                self._pending_since = monotonic()
+            pending.append(raw)
+            return True
+
+    def drain(self) -> int:
+        """Journal everything in the inbox, in the order it was queued; the number of events taken from it.
+
+        Blocks for the commits (call it from a thread, or inline for a store in memory). What the store refuses
+        is counted in ``refused`` and logged (``journal_overflow``); everything before it is kept.
+        """
+        with self._inbox_lock:
+            return self._drain_locked()
+
+    def _drain_locked(self) -> int:
         pending = self.pending
-        return [pending.popleft() for _ in range(min(len(pending), limit))]
+        taken = 0
+        while pending:
+            raws = [pending.popleft() for _ in range(min(len(pending), DRAIN_CHUNK))]
+            taken += len(raws)
+            events, datas = self.accept(raws)
+            if events:
+                self._append_keeping(events, datas)
+        return taken
 
     def accept(self, raws: list[Any], *, raise_invalid: bool = False) -> tuple[list[Event], list[bytes]]:
         """Validate and time-stamp ``raws``: the valid events and the bytes to journal for each.
@@ -174,13 +251,56 @@ class Journal:
     # -- writing (blocking: call from a thread, or inline for a store in memory) ----------------------------
 
     def append(self, events: list[Any], datas: list[bytes]) -> bool:
-        """Journal ``events`` (and record their purchases), then offer them to the hot cache.
+        """Journal ``events`` (and record their purchases), then offer them to the hot cache: all or none.
 
-        Blocks for the store's commit. Returns ``False`` (counted, logged) when the store failed: the events
-        were not accepted.
+        Blocks for the store's commit. Returns ``False`` (counted in ``refused``, logged) when the store failed:
+        none of the events was accepted.
         """
         if not events:
             return True
+        error = self._write(events, datas)
+        self._settle(error)
+        if error is None:
+            return True
+        with self._lock:
+            self.refused += len(events)
+        self._log_failure("journal_append_failed", error, len(events), kept=0)
+        return False
+
+    def _append_keeping(self, events: list[Any], datas: list[bytes]) -> int:
+        """Journal what the store takes of ``events``, in order; count and log the rest. Returns the number kept.
+
+        For the inbox, whose events ``track()`` has acknowledged: when the store refuses the whole (a full disk
+        that has room for part of it), the first half is tried, and so on down to one event, and whatever was
+        written is followed by the rest, again whole. The first single event the store refuses ends it: the
+        events from there on are counted in ``refused``. An error that is not the store refusing writes (another
+        process holding the write lock past ``busy_timeout``) is not retried piecemeal.
+        """
+        total = len(events)
+        start = 0
+        size = total
+        error: BaseException | None = None
+        while start < total:
+            size = min(size, total - start)
+            error = self._write(events[start : start + size], datas[start : start + size])
+            if error is None:
+                start += size
+                size = total - start
+            elif size > 1 and _refuses_writes(error):
+                size = (size + 1) // 2
+            else:
+                break
+        lost = total - start
+        self._settle(error if lost else None)  # the last attempt says how the store is now
+        if lost:
+            assert error is not None
+            with self._lock:
+                self.refused += lost
+            self._log_failure("journal_overflow", error, lost, kept=start)
+        return start
+
+    def _write(self, events: list[Any], datas: list[bytes]) -> BaseException | None:
+        """One attempt: journal ``events`` in one commit. The store's error, or ``None`` once they are kept."""
         store = self.store
         now = self._clock.now() if not self._event_time else max(self.max_ts, 0.0)
         try:
@@ -196,9 +316,7 @@ class Journal:
         except (StoreError, OSError) as exc:
             with self._lock:
                 self.store_errors += 1
-                self.refused += len(events)
-            _log.error("journal_append_failed", events=len(events), error=str(exc))
-            return False
+            return exc
         first = last - len(events) + 1
         with self._lock:
             self.accepted += len(events)
@@ -210,7 +328,36 @@ class Journal:
         callback = self.on_append
         if callback is not None:
             callback()
-        return True
+        return None
+
+    def _settle(self, error: BaseException | None) -> None:
+        """Set the health flag from the outcome of a write: set when the store refused it, cleared when it took it."""
+        refusing = error is not None and _refuses_writes(error)
+        if refusing == self.refusing or (error is not None and not refusing):
+            return  # unchanged; an error of another kind (a lock held too long) says nothing about the disk
+        with self._lock:
+            self.refusing = refusing
+            self._refusing_logged_at = -math.inf
+        if not refusing:
+            _log.warning("journal_writable_again", refused=self.refused)
+
+    def _log_failure(self, name: str, error: BaseException, lost: int, *, kept: int) -> None:
+        # While the store refuses every write, each track() fails in turn: log the first failure and then at
+        # most one line every REFUSING_LOG_EVERY seconds (``refused`` counts them all), not one per request.
+        now = monotonic()
+        with self._lock:
+            quiet = self.refusing and now - self._refusing_logged_at < REFUSING_LOG_EVERY
+            if not quiet:
+                self._refusing_logged_at = now if self.refusing else -math.inf
+        if not quiet:
+            _log.error(
+                name,
+                events=lost,
+                kept=kept,
+                refused_total=self.refused,
+                refusing=self.refusing,
+                error=str(error),
+            )
 
     # -- reading (the pipeline's owner) ---------------------------------------------------------------------
 

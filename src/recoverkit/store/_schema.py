@@ -14,6 +14,7 @@ without opening a store on it, and without changing it (``recoverkit db check`` 
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -38,9 +39,11 @@ __all__ = [
     "describe_database",
     "last_seq",
     "migrate",
+    "os_reason",
     "problems",
     "read_salt",
     "split_statements",
+    "write_problems",
 ]
 
 T = TypeVar("T")
@@ -441,12 +444,64 @@ def _inspect(path: str | os.PathLike[str], run: Callable[[sqlite3.Connection], T
 
 
 def check_database(path: str | os.PathLike[str]) -> list[str]:
-    """The problems :meth:`SQLiteStore.check` would report for the file at ``path``, without opening a store.
+    """The problems :meth:`SQLiteStore.check` would report for the file at ``path``, without opening a store,
+    and what would keep an engine from writing it (:func:`write_problems`).
 
     The file is neither created nor migrated nor changed. Raises :class:`~recoverkit.errors.StoreError` when
     it does not exist or is not a SQLite database.
     """
-    return _inspect(path, lambda conn: problems(conn, str(path)))
+    found = _inspect(path, lambda conn: problems(conn, str(path)))
+    return found + write_problems(path)
+
+
+#: Less free space than this on the store's filesystem is reported: the journal grows with every event.
+LOW_SPACE_BYTES: Final = 1024 * 1024
+
+
+def write_problems(path: str | os.PathLike[str]) -> list[str]:
+    """Why this process could not write the store at ``path``, as the operating system says it: the file, its
+    ``-wal`` and ``-shm`` files (when they exist), their directory (SQLite creates the ``-wal`` and ``-shm``
+    files there), and less than :data:`LOW_SPACE_BYTES` free on the filesystem. Empty when none applies.
+
+    Opens each file for writing and closes it again, writing nothing: safe beside running workers.
+    """
+    file = Path(path)
+    found: list[str] = []
+    for candidate in (file, Path(f"{file}-wal"), Path(f"{file}-shm")):
+        if candidate is not file and not candidate.exists():
+            continue
+        try:
+            os.close(os.open(candidate, os.O_RDWR))
+        except OSError as exc:
+            found.append(
+                f"{candidate} cannot be written: {os_reason(exc)}; an engine would refuse to start on it; expected "
+                "a file this user can write (check its mode, `lsattr` for the immutable flag, the mount)"
+            )
+    directory = file.resolve().parent
+    if not os.access(directory, os.W_OK | os.X_OK):
+        found.append(
+            f"{directory}: the directory cannot be written, and SQLite creates the store's -wal and -shm files "
+            "there; expected a directory this user can write"
+        )
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return found
+    free = stat.f_bavail * stat.f_frsize
+    if free < LOW_SPACE_BYTES:
+        found.append(
+            f"{directory}: only {free:,} bytes free on the filesystem; the journal grows with every event, and "
+            "what does not fit is refused (events_overflow); expected at least "
+            f"{LOW_SPACE_BYTES:,} bytes free"
+        )
+    return found
+
+
+def os_reason(exc: OSError) -> str:
+    """``exc`` as an operator reads it: the system's message and the errno's name (``Read-only file system
+    (EROFS)``), without the path, which the caller names once."""
+    name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return f"{exc.strerror or exc} ({name})"
 
 
 def describe_database(path: str | os.PathLike[str]) -> StoreInfo:

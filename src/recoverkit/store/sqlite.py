@@ -293,6 +293,7 @@ class SQLiteStore:
             conn.execute("PRAGMA secure_delete = ON")
             _schema.migrate(conn, str(self.path))
             salt = _schema.read_salt(conn, str(self.path))  # fixed for the file's life: read it once
+            self._probe_writable(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise self._translate("open", exc) from exc
@@ -300,6 +301,30 @@ class SQLiteStore:
             conn.close()
             raise
         return conn, salt
+
+    def _probe_writable(self, conn: sqlite3.Connection) -> None:
+        """Refuse, at open, a file that SQLite opened but cannot write (immutable, read-only mount, mode).
+
+        SQLite opens such a file read-only without a word, and every write would then fail: the engine would
+        start and accept events it could never keep. A row is written in a transaction that is rolled back, so
+        the file does not change. A write lock held by another process past ``busy_timeout`` proves nothing
+        either way and is let pass (that process writes the file). A full disk passes too (nothing reaches the
+        disk here): the journal counts and reports what it refuses later.
+        """
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('write_probe', x'')")
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return
+            reasons = _schema.write_problems(self.path)
+            why = "; ".join(reasons) if reasons else "the operating system gave no reason; expected a writable file"
+            raise StoreError(
+                f"refusing to open {self.path}, which SQLite cannot write ({exc}), rather than accept events that "
+                f"could not be kept: {why}"
+            ) from exc
+        _rollback(conn)
 
     def _translate(self, name: str, exc: sqlite3.Error) -> StoreError:
         """A StoreError that says what went wrong with which file, for a sqlite3 error."""
