@@ -3,8 +3,9 @@
 Set-up: a :class:`recoverkit.BackgroundEngine` (wall clock, default config, ``{"email": MemoryChannel()}``)
 runs its loop in its own thread. ``--feeders`` feeder threads keep it busy by tracking pre-encoded synthetic
 events (``recoverkit.synthetic.generate_jsonl``) in a loop; each feeder tops the engine's inbox up to
-``--backlog`` events and naps while it is fuller, so the engine always has work but the inbox never fills
-(a full inbox makes ``track()`` take its cheaper refusal path, which would flatter the figure).
+``--backlog`` events and naps while it is fuller, so the engine always has work but the inbox (the journal's
+``pending`` deque, which the engine journals every tick) never fills: a full inbox makes ``track()`` validate
+and journal the event itself, another path, which this benchmark does not measure.
 
 Then ``--threads`` request threads each time, one call at a time with ``time.perf_counter_ns()``, in turn:
 
