@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -134,12 +135,73 @@ def test_replay_of_a_missing_file_exits_1_naming_it(capsys: pytest.CaptureFixtur
     assert "Traceback" not in err and out == ""
 
 
-def test_replay_of_a_truncated_gzip_file_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    packed = gzip.compress(events_file(tmp_path / "e.jsonl").read_bytes() * 50)
+def test_replay_of_a_truncated_gzip_file_names_it_says_how_far_it_got_and_still_summarises(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lines = [json.dumps({"event": "page_view", "session_id": f"s{i}", "ts": T0 + i}) for i in range(20_000)]
+    packed = gzip.compress("\n".join(lines).encode() + b"\n")
     (tmp_path / "cut.jsonl.gz").write_bytes(packed[: len(packed) // 2])
-    code, _, err = run(capsys, "replay", "cut.jsonl.gz")
+    code, out, err = run(capsys, "replay", "cut.jsonl.gz", "--json")
     assert code == 1
-    assert "error:" in err and "Compressed file ended" in err
+    (error,) = [line for line in err.splitlines() if line.startswith("error:")]
+    read = int(re.search(r"read ([\d,]+) line\(s\) whole", error)[1].replace(",", ""))  # type: ignore[index]
+    assert "cut.jsonl.gz" in error and "truncated" in error
+    assert 0 < read < 20_000
+    summary = json.loads(out)  # the summary of what was read is still printed
+    assert summary["accepted"] == summary["lines"] == read
+
+
+def test_replay_warnings_name_the_line_of_the_input_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    good = json.dumps({"event": "page_view", "session_id": "s", "ts": T0})
+    millis = json.dumps({"event": "page_view", "session_id": "s", "ts": T0 * 1000})
+    (tmp_path / "e.jsonl").write_text(f"{good}\n\nnot json\n{good}\n\n{millis}\n{good}\n")
+    code, out, err = run(capsys, "replay", "e.jsonl")
+    assert code == 0
+    warnings = [line for line in err.splitlines() if line.startswith("line ")]
+    assert [w.split(":")[0] for w in warnings] == ["line 3", "line 6"]
+    assert "malformed JSON" in warnings[0] and "milliseconds" in warnings[1]
+    assert "5 events (3 accepted, 2 invalid, 0 late)" in out
+    assert "invalid events by reason: malformed_json 1, bad_value 1" in out
+    assert "invalid_event" not in err  # the journal's line-less records are not repeated
+
+
+def test_replay_exits_1_when_no_event_is_valid(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "bad.jsonl").write_text('not json\n{"event": "add-to-cart", "session_id": "s"}\n')
+    code, out, err = run(capsys, "replay", "bad.jsonl")
+    assert code == 1
+    assert "2 events (0 accepted, 2 invalid, 0 late)" in out
+    assert "error: bad.jsonl: none of its 2 event(s) is valid" in err
+
+
+def test_replay_of_an_empty_file_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "empty.jsonl").write_text("\n")
+    code, _, err = run(capsys, "replay", "empty.jsonl")
+    assert code == 1
+    assert "error: empty.jsonl: no events to replay" in err
+
+
+def test_resuming_a_finished_replay_exits_1_having_nothing_left(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    events = str(events_file(tmp_path / "e.jsonl"))
+    assert run(capsys, "replay", events, "--store", "s.db", "--out", "m.jsonl")[0] == 0
+    sent = (tmp_path / "m.jsonl").read_text()
+    assert sent
+    code, _, err = run(capsys, "replay", events, "--store", "s.db", "--out", "m.jsonl", "--resume")
+    assert code == 1
+    assert "error: nothing left to replay" in err and "all 4 valid events" in err
+    assert (tmp_path / "m.jsonl").read_text() == sent  # appended to, not emptied
+
+
+def test_replaying_into_a_used_store_without_resume_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    events = str(events_file(tmp_path / "e.jsonl"))
+    assert run(capsys, "replay", events, "--store", "s.db")[0] == 0
+    code, out, err = run(capsys, "replay", events, "--store", "s.db")
+    assert code == 1
+    assert "s.db: the journal already holds 4 events of an earlier replay" in err and "--resume" in err
+    assert out == ""
 
 
 def test_replay_with_a_bad_config_file_exits_2_naming_file_key_and_value(
@@ -193,6 +255,54 @@ def test_check_config_of_a_missing_file_exits_2(capsys: pytest.CaptureFixture[st
     code, _, err = run(capsys, "check-config", "missing.toml")
     assert code == 2
     assert "missing.toml: configuration file not found" in err
+
+
+def test_check_config_names_the_key_path_of_a_channel_nothing_serves(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "typo.toml").write_text(
+        '[[flows]]\nname = "f"\n[[flows.steps]]\ndelay = 60\n[[flows.steps]]\ndelay = 600\nchannel = "emial"\n'
+    )
+    code, out, err = run(capsys, "check-config", "typo.toml")
+    assert code == 2
+    assert "configuration error: typo.toml: `flows[0].steps[1].channel` is 'emial'" in err
+    assert "email" in err and "[channels.emial]" in err
+    assert out == ""
+
+
+def test_check_config_accepts_a_channel_of_your_own_declared_under_channels(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "own.toml").write_text(
+        '[channels.pigeon]\naddress = "none"\n[[flows]]\nname = "f"\n[[flows.steps]]\ndelay = 60\nchannel = "pigeon"\n'
+    )
+    assert run(capsys, "check-config", "own.toml")[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("toml", "variable"),
+    [
+        ('[offers.ten]\nkind = "discount"\nname = "10% off"\npercent = 10\n[[flows]]\nname = "f"\n[[flows.steps]]\ndelay = 60\n'
+         'offer = "ten"\n', "RECOVERKIT_CODE_SECRET"),
+        ('[links]\nbase_url = "https://shop.example/restore"\n', "RECOVERKIT_LINK_SECRET"),
+    ],
+    ids=["codes", "links"],
+)  # fmt: skip
+def test_check_config_refuses_a_config_whose_secret_is_missing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toml: str, variable: str
+) -> None:
+    monkeypatch.delenv(variable, raising=False)
+    (tmp_path / "shop.toml").write_text(toml)
+    code, _, err = run(capsys, "check-config", "shop.toml")
+    assert code == 2
+    assert f"environment variable {variable}" in err and "missing" in err
+    monkeypatch.setenv(variable, "s" * 8)
+    code, _, err = run(capsys, "check-config", "shop.toml")
+    assert code == 2 and "too short" in err
+    monkeypatch.setenv(variable, "s" * 48)
+    assert run(capsys, "check-config", "shop.toml")[0] == 0
+    monkeypatch.delenv(variable)
+    assert run(capsys, "check-config", "shop.toml", "--no-secrets")[0] == 0
 
 
 def test_check_config_of_invalid_toml_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -382,3 +492,78 @@ def test_dead_letters_resend_needs_a_webhook(capsys: pytest.CaptureFixture[str])
         main(["dead-letters", "resend", "dead.jsonl"])
     assert info.value.code == 2
     assert "--webhook" in capsys.readouterr().err
+
+
+# -- replay --store: killed, then resumed at once --------------------------------------------------------------
+
+KILL_CONFIG = """
+abandon_after = 600
+[store]
+lease_ttl = 3
+[channels.webhook]
+address = "none"
+requires_consent = false
+[[flows]]
+name = "f"
+[[flows.steps]]
+delay = 60
+channel = "webhook"
+[[flows.steps]]
+delay = 3600
+channel = "webhook"
+"""
+
+
+def message_keys(path: Path) -> list[str]:
+    return [json.loads(line)["key"] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_a_replay_killed_mid_run_and_resumed_at_once_decides_every_message_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from recoverkit.store import SQLiteStore
+    from recoverkit.synthetic import generate_jsonl
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(line + b"\n" for line in generate_jsonl(1000, seed=3)))
+    (tmp_path / "c.toml").write_text(KILL_CONFIG)
+    # The reference: the same replay, never interrupted.
+    assert run(capsys, "replay", "events.jsonl", "--config", "c.toml", "--store", "ref.db", "--out", "ref.jsonl")[0] == 0
+    reference = message_keys(tmp_path / "ref.jsonl")
+    assert len(reference) > 200 and len(set(reference)) == len(reference)
+
+    command = [sys.executable, "-m", "recoverkit", "replay", "events.jsonl", "--config", "c.toml",
+               "--store", "s.db", "--out", "out.jsonl", "--no-progress"]  # fmt: skip
+    first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while len(message_keys(tmp_path / "out.jsonl")) < len(reference) // 4:
+            assert first.poll() is None, "the replay finished before it could be killed: give it more events"
+            time.sleep(0.005)
+    finally:
+        first.kill()  # SIGKILL: no clean-up, its lease stays valid for up to lease_ttl
+        first.wait()
+    written_before = len(message_keys(tmp_path / "out.jsonl"))
+    assert written_before < len(reference)
+
+    resumed = subprocess.run([*command, "--resume", "--json"], cwd=tmp_path, capture_output=True, timeout=120)
+    stderr = resumed.stderr.decode()
+    assert resumed.returncode == 0, stderr
+    if "waiting" in stderr:  # the lease was still valid: it said what it waited for, then took over
+        assert re.search(rf"waiting for the pipeline lease of s\.db, held by .*:{first.pid}:", stderr), stderr
+        assert f"process {first.pid}, which no longer runs" in stderr
+        assert "took over the pipeline lease" in stderr
+
+    written = message_keys(tmp_path / "out.jsonl")
+    assert written[:written_before] == message_keys(tmp_path / "out.jsonl")[:written_before]  # appended to
+    assert len(written) == len(set(written)), "a message was written twice"
+    with SQLiteStore(tmp_path / "s.db") as store:
+        ledger = {entry.key: entry.state for entry in store.ledger()}
+    sent = {key for key, state in ledger.items() if state == "sent"}
+    unknown = {key for key, state in ledger.items() if state == "unknown"}  # the kill fell mid-send
+    assert sent <= set(written), "the ledger says sent, but --out lacks the message"
+    assert set(written) <= sent | unknown
+    assert set(written) | unknown == set(reference), "a message was lost, or one was made up"
+    summary = json.loads(resumed.stdout)
+    assert summary["processed"] > 0 and summary["resumed_after"] > 0

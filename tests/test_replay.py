@@ -295,3 +295,109 @@ async def test_what_a_replay_sends_does_not_depend_on_how_its_input_is_batched()
     one_by_one = await sent_keys(lines, 1)
     assert one_by_one  # the comparison means something
     assert await sent_keys(lines, len(lines)) == one_by_one
+
+
+# -- invalid lines, broken input, resuming -------------------------------------------------------------------
+
+
+async def test_invalid_lines_are_reported_with_their_line_number_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    millis = json.dumps({"event": "page_view", "session_id": "a", "ts": T0 * 1000}).encode()
+    path.write_bytes(b"\n".join([cart("a", 0), b"", b"{nope", line("page_view", "a", 10), b"  ", millis]) + b"\n")
+    seen: list[tuple[int, str]] = []
+    summary = await replay(path, config=CONFIG, on_invalid=lambda n, exc: seen.append((n, exc.reason)))
+    assert seen == [(3, "malformed_json"), (6, "bad_value")]
+    assert (summary.lines, summary.accepted, summary.invalid) == (4, 2, {"malformed_json": 1, "bad_value": 1})
+
+
+async def test_an_event_without_ts_before_any_event_time_is_reported_at_its_line() -> None:
+    untimed = json.dumps({"event": "page_view", "session_id": "s"}).encode()
+    seen: list[tuple[int, str, str | None]] = []
+    summary = await replay(
+        [untimed, cart("a", 0), untimed], config=CONFIG, on_invalid=lambda n, e: seen.append((n, e.reason, e.field))
+    )
+    assert seen == [(1, "missing_field", "$.ts")]
+    assert summary.accepted == 2
+
+
+def halves(lines: list[bytes], tmp_path: Path) -> tuple[Path, Path]:
+    whole = tmp_path / "whole.jsonl.gz"
+    whole.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(whole.read_bytes()[: len(whole.read_bytes()) // 2])
+    return whole, cut
+
+
+async def test_a_truncated_gzip_replays_what_it_holds_and_a_resume_with_the_whole_file_decides_as_one_run(
+    tmp_path: Path,
+) -> None:
+    from recoverkit.replay import IncompleteReplay
+
+    lines = list(generate_jsonl(400, seed=11))
+    whole, cut = halves(lines, tmp_path)
+    reference = MemoryChannel()
+    await replay(whole, store=tmp_path / "ref.db", channels={"email": reference})
+    first, second = MemoryChannel(), MemoryChannel()
+    with pytest.raises(IncompleteReplay) as info:
+        await replay(cut, store=tmp_path / "s.db", channels={"email": first})
+    broken = info.value
+    assert str(cut) in str(broken) and "truncated" in str(broken)
+    assert 0 < broken.line < len(lines) and broken.summary.lines == broken.line
+    assert broken.summary.accepted == broken.line and broken.summary.processed == broken.line
+    summary = await replay(whole, store=tmp_path / "s.db", channels={"email": second}, resume=True)
+    assert summary.resumed_after == broken.line and summary.lines == len(lines)
+    assert sorted(first.keys() + second.keys()) == sorted(reference.keys())
+    assert len(reference.keys()) > 20
+
+
+async def test_a_resume_carries_on_the_event_time_of_events_without_ts(tmp_path: Path) -> None:
+    # An event without ts happens at the latest event time so far: a resume must know it from the skipped lines.
+    untimed = [json.dumps({"event": "page_view", "session_id": f"u{i}"}).encode() for i in range(5)]
+    lines = [*known("a", "ca", 0), cart("a", 0), *untimed, line("page_view", "z", 5000)]
+    summary = await replay(lines[:3], config=CONFIG, store=tmp_path / "s.db")
+    assert summary.accepted == 3
+    resumed = await replay(lines, config=CONFIG, store=tmp_path / "s.db", resume=True)
+    assert resumed.invalid == {}
+    assert (resumed.resumed_after, resumed.accepted) == (3, len(lines))
+
+
+async def test_a_resume_with_a_shorter_file_than_the_journal_is_refused(tmp_path: Path) -> None:
+    from recoverkit.datasets import DatasetError
+
+    await replay(list(HANDMADE), config=CONFIG, store=tmp_path / "s.db")
+    with pytest.raises(DatasetError, match="has 3 valid events, but the journal of .*s.db holds 9"):
+        await replay(list(HANDMADE[:3]), config=CONFIG, store=tmp_path / "s.db", resume=True)
+
+
+async def test_a_replay_waits_for_a_lease_that_another_process_keeps_renewing_then_gives_up(
+    tmp_path: Path,
+) -> None:
+    import threading
+    import time
+
+    from recoverkit.errors import StoreError
+    from recoverkit.store import SQLiteStore
+    from recoverkit.store.base import PIPELINE_LEASE
+
+    db = tmp_path / "s.db"
+    stop = threading.Event()
+    other = SQLiteStore(db)
+    other.acquire_lease(PIPELINE_LEASE, "elsewhere:1:x", ttl=0.5, now=time.time())
+
+    def keep_renewing() -> None:  # another replay, alive, on the same store
+        while not stop.wait(0.1):
+            other.acquire_lease(PIPELINE_LEASE, "elsewhere:1:x", ttl=0.5, now=time.time())
+
+    renewer = threading.Thread(target=keep_renewing)
+    renewer.start()
+    told: list[str] = []
+    try:
+        with pytest.raises(StoreError, match="still held by elsewhere:1:x after"):
+            await replay(list(HANDMADE), config=CONFIG, store=db, resume=True, on_wait=told.append, lease_wait=1.5)
+    finally:
+        stop.set()
+        renewer.join()
+        other.close()
+    assert len(told) == 1 and "waiting for the pipeline lease" in told[0] and "elsewhere:1:x" in told[0]
+    with SQLiteStore(db) as store:
+        assert store.last_seq() == 0  # it journaled nothing that the other process would have decided on

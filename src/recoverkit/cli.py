@@ -91,6 +91,27 @@ def _run_replay(args: argparse.Namespace, source: Any, console: Out, err: Out) -
         of = f" of {total / 1e6:,.1f} MB" if total and not str(source).endswith(".gz") else ""
         return f"{read / 1e6:,.1f} MB read{of}"
 
+    shown = 0
+
+    def on_invalid(number: int, exc: Exception) -> None:
+        # The first few, with the line to look at; the summary counts them all.
+        nonlocal shown
+        shown += 1
+        if shown <= _INVALID_LINES_SHOWN:
+            err.print(escape(f"line {number}: {exc}"), soft_wrap=True)
+        elif shown == _INVALID_LINES_SHOWN + 1:
+            err.print("further invalid lines are not shown; the summary counts them all", soft_wrap=True)
+
+    def on_wait(text: str) -> None:
+        err.print(escape(text), soft_wrap=True)
+
+    from .replay import IncompleteReplay
+
+    failure: str | None = None
+    # The journal logs each invalid event's reason without its line; the warnings above say it with the line.
+    journal_log = logging.getLogger("recoverkit.journal")
+    quiet = _WithoutInvalidEvents()
+    journal_log.addFilter(quiet)
     try:
         with Ticker(err, "replay", what, enabled=not args.no_progress):
             summary = anyio.run(
@@ -101,18 +122,48 @@ def _run_replay(args: argparse.Namespace, source: Any, console: Out, err: Out) -
                     progress=progress_cb,
                     store=getattr(args, "store", None),
                     resume=getattr(args, "resume", False),
+                    on_invalid=on_invalid,
+                    on_wait=on_wait,
                 ),
                 backend="asyncio",
                 backend_options={"use_uvloop": _uvloop()},
             )
+    except IncompleteReplay as exc:
+        summary, failure = exc.summary, str(exc)  # the summary of what was read, then the error
     finally:
+        journal_log.removeFilter(quiet)
         if bar is not None:
             bar.stop()
+    name = "<stdin>" if not named else str(source)
+    if failure is None:
+        if summary.lines == 0:
+            failure = f"{name}: no events to replay (the input is empty)"
+        elif summary.accepted == 0:
+            failure = f"{name}: none of its {summary.lines:,} event(s) is valid (the reasons are above)"
+        elif summary.processed == 0:
+            failure = (
+                f"nothing left to replay: the store's journal already held all {summary.resumed_after:,} valid "
+                f"events of {name}, and they were decided on before; replay into a new --store to run it again"
+            )
     if args.json:
         _write_json(summary)
-        return 0
-    _print_summary(summary, console)
+    else:
+        _print_summary(summary, console)
+    if failure is not None:
+        err.error(failure)
+        return 1
     return 0
+
+
+#: Invalid lines a replay names on stderr, each with its line number; the summary counts the rest.
+_INVALID_LINES_SHOWN = 20
+
+
+class _WithoutInvalidEvents(logging.Filter):
+    """Drops the journal's ``invalid_event`` records while a replay reports each invalid line itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "event", None) != "invalid_event"
 
 
 def _print_summary(summary: Any, console: Out, cartless: int | None = None) -> None:
@@ -125,6 +176,11 @@ def _print_summary(summary: Any, console: Out, cartless: int | None = None) -> N
     )
     if summary.invalid:
         console.print("invalid events by reason: " + ", ".join(f"{k} {v}" for k, v in summary.invalid.items()))
+    if getattr(summary, "resumed_after", 0):
+        console.print(
+            f"resumed: the first {summary.resumed_after:,} valid events were already in the store's journal; this "
+            f"run decided on {summary.processed:,} journal entries"
+        )
     console.print(
         f"carts: {summary.carts:,}   converted: {summary.converted:,}   "
         f"abandoned: {sum(summary.abandonments.values()):,}"
@@ -317,9 +373,54 @@ def _cmd_dead_letters(args: argparse.Namespace, console: Out, err: Out) -> int:
 
 def _cmd_check_config(args: argparse.Namespace, console: Out, err: Out) -> int:
     config = load_config(args.file)
+    problems = _config_problems(config, args.file, secrets=not args.no_secrets)
+    for problem in problems:
+        err.error(problem, kind="configuration error")
+    if problems:
+        return 2
     flows = ", ".join(f.name for f in config.flows)
     console.print(f"{escape(args.file)}: ok ({len(config.flows)} flow(s): {flows})", soft_wrap=True)
     return 0
+
+
+def _config_problems(config: Config, file: str, *, secrets: bool) -> list[str]:
+    """What would stop an engine built from ``config`` that loading it does not catch, one message each.
+
+    A channel the flows name that is neither built in nor declared under ``[channels.<name>]`` (most often a
+    typo, which would otherwise become a channel of its own that no adapter serves), and, with ``secrets``,
+    the secrets it reads from this environment.
+    """
+    from ._integration_commands import secret_status
+    from .config import DEFAULT_CHANNELS, channel_paths
+
+    problems: list[str] = []
+    built_in = ", ".join(sorted(DEFAULT_CHANNELS))
+    for name, paths in channel_paths(config).items():
+        if name not in DEFAULT_CHANNELS and name not in config.channels:
+            problems.append(
+                f"{file}: `{paths[0]}` is {name!r}, which is neither a built-in channel ({built_in}) nor declared "
+                f"under [channels.{name}]; expected one of those, or your own channel declared there (its adapter "
+                "is passed to Engine(channels=...))"
+            )
+    if not secrets:
+        return problems
+    offers = config.code_offers()
+    status = secret_status(config.code_secret_env)
+    if offers and status != "set":
+        problems.append(
+            f"{file}: the offers {', '.join(offers)} carry codes, whose secret is read from the environment variable "
+            f"{config.code_secret_env} (`code_secret_env`): {status}; expected a random secret of at least 32 "
+            "bytes in every process that runs the engine, or --no-secrets if Engine(coupons=...) issues the codes"
+        )
+    if config.links.base_url is not None:
+        status = secret_status(config.links.secret_env)
+        if status != "set":
+            problems.append(
+                f"{file}: restore links (`links.base_url`) are signed with the secret in the environment variable "
+                f"{config.links.secret_env} (`links.secret_env`): {status}; expected a random secret of at least 32 "
+                "bytes, the same in every process that builds or verifies links"
+            )
+    return problems
 
 
 def _cmd_convert(args: argparse.Namespace, console: Out, err: Out) -> int:
@@ -481,8 +582,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="keep the replay's state in this SQLite file (default: in memory)")
     p.add_argument("--model", help="score with this model file from `recoverkit train` (default: the config's)")
     p.add_argument(
-        "--resume", action="store_true", help="carry on an interrupted replay in the same --store (one input per store)"
-    )
+        "--resume", action="store_true",
+        help="carry on an interrupted replay in the same --store (one input per store; waits for a killed run's "
+        "lease to lapse; --out is appended to)",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("forget", help="erase a customer's personal data from a state file (right to erasure)")
@@ -518,8 +621,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="list: print the letters as one JSON document")
     p.set_defaults(func=_cmd_dead_letters)
 
-    p = sub.add_parser("check-config", help="validate a TOML configuration file")
+    p = sub.add_parser(
+        "check-config",
+        help="validate a TOML configuration file: its keys, the channels its flows name, and that the secrets it "
+        "needs are set in this environment",
+    )
     p.add_argument("file")
+    p.add_argument(
+        "--no-secrets", action="store_true", help="do not look for the secrets in the environment (codes, links)"
+    )
     p.set_defaults(func=_cmd_check_config)
 
     p = sub.add_parser("convert", help="convert a public dataset to recoverkit events")

@@ -37,6 +37,7 @@ __all__ = [
     "QuietHours",
     "StoreConfig",
     "Variant",
+    "channel_paths",
     "load_config",
 ]
 
@@ -518,6 +519,25 @@ def _name_the_entry(data: Mapping[str, Any], what: str, path: str | None) -> tup
 def _channel_entries(data: Mapping[str, Any], section: str = "channels") -> dict[str, Any]:
     entries = data.get(section) if isinstance(data, Mapping) else None
     return {str(k): v for k, v in entries.items()} if isinstance(entries, Mapping) else {}
+
+
+def channel_paths(config: Config) -> dict[str, list[str]]:
+    """Every channel the flows use, with the key paths that name it, in the order of the file.
+
+    ``{"sms": ["flows[0].steps[1].channel", "flows[1].steps[0].variants[0].channel"]}``: steps' ``channel``
+    and ``fallback`` and their variants' ``channel``. An error about a channel names one of these paths, so that
+    the author finds the line to change (the engine's "no adapter for channel" and ``recoverkit check-config``).
+    """
+    paths: dict[str, list[str]] = {}
+    for f, flow in enumerate(config.flows):
+        for s, step in enumerate(flow.steps):
+            at = f"flows[{f}].steps[{s}]"
+            named = [(step.channel, f"{at}.channel"), (step.fallback, f"{at}.fallback")]
+            named += [(variant.channel, f"{at}.variants[{v}].channel") for v, variant in enumerate(step.variants)]
+            for name, path in named:
+                if name is not None:
+                    paths.setdefault(name, []).append(path)
+    return paths
 
 
 def load_config(path: str | Path) -> Config:

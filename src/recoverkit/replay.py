@@ -6,34 +6,44 @@ timestamps pass them, so a day of events replays in seconds and the same file al
 decisions. Every message the engine would send is handed to the given channels (by default: counted, and
 written as a JSON line when ``out`` is given). Carts still open when the file ends are censored, not
 abandoned, and messages not yet due then are reported as pending.
+
+With a store (a SQLite file) a replay survives ``kill -9``: run it again with ``resume=True`` and it carries on.
+What that guarantees, and what is left to the ledger, is in :func:`replay`'s docstring.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import os
+import socket
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+import anyio
 import msgspec
 
 from .channels.base import Channel, Message
 from .channels.jsonl import JsonLinesChannel
 from .clock import EventClock
-from .config import Config
+from .config import Config, channel_paths
+from .datasets import DatasetError
 from .engine import Engine, EngineStatistics
-from .errors import InvalidEvent
+from .errors import InvalidEvent, StoreError
 from .events import decode_event
 from .score import Scorer
-from .store.base import Store
+from .store.base import PIPELINE_LEASE, Store
 
-__all__ = ["ReplaySummary", "read_lines", "replay"]
+__all__ = ["IncompleteReplay", "ReplaySummary", "read_lines", "replay"]
 
 _CHUNK_LINES = 1024
+#: How often a replay looks whether it holds the pipeline lease while it waits for it.
+_LEASE_POLL = 0.1
 
 
 class ReplaySummary(msgspec.Struct, kw_only=True):
@@ -56,47 +66,111 @@ class ReplaySummary(msgspec.Struct, kw_only=True):
     seconds: float
     events_per_second: float
     statistics: EngineStatistics
+    #: Non-empty lines read from the input (of a resumed replay: also those it skipped).
+    lines: int = 0
+    #: Events skipped because the store's journal already held them (``resume=True``).
+    resumed_after: int = 0
+    #: Journal entries this run's pipeline read and decided on: the events it accepted, and on a resume those
+    #: the interrupted run had journaled but not yet checkpointed. 0 means this run decided nothing.
+    processed: int = 0
+
+
+class IncompleteReplay(DatasetError):
+    """Raised by :func:`replay` when its input could not be read to the end (a truncated or corrupt ``.gz``).
+
+    Everything read before the fault was replayed; ``summary`` says what was decided. The end of the input was
+    not declared (events held back for lateness stay held, open carts open), so with a store, a replay of the
+    complete file with ``resume=True`` carries on as if nothing had happened. ``path`` and ``line`` (the last
+    line read whole) say how far it got.
+    """
+
+    def __init__(self, message: str, *, path: str, line: int, summary: ReplaySummary) -> None:
+        super().__init__(message, path=path, line=line)
+        self.summary = summary
 
 
 class _Recorder:
-    """Counts what dispatch hands over, then passes it to the real adapter (if any)."""
+    """Counts what dispatch hands over, then passes it to the real adapter (if any).
+
+    ``flush``: called after each message, so that a message is in the ``out`` file before dispatch records it
+    as sent: a ``kill -9`` then cannot leave a ``sent`` message that the file lacks.
+    """
 
     def __init__(self, inner: Channel | None) -> None:
         self.inner = inner
+        self.flush: Callable[[], None] | None = None
         self.counts: Counter[str] = Counter()
 
     async def send(self, message: Message) -> None:
         if self.inner is not None:
             await self.inner.send(message)
+            if self.flush is not None:
+                self.flush()
         self.counts[f"{message.flow}/{message.step}/{message.channel}"] += 1
 
 
-def read_lines(source: str | Path | IO[bytes] | list[bytes]) -> Iterator[bytes]:
-    """Yield the non-empty lines of a ``.jsonl``/``.jsonl.gz`` file, a binary stream, stdin for ``"-"``, or
-    a list of lines already in memory (benchmarks)."""
+def _numbered(source: str | Path | IO[bytes] | list[bytes]) -> Iterator[tuple[int, bytes]]:
+    """The non-empty lines of ``source`` with their line numbers (1-based, blank lines counted).
+
+    A file that cannot be read to the end (a truncated or corrupt ``.gz``, a read error) raises
+    :class:`~recoverkit.datasets.DatasetError` naming it, the last line read whole and the bytes of text read.
+    """
     if isinstance(source, list):
-        yield from source
+        for number, line in enumerate(source, start=1):
+            line = line.strip()
+            if line:
+                yield number, line
         return
     opened: IO[bytes] | None = None  # the file we opened, which closing a GzipFile does not close
+    name = "<stream>"
     if isinstance(source, (str, Path)):
         if str(source) == "-":
             stream: IO[bytes] = sys.stdin.buffer
+            name = "<stdin>"
         else:
             path = Path(source)
+            name = os.fspath(path)
             raw = opened = path.open("rb")
             magic = raw.peek(2)[:2] if isinstance(raw, io.BufferedReader) else b""
             stream = gzip.GzipFile(fileobj=raw) if magic == b"\x1f\x8b" else raw  # type: ignore[assignment]
     else:
         stream = source
+        name = str(getattr(source, "name", name))
+    number = read = 0
     try:
-        for line in stream:
-            line = line.strip()
-            if line:
-                yield line
+        try:
+            for number, line in enumerate(stream, start=1):  # noqa: B007  # number is read after the loop too
+                read += len(line)
+                line = line.strip()
+                if line:
+                    yield number, line
+        except (EOFError, zlib.error, OSError) as exc:
+            # EOFError: a .gz cut short; zlib.error, BadGzipFile (an OSError): corrupt compressed data.
+            why = "it ends before its end-of-stream marker (truncated)" if isinstance(exc, EOFError) else str(exc)
+            raise DatasetError(
+                f"{name}: could not be read to the end: {why}; read {number:,} line(s) whole "
+                f"({read:,} bytes of text); expected a complete file",
+                path=name,
+                line=number,
+            ) from exc
     finally:
         if opened is not None:
             stream.close()
             opened.close()
+
+
+def read_lines(source: str | Path | IO[bytes] | list[bytes]) -> Iterator[bytes]:
+    """Yield the non-empty lines of a ``.jsonl``/``.jsonl.gz`` file, a binary stream, stdin for ``"-"``, or
+    a list of lines already in memory (benchmarks).
+
+    A file that cannot be read to the end raises :class:`~recoverkit.datasets.DatasetError` naming it and
+    saying how far it got (after yielding every line read whole before the fault).
+    """
+    if isinstance(source, list):
+        yield from source
+        return
+    for _, line in _numbered(source):
+        yield line
 
 
 async def replay(
@@ -110,53 +184,111 @@ async def replay(
     pending_out: list[Message] | None = None,
     store: Store | str | Path | None = None,
     resume: bool = False,
+    on_invalid: Callable[[int, InvalidEvent], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
+    lease_wait: float | None = None,
 ) -> ReplaySummary:
     """Replay ``source`` through a fresh engine in event time and summarise what it decided.
 
     ``store`` keeps the replay's state (a SQLite path or a Store; by default ``config.store.path``, else
-    memory). With ``resume=True`` a replay that was interrupted (even by ``kill -9``) carries on where it
-    stopped: the first events of ``source``, as many as the store's journal has accepted, are skipped, and
-    the rest are submitted. Use one store per input file for this: the journal's count is all it goes by.
+    memory). A store whose journal already holds events is refused unless ``resume=True``: replaying the same
+    file into it again would apply every event twice.
 
-    ``out`` receives every message as a JSON line (personal data included: it is what would be sent); a file
-    named by ``out`` is overwritten, so that it holds this replay's messages and nothing else.
-    ``channels`` replaces the adapters (each is still counted); ``progress`` is called with the number of
-    bytes read so far, for progress bars; ``pending_out``, when given, receives the messages still scheduled
-    when the input ended.
+    **Resuming.** With ``resume=True`` a replay that was interrupted (even by ``kill -9``) carries on where it
+    stopped: the first valid events of ``source``, as many as the store's journal has accepted, are skipped
+    (validated exactly as the first run did), and the rest are submitted. Use one store per input file: the
+    journal's count is all it goes by, and a file with fewer valid events than the journal is refused. The
+    pipeline runs in the one process that holds the store's pipeline lease; a killed run keeps it until it
+    lapses (``store.lease_ttl`` after its last renewal), so a replay that finds the lease held waits for it
+    (``on_wait`` is told once what it waits for, then when it took over) and raises
+    :class:`~recoverkit.errors.StoreError` if it is still held after ``lease_wait`` seconds (by default twice
+    ``store.lease_ttl`` plus a second): then another process is using the store. It never journals events it
+    will not process. After a resume, every message is in the store's ledger exactly once: ``sent``, or
+    ``unknown`` when the kill fell between the claim and the adapter's answer (see ``docs/durability.md``).
+    ``summary.processed`` is 0 when the resumed run found nothing left to decide.
+
+    **Output.** ``out`` receives every message as a JSON line (personal data included: it is what would be
+    sent), flushed to the operating system before the message is recorded as sent, so a ``kill -9`` never
+    loses a line whose message the ledger calls ``sent``. A file named by ``out`` is emptied first, so that it
+    holds this replay's messages and nothing else, except when resuming a store that holds events: then it is
+    appended to, and together the runs' lines hold every message once, apart from ``unknown`` ones, which may
+    or may not have been written. (A power loss can still lose lines the ledger has; the ledger is the record.)
+
+    **Input.** Blank lines are skipped; an invalid line is counted by reason in the summary and, when
+    ``on_invalid`` is given, reported to it with its line number and the :class:`InvalidEvent`. A file that
+    cannot be read to the end (a truncated ``.gz``) raises :class:`IncompleteReplay` carrying the summary of
+    what was read. ``channels`` replaces the adapters (each is still counted); ``progress`` is called with the
+    number of bytes read so far, for progress bars; ``pending_out``, when given, receives the messages still
+    scheduled when the input ended.
     """
     config = config if config is not None else Config()
-    used = sorted({ch for f in config.flows for s in f.steps for ch in (s.channel, s.fallback) if ch})
-    if isinstance(out, (str, Path)) and str(out) != "-":
-        Path(out).write_bytes(b"")  # JsonLinesChannel appends (right for live); a replay starts afresh
-    sink: Channel | None = JsonLinesChannel(out) if out is not None else None
-    # Recorders have no aclose(): the adapters behind them are closed here, once each, after the engine.
+    # Every channel a step can end up on, variants' too: each needs a recorder, or the engine has no adapter.
+    used = sorted(channel_paths(config))
+    # Opened (for appending) before the store, so a bad path fails before anything else is touched.
+    sink: JsonLinesChannel | None = JsonLinesChannel(out) if out is not None else None
     recorders = {name: _Recorder(channels[name] if channels and name in channels else sink) for name in used}
-    engine = Engine(config, channels=recorders, clock=EventClock(), scorer=scorer, store=store)
+    if sink is not None:
+        for recorder in recorders.values():
+            if recorder.inner is sink:
+                recorder.flush = sink.flush
+    try:
+        engine = Engine(config, channels=recorders, clock=EventClock(), scorer=scorer, store=store)
+    except BaseException:
+        if sink is not None:
+            await sink.aclose()
+        raise
+    where = os.fspath(getattr(engine.store, "path", "the store"))
+    journaled = engine.store.last_seq()
+    if journaled and not resume:
+        if not isinstance(store, Store):  # the engine opened it (from a path or the config): close it again
+            engine.store.close()
+        if sink is not None:
+            await sink.aclose()
+        raise StoreError(
+            f"{where}: the journal already holds {journaled:,} events of an earlier replay; expected a new store, "
+            "or resume=True (--resume) to carry that replay on"
+        )
+    if sink is not None and not journaled and isinstance(out, (str, Path)) and str(out) != "-":
+        Path(out).write_bytes(b"")  # nothing to carry on: this replay's messages and nothing else
+    wait = lease_wait if lease_wait is not None else 2 * config.store.lease_ttl + 1.0
     started = time.perf_counter()
     first = last = None
-    read = 0
+    run = _Run(engine, on_invalid)
+    truncated: DatasetError | None = None
     async with engine:
-        skip = engine.store.last_seq() if resume else 0
-        chunk: list[bytes] = []
-        for line in read_lines(source):
-            if skip:
-                read += len(line) + 1
-                if _valid(line):
-                    skip -= 1
-                continue
-            chunk.append(line)
-            read += len(line) + 1
-            if len(chunk) >= _CHUNK_LINES:
-                await engine.submit_many(chunk)
-                chunk = []
-                if progress is not None:
-                    progress(read)
+        await _hold_pipeline(engine, wait=wait, on_wait=on_wait, where=where)
+        position = engine.ingest.position
+        skip = await engine.call_store(engine.store.last_seq) if resume else 0
+        resumed_after = skip
+        chunk: list[tuple[int, bytes]] = []
+        try:
+            for number, line in _numbered(source):
+                run.lines += 1
+                run.read += len(line) + 1
+                chunk.append((number, line))
+                # While skipping, a chunk never holds more lines than events left to skip, so it cannot
+                # hold more valid events either: the skip ends exactly at a chunk's end.
+                if len(chunk) >= (min(skip, _CHUNK_LINES) if skip else _CHUNK_LINES):
+                    skip = await run.take(chunk, skip)
+                    chunk = []
+                    if progress is not None:
+                        progress(run.read)
+        except DatasetError as exc:
+            truncated = exc
         if chunk:
-            await engine.submit_many(chunk)
-        await engine.flush(end_of_input=True)
+            skip = await run.take(chunk, skip)
+        if skip and truncated is None:
+            raise DatasetError(
+                f"{_name(source)}: has {resumed_after - skip:,} valid events, but the journal of {where} holds "
+                f"{resumed_after:,}; expected the file the interrupted replay read (one input per store)",
+                path=_name(source),
+            )
+        # A truncated input did not end: its end is not declared, so a resume with the whole file carries on.
+        await engine.flush(end_of_input=truncated is None)
         if progress is not None:
-            progress(read)
+            progress(run.read)
         stats = engine.statistics()
+        processed = engine.ingest.position - position
         first = engine.ingest.first_event_at
         last = engine.ingest.last_event_at
         still = engine.pending_messages()
@@ -171,10 +303,11 @@ async def replay(
     counts: Counter[str] = Counter()
     for recorder in recorders.values():
         counts.update(recorder.counts)
-    events = stats.events_accepted + sum(stats.events_invalid.values())
-    return ReplaySummary(
+    accepted = stats.events_accepted + run.skipped_valid
+    events = accepted + sum(stats.events_invalid.values())
+    summary = ReplaySummary(
         events=events,
-        accepted=stats.events_accepted,
+        accepted=accepted,
         invalid=stats.events_invalid,
         late=stats.events_late,
         carts=engine.sessionize.counts["carts"],
@@ -190,16 +323,128 @@ async def replay(
         seconds=seconds,
         events_per_second=events / seconds if seconds > 0 else 0.0,
         statistics=stats,
+        lines=run.lines,
+        resumed_after=run.skipped_valid,
+        processed=processed,
     )
+    if truncated is not None:
+        raise IncompleteReplay(
+            str(truncated), path=truncated.path, line=truncated.line or 0, summary=summary
+        ) from truncated.__cause__
+    return summary
 
 
-def _valid(line: bytes) -> bool:
-    """Whether ingest would have accepted ``line`` (so that it took a journal seq)."""
+class _Run:
+    """Hands a replay's lines to the engine in chunks, and finds the line number of each invalid one."""
+
+    def __init__(self, engine: Engine, on_invalid: Callable[[int, InvalidEvent], None] | None) -> None:
+        self.engine = engine
+        self.on_invalid = on_invalid
+        self.lines = 0
+        self.read = 0
+        self.skipped_valid = 0
+
+    async def take(self, chunk: list[tuple[int, bytes]], skip: int) -> int:
+        """Journal ``chunk``, or while ``skip`` > 0 only validate it (the journal has it); the skip left."""
+        journal = self.engine.journal
+        invalid = sum(journal.invalid.values())
+        known_time = journal.max_ts > float("-inf")
+        lines = [line for _, line in chunk]
+        if skip:
+            # The journal's own validation, so the skip counts exactly the events the first run journaled,
+            # and the latest event time (the time of events without `ts`) is the first run's too.
+            valid = len(journal.accept(lines)[0])
+            self.skipped_valid += valid
+            skip -= valid
+        else:
+            await self.engine.submit_many(lines)
+        if self.on_invalid is not None and sum(journal.invalid.values()) > invalid:
+            for number, error in _find_invalid(chunk, known_time):  # the rare path: decode the chunk again
+                self.on_invalid(number, error)
+        return skip
+
+
+def _find_invalid(chunk: list[tuple[int, bytes]], known_time: bool) -> list[tuple[int, InvalidEvent]]:
+    """The lines of ``chunk`` the journal refused, with why; ``known_time``: an event time was known before it.
+
+    decode_event refuses all the journal refuses but one thing that needs the replay's state: an event without
+    ``ts`` before any event time is known.
+    """
+    found: list[tuple[int, InvalidEvent]] = []
+    for number, line in chunk:
+        try:
+            event = decode_event(line)
+        except InvalidEvent as exc:
+            found.append((number, exc))
+            continue
+        if event.ts is not None:
+            known_time = True
+        elif not known_time:
+            found.append(
+                (
+                    number,
+                    InvalidEvent(
+                        "`$.ts` is missing and no event time is known yet; expected a timestamp on the first "
+                        "event of a replay",
+                        reason="missing_field",
+                        field="$.ts",
+                    ),
+                )
+            )
+    return found
+
+
+async def _hold_pipeline(engine: Engine, *, wait: float, on_wait: Callable[[str], None] | None, where: str) -> None:
+    """Return once ``engine`` holds the pipeline lease and has restored the checkpoint; wait at most ``wait`` s.
+
+    The engine takes a free lease itself (at start, then on every renewal, every ``lease_ttl / 5`` s); this
+    only waits for that, so the replay journals nothing that another process would decide on.
+    """
+    began = time.monotonic()
+    told = False
+    while not (engine.is_owner and not engine.statistics().restoring):
+        holder = await engine.call_store(engine.store.lease_holder, PIPELINE_LEASE, now=time.time())
+        waited = time.monotonic() - began
+        if waited >= wait:
+            raise StoreError(
+                f"{where}: the pipeline lease is still held by {holder or 'another process'}{_process_state(holder)} "
+                f"after {waited:.1f} s of waiting; expected it to lapse within store.lease_ttl "
+                f"({engine.config.store.lease_ttl:g} s) of its holder's death: another process is using this store "
+                "(a replay still running?); let it finish or stop it, then run this again"
+            )
+        if not told and on_wait is not None and holder is not None and holder != engine.owner:
+            told = True
+            on_wait(
+                f"waiting for the pipeline lease of {where}, held by {holder}{_process_state(holder)}: it lapses "
+                f"within store.lease_ttl ({engine.config.store.lease_ttl:g} s) of its last renewal; waiting at "
+                f"most {wait:g} s"
+            )
+        await anyio.sleep(_LEASE_POLL)
+    if told and on_wait is not None:
+        on_wait(f"took over the pipeline lease of {where} after {time.monotonic() - began:.1f} s; carrying on")
+
+
+def _process_state(owner: str | None) -> str:
+    """What can be told about the lease holder ``owner`` (``host:pid:token``) from here, for a message."""
+    parts = (owner or "").split(":")
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return ""
+    pid = int(parts[1])
     try:
-        decode_event(line)
-    except InvalidEvent:
-        return False
-    return True
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f" (process {pid}, which no longer runs)"
+    except OSError:  # PermissionError: it runs, as another user
+        return f" (process {pid}, which is running)"
+    return f" (process {pid}, which is running)"
+
+
+def _name(source: str | Path | IO[bytes] | list[bytes]) -> str:
+    if isinstance(source, (str, Path)):
+        return "<stdin>" if str(source) == "-" else os.fspath(source)
+    if isinstance(source, list):
+        return "<lines>"
+    return str(getattr(source, "name", "<stream>"))
 
 
 def summary_to_jsonable(summary: ReplaySummary) -> Any:
