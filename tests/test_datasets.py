@@ -378,6 +378,17 @@ def test_read_jsonl_names_the_line_of_an_invalid_event(tmp_path: Path) -> None:
         list(read_jsonl(path))
 
 
+def test_read_jsonl_of_a_truncated_gz_names_the_file_and_how_far_it_got(tmp_path: Path) -> None:
+    packed = gzip.compress(b"".join(b'{"event": "view_item", "session_id": "s%d"}\n' % i for i in range(5000)))
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    read = []
+    with pytest.raises(DatasetError, match=r"cut.jsonl.gz: could not be read to the end: .*truncated") as info:
+        read.extend(read_jsonl(path))
+    assert 0 < len(read) == info.value.line < 5000
+    assert f"read {len(read):,} line(s) whole" in str(info.value)
+
+
 # ------------------------------------------------------------------------------------------- demo file
 
 DEMO_COUNTS = {"view_item": 10_577, "identify": 2_585, "consent": 2_585, "purchase": 135, "add_to_cart": 99}

@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import gzip
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -565,8 +566,24 @@ def _write_lines(events: Iterable[Event], out: IO[bytes] | gzip.GzipFile) -> int
 
 
 def _decode_lines(stream: Iterable[bytes], name: str) -> Iterator[Event]:
-    for number, line in enumerate(stream, start=1):
-        line = line.strip()
+    number = 0
+    lines = iter(stream)
+    while True:
+        try:
+            raw = next(lines, None)
+        except (EOFError, zlib.error, OSError) as exc:
+            # EOFError: a .gz cut short; zlib.error, BadGzipFile (an OSError): corrupt compressed data.
+            why = "it ends before its end-of-stream marker (truncated)" if isinstance(exc, EOFError) else str(exc)
+            raise DatasetError(
+                f"{name}: could not be read to the end: {why}; read {number:,} line(s) whole; expected a complete "
+                "file",
+                path=name,
+                line=number,
+            ) from exc
+        if raw is None:
+            return
+        number += 1
+        line = raw.strip()
         if not line:
             continue
         try:
@@ -579,7 +596,8 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Event]:
     """Decode the events of a JSON-lines file (gzip when the name ends in ``.gz``), validating each line.
 
     Raises :class:`DatasetError` naming the file and line of the first invalid event (chained to the
-    :class:`~recoverkit.errors.InvalidEvent` that says what is wrong with it). Blank lines are ignored.
+    :class:`~recoverkit.errors.InvalidEvent` that says what is wrong with it), or naming the file and the last
+    line read whole when it cannot be read to the end (a truncated ``.gz``). Blank lines are ignored.
     """
     target = Path(path)
     if target.suffix == ".gz":
