@@ -1,7 +1,9 @@
 """Running the engine from synchronous code (Django, Flask, any WSGI app): a loop in a background thread.
 
-``BackgroundEngine.track(event)`` is a bounded ``deque.append`` plus two attribute reads: it returns in well
-under a microsecond, never blocks the request and never raises. The engine's event loop (uvloop when it is
+``BackgroundEngine.track(event)`` is a bounded ``deque.append`` plus a few attribute reads: it returns in about a
+microsecond and never raises. It blocks the request only when the engine's loop is behind (its inbox is over
+budget: the call journals it, see :mod:`recoverkit.journal`) or the store refuses writes (the call journals its
+own event and says whether that worked). The engine's event loop (uvloop when it is
 installed) runs in a daemon thread started on the first ``track()`` or :meth:`~BackgroundEngine.start`.
 
 Fork safety: servers such as gunicorn with ``--preload`` import the app, then fork workers. A thread started
@@ -96,9 +98,10 @@ class BackgroundEngine:
     # -- the hot path ---------------------------------------------------------------------------------------
 
     def track(self, event: Any) -> bool:
-        """Queue ``event`` (dict, JSON bytes/str or event Struct) for the engine. Never blocks, never raises.
+        """Queue ``event`` (dict, JSON bytes/str or event Struct) for the engine. Never raises.
 
-        Returns ``False`` when the event was refused (inbox full or engine closed); refusals are counted.
+        Returns ``False`` when the event was not kept (the engine is closed or could not start, the store refused
+        the write); refusals are counted in ``events_overflow``. ``True`` means what :meth:`Engine.track` says.
         """
         if not self._running and not self._closed:
             try:

@@ -663,10 +663,11 @@ class Engine:
         """Accept an event without waiting on the pipeline; safe from any thread; never raises.
 
         ``event`` is a ``dict``, JSON ``bytes``/``str`` or an event Struct. With ``store.durability = "batch"``
-        it is validated and journaled within one tick (invalid events are counted in :meth:`statistics` and
-        logged without their content); with ``"sync"`` it is validated and journaled before this returns.
-        Returns ``False`` when the event was not kept: the engine is closed, the store failed, or (``"sync"``)
-        the event is invalid. See :mod:`recoverkit.journal` for what survives a crash.
+        ``True`` means it is in the inbox and will be validated and journaled within the inbox's budget (a tick,
+        at most ``inbox_capacity`` events; invalid events are counted in :meth:`statistics` and logged without
+        their content); with ``"sync"``, and while the store refuses writes, ``True`` means it is journaled.
+        Returns ``False`` when the event was not kept: the engine is closed, the store refused it, or
+        (``"sync"``) the event is invalid. See :mod:`recoverkit.journal` for what survives a crash.
         """
         if self._state in ("closing", "closed"):
             self.journal.refused += 1

@@ -7,15 +7,22 @@ event: what the stages cannot take yet waits on disk, not in memory.
 
 When ``track()`` has accepted an event it is kept, within the window of the durability setting:
 
-- ``"batch"`` (the default): ``track()`` puts the raw event in an in-memory inbox and returns at once; the
-  engine journals the inbox every ``tick_interval`` (10 ms), in one group commit. A process killed with
-  ``kill -9`` loses the events accepted in the last tick plus the commit in progress (typically under 20 ms of
-  traffic). If the engine's loop is stalled and the inbox is full, ``track()`` journals the event itself
-  (one commit, well under a millisecond) rather than refuse it.
-- ``"sync"``: ``track()`` validates the event and journals it before it returns; an accepted event is on
-  disk (in SQLite's WAL) when the call returns, and survives ``kill -9`` at any moment after. Concurrent
-  calls from request threads share commits. It costs the commit's latency on every call (see
-  ``benchmarks/bench_durability.py``).
+- ``"batch"`` (the default): ``track()`` puts the raw event in an in-memory inbox and returns ``True`` at once:
+  the event *will be* journaled. The engine journals the inbox every ``tick_interval`` (10 ms), in one group
+  commit. The inbox has a budget, ``inbox_capacity`` events (1,024) and two ticks of age: the ``track()`` call
+  that finds it spent (the engine's loop is behind) journals the inbox itself, in order, and callers arriving
+  meanwhile wait for that commit. So a process killed with ``kill -9`` loses at most what the inbox holds plus
+  the commit under way: 2 x ``inbox_capacity`` events, and at ordinary rates the last tick or two of traffic.
+- ``"sync"``: ``track()`` validates the event and journals it before it returns; ``True`` means the event is
+  on disk (in SQLite's WAL) and survives ``kill -9`` at any moment after. Concurrent calls from request
+  threads share commits. It costs the commit's latency on every call (see ``benchmarks/bench_durability.py``).
+
+A store that refuses writes (disk full, read-only or immutable file, I/O error): the inbox's batch is split
+(halves, down to one event) so that what fits is kept; the acknowledged events that do not fit are counted in
+``refused`` (``events_overflow``) and logged as ``journal_overflow``. The journal then sets :attr:`Journal.refusing`,
+and until a write succeeds again ``track()`` journals each event before it returns, in both modes, so that
+``False`` tells the caller the event was not kept (logged as ``journal_append_failed``, then at most every 10 s;
+``journal_writable_again`` when it clears). ``docs/durability.md`` ("Accepted means kept") has the figures.
 
 ``submit()`` and ``submit_many()`` always return after the commit, whatever the setting.
 
@@ -107,8 +114,9 @@ class Journal:
         self._capacity = config.inbox_capacity
         self._max_age = SPILL_AFTER_TICKS * config.tick_interval
         self._hot_capacity = max(config.batch_size * config.queue_batches * 4, 1024)
-        #: Raw events from ``track()`` waiting to be journaled (batch durability).
-        self.pending: deque[Any] = deque()
+        #: Raw events from ``track()`` waiting to be journaled (batch durability), each with the engine clock's
+        #: time when ``track()`` was called (``None`` in event time), the time of an event without ``ts``.
+        self.pending: deque[tuple[Any, float | None]] = deque()
         self._pending_since = 0.0  # monotonic time the oldest event in ``pending`` was queued (about)
         # Held by whoever journals the inbox (the engine's drain or a spilling track()), so that events reach the
         # journal in the order track() queued them and a caller over budget waits for the commit under way.
@@ -142,26 +150,30 @@ class Journal:
         logged as ``journal_overflow``). While the store refuses writes (:attr:`refusing`), and with ``"sync"``,
         ``True`` means the event is in the journal. ``False``: the event was invalid (``"sync"``, where it is
         validated here) or could not be journaled (counted in ``refused`` and logged).
+
+        An event without ``ts`` happened when this is called: it is stamped with the engine's clock now (live),
+        not when the inbox is journaled, a tick or a ``FakeClock.advance`` later.
         """
+        stamp = None if self._event_time else self._clock.now()
         if self.durability == "batch" and not self.refusing:
             pending = self.pending
             if not pending:
                 self._pending_since = monotonic()
-                pending.append(raw)
+                pending.append((raw, stamp))
                 return True
             if len(pending) < self._capacity and monotonic() - self._pending_since < self._max_age:
-                pending.append(raw)
+                pending.append((raw, stamp))
                 return True
-            return self._spill(raw)
-        return self._journal_now(raw)
+            return self._spill(raw, stamp)
+        return self._journal_now(raw, stamp)
 
-    def _journal_now(self, raw: Any) -> bool:
-        events, datas = self.accept([raw])
+    def _journal_now(self, raw: Any, stamp: float | None) -> bool:
+        events, datas = self.accept([raw], stamps=[stamp])
         if not events:
             return False
         return self.append(events, datas)
 
-    def _spill(self, raw: Any) -> bool:
+    def _spill(self, raw: Any, stamp: float | None) -> bool:
         """The inbox is over its budget (the engine's loop is behind): journal it from this thread, then queue
         ``raw`` in the emptied inbox. A caller that finds another one journaling waits for it: backpressure."""
         with self._inbox_lock:
@@ -169,10 +181,10 @@ class Journal:
             if len(pending) >= self._capacity or (pending and monotonic() - self._pending_since >= self._max_age):
                 self.spilled += self._drain_locked()
             if self.refusing:  # the store refused what was just journaled: acknowledge only what it takes
-                return self._journal_now(raw)
+                return self._journal_now(raw, stamp)
             if not pending:
                 self._pending_since = monotonic()
-            pending.append(raw)
+            pending.append((raw, stamp))
             return True
 
     def drain(self) -> int:
@@ -188,15 +200,20 @@ class Journal:
         pending = self.pending
         taken = 0
         while pending:
-            raws = [pending.popleft() for _ in range(min(len(pending), DRAIN_CHUNK))]
-            taken += len(raws)
-            events, datas = self.accept(raws)
+            queued = [pending.popleft() for _ in range(min(len(pending), DRAIN_CHUNK))]
+            taken += len(queued)
+            events, datas = self.accept([raw for raw, _ in queued], stamps=[stamp for _, stamp in queued])
             if events:
                 self._append_keeping(events, datas)
         return taken
 
-    def accept(self, raws: list[Any], *, raise_invalid: bool = False) -> tuple[list[Event], list[bytes]]:
+    def accept(
+        self, raws: list[Any], *, raise_invalid: bool = False, stamps: list[float | None] | None = None
+    ) -> tuple[list[Event], list[bytes]]:
         """Validate and time-stamp ``raws``: the valid events and the bytes to journal for each.
+
+        ``stamps`` (one per raw event) is when each was tracked, the time given to one without ``ts``; by default
+        (and for ``None``) the engine's clock now, or in event time the latest event time accepted.
 
         Invalid events are counted by reason and logged without their content (and, with ``raise_invalid``,
         the first one's :class:`~recoverkit.errors.InvalidEvent` is raised).
@@ -205,7 +222,7 @@ class Journal:
         datas: list[bytes] = []
         event_time = self._event_time
         encode = msgspec.json.encode
-        for raw in raws:
+        for index, raw in enumerate(raws):
             try:
                 event = decode_event(raw)
                 ts = event.ts
@@ -213,7 +230,8 @@ class Journal:
                     data = raw if type(raw) is bytes else encode(event)
                 else:
                     # Events without ``ts`` happen "now": the wall clock live, the latest event time in a replay.
-                    now = self.max_ts if event_time else self._clock.now()
+                    stamp = stamps[index] if stamps is not None else None
+                    now = stamp if stamp is not None else self.max_ts if event_time else self._clock.now()
                     if ts is None and now == -math.inf:
                         raise InvalidEvent(
                             "`$.ts` is missing and no event time is known yet; expected a timestamp on the "
