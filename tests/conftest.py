@@ -21,10 +21,11 @@ from hypothesis import settings  # noqa: E402
 
 # "dev" (the default): new random examples on every run, and a failure is saved in .hypothesis/ and tried first
 # next time, which is what the edit loop wants. "ci": the same examples on every run (derandomised, seeded from
-# each test), no deadline (a loaded machine is not a slow test) and the blob that reproduces a failure printed in
-# the log; nothing is read from or written to a database. Chosen by $HYPOTHESIS_PROFILE, else by $CI being set
-# (as CI services and .ci/run set it); `pytest --hypothesis-profile=NAME` overrides both.
-settings.register_profile("dev")
+# each test) and the blob that reproduces a failure printed in the log; nothing is read from or written to a
+# database. Neither has a deadline: an example that is slow on a loaded machine is not a bug, and speed is
+# measured in benchmarks/. Chosen by $HYPOTHESIS_PROFILE, else by $CI being set (as CI services and .ci/run set
+# it); `pytest --hypothesis-profile=NAME` overrides both.
+settings.register_profile("dev", deadline=None)
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 

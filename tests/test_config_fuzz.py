@@ -186,6 +186,7 @@ _file_contents = (
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(_file_contents)
 def test_any_file_contents_load_or_raise_config_error_naming_the_file(tmp_path: Path, content: bytes) -> None:
@@ -207,6 +208,7 @@ def test_a_missing_file_raises_config_error_naming_it(tmp_path: Path) -> None:
 # -- (b) arbitrary TOML-shaped data ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(_documents)
 def test_any_document_validates_or_raises_one_config_error_naming_its_key_path(data: Any) -> None:
@@ -327,6 +329,7 @@ def test_the_valid_configuration_is_valid() -> None:
     assert len(_LEAVES) > 30
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(st.sampled_from(_LEAVES), _junk)
 def test_a_bad_leaf_is_named_by_its_key_path_with_its_value(leaf: tuple[str, list[str | int]], value: Any) -> None:

@@ -224,6 +224,7 @@ def _figures(request: pytest.FixtureRequest) -> None:
             ]
 
 
+@pytest.mark.slow
 def test_the_reference_run_sends_a_few_hundred_messages_once_each(reference: Run) -> None:
     keys = [record["key"] for record in reference.sent]
     assert len(keys) >= 200, reference.summary()
@@ -231,22 +232,26 @@ def test_the_reference_run_sends_a_few_hundred_messages_once_each(reference: Run
     assert reference.ledger == dict.fromkeys(keys, "sent"), reference.summary()
 
 
+@pytest.mark.slow
 def test_the_worker_was_killed_at_random_moments_at_least_five_times(crashed: Run) -> None:
     assert crashed.kills >= MIN_KILLS, crashed.summary()
     assert crashed.lives == crashed.kills + 1, crashed.summary()
 
 
+@pytest.mark.slow
 def test_no_key_reaches_the_adapter_twice_across_kills(crashed: Run) -> None:
     calls = Counter(record["key"] for record in crashed.sent)
     twice = sorted(key for key, n in calls.items() if n > 1)
     assert twice == [], f"{len(twice)} keys sent more than once, e.g. {twice[:5]}; {crashed.summary()}"
 
 
+@pytest.mark.slow
 def test_every_key_sent_across_kills_was_sent_by_the_reference(crashed: Run, reference: Run) -> None:
     spurious = sorted(crashed.sent_keys - reference.sent_keys)
     assert spurious == [], f"{len(spurious)} keys the reference never sent, e.g. {spurious[:5]}; {crashed.summary()}"
 
 
+@pytest.mark.slow
 def test_keys_sent_or_left_unknown_across_kills_are_exactly_the_references(crashed: Run, reference: Run) -> None:
     # An unknown outcome is a send a kill interrupted between claim and finish: it may or may not have reached
     # the adapter, and is never sent again. Nothing else may be missing: a missing key is a lost event.
@@ -256,6 +261,7 @@ def test_keys_sent_or_left_unknown_across_kills_are_exactly_the_references(crash
     assert outcome == reference.sent_keys, crashed.summary()
 
 
+@pytest.mark.slow
 def test_the_ledger_agrees_with_the_adapter_calls_across_kills(crashed: Run) -> None:
     # Every claimed key ended sent or unknown (event time: no purchase gate, no failures), and the ledger says
     # "sent" only of a call the log shows: the adapter's record is on disk before the engine hears of the send.
@@ -264,16 +270,19 @@ def test_the_ledger_agrees_with_the_adapter_calls_across_kills(crashed: Run) -> 
     assert crashed.sent_keys <= set(crashed.ledger), crashed.summary()
 
 
+@pytest.mark.slow
 def test_the_store_file_is_intact_after_the_kills(crashed: Run) -> None:
     assert crashed.check == [], crashed.summary()
     assert crashed.database == [], crashed.summary()
 
 
+@pytest.mark.slow
 def test_every_line_was_journaled_exactly_once_across_kills(crashed: Run, reference: Run, lines: int) -> None:
     assert reference.last_seq == lines
     assert crashed.last_seq == lines, crashed.summary()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", ["reference", "crashed"])
 def test_no_message_is_due_after_its_cart_was_bought(run: str, request: pytest.FixtureRequest, events: Path) -> None:
     result: Run = request.getfixturevalue(run)

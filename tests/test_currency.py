@@ -54,6 +54,7 @@ _rates = st.decimals(min_value=Decimal("0.000001"), max_value=Decimal(10) ** 11,
 _currencies = st.sampled_from(["USD", "JPY", "KWD", "GBP", "CLF"])
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(_amounts, _rates.filter(lambda r: r > 0), _currencies)
 def test_every_conversion_is_an_integer_within_half_a_minor_unit_of_the_exact_product(

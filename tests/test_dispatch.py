@@ -536,6 +536,7 @@ _actions = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(_actions)
 def test_random_shoppers_never_get_a_duplicate_a_message_after_purchase_or_without_consent(

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -170,6 +171,7 @@ class EngineMachine(RuleBasedStateMachine):
             self.tmp.cleanup()
 
 
+@pytest.mark.slow
 def test_the_engine_never_sends_a_key_twice_or_after_a_purchase_whatever_happens() -> None:
     run_state_machine_as_test(
         EngineMachine,

@@ -21,6 +21,7 @@ labelled = st.lists(st.tuples(st.booleans(), st.integers(0, 10).map(lambda k: k 
 )
 
 
+@pytest.mark.slow
 @given(labelled)
 def test_auroc_auprc_and_brier_agree_with_sklearn(rows: list[tuple[bool, float]]) -> None:
     labels, scores = [y for y, _ in rows], [s for _, s in rows]

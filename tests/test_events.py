@@ -390,12 +390,14 @@ def test_arbitrary_text_raises_nothing_but_invalid_event(data: str) -> None:
     _only_invalid_event(data)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(_events)
 def test_arbitrary_json_ish_dicts_raise_nothing_but_invalid_event(data: dict[str, Any]) -> None:
     _only_invalid_event(data)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(_events)
 def test_arbitrary_json_ish_documents_raise_nothing_but_invalid_event(data: dict[str, Any]) -> None:

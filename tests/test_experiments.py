@@ -161,6 +161,7 @@ async def test_assignments_survive_a_restart_and_are_not_written_twice(tmp_path:
         assert store.record_facts(rows) == 0  # a deterministic re-emission is ignored
 
 
+@pytest.mark.slow
 def test_assignments_routed_before_a_kill_are_in_the_store_or_the_checkpoint(tmp_path: Path) -> None:
     """A worker is SIGKILLed after its pipeline routed carts whose assignments it had not written yet, and after a
     checkpoint trimmed their events from the journal; the next engine on the file writes them from the checkpoint,

@@ -311,6 +311,7 @@ def test_isotonic_calibration_matches_sklearn(isotonic_model: Fitted, data: st.D
     assert [scorer.probability(f) for f in batch] == pytest.approx(expected.tolist(), abs=1e-9)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_scores_are_probabilities_and_keep_the_monotone_promises(engine_model: Fitted, data: st.DataObject) -> None:

@@ -161,6 +161,7 @@ async def test_replaying_again_to_the_same_out_file_replaces_its_content(
     assert first.count(b"\n") == sum(summary.messages.values()) == 1
 
 
+@pytest.mark.slow
 async def test_the_bundled_demo_replays_to_the_same_messages_twice(tmp_path: Path) -> None:
     config = load_config(demo_events_path().with_name("demo.toml"))
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
@@ -236,6 +237,7 @@ def retailrocket() -> list[Event]:
     return list(retailrocket_events(require_shared("retailrocket-events-sample-1500-visitors/events.csv")))
 
 
+@pytest.mark.slow
 async def test_rees46_slice_replays_with_sane_figures(rees46: list[Event], tmp_path: Path) -> None:
     config = load_config(demo_events_path().with_name("demo.toml"))  # waits sized for a 3-hour slice
     summary, out = await replay_dataset(rees46, tmp_path, config)
@@ -290,6 +292,7 @@ async def sent_keys(lines: list[bytes], chunk: int) -> list[str]:
     return sorted(channel.keys())
 
 
+@pytest.mark.slow
 async def test_what_a_replay_sends_does_not_depend_on_how_its_input_is_batched() -> None:
     lines = list(generate_jsonl(400, seed=1))
     one_by_one = await sent_keys(lines, 1)

@@ -29,7 +29,10 @@ import pytest
 
 from recoverkit.store import SQLiteStore
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and POSIX process handling")
+pytestmark = [
+    pytest.mark.slow,  # real worker processes, killed and restarted, on real time
+    pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and POSIX process handling"),
+]
 
 WORKER = Path(__file__).parent / "workers" / "live_worker.py"
 CARTS = 5

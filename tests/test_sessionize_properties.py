@@ -104,6 +104,7 @@ def abandonments(events: list[BaseEvent], advances: list[int]) -> list[Abandoned
 ADVANCES = st.lists(st.integers(0, 2), min_size=1, max_size=8)
 
 
+@pytest.mark.slow
 @settings(deadline=None, max_examples=300)
 @given(events=shopping(), advances=ADVANCES)
 def test_no_abandonment_after_a_purchase_without_new_cart_activity(
@@ -128,6 +129,7 @@ def test_no_abandonment_after_a_purchase_without_new_cart_activity(
         )
 
 
+@pytest.mark.slow
 @settings(deadline=None, max_examples=300)
 @given(events=shopping(), advances=ADVANCES)
 def test_at_most_one_abandonment_per_idle_period(events: list[BaseEvent], advances: list[int]) -> None:
@@ -142,6 +144,7 @@ def test_at_most_one_abandonment_per_idle_period(events: list[BaseEvent], advanc
         last[session] = abandoned.at
 
 
+@pytest.mark.slow
 @settings(deadline=None, max_examples=300)
 @given(events=shopping(), advances=ADVANCES)
 def test_an_abandoned_cart_has_items_and_was_left_after_its_last_activity(

@@ -66,6 +66,7 @@ def test_train_json_reports_the_split_and_the_figures(
     assert load_model(out).spec.monotone == {}
 
 
+@pytest.mark.slow
 def test_evaluate_scores_a_history_with_a_model_file(
     history_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -79,6 +80,7 @@ def test_evaluate_scores_a_history_with_a_model_file(
     assert figures["model"]["carts"] == figures["default"]["carts"] == trained["carts"]
 
 
+@pytest.mark.slow
 def test_replay_with_model_scores_messages_with_it(history_file: Path, tmp_path: Path) -> None:
     model = tmp_path / "model.json"
     assert main(["train", str(history_file), "--out", str(model), *FAST, "--json"]) == 0

@@ -86,6 +86,7 @@ def test_every_chart_is_an_svg_with_a_title(page: Path) -> None:
     assert all(svg.child("title") is not None for svg in charts.values())
 
 
+@pytest.mark.slow
 def test_headless_chromium_renders_the_charts_offline(page: Path, tmp_path: Path) -> None:
     tree = parse(dom(page, tmp_path))
     charts = {svg.attrs.get("id"): svg for svg in tree.find_all("svg")}
@@ -112,6 +113,7 @@ def test_headless_chromium_renders_the_charts_offline(page: Path, tmp_path: Path
     assert not tree.find_all("script") and not tree.find_all("img")
 
 
+@pytest.mark.slow
 def test_headless_chromium_paints_the_charts(page: Path, tmp_path: Path) -> None:
     # The funnel chart comes first after the revenue table: a window of this size shows its bars.
     colours = screenshot_pixels(page, tmp_path, 1000, 1200)

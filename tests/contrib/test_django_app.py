@@ -263,6 +263,7 @@ def test_recoverkit_imports_without_django_and_says_how_to_install_it() -> None:
     assert "pip install 'recoverkit[django]'" in done.stdout
 
 
+@pytest.mark.slow
 def test_django_set_up_in_a_fresh_process_starts_no_thread(tmp_path: Path) -> None:
     # ready() in a process of its own, as gunicorn's master runs it before forking with --preload: a thread
     # started there would be dead in every worker.

@@ -196,6 +196,7 @@ def test_the_worker_runs_the_pipeline_for_journal_mode_web_processes_and_stops_o
     assert len(read_outbox(outbox)) == 1
 
 
+@pytest.mark.slow
 def test_a_configuration_problem_stops_the_worker_before_it_starts_and_names_the_setting(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(EXAMPLE / "manage.py"), "recoverkit", "worker"],

@@ -173,6 +173,7 @@ def read_outbox(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+@pytest.mark.slow
 def test_the_worker_runs_the_pipeline_for_journal_mode_web_processes_and_stops_on_sigterm(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_thread_leak: None
 ) -> None:
@@ -214,6 +215,7 @@ def test_the_worker_runs_the_pipeline_for_journal_mode_web_processes_and_stops_o
         sys.modules.pop("flask_process_app", None)
 
 
+@pytest.mark.slow
 def test_a_configuration_problem_stops_the_worker_before_it_starts_and_names_the_key(tmp_path: Path) -> None:
     env = {**os.environ, "RK_TEST_STORE": str(tmp_path / "rk.db"), "RK_TEST_OUTBOX": str(tmp_path / "o.jsonl"),
            "RK_TEST_MODE": "embeded"}

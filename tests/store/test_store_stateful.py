@@ -237,6 +237,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.store.lease_holder(PIPELINE_LEASE, now=self.now) == self._holder()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 def test_the_ledger_answers_as_documented(kind: str, tmp_path: Path) -> None:
     files = itertools.count()
