@@ -255,50 +255,53 @@ async def replay(
     first = last = None
     run = _Run(engine, on_invalid)
     truncated: DatasetError | None = None
-    async with engine:
-        await _hold_pipeline(engine, wait=wait, on_wait=on_wait, where=where)
-        position = engine.ingest.position
-        skip = await engine.call_store(engine.store.last_seq) if resume else 0
-        resumed_after = skip
-        chunk: list[tuple[int, bytes]] = []
-        try:
-            for number, line in _numbered(source):
-                run.lines += 1
-                run.read += len(line) + 1
-                chunk.append((number, line))
-                # While skipping, a chunk never holds more lines than events left to skip, so it cannot
-                # hold more valid events either: the skip ends exactly at a chunk's end.
-                if len(chunk) >= (min(skip, _CHUNK_LINES) if skip else _CHUNK_LINES):
-                    skip = await run.take(chunk, skip)
-                    chunk = []
-                    if progress is not None:
-                        progress(run.read)
-        except DatasetError as exc:
-            truncated = exc
-        if chunk:
-            skip = await run.take(chunk, skip)
-        if skip and truncated is None:
-            raise DatasetError(
-                f"{_name(source)}: has {resumed_after - skip:,} valid events, but the journal of {where} holds "
-                f"{resumed_after:,}; expected the file the interrupted replay read (one input per store)",
-                path=_name(source),
-            )
-        # A truncated input did not end: its end is not declared, so a resume with the whole file carries on.
-        await engine.flush(end_of_input=truncated is None)
-        if progress is not None:
-            progress(run.read)
-        stats = engine.statistics()
-        processed = engine.ingest.position - position
-        first = engine.ingest.first_event_at
-        last = engine.ingest.last_event_at
-        still = engine.pending_messages()
-        pending = len(still)
-        if pending_out is not None:
-            pending_out.extend(still)
-    for adapter in {id(r.inner): r.inner for r in recorders.values() if r.inner is not None}.values():
-        close = getattr(adapter, "aclose", None)
-        if close is not None:
-            await close()
+    try:
+        async with engine:
+            await _hold_pipeline(engine, wait=wait, on_wait=on_wait, where=where)
+            position = engine.ingest.position
+            skip = await engine.call_store(engine.store.last_seq) if resume else 0
+            resumed_after = skip
+            chunk: list[tuple[int, bytes]] = []
+            try:
+                for number, line in _numbered(source):
+                    run.lines += 1
+                    run.read += len(line) + 1
+                    chunk.append((number, line))
+                    # While skipping, a chunk never holds more lines than events left to skip, so it cannot
+                    # hold more valid events either: the skip ends exactly at a chunk's end.
+                    if len(chunk) >= (min(skip, _CHUNK_LINES) if skip else _CHUNK_LINES):
+                        skip = await run.take(chunk, skip)
+                        chunk = []
+                        if progress is not None:
+                            progress(run.read)
+            except DatasetError as exc:
+                truncated = exc
+            if chunk:
+                skip = await run.take(chunk, skip)
+            if skip and truncated is None:
+                raise DatasetError(
+                    f"{_name(source)}: has {resumed_after - skip:,} valid events, but the journal of {where} holds "
+                    f"{resumed_after:,}; expected the file the interrupted replay read (one input per store)",
+                    path=_name(source),
+                )
+            # A truncated input did not end: its end is not declared, so a resume with the whole file carries on.
+            await engine.flush(end_of_input=truncated is None)
+            if progress is not None:
+                progress(run.read)
+            stats = engine.statistics()
+            processed = engine.ingest.position - position
+            first = engine.ingest.first_event_at
+            last = engine.ingest.last_event_at
+            still = engine.pending_messages()
+            pending = len(still)
+            if pending_out is not None:
+                pending_out.extend(still)
+    finally:
+        # After the engine, once each, also when the replay failed: the out file is flushed and closed.
+        for adapter in {id(r.inner): r.inner for r in recorders.values() if r.inner is not None}.values():
+            close = getattr(adapter, "aclose", None)
+            if close is not None:
+                await close()
     seconds = time.perf_counter() - started
     counts: Counter[str] = Counter()
     for recorder in recorders.values():
