@@ -489,7 +489,7 @@ async def test_an_event_older_than_two_ticks_in_the_inbox_makes_track_journal_it
         time.sleep(0.05)  # blocks the loop too: nothing drains the inbox meanwhile
         assert engine.track(view("new"))
         assert engine.statistics().events_accepted == 1  # "old" journaled by track(); "new" waits in the inbox
-        assert list(engine.journal.pending) == [view("new")]
+        assert [raw for raw, _ in engine.journal.pending] == [view("new")]
 
 
 async def test_a_store_that_fills_up_keeps_what_fits_of_the_inbox_and_counts_the_rest() -> None:
@@ -520,7 +520,7 @@ async def test_while_the_store_refuses_writes_track_returns_false_and_true_again
             assert engine.track(view("c"))  # journaled before it returned, which clears the flag
             assert not engine.journal.refusing and engine.statistics().events_accepted == 1
             assert engine.track(view("d"))  # and back to the inbox
-            assert list(engine.journal.pending) == [view("d")]
+            assert [raw for raw, _ in engine.journal.pending] == [view("d")]
         events = [getattr(record, "event", None) for record in caplog.records]
         assert "journal_overflow" in events or "journal_append_failed" in events
         assert "journal_writable_again" in events
