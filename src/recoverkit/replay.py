@@ -434,11 +434,11 @@ def _process_state(owner: str | None) -> str:
         return ""
     pid = int(parts[1])
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return f" (process {pid}, which no longer runs)"
-    except OSError:  # PermissionError: it runs, as another user
-        return f" (process {pid}, which is running)"
+    except OSError:  # PermissionError: it exists, as another user's
+        pass
     return f" (process {pid}, which is running)"
 
 
