@@ -65,7 +65,9 @@ FEATURES = {
     "HttpChannel": ("recoverkit.HttpChannel('https://sms.example/send')", "httpx", "http"),
     "Templates": ("recoverkit.Templates()", "jinja2", "templates"),
     "render_html": (
-        "render_html(build_report(store=recoverkit.MemoryStore(), now=1_700_000_000.0))", "jinja2", "templates"
+        "render_html(build_report(store=recoverkit.MemoryStore(), now=1_700_000_000.0))",
+        "jinja2",
+        "templates",
     ),
 }
 
