@@ -5,9 +5,11 @@ parts that not every shop uses come as extras (``docs/install.md``)::
 
     smtp       aiosmtplib, jinja2   SmtpChannel
     http       httpx, jinja2        WebhookChannel, HttpChannel (which renders templates)
-    templates  jinja2               Templates on their own, recoverkit templates, recoverkit report --html
+    templates  jinja2               Templates on their own, recoverkit preview, recoverkit report --format html
     cli        rich                 the command line's tables and colours
     uvloop     uvloop               the engine's event loop when it is installed
+
+besides those for the integrations and tools (django, flask, asgi, metrics, train).
 
 A module of recoverkit that uses one of them binds the name with :func:`deferred` instead of importing it, so
 ``import recoverkit`` imports none of them (a guard in ``tests/test_optional_deps.py``), and calls

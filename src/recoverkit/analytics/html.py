@@ -36,7 +36,7 @@ def _page() -> jinja2.Template:
     and a name the template does not know is an error, not an empty string."""
     # On first use, not at import: jinja2 is the optional 'templates' extra, and the terminal and JSON reports
     # (which import this package) do without it.
-    jinja = require("jinja2", extra="templates", feature="recoverkit report --html (render_html)")
+    jinja = require("jinja2", extra="templates", feature="recoverkit report --format html (render_html)")
     env = jinja.Environment(autoescape=True, undefined=jinja.StrictUndefined, keep_trailing_newline=True)
     template: jinja2.Template = env.from_string(files(__package__).joinpath("report.html.j2").read_text("utf-8"))
     return template
