@@ -97,7 +97,7 @@ class MissingExtraError(RecoverkitError, ImportError):
 
     That is when :class:`~recoverkit.SmtpChannel`, :class:`~recoverkit.WebhookChannel`,
     :class:`~recoverkit.HttpChannel` or :class:`~recoverkit.Templates` is built, when ``recoverkit report
-    --html`` renders, and the like; never at ``import recoverkit``. The message names the feature, the missing
+    --format html`` renders, and the like; never at ``import recoverkit``. The message names the feature, the missing
     package and the extra that installs it (``pip install 'recoverkit[smtp]'``); ``name`` is the missing module
     (as for any :class:`ImportError`), ``extra`` the extra and ``feature`` what needed it. The import's own
     error is chained as the cause.
