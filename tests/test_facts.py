@@ -55,7 +55,7 @@ async def test_the_outcome_of_every_step_and_every_conversion_is_kept() -> None:
         "s2/f/0": "skipped_no_consent", "s2/f/1": "skipped_no_consent", "s2/f/2": "skipped_no_consent",
         "s3/f/0": "sent",
         "s3/f/1": "sent",
-        "s3/f/2": "cancelled_resumed",  # back in the session to buy: nothing more goes out
+        "s3/f/2": "cancelled_purchase",  # bought between two steps: stopped by the purchase, and says so
     }  # fmt: skip
     (order,) = conversions
     assert (order.cart_key, order.contact_key, order.value, order.currency, order.transaction_id, order.own) == (
@@ -74,3 +74,39 @@ async def test_a_followed_restore_link_is_kept_as_a_visit_of_the_linked_cart() -
         visits = store.visits()
     assert [(v.cart_key, v.at) for v in visits] == [("cart-77", T0 + 5)]
 
+
+
+async def test_a_restore_link_opened_on_another_device_stops_the_next_step_as_a_return() -> None:
+    config = Config(abandon_after=600, flows=[Flow(name="f", steps=[FlowStep(delay=0), FlowStep(delay=7200)])])
+    clock = FakeClock(T0)
+    store = MemoryStore()
+    async with Engine(config, channels={"email": MemoryChannel()}, clock=clock, store=store) as engine:
+        for event in shopper("laptop", "c1"):
+            engine.track({**event, "cart_id": "cart-9"})
+        clock.advance(601)
+        await engine.flush()  # abandoned: the first message goes, the second is due in two hours
+        engine.track({"event": "page_view", "session_id": "phone", "ts": clock.now(), "page_type": "cart_restore",
+                      "cart_id": "cart-9"})  # fmt: skip
+        await engine.flush()
+        clock.advance(7200)
+        await engine.flush()
+        outcomes = {o.key: o.outcome for o in store.outcomes()}
+        visits = [v.cart_key for v in store.visits()]
+    assert outcomes == {"cart-9/f/0": "sent", "cart-9/f/1": "cancelled_resumed"}
+    assert visits == ["cart-9"]
+
+
+async def test_one_cart_id_used_from_two_sessions_is_one_cart_and_one_message_with_every_item() -> None:
+    config = Config(abandon_after=600, flows=[Flow(name="f", steps=[FlowStep(delay=0)])])
+    clock = FakeClock(T0)
+    channel = MemoryChannel()
+    async with Engine(config, channels={"email": channel}, clock=clock) as engine:
+        for event in shopper("laptop", "c1"):
+            engine.track({**event, "cart_id": "cart-9"})
+        engine.track({"event": "add_to_cart", "session_id": "phone", "cart_id": "cart-9", "ts": T0 + 60,
+                      "currency": "EUR", "items": [{"item_id": "B", "price": "5.00"}]})  # fmt: skip
+        clock.advance(3600)
+        await engine.flush()
+    (message,) = channel.sent
+    assert message.key == "cart-9/f/0" and message.recipient.email == "c1@example.com"
+    assert ([line.item_id for line in message.cart.lines], message.cart.value) == (["A", "B"], 3500)

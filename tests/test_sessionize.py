@@ -164,10 +164,12 @@ def test_purchase_emits_converted_and_no_abandonment_follows() -> None:
     assert run.of(Abandoned) == []
 
 
-def test_purchase_after_abandonment_resumes_then_converts() -> None:
+def test_a_purchase_after_abandonment_converts_the_cart_without_resuming_it() -> None:
+    # A purchase is not a return: what it stops downstream must be recorded as stopped by the purchase.
     run = SessionizeRun(abandon_after=1800).feed(add("s1", 0)).advance(1800)
     run.feed(event(Purchase, "s1", 2000)).advance(30 * 86_400)
-    assert [type(x).__name__ for x in run.out] == ["Abandoned", "Resumed", "Converted"]
+    assert [type(x).__name__ for x in run.out] == ["Abandoned", "Converted"]
+    assert run.stage.counts["resumed"] == 0
 
 
 def test_the_same_purchase_reported_twice_converts_once() -> None:
@@ -446,3 +448,75 @@ def test_sustained_overflow_keeps_the_timer_heap_bounded() -> None:
     stats = run.stage.extra_statistics()
     assert stats["sessions"] == 10
     assert stats["timers"] <= 2 * 10 + 1024 + 1
+
+
+# -- one cart per cart_id, and a restore link followed elsewhere ---------------------------------------------------
+
+
+def test_one_cart_id_sent_from_two_sessions_is_one_cart_holding_the_items_of_both() -> None:
+    run = SessionizeRun(abandon_after=1800)
+    run.feed(add("laptop", 0, cart_id="cart-7", customer_id="cust-1", item_id="A"))
+    run.feed(add("phone", 60, cart_id="cart-7", item_id="B")).advance(10 * 86_400)
+    (left,) = run.of(Abandoned)  # one cart, abandoned once: not one per session under the same key
+    assert (left.cart.cart_key, left.cart.session_id) == ("cart-7", "phone")
+    assert [line.item_id for line in left.cart.lines] == ["A", "B"]
+    assert (left.cart.started_at, left.cart.customer_id) == (T0, "cust-1")  # the cart's start; its customer's
+    assert left.at == T0 + 60 + 1800
+
+
+def test_an_item_in_both_sessions_of_one_cart_id_keeps_the_newer_sessions_line() -> None:
+    run = SessionizeRun(abandon_after=1800)
+    run.feed(add("laptop", 0, cart_id="cart-7", item_id="A", qty=1))
+    run.feed(add("phone", 60, item_id="A", qty=3), page("phone", 70, cart_id="cart-7")).advance(10 * 86_400)
+    (left,) = run.of(Abandoned)
+    assert [(line.item_id, line.quantity) for line in left.cart.lines] == [("A", 3)]
+
+
+def test_a_session_that_handed_its_cart_id_on_keeps_no_cart() -> None:
+    run = SessionizeRun(abandon_after=1800)
+    run.feed(add("laptop", 0, cart_id="cart-7"), page("phone", 60, cart_id="cart-7"))
+    run.feed(page("laptop", 120)).advance(10 * 86_400)  # activity on the laptop does not bring a second cart back
+    assert [(a.cart.cart_key, a.cart.session_id) for a in run.of(Abandoned)] == [("cart-7", "phone")]
+
+
+def test_a_cart_id_bought_in_the_session_it_moved_to_converts_once() -> None:
+    run = SessionizeRun(abandon_after=1800)
+    run.feed(add("laptop", 0, cart_id="cart-7", customer_id="cust-1"))
+    run.feed(event(Purchase, "phone", 60, cart_id="cart-7", transaction_id="o-1")).advance(10 * 86_400)
+    assert [(c.cart_key, c.session_id, c.own) for c in run.of(Converted)] == [("cart-7", "phone", True)]
+    assert run.of(Abandoned) == [] and run.of(Resumed) == []
+
+
+def test_a_restore_link_followed_in_another_session_resumes_the_abandoned_cart() -> None:
+    run = SessionizeRun(abandon_after=1800)
+    run.feed(add("laptop", 0, cart_id="cart-7", customer_id="cust-1")).advance(1800)
+    run.feed(page("phone", 5000, page_type="cart_restore", cart_id="cart-7"))
+    assert run.of(Resumed) == [Resumed(cart_key="cart-7", contact_key="cust-1", at=T0 + 5000)]
+    run.advance(10 * 86_400)  # and left again from the phone: abandoned again, with its items and customer
+    again = run.of(Abandoned)[-1]
+    assert (again.cart.cart_key, again.cart.session_id, again.cart.customer_id) == ("cart-7", "phone", "cust-1")
+    assert [line.item_id for line in again.cart.lines] == ["A"] and again.at == T0 + 5000 + 1800
+
+
+def test_a_restore_link_of_a_cart_without_cart_id_resumes_the_session_it_was_built_for() -> None:
+    # Without the shop's cart_id, a cart's key (and so its link's) is its session id.
+    run = SessionizeRun(abandon_after=1800)
+    run.feed(add("laptop", 0, customer_id="cust-1")).advance(1800)
+    run.feed(page("phone", 5000, page_type="cart_restore", cart_id="laptop"))
+    assert run.of(Resumed) == [Resumed(cart_key="laptop", contact_key="cust-1", at=T0 + 5000)]
+
+
+def test_a_restore_link_of_a_cart_that_is_gone_resumes_nothing() -> None:
+    run = SessionizeRun(abandon_after=1800)
+    run.feed(add("laptop", 0, cart_id="cart-7"), event(Purchase, "laptop", 60)).advance(1800)
+    run.feed(page("phone", 5000, page_type="cart_restore", cart_id="cart-7")).advance(10 * 86_400)
+    assert run.of(Resumed) == [] and run.of(Abandoned) == []
+
+
+def test_the_cart_id_rule_survives_a_checkpoint() -> None:
+    first = SessionizeRun(abandon_after=1800).feed(add("laptop", 0, cart_id="cart-7", item_id="A"))
+    second = SessionizeRun(abandon_after=1800)
+    second.stage.restore(first.stage.snapshot())
+    second.feed(add("phone", 60, cart_id="cart-7", item_id="B")).advance(10 * 86_400)
+    (left,) = second.of(Abandoned)
+    assert [line.item_id for line in left.cart.lines] == ["A", "B"]

@@ -237,7 +237,6 @@ class Dispatch(Stage):
         self._coupons_plugin = Plugin("coupons", repr(describe(coupons)))
         self._catalogue_plugin = Plugin("catalogue", repr(describe(catalogue)))
         self._loyalty_plugin = Plugin("loyalty", repr(describe(loyalty)))
-        self._rng = random.Random(config.seed)
         self._caps = list(config.caps)
         self._cap_window = max((cap.per for cap in config.caps), default=0.0)
         #: Per contact: (due time, channel) of the messages handed over within the longest cap window.
@@ -252,6 +251,8 @@ class Dispatch(Stage):
         self._by_cart: dict[str, set[str]] = {}
         self._by_contact: dict[str, set[str]] = {}
         self._attempts: dict[str, int] = {}
+        # When each due attempt happens on the engine's clock (see _moment): in event time its due time.
+        self._attempt_at: dict[str, float] = {}
         # The ledger is the store's; this is a cheap first filter of keys already handed over (value: outcome).
         # Purchases: cart/contact -> purchase time, as this pipeline has seen them (in event time in a replay).
         self._ledger: dict[str, str] = {}
@@ -358,19 +359,31 @@ class Dispatch(Stage):
             # In event time only a purchase made by the due time cancels: a restart can restore a message that
             # was due, and waiting for a slot, when a later purchase arrived.
             if self._bought(message, by=due if self._event_time else None):
-                self._ended(message, "cancelled_purchase")
+                self._ended(message, "cancelled_purchase", self._moment(due))
                 continue
             attempt = self._attempts.get(key, 0)
             if attempt == 0:
                 if self._capped(message, due):
                     self._ledger[key] = "capped"
                     self._expire_later(watermark, "ledger", key)
-                    self._ended(message, "capped")
+                    self._ended(message, "capped", self._moment(due))
                     continue
                 self._ledger[key] = "in_flight"
                 self._expire_later(watermark, "ledger", key)
+            self._attempt_at[key] = due
             self._ready.append((message, attempt))
         self._prune(watermark)
+
+    def _moment(self, due: float) -> float:
+        """When something that fell due at ``due`` happens, on the engine's clock: live, now; in event time
+        ``due`` itself.
+
+        In event time "now" is the watermark, and a live engine acts the moment the watermark reaches a due time.
+        How far past it the watermark has moved by the time dispatch gets to act (or an adapter answers) depends
+        on how the input was cut into chunks, so recording that instead would make two replays of one file
+        disagree, and would date a message hours or days after it was due.
+        """
+        return due if self._event_time else self._clock.now()
 
     # -- scheduling -----------------------------------------------------------------------------------------
 
@@ -380,7 +393,12 @@ class Dispatch(Stage):
             self.outcomes["duplicate_key"] += 1
             return
         if self._bought(message) and not restoring:
-            self._ended(message, "cancelled_purchase")
+            # Dated by the purchase that stopped it (the watermark here depends on how the input was batched).
+            bought = max(
+                self._bought_carts.get(message.cart.cart_key, -math.inf),
+                self._bought_contacts.get(message.recipient.contact_key, -math.inf),
+            )
+            self._ended(message, "cancelled_purchase", self._moment(bought))
             return
         previous = self._pending.get(key)
         if previous is not None:
@@ -427,7 +445,7 @@ class Dispatch(Stage):
                 continue
             self._unschedule(key, message)
             self._attempts.pop(key, None)
-            self._ended(message, f"cancelled_{cancel.why}")
+            self._ended(message, f"cancelled_{cancel.why}", cancel.at)
 
     def _bought(self, message: Message, by: float | None = None) -> bool:
         """Was the cart bought, or did its customer buy anything after starting it (and, given ``by``, at or
@@ -511,6 +529,10 @@ class Dispatch(Stage):
             if m.recipient.contact_key not in gone_contacts and m.cart.cart_key not in gone_carts
         ]
         self.outcomes["cancelled_forgotten"] += len(self._ready) - len(waiting)
+        kept = {m.key for m, _ in waiting}
+        for message, _ in self._ready:
+            if message.key not in kept:
+                self._attempt_at.pop(message.key, None)
         self._ready.clear()
         self._ready.extend(waiting)
         self.dead_letters.forget(set(forget.contact_keys))
@@ -564,19 +586,26 @@ class Dispatch(Stage):
         claimed = False
         unknown = False  # the adapter was given up on while still running: the send may yet go out
         wait: float | None = None  # what the provider asked for (Retry-After)
+        # When this attempt happens on the engine's clock: what the ledger, the outcome, the code and the link
+        # are dated with (see _moment).
+        at = self._attempt_at.pop(key, message.due_at)
+        if not self._event_time:
+            at = self._clock.now()
         try:
             async with self._limiters[message.channel]:
                 # No early return from here: the bookkeeping below (start what is ready, release flush()
                 # barriers) must run either way.
+                if not self._event_time:
+                    at = self._clock.now()  # live, the send starts once it has a slot
                 if not self._event_time and self._bought(message):
                     skipped = "cancelled_purchase"  # a purchase arrived while the message waited for a slot
                 else:
-                    skipped = await self._claim(message, attempt)
+                    skipped = await self._claim(message, attempt, at)
                 claimed = skipped is None
                 if claimed and self._guard is not None:
                     skipped = await self._ask_guard(message)
                 if skipped is None:
-                    message = await self._prepare(message)
+                    message = await self._prepare(message, at)
                     if not self._clock.event_time:
                         self.send_lateness.record(max(self._clock.now() - message.due_at, 0.0))
                     sent = await self._contain.call(
@@ -596,6 +625,7 @@ class Dispatch(Stage):
             self.log.exception("delivery_failed", channel=message.channel, key=key, error=type(exc).__name__)
         try:
             if skipped == "not_owner":
+                self._attempt_at[key] = at  # held: resumed later, as the attempt of this time
                 self._hold_refused(message, attempt)
             elif skipped is not None:
                 self._attempts.pop(key, None)
@@ -603,9 +633,9 @@ class Dispatch(Stage):
                 if skipped == "duplicate_key":
                     self.outcomes[skipped] += 1  # decided elsewhere: that decision is the one recorded
                 else:
-                    self._ended(message, skipped)
+                    self._ended(message, skipped, at)
                 if claimed:  # vetoed after the claim: the key is settled, never to be sent
-                    await self._finish(key, "cancelled", skipped)
+                    await self._finish(key, "cancelled", skipped, at)
             elif unknown:
                 # At most once: the send may still reach the provider, so it is neither retried nor dead-lettered.
                 # The ledger says "unknown" until a person settles it (``recoverkit ledger --resolve``).
@@ -613,20 +643,22 @@ class Dispatch(Stage):
                 self._ledger[key] = "unknown"
                 self.outcomes["unknown"] += 1
                 self.log.error("send_outcome_unknown", channel=message.channel, key=key)
-                await self._finish(key, "unknown", (error or "")[:500])
+                await self._finish(key, "unknown", (error or "")[:500], at)
             elif error is None:
                 self._ledger[key] = "sent"
                 self._attempts.pop(key, None)
-                self._ended(self._prepared.get(key, message), "sent")
+                self._ended(self._prepared.get(key, message), "sent", at)
                 self.emitted += 1
-                await self._finish(key, "sent", None)
+                await self._finish(key, "sent", None, at)
             else:
-                await self._failed(self._prepared.get(key, message), attempt, error, permanent, claimed, wait)
+                await self._failed(self._prepared.get(key, message), attempt, error, permanent, claimed, at, wait)
         finally:
             self._prepared.pop(key, None)
             # Only now: until the outcome is recorded, flush() must wait and a checkpoint must keep the message.
             self._flight.pop(key, None)
             self._in_flight -= 1
+        # The outcome's fact goes to the store now, not with the next batch: flush() returns once it is written.
+        self._write_facts()
         self._start_ready()
         self._release_barriers()
 
@@ -667,7 +699,7 @@ class Dispatch(Stage):
             return f"{type(cause).__name__}: {cause}", False, None, False
         return sent.describe(), False, None, False  # raised CancelledError of its own accord, or stuck
 
-    async def _prepare(self, message: Message) -> Message:
+    async def _prepare(self, message: Message, now: float) -> Message:
         """Issue the offer's code (or grant its loyalty bonus, or ask the catalogue for its suggestions) and sign
         the restore link, just before the first send of ``message``.
 
@@ -679,7 +711,8 @@ class Dispatch(Stage):
         """
         changes: dict[str, Any] = {}
         offer = message.offer
-        now = self._clock.now()
+        # ``now`` is the attempt's time (see _moment): a code issued in a replay of old data is valid from when
+        # its message was due, in event time, and a link is signed as of then.
         if offer is not None and offer.kind == "substitute" and not offer.suggestions:
             changes["offer"] = await self._suggest(message, offer)
         elif offer is not None and offer.kind == "loyalty_bonus" and offer.grant_id is None:
@@ -779,7 +812,7 @@ class Dispatch(Stage):
             expires_at=answer.expires_at,
         )  # fmt: skip
 
-    async def _claim(self, message: Message, attempt: int) -> str | None:
+    async def _claim(self, message: Message, attempt: int, at: float) -> str | None:
         """Claim ``message.key`` in the store's ledger; ``None`` when claimed, else the outcome to count."""
         store = self._store
         if attempt > 0 and message.key not in self._reopened:
@@ -796,6 +829,7 @@ class Dispatch(Stage):
                 started_at=message.cart.started_at,
                 owner=self._owner,
                 now=time.time(),  # the lease is on wall time, also in a replay
+                at=at,  # what the ledger records: the engine's clock
             )
         )
         if answer != "not_owner":
@@ -822,9 +856,11 @@ class Dispatch(Stage):
             raise verdict.error()
         return None if verdict.value else "vetoed"
 
-    async def _finish(self, key: str, outcome: Outcome, error: str | None) -> None:
+    async def _finish(self, key: str, outcome: Outcome, error: str | None, at: float) -> None:
+        """Record the outcome of ``key``, dated the attempt's ``at`` in event time, now on the engine's clock live."""
         try:
-            refused = await self._finishes(FinishRequest(key=key, outcome=outcome, now=time.time(), error=error))
+            finished = FinishRequest(key=key, outcome=outcome, now=self._moment(at), error=error)
+            refused = await self._finishes(finished)
             if refused is not None:
                 raise refused
         except StoreError as exc:
@@ -832,7 +868,14 @@ class Dispatch(Stage):
             self.log.error("ledger_finish_failed", key=key, outcome=outcome, error=str(exc))
 
     async def _failed(
-        self, message: Message, attempt: int, error: str, permanent: bool, claimed: bool, wait: float | None = None
+        self,
+        message: Message,
+        attempt: int,
+        error: str,
+        permanent: bool,
+        claimed: bool,
+        at: float,
+        wait: float | None = None,
     ) -> None:
         key = message.key
         # A provider may quote the message back: its code and restore link must not reach the ledger or a letter.
@@ -843,29 +886,37 @@ class Dispatch(Stage):
         if not permanent and attempts < policy.max_attempts:
             # Exponential backoff with full jitter (AWS architecture blog): spreads retries of a burst.
             ceiling = min(policy.backoff_max, policy.backoff * 2**attempt)
-            delay = self._rng.uniform(0, ceiling)
+            # Drawn for this key and attempt, not from one shared stream: concurrent sends fail in whatever order
+            # their adapters answer, and a replay must retry at the same times however that order falls.
+            delay = random.Random(f"{self._config.seed}/{key}/{attempt}").uniform(0, ceiling)
             if wait is not None and wait > delay:
                 # The provider said when (Retry-After): sooner only earns another refusal and uses up an attempt.
                 # Capped at a day, so that a wrong header cannot park a message beyond its recovery window.
                 delay = min(wait, _MAX_RETRY_AFTER)
                 self.outcomes["retry_after_honoured"] += 1
             if claimed:
-                await self._finish(key, "failed", error[:500])
+                await self._finish(key, "failed", error[:500], at)
                 self._attempts[key] = attempts
             # else the claim itself failed (store unavailable): the next try is still a first claim
             self._ledger[key] = "retrying"
-            self._schedule(message, due=self.watermark + delay)
+            # Backoff from the failure on the engine's clock (in event time, from the attempt's due time).
+            due = self._moment(at) + delay
+            self._schedule(message, due=due)
+            if self._event_time and due <= self.watermark:
+                # The watermark passed the retry's time while the adapter was answering: a live engine would
+                # have retried then. It may not move again (the end of a replay's input).
+                self.advance(self.watermark, [])
             return
         self._attempts.pop(key, None)
         if claimed:
-            await self._finish(key, "dead", error[:500])
+            await self._finish(key, "dead", error[:500], at)
         self._ledger[key] = "dead"
         self.outcomes["dead_lettered"] += 1
-        self._facts.append(self._outcome(message, "dead"))
+        self._facts.append(self._outcome(message, "dead", at))
         self.log.warning("dead_lettered", channel=message.channel, key=key, attempts=attempts, permanent=permanent)
         message = _without_credentials(message)
         letter = DeadLetter(
-            message=message, error=error[:500], attempts=attempts, at=self.watermark, permanent=permanent
+            message=message, error=error[:500], attempts=attempts, at=at, permanent=permanent
         )
         self.dead_letters.add(letter)
         try:
@@ -885,20 +936,20 @@ class Dispatch(Stage):
 
     # -- facts for analytics --------------------------------------------------------------------------------
 
-    def _outcome(self, message: Message, outcome: str) -> MessageOutcome:
+    def _outcome(self, message: Message, outcome: str, at: float) -> MessageOutcome:
+        """The fact that ``message`` ended with ``outcome`` at ``at`` (on the engine's clock: see _moment)."""
         offer = message.offer
         return MessageOutcome(
             key=message.key, cart_key=message.cart.cart_key, contact_key=message.recipient.contact_key,
-            flow=message.flow, step=message.step, outcome=outcome,
-            at=self.watermark if math.isfinite(self.watermark) else message.due_at, channel=message.channel,
+            flow=message.flow, step=message.step, outcome=outcome, at=at, channel=message.channel,
             variant=message.variant, offer=offer.name if offer is not None else None,
             offer_kind=offer.kind if offer is not None else None,
         )  # fmt: skip
 
-    def _ended(self, message: Message, outcome: str) -> None:
-        """Count a message's final outcome and keep it as a fact for analytics."""
+    def _ended(self, message: Message, outcome: str, at: float) -> None:
+        """Count a message's final outcome and keep it as a fact for analytics, dated ``at``."""
         self.outcomes[outcome] += 1
-        self._facts.append(self._outcome(message, outcome))
+        self._facts.append(self._outcome(message, outcome, at))
 
     def _write_facts(self) -> None:
         """Start writing the facts gathered so far, unless a write is under way (it picks them up)."""
@@ -955,6 +1006,7 @@ class Dispatch(Stage):
         self._pending, self._due, self._heap, self._by_cart, self._by_contact = {}, {}, [], {}, {}
         self._attempts = {}
         self._ready.clear()
+        self._attempt_at = {}
         self._refused, self._reopened = [], set()
         self._ledger = s.ledger
         self._bought_carts = s.bought_carts

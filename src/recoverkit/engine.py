@@ -586,21 +586,25 @@ class Engine:
         self._checkpoint_due = True
 
     async def purge(self) -> PurgeReport:
-        """Delete what is older than the retention periods of ``config.store`` (also run hourly by itself)."""
+        """Delete what is older than the retention periods of ``config.store`` (also run hourly by itself).
+
+        Ages are measured on the engine's clock, as everything purged was dated on it: in a replay of old data
+        "now" is the watermark, so a dead letter of 2019 lives ``dead_letter_days`` of event time, not until the
+        first purge. Before a replay has seen any event its clock has no time yet, and nothing is purged.
+        """
         settings = self.config.store
-        now = time.time()
+        now = self.clock.now()
+        self._purged_at = time.time()  # how often to purge is a matter of work done, on the wall clock
+        if not math.isfinite(now):
+            return PurgeReport(ledger_entries=0, purchases=0, dead_letters=0)
         ledger_before = now - settings.ledger_days * 86_400
-        # Facts carry the times of the events (event time in a replay of old data): they age on the engine's clock.
-        engine_now = self.clock.now()
-        facts_before = engine_now - settings.ledger_days * 86_400 if math.isfinite(engine_now) else None
         report = await self.call_store(
             self.store.purge,
             ledger_before=ledger_before,
             purchases_before=ledger_before,
             dead_letters_before=now - settings.dead_letter_days * 86_400,
-            facts_before=facts_before,  # analytics and uplift cover the period the ledger keeps
+            facts_before=ledger_before,  # analytics and uplift cover the period the ledger keeps
         )
-        self._purged_at = now
         if report.ledger_entries or report.purchases or report.dead_letters or report.facts:
             _log.info(
                 "retention_purged",

@@ -7,9 +7,16 @@ units, currency, shipping, the furthest checkout step, friction signals) and one
   ``exit_intent`` the wait shrinks to ``exit_intent_after`` (trigger ``exit_intent``); after a
   ``payment_failed`` to ``payment_failed_after`` (trigger ``payment_failed``, at once by default);
 - any later activity in the session **resumes** the cart (downstream cancels what is pending for it) and
-  re-arms the timer, so there is at most one abandonment per idle period;
+  re-arms the timer, so there is at most one abandonment per idle period; so does following the cart's
+  restore link from another session (another device): the shopper is back;
 - a ``purchase`` **converts** the cart and every other open cart of the same customer, including carts in
-  other sessions, and events older than the purchase no longer change the closed cart;
+  other sessions, and events older than the purchase no longer change the closed cart. A purchase is not a
+  return: what it stops downstream stops because of the purchase;
+- **one cart per** ``cart_id``: the shop's cart lives in the session that last sent its ``cart_id``. When
+  another session sends it (the shopper switched devices, or followed the restore link), the cart moves
+  there, with its lines, its checkout progress and its start, and is merged with what that session already
+  held; the session it left keeps no cart. A session without a customer that takes a known customer's cart
+  becomes that customer's session (it is their cart);
 - sessions without a cart are forgotten ``session_timeout`` after their last activity, abandoned ones after
   ``recovery_window``; beyond ``max_sessions`` the least recently active are evicted, so memory is bounded.
 
@@ -179,6 +186,8 @@ class Sessionize(Stage):
         self._max_sessions = config.max_sessions
         self._sessions: dict[str, _Session] = {}
         self._customers: dict[str, list[str]] = {}
+        #: The shop's cart ids -> the session holding that cart (one cart per cart_id; rebuilt on restore).
+        self._carts: dict[str, str] = {}
         #: Customers seen buying, for the ``returning`` feature; bounded like the sessions themselves.
         self._buyers: cachetools.LRUCache[str, float] = cachetools.LRUCache(maxsize=config.max_sessions)
         self._timers: list[tuple[float, str]] = []
@@ -226,14 +235,16 @@ class Sessionize(Stage):
                     # Re-inserted on every event, the dict stays in least-recently-active order for overflow.
                     del sessions[session_id]
                     sessions[session_id] = session
-                    if session.abandoned and ts > session.last_at:
+                    if session.abandoned and ts > session.last_at and type(event) is not Purchase:
+                        # A purchase is not a return: it converts the cart (downstream records why steps stop).
                         self._resume(session, ts, out)
                     if ts > session.last_at:
                         session.last_at = ts
                 if event.customer_id is not None and event.customer_id != session.customer_id:
                     self._stitch(session, event.customer_id, ts, out)
-                if event.cart_id is not None:
-                    session.cart_id = event.cart_id
+                cart_id = event.cart_id
+                if cart_id is not None and cart_id != session.cart_id:
+                    self._take_cart(session, cart_id, ts, out, back=type(event) is not Purchase)
                 if event.currency is not None:
                     session.currency = event.currency
                 handlers[type(event)](session, event, ts, out)
@@ -323,6 +334,7 @@ class Sessionize(Stage):
 
     def _evict(self, session: _Session) -> None:
         del self._sessions[session.session_id]
+        self._release_cart_id(session)
         customer = session.customer_id
         if customer is not None:
             siblings = self._customers.get(customer)
@@ -374,6 +386,7 @@ class Sessionize(Stage):
         session.checkout_at = None
         session.shipping = session.declared_value = None
         session.payment_failures = session.form_errors = session.exit_intents = 0
+        self._release_cart_id(session)
         session.cart_id = None
         session.trigger = "inactivity"
         self._arm(session, ts + self._idle)
@@ -398,6 +411,60 @@ class Sessionize(Stage):
                 merged_from=f"session:{session.session_id}" if previous is None else None,
             )
         )
+
+    def _take_cart(self, session: _Session, cart_id: str, ts: float, out: list[Any], *, back: bool) -> None:
+        """``session`` sent the shop's ``cart_id``: from now on it holds that cart, the only one of that key.
+
+        A cart of that id held by another session (or, for a link built for a cart without ``cart_id``, the
+        session of that id) moves here, merged with what this session holds: an item in both keeps this
+        session's line, which is the newer. An abandoned cart that comes back this way (``back``: any event but
+        a purchase) is resumed, as activity in its own session would resume it, so its pending steps stop.
+        """
+        self._release_cart_id(session)
+        session.cart_id = cart_id
+        owner_id = self._carts.get(cart_id)
+        if owner_id is None and cart_id in self._sessions and self._sessions[cart_id].cart_id is None:
+            owner_id = cart_id  # the session whose own cart (keyed by its session id) the link was built for
+        self._carts[cart_id] = session.session_id
+        owner = self._sessions.get(owner_id) if owner_id is not None and owner_id != session.session_id else None
+        if owner is None or not (owner.lines or owner.abandoned):
+            return
+        if owner.abandoned and back:
+            self.counts["resumed"] += 1
+            out.append(Resumed(cart_key=cart_id, contact_key=self._contact_key(owner), at=ts))
+        lines = session.lines
+        if lines is None:
+            session.lines = owner.lines
+        elif owner.lines:
+            held = {line.item_id for line in lines}
+            lines[:0] = [line for line in owner.lines if line.item_id not in held]
+        session.currency = session.currency or owner.currency
+        if session.shipping is None:
+            session.shipping = owner.shipping
+        if session.declared_value is None:
+            session.declared_value = owner.declared_value
+        session.step = max(session.step, owner.step)
+        if owner.checkout_at is not None and (session.checkout_at is None or owner.checkout_at < session.checkout_at):
+            session.checkout_at = owner.checkout_at
+        session.started_at = min(session.started_at, owner.started_at)  # the cart's start: a purchase since counts
+        session.payment_failures += owner.payment_failures
+        session.form_errors += owner.form_errors
+        session.exit_intents += owner.exit_intents
+        owner.cart_id = None
+        owner.lines = None
+        owner.abandoned = False
+        owner.step = CheckoutStep.BROWSE
+        owner.checkout_at = owner.shipping = owner.declared_value = None
+        owner.payment_failures = owner.form_errors = owner.exit_intents = 0
+        owner.trigger = "inactivity"
+        self.counts["carts_moved"] += 1
+        if session.customer_id is None and owner.customer_id is not None:
+            self._stitch(session, owner.customer_id, ts, out)
+
+    def _release_cart_id(self, session: _Session) -> None:
+        cart_id = session.cart_id
+        if cart_id is not None and self._carts.get(cart_id) == session.session_id:
+            del self._carts[cart_id]
 
     # -- per-kind handlers ----------------------------------------------------------------------------------
 
@@ -599,6 +666,7 @@ class Sessionize(Stage):
             session = self._sessions.pop(session_id, None)  # its timer entry is skipped when it pops
             forget.contact_keys.append(f"session:{session_id}")
             if session is not None:
+                self._release_cart_id(session)
                 forget.cart_keys.append(self._cart_key(session))
         self._buyers.pop(customer, None)
         self.counts["forgotten"] += 1
@@ -623,6 +691,9 @@ class Sessionize(Stage):
         s = _State(-math.inf, [], {}, [], {}) if state is None else msgspec.msgpack.decode(state, type=_State)
         self.watermark = s.watermark
         self._sessions = {session.session_id: session for session in s.sessions}
+        # Least recently active first: a cart id two sessions held (a checkpoint of an older recoverkit) is the
+        # latest one's.
+        self._carts = {x.cart_id: x.session_id for x in s.sessions if x.cart_id is not None}
         self._customers = s.customers
         self._buyers.clear()
         for customer, at in s.buyers:
@@ -640,6 +711,7 @@ class Sessionize(Stage):
         return {
             "sessions": len(self._sessions),
             "customers": len(self._customers),
+            "cart_ids": len(self._carts),
             "timers": len(self._timers),
             **dict(self.counts),
         }

@@ -377,6 +377,9 @@ class ClaimRequest(msgspec.Struct, frozen=True, kw_only=True):
     started_at: float
     owner: str
     now: float
+    #: The time recorded as ``claimed_at``, on the engine's clock (event time in a replay); ``None``: ``now``.
+    #: ``now`` is always the wall clock, because the lease it is checked against is.
+    at: float | None = None
 
 
 class FinishRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -572,8 +575,12 @@ class Store(CodeStore, Protocol):
         started_at: float,
         owner: str,
         now: float,
+        at: float | None = None,
     ) -> Claim:
         """Claim ``key`` for sending; only ``"claimed"`` allows the caller to hand the message to an adapter.
+
+        The entry's ``claimed_at`` is ``at`` (the engine's clock; ``None``: ``now``, the wall clock the lease is
+        checked on).
 
         The answers, checked in this order in one transaction (so that of any number of threads and processes
         racing for a key, exactly one is told ``"claimed"``):

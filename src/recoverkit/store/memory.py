@@ -194,6 +194,7 @@ class MemoryStore:
         started_at: float,
         owner: str,
         now: float,
+        at: float | None = None,
     ) -> Claim:
         check_claim(key, owner)
         with self._lock:
@@ -219,7 +220,7 @@ class MemoryStore:
                 state="sending",
                 owner=owner,
                 started_at=started_at,
-                claimed_at=now,
+                claimed_at=now if at is None else at,
             )
             return "claimed"
 
@@ -238,7 +239,7 @@ class MemoryStore:
         return [
             self.claim(
                 r.key, cart_key=r.cart_key, contact_key=r.contact_key, channel=r.channel, started_at=r.started_at,
-                owner=r.owner, now=r.now,
+                owner=r.owner, now=r.now, at=r.at,
             )
             for r in requests
         ]  # fmt: skip

@@ -551,10 +551,11 @@ class SQLiteStore:
         started_at: float,
         owner: str,
         now: float,
+        at: float | None = None,
     ) -> Claim:
         request = ClaimRequest(
             key=key, cart_key=cart_key, contact_key=contact_key, channel=channel, started_at=started_at, owner=owner,
-            now=now,
+            now=now, at=at,
         )  # fmt: skip
         return self.claim_many([request])[0]
 
@@ -1189,7 +1190,7 @@ def _claim(conn: sqlite3.Connection, r: ClaimRequest, hashed: str) -> Claim:
     conn.execute(
         "INSERT INTO ledger (key, cart_key, contact_key, channel, state, owner, started_at, claimed_at) "
         "VALUES (?, ?, ?, ?, 'sending', ?, ?, ?)",
-        (r.key, r.cart_key, r.contact_key, r.channel, r.owner, r.started_at, r.now),
+        (r.key, r.cart_key, r.contact_key, r.channel, r.owner, r.started_at, r.now if r.at is None else r.at),
     )
     return "claimed"
 
