@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import recoverkit.links
+from recoverkit.clock import EventClock, FakeClock
 from recoverkit.errors import ConfigError, LinkError, RecoverkitError
 from recoverkit.links import DEFAULT_MAX_AGE, MAX_TOKEN_LENGTH, RestoreLinks, RestoreToken
 
@@ -246,6 +247,22 @@ def test_restore_cart_never_loads_a_cart_for_a_bad_token(links: RestoreLinks, ki
 def test_without_now_the_wall_clock_is_used(links: RestoreLinks) -> None:
     assert links.verify(links.token("cart-1")).cart_key == "cart-1"
     assert reason(links, links.token("cart-1", now=T0 - 10 * DEFAULT_MAX_AGE), now=None) == "expired"
+
+
+def test_without_now_the_given_clock_is_used_for_building_and_checking() -> None:
+    clock = FakeClock(1_569_888_000.0)  # 2019: years before the wall clock
+    links = RestoreLinks(SECRET, BASE, clock=clock)
+    token = links.token("cart-1")
+    assert links.verify(token).issued_at == 1_569_888_000
+    clock.advance(DEFAULT_MAX_AGE - 1)
+    assert links.verify(token).cart_key == "cart-1"
+    clock.advance(1)
+    assert reason(links, token, now=None) == "expired"
+
+
+def test_an_event_clock_without_a_time_yet_falls_back_to_the_wall_clock() -> None:
+    links = RestoreLinks(SECRET, BASE, clock=EventClock())
+    assert links.verify(links.token("cart-1")).cart_key == "cart-1"
 
 
 # -- secrets and rotation ------------------------------------------------------------------------------------------

@@ -12,15 +12,17 @@ import json
 import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import msgspec
 import pytest
 
 from recoverkit import Config, Engine, EventClock, FakeClock, Flow, FlowStep, MemoryChannel, MemoryStore
 from recoverkit.analytics import load_facts, recovery
 from recoverkit.channels.base import Message
-from recoverkit.config import OfferSpec
+from recoverkit.config import LinksConfig, OfferSpec
 from recoverkit.errors import PermanentDeliveryError, TransientDeliveryError
-from recoverkit.offers import CodeBook
+from recoverkit.offers import CodeBook, redeem
 from recoverkit.replay import replay
 from recoverkit.store import SQLiteStore
 
@@ -239,3 +241,29 @@ async def test_track_stamps_an_event_without_ts_when_track_is_called() -> None:
         sent = list(channel.sent)
     # Abandoned 600 s after the add_to_cart, as tracked: not 600 s after the tick that journaled it.
     assert [(m.key, m.cart.last_at, m.due_at) for m in sent] == [("s/f/0", T2019, T2019 + 600)]
+
+
+async def test_the_engines_code_book_and_links_check_expiry_on_the_engine_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A shop's test on a FakeClock (here in 2019): the checkout redeems without `now`, the restore view verifies
+    # without `now`; both are checked on the engine's clock, on which the code and the link are a minute old.
+    monkeypatch.setenv("RECOVERKIT_LINK_SECRET", "l" * 40)
+    config = msgspec.structs.replace(CONFIG, links=LinksConfig(base_url="https://shop.example/cart/restore"))
+    clock = FakeClock(T2019)
+    channel = MemoryChannel()
+    async with Engine(config, channels={"email": channel}, clock=clock, store=MemoryStore()) as engine:
+        for raw in shopper("a", "ca", 0):
+            engine.track(raw)
+        await engine.flush()
+        clock.advance(1500)
+        await engine.flush()
+        clock.advance(60)
+        (message,) = channel.sent
+        assert message.offer is not None and message.offer.code is not None and message.restore_url is not None
+        token = parse_qs(urlsplit(message.restore_url).query)["t"][0]
+        assert engine.links is not None and engine.links.verify(token).cart_key == "a"
+        assert isinstance(engine.coupons, CodeBook)
+        answer = redeem(message.offer.code, book=engine.coupons, customer_id="ca", cart_value=3579, currency="EUR",
+                        order_id="o-1", client="203.0.113.9")  # fmt: skip
+    assert answer.outcome == "valid"

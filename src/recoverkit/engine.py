@@ -291,10 +291,10 @@ class Engine:
                 "secret of at least 32 bytes (python -c 'import secrets; print(secrets.token_urlsafe(48))'), or "
                 "pass coupons=<your CouponProvider> to Engine"
             )
-        return CodeBook(self.store, secret, policy=self.config.codes)
+        return CodeBook(self.store, secret, policy=self.config.codes, clock=self.clock)
 
     def _default_links(self) -> RestoreLinks | None:
-        return RestoreLinks.from_config(self.config.links)
+        return RestoreLinks.from_config(self.config.links, clock=self.clock)
 
     def _open_store(self, store: Store | str | os.PathLike[str] | None) -> tuple[Store, bool]:
         settings = self.config.store

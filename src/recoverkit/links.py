@@ -40,6 +40,7 @@ import msgspec
 from .errors import ConfigError, LinkError
 
 if TYPE_CHECKING:
+    from .clock import Clock
     from .config import LinksConfig
 
 __all__ = ["DEFAULT_MAX_AGE", "MAX_TOKEN_LENGTH", "RestoreLinks", "RestoreToken"]
@@ -162,6 +163,7 @@ class RestoreLinks:
         *,
         max_age: float = DEFAULT_MAX_AGE,
         previous_secrets: Sequence[bytes | str] = (),
+        clock: Clock | None = None,
     ) -> None:
         raw = _secret("secret", secret)
         if isinstance(previous_secrets, (str, bytes)):  # one secret would read as a sequence of characters
@@ -172,13 +174,15 @@ class RestoreLinks:
             raise ConfigError(f"RestoreLinks: expected `max_age` to be seconds from 60 to 90 days, got {max_age!r}")
         self.base_url = base_url
         self.max_age = float(max_age)
+        #: Whose time ``now=None`` means: the engine's clock for the links an engine builds, else the wall clock.
+        self.clock = clock
         self._sign_key = _key(raw, b"sign")
         self._verify_keys = [self._sign_key, *(_key(old, b"sign") for old in older)]
         self._contact_key = _key(raw, b"contact")
         self._contact_keys = [self._contact_key, *(_key(old, b"contact") for old in older)]
 
     @classmethod
-    def from_config(cls, settings: LinksConfig) -> RestoreLinks | None:
+    def from_config(cls, settings: LinksConfig, *, clock: Clock | None = None) -> RestoreLinks | None:
         """The links ``[links]`` of a configuration describes (``None`` without a ``base_url``), keyed by the
         secret in the environment variable ``settings.secret_env``; a missing or short secret is a
         :class:`~recoverkit.errors.ConfigError`, raised at start-up."""
@@ -191,7 +195,7 @@ class RestoreLinks:
                 f"{'is empty' if not secret else 'is shorter than 32 bytes'}; expected a random secret of at least "
                 "32 bytes, the same in every process that builds or verifies links"
             )
-        return cls(secret, settings.base_url, max_age=settings.max_age)
+        return cls(secret, settings.base_url, max_age=settings.max_age, clock=clock)
 
     def __repr__(self) -> str:
         return f"RestoreLinks(base_url={self.base_url!r}, max_age={self.max_age!r})"  # never the secret
@@ -199,11 +203,11 @@ class RestoreLinks:
     # -- building -------------------------------------------------------------------------------------------
 
     def token(self, cart_key: str, *, contact_key: str | None = None, now: float | None = None) -> str:
-        """A signed token for ``cart_key`` (non-empty), issued at ``now`` (default: the wall clock) and valid
+        """A signed token for ``cart_key`` (non-empty), issued at ``now`` (default: :meth:`now`) and valid
         ``max_age`` seconds; with ``contact_key``, a keyed hash of it goes along (see :meth:`is_for`)."""
         if not cart_key:
             raise ValueError("RestoreLinks.token: expected a non-empty `cart_key`, got ''")
-        issued = math.floor(time.time() if now is None else now)
+        issued = math.floor(self.now() if now is None else now)
         payload = _Payload(
             version=_VERSION,
             cart_key=cart_key,
@@ -236,7 +240,7 @@ class RestoreLinks:
 
     def verify(self, token: str, *, now: float | None = None) -> RestoreToken:
         """What ``token`` says, if it was signed with this secret (or a previous one) and has not expired at
-        ``now`` (default: the wall clock).
+        ``now`` (default: :meth:`now`).
 
         Raises :class:`~recoverkit.errors.LinkError` with ``reason`` ``"malformed"`` (not a token of this
         format), ``"tampered"`` (a signature that does not match) or ``"expired"`` (at or after its expiry, or
@@ -274,7 +278,7 @@ class RestoreLinks:
                 f"{payload.version}",
                 reason="malformed",
             )
-        moment = time.time() if now is None else now
+        moment = self.now() if now is None else now
         until = min(payload.expires_at, payload.issued_at + self.max_age)
         if not moment < until:
             raise LinkError(
@@ -306,6 +310,16 @@ class RestoreLinks:
             hmac.compare_digest(self._contact_hash(key, contact_key).hex(), restored.contact_hash)
             for key in self._contact_keys
         )
+
+    def now(self) -> float:
+        """The time links are built and checked at when no ``now`` is given: the ``clock`` passed in (the
+        engine's, for ``engine.links``: a link built under a test's ``FakeClock`` is checked on it), else, or
+        while an event-time clock has seen no event yet, the wall clock."""
+        if self.clock is not None:
+            moment = self.clock.now()
+            if math.isfinite(moment):
+                return moment
+        return time.time()
 
     # -- helpers --------------------------------------------------------------------------------------------
 

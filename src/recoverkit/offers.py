@@ -62,6 +62,7 @@ import msgspec
 
 from ._log import get_logger
 from .catalogue import Suggestion, SuggestKind
+from .clock import Clock
 from .errors import ConfigError, StoreError
 from .store.base import CodeKind, CodeLimit, CodeRecord, CodeStore, LimitBy
 
@@ -421,7 +422,10 @@ class CodeBook:
     ``secret`` (at least 32 bytes; the same for every process sharing the store) keys the hashes of codes,
     domains, devices and clients; keep it out of the store and its backups, or a copy of the store can be
     checked against guessed codes. Changing it voids every code issued before (they answer ``"unknown"``) and
-    restarts the abuse limits. ``policy`` sets the format and limits (see :class:`CodePolicy`).
+    restarts the abuse limits. ``policy`` sets the format and limits (see :class:`CodePolicy`). ``clock`` is the
+    time :func:`redeem` checks expiry on when the checkout gives no ``now``: the engine's clock, for the book an
+    engine builds (a code issued under a test's ``FakeClock``, or in event time, expires on that clock); the
+    wall clock by default.
 
     ``issue_sync`` and ``redeem_sync`` do the work, blocking on the store (a shop's synchronous checkout view
     calls ``redeem_sync``); ``issue`` and ``redeem`` run them in a worker thread for async callers. Every method
@@ -436,12 +440,15 @@ class CodeBook:
     Redemption(outcome='valid', discount=500, kind='discount', currency='EUR', min_value=None, cart_key='cart-1')
     """
 
-    def __init__(self, store: CodeStore, secret: bytes | str, *, policy: CodePolicy | None = None) -> None:
+    def __init__(
+        self, store: CodeStore, secret: bytes | str, *, policy: CodePolicy | None = None, clock: Clock | None = None
+    ) -> None:
         raw = _secret_bytes("CodeBook", secret)
         if not isinstance(store, CodeStore):
             raise ConfigError(f"CodeBook: expected a store with the CodeStore methods, got {type(store).__name__}")
         self.store = store
         self.policy = policy if policy is not None else CodePolicy()
+        self.clock = clock
         self._shared_domains = frozenset(domain.lower() for domain in self.policy.shared_domains)
         self._code_key = _derive_key(raw, b"offers/code")
         self._abuse_key = _derive_key(raw, b"offers/abuse")
@@ -687,6 +694,15 @@ class CodeBook:
 # -- the checkout's one call ---------------------------------------------------------------------------------
 
 
+def _now(clock: Clock | None) -> float:
+    """``clock``'s time; the wall clock without one, or while an event-time clock has seen no event yet."""
+    if clock is not None:
+        moment = clock.now()
+        if math.isfinite(moment):
+            return moment
+    return time.time()
+
+
 def redeem(
     code: str,
     *,
@@ -707,7 +723,8 @@ def redeem(
     several shops, and a book opened before a fork must not be shared by the children). ``cart_value`` is the
     order's value in integer minor units of ``currency``; ``order_id`` the order it is redeemed for (redeeming
     again for the same order answers ``valid`` again); ``client`` who is asking, for the rate limit (the
-    client's IP address; stored only as a keyed hash); ``now`` defaults to the wall clock.
+    client's IP address; stored only as a keyed hash); ``now`` defaults to the book's clock (the engine's, for
+    ``engine.coupons``), else the wall clock.
 
     Whose code it is: a code is bound to the customer id of the shopper it was sent to, or, when that shopper
     had no account, to their session (``"session:<session_id>"``). Pass what the checkout knows: with both,
@@ -732,7 +749,7 @@ def redeem(
     contacts = [key for key in (customer_id, None if not session_id else f"session:{session_id}") if key]
     if not contacts:
         raise ValueError("redeem: expected `customer_id` or `session_id` (whom the code was sent to), got neither")
-    when = time.time() if now is None else now
+    when = now if now is not None else _now(book.clock)
     return book._redeem(
         code, contacts, cart_value=cart_value, currency=currency, order_id=order_id, client_key=client, now=when
     )
