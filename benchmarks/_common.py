@@ -7,6 +7,7 @@ first on ``sys.path`` when it runs ``python benchmarks/<name>.py``.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import math
@@ -35,11 +36,16 @@ T = TypeVar("T")
 
 
 def quiet_logs() -> None:
-    """Send recoverkit's logs to stderr, warnings and up only, so ``--json`` output on stdout stays clean.
+    """Show recoverkit's log records of level WARNING and up on stderr, so ``--json`` output on stdout stays clean.
 
-    Logging configuration is process-global: the library leaves it to the host, and here the script is the host.
+    recoverkit logs through the standard :mod:`logging` module under the ``recoverkit`` logger and configures
+    nothing itself (the host does); here the script is the host. Only that logger is touched.
     """
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("recoverkit")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
 
 
 def parser(description: str, *, timeout: float) -> argparse.ArgumentParser:
@@ -72,6 +78,8 @@ def watchdog(seconds: float, script: str) -> None:
 
     def expire() -> None:
         print(f"{script}: did not finish within {seconds:g} s (--timeout); stopping.", file=sys.stderr, flush=True)
+        # Where every thread was stuck: the one thing worth having from a hang.
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
         os._exit(3)
 
     timer = threading.Timer(seconds, expire)
