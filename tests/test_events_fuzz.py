@@ -208,6 +208,7 @@ _json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(_json_scalars, st.lists(_json_values, max_size=4)))
 def test_json_that_is_not_an_object_is_refused_as_wrong_type(value: Any) -> None:
@@ -246,6 +247,7 @@ _values = _json_values | _python_extras | st.sampled_from([*EVENT_KINDS, "EUR", 
 _keys = st.text(max_size=12) | st.sampled_from(sorted(_EVENT_FIELDS))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(_keys, _values, max_size=8))
 def test_a_dict_of_random_keys_and_values_raises_nothing_but_invalid_event(data: dict[str, Any]) -> None:
@@ -257,6 +259,7 @@ def test_a_dict_of_random_keys_and_values_raises_nothing_but_invalid_event(data:
     refused(raw)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.text(max_size=12).filter(lambda k: k not in _EVENT_FIELDS), _values, max_size=6))
 def test_unknown_keys_never_change_the_decoded_event(extra: dict[str, Any]) -> None:
@@ -286,6 +289,7 @@ _timestamps = (
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(_timestamps, st.sampled_from(["bytes", "dict"]))
 def test_decode_event_accepts_a_timestamp_exactly_when_the_engine_does(ts: Any, form: str) -> None:

@@ -99,10 +99,12 @@ async def stall_once(db: Path, store: SQLiteStore | None = None) -> None:
     assert stats.lease_lapses == 1
 
 
+@pytest.mark.slow
 async def test_a_stall_past_the_lease_drops_no_message(tmp_path: Path) -> None:
     await stall_once(tmp_path / "rk.db")
 
 
+@pytest.mark.slow
 async def test_claims_refused_after_a_stall_are_held_and_sent_after_the_restore(tmp_path: Path) -> None:
     db = tmp_path / "rk.db"
     store = SlowRenewals(db)

@@ -407,7 +407,7 @@ async def test_wsgi_and_asgi_apps_serve_the_metrics(email: MemoryChannel) -> Non
 
 @pytest.mark.anyio
 async def test_scraping_while_the_engine_works_in_another_thread_is_safe(caplog: pytest.LogCaptureFixture) -> None:
-    ROUNDS, CARTS = 20, 25
+    ROUNDS, CARTS = 12, 25
     clock = FakeClock(T0)
     webhook = Config(abandon_after=ABANDON_AFTER, flows=[Flow(name="f", steps=[FlowStep(delay=0, channel="webhook")])])
     async with Engine(webhook, channels={"webhook": MemoryChannel()}, clock=clock) as engine:

@@ -372,6 +372,7 @@ async def test_a_resume_with_a_shorter_file_than_the_journal_is_refused(tmp_path
         await replay(list(HANDMADE[:3]), config=CONFIG, store=tmp_path / "s.db", resume=True)
 
 
+@pytest.mark.slow
 async def test_a_replay_waits_for_a_lease_that_another_process_keeps_renewing_then_gives_up(
     tmp_path: Path,
 ) -> None:
