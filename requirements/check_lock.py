@@ -98,7 +98,9 @@ def main() -> int:
         pyproject = tomllib.load(f)
     base = list(pyproject["project"]["dependencies"])
     test = base + list(pyproject["project"]["optional-dependencies"]["test"])
-    build = list(pyproject["build-system"]["requires"])
+    # What pip installs the project with (--no-build-isolation): the build backend, and the package hatchling
+    # asks for when it builds an editable install.
+    build = [*pyproject["build-system"]["requires"], "editables"]
     here = ROOT / "requirements"
     problems = [
         *check(here / "base.txt", base + build),
