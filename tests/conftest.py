@@ -17,16 +17,21 @@ for _pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 from collections.abc import Iterator  # noqa: E402 - after the thread limits, on purpose
 
 import pytest  # noqa: E402
-from hypothesis import settings  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 # "dev" (the default): new random examples on every run, and a failure is saved in .hypothesis/ and tried first
 # next time, which is what the edit loop wants. "ci": the same examples on every run (derandomised, seeded from
 # each test) and the blob that reproduces a failure printed in the log; nothing is read from or written to a
-# database. Neither has a deadline: an example that is slow on a loaded machine is not a bug, and speed is
-# measured in benchmarks/. Chosen by $HYPOTHESIS_PROFILE, else by $CI being set (as CI services and .ci/run set
-# it); `pytest --hypothesis-profile=NAME` overrides both.
-settings.register_profile("dev", deadline=None)
-settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True, database=None)
+# database. Neither has a deadline, and "ci" skips the too-slow health check: an example that is slow on a loaded
+# machine is not a bug, and speed is measured in benchmarks/. Chosen by $HYPOTHESIS_PROFILE, else by $CI being
+# set (as CI services and .ci/run set it); `pytest --hypothesis-profile=NAME` overrides both. Both derive from
+# Hypothesis's own defaults, not from whatever profile Hypothesis loaded itself on seeing $CI.
+_defaults = settings.get_profile("default")
+settings.register_profile("dev", _defaults, deadline=None)
+settings.register_profile(
+    "ci", _defaults, derandomize=True, deadline=None, print_blob=True, database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)  # fmt: skip
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
