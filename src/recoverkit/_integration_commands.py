@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
+from pathlib import Path
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from . import _log
 from .engine import Engine
 from .errors import ConfigError
 from .integration import IntegrationSettings
+from .privacy import Erasure, erase, finish_erasure
 
 __all__ = ["describe", "log_to_stderr", "maintenance", "require_shared_store", "secret_status", "serve"]
 
@@ -76,6 +78,30 @@ def maintenance(settings: IntegrationSettings, work: Callable[[Engine], Awaitabl
             return await work(engine)
 
     return anyio.run(run, backend="asyncio")
+
+
+async def erase_customer(engine: Engine, customer: str) -> Erasure:
+    """The ``forget`` command's work, for :func:`maintenance`: see :func:`recoverkit.privacy.erase`."""
+    return await erase(engine, customer)
+
+
+def erasure_report(settings: IntegrationSettings, erasure: Erasure) -> tuple[list[str], bool]:
+    """Finish a forget run by :func:`maintenance` (scrub the store file) and say exactly what was erased.
+
+    Returns the report's lines (no customer data in them) and whether it is complete: ``False`` when something
+    was still found after the forget or the file's write-ahead log could not be truncated (the command then exits
+    non-zero). The framework integrations keep dead letters in the store, so there is no dead-letter file to
+    rewrite and the report leaves that line out.
+    """
+    store = settings.store
+    path: str | Path | None
+    if isinstance(store, (str, os.PathLike)):
+        path = Path(store)
+    else:
+        path = getattr(store, "path", None)  # an SQLiteStore the shop built; other stores have no file to scrub
+    erasure = finish_erasure(erasure, store=path, dead_letters=None)
+    lines = [line for line in erasure.lines() if not line.lstrip().startswith("dead-letter file:")]
+    return lines, erasure.complete or not erasure.carried_out
 
 
 def log_to_stderr(level: int) -> bool:

@@ -132,7 +132,12 @@ def test_export_then_forget_a_customer_in_the_shared_store(
     assert [cart["cart_key"] for cart in exported["carts"]] == ["cart-c-1"]
 
     output, _ = run("forget", "c-1")
-    assert output.startswith("erased:")
+    # The report says exactly what went, and never the customer's data.
+    assert output.startswith("erased from the engine and the store:")
+    assert "carts (with their events in the journal): 1" in output
+    assert "contact details and consent: 1" in output
+    assert "WAL: checkpointed into the main file and truncated" in output
+    assert "LEFT" not in output and "c-1@example.com" not in output
     after = json.loads(run("export", "c-1")[0])
     assert after["carts"] == [] and after["contact"] is None
     assert json.loads(run("export", "c-2")[0])["contact"]["email"] == "c-2@example.com"

@@ -129,7 +129,12 @@ def test_export_then_forget_a_customer_in_the_shared_store(apps: Callable[..., F
     assert [cart["cart_key"] for cart in exported["carts"]] == ["cart-c-1"]
 
     result = run(app, "forget", "c-1")
-    assert result.exit_code == 0 and result.output.startswith("erased:")
+    # The report says exactly what went, and never the customer's data.
+    assert result.exit_code == 0 and result.output.startswith("erased from the engine and the store:")
+    assert "carts (with their events in the journal): 1" in result.output
+    assert "contact details and consent: 1" in result.output
+    assert "WAL: checkpointed into the main file and truncated" in result.output
+    assert "LEFT" not in result.output and "c-1@example.com" not in result.output
     after = json.loads(run(app, "export", "c-1").output)
     assert after["carts"] == [] and after["contact"] is None
     assert json.loads(run(app, "export", "c-2").output)["contact"]["email"] == "c-2@example.com"

@@ -34,7 +34,16 @@ import msgspec
 from flask import current_app
 from flask.cli import AppGroup
 
-from ..._integration_commands import describe, log_to_stderr, maintenance, require_shared_store, serve
+from ..._integration_commands import (
+    describe,
+    erase_customer,
+    erasure_report,
+    log_to_stderr,
+    maintenance,
+    require_shared_store,
+    serve,
+)
+from ...privacy import Erasure
 from ...engine import Engine
 from ...errors import ConfigError
 from ...integration import IntegrationSettings
@@ -98,13 +107,15 @@ def forget_command(customer: str) -> None:
     settings = app_state(current_app).settings
     _require_shared_store(settings, "forget")
 
-    async def work(engine: Engine) -> bool:
-        return await engine.forget(customer)
+    async def work(engine: Engine) -> Erasure:
+        return await erase_customer(engine, customer)
 
-    if _maintenance(settings, work):
-        click.echo("erased: the customer's carts, contact details, pending messages and dead letters are gone")
-    else:
-        click.echo("requested: a running engine holds this store; it erases the customer within seconds")
+    # Exactly what went where (recoverkit.privacy.Erasure); a non-zero exit when anything was left.
+    lines, complete = erasure_report(settings, _maintenance(settings, work))
+    for line in lines:
+        click.echo(line)
+    if not complete:
+        raise click.ClickException("the erasure is not complete: see the lines marked LEFT or NOT above")
 
 
 @cli.command("export")

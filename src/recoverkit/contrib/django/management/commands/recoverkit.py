@@ -28,7 +28,16 @@ from typing import Any
 import msgspec
 from django.core.management.base import BaseCommand, CommandError  # type: ignore[import-untyped]
 
-from recoverkit._integration_commands import describe, log_to_stderr, maintenance, require_shared_store, serve
+from recoverkit._integration_commands import (
+    describe,
+    erase_customer,
+    erasure_report,
+    log_to_stderr,
+    maintenance,
+    require_shared_store,
+    serve,
+)
+from recoverkit.privacy import Erasure
 from recoverkit.contrib.django._settings import SOURCE
 from recoverkit.contrib.django._state import get_state
 from recoverkit.engine import Engine
@@ -98,15 +107,15 @@ class Command(BaseCommand):  # type: ignore[misc]
     def _forget(self, settings: IntegrationSettings, customer: str) -> None:
         require_shared_store(settings, "forget", program=_PROGRAM, store_setting=f"{SOURCE}['STORE']")
 
-        async def work(engine: Engine) -> bool:
-            erased: bool = await engine.forget(customer)
-            return erased
+        async def work(engine: Engine) -> Erasure:
+            return await erase_customer(engine, customer)
 
-        if self._maintenance(settings, work):
-            self.stdout.write("erased: the customer's carts, contact details, pending messages and dead letters are "
-                              "gone")
-        else:
-            self.stdout.write("requested: a running engine holds this store; it erases the customer within seconds")
+        # Exactly what went where (recoverkit.privacy.Erasure); a non-zero exit when anything was left.
+        lines, complete = erasure_report(settings, self._maintenance(settings, work))
+        for line in lines:
+            self.stdout.write(line)
+        if not complete:
+            raise CommandError("the erasure is not complete: see the lines marked LEFT or NOT above", returncode=1)
 
     def _export(self, settings: IntegrationSettings, customer: str) -> None:
         require_shared_store(settings, "export", program=_PROGRAM, store_setting=f"{SOURCE}['STORE']")
