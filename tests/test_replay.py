@@ -405,3 +405,18 @@ async def test_a_replay_waits_for_a_lease_that_another_process_keeps_renewing_th
     assert len(told) == 1 and "waiting for the pipeline lease" in told[0] and "elsewhere:1:x" in told[0]
     with SQLiteStore(db) as store:
         assert store.last_seq() == 0  # it journaled nothing that the other process would have decided on
+
+
+async def test_the_out_file_is_readable_by_its_owner_only(handmade: Path, tmp_path: Path) -> None:
+    # It holds every message with the shoppers' addresses; the umask must not make it world-readable.
+    import os
+    import stat
+
+    out = tmp_path / "messages.jsonl"
+    previous = os.umask(0o022)
+    try:
+        await replay(handmade, config=CONFIG, out=out)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert out.read_bytes().count(b"\n") >= 1

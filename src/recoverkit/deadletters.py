@@ -26,12 +26,13 @@ from typing import Final
 
 import msgspec
 
+from ._files import PRIVATE_MODE, open_private
 from .channels.base import Message
 
 __all__ = ["DeadLetter", "DeadLetters"]
 
 #: The mode of a dead-letter file this module creates (and of its lock file): it holds personal data.
-FILE_MODE: Final = 0o600
+FILE_MODE: Final = PRIVATE_MODE
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,7 +108,7 @@ class DeadLetters:
             return
         line = self._encoder.encode(record) + b"\n"
         with self._locked():
-            fd = _open_private(self.path, os.O_WRONLY | os.O_APPEND)
+            fd = open_private(self.path, os.O_WRONLY | os.O_APPEND)
             with os.fdopen(fd, "ab") as f:
                 f.write(line)
 
@@ -120,7 +121,7 @@ class DeadLetters:
         except ImportError:  # not POSIX (Windows): one process per file, as before this lock existed
             yield
             return
-        fd = _open_private(self.path.with_name(self.path.name + ".lock"), os.O_RDWR)
+        fd = open_private(self.path.with_name(self.path.name + ".lock"), os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -183,15 +184,3 @@ def _for(letter: DeadLetter, keys: set[str]) -> bool:
     return recipient.contact_key in keys or (recipient.customer_id is not None and recipient.customer_id in keys)
 
 
-def _open_private(path: Path, flags: int) -> int:
-    """Open ``path``; create it with FILE_MODE exactly (not narrowed or widened by the umask) if it is missing."""
-    try:
-        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    except FileExistsError:
-        return os.open(path, flags)
-    try:
-        os.fchmod(fd, FILE_MODE)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd

@@ -29,6 +29,7 @@ import anyio
 import msgspec
 
 from .channels.base import Channel, Message
+from ._files import open_private
 from .channels.jsonl import JsonLinesChannel
 from .clock import EventClock
 from .config import Config, channel_paths
@@ -249,7 +250,8 @@ async def replay(
             "or resume=True (--resume) to carry that replay on"
         )
     if sink is not None and not journaled and isinstance(out, (str, Path)) and str(out) != "-":
-        Path(out).write_bytes(b"")  # nothing to carry on: this replay's messages and nothing else
+        # Nothing to carry on: this replay's messages and nothing else, in a file only its owner reads.
+        os.close(open_private(out, os.O_WRONLY | os.O_TRUNC))
     wait = lease_wait if lease_wait is not None else 2 * config.store.lease_ttl + 1.0
     started = time.perf_counter()
     first = last = None

@@ -127,3 +127,26 @@ async def test_a_write_error_is_transient_and_names_the_target_and_key() -> None
     with pytest.raises(TransientDeliveryError, match=r"'cart-1/default/0' to /mnt/full/out.jsonl") as info:
         await JsonLinesChannel(_FullDisk()).send(make_message())  # type: ignore[arg-type]
     assert isinstance(info.value.__cause__, OSError)
+
+
+async def test_a_new_file_is_created_readable_by_its_owner_only(tmp_path: Path) -> None:
+    # Messages carry shoppers' addresses: 0600 whatever the umask; an existing file keeps the mode it has.
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        channel = JsonLinesChannel(tmp_path / "new.jsonl")
+        await channel.send(make_message())
+        await channel.aclose()
+        existing = tmp_path / "existing.jsonl"
+        existing.write_bytes(b"")
+        existing.chmod(0o640)
+        channel = JsonLinesChannel(existing)
+        await channel.send(make_message())
+        await channel.aclose()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "new.jsonl").stat().st_mode) == 0o600
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o640
+    assert len(read_messages((tmp_path / "new.jsonl").read_bytes())) == 1

@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 import msgspec
 
+from .._files import open_private
 from ..errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 from .base import Message
 
@@ -53,8 +54,10 @@ class JsonLinesChannel:
                     )
                 self._stream, self._owns_stream, self._name = stdout, False, "<stdout>"
             else:
-                # Closed in aclose(); the channel outlives any with-block we could write here.
-                self._stream = open(path, "ab")  # noqa: SIM115
+                # Closed in aclose(); the channel outlives any with-block we could write here. Messages carry
+                # shoppers' addresses: a new file is created 0600 (recoverkit._files).
+                fd = open_private(path, os.O_WRONLY | os.O_APPEND)
+                self._stream = os.fdopen(fd, "ab")
                 self._owns_stream, self._name = True, path
         elif isinstance(target, io.TextIOBase):
             raise ConfigError(

@@ -61,6 +61,7 @@ from typing import Any, Final, Generic, Literal, Self, TypeVar, get_args
 
 import msgspec
 
+from .._files import PRIVATE_MODE, open_private
 from .._log import get_logger
 from ..errors import ConfigError, StoreError
 from . import _schema
@@ -130,7 +131,7 @@ Synchronous = Literal["normal", "full"]
 GROUP_LIMIT: Final = 1000
 #: The mode of a store file this class creates (SQLite gives the ``-wal`` and ``-shm`` files the same): the
 #: file holds personal data, so nobody but its owner reads it.
-FILE_MODE: Final = 0o600
+FILE_MODE: Final = PRIVATE_MODE
 #: How long one attempt of scrub() waits for readers to leave the old snapshot before trying again: short,
 #: because a TRUNCATE checkpoint holds off every writer of the file while it waits.
 _SCRUB_WAIT_MS: Final = 250
@@ -252,16 +253,12 @@ class SQLiteStore:
 
     def _create_private(self) -> None:
         """Create the file with FILE_MODE if it does not exist, before SQLite does with the umask's mode."""
+        # An existing file keeps its mode (another process may just have created it: same thing).
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        except FileExistsError:
-            return  # an existing file keeps its mode (another process may just have created it: same thing)
+            fd = open_private(self.path, os.O_RDONLY)
         except OSError:
             return  # no directory, no permission: sqlite3.connect() says so in the error the caller sees
-        try:
-            os.fchmod(fd, FILE_MODE)  # the umask may have narrowed it further: exactly FILE_MODE, not less
-        finally:
-            os.close(fd)
+        os.close(fd)
 
     def _connect(self) -> sqlite3.Connection:
         try:
