@@ -1,9 +1,12 @@
 """A stall longer than the pipeline lease (a synchronous call blocking the loop, a long GC pause, CPU starvation)
-on a real SQLite file: claims refused as ``not_owner`` never drop a message; the engine notices that its lease
-lapsed, restores from the checkpoint, and every message goes out exactly once or is in the ledger."""
+on a real SQLite file: claims refused as ``not_owner`` never drop a message. When nobody else took the lease
+meanwhile the engine carries on (the refused claims are retried, nothing is restored); when another owner held it,
+the engine restores from the checkpoint; either way every message goes out exactly once. A restore racing
+``flush()`` and ``close()`` lets both return."""
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ from helpers import T0
 from recoverkit import ChannelPolicy, Config, Engine, FakeClock, Flow, FlowStep, MemoryChannel
 from recoverkit.channels.base import Message
 from recoverkit.config import StoreConfig
-from recoverkit.store import SQLiteStore
+from recoverkit.store import PIPELINE_LEASE, Checkpoint, LeaseTaken, SQLiteStore
 
 pytestmark = pytest.mark.anyio
 
@@ -53,14 +56,41 @@ class SlowRenewals(SQLiteStore):
 
     delay = 0.3
 
-    def acquire_lease(self, name: str, owner: str, *, ttl: float, now: float) -> bool:
+    def take_lease(self, name: str, owner: str, *, ttl: float, now: float) -> LeaseTaken | None:
         time.sleep(self.delay)  # in the store's worker thread, not on the loop
-        return super().acquire_lease(name, owner, ttl=ttl, now=now)
+        return super().take_lease(name, owner, ttl=ttl, now=now)
 
 
-async def stall_once(db: Path, store: SQLiteStore | None = None) -> None:
-    """Run CARTS messages through an engine on ``db`` whose adapter blocks the loop past the lease once, then
-    check that each was sent exactly once and is ``sent`` in the ledger."""
+class SlowRestore(SQLiteStore):
+    """A file whose checkpoint takes ``delay`` seconds to load: a take-over is under way long enough for
+    ``flush()`` and ``close()`` to be called while it is."""
+
+    delay = 0.5
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        time.sleep(self.delay)  # in the store's worker thread, not on the loop
+        return super().load_checkpoint()
+
+
+def steal(db: Path, *, ahead: float = 0.0) -> None:
+    """Another worker takes the (expired) lease and gives it back, as one that took over and closed would.
+
+    ``ahead`` seconds on its clock make the engine's lease look expired to it without stalling the engine."""
+    thief = SQLiteStore(db)
+    try:
+        deadline = time.monotonic() + 5
+        while not thief.acquire_lease(PIPELINE_LEASE, "thief", ttl=1, now=time.time() + ahead):
+            assert time.monotonic() < deadline, "the engine's lease never expired"
+            time.sleep(0.05)
+        thief.release_lease(PIPELINE_LEASE, "thief")
+    finally:
+        thief.close()
+
+
+async def stall_once(db: Path, store: SQLiteStore | None = None, *, stolen: bool = False) -> None:
+    """Run CARTS messages through an engine on ``db`` whose adapter blocks the loop past the lease once (during
+    which another worker takes the lease and gives it back, if ``stolen``), then check that each was sent exactly
+    once and is ``sent`` in the ledger, and that the engine restored only if the lease was stolen."""
     stalls: list[str] = []
 
     def send(message: Message) -> None:
@@ -68,6 +98,8 @@ async def stall_once(db: Path, store: SQLiteStore | None = None) -> None:
         if not stalls and message.cart.session_id == "s1":
             stalls.append(message.key)
             time.sleep(STALL)
+            if stolen:
+                steal(db)
 
     hook = MemoryChannel(handler=send)
     clock = FakeClock(T0)
@@ -79,7 +111,7 @@ async def stall_once(db: Path, store: SQLiteStore | None = None) -> None:
             await engine.checkpoint()
             clock.advance(600)
             await engine.flush()
-            # The engine noticed the lapse and restored; what it held back goes out now.
+            # The engine checked its lease (and restored if it was stolen); what it held back goes out now.
             deadline = time.monotonic() + 5
             while len(set(hook.keys())) < CARTS and time.monotonic() < deadline:
                 clock.advance(1)
@@ -96,12 +128,18 @@ async def stall_once(db: Path, store: SQLiteStore | None = None) -> None:
     assert sorted(hook.keys()) == sorted(set(hook.keys()))  # none twice
     assert set(hook.keys()) == keys  # none lost
     assert ledger == dict.fromkeys(keys, "sent")
-    assert stats.lease_lapses == 1
+    assert stats.lease_lapses == (1 if stolen else 0)
+    assert stats.restores == (2 if stolen else 1)  # the start's take-over, and the restore after the theft
 
 
 @pytest.mark.slow
-async def test_a_stall_past_the_lease_drops_no_message(tmp_path: Path) -> None:
+async def test_a_stall_past_the_lease_with_the_lease_still_ours_retries_and_does_not_restore(tmp_path: Path) -> None:
     await stall_once(tmp_path / "rk.db")
+
+
+@pytest.mark.slow
+async def test_a_stall_while_another_worker_held_the_lease_restores_and_drops_no_message(tmp_path: Path) -> None:
+    await stall_once(tmp_path / "rk.db", stolen=True)
 
 
 @pytest.mark.slow
@@ -112,3 +150,69 @@ async def test_claims_refused_after_a_stall_are_held_and_sent_after_the_restore(
         await stall_once(db, store)
     finally:
         store.close()
+
+
+async def until(engine: Engine, lapses: int) -> None:
+    with anyio.fail_after(5):
+        while engine.statistics().lease_lapses < lapses:
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.slow
+async def test_flush_and_close_during_a_restore_return_and_send_each_message_once(tmp_path: Path) -> None:
+    db = tmp_path / "rk.db"
+    store = SlowRestore(db)
+    gate, started = anyio.Event(), anyio.Event()
+
+    async def send(message: Message) -> None:
+        if message.cart.session_id == "s0" and not gate.is_set():
+            started.set()
+            await gate.wait()  # in flight, with flush() waiting for it, while the lease is stolen
+
+    hook = MemoryChannel(handler=send)
+    clock = FakeClock(T0)
+    flushed: list[str] = []
+    try:
+        with anyio.fail_after(20):
+            async with Engine(config(db), channels={"hook": hook}, clock=clock, store=store) as engine:
+                for i in range(CARTS):
+                    engine.track(add(f"s{i}"))
+                await engine.flush()
+                await engine.checkpoint()
+                clock.advance(600)
+
+                async def flush(name: str) -> None:
+                    await engine.flush()
+                    flushed.append(name)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(flush, "waiting on a send")
+                    await started.wait()
+                    await anyio.to_thread.run_sync(functools.partial(steal, db, ahead=2))
+                    await until(engine, 1)  # the engine saw the theft; the restore is on its way (a slow load)
+                    tg.start_soon(flush, "called during the restore")
+                    await anyio.sleep(0.1)
+                    gate.set()
+                assert sorted(flushed) == ["called during the restore", "waiting on a send"]
+                deadline = time.monotonic() + 5
+                while len(set(hook.keys())) < CARTS and time.monotonic() < deadline:
+                    clock.advance(1)
+                    await engine.flush()
+                assert engine.statistics().restores == 2
+                # Again, and close at once: the take-over races closing, which wins without an error.
+                await anyio.to_thread.run_sync(functools.partial(steal, db, ahead=2))
+                await until(engine, 2)
+            stats = engine.statistics()
+    finally:
+        store.close()
+    reader = SQLiteStore(db)
+    try:
+        ledger = {e.key: e.state for e in reader.ledger()}
+        holder = reader.lease_holder(PIPELINE_LEASE, now=time.time())
+    finally:
+        reader.close()
+    keys = {f"s{i}/f/0" for i in range(CARTS)}
+    assert sorted(hook.keys()) == sorted(keys)  # each once, none lost
+    assert ledger == dict.fromkeys(keys, "sent")  # s0 was marked unknown by the restore, then finished as sent
+    assert stats.lease_lapses == 2 and stats.restores == 2  # the second take-over was abandoned for closing
+    assert holder is None  # given back at close, so that another worker need not wait for it to expire

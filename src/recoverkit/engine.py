@@ -273,7 +273,11 @@ class Engine:
         self._purged_at = -math.inf
         self._renewed_at = -math.inf  # the time passed to the last renewal that held: the lease ran to this + ttl
         self._lease_lapses = 0
+        self._lease_doubt = False  # a renewal failed while owning: its write may or may not have gone in
         self._lease_wake: anyio.Event | None = None
+        self._taking_over: anyio.Event | None = None  # set once the last take-over ended (restored or abandoned)
+        self._flushes: set[anyio.Event] = set()  # barriers flush() waits for; closing releases those left
+        self._flushes_cut: set[anyio.Event] = set()  # released by closing, not by the pipeline
         self._drain_lock: anyio.Lock | None = None
         self._checkpoint_lock: anyio.Lock | None = None
         #: Seconds ``async with`` waits at exit for in-flight work before cancelling it.
@@ -408,7 +412,7 @@ class Engine:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._close_adapters()
-                if self.is_owner:
+                if self.runs_pipeline:  # also after a take-over that closing cut short (is_owner is off then)
                     self.is_owner = False
                     try:
                         await self.call_store(self.store.release_lease, PIPELINE_LEASE, self.owner)
@@ -418,6 +422,12 @@ class Engine:
                     await self.call_store(self.store.close)
             self._close_links()
             self._state = "closed"
+            # A flush() whose barrier the stages will never reach now (cancelled at the close timeout) is told so,
+            # rather than left waiting for ever (BackgroundEngine's thread could not stop while it waits).
+            for barrier in self._flushes:
+                if not barrier.is_set():
+                    self._flushes_cut.add(barrier)
+                    barrier.set()
             _log.info("engine_stopped")
 
     def _close_links(self) -> None:
@@ -484,58 +494,99 @@ class Engine:
 
     async def _keep_lease(self) -> None:
         period = self.config.store.lease_ttl / 5
-        while True:
-            assert self._lease_wake is not None
-            with anyio.move_on_after(period):
-                await self._lease_wake.wait()  # or sooner: a claim was refused, the lease may have lapsed
-            self._lease_wake = anyio.Event()
-            await self._renew_lease()
+        try:
+            while True:
+                assert self._lease_wake is not None
+                with anyio.move_on_after(period):
+                    await self._lease_wake.wait()  # or sooner: a claim was refused, the lease may have lapsed
+                self._lease_wake = anyio.Event()
+                await self._renew_lease()
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return  # the engine is closing: aclose() finishes what the lease needs (checkpoint, release)
 
     def _claim_refused(self) -> None:
         if self._lease_wake is not None:
             self._lease_wake.set()
 
     async def _renew_lease(self) -> None:
+        """Renew the pipeline lease; take over when this process gets it, stand down when another holds it.
+
+        Whether another process may have run the pipeline meanwhile is judged by the store's lease row, not by
+        timing: a renewal that finds its own name still on the row (``"renewed"``), even after a stall long
+        past ``lease_ttl``, knows that nobody else held the lease since (any other holder replaces the name), so
+        the state is current and the claims refused while it was out are simply retried. Only ``"taken"`` while
+        owning (someone else held it in between, or released it) means the state may be stale: then this
+        process stops acting as owner and restores from the checkpoint as a take-over does.
+        """
         if not self.runs_pipeline:
             return  # a journal writer only: the dedicated worker holds the lease
         ttl = self.config.store.lease_ttl
         now = time.time()
-        lapsed = False
         try:
-            held = await self.call_store(self.store.acquire_lease, PIPELINE_LEASE, self.owner, ttl=ttl, now=now)
+            taken = await self.call_store(self.store.take_lease, PIPELINE_LEASE, self.owner, ttl=ttl, now=now)
         except StoreError as exc:
             _log.error("lease_renewal_failed", error=str(exc))
-            # Unknown whether we still hold it: once it would have expired, act as if we lost it.
-            held = self.is_owner and time.time() < self._renewed_at + ttl
-        else:
-            if held:
-                # Held again, but did it run out since the last renewal (a stall: a blocking call, a GC pause, a
-                # starved CPU)? Then another process may have held it meanwhile, read and trimmed the journal and
-                # sent messages: this state is stale, and claims made while it was out were refused. Measured
-                # after the renewal returned: a renewal that took long is assumed to have come too late.
-                lapsed = self.is_owner and time.time() >= self._renewed_at + ttl
-                self._renewed_at = now
-        if held and lapsed:
+            if self.is_owner:
+                # Unknown whether the write went in: the next answer cannot be trusted to say "nobody else held
+                # it" for the time it covers, unless the lease cannot have expired meanwhile (see below).
+                self._lease_doubt = True
+                if time.time() >= self._renewed_at + ttl:  # it would have expired by now: act as if lost
+                    self._stand_down("pipeline_lease_lost")
+            return
+        if taken is None:
+            if self.is_owner:
+                # Another process took over (this one stalled past the lease). Stop reading the journal; claims
+                # already fail for a non-owner, so nothing is sent from the stale state; a later take-over
+                # restores from the store.
+                self._stand_down("pipeline_lease_lost")
+            return
+        renewed_at, self._renewed_at = self._renewed_at, now
+        doubt, self._lease_doubt = self._lease_doubt, False
+        if not self.is_owner:
+            await self._take_over()
+        elif taken == "taken" or (doubt and time.time() >= renewed_at + ttl):
+            # Someone else held the lease since the last renewal (or, after a failed renewal, may have): their
+            # reads, sends and checkpoints are not in this state. Restore, as a process taking over would.
             self._lease_lapses += 1
             _log.warning(
                 "pipeline_lease_lapsed", owner=self.owner, held_back=self.dispatch.extra_statistics()["held_not_owner"]
             )
-            await self._take_over()  # restore from the checkpoint, as a process taking over from another would
-        elif held and not self.is_owner:
+            self._stand_down(None)
             await self._take_over()
-        elif held:
-            self.dispatch.resume_refused()  # a claim refused in a race with this renewal: nothing was missed
-        elif not held and self.is_owner:
-            # Another process took over (this one stalled past the lease). Stop reading the journal; claims
-            # already fail for a non-owner, so nothing is sent from the stale state; a later take-over restores
-            # from the store.
-            self.is_owner = False
-            self.ingest.active = False
-            _log.warning("pipeline_lease_lost", owner=self.owner)
+        else:
+            # Still ours, and nobody else held it: claims refused while it was out (a stall past the lease, or
+            # a race with this renewal) are retried; nothing was missed.
+            self.dispatch.resume_refused()
+
+    def _stand_down(self, event: str | None) -> None:
+        """Stop acting as the pipeline's owner: ingest stops reading the journal, flush() and the ticker stop
+        feeding the stages, and no checkpoint is written from this state (a take-over restores it)."""
+        self.is_owner = False
+        self.ingest.active = False
+        if event is not None:
+            _log.warning(event, owner=self.owner)
 
     async def _take_over(self) -> None:
-        """This process now holds the lease: restore the pipeline from the last checkpoint and read on."""
+        # flush() waits for a take-over under way, so that it answers for the restored pipeline, not for a
+        # state being discarded (or returns at once, as in any non-owner, if the take-over is abandoned).
+        self._taking_over = anyio.Event()
+        try:
+            await self._restore()
+        finally:
+            self._taking_over.set()
+
+    async def _restore(self) -> None:
+        """This process now holds the lease: restore the pipeline from the last checkpoint and read on.
+
+        Safe at any moment of the engine's life: once closing has begun the take-over is abandoned (the lease
+        is given back, so another worker need not wait for it to expire, and the stages' state, which may be
+        stale, is neither restored nor checkpointed); once the restore is in the pipeline it is completed, as
+        closing lets the stages handle everything sent to them before they end.
+        """
         store = self.store
+        if self._state != "running":
+            await self._abandon_take_over()
+            return
         unknown = await self.call_store(store.mark_unknown)
         checkpoint = await self.call_store(store.load_checkpoint)
         states: dict[str, bytes] = {}
@@ -548,16 +599,35 @@ class Engine:
                     f"{CHECKPOINT_FORMAT}; upgrade recoverkit, or start from an empty store"
                 )
             states, position = blob.states, checkpoint.position
-        self._checkpointed = position
+        if self._state != "running":  # closing began while the checkpoint was read
+            await self._abandon_take_over()
+            return
         control = Control("restore", position, states)
+        self._restoring = True
+        try:
+            # send_nowait is not used: a full link means the stages are busy, and the restore waits its turn.
+            await self._links[0].send_stream.send(Batch([], -math.inf, perf_counter(), None, control))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._restoring = False
+            await self._abandon_take_over()
+            return
+        # In the pipeline, ahead of anything sent from now on: the stages apply it before what follows, and
+        # closing lets them finish it, so the take-over completes.
+        self._checkpointed = position
         self.is_owner = True
         self.ingest.active = True
-        self._restoring = True
-        await self._links[0].send_stream.send(Batch([], -math.inf, perf_counter(), None, control))
         await control.done.wait()
         self._restored, self._restores = control.restored, self._restores + 1
         self._restoring = False
         _log.info("pipeline_lease_taken", owner=self.owner, position=position, unknown_outcomes=unknown)
+
+    async def _abandon_take_over(self) -> None:
+        self._stand_down(None)
+        try:
+            await self.call_store(self.store.release_lease, PIPELINE_LEASE, self.owner)
+        except StoreError as exc:
+            _log.warning("lease_release_failed", error=str(exc))
+        _log.info("pipeline_take_over_abandoned", owner=self.owner, reason="closing")
 
     # -- checkpoints ----------------------------------------------------------------------------------------
 
@@ -709,6 +779,8 @@ class Engine:
         """
         self._require_running()
         await self._drain_inbox()
+        if self._taking_over is not None:
+            await self._taking_over.wait()
         if not self.is_owner:
             return
         barrier = anyio.Event()
@@ -716,8 +788,20 @@ class Engine:
             mark = math.inf if end_of_input else -math.inf
         else:
             mark = self.clock.now()
-        await self._links[0].send_stream.send(Batch([], mark, perf_counter(), [barrier]))
-        await barrier.wait()
+        self._flushes.add(barrier)
+        try:
+            with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+                await self._links[0].send_stream.send(Batch([], mark, perf_counter(), [barrier]))
+                await barrier.wait()
+        finally:
+            self._flushes.discard(barrier)
+        if barrier in self._flushes_cut:
+            self._flushes_cut.discard(barrier)
+            raise EngineStateError(
+                "the engine closed while flush() waited; what was accepted is in the journal, for the next start"
+            )
+        if self._state != "running" and not barrier.is_set():
+            raise EngineStateError("the engine began closing while flush() waited; close() handles what was accepted")
 
     def _require_running(self) -> None:
         if self._state != "running":

@@ -483,6 +483,29 @@ class StoreContract:
         assert store.acquire_lease("compaction", "w2", ttl=10, now=T0)
         assert (store.lease_holder("pipeline", now=T0), store.lease_holder("compaction", now=T0)) == ("w1", "w2")
 
+    def test_take_lease_says_taken_for_a_free_lease_and_renewed_for_the_owners_own(self, store: Store) -> None:
+        assert store.take_lease("pipeline", "w1", ttl=10, now=T0) == "taken"
+        assert store.take_lease("pipeline", "w1", ttl=10, now=T0 + 5) == "renewed"
+        assert store.take_lease("pipeline", "w2", ttl=10, now=T0 + 14.9) is None
+        assert store.lease_holder("pipeline", now=T0 + 14.9) == "w1"
+
+    def test_an_expired_lease_nobody_took_meanwhile_is_renewed(self, store: Store) -> None:
+        # A stall past the lease: the owner may carry on, as nobody else can have held it.
+        store.take_lease("pipeline", "w1", ttl=10, now=T0)
+        assert store.take_lease("pipeline", "w1", ttl=10, now=T0 + 60) == "renewed"
+        assert store.lease_holder("pipeline", now=T0 + 69.9) == "w1"
+
+    def test_a_lease_another_owner_held_meanwhile_is_taken_not_renewed(self, store: Store) -> None:
+        store.take_lease("pipeline", "w1", ttl=10, now=T0)
+        assert store.take_lease("pipeline", "w2", ttl=10, now=T0 + 10) == "taken"
+        assert store.take_lease("pipeline", "w1", ttl=10, now=T0 + 20) == "taken"  # w2's expired: back, but taken
+
+    def test_a_lease_another_owner_held_and_released_meanwhile_is_taken_not_renewed(self, store: Store) -> None:
+        store.take_lease("pipeline", "w1", ttl=10, now=T0)
+        store.take_lease("pipeline", "w2", ttl=10, now=T0 + 10)
+        store.release_lease("pipeline", "w2")
+        assert store.take_lease("pipeline", "w1", ttl=10, now=T0 + 11) == "taken"
+
     @pytest.mark.parametrize("ttl", [0.0, -1.0, float("nan")])
     def test_acquire_lease_rejects_a_ttl_that_is_not_positive(self, store: Store, ttl: float) -> None:
         with pytest.raises(ValueError, match="ttl"):

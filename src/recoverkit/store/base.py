@@ -74,6 +74,7 @@ __all__ = [
     "HoldoutScope",
     "IssueAnswer",
     "JournalEntry",
+    "LeaseTaken",
     "LedgerEntry",
     "LedgerState",
     "LinkVisit",
@@ -90,6 +91,9 @@ __all__ = [
 #: The lease a process must hold for :meth:`Store.claim` to hand it a message.
 PIPELINE_LEASE: Final = "pipeline"
 
+#: How :meth:`Store.take_lease` got a lease: ``"renewed"``, it was ``owner``'s already (even if it had expired:
+#: nobody else took it meanwhile); ``"taken"``, it was free, released, or another owner's and expired.
+LeaseTaken = Literal["renewed", "taken"]
 #: What :meth:`Store.claim` answers; see there.
 Claim = Literal["claimed", "duplicate", "purchased", "suppressed", "not_owner"]
 #: How a send ended, as :meth:`Store.finish` records it; ``"unknown"``: the adapter was given up on while still
@@ -637,6 +641,18 @@ class Store(CodeStore, Protocol):
 
         Returns whether ``owner`` holds it now. Renew well before ``ttl`` runs out: a lease expires at its
         expiry time exactly, and another owner may take it from then on.
+        """
+        ...
+
+    def take_lease(self, name: str, owner: str, *, ttl: float, now: float) -> LeaseTaken | None:
+        """:meth:`acquire_lease`, saying how: ``None`` when another owner holds ``name`` at ``now``, else
+        ``"renewed"`` when the lease was ``owner``'s already, ``"taken"`` when it was not (free, released, or
+        another owner's and expired).
+
+        ``"renewed"`` is also the answer when ``owner``'s lease had expired and nobody took it meanwhile: any
+        other owner taking it replaces the holder, so ``owner`` holding it again in one answer means nobody else
+        held it since ``owner`` last did. A process that expects ``"renewed"`` and gets ``"taken"`` knows that
+        someone else may have held it in between (the engine then restores from the checkpoint).
         """
         ...
 

@@ -34,6 +34,7 @@ from .base import (
     ForgetReport,
     IssueAnswer,
     JournalEntry,
+    LeaseTaken,
     LedgerEntry,
     LedgerState,
     LinkVisit,
@@ -294,14 +295,17 @@ class MemoryStore:
     # -- leases ---------------------------------------------------------------------------------------------
 
     def acquire_lease(self, name: str, owner: str, *, ttl: float, now: float) -> bool:
+        return self.take_lease(name, owner, ttl=ttl, now=now) is not None
+
+    def take_lease(self, name: str, owner: str, *, ttl: float, now: float) -> LeaseTaken | None:
         check_lease(name, owner, ttl)
         with self._lock:
             self._enter(write=True)
             held = self._leases.get(name)
             if held is not None and held[0] != owner and held[1] > now:
-                return False
+                return None
             self._leases[name] = (owner, now + ttl)
-            return True
+            return "renewed" if held is not None and held[0] == owner else "taken"
 
     def release_lease(self, name: str, owner: str) -> None:
         with self._lock:

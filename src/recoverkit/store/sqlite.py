@@ -86,6 +86,7 @@ from .base import (
     ForgetReport,
     IssueAnswer,
     JournalEntry,
+    LeaseTaken,
     LedgerEntry,
     LedgerState,
     LinkVisit,
@@ -641,16 +642,19 @@ class SQLiteStore:
     # -- leases ---------------------------------------------------------------------------------------------
 
     def acquire_lease(self, name: str, owner: str, *, ttl: float, now: float) -> bool:
+        return self.take_lease(name, owner, ttl=ttl, now=now) is not None
+
+    def take_lease(self, name: str, owner: str, *, ttl: float, now: float) -> LeaseTaken | None:
         check_lease(name, owner, ttl)
 
-        def run(conn: sqlite3.Connection) -> bool:
+        def run(conn: sqlite3.Connection) -> LeaseTaken | None:
             held = conn.execute("SELECT owner, expires_at FROM leases WHERE name = ?", (name,)).fetchone()
             if held is not None and held[0] != owner and held[1] > now:
-                return False
+                return None
             conn.execute(
                 "INSERT OR REPLACE INTO leases (name, owner, expires_at) VALUES (?, ?, ?)", (name, owner, now + ttl)
             )
-            return True
+            return "renewed" if held is not None and held[0] == owner else "taken"
 
         return self._write("acquire_lease", run)
 
