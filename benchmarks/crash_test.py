@@ -21,6 +21,12 @@ input after the lines the store already journaled.
   running worker. *Unknown outcomes* are sends a kill interrupted between claim and outcome: never re-sent
   (``recoverkit ledger`` resolves them).
 
+``--starved`` makes stalls past the lease happen, as on a starved machine: about one send in ``--stall-every``
+(40) blocks the worker's event loop for 1.3 s (past the 1 s lease, with claims in flight), a thief thread takes
+the lease whenever it has expired and holds it up to 0.3 s (as another worker taking over and closing would), and
+``--hogs`` (1) processes spin on the CPU. The checks are the same: a worker whose lease lapsed and was taken
+meanwhile must restore and still send nothing twice and lose nothing.
+
 ``--quick`` is a smoke run of a few seconds: 300 sessions, one kill 0.05-0.3 s after the lease is taken, sends
 open 5 ms; it exercises the same code path (kill, lease expiry, restore, resume) and the same checks.
 Each wait on a worker is bounded (``STEP_TIMEOUT``) and the whole run by ``--timeout``. Run from the repository
@@ -33,6 +39,7 @@ root:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import random
@@ -49,7 +56,8 @@ from typing import Any
 import msgspec
 from _common import emit_json, machine, parser, print_header, quiet_logs, ratio, watchdog
 
-from recoverkit.store import SQLiteStore, check_database
+from recoverkit.errors import StoreError
+from recoverkit.store import PIPELINE_LEASE, SQLiteStore, check_database
 from recoverkit.synthetic import generate_jsonl
 
 WORKER = Path(__file__).resolve().parent.parent / "tests" / "workers" / "crash_worker.py"
@@ -61,9 +69,9 @@ STEP_TIMEOUT = 300.0
 class Worker:
     """One life of the crash worker; its stdout is read by a thread so that waits can time out."""
 
-    def __init__(self, worker: Path, events: Path, store: Path, sent: Path, *extra: str) -> None:
+    def __init__(self, worker: Path, events: Path, store: Path, sent: Path, *extra: str, chunk: int = CHUNK) -> None:
         self.stderr_path = store.with_name(f"{store.name}.stderr")
-        command = [sys.executable, worker, "--events", events, "--store", store, "--sent", sent, "--chunk", CHUNK]
+        command = [sys.executable, worker, "--events", events, "--store", store, "--sent", sent, "--chunk", chunk]
         with self.stderr_path.open("ab") as stderr:
             self.process = subprocess.Popen(
                 [*map(str, command), *extra], stdout=subprocess.PIPE, stderr=stderr, text=True
@@ -133,16 +141,107 @@ def run_reference(worker: Path, events: Path, folder: Path) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "sent": read_sent(sent)} | read_store(store)
 
 
+class Thief:
+    """Another worker, as far as the lease goes: takes the pipeline lease whenever it has expired, holds it a
+    moment and gives it back, so that a worker whose loop stalled past its lease finds it taken meanwhile."""
+
+    def __init__(self, store: Path, *, seed: int, hold: float = 0.3, rest: float = 0.5, poll: float = 0.05) -> None:
+        self.store, self.hold, self.rest, self.poll = store, hold, rest, poll
+        self.rng = random.Random(seed)
+        self.thefts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Thief:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=STEP_TIMEOUT)
+
+    def _run(self) -> None:
+        while not self.store.exists() and not self._stop.wait(self.poll):
+            pass
+        with SQLiteStore(self.store) as store:
+            while not self._stop.wait(self.poll):
+                try:
+                    if store.acquire_lease(PIPELINE_LEASE, "crash-test-thief", ttl=self.hold + 1, now=time.time()):
+                        self.thefts += 1
+                        # Held for a random while: given back before the stalled worker looks again (it finds
+                        # the lease taken meanwhile and restores) or after (it finds it lost and stands down).
+                        self._stop.wait(self.rng.uniform(0.02, self.hold))
+                        store.release_lease(PIPELINE_LEASE, "crash-test-thief")
+                        self._stop.wait(self.rest)  # then leaves the worker be for a while
+                except StoreError:
+                    continue  # busy: the worker is writing; try again at the next poll
+
+
+def hog() -> subprocess.Popen[bytes]:
+    """A process that spins on a CPU until killed."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
 def run_crashed(
-    worker: Path, events: Path, folder: Path, *, kills: int, delays: tuple[float, float], seed: int, extra: list[str]
+    worker: Path,
+    events: Path,
+    folder: Path,
+    *,
+    kills: int,
+    delays: tuple[float, float],
+    seed: int,
+    extra: list[str],
+    chunk: int = CHUNK,
+    starved: bool = False,
+    hogs: int = 0,
 ) -> dict[str, Any]:
     store, sent = folder / "crashed.db", folder / "crashed-sent.jsonl"
     rng = random.Random(seed)
     started = time.perf_counter()
     landed: list[float] = []
     lives = 0
+    spinning = [hog() for _ in range(hogs)]
+    thief = Thief(store, seed=seed)
+    try:
+        with thief if starved else contextlib.nullcontext():
+            lives = _lives(
+                worker, events, store, sent, kills=kills, delays=delays, rng=rng, landed=landed, extra=extra, chunk=chunk
+            )
+    finally:
+        for process in spinning:
+            process.kill()
+            process.wait()
+    stderr = store.with_name(f"{store.name}.stderr").read_text(errors="replace")
+    return {
+        "seconds": time.perf_counter() - started,
+        "kills": len(landed),
+        "kill_delays": landed,
+        "lives": lives,
+        "thefts": thief.thefts,
+        "lease_lapses": stderr.count("pipeline_lease_lapsed"),
+        "leases_lost": stderr.count("pipeline_lease_lost"),
+        "claims_refused": stderr.count("claim_refused_not_owner"),
+        "sent": read_sent(sent),
+    } | read_store(store)
+
+
+def _lives(
+    worker: Path,
+    events: Path,
+    store: Path,
+    sent: Path,
+    *,
+    kills: int,
+    delays: tuple[float, float],
+    rng: random.Random,
+    landed: list[float],
+    extra: list[str],
+    chunk: int,
+) -> int:
+    """Start the worker, kill it, again until ``kills`` landed, then let it finish; return how many lives."""
+    lives = 0
     while True:
-        life = Worker(worker, events, store, sent, *extra)
+        life = Worker(worker, events, store, sent, *extra, chunk=chunk)
         lives += 1
         try:
             if len(landed) < kills and life.wait_for("owner"):
@@ -158,13 +257,7 @@ def run_crashed(
         finally:
             life.kill()  # never leave a worker behind, whatever went wrong
         break
-    return {
-        "seconds": time.perf_counter() - started,
-        "kills": len(landed),
-        "kill_delays": landed,
-        "lives": lives,
-        "sent": read_sent(sent),
-    } | read_store(store)
+    return lives
 
 
 def verdict(lines: list[bytes], reference: dict[str, Any], crashed: dict[str, Any], kills: int) -> dict[str, Any]:
@@ -181,7 +274,12 @@ def verdict(lines: list[bytes], reference: dict[str, Any], crashed: dict[str, An
     figures = {
         "events": len(lines),
         "kills": crashed["kills"],
+        "kills_planned": kills,
         "restarts": crashed["lives"] - 1,
+        "thefts": crashed["thefts"],
+        "lease_lapses": crashed["lease_lapses"],
+        "leases_lost": crashed["leases_lost"],
+        "claims_refused": crashed["claims_refused"],
         "messages": len(reference_keys),
         "adapter_calls": sum(calls.values()),
         "duplicates": sum(n - 1 for n in calls.values() if n > 1),
@@ -219,8 +317,16 @@ def verdict(lines: list[bytes], reference: dict[str, Any], crashed: dict[str, An
 def print_report(doc: dict[str, Any]) -> None:
     f, s = doc["figures"], doc["settings"]
     print(f"events            {f['events']:,} ({s['sessions']:,} sessions, seed {s['seed']})")
-    print(f"kills             {f['kills']} (at {s['kill_delay'][0]}-{s['kill_delay'][1]} s after taking the lease)")
+    print(
+        f"kills             {f['kills']} landed of {f['kills_planned']} planned "
+        f"(at {s['kill_delay'][0]}-{s['kill_delay'][1]} s after taking the lease)"
+    )
     print(f"restarts          {f['restarts']}")
+    if s["starved"]:
+        print(
+            f"starved           lease taken by the thief {f['thefts']} times; the worker found its lease lapsed "
+            f"{f['lease_lapses']} times, lost {f['leases_lost']}; {f['claims_refused']} claims refused and held"
+        )
     print(f"messages          {f['messages']:,} (reference), {f['adapter_calls']:,} adapter calls (crashed)")
     print(f"duplicates        {f['duplicates']}")
     print(f"spurious          {f['spurious']}")
@@ -250,10 +356,16 @@ def main() -> None:
         "0.05 0.3 with --quick)",
     )  # fmt: skip
     p.add_argument(
-        "--pace", type=float, help="seconds the worker sleeps after each chunk of 256 lines (default: enough that "
-        "the input lasts 1.5 times the longest kill delay per kill)",
+        "--pace", type=float, help="seconds the worker sleeps after each chunk (of 256 lines, fewer for many kills; "
+        "default: enough that the input lasts 1.5 times the longest kill delay per kill)",
     )  # fmt: skip
     p.add_argument("--send-latency", type=float, help="seconds each send stays open (default 0.02; 0.005 with --quick)")
+    p.add_argument(
+        "--starved", action="store_true", help="stalls past the lease: sends that block the loop 1.3 s, a thief "
+        "that takes the lease whenever it expired, CPU hogs",
+    )  # fmt: skip
+    p.add_argument("--stall-every", type=int, default=40, help="with --starved: one send in N stalls (default 40)")
+    p.add_argument("--hogs", type=int, default=1, help="with --starved: processes spinning on a CPU (default 1)")
     p.add_argument("--keep", type=Path, help="work in this folder and keep its files (default: a temporary one)")
     p.add_argument("--worker", type=Path, default=WORKER, help="the worker script (default: %(default)s)")
     args = p.parse_args()
@@ -278,15 +390,24 @@ def main() -> None:
         events = folder / "events.jsonl"
         lines = list(generate_jsonl(args.sessions, seed=args.seed))
         events.write_bytes(b"".join(line + b"\n" for line in lines))
-        chunks = -(-len(lines) // CHUNK)
+        # Every life submits a chunk as soon as it holds the lease, however soon it is killed: with fewer than a
+        # few chunks per kill the input runs out before the kills do (5,000 sessions in chunks of 256 lines
+        # allowed 121 kills of 200). So at least 4 chunks per kill, each paced so that the input lasts 1.5 times
+        # the longest kill delay per kill.
+        chunk = max(1, min(CHUNK, len(lines) // (4 * max(args.kills, 1))))
+        chunks = -(-len(lines) // chunk)
         pace = args.pace if args.pace is not None else 1.5 * args.kills * args.kill_delay[1] / chunks
         settings = {
             "sessions": args.sessions,
             "seed": args.seed,
             "kills": args.kills,
             "kill_delay": list(args.kill_delay),
+            "chunk": chunk,
             "pace": pace,
             "send_latency": args.send_latency,
+            "starved": args.starved,
+            "stall_every": args.stall_every if args.starved else 0,
+            "hogs": args.hogs if args.starved else 0,
             "folder": str(folder),
         }
         if not args.json:
@@ -294,7 +415,7 @@ def main() -> None:
             print(f"{len(lines):,} events; reference run...", file=sys.stderr)
         reference = run_reference(args.worker, events, folder)
         if not args.json:
-            print(f"crashed run ({args.kills} kills, pace {pace:.3f} s per chunk)...", file=sys.stderr)
+            print(f"crashed run ({args.kills} kills, pace {pace:.3f} s per chunk of {chunk})...", file=sys.stderr)
         crashed = run_crashed(
             args.worker,
             events,
@@ -302,8 +423,14 @@ def main() -> None:
             kills=args.kills,
             delays=tuple(args.kill_delay),
             seed=args.seed,
-            extra=["--pace", str(pace), "--send-latency", str(args.send_latency)],
-        )
+            extra=[
+                "--pace", str(pace), "--send-latency", str(args.send_latency),
+                *(["--stall-every", str(args.stall_every)] if args.starved else []),
+            ],
+            chunk=chunk,
+            starved=args.starved,
+            hogs=args.hogs if args.starved else 0,
+        )  # fmt: skip
         doc = {"machine": info, "settings": settings} | verdict(lines, reference, crashed, args.kills)
     if args.json:
         emit_json(doc)

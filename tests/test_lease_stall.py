@@ -216,3 +216,32 @@ async def test_flush_and_close_during_a_restore_return_and_send_each_message_onc
     assert ledger == dict.fromkeys(keys, "sent")  # s0 was marked unknown by the restore, then finished as sent
     assert stats.lease_lapses == 2 and stats.restores == 2  # the second take-over was abandoned for closing
     assert holder is None  # given back at close, so that another worker need not wait for it to expire
+
+
+@pytest.mark.slow
+async def test_flush_returns_once_the_claims_refused_in_a_stall_are_sent(tmp_path: Path) -> None:
+    db = tmp_path / "rk.db"
+    stalls: list[str] = []
+
+    def send(message: Message) -> None:
+        if not stalls and message.cart.session_id == "s1":
+            stalls.append(message.key)
+            time.sleep(STALL)  # the sends behind this one claim after the lease expired: refused and held
+
+    hook = MemoryChannel(handler=send)
+    clock = FakeClock(T0)
+    store = SlowRenewals(db)  # claims made while the renewal after the stall is on its way are refused
+    try:
+        with anyio.fail_after(10):
+            async with Engine(config(db), channels={"hook": hook}, clock=clock, store=store) as engine:
+                for i in range(CARTS):
+                    engine.track(add(f"s{i}"))
+                await engine.flush()
+                clock.advance(600)
+                await engine.flush()  # one flush: it waits for the lease check and the held messages' sends
+                sent = sorted(hook.keys())
+                stats = engine.statistics()
+    finally:
+        store.close()
+    assert stats.messages.get("not_owner", 0) > 0  # claims were refused, so the stall did lapse the lease
+    assert sent == sorted(f"s{i}/f/0" for i in range(CARTS))

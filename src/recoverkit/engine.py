@@ -276,6 +276,7 @@ class Engine:
         self._lease_doubt = False  # a renewal failed while owning: its write may or may not have gone in
         self._lease_wake: anyio.Event | None = None
         self._taking_over: anyio.Event | None = None  # set once the last take-over ended (restored or abandoned)
+        self._lease_checked: anyio.Event | None = None  # set (and replaced) after each renewal of the lease
         self._flushes: set[anyio.Event] = set()  # barriers flush() waits for; closing releases those left
         self._flushes_cut: set[anyio.Event] = set()  # released by closing, not by the pipeline
         self._drain_lock: anyio.Lock | None = None
@@ -347,6 +348,7 @@ class Engine:
         self._drain_lock = anyio.Lock()
         self._checkpoint_lock = anyio.Lock()
         self._lease_wake = anyio.Event()
+        self._lease_checked = anyio.Event()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._stopped = anyio.Event()
@@ -500,7 +502,12 @@ class Engine:
                 with anyio.move_on_after(period):
                     await self._lease_wake.wait()  # or sooner: a claim was refused, the lease may have lapsed
                 self._lease_wake = anyio.Event()
-                await self._renew_lease()
+                try:
+                    await self._renew_lease()
+                finally:
+                    checked, self._lease_checked = self._lease_checked, anyio.Event()
+                    if checked is not None:
+                        checked.set()  # flush() waits for this after claims were refused
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             return  # the engine is closing: aclose() finishes what the lease needs (checkpoint, release)
 
@@ -553,9 +560,10 @@ class Engine:
             )
             self._stand_down(None)
             await self._take_over()
-        else:
+        elif self._state == "running":
             # Still ours, and nobody else held it: claims refused while it was out (a stall past the lease, or
-            # a race with this renewal) are retried; nothing was missed.
+            # a race with this renewal) are retried; nothing was missed. (Closing, dispatch may have ended:
+            # what is held stays in the last checkpoint, for the next start.)
             self.dispatch.resume_refused()
 
     def _stand_down(self, event: str | None) -> None:
@@ -779,15 +787,26 @@ class Engine:
         """
         self._require_running()
         await self._drain_inbox()
-        if self._taking_over is not None:
-            await self._taking_over.wait()
-        if not self.is_owner:
-            return
-        barrier = anyio.Event()
         if self.clock.event_time:
             mark = math.inf if end_of_input else -math.inf
         else:
             mark = self.clock.now()
+        while True:
+            if self._taking_over is not None:
+                await self._taking_over.wait()
+            if not self.is_owner:
+                return
+            checked = self._lease_checked
+            await self._flush_once(mark)
+            if checked is None or self._state != "running" or not self.dispatch.extra_statistics()["held_not_owner"]:
+                return
+            # Claims were refused (the lease lapsed under a stall) and are held until the lease is checked, which
+            # the refusal set off: wait for that check, then flush again what it resumed or restored.
+            self._claim_refused()
+            await checked.wait()
+
+    async def _flush_once(self, mark: float) -> None:
+        barrier = anyio.Event()
         self._flushes.add(barrier)
         try:
             with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):

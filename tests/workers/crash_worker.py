@@ -19,7 +19,10 @@ and ``done``. Without ``--config`` the flows are two e-mails, at 0 and 30 minute
 abandonment, with a checkpoint every 0.2 s and a 1 s lease, so that checkpoints and take-overs happen between
 kills. ``--pace S`` sleeps S seconds after each chunk, to spread a short input over time;
 ``--send-latency S`` has each send wait S seconds after logging it, as a provider's round trip would, which
-widens the window in which a kill leaves a send's outcome unknown.
+widens the window in which a kill leaves a send's outcome unknown. ``--stall-every N --stall S`` starves the
+worker: about one send in N (chosen by its key, so the same ones in every life) blocks the event loop for S
+seconds before it is logged, as a synchronous call inside an async adapter would, so that with S past the 1 s
+lease the worker's lease lapses while it has claims in flight.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import argparse
 import logging
 import os
 import sys
+import time
+import zlib
 from pathlib import Path
 
 import anyio
@@ -52,8 +57,9 @@ def default_config(store: str) -> Config:
 class SentLog:
     """The adapter of every channel: one fsynced JSON line per call, written before the call returns."""
 
-    def __init__(self, path: Path, latency: float = 0.0) -> None:
+    def __init__(self, path: Path, latency: float = 0.0, *, stall_every: int = 0, stall: float = 0.0) -> None:
         self.latency = latency
+        self.stall_every, self.stall = stall_every, stall
         # A line cut short by a kill (unlikely: each record is one write) must not swallow the next one.
         if path.exists() and path.stat().st_size:
             with path.open("rb") as f:
@@ -66,6 +72,8 @@ class SentLog:
         self._pid = os.getpid()
 
     async def send(self, message: Message) -> None:
+        if self.stall_every and zlib.crc32(message.key.encode()) % self.stall_every == 0:
+            time.sleep(self.stall)  # blocks the loop on purpose: no renewal, no tick, no checkpoint meanwhile
         record = {
             "key": message.key,
             "flow": message.flow,
@@ -89,7 +97,7 @@ async def run(args: argparse.Namespace) -> None:
     config = load_config(args.config) if args.config else default_config(args.store)
     with open(args.events, "rb") as f:
         lines = f.read().splitlines()
-    adapter = SentLog(Path(args.sent), args.send_latency)
+    adapter = SentLog(Path(args.sent), args.send_latency, stall_every=args.stall_every, stall=args.stall)
     channels = {step.channel: adapter for flow in config.flows for step in flow.steps}
     async with Engine(config, channels=channels, clock=EventClock(), store=args.store) as engine:
         say("started")
@@ -104,7 +112,16 @@ async def run(args: argparse.Namespace) -> None:
             if args.pace:
                 await anyio.sleep(args.pace)
         say(f"submitted {len(lines) - accepted}")
-        await engine.flush(end_of_input=True)
+        # End as the owner: a flush in a process that lost the lease meanwhile (a stall past it, and another
+        # worker took it) only journals, and what it held would wait for the next start. So flush until one
+        # runs from start to end with the lease held and no restore.
+        while True:
+            restores = engine.statistics().restores
+            await engine.flush(end_of_input=True)
+            if engine.is_owner and engine.statistics().restores == restores:
+                break
+            while not engine.is_owner:
+                await anyio.sleep(OWNER_POLL)
     say("done")
 
 
@@ -119,6 +136,10 @@ def main() -> None:
     parser.add_argument(
         "--send-latency", type=float, default=0.0, help="seconds each send waits after logging (default 0)"
     )
+    parser.add_argument(
+        "--stall-every", type=int, default=0, help="about one send in N blocks the loop for --stall s (default: none)"
+    )
+    parser.add_argument("--stall", type=float, default=1.3, help="seconds a stalling send blocks (default 1.3)")
     args = parser.parse_args()
     # The host configures logging, and here the script is the host: warnings and up, to stderr.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
