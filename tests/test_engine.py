@@ -359,3 +359,16 @@ def test_templates_the_flows_name_are_checked_when_the_engine_is_built() -> None
     bad = Config(flows=[Flow(name="f", steps=[FlowStep(delay=0, template="no-such-template")])])
     with pytest.raises(ConfigError, match="no-such-template"):
         Engine(bad, channels={"email": smtp})
+
+
+def test_a_channel_only_an_ab_variant_uses_needs_an_adapter_at_start_up() -> None:
+    # Without the check, the engine starts and a message fails only when a cart is first drawn into the variant.
+    from recoverkit.config import Variant
+
+    step = FlowStep(delay=60, channel="webhook", variants=[Variant(name="a"), Variant(name="b", channel="sms")])
+    config = Config(flows=[Flow(name="f", steps=[step])])
+    with pytest.raises(ConfigError) as info:
+        Engine(config, channels={"webhook": MemoryChannel()})
+    message = str(info.value)
+    assert message.startswith("`flows[0].steps[0].variants[1].channel`:")
+    assert "['sms']" in message

@@ -47,7 +47,7 @@ from .catalogue import Catalogue
 from .channels.base import Channel, Message
 from .channels.console import ConsoleChannel
 from .clock import Clock, WallClock
-from .config import Config
+from .config import Config, channel_paths
 from .currency import Rates
 from .deadletters import DeadLetters
 from .dispatch import Dispatch, Guard
@@ -174,15 +174,19 @@ class Engine:
         check_offer_plugins(self.config, catalogue=catalogue, loyalty=loyalty, rates=rates)
         self.catalogue, self.loyalty, self.rates = catalogue, loyalty, rates
         self.clock: Clock = clock if clock is not None else WallClock()
-        used = sorted({ch for f in self.config.flows for s in f.steps for ch in (s.channel, s.fallback) if ch})
+        # Steps' channels and fallbacks and their A/B variants' channels: a variant's channel with no adapter
+        # would otherwise fail only when that variant is first drawn, at 3 a.m.
+        paths = channel_paths(self.config)
+        used = sorted(paths)
         if channels is None:
             console = ConsoleChannel()
             channels = {name: console for name in used}
         missing = [name for name in used if name not in channels]
         if missing:
             raise ConfigError(
-                f"the flows use channel(s) {missing} but no adapter was given for them; pass "
-                f"channels={{{', '.join(repr(m) + ': <adapter>' for m in missing)}}} to Engine, or change the flows"
+                f"`{paths[missing[0]][0]}`: the flows use channel(s) {missing} but no adapter was given for them; "
+                f"pass channels={{{', '.join(repr(m) + ': <adapter>' for m in missing)}}} to Engine, or change "
+                "the flows"
             )
         for name, adapter in channels.items():
             if not callable(getattr(adapter, "send", None)):
