@@ -105,7 +105,12 @@ def events(session: str) -> list[dict[str, Any]]:
     return [
         {"event": "identify", **base, "phone": PHONE},
         {"event": "consent", **base, "granted": ["sms"]},
-        {"event": "add_to_cart", **base, "currency": "EUR", "items": [{"item_id": "A", "price": "50.00", "quantity": 1}]},
+        {
+            "event": "add_to_cart",
+            **base,
+            "currency": "EUR",
+            "items": [{"item_id": "A", "price": "50.00", "quantity": 1}],
+        },
     ]
 
 
@@ -121,7 +126,8 @@ async def test_a_provider_echoing_the_request_leaves_no_code_or_token_in_ledger_
         body = json.loads(request.content)
         sent.append(body)
         # What real SMS gateways do on a validation error: quote the request back.
-        return httpx.Response(400, json={"error": "invalid sender", "request": {"to": body["to"], "text": body["body"]}})
+        echo = {"to": body["to"], "text": body["body"]}
+        return httpx.Response(400, json={"error": "invalid sender", "request": echo})
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(provider))
     channel = HttpChannel("https://sms.example/send", kind="sms", client=client)
