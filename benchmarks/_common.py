@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -111,6 +112,29 @@ def bounded(fn: Callable[[], T], seconds: float, what: str) -> T:
     if error:
         raise error[0]
     return result[0]
+
+
+def run_threads(
+    target: Callable[[int], object], count: int, start_line: threading.Barrier, *, seconds: float, what: str
+) -> float:
+    """Run ``target(k)`` in ``count`` request threads released together by ``start_line`` (which the threads
+    wait on, and this function too, so it has ``count + 1`` parties); return the seconds from release to the last
+    thread's end.
+
+    The threads are daemons joined with a deadline: a stuck or dead request thread fails the script with a
+    ``TimeoutError`` naming it instead of keeping the process alive after the failure was reported.
+    """
+    threads = [threading.Thread(target=target, args=(k,), name=f"request-{k}", daemon=True) for k in range(count)]
+    for t in threads:
+        t.start()
+    start_line.wait()
+    started = time.perf_counter()
+    deadline = time.monotonic() + seconds
+    for t in threads:
+        t.join(max(deadline - time.monotonic(), 0.0))
+        if t.is_alive():
+            raise TimeoutError(f"{t.name} did not finish its {what} within {seconds:g} s")
+    return time.perf_counter() - started
 
 
 def has_uvloop() -> bool:

@@ -76,6 +76,7 @@ from _common import (
     print_header,
     quiet_logs,
     ratio,
+    run_threads,
     watchdog,
 )
 
@@ -201,18 +202,7 @@ def _time_calls(
                 refused += 1
         results[k] = (empty, timed, refused)
 
-    # Daemons joined with a deadline: a stuck call fails the script instead of keeping the process alive.
-    workers = [threading.Thread(target=request, args=(k,), name=f"request-{k}", daemon=True) for k in range(threads)]
-    for t in workers:
-        t.start()
-    start_line.wait()
-    started = time.perf_counter()
-    deadline = time.monotonic() + RUN_TIMEOUT
-    for t in workers:
-        t.join(max(deadline - time.monotonic(), 0.0))
-        if t.is_alive():
-            raise TimeoutError(f"{t.name} did not finish its {per_thread:,} calls within {RUN_TIMEOUT:g} s")
-    window = time.perf_counter() - started
+    window = run_threads(request, threads, start_line, seconds=RUN_TIMEOUT, what=f"{per_thread:,} calls")
     if any(not r[1] for r in results):
         raise RuntimeError("a request thread failed (see the traceback above); no figures")
     empty_ns = [s for r in results for s in r[0]]

@@ -6,8 +6,9 @@ so that no journal trim happens during the run) and calls ``track()`` from its m
 events numbered 0, 1, 2, ... (the number is the session id), either as fast as it can (overload: the engine's
 loop and its journal commits cannot keep up with the caller) or paced at ``--rate`` events per second. After
 every acknowledged event when paced, every 64th flat out (``track()`` returned ``True``), the child writes the
-count to a pipe; the parent keeps the last count it read. ``--seconds`` after the child reported its first count, the parent sends it
-SIGKILL, reads what is left in the pipe, then reads the journal table of the file with ``sqlite3``.
+count to a pipe; the parent keeps the last count it read. ``--seconds`` after the child reported its first
+count, the parent sends it SIGKILL, reads what is left in the pipe, then reads the journal table of the file
+with ``sqlite3``.
 
 Lost per kill = numbers below the last reported count that are not in the journal: acknowledged events that
 were never written. (Events acknowledged after the last report are not counted either way, so the figure is

@@ -61,6 +61,7 @@ from _common import (
     print_header,
     quiet_logs,
     ratio,
+    run_threads,
     watchdog,
 )
 
@@ -202,22 +203,8 @@ def run(
             results[k] = {"empty": empty, "deque.append": dq, "call_soon_threadsafe": cs, "track": tr}
             req_counts[k] = [ok, refused]
 
-        # Daemons, joined with a deadline below: a request thread that dies or sticks must not keep the
-        # process alive after the script has reported the failure.
-        request_threads = [
-            threading.Thread(target=request, args=(k,), name=f"request-{k}", daemon=True) for k in range(threads)
-        ]
-        for t in request_threads:
-            t.start()
         accepted_before = journal.accepted
-        start_line.wait()
-        started = time.perf_counter()
-        deadline = time.monotonic() + RUN_TIMEOUT
-        for t in request_threads:
-            t.join(max(deadline - time.monotonic(), 0.0))
-            if t.is_alive():
-                raise TimeoutError(f"{t.name} did not finish its {per_thread:,} samples within {RUN_TIMEOUT:g} s")
-        window = time.perf_counter() - started
+        window = run_threads(request, threads, start_line, seconds=RUN_TIMEOUT, what=f"{per_thread:,} samples")
         accepted_during = journal.accepted - accepted_before
         missing = [k for k, r in enumerate(results) if not r]
         if missing:
