@@ -282,7 +282,8 @@ def test_check_config_accepts_a_channel_of_your_own_declared_under_channels(
 @pytest.mark.parametrize(
     ("toml", "variable"),
     [
-        ('[offers.ten]\nkind = "discount"\nname = "10% off"\npercent = 10\n[[flows]]\nname = "f"\n[[flows.steps]]\ndelay = 60\n'
+        ('[offers.ten]\nkind = "discount"\nname = "10% off"\npercent = 10\n'
+         '[[flows]]\nname = "f"\n[[flows.steps]]\ndelay = 60\n'
          'offer = "ten"\n', "RECOVERKIT_CODE_SECRET"),
         ('[links]\nbase_url = "https://shop.example/restore"\n', "RECOVERKIT_LINK_SECRET"),
     ],
@@ -530,7 +531,8 @@ def test_a_replay_killed_mid_run_and_resumed_at_once_decides_every_message_once(
     events.write_bytes(b"".join(line + b"\n" for line in generate_jsonl(1000, seed=3)))
     (tmp_path / "c.toml").write_text(KILL_CONFIG)
     # The reference: the same replay, never interrupted.
-    assert run(capsys, "replay", "events.jsonl", "--config", "c.toml", "--store", "ref.db", "--out", "ref.jsonl")[0] == 0
+    reference = ["events.jsonl", "--config", "c.toml", "--store", "ref.db", "--out", "ref.jsonl"]
+    assert run(capsys, "replay", *reference)[0] == 0
     reference = message_keys(tmp_path / "ref.jsonl")
     assert len(reference) > 200 and len(set(reference)) == len(reference)
 

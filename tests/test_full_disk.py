@@ -27,7 +27,7 @@ from recoverkit.store import SQLiteStore
 
 EVENTS = 10_000
 
-CHILD = """
+CHILD = f"""
 import json, resource, signal, sys
 from recoverkit import Config, Engine
 from recoverkit.config import StoreConfig
@@ -42,7 +42,7 @@ async def main():
     answers = []
     engine = Engine(Config(store=StoreConfig(path=path)), pipeline=False)
     async with engine:
-        for i in range({events}):
+        for i in range({EVENTS}):
             answers.append(engine.track({{"event": "page_view", "session_id": "s%d" % i, "page_type": "x" * 40}}))
             if i % 100 == 0:
                 await anyio.sleep(0)  # let the engine's loop drain the inbox now and then, as a web server would
@@ -52,7 +52,7 @@ async def main():
                       "accepted": stats.events_accepted, "overflow": stats.events_overflow}}))
 
 anyio.run(main)
-""".format(events=EVENTS)
+"""
 
 
 @contextlib.contextmanager

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import subprocess
 import sys
 import time
-import sqlite3
 from pathlib import Path
 from typing import Any
 

@@ -368,7 +368,7 @@ async def test_a_resume_with_a_shorter_file_than_the_journal_is_refused(tmp_path
     from recoverkit.datasets import DatasetError
 
     await replay(list(HANDMADE), config=CONFIG, store=tmp_path / "s.db")
-    with pytest.raises(DatasetError, match="has 3 valid events, but the journal of .*s.db holds 9"):
+    with pytest.raises(DatasetError, match=r"has 3 valid events, but the journal of .*s\.db holds 9"):
         await replay(list(HANDMADE[:3]), config=CONFIG, store=tmp_path / "s.db", resume=True)
 
 

@@ -86,7 +86,8 @@ def test_kill_9_under_overload_loses_at_most_two_inboxes_of_acknowledged_events(
     assert -1 not in counts, f"track() refused an event: {err.decode()[-2000:]}"
     acknowledged = max(counts)
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        journaled = {int(msgspec.json.decode(data)["session_id"]) for (data,) in conn.execute("SELECT data FROM journal")}
+        rows = conn.execute("SELECT data FROM journal")
+        journaled = {int(msgspec.json.decode(data)["session_id"]) for (data,) in rows}
     lost = sum(1 for n in range(acknowledged) if n not in journaled)
     # The inbox (inbox_capacity events at most) and the batch being committed (as many): nothing else waits.
     bound = 2 * Config().inbox_capacity

@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-from pathlib import Path
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio

@@ -28,8 +28,8 @@ from typing import IO, Any, BinaryIO
 import anyio
 import msgspec
 
-from .channels.base import Channel, Message
 from ._files import open_private
+from .channels.base import Channel, Message
 from .channels.jsonl import JsonLinesChannel
 from .clock import EventClock
 from .config import Config, channel_paths
@@ -140,7 +140,7 @@ def _numbered(source: str | Path | IO[bytes] | list[bytes]) -> Iterator[tuple[in
     number = read = 0
     try:
         try:
-            for number, line in enumerate(stream, start=1):  # noqa: B007  # number is read after the loop too
+            for number, line in enumerate(stream, start=1):  # number is read after the loop too
                 read += len(line)
                 line = line.strip()
                 if line:

@@ -43,10 +43,10 @@ from ..._integration_commands import (
     require_shared_store,
     serve,
 )
-from ...privacy import Erasure
 from ...engine import Engine
 from ...errors import ConfigError
 from ...integration import IntegrationSettings
+from ...privacy import Erasure
 from ._state import app_state
 
 __all__ = ["cli"]

@@ -37,12 +37,12 @@ from recoverkit._integration_commands import (
     require_shared_store,
     serve,
 )
-from recoverkit.privacy import Erasure
 from recoverkit.contrib.django._settings import SOURCE
 from recoverkit.contrib.django._state import get_state
 from recoverkit.engine import Engine
 from recoverkit.errors import ConfigError
 from recoverkit.integration import IntegrationSettings
+from recoverkit.privacy import Erasure
 
 _PROGRAM = "manage.py recoverkit"
 
