@@ -123,7 +123,7 @@ from .base import (
     missing_entry,
 )
 
-__all__ = ["GROUP_LIMIT", "FILE_MODE", "SQLiteStore", "Scrub", "Synchronous"]
+__all__ = ["FILE_MODE", "GROUP_LIMIT", "SQLiteStore", "Scrub", "Synchronous"]
 
 #: ``PRAGMA synchronous`` settings a store accepts; see the module docstring.
 Synchronous = Literal["normal", "full"]
