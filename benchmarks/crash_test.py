@@ -353,7 +353,7 @@ def main() -> None:
     p.add_argument(
         "--kill-delay", type=float, nargs=2, metavar=("MIN", "MAX"),
         help="a kill comes MIN-MAX seconds (uniform) after the worker takes the lease (default 0.05 1.0; "
-        "0.05 0.3 with --quick)",
+        "0.5 4.0 with --starved; 0.05 0.3 with --quick)",
     )  # fmt: skip
     p.add_argument(
         "--pace", type=float, help="seconds the worker sleeps after each chunk (of 256 lines, fewer for many kills; "
@@ -377,7 +377,9 @@ def main() -> None:
     if args.kills is None:
         args.kills = 1 if quick else 50
     if args.kill_delay is None:
-        args.kill_delay = (0.05, 0.3) if quick else (0.05, 1.0)
+        # Starved, a worker must live through a 1.3 s stall and the renewal after it for its lease to lapse;
+        # kills within 1 s of taking the lease nearly always land during the first stall instead.
+        args.kill_delay = (0.05, 0.3) if quick else (0.5, 4.0) if args.starved else (0.05, 1.0)
     if args.send_latency is None:
         args.send_latency = 0.005 if quick else 0.02
     info = machine()
