@@ -37,7 +37,6 @@ import math
 import sqlite3
 import threading
 from collections import Counter, deque
-from collections.abc import Callable
 from time import monotonic
 from typing import Any, Final, Literal
 
@@ -137,8 +136,6 @@ class Journal:
         #: The latest event time journaled: the "now" of events without ``ts`` in a replay.
         self.max_ts = -math.inf
         self.last_seq = 0
-        #: Called (from any thread) after events were journaled; the engine uses it to wake ingest.
-        self.on_append: Callable[[], None] | None = None
 
     # -- the ways in ----------------------------------------------------------------------------------------
 
@@ -343,9 +340,6 @@ class Journal:
             if self._hot_size + len(events) <= self._hot_capacity:
                 self._hot[first] = (last, events)
                 self._hot_size += len(events)
-        callback = self.on_append
-        if callback is not None:
-            callback()
         return None
 
     def _settle(self, error: BaseException | None) -> None:
@@ -398,12 +392,6 @@ class Journal:
     def _drop_through(self, seq: int) -> None:
         for first in [f for f in self._hot if f <= seq]:
             self._hot_size -= len(self._hot.pop(first)[1])
-
-    def clear_cache(self) -> None:
-        """Forget the cached events (the pipeline restarts from a checkpoint and reads what it needs)."""
-        with self._lock:
-            self._hot.clear()
-            self._hot_size = 0
 
     @property
     def cached(self) -> int:

@@ -23,7 +23,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, BinaryIO
 
 import anyio
 import msgspec
@@ -451,7 +451,3 @@ def _name(source: str | Path | IO[bytes] | list[bytes]) -> str:
         return "<lines>"
     return str(getattr(source, "name", "<stream>"))
 
-
-def summary_to_jsonable(summary: ReplaySummary) -> Any:
-    """The summary as plain JSON-ready data."""
-    return msgspec.to_builtins(summary)
