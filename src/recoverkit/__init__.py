@@ -72,6 +72,7 @@ from .offers import (
     Redemption,
     Refused,
 )
+from .plugins import Plugins
 from .score import Assessment, DefaultScorer, Features, Scorer
 from .store import (
     Checkpoint,
@@ -147,6 +148,7 @@ __all__ = [
     "OfferSpec",
     "OfferStatistics",
     "PermanentDeliveryError",
+    "Plugins",
     "Product",
     "QuietHours",
     "Rates",

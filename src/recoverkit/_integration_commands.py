@@ -8,6 +8,7 @@ how the operator types the command group (``"manage.py recoverkit"``, ``"flask r
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import signal
@@ -33,7 +34,7 @@ _SECRET_BYTES = 32
 def require_shared_store(settings: IntegrationSettings, command: str, *, program: str, store_setting: str) -> None:
     """Raise :class:`ConfigError` unless the settings name a store file other processes can reach;
     ``store_setting`` is how the shop spells the store setting (``settings.RECOVERKIT['STORE']``)."""
-    if settings.store is None and settings.config.store.path is None:
+    if settings.plugins.store is None and settings.config.store.path is None:
         raise ConfigError(
             f"`{program} {command}` works on the store the web processes share, but {store_setting} "
             "is not set and the configuration has no [store] path: the state is in memory, inside each web "
@@ -68,9 +69,9 @@ def maintenance(settings: IntegrationSettings, work: Callable[[Engine], Awaitabl
     so the whole state is at hand, and leaves a checkpoint behind (due messages stay scheduled for the shop's
     engine). If one does, this one only journals the request and the running engine carries it out.
     """
-    kwargs = settings.engine_kwargs(pipeline=True)
-    kwargs["channels"] = None  # nothing is delivered; the shop's adapters stay untouched (and unclosed)
-    engine = Engine(settings.config, deliver=False, **kwargs)
+    # Nothing is delivered: the shop's adapters stay untouched (and unclosed).
+    plugins = dataclasses.replace(settings.plugins, channels=None)
+    engine = Engine(settings.config, plugins=plugins, pipeline=True, deliver=False)
 
     async def run() -> T:
         async with engine:
@@ -93,7 +94,7 @@ def erasure_report(settings: IntegrationSettings, erasure: Erasure) -> tuple[lis
     non-zero). The framework integrations keep dead letters in the store, so there is no dead-letter file to
     rewrite and the report leaves that line out.
     """
-    store = settings.store
+    store = settings.plugins.store
     path: str | Path | None
     if isinstance(store, (str, os.PathLike)):
         path = Path(store)
@@ -128,17 +129,18 @@ def describe(settings: IntegrationSettings, *, program: str) -> tuple[list[str],
         "off": "nothing is recorded",
     }
     lines = [f"mode: {settings.mode} ({modes[settings.mode]})"]
-    if settings.store is not None:
-        store = settings.store
+    if settings.plugins.store is not None:
+        store = settings.plugins.store
         lines.append(f"store: {os.fspath(store) if isinstance(store, (str, os.PathLike)) else type(store).__name__}")
     elif config.store.path is not None:
         lines.append(f"store: {config.store.path} (from the configuration)")
     else:
         lines.append("store: memory (each process its own, lost when it exits)")
-    if settings.channels is None:
+    channels = settings.plugins.channels
+    if channels is None:
         lines.append("channels: console (the default: logs what would be sent)")
     else:
-        named = ", ".join(f"{name}={type(adapter).__name__}" for name, adapter in sorted(settings.channels.items()))
+        named = ", ".join(f"{name}={type(adapter).__name__}" for name, adapter in sorted(channels.items()))
         lines.append(f"channels: {named or 'none'}")
     for flow in config.flows:
         steps = ", ".join(f"{step.channel} after {step.delay:g} s" for step in flow.steps)
@@ -161,14 +163,14 @@ def describe(settings: IntegrationSettings, *, program: str) -> tuple[list[str],
             problems.append(f"restore links need the environment variable {config.links.secret_env}: {status}")
     offers = config.code_offers()
     if offers:
-        if settings.coupons is not None:
-            lines.append(f"codes: {', '.join(offers)} (issued by {type(settings.coupons).__name__})")
+        if settings.plugins.coupons is not None:
+            lines.append(f"codes: {', '.join(offers)} (issued by {type(settings.plugins.coupons).__name__})")
         else:
             status = secret_status(config.code_secret_env)
             lines.append(f"codes: {', '.join(offers)} (secret {config.code_secret_env}: {status})")
             if status != "set":
                 problems.append(f"offers with codes need the environment variable {config.code_secret_env}: {status}")
-    clock = type(settings.clock).__name__ if settings.clock is not None else "wall clock"
+    clock = type(settings.plugins.clock).__name__ if settings.plugins.clock is not None else "wall clock"
     lines.append(f"clock: {clock}")
     lines.append(f"close timeout: {settings.close_timeout:g} s")
     return lines, problems

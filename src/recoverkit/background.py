@@ -22,25 +22,16 @@ import importlib.util
 import os
 import threading
 import weakref
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from .catalogue import Catalogue
-from .channels.base import Channel, Message
-from .clock import Clock
+from .channels.base import Message
 from .config import Config
-from .currency import Rates
-from .deadletters import DeadLetters
-from .dispatch import Guard
 from .engine import Engine, EngineStatistics
 from .errors import EngineStateError
-from .loyalty import Loyalty
-from .offers import CouponProvider
-from .score import Scorer
-from .store.base import Store
+from .plugins import Plugins
 
 __all__ = ["BackgroundEngine"]
 
@@ -50,36 +41,28 @@ _HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
 class BackgroundEngine:
     """An :class:`~recoverkit.Engine` on its own event loop in a daemon thread, for synchronous callers.
 
-    Takes the same arguments as :class:`~recoverkit.Engine` (validated here, at construction), plus
-    ``use_uvloop`` (default: when installed) and ``close_at_exit`` (default true: an ``atexit`` hook drains
-    the engine for up to ``close_timeout`` seconds when the interpreter exits).
+    Takes the same arguments as :class:`~recoverkit.Engine` (validated here, at construction): ``plugins`` (a
+    :class:`~recoverkit.Plugins`), passed through as it is, and every other keyword argument of
+    :class:`~recoverkit.Engine` (the plug-ins as keywords, ``owner``, ``deliver``, ``pipeline``), forwarded to it;
+    an argument :class:`~recoverkit.Engine` does not take is a :class:`TypeError` here. Plus ``use_uvloop``
+    (default: when installed) and ``close_at_exit`` (default true: an ``atexit`` hook drains the engine for up to
+    ``close_timeout`` seconds when the interpreter exits).
     """
 
     def __init__(
         self,
         config: Config | None = None,
         *,
-        channels: Mapping[str, Channel] | None = None,
-        clock: Clock | None = None,
-        scorer: Scorer | None = None,
-        dead_letters: str | Path | DeadLetters | None = None,
-        store: Store | str | os.PathLike[str] | None = None,
-        guard: Guard | None = None,
-        pipeline: bool = True,
-        coupons: CouponProvider | None = None,
-        catalogue: Catalogue | None = None,
-        loyalty: Loyalty | None = None,
-        rates: Rates | None = None,
+        plugins: Plugins | None = None,
         use_uvloop: bool | None = None,
         close_at_exit: bool = True,
         close_timeout: float = 10.0,
+        **engine_options: Any,
     ) -> None:
-        # A fork (gunicorn's workers) gets a new Engine from this factory, with its own store connection and
-        # its own lease owner name: a SQLite connection must not cross a fork.
-        self._factory: Callable[[], Engine] = lambda: Engine(
-            config, channels=channels, clock=clock, scorer=scorer, dead_letters=dead_letters, store=store, guard=guard,
-            pipeline=pipeline, coupons=coupons, catalogue=catalogue, loyalty=loyalty, rates=rates,
-        )
+        # Forwarded rather than re-listed: a list here drifted from Engine's once (owner, deliver and links were
+        # unreachable). A fork (gunicorn's workers) gets a new Engine from this factory, with its own store
+        # connection and its own lease owner name: a SQLite connection must not cross a fork.
+        self._factory: Callable[[], Engine] = lambda: Engine(config, plugins=plugins, **engine_options)
         self.engine = self._factory()  # raises ConfigError now, not on the first request
         self._use_uvloop = _HAS_UVLOOP if use_uvloop is None else use_uvloop
         self._close_timeout = close_timeout

@@ -41,22 +41,22 @@ import anyio.to_thread
 import msgspec
 
 from ._log import get_logger
-from ._offer_plugins import check_offer_plugins
 from ._pipeline import Batch, Control, Link, StageStatistics
 from .catalogue import Catalogue
 from .channels.base import Channel, Message
-from .channels.console import ConsoleChannel
 from .clock import Clock, WallClock
-from .config import Config, channel_paths
+from .config import Config
 from .currency import Rates
 from .deadletters import DeadLetters
 from .dispatch import Dispatch, Guard
 from .errors import ConfigError, EngineStateError, StoreError
+from .events import contact_key
 from .ingest import Ingest
 from .journal import Journal
 from .links import RestoreLinks
 from .loyalty import Loyalty
 from .offers import CodeBook, CouponProvider
+from .plugins import Plugins
 from .privacy import decode_record, encode_forget
 from .route import Route
 from .score import Score, Scorer
@@ -120,39 +120,28 @@ class EngineStatistics(msgspec.Struct, kw_only=True):
 class Engine:
     """The recovery engine. Build it once at start-up; configuration errors are raised here.
 
-    ``channels`` maps channel names used by the flows (``"email"``, ``"sms"``, ...) to adapters; without it
-    every channel is a :class:`~recoverkit.channels.ConsoleChannel` that only logs what it would send.
-    ``clock`` is wall time by default; pass :class:`~recoverkit.clock.EventClock` to replay recorded events in
-    event time, or :class:`~recoverkit.clock.FakeClock` in tests. ``scorer`` replaces the default model (so does
-    ``config.model``, a file from ``recoverkit train``, when no ``scorer`` is given).
-    ``dead_letters`` is a path for the dead-letter file (or a :class:`~recoverkit.deadletters.DeadLetters`).
+    The shop's plug-ins come as one :class:`~recoverkit.Plugins` bundle (``plugins=``), whose fields say what
+    each one is and its default: ``channels``, ``store``, ``clock``, ``scorer``, ``guard``, ``coupons``,
+    ``links``, ``catalogue``, ``loyalty``, ``rates``, ``dead_letters``. Each may also be given as a keyword
+    argument of the same name, which adds it to the bundle; giving one both ways is a :class:`TypeError`.
+    :meth:`Plugins.validate <recoverkit.Plugins.validate>` checks them here, so a missing adapter, a plug-in
+    without its method or a template that does not render is a :class:`ConfigError` at start-up. A store
+    passed in is not closed by the engine; one it opened (a path, ``config.store.path``) is. A secret that is
+    needed and missing (the code secret in ``config.code_secret_env`` when no ``coupons`` is given, the links'
+    secret) is a :class:`ConfigError` here too.
 
-    ``store`` is where state is kept: a :class:`~recoverkit.store.Store`, or the path of a SQLite file; by
-    default ``config.store.path``, else memory (lost with the process). A store passed in is not closed by
-    the engine; one it opened is. ``guard`` is asked just before each send and can veto it (see
-    :mod:`recoverkit.dispatch`). ``owner`` names this process in leases and the ledger (default: host, pid and
-    a random suffix). ``deliver=False`` runs the pipeline without sending anything: due messages stay
-    scheduled (in the checkpoint) for the next engine that delivers; maintenance commands use it.
-    ``pipeline=False`` makes this process a pure journal writer that never takes the pipeline lease: web
+    The rest are this process's options, not plug-ins. ``owner`` names this process in leases and the ledger
+    (default: host, pid and a random suffix). ``deliver=False`` runs the pipeline without sending anything:
+    due messages stay scheduled (in the checkpoint) for the next engine that delivers; maintenance commands use
+    it. ``pipeline=False`` makes this process a pure journal writer that never takes the pipeline lease: web
     workers use it when a dedicated worker process (``recoverkit worker``) runs the pipeline.
-
-    ``coupons`` issues the codes of discount and free-shipping offers (default: a
-    :class:`~recoverkit.offers.CodeBook` on the store, keyed by the secret in ``config.code_secret_env``);
-    ``links`` builds the signed cart-restore link of each message (default: from ``config.links`` when its
-    ``base_url`` is set, keyed by the secret in ``config.links.secret_env``). A secret that is needed and
-    missing is a :class:`ConfigError` here, at start-up.
-
-    ``catalogue`` (a :class:`~recoverkit.catalogue.Catalogue`) finds the products of substitute offers;
-    ``loyalty`` (a :class:`~recoverkit.loyalty.Loyalty`) grants the points of loyalty-bonus offers; both are
-    required, here at start-up, when a flow makes such an offer. ``rates`` (a
-    :class:`~recoverkit.currency.Rates`) converts amounts given in ``config.currency.base`` to a cart's
-    currency, ahead of the static ``config.currency.rates``.
     """
 
     def __init__(
         self,
         config: Config | None = None,
         *,
+        plugins: Plugins | None = None,
         channels: Mapping[str, Channel] | None = None,
         clock: Clock | None = None,
         scorer: Scorer | None = None,
@@ -169,61 +158,18 @@ class Engine:
         rates: Rates | None = None,
     ) -> None:
         self.config = config if config is not None else Config()
-        if not isinstance(self.config, Config):
-            raise ConfigError(f"config must be a recoverkit.Config, got {type(self.config).__name__}")
-        check_offer_plugins(self.config, catalogue=catalogue, loyalty=loyalty, rates=rates)
-        self.catalogue, self.loyalty, self.rates = catalogue, loyalty, rates
-        self.clock: Clock = clock if clock is not None else WallClock()
-        # Steps' channels and fallbacks and their A/B variants' channels: a variant's channel with no adapter
-        # would otherwise fail only when that variant is first drawn, at 3 a.m.
-        paths = channel_paths(self.config)
-        used = sorted(paths)
-        if channels is None:
-            console = ConsoleChannel()
-            channels = {name: console for name in used}
-        missing = [name for name in used if name not in channels]
-        if missing:
-            raise ConfigError(
-                f"`{paths[missing[0]][0]}`: the flows use channel(s) {missing} but no adapter was given for them; "
-                f"pass channels={{{', '.join(repr(m) + ': <adapter>' for m in missing)}}} to Engine, or change "
-                "the flows"
-            )
-        for name, adapter in channels.items():
-            if not callable(getattr(adapter, "send", None)):
-                raise ConfigError(
-                    f"channel {name!r}: {type(adapter).__name__} has no `send(message)` method; expected an object "
-                    "implementing recoverkit.channels.Channel"
-                )
-        self.channels = dict(channels)
-        # Templates are checked now, not when the first message of a flow falls due at 3 a.m.
-        for name, adapter in self.channels.items():
-            check = getattr(adapter, "check_templates", None)
-            if callable(check):
-                templates = [
-                    template
-                    for flow in self.config.flows
-                    for step in flow.steps
-                    for template, channel in (
-                        (step.template, step.channel),
-                        (step.template, step.fallback),
-                        *((v.template or step.template, v.channel or step.channel) for v in step.variants),
-                    )
-                    if channel == name
-                ]
-                if templates:
-                    check(templates)
-        if scorer is None and self.config.model is not None:
-            # Before the store is opened: a bad file is a ConfigError naming the file and field, and leaks nothing.
-            from .model import load_model
-
-            scorer = load_model(self.config.model, shipping_shock_ratio=self.config.shipping_shock_ratio)
-        if scorer is not None and not callable(getattr(scorer, "score", None)):
-            raise ConfigError(f"scorer {type(scorer).__name__} has no `score(cart, features)` method")
-        if guard is not None and not callable(guard):
-            raise ConfigError(f"guard must be callable as guard(message) -> bool, got {type(guard).__name__}")
-        if not isinstance(dead_letters, DeadLetters):
-            dead_letters = DeadLetters(dead_letters)
-        self.store, self._owns_store = self._open_store(store)
+        given = (plugins if plugins is not None else Plugins()).merged(
+            channels=channels, store=store, clock=clock, scorer=scorer, guard=guard, coupons=coupons, links=links,
+            catalogue=catalogue, loyalty=loyalty, rates=rates, dead_letters=dead_letters,
+        )
+        #: The plug-ins this engine runs with, validated (``channels`` and ``scorer`` resolved).
+        self.plugins = given.validate(self.config)
+        self.catalogue, self.loyalty, self.rates = self.plugins.catalogue, self.plugins.loyalty, self.plugins.rates
+        self.clock: Clock = self.plugins.clock if self.plugins.clock is not None else WallClock()
+        self.channels = dict(self.plugins.channels or {})
+        letters = self.plugins.dead_letters
+        dead = letters if isinstance(letters, DeadLetters) else DeadLetters(letters)
+        self.store, self._owns_store = self._open_store(self.plugins.store)
         # A store in memory never blocks: calling it inline saves a thread hop per call.
         self._inline_store = isinstance(self.store, MemoryStore)
         if not pipeline and self._owns_store and self._inline_store:
@@ -242,23 +188,23 @@ class Engine:
         )
         self.ingest = Ingest(self.config, self.clock, self.journal, self._read_journal)
         self.sessionize = Sessionize(self.config, event_time=self.clock.event_time)
-        self.score = Score(scorer, shipping_shock_ratio=self.config.shipping_shock_ratio)
-        self.route = Route(self.config, rates=rates)
-        self.coupons = coupons if coupons is not None else self._default_coupons()
-        self.links = links if links is not None else self._default_links()
+        self.score = Score(self.plugins.scorer, shipping_shock_ratio=self.config.shipping_shock_ratio)
+        self.route = Route(self.config, rates=self.rates)
+        self.coupons = self.plugins.coupons if self.plugins.coupons is not None else self._default_coupons()
+        self.links = self.plugins.links if self.plugins.links is not None else self._default_links()
         self.dispatch = Dispatch(
             self.config,
             self.channels,
             self.clock,
-            dead_letters,
+            dead,
             store=self.store,
             call=self.call_store,
             owner=self.owner,
-            guard=guard,
+            guard=self.plugins.guard,
             coupons=self.coupons,
             links=self.links,
-            catalogue=catalogue,
-            loyalty=loyalty,
+            catalogue=self.catalogue,
+            loyalty=self.loyalty,
         )
         self.dispatch.on_forgotten = self._forgotten
         self.dispatch.on_claim_refused = self._claim_refused
@@ -313,11 +259,7 @@ class Engine:
             store = settings.path
         if isinstance(store, (str, os.PathLike)):
             return SQLiteStore(store, synchronous=settings.synchronous, busy_timeout=settings.busy_timeout), True
-        if not isinstance(store, Store):
-            raise ConfigError(
-                f"store must be a recoverkit.store.Store or the path of a SQLite file, got {type(store).__name__}"
-            )
-        return store, False
+        return store, False  # a Store: Plugins.validate refused anything else
 
     async def call_store(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a blocking store method without blocking the event loop (in a worker thread for SQLite)."""
@@ -864,7 +806,7 @@ class Engine:
         if not isinstance(customer_id, str) or not customer_id.strip():
             raise ValueError(f"export: expected a non-empty customer id, got {customer_id!r}")
         carts = self.sessionize.carts_of(customer_id) if self.is_owner else []
-        contact_keys = [customer_id] + [f"session:{cart.session_id}" for cart in carts]
+        contact_keys = [customer_id] + [contact_key(cart.session_id) for cart in carts]
         pending = [m for m in self.dispatch.pending() if m.recipient.contact_key in contact_keys]
         return {
             "customer_id": customer_id,

@@ -24,6 +24,7 @@ Only first-party data: the session cookie identifies a visit to this shop and no
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import importlib
 import inspect
@@ -47,6 +48,7 @@ from .errors import ConfigError, LinkError
 from .events import EVENT_KINDS, RESTORE_PAGE
 from .links import PARAMETER as LINK_PARAMETER
 from .links import RestoreLinks, RestoreToken
+from .plugins import Plugins
 from .store.base import Store
 
 __all__ = [
@@ -259,6 +261,9 @@ def _build(factory: Callable[[], Any], *, setting: str, given: str, call: str, e
         ) from exc
 
 
+#: The plug-ins that read as attributes of :class:`IntegrationSettings`.
+_PLUGIN_FIELDS: Final = frozenset(field.name for field in dataclasses.fields(Plugins))
+
 #: The engine's keyword arguments that a setting fills: an engine's error that says "pass catalogue=... to
 #: Engine" is rewritten to name the setting instead.
 _ARGUMENT_SETTINGS: Final = {
@@ -344,40 +349,40 @@ class IntegrationSettings:
         source: str,
         mode: Mode = "embedded",
         config: Config | None = None,
-        store: Any = None,
-        channels: Mapping[str, Channel] | None = None,
-        guard: Any = None,
-        scorer: Any = None,
-        coupons: Any = None,
-        catalogue: Any = None,
-        loyalty: Any = None,
-        rates: Any = None,
+        plugins: Plugins | None = None,
         checkout_paths: Mapping[str, str] | None = None,
         track_page_views: bool = False,
         session_cookie: str = SESSION_COOKIE,
         cookie_secure: bool | None = None,
         close_timeout: float = 10.0,
-        clock: Clock | None = None,
         spell: Callable[[str], str] | None = None,
     ) -> None:
         self.source = source
         self._spell = spell
-        self.clock = clock
         self.mode = mode
         self.config = config if config is not None else Config()
-        self.store = store
-        self.channels = dict(channels) if channels is not None else None
-        self.guard = guard
-        self.scorer = scorer
-        self.coupons = coupons
-        self.catalogue = catalogue
-        self.loyalty = loyalty
-        self.rates = rates
+        #: The plug-ins the settings name (``CHANNELS``, ``STORE``, ``CLOCK``, ``GUARD``, ...), one bundle that
+        #: every engine built from these settings takes; each also reads as an attribute (``settings.channels``).
+        self.plugins = plugins if plugins is not None else Plugins()
         self.checkout_paths = dict(checkout_paths or {})
         self.track_page_views = track_page_views
         self.session_cookie = session_cookie
         self.cookie_secure = cookie_secure
         self.close_timeout = close_timeout
+
+    # The plug-ins read (and, for tests that break one after validation, write) as attributes of the settings,
+    # from the one bundle: a new plug-in needs no line here.
+    def __getattr__(self, name: str) -> Any:
+        plugins = self.__dict__.get("plugins")  # absent while unpickling or copying: no recursion
+        if name in _PLUGIN_FIELDS and plugins is not None:
+            return getattr(plugins, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _PLUGIN_FIELDS:
+            self.plugins = dataclasses.replace(self.plugins, **{name: value})
+        else:
+            super().__setattr__(name, value)
 
     def setting(self, key: str, *more: str) -> str:
         """How the shop wrote setting ``key`` (and keys inside it): ``settings.RECOVERKIT['CHANNELS']['email']``."""
@@ -478,37 +483,24 @@ class IntegrationSettings:
             spell=spell,
             mode=mode,
             config=config,
-            store=store,
-            channels=channels,
-            guard=plugin("GUARD"),
-            scorer=plugin("SCORER"),
-            coupons=plugin("COUPONS"),
-            catalogue=catalogue,
-            loyalty=loyalty,
-            rates=rates,
+            plugins=Plugins(
+                channels=channels, store=store, clock=clock, guard=plugin("GUARD"), scorer=plugin("SCORER"),
+                coupons=plugin("COUPONS"), catalogue=catalogue, loyalty=loyalty, rates=rates,
+            ),
             checkout_paths=paths,
             track_page_views=page_views,
             session_cookie=cookie,
             cookie_secure=secure,
             close_timeout=float(timeout),
-            clock=clock,
         )
 
     def engine_kwargs(self, *, pipeline: bool | None = None) -> dict[str, Any]:
-        """Keyword arguments for :class:`~recoverkit.Engine` (the ASGI integration runs one on the server's own
-        loop); ``pipeline`` overrides what ``MODE`` implies (a dedicated worker passes ``True``)."""
-        return {
-            "channels": self.channels,
-            "store": self.store,
-            "guard": self.guard,
-            "scorer": self.scorer,
-            "coupons": self.coupons,
-            "catalogue": self.catalogue,
-            "loyalty": self.loyalty,
-            "rates": self.rates,
-            "pipeline": self.mode == "embedded" if pipeline is None else pipeline,
-            "clock": self.clock,
-        }
+        """Keyword arguments for :class:`~recoverkit.Engine`: the plug-ins, one keyword each, and ``pipeline``,
+        which overrides what ``MODE`` implies (a dedicated worker passes ``True``)."""
+        return {**self.plugins.as_kwargs(), "pipeline": self._pipeline(pipeline)}
+
+    def _pipeline(self, pipeline: bool | None) -> bool:
+        return self.mode == "embedded" if pipeline is None else pipeline
 
     def build_engine(self, *, pipeline: bool | None = None) -> BackgroundEngine:
         """The :class:`~recoverkit.BackgroundEngine` these settings describe (for WSGI: Django, Flask).
@@ -518,14 +510,14 @@ class IntegrationSettings:
         """
         with self._starting():
             return BackgroundEngine(
-                self.config, close_timeout=self.close_timeout, **self.engine_kwargs(pipeline=pipeline)
+                self.config, plugins=self.plugins, pipeline=self._pipeline(pipeline), close_timeout=self.close_timeout
             )
 
     def new_engine(self, *, pipeline: bool | None = None) -> Engine:
         """The async :class:`~recoverkit.Engine` these settings describe, not started (for ASGI's lifespan and a
         dedicated worker), its ``close_timeout`` set from ``CLOSE_TIMEOUT``; errors as for :meth:`build_engine`."""
         with self._starting():
-            engine = Engine(self.config, **self.engine_kwargs(pipeline=pipeline))
+            engine = Engine(self.config, plugins=self.plugins, pipeline=self._pipeline(pipeline))
         engine.close_timeout = self.close_timeout
         return engine
 
