@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from .events import CheckoutStep
+from .events import CheckoutStep, contact_key
 
 __all__ = ["CartLine", "CartSnapshot"]
 
@@ -55,7 +55,7 @@ class CartSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     @property
     def contact_key(self) -> str:
         """Whose consent and address apply: the customer when known, else the anonymous session."""
-        return self.customer_id if self.customer_id is not None else f"session:{self.session_id}"
+        return contact_key(self.session_id, self.customer_id)
 
     @property
     def quantity(self) -> int:

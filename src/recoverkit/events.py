@@ -54,6 +54,7 @@ __all__ = [
     "RemoveFromCart",
     "ViewCart",
     "ViewItem",
+    "contact_key",
     "decode_event",
     "encode_event",
 ]
@@ -244,6 +245,19 @@ Event = Union[
     ExitIntent,
 ]
 """Any accepted event; dispatch on its type (``type(ev) is AddToCart``) or its ``event`` tag."""
+
+
+def contact_key(session_id: str, customer_id: str | None = None) -> str:
+    """Whose consent, address and codes apply: ``customer_id`` when known, else ``"session:<session_id>"``.
+
+    The one spelling of the key every stage and the store use for a shopper. The ``session:`` prefix keeps an
+    anonymous session's key apart from any customer id; ``contact_key(session_id)`` is the key a session had
+    (or has) as an anonymous shopper, even after it was stitched to a customer.
+
+    >>> contact_key("s-81f2"), contact_key("s-81f2", "cust-7")
+    ('session:s-81f2', 'cust-7')
+    """
+    return customer_id if customer_id is not None else f"session:{session_id}"
 
 _EVENT_TYPES: Final[tuple[type[BaseEvent], ...]] = Event.__args__  # type: ignore[attr-defined]
 #: Every accepted ``event`` name, sorted.

@@ -46,7 +46,7 @@ from ._log import get_logger
 from .clock import Clock
 from .config import Config
 from .errors import InvalidEvent, StoreError
-from .events import Event, Purchase, decode_event, normalize_timestamp
+from .events import Event, Purchase, contact_key, decode_event, normalize_timestamp
 from .store.base import Store
 
 __all__ = ["Durability", "Journal"]
@@ -325,7 +325,7 @@ class Journal:
                 for event in events:
                     if type(event) is Purchase:
                         cart_key = event.cart_id if event.cart_id is not None else event.session_id
-                        contact = event.customer_id if event.customer_id else f"session:{event.session_id}"
+                        contact = contact_key(event.session_id, event.customer_id)
                         store.record_purchase(cart_key=cart_key, contact_key=contact, at=event.ts)  # type: ignore[arg-type]
             last = store.append_events(datas, now=now)
         except (StoreError, OSError) as exc:

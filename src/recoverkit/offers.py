@@ -64,6 +64,7 @@ from ._log import get_logger
 from .catalogue import Suggestion, SuggestKind
 from .clock import Clock
 from .errors import ConfigError, StoreError
+from .events import contact_key
 from .store.base import CodeKind, CodeLimit, CodeRecord, CodeStore, LimitBy
 
 __all__ = [
@@ -746,7 +747,7 @@ def redeem(
     """
     if not isinstance(book, CodeBook):
         raise TypeError(f"redeem: expected `book` to be the CodeBook that issued the code, got {type(book).__name__}")
-    contacts = [key for key in (customer_id, None if not session_id else f"session:{session_id}") if key]
+    contacts = [key for key in (customer_id, None if not session_id else contact_key(session_id)) if key]
     if not contacts:
         raise ValueError("redeem: expected `customer_id` or `session_id` (whom the code was sent to), got neither")
     when = now if now is not None else _now(book.clock)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from .errors import InvalidEvent
+from .events import contact_key
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -169,7 +170,7 @@ def _holding(engine: Engine, customer_id: str, keys: list[str] | None = None) ->
     """How much the engine and its store hold under ``customer_id`` (and its sessions' contact keys)."""
     carts = engine.sessionize.carts_of(customer_id)
     if keys is None:
-        keys = [customer_id] + [f"session:{cart.session_id}" for cart in carts]
+        keys = [customer_id] + [contact_key(cart.session_id) for cart in carts]
     exports = [engine.store.export(key) for key in keys]
     return {
         "contact_keys": keys,

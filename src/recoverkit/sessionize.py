@@ -60,6 +60,7 @@ from .events import (
     RemoveFromCart,
     ViewCart,
     ViewItem,
+    contact_key,
 )
 from .money import to_minor
 from .privacy import Forget
@@ -408,7 +409,7 @@ class Sessionize(Stage):
                 contact_key=customer_id,
                 at=ts,
                 customer_id=customer_id,
-                merged_from=f"session:{session.session_id}" if previous is None else None,
+                merged_from=contact_key(session.session_id) if previous is None else None,
             )
         )
 
@@ -625,7 +626,7 @@ class Sessionize(Stage):
 
     @staticmethod
     def _contact_key(session: _Session) -> str:
-        return session.customer_id if session.customer_id is not None else f"session:{session.session_id}"
+        return contact_key(session.session_id, session.customer_id)
 
     def _snapshot(self, session: _Session) -> CartSnapshot:
         lines = tuple(
@@ -664,7 +665,7 @@ class Sessionize(Stage):
         ids.update(sid for sid, session in self._sessions.items() if session.customer_id == customer)
         for session_id in sorted(ids):
             session = self._sessions.pop(session_id, None)  # its timer entry is skipped when it pops
-            forget.contact_keys.append(f"session:{session_id}")
+            forget.contact_keys.append(contact_key(session_id))
             if session is not None:
                 self._release_cart_id(session)
                 forget.cart_keys.append(self._cart_key(session))
