@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from ._restore_url import check_base_url
 from ._validation import describe_value, split_error
 from .errors import ConfigError
 from .offers import CodePolicy
@@ -421,10 +422,8 @@ class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
                 f"`timezone` expected an IANA time zone name such as 'Europe/Berlin', got {self.timezone!r}"
             ) from exc
         if self.links.base_url is not None:
-            from .links import _check_base_url  # the same rules as RestoreLinks, checked at load time
-
             try:
-                _check_base_url(self.links.base_url)
+                check_base_url(self.links.base_url)  # the same rules as RestoreLinks, checked at load time
             except ConfigError as exc:
                 raise ValueError(f"`links.base_url`: {exc}") from None
         for flow in self.flows:

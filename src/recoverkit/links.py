@@ -33,10 +33,13 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final, TypeVar
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
+# PARAMETER is re-exported: the restore views of integration and contrib read it from here.
+from ._restore_url import PARAMETER as PARAMETER
+from ._restore_url import check_base_url
 from .errors import ConfigError, LinkError
 
 if TYPE_CHECKING:
@@ -51,16 +54,12 @@ T = TypeVar("T")
 DEFAULT_MAX_AGE: Final = 7 * 86_400.0
 #: Longer tokens are refused as malformed before any work (a link's token is about 150 characters).
 MAX_TOKEN_LENGTH: Final = 1024
-#: The query parameter that carries the token.
-PARAMETER: Final = "t"
-
 _SECRET_BYTES: Final = 32
 _NONCE_BYTES: Final = 12
 _CONTACT_BYTES: Final = 16  # 128 bits: no two contacts of one shop share a hash
 _VERSION: Final = 1
 _MAX_AGE_LIMIT: Final = 90 * 86_400.0
 _B64: Final = re.compile(r"[A-Za-z0-9_-]+")
-_LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class RestoreToken(msgspec.Struct, frozen=True, kw_only=True):
@@ -114,31 +113,6 @@ def _key(secret: bytes, purpose: bytes) -> bytes:
     return hmac.new(secret, b"recoverkit/links/" + purpose, hashlib.sha256).digest()
 
 
-def _check_base_url(base_url: str) -> None:
-    def bad(expected: str) -> ConfigError:
-        return ConfigError(f"RestoreLinks: expected `base_url` to be {expected}, got {base_url!r}")
-
-    if not isinstance(base_url, str):
-        raise bad("a string")
-    try:
-        parts = urlsplit(base_url)
-        host = parts.hostname
-    except ValueError as exc:
-        raise bad("an absolute URL") from exc
-    if parts.scheme not in ("https", "http") or not host:
-        raise bad("an absolute https:// URL such as 'https://shop.example/cart/restore'")
-    if parts.scheme == "http" and host not in _LOCAL_HOSTS:
-        raise bad("an https:// URL (plain http is allowed for localhost only: a link is a credential)")
-    if parts.username is not None or parts.password is not None:
-        raise bad("a URL without user information (an 'x@' before the host makes links look like phishing)")
-    if parts.fragment:
-        raise bad("a URL without a #fragment")
-    if any(name == PARAMETER for name, _ in parse_qsl(parts.query, keep_blank_values=True)):
-        raise bad(f"a URL without a {PARAMETER!r} query parameter (it carries the token)")
-    if any(c.isspace() for c in base_url):
-        raise bad("a URL without whitespace")
-
-
 class RestoreLinks:
     """Builds and verifies signed cart-restore links; see the module docstring.
 
@@ -169,7 +143,7 @@ class RestoreLinks:
         if isinstance(previous_secrets, (str, bytes)):  # one secret would read as a sequence of characters
             raise ConfigError("RestoreLinks: expected `previous_secrets` to be a list of secrets, got one secret")
         older = [_secret("previous_secrets", old) for old in previous_secrets]
-        _check_base_url(base_url)
+        check_base_url(base_url)
         if isinstance(max_age, bool) or not isinstance(max_age, int | float) or not 60 <= max_age <= _MAX_AGE_LIMIT:
             raise ConfigError(f"RestoreLinks: expected `max_age` to be seconds from 60 to 90 days, got {max_age!r}")
         self.base_url = base_url
