@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from flask import Flask
 
@@ -11,13 +11,20 @@ from ...clock import Clock, WallClock
 from ...integration import IntegrationSettings, LazyEngine
 from ...links import RestoreLinks
 
-if TYPE_CHECKING:
-    from ._extension import Recoverkit
-
 __all__ = ["EXTENSION_KEY", "RecoverkitState", "app_state"]
 
 #: The key of recoverkit's :class:`RecoverkitState` in ``app.extensions``.
 EXTENSION_KEY: Final = "recoverkit"
+
+
+class _Extension(Protocol):
+    """What the state needs of the :class:`Recoverkit` that set the app up.
+
+    Typed by shape rather than by class: ``_extension`` imports this module, and naming the class here would
+    make the two import each other.
+    """
+
+    def load_customer(self) -> str | None: ...
 
 
 class RecoverkitState:
@@ -30,7 +37,7 @@ class RecoverkitState:
 
     __slots__ = ("_config_links", "_engine", "clock", "extension", "settings")
 
-    def __init__(self, extension: Recoverkit, settings: IntegrationSettings, engine: LazyEngine) -> None:
+    def __init__(self, extension: _Extension, settings: IntegrationSettings, engine: LazyEngine) -> None:
         self.extension = extension
         self.settings = settings
         self._engine = engine
