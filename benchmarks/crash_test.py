@@ -241,7 +241,10 @@ def _lives(
     """Start the worker, kill it, again until ``kills`` landed, then let it finish; return how many lives."""
     lives = 0
     while True:
-        life = Worker(worker, events, store, sent, *extra, chunk=chunk)
+        # The pace only spreads the input over the kills: once they have all landed, the last life runs
+        # unpaced (paced, a starved run's remaining input outlasted STEP_TIMEOUT: 120 kills of up to 4 s).
+        unpaced = ["--pace", "0"] if len(landed) >= kills else []
+        life = Worker(worker, events, store, sent, *extra, *unpaced, chunk=chunk)
         lives += 1
         try:
             if len(landed) < kills and life.wait_for("owner"):
