@@ -8,6 +8,7 @@ parts that not every shop uses come as extras (``docs/install.md``)::
     templates  jinja2               Templates on their own, recoverkit preview, recoverkit report --format html
     cli        rich                 the command line's tables and colours
     uvloop     uvloop               the engine's event loop when it is installed
+    postgres   psycopg, psycopg-pool  PostgreSQLStore, the store several hosts share (docs/scaling.md)
 
 besides those for the integrations and tools (django, flask, asgi, metrics, train).
 
