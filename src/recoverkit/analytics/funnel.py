@@ -37,7 +37,7 @@ from typing import Final
 import msgspec
 
 from ..config import Config
-from ..events import CheckoutStep, FormError, PaymentFailed, Purchase
+from ..events import CheckoutStep, Event, FormError, PaymentFailed, Purchase
 from ..score import Scorer
 from ._stats import newcombe_interval, percentile
 from .abandonment import Abandonment, abandonment
@@ -145,6 +145,84 @@ class _Visit:
         self.payment_failures = self.form_errors = 0
         self.reach: list[float | None] = []  # filled in once every event is seen: see _reaches
 
+    def describe(self, event: Event) -> None:
+        """Keep the first value the session's events give for each segment dimension."""
+        self.device = self.device or event.device
+        self.source = self.source or event.source
+        self.currency = self.currency or event.currency
+        self.customer = self.customer or event.customer_id
+
+    @property
+    def in_checkout(self) -> bool:
+        """Whether the session counts for friction: it reached checkout or met friction on the way."""
+        return self.reach[CheckoutStep.CHECKOUT] is not None or bool(self.payment_failures or self.form_errors)
+
+
+class _Carts:
+    """Carts from ``add_to_cart`` on, by the shop's cart id (else the session); a purchase ends a cart."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, list[float | None]] = {}
+        self.done: list[list[float | None]] = []
+        self.sticky: dict[str, str] = {}  # session -> the shop's cart id, kept as the sessionizer keeps it
+
+    def follow(self, event: Event) -> None:
+        if event.cart_id is not None:
+            self.sticky[event.session_id] = event.cart_id
+
+    def reach(self, sid: str, step: int, ts: float, *, purchase: bool) -> None:
+        key = self.sticky.get(sid, sid)
+        cart = self.open.setdefault(key, [None] * _N)
+        if cart[step] is None:
+            cart[step] = ts
+        if purchase:
+            self.done.append(self.open.pop(key))
+            self.sticky.pop(sid, None)  # a purchase ends the cart, and the session's cart id with it
+
+    def steps(self, steps: Sequence[int]) -> list[CartStep]:
+        cart_steps = [s for s in steps if s >= CheckoutStep.CART]
+        cart_reach = [_reaches(c) for c in self.done + list(self.open.values())]
+        cart_counts = [sum(1 for r in cart_reach if r[s] is not None) for s in cart_steps]
+        return [
+            CartStep(step=STEPS[s], carts=n, conversion=_share(n, cart_counts[i - 1]) if i else None)
+            for i, (s, n) in enumerate(zip(cart_steps, cart_counts, strict=True))
+        ]
+
+
+class _Scan:
+    """One pass over the events: the sessions, the carts, the steps recorded and the friction counted."""
+
+    def __init__(self) -> None:
+        self.visits: dict[str, _Visit] = {}
+        self.carts = _Carts()
+        self.recorded: set[int] = set()
+        self.codes: Counter[str] = Counter()
+        self.fields: Counter[str] = Counter()
+
+    def add(self, event: Event) -> None:
+        ts: float = event.ts  # type: ignore[assignment]  # load_events made it a float
+        sid = event.session_id
+        visit = self.visits.get(sid)
+        if visit is None:
+            visit = self.visits[sid] = _Visit(ts)
+        visit.describe(event)
+        self.carts.follow(event)
+        kind = type(event)
+        if kind is PaymentFailed:
+            visit.payment_failures += 1
+            self.codes[event.error_code or "unknown"] += 1  # type: ignore[union-attr]
+        elif kind is FormError:
+            visit.form_errors += 1
+            self.fields[event.form_field or "unknown"] += 1  # type: ignore[union-attr]
+        step = kind.step
+        if step is None:
+            return
+        self.recorded.add(step)
+        if visit.explicit[step] is None:
+            visit.explicit[step] = ts
+        if step >= CheckoutStep.CART:
+            self.carts.reach(sid, step, ts, purchase=kind is Purchase)
+
 
 def _reaches(explicit: Sequence[float | None]) -> list[float | None]:
     """When each step was reached: the first event of it or of any later step."""
@@ -166,64 +244,20 @@ def funnel(
     is the least number of sessions entering a step for it to be weighed as a bottleneck."""
     if min_entrants < 1:
         raise ValueError(f"min_entrants={min_entrants!r}; expected at least 1 session")
-    visits: dict[str, _Visit] = {}
-    carts_open: dict[str, list[float | None]] = {}
-    carts_done: list[list[float | None]] = []
-    sticky: dict[str, str] = {}  # session -> the shop's cart id, kept as the sessionizer keeps it
-    recorded: set[int] = set()
-    codes: Counter[str] = Counter()
-    fields: Counter[str] = Counter()
+    scan = _Scan()
     for event in log.events:
-        ts: float = event.ts  # type: ignore[assignment]  # load_events made it a float
-        sid = event.session_id
-        visit = visits.get(sid)
-        if visit is None:
-            visit = visits[sid] = _Visit(ts)
-        visit.device = visit.device or event.device
-        visit.source = visit.source or event.source
-        visit.currency = visit.currency or event.currency
-        visit.customer = visit.customer or event.customer_id
-        if event.cart_id is not None:
-            sticky[sid] = event.cart_id
-        kind = type(event)
-        if kind is PaymentFailed:
-            visit.payment_failures += 1
-            codes[event.error_code or "unknown"] += 1  # type: ignore[union-attr]
-        elif kind is FormError:
-            visit.form_errors += 1
-            fields[event.form_field or "unknown"] += 1  # type: ignore[union-attr]
-        step = kind.step
-        if step is None:
-            continue
-        recorded.add(step)
-        if visit.explicit[step] is None:
-            visit.explicit[step] = ts
-        if step >= CheckoutStep.CART:
-            key = sticky.get(sid, sid)
-            cart = carts_open.setdefault(key, [None] * _N)
-            if cart[step] is None:
-                cart[step] = ts
-            if kind is Purchase:
-                carts_done.append(carts_open.pop(key))
-                sticky.pop(sid, None)  # a purchase ends the cart, and the session's cart id with it
-    steps = sorted(recorded)
-    every = list(visits.values())
+        scan.add(event)
+    steps = sorted(scan.recorded)
+    every = list(scan.visits.values())
     for visit in every:
         visit.reach = _reaches(visit.explicit)
-    funnel_steps = _steps(every, steps, min_entrants)
-    cart_steps = [s for s in steps if s >= CheckoutStep.CART]
-    cart_reach = [_reaches(c) for c in carts_done + list(carts_open.values())]
-    cart_counts = [sum(1 for r in cart_reach if r[s] is not None) for s in cart_steps]
     return Funnel(
         source=log.source,
-        sessions=len(visits),
-        steps=funnel_steps,
-        unrecorded=[STEPS[s] for s in range(_N) if s not in recorded],
-        carts=[
-            CartStep(step=STEPS[s], carts=n, conversion=_share(n, cart_counts[i - 1]) if i else None)
-            for i, (s, n) in enumerate(zip(cart_steps, cart_counts, strict=True))
-        ],
-        friction=_friction(every, codes, fields),
+        sessions=len(scan.visits),
+        steps=_steps(every, steps, min_entrants),
+        unrecorded=[STEPS[s] for s in range(_N) if s not in scan.recorded],
+        carts=scan.carts.steps(steps),
+        friction=_friction(every, scan.codes, scan.fields),
         segments=_segments(every, steps, min_entrants),
         abandonment=abandonment(log.events, config=config, scorer=scorer),
     )
@@ -237,8 +271,8 @@ def _counts(visits: Sequence[_Visit], steps: Sequence[int]) -> list[int]:
     return [sum(1 for v in visits if v.reach[s] is not None) for s in steps]
 
 
-def _steps(visits: Sequence[_Visit], steps: Sequence[int], least: int) -> list[FunnelStep]:
-    counts = _counts(visits, steps)
+def _worst(counts: Sequence[int], steps: Sequence[int], least: int) -> int | None:
+    """The index of the step with the largest drop-off from the cart on (see the module docstring), if any."""
     drops = {
         i: 1 - counts[i] / counts[i - 1]
         for i in range(1, len(steps))
@@ -246,18 +280,28 @@ def _steps(visits: Sequence[_Visit], steps: Sequence[int], least: int) -> list[F
     }
     if not drops:  # no cart step in the data: weigh every step
         drops = {i: 1 - counts[i] / counts[i - 1] for i in range(1, len(steps)) if counts[i - 1] >= least}
-    worst = max(drops, key=lambda i: (drops[i], -i)) if drops and max(drops.values()) > 0 else None
+    return max(drops, key=lambda i: (drops[i], -i)) if drops and max(drops.values()) > 0 else None
+
+
+def _times(visits: Sequence[_Visit], before: int, step: int) -> list[float]:
+    """Seconds from ``before`` to ``step``, for the sessions that came to ``before`` by its own event."""
+    times = []
+    for v in visits:
+        start, end = v.explicit[before], v.reach[step]
+        if start is not None and end is not None and start == v.reach[before]:
+            times.append(end - start)
+    return times
+
+
+def _steps(visits: Sequence[_Visit], steps: Sequence[int], least: int) -> list[FunnelStep]:
+    counts = _counts(visits, steps)
+    worst = _worst(counts, steps, least)
     rows = []
     for i, step in enumerate(steps):
         if i == 0:
             rows.append(FunnelStep(step=STEPS[step], sessions=counts[0]))
             continue
-        before = steps[i - 1]
-        times = []
-        for v in visits:
-            start, end = v.explicit[before], v.reach[step]
-            if start is not None and end is not None and start == v.reach[before]:
-                times.append(end - start)
+        times = _times(visits, steps[i - 1], step)
         conversion = _share(counts[i], counts[i - 1])
         rows.append(
             FunnelStep(
@@ -271,10 +315,7 @@ def _steps(visits: Sequence[_Visit], steps: Sequence[int], least: int) -> list[F
 
 
 def _friction(visits: Sequence[_Visit], codes: Counter[str], fields: Counter[str]) -> Friction:
-    checkout = [
-        v for v in visits
-        if v.reach[CheckoutStep.CHECKOUT] is not None or v.payment_failures or v.form_errors
-    ]  # fmt: skip
+    checkout = [v for v in visits if v.in_checkout]
     failed = [v for v in checkout if v.payment_failures]
     errors = [v for v in checkout if v.form_errors]
     smooth = [v for v in checkout if not (v.payment_failures or v.form_errors)]
@@ -302,6 +343,29 @@ def _segment_of(visit: _Visit, dimension: str, first_seen: dict[str, float]) -> 
     return "unknown" if value is None else str(value)
 
 
+def _groups(visits: Sequence[_Visit], dimension: str, first_seen: dict[str, float]) -> dict[str, list[_Visit]]:
+    """The sessions by their value of ``dimension``: the largest :data:`SEGMENT_VALUES`, the rest as ``other``."""
+    groups: dict[str, list[_Visit]] = defaultdict(list)
+    for v in visits:
+        groups[_segment_of(v, dimension, first_seen)].append(v)
+    ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    kept = dict(ranked[:SEGMENT_VALUES])
+    if len(ranked) > SEGMENT_VALUES:
+        kept["other"] = [v for _, group in ranked[SEGMENT_VALUES:] for v in group]
+    return kept
+
+
+def _flagged(counts: Sequence[int], overall: Sequence[int], steps: Sequence[int], least: int) -> list[str]:
+    """The steps where a segment drops off significantly more than the rest of the sessions."""
+    flagged = []
+    for i in range(1, len(steps)):
+        n1, n2 = counts[i - 1], overall[i - 1] - counts[i - 1]
+        k1, k2 = n1 - counts[i], n2 - (overall[i] - counts[i])
+        if n1 >= least and n2 >= least and newcombe_interval(k1, n1, k2, n2)[0] > 0:
+            flagged.append(STEPS[steps[i]])
+    return flagged
+
+
 def _segments(visits: Sequence[_Visit], steps: Sequence[int], least: int) -> list[SegmentRow]:
     first_seen: dict[str, float] = {}
     for v in visits:
@@ -310,32 +374,16 @@ def _segments(visits: Sequence[_Visit], steps: Sequence[int], least: int) -> lis
     overall = _counts(visits, steps)
     rows = []
     for dimension in DIMENSIONS:
-        groups: dict[str, list[_Visit]] = defaultdict(list)
-        for v in visits:
-            groups[_segment_of(v, dimension, first_seen)].append(v)
-        ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-        kept = dict(ranked[:SEGMENT_VALUES])
-        if len(ranked) > SEGMENT_VALUES:
-            kept["other"] = [v for _, group in ranked[SEGMENT_VALUES:] for v in group]
-        for value, group in kept.items():
+        for value, group in _groups(visits, dimension, first_seen).items():
             counts = _counts(group, steps)
-            checkout = [
-                v for v in group
-                if v.reach[CheckoutStep.CHECKOUT] is not None or v.payment_failures or v.form_errors
-            ]  # fmt: skip
-            flagged = []
-            for i in range(1, len(steps)):
-                n1, n2 = counts[i - 1], overall[i - 1] - counts[i - 1]
-                k1, k2 = n1 - counts[i], n2 - (overall[i] - counts[i])
-                if n1 >= least and n2 >= least and newcombe_interval(k1, n1, k2, n2)[0] > 0:
-                    flagged.append(STEPS[steps[i]])
+            checkout = [v for v in group if v.in_checkout]
             rows.append(
                 SegmentRow(
                     dimension=dimension, value=value, sessions=counts,
                     conversion=_share(counts[-1], counts[0]) if counts else None,
                     payment_failure_rate=_share(sum(1 for v in checkout if v.payment_failures), len(checkout)),
                     form_error_rate=_share(sum(1 for v in checkout if v.form_errors), len(checkout)),
-                    bottlenecks=flagged,
+                    bottlenecks=_flagged(counts, overall, steps, least),
                 )
             )
     return rows

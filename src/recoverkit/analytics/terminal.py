@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 from .._cli_output import Out, Table, as_out, escape
 from ._format import SHORT_STEPS as _SHORT
 from ._format import duration, money, moneys, pct, points, when
-from .funnel import Funnel
+from .abandonment import Abandonment
+from .funnel import Friction, Funnel
 from .recovery import Recovery, RecoveryRow
 from .report import Report
 from .uplift import Uplift
@@ -70,7 +71,12 @@ def _funnel(f: Funnel, console: Out) -> None:
         shares = [f" ({pct(c.conversion)})" if c.conversion is not None else "" for c in f.carts]
         steps = (f"{c.step} {c.carts:,}{s}" for c, s in zip(f.carts, shares, strict=True))
         console.print("carts: " + "  →  ".join(steps))
-    a = f.abandonment
+    _abandonment(f.abandonment, console)
+    _friction(f.friction, console)
+    _segments(f, console)
+
+
+def _abandonment(a: Abandonment, console: Out) -> None:
     console.print(
         f"abandoned: {a.abandonments:,} times, {a.abandoned_carts:,} carts of {a.carts:,}; bought anyway later: "
         f"{a.came_back:,}; converted in session {a.converted_own:,}, elsewhere {a.converted_elsewhere:,}; still "
@@ -85,7 +91,9 @@ def _funnel(f: Funnel, console: Out) -> None:
         console.print(table)
         console.print("by trigger: " + escape(", ".join(f"{k} {v:,}" for k, v in a.by_trigger.items())) +
                       "; by step: " + escape(", ".join(f"{k} {v:,}" for k, v in a.by_step.items())))  # fmt: skip
-    fr = f.friction
+
+
+def _friction(fr: Friction, console: Out) -> None:
     console.print(
         f"friction over {fr.checkout_sessions:,} checkout sessions: payment failed in {pct(fr.payment_failure_rate)} "
         f"({fr.payment_failures:,} failures; {pct(fr.purchase_rate_after_payment_failure)} of those bought), form "
@@ -96,6 +104,10 @@ def _funnel(f: Funnel, console: Out) -> None:
         console.print("payment errors: " + escape(", ".join(f"{k} {v}" for k, v in fr.payment_error_codes.items())))
     if fr.form_fields:
         console.print("form errors by field: " + escape(", ".join(f"{k} {v}" for k, v in fr.form_fields.items())))
+
+
+def _segments(f: Funnel, console: Out) -> None:
+    """One table per segment dimension, its rows in the funnel's order."""
     names = [_SHORT.get(s.step, s.step) for s in f.steps]
     for dimension in dict.fromkeys(r.dimension for r in f.segments):
         table = Table(title=f"by {dimension}")
