@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from helpers import T0, abandoned
 from recoverkit import Config, Engine, EventClock, FakeClock, MemoryChannel, MemoryStore, SQLiteStore
 from recoverkit.config import Condition, Flow, FlowStep, StoreConfig, Variant
-from recoverkit.store import Assignment
+from recoverkit.facts import Assignment
 from test_route import RouteRun, contact, scored
 
 

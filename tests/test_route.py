@@ -10,10 +10,10 @@ import pytest
 from helpers import T0, abandoned
 from recoverkit.channels.base import Message
 from recoverkit.config import Condition, Config, Flow, FlowStep
+from recoverkit.facts import Conversion, MessageOutcome
 from recoverkit.route import Cancel, Route
 from recoverkit.score import Scored, features_of
 from recoverkit.sessionize import Abandoned, ContactChanged, Converted, Resumed
-from recoverkit.store import Conversion, MessageOutcome
 
 EMAIL = "jane@example.com"
 PHONE = "+49 170 1234567"

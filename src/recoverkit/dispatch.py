@@ -56,23 +56,13 @@ from .clock import Clock
 from .config import Config
 from .deadletters import DeadLetter, DeadLetters
 from .errors import DeliveryError, PermanentDeliveryError, StoreError, TransientDeliveryError
+from .facts import Assignment, Conversion, Fact, LinkVisit, MessageOutcome
 from .links import RestoreLinks
 from .loyalty import Loyalty, NotGranted
 from .offers import CouponProvider, Offer, Refused
 from .privacy import Forget
 from .route import Cancel
-from .store.base import (
-    Assignment,
-    Claim,
-    ClaimRequest,
-    Conversion,
-    Fact,
-    FinishRequest,
-    LinkVisit,
-    MessageOutcome,
-    Outcome,
-    Store,
-)
+from .store.base import Claim, ClaimRequest, FinishRequest, Outcome, Store
 
 __all__ = ["Dispatch", "Guard", "StoreCall"]
 

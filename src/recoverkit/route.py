@@ -33,11 +33,11 @@ from .channels.base import Message, Recipient
 from .config import ChannelPolicy, Condition, Config, Flow, FlowStep
 from .currency import Amounts, Converter, Rates
 from .events import CheckoutStep
+from .facts import Assignment, AssignmentGroup, Conversion, HoldoutScope, MessageOutcome
 from .offers import Offer
 from .privacy import Forget
 from .score import Scored
 from .sessionize import ContactChanged, Converted, Resumed
-from .store.base import Assignment, AssignmentGroup, Conversion, HoldoutScope, MessageOutcome
 
 __all__ = ["Cancel", "Route"]
 

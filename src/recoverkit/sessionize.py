@@ -62,9 +62,9 @@ from .events import (
     ViewItem,
     contact_key,
 )
+from .facts import LinkVisit
 from .money import to_minor
 from .privacy import Forget
-from .store.base import LinkVisit
 
 __all__ = ["Abandoned", "ContactChanged", "Converted", "Resumed", "Sessionize"]
 

@@ -15,7 +15,8 @@ from helpers import T0
 from recoverkit.analytics import Report, build_report, render_html
 from recoverkit.analytics._svg import BAR, FLAG
 from recoverkit.analytics.html import CHART_IDS
-from recoverkit.store import Assignment, Conversion, MemoryStore, MessageOutcome
+from recoverkit.facts import Assignment, Conversion, MessageOutcome
+from recoverkit.store import MemoryStore
 
 HOSTILE_FLOW = "<script>alert('flow')</script>"
 HOSTILE_SOURCE = '"><img src=x onerror=alert(1)>'

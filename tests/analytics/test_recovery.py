@@ -9,7 +9,8 @@ import pytest
 
 from helpers import T0
 from recoverkit.analytics import Facts, RecoveryRow, load_facts, recovery
-from recoverkit.store import Assignment, CodeRecord, Conversion, LinkVisit, MemoryStore, MessageOutcome
+from recoverkit.facts import Assignment, Conversion, LinkVisit, MessageOutcome
+from recoverkit.store import CodeRecord, MemoryStore
 
 HOUR, DAY = 3600.0, 86_400.0
 

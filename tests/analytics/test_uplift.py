@@ -10,7 +10,7 @@ import pytest
 
 from helpers import T0
 from recoverkit.analytics import Facts, uplift
-from recoverkit.store import Assignment, Conversion
+from recoverkit.facts import Assignment, Conversion
 
 HOUR, DAY = 3600.0, 86_400.0
 

@@ -20,7 +20,8 @@ from typing import Final
 
 import msgspec
 
-from ..store.base import Assignment, CodeRecord, Conversion, LinkVisit, MessageOutcome, Store
+from ..facts import Assignment, Conversion, LinkVisit, MessageOutcome
+from ..store.base import CodeRecord, Store
 
 __all__ = ["CODE_OFFERS", "DAY", "Facts", "Order", "Orders", "add_money", "day_of", "load_facts"]
 

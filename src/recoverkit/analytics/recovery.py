@@ -31,8 +31,9 @@ from typing import Final, Literal
 
 import msgspec
 
+from ..facts import MessageOutcome
 from ..offers import discount_for
-from ..store.base import CodeRecord, MessageOutcome
+from ..store.base import CodeRecord
 from ._facts import CODE_OFFERS, DAY, Facts, Order, Orders, add_money, day_of
 
 __all__ = ["DEFAULT_WINDOW", "CohortSummary", "DayRow", "Dimension", "Recovery", "RecoveryRow", "recovery"]

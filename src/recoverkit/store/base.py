@@ -52,6 +52,7 @@ from typing import Any, Final, Literal, Protocol, Self, get_args, runtime_checka
 import msgspec
 
 from ..errors import StoreError
+from ..facts import Assignment, AssignmentGroup, Conversion, Fact, HoldoutScope, LinkVisit, MessageOutcome
 
 __all__ = [
     "PIPELINE_LEASE",
@@ -101,10 +102,6 @@ Claim = Literal["claimed", "duplicate", "purchased", "suppressed", "not_owner"]
 Outcome = Literal["sent", "failed", "dead", "cancelled", "unknown"]
 #: What a person (or the engine) decided about an ``unknown`` or ``failed`` entry; see :meth:`Store.resolve`.
 Resolution = Literal["sent", "retry"]
-#: Whether an abandoned cart got its flow's messages or was held out (see :class:`Assignment`).
-AssignmentGroup = Literal["treatment", "holdout"]
-#: Which holdout held a cart out: the shop-wide one (``Config.holdout``) or its flow's (``Flow.holdout``).
-HoldoutScope = Literal["global", "flow"]
 #: Every state a ledger entry can be in.
 LedgerState = Literal["sending", "sent", "failed", "dead", "cancelled", "unknown"]
 
@@ -190,76 +187,6 @@ class DeadLetterRecord(msgspec.Struct, frozen=True, kw_only=True):
     permanent: bool
     at: float
     contact_key: str = ""
-
-
-class Assignment(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """The experiment group an abandoned cart was put in when it was routed: what uplift is measured from.
-
-    Written once per cart and flow (a cart is in a flow at most once, as the ledger's keys are), whether the
-    cart was messaged (``group="treatment"``) or held out (``"holdout"``; ``scope`` says whether by the shop-wide
-    ``holdout`` or the flow's own). The assignment is deterministic (a keyed hash of the seed and the cart), so a
-    replay writes the same rows. ``variants`` maps a step's index (as text) to the A/B variant the cart got.
-    ``value`` is the cart's value in minor units of ``currency``; ``score``, ``reason`` and ``trigger`` are
-    what the engine knew when it decided, so that analytics can compare like with like.
-    """
-
-    cart_key: str
-    flow: str
-    group: AssignmentGroup
-    contact_key: str
-    assigned_at: float
-    value: int
-    currency: str | None = None
-    scope: HoldoutScope | None = None
-    variants: dict[str, str] = {}
-    score: float = 0.0
-    reason: str = ""
-    trigger: str = ""
-
-
-class Conversion(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """A cart converted at ``at``: bought in its own session (``own``, with the order's ``value`` in minor units
-    of ``currency`` and ``transaction_id`` when the purchase event said), or closed by a purchase of its customer
-    elsewhere. What recovered orders and uplift are counted from; one row per cart and time."""
-
-    cart_key: str
-    contact_key: str
-    at: float
-    own: bool = True
-    value: int | None = None
-    currency: str | None = None
-    transaction_id: str | None = None
-
-
-class MessageOutcome(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """How one step of a flow ended for one cart: the final outcome of its message (``sent``, ``dead``,
-    ``cancelled_purchase``, ``capped``, ``suppressed``, ...) or why it was never scheduled (``skipped_no_consent``,
-    ``skipped_condition``, ...). ``key`` is the message's idempotency key. One row per key and outcome: a step
-    cancelled because the shopper came back (``cancelled_resumed``) is routed again when the cart is abandoned
-    again, and may then be sent; ``sent`` happens at most once per key (the ledger sees to that)."""
-
-    key: str
-    cart_key: str
-    contact_key: str
-    flow: str
-    step: int
-    outcome: str
-    at: float
-    channel: str | None = None
-    variant: str | None = None
-    offer: str | None = None
-    offer_kind: str | None = None
-
-
-class LinkVisit(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """A cart-restore link was followed (the shop's restore view recorded a ``cart_restore`` page view)."""
-
-    cart_key: str
-    at: float
-
-
-#: What :meth:`Store.record_facts` keeps, for analytics.
-Fact = Assignment | Conversion | MessageOutcome | LinkVisit
 
 
 class ForgetReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -906,10 +833,6 @@ def check_fact(fact: Fact) -> None:
             raise ValueError(f"record_facts: Assignment `group` {fact.group!r}; expected 'treatment' or 'holdout'")
     elif isinstance(fact, MessageOutcome) and (not fact.key or not fact.outcome):
         raise ValueError("record_facts: MessageOutcome `key` and `outcome` must be non-empty")
-
-
-def fact_time(fact: Fact) -> float:
-    return fact.assigned_at if isinstance(fact, Assignment) else fact.at
 
 
 def _is_int(value: object) -> bool:

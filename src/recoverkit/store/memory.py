@@ -12,6 +12,7 @@ from typing import Any, Self, TypeVar
 import msgspec
 
 from ..errors import StoreError
+from ..facts import fact_time
 from .base import (
     FINISHABLE,
     FORGOTTEN,
@@ -65,7 +66,6 @@ from .base import (
     check_states,
     contact_hash,
     export_letter,
-    fact_time,
     judge_redemption,
     limit_key,
     missing_dead_letter,
