@@ -22,6 +22,7 @@ import msgspec
 from ._restore_url import check_base_url
 from ._validation import describe_value, split_error
 from .errors import ConfigError
+from .items import Reason, Trigger
 from .offers import CodePolicy
 
 __all__ = [
@@ -49,12 +50,6 @@ _Name = Annotated[str, msgspec.Meta(pattern=_NAME_PATTERN)]
 _Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
 
 _MAX_AMOUNT_DIGITS = 15
-
-#: What triggered an abandonment (see :mod:`recoverkit.sessionize`).
-Trigger = Literal["inactivity", "exit_intent", "payment_failed"]
-#: Likely abandonment reasons (see :mod:`recoverkit.score`).
-Reason = Literal["shipping_cost", "payment_failure", "form_friction", "price_comparison", "unknown"]
-
 
 class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Config Structs reject unknown keys: a typo in a config file must fail at start-up, not be ignored."""

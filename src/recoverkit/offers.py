@@ -61,10 +61,10 @@ import anyio.to_thread
 import msgspec
 
 from ._log import get_logger
-from .catalogue import Suggestion, SuggestKind
 from .clock import Clock
 from .errors import ConfigError, StoreError
 from .events import contact_key
+from .items import Offer, OfferKind
 from .store.base import CodeKind, CodeLimit, CodeRecord, CodeStore, LimitBy
 
 __all__ = [
@@ -89,34 +89,6 @@ __all__ = [
 ]
 
 _log = get_logger("recoverkit.offers")
-
-#: What an offer gives; see the module docstring.
-OfferKind = Literal["discount", "free_shipping", "payment_help", "substitute", "loyalty_bonus"]
-
-
-class Offer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One offer made in one message; see the module docstring for the fields each ``kind`` uses."""
-
-    kind: OfferKind
-    name: str
-    code: str | None = None
-    percent: int | None = None
-    amount: int | None = None
-    currency: str | None = None
-    min_value: int | None = None
-    expires_at: float | None = None
-    items: tuple[str, ...] = ()
-    points: int | None = None
-    #: ``loyalty_bonus``: the order earns this many times its usual points (instead of ``points`` extra).
-    multiplier: int | None = None
-    #: ``loyalty_bonus``: the loyalty programme's reference of the grant, once granted (when the message was sent).
-    grant_id: str | None = None
-    #: ``substitute``: the products suggested, once the catalogue was asked (when the message was sent).
-    suggestions: tuple[Suggestion, ...] = ()
-    #: ``substitute``: what to ask the catalogue for, and how many at most.
-    suggest: SuggestKind | None = None
-    suggest_limit: int | None = None
-
 
 # -- codes as text -----------------------------------------------------------------------------------------------
 

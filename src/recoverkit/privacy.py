@@ -37,6 +37,7 @@ import msgspec
 
 from .errors import InvalidEvent
 from .events import contact_key
+from .items import Forget
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -45,19 +46,6 @@ __all__ = ["FORGET_RECORD", "Erasure", "Forget", "decode_record", "encode_forget
 
 #: How a forget record starts in the journal (see the module docstring for why it cannot be forged).
 FORGET_RECORD: Final = b"\x00recoverkit:forget\x00"
-
-
-class Forget(msgspec.Struct, kw_only=True):
-    """An erasure request for ``customer_id`` travelling through the pipeline.
-
-    ``contact_keys`` and ``cart_keys`` are filled in by sessionize (every anonymous session stitched to the
-    customer has its own contact key ``session:<id>``) so that later stages erase those too.
-    """
-
-    customer_id: str
-    at: float
-    contact_keys: list[str] = msgspec.field(default_factory=list)
-    cart_keys: list[str] = msgspec.field(default_factory=list)
 
 
 class _Record(msgspec.Struct, frozen=True):

@@ -23,37 +23,19 @@ import math
 import zoneinfo
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import cachetools
 import msgspec
 
 from ._pipeline import Stage
-from .channels.base import Message, Recipient
 from .config import ChannelPolicy, Condition, Config, Flow, FlowStep
 from .currency import Amounts, Converter, Rates
 from .events import CheckoutStep
 from .facts import Assignment, AssignmentGroup, Conversion, HoldoutScope, MessageOutcome
-from .offers import Offer
-from .privacy import Forget
-from .score import Scored
-from .sessionize import ContactChanged, Converted, Resumed
+from .items import Cancel, ContactChanged, Converted, Forget, Message, Offer, Recipient, Resumed, Scored
 
 __all__ = ["Cancel", "Route"]
-
-
-class Cancel(msgspec.Struct, frozen=True, kw_only=True):
-    """Stop pending messages: for a cart, for a contact, or for one channel of a contact.
-
-    ``why`` is ``"purchase"`` (also remembered by dispatch so that nothing for that cart or contact is sent
-    afterwards), ``"resumed"`` or ``"consent_withdrawn"``.
-    """
-
-    why: Literal["purchase", "resumed", "consent_withdrawn"]
-    at: float
-    cart_key: str | None = None
-    contact_key: str | None = None
-    channel: str | None = None
 
 
 _STEPS = {"cart": CheckoutStep.CART, "checkout": CheckoutStep.CHECKOUT, "shipping": CheckoutStep.SHIPPING,

@@ -22,10 +22,9 @@ import msgspec
 
 from ._pipeline import Stage
 from .cart import CartSnapshot
-from .config import Reason
 from .events import CheckoutStep
+from .items import Abandoned, Features, Reason, Scored
 from .money import minor_unit_exponent
-from .sessionize import Abandoned
 
 __all__ = ["Assessment", "DefaultScorer", "Features", "Score", "Scored", "Scorer", "features_of"]
 
@@ -33,46 +32,11 @@ __all__ = ["Assessment", "DefaultScorer", "Features", "Score", "Scored", "Scorer
 _REASONS: Final = frozenset(get_args(Reason))
 
 
-class Features(msgspec.Struct, frozen=True, kw_only=True):
-    """What a model may know about an abandoned cart at the moment it was abandoned.
-
-    ``value`` is the cart value in major units as a float: a model input, never used for money arithmetic.
-    ``shipping_ratio`` is shipping cost over cart value (0 when either is unknown).
-    """
-
-    value: float
-    lines: int
-    quantity: int
-    step: int
-    checkout_seconds: float
-    session_seconds: float
-    returning: bool
-    identified: bool
-    payment_failures: int
-    form_errors: int
-    exit_intent: bool
-    shipping_ratio: float
-    item_views: int
-    views: int
-    trigger: str
-
-
 class Assessment(msgspec.Struct, frozen=True):
     """A scorer's answer: conversion probability in [0, 1] and the likely abandonment reason."""
 
     probability: float
     reason: Reason
-
-
-class Scored(msgspec.Struct, frozen=True, kw_only=True):
-    """An abandonment with its features, score and reason: what the route stage decides on."""
-
-    abandoned: Abandoned
-    features: Features
-    probability: float
-    reason: Reason
-    #: Which scorer produced the figure: the shop's, or ``"default"`` when it failed or none was given.
-    scorer: str = "default"
 
 
 @runtime_checkable

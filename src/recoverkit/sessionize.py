@@ -39,7 +39,7 @@ import msgspec
 
 from ._pipeline import Stage
 from .cart import CartLine, CartSnapshot
-from .config import Config, Trigger
+from .config import Config
 from .events import (
     RESTORE_PAGE,
     AddPaymentInfo,
@@ -63,62 +63,10 @@ from .events import (
     contact_key,
 )
 from .facts import LinkVisit
+from .items import Abandoned, ContactChanged, Converted, Forget, Resumed, Trigger
 from .money import to_minor
-from .privacy import Forget
 
 __all__ = ["Abandoned", "ContactChanged", "Converted", "Resumed", "Sessionize"]
-
-class Abandoned(msgspec.Struct, frozen=True, kw_only=True):
-    """A cart was left: its snapshot, what gave it away and when (the timer's due time)."""
-
-    cart: CartSnapshot
-    trigger: Trigger
-    at: float
-
-
-class Resumed(msgspec.Struct, frozen=True, kw_only=True):
-    """The shopper came back to an abandoned cart before buying: what is pending for it should stop."""
-
-    cart_key: str
-    contact_key: str
-    at: float
-
-
-class Converted(msgspec.Struct, frozen=True, kw_only=True):
-    """A cart was bought (or closed by a purchase of its customer in another session).
-
-    ``value`` is the order value in minor units of ``currency`` when the purchase event said so.
-    """
-
-    cart_key: str
-    session_id: str
-    customer_id: str | None
-    contact_key: str
-    at: float
-    value: int | None = None
-    currency: str | None = None
-    transaction_id: str | None = None
-    #: ``False`` when the cart was closed by a purchase of its customer in another session.
-    own: bool = True
-
-
-class ContactChanged(msgspec.Struct, frozen=True, kw_only=True):
-    """Contact details or consent changed for ``contact_key``.
-
-    ``merged_from`` names an anonymous contact (``session:<id>``) whose consent now belongs to this customer.
-    ``email`` and ``phone`` are personal data and are only ever used to address messages.
-    """
-
-    contact_key: str
-    at: float
-    customer_id: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    locale: str | None = None
-    timezone: str | None = None
-    granted: tuple[str, ...] = ()
-    withdrawn: tuple[str, ...] = ()
-    merged_from: str | None = None
 
 
 class _Line(msgspec.Struct, gc=False, array_like=True):
