@@ -27,12 +27,13 @@ zero; otherwise ``"uplift"`` or ``"harm"``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Final, Literal
 
 import msgspec
 
-from ..facts import Assignment, HoldoutScope
+from ..store.base import Assignment, HoldoutScope
 from ._facts import Facts, Orders, add_money
 from ._stats import DEFAULT_CONFIDENCE, newcombe_interval
 from .recovery import DEFAULT_WINDOW
@@ -109,37 +110,58 @@ def uplift(
     """Compare treatment and holdout carts of ``facts`` (see the module docstring)."""
     if not window > 0:
         raise ValueError(f"window={window!r}; expected an attribution window in seconds > 0")
-    orders = Orders(facts.conversions)
+    compare = partial(
+        _compare, orders=Orders(facts.conversions), window=window, confidence=confidence,
+        least=min_holdout_conversions,
+    )  # fmt: skip
     flows = sorted({a.flow for a in facts.assignments})
-    rows: list[UpliftRow] = []
-    glob = [a for a in facts.assignments if a.scope == "global"]
-    if glob:
-        eligible = [a for a in facts.assignments if not (a.group == "holdout" and a.scope == "global")]
-        rows.append(_compare("*", "global", eligible, glob, orders, window, confidence, min_holdout_conversions))
-        for flow in flows if len(flows) > 1 else ():  # with one flow its row would repeat the "*" row
-            held = [a for a in glob if a.flow == flow]
-            if held:
-                treated = [a for a in eligible if a.flow == flow]
-                rows.append(
-                    _compare(flow, "global", treated, held, orders, window, confidence, min_holdout_conversions)
-                )
-    for flow in flows:
-        held = [a for a in facts.assignments if a.flow == flow and a.scope == "flow"]
+    rows = [*_global_rows(facts.assignments, flows, compare), *_flow_rows(facts.assignments, flows, compare)]
+    return Uplift(
+        window=window, confidence=confidence, min_holdout_conversions=min_holdout_conversions, rows=rows,
+        note=_note(facts.assignments, rows),
+    )  # fmt: skip
+
+
+#: :func:`_compare` with the orders, the window, the confidence and the least holdout conversions given.
+_Compare = Callable[[str, HoldoutScope, list[Assignment], list[Assignment]], UpliftRow]
+
+
+def _global_rows(assignments: Sequence[Assignment], flows: Sequence[str], compare: _Compare) -> list[UpliftRow]:
+    """Against the global holdout: every flow together, then each flow apart when there are several."""
+    glob = [a for a in assignments if a.scope == "global"]
+    if not glob:
+        return []
+    eligible = [a for a in assignments if not (a.group == "holdout" and a.scope == "global")]
+    rows = [compare("*", "global", eligible, glob)]
+    for flow in flows if len(flows) > 1 else ():  # with one flow its row would repeat the "*" row
+        held = [a for a in glob if a.flow == flow]
         if held:
-            treated = [a for a in facts.assignments if a.flow == flow and a.group == "treatment"]
-            rows.append(_compare(flow, "flow", treated, held, orders, window, confidence, min_holdout_conversions))
-    note = None
-    if not facts.assignments:
-        note = "No carts were routed to a flow in this period: nothing to compare."
-    elif not rows:
-        note = (
+            rows.append(compare(flow, "global", [a for a in eligible if a.flow == flow], held))
+    return rows
+
+
+def _flow_rows(assignments: Sequence[Assignment], flows: Sequence[str], compare: _Compare) -> list[UpliftRow]:
+    """Against each flow's own holdout."""
+    rows = []
+    for flow in flows:
+        held = [a for a in assignments if a.flow == flow and a.scope == "flow"]
+        if held:
+            treated = [a for a in assignments if a.flow == flow and a.group == "treatment"]
+            rows.append(compare(flow, "flow", treated, held))
+    return rows
+
+
+def _note(assignments: Sequence[Assignment], rows: Sequence[UpliftRow]) -> str | None:
+    """What is missing when there is nothing to compare."""
+    if not assignments:
+        return "No carts were routed to a flow in this period: nothing to compare."
+    if not rows:
+        return (
             "No holdout: every routed cart was messaged, so there is nothing to compare with and recovered revenue "
             "cannot be told apart from orders that would have come anyway. Set `holdout = 0.1` (or a flow's "
             "`holdout`) to measure it."
         )
-    return Uplift(
-        window=window, confidence=confidence, min_holdout_conversions=min_holdout_conversions, rows=rows, note=note
-    )
+    return None
 
 
 def _converted(group: Iterable[Assignment], orders: Orders, window: float) -> list[tuple[Assignment, int | None]]:
@@ -156,7 +178,7 @@ def _converted(group: Iterable[Assignment], orders: Orders, window: float) -> li
 
 
 def _compare(
-    flow: str, scope: HoldoutScope, treated: list[Assignment], held: list[Assignment], orders: Orders,
+    flow: str, scope: HoldoutScope, treated: list[Assignment], held: list[Assignment], *, orders: Orders,
     window: float, confidence: float, least: int,
 ) -> UpliftRow:  # fmt: skip
     won = _converted(treated, orders, window)
