@@ -33,7 +33,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from ..store.base import Assignment, HoldoutScope
+from ..facts import Assignment, HoldoutScope
 from ._facts import Facts, Orders, add_money
 from ._stats import DEFAULT_CONFIDENCE, newcombe_interval
 from .recovery import DEFAULT_WINDOW
