@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import recoverkit._code_text
 import recoverkit.offers
 from recoverkit.errors import ConfigError, RecoverkitError
 from recoverkit.offers import (
@@ -582,8 +583,9 @@ async def test_the_async_methods_issue_and_redeem_through_the_store(book: CodeBo
 
 
 def test_the_examples_in_the_docstrings_run() -> None:
-    result = doctest.testmod(recoverkit.offers)
-    assert result.attempted >= 4 and result.failed == 0
+    # Codes as text (format_code, parse_code) live in recoverkit._code_text, re-exported by recoverkit.offers.
+    results = [doctest.testmod(module) for module in (recoverkit.offers, recoverkit._code_text)]
+    assert sum(r.attempted for r in results) >= 4 and sum(r.failed for r in results) == 0
 
 
 # -- recoverkit.offers.redeem: the checkout's one call ----------------------------------------------------------

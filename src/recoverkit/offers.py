@@ -50,8 +50,6 @@ import hashlib
 import hmac
 import ipaddress
 import math
-import re
-import secrets
 import threading
 import time
 from collections import Counter
@@ -60,6 +58,9 @@ from typing import Final, Literal, Protocol, runtime_checkable
 import anyio.to_thread
 import msgspec
 
+from ._code_policy import SHARED_MAIL_DOMAINS, CodePolicy, duration_text, is_int
+from ._code_text import ALPHABET, format_code, new_code, parse_code
+from ._code_text import draw as _draw  # by this name, so a test can make the random source repeat itself
 from ._log import get_logger
 from .clock import Clock
 from .errors import ConfigError, StoreError
@@ -90,57 +91,7 @@ __all__ = [
 
 _log = get_logger("recoverkit.offers")
 
-# -- codes as text -----------------------------------------------------------------------------------------------
-
-#: The symbols of a code: digits and capital letters without ``0``, ``O``, ``1`` and ``I``, which readers
-#: confuse. 32 of them, so each symbol carries 5 bits.
-ALPHABET: Final = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
-_SYMBOLS: Final = frozenset(ALPHABET)
-_GROUP: Final = 4
-_SEPARATORS: Final = re.compile(r"[\s\-_.]+")
-#: Longer input is not a code (and is not worth normalising): refused before any work.
-_MAX_INPUT: Final = 100
-
-
-def format_code(body: str, prefix: str = "") -> str:
-    """``body`` in groups of four after ``prefix``: ``format_code("7KQ2MX9PR4TW", "SHOP")`` is
-    ``"SHOP-7KQ2-MX9P-R4TW"``.
-
-    >>> format_code("7KQ2MX9PR4TW", "SHOP")
-    'SHOP-7KQ2-MX9P-R4TW'
-    """
-    groups = [body[i : i + _GROUP] for i in range(0, len(body), _GROUP)]
-    return "-".join([prefix, *groups] if prefix else groups)
-
-
-def _draw(length: int) -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(length))
-
-
-def new_code(*, length: int = 12, prefix: str = "") -> str:
-    """A fresh code of ``length`` symbols of :data:`ALPHABET` (``5 * length`` bits, from :mod:`secrets`), formatted
-    by :func:`format_code`."""
-    return format_code(_draw(length), prefix)
-
-
-def parse_code(text: str, *, length: int = 12, prefix: str = "") -> str | None:
-    """The body of the code a shopper typed (``length`` symbols, no prefix, no separators), or ``None`` when
-    ``text`` cannot be a code of this format.
-
-    Case, spaces, dashes, underscores and dots are ignored, as is the prefix (typed or not), so that
-    ``"shop 7kq2 mx9p r4tw"`` and ``"7KQ2MX9PR4TW"`` are the same code.
-
-    >>> parse_code("shop 7kq2-mx9p-r4tw", prefix="SHOP")
-    '7KQ2MX9PR4TW'
-    """
-    if len(text) > _MAX_INPUT:
-        return None
-    compact = _SEPARATORS.sub("", text).upper()
-    if prefix and len(compact) == len(prefix) + length and compact.startswith(prefix):
-        compact = compact[len(prefix) :]
-    if len(compact) != length or not _SYMBOLS.issuperset(compact):
-        return None
-    return compact
+# -- what a code takes off a cart (codes as text: _code_text; the policy: _code_policy) -------------------------
 
 
 def discount_for(code: CodeRecord, cart_value: int) -> int:
@@ -158,85 +109,6 @@ def discount_for(code: CodeRecord, cart_value: int) -> int:
     if code.percent is not None:
         return cart_value * code.percent // 100
     return min(code.amount or 0, cart_value)
-
-
-# -- configuration and results -----------------------------------------------------------------------------------
-
-#: Web-mail domains that countless unrelated people share: the per-domain limit does not apply to them.
-SHARED_MAIL_DOMAINS: Final = frozenset(
-    {
-        "163.com", "aol.com", "gmail.com", "gmx.at", "gmx.de", "gmx.net", "googlemail.com", "hotmail.com",
-        "icloud.com", "live.com", "mail.ru", "me.com", "msn.com", "outlook.com", "proton.me", "protonmail.com",
-        "qq.com", "t-online.de", "web.de", "yahoo.com", "yandex.ru",
-    }
-)  # fmt: skip
-
-_PREFIX: Final = re.compile(r"[A-Z0-9]{1,8}")
-_DAY: Final = 86_400.0
-
-
-class CodePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How a :class:`CodeBook` makes codes and limits their abuse. Checked when built: a bad value raises
-    :class:`~recoverkit.errors.ConfigError` naming the field, the value and what was expected.
-
-    - ``prefix``: 1 to 8 capital letters or digits shown before the code (``"SHOP"``), or ``""``;
-    - ``length``: symbols of randomness, 12 (60 bits) to 32;
-    - ``lifetime``: seconds a code lives when the offer has no ``expires_at`` (1 minute to 90 days);
-    - ``per_contact``, ``per_domain``, ``per_device``: at most this many codes issued per contact, per e-mail
-      domain, per device within ``period`` seconds (``None``: no such limit). The per-domain limit, off by
-      default, is for shops where many accounts on one private domain mean abuse; it never applies to the
-      ``shared_domains``;
-    - ``attempts`` failed redemptions per client within ``attempt_window`` seconds, after which the client is
-      answered ``"rate_limited"``. The window is also how long the store keeps failed attempts.
-    """
-
-    prefix: str = ""
-    length: int = 12
-    lifetime: float = _DAY
-    period: float = 30 * _DAY
-    per_contact: int | None = 3
-    per_domain: int | None = None
-    per_device: int | None = 5
-    shared_domains: frozenset[str] = SHARED_MAIL_DOMAINS
-    attempts: int = 10
-    attempt_window: float = 900.0
-
-    def __post_init__(self) -> None:
-        if self.prefix and not _PREFIX.fullmatch(self.prefix):
-            _bad("prefix", self.prefix, "1 to 8 capital letters or digits, or ''")
-        if not (_is_int(self.length) and 12 <= self.length <= 32):
-            _bad("length", self.length, "an integer from 12 (60 bits) to 32")
-        if not (_is_number(self.lifetime) and 60 <= self.lifetime <= 90 * _DAY):
-            _bad("lifetime", self.lifetime, "seconds from 60 to 90 days")
-        if not (_is_number(self.period) and 0 < self.period < math.inf):
-            _bad("period", self.period, "seconds > 0")
-        for name in ("per_contact", "per_domain", "per_device"):
-            value = getattr(self, name)
-            if value is not None and not (_is_int(value) and value >= 1):
-                _bad(name, value, "an integer >= 1, or None for no limit")
-        if not (_is_int(self.attempts) and self.attempts >= 1):
-            _bad("attempts", self.attempts, "an integer >= 1")
-        if not (_is_number(self.attempt_window) and 0 < self.attempt_window <= _DAY):
-            _bad("attempt_window", self.attempt_window, "seconds > 0, at most a day")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
-
-
-def _duration(seconds: float) -> str:
-    for unit, size in (("days", _DAY), ("hours", 3600), ("minutes", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g} {unit}"
-    return f"{seconds:g} seconds"
-
-
-def _bad(field: str, value: object, expected: str) -> None:
-    raise ConfigError(f"CodePolicy.{field}: expected {expected}, got {value!r}")
 
 
 #: Why :meth:`CodeBook.issue` issued no code; see :class:`Refused`.
@@ -514,7 +386,7 @@ class CodeBook:
             if answer != "duplicate":
                 by = _LIMITS[answer]
                 detail = (
-                    f"{limits_by[by]} codes were issued to this {by} in the last {_duration(self.policy.period)}, "
+                    f"{limits_by[by]} codes were issued to this {by} in the last {duration_text(self.policy.period)}, "
                     f"the most CodePolicy.per_{by} allows"
                 )
                 return self._refuse(Refused(reason=answer, detail=detail))
@@ -593,7 +465,7 @@ class CodeBook:
             raise ValueError("redeem: expected a non-empty `order_id`, got ''")
         if not client_key:
             raise ValueError("redeem: expected a non-empty `client_key` (such as the client's IP address), got ''")
-        if not (_is_int(cart_value) and cart_value >= 0):
+        if not (is_int(cart_value) and cart_value >= 0):
             raise ValueError(f"redeem: expected `cart_value` in minor units >= 0, got {cart_value!r}")
         policy = self.policy
         client = self._abuse_hash(b"client", client_bucket(client_key))
