@@ -31,7 +31,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from ..facts import MessageOutcome
+from ..facts import LinkVisit, MessageOutcome
 from ..offers import discount_for
 from ..store.base import CodeRecord
 from ._facts import CODE_OFFERS, DAY, Facts, Order, Orders, add_money, day_of
@@ -219,13 +219,48 @@ def recovery(facts: Facts, *, window: float = DEFAULT_WINDOW) -> Recovery:
     if not window > 0:  # also refuses NaN
         raise ValueError(f"window={window!r}; expected an attribution window in seconds > 0")
     orders = Orders(facts.conversions)
-    accs: dict[_Key, _Acc] = defaultdict(_Acc)
-    days: dict[str, _Day] = defaultdict(_Day)
-    sent_by_cart: dict[str, list[MessageOutcome]] = defaultdict(list)
+    tally = _Tally(window)
     for outcome in sorted(facts.outcomes, key=lambda o: (o.at, o.key)):
-        keys = _keys(outcome)
-        for key in keys:
-            acc = accs[key]
+        tally.outcome(outcome)
+    for visit in sorted(facts.visits, key=lambda v: (v.at, v.cart_key)):
+        tally.visit(visit)
+    for cart in tally.sent_by_cart:
+        tally.convert(cart, orders)
+    accs = tally.accs
+    _credit_codes(facts.codes, tally.sent_by_cart, orders, accs)
+    total = accs[("all",)].row(("all",))
+    ordered = sorted(accs.items(), key=lambda kv: (_ORDER[kv[0][0]], kv[0]))
+    rows = [acc.row(key) for key, acc in ordered if key != ("all",)]
+    day_rows = [
+        DayRow(
+            day=day, sent=d.sent, link_visits=d.link_visits, recovered=d.recovered,
+            revenue=dict(sorted(d.revenue.items())),
+        )
+        for day, d in sorted(tally.days.items())
+    ]
+    return Recovery(
+        window=window, total=total, rows=rows, days=day_rows, codes_issued=len(facts.codes),
+        cohort=_cohort(facts, orders, window, set(tally.sent_by_cart), len(tally.recovered)),
+    )  # fmt: skip
+
+
+class _Tally:
+    """The running figures of :func:`recovery`: per row (``accs``), per day, and the messages sent per cart.
+
+    Feed it every outcome first (in time order), then the link visits, then each messaged cart's orders.
+    """
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.accs: dict[_Key, _Acc] = defaultdict(_Acc)
+        self.days: dict[str, _Day] = defaultdict(_Day)
+        self.sent_by_cart: dict[str, list[MessageOutcome]] = defaultdict(list)
+        self.times: dict[str, list[float]] = {}  # per cart, the times of sent_by_cart's messages
+        self.recovered: set[str] = set()
+
+    def outcome(self, outcome: MessageOutcome) -> None:
+        for key in _keys(outcome):
+            acc = self.accs[key]
             acc.outcomes += 1
             if outcome.outcome == "sent":
                 acc.sent += 1
@@ -235,51 +270,38 @@ def recovery(facts: Facts, *, window: float = DEFAULT_WINDOW) -> Recovery:
             else:
                 acc.not_sent[outcome.outcome] += 1
         if outcome.outcome == "sent":
-            sent_by_cart[outcome.cart_key].append(outcome)
-            days[day_of(outcome.at)].sent += 1
-    times = {cart: [m.at for m in sent] for cart, sent in sent_by_cart.items()}
+            self.sent_by_cart[outcome.cart_key].append(outcome)
+            self.times.setdefault(outcome.cart_key, []).append(outcome.at)
+            self.days[day_of(outcome.at)].sent += 1
 
-    for visit in sorted(facts.visits, key=lambda v: (v.at, v.cart_key)):
-        sent = sent_by_cart.get(visit.cart_key)
+    def visit(self, visit: LinkVisit) -> None:
+        sent = self.sent_by_cart.get(visit.cart_key)
+        if not sent:
+            return
         # A link does not exist before its message: a visit at the very instant of the send followed it.
-        message = _latest_before(sent, times[visit.cart_key], visit.at, window, inclusive=True) if sent else None
+        message = _latest_before(sent, self.times[visit.cart_key], visit.at, self.window, inclusive=True)
         if message is not None:
-            days[day_of(visit.at)].link_visits += 1
+            self.days[day_of(visit.at)].link_visits += 1
             for key in _keys(message):
-                accs[key].links.add(visit.cart_key)
+                self.accs[key].links.add(visit.cart_key)
 
-    recovered: set[str] = set()
-    for cart, sent in sent_by_cart.items():
+    def convert(self, cart: str, orders: Orders) -> None:
+        """Credit the cart's first order within the window of a message to the latest message before it."""
+        sent = self.sent_by_cart[cart]
         for conversion in orders.conversions_of(cart):
-            message = _latest_before(sent, times[cart], conversion.at, window)
+            message = _latest_before(sent, self.times[cart], conversion.at, self.window)
             if message is None:
                 continue
             order = orders.order_of(conversion)
-            recovered.add(cart)
-            day = days[day_of(conversion.at)]
+            self.recovered.add(cart)
+            day = self.days[day_of(conversion.at)]
             day.recovered += 1
-            if order.key not in accs[("all",)].orders and order.value is not None:
+            if order.key not in self.accs[("all",)].orders and order.value is not None:
                 add_money(day.revenue, order.currency, order.value)  # each order once, on the day it was placed
             for key in _keys(message):
-                accs[key].recovered.add(cart)
-                accs[key].orders[order.key] = order
-            break
-
-    _credit_codes(facts.codes, sent_by_cart, orders, accs)
-    total = accs[("all",)].row(("all",))
-    ordered = sorted(accs.items(), key=lambda kv: (_ORDER[kv[0][0]], kv[0]))
-    rows = [acc.row(key) for key, acc in ordered if key != ("all",)]
-    day_rows = [
-        DayRow(
-            day=day, sent=d.sent, link_visits=d.link_visits, recovered=d.recovered,
-            revenue=dict(sorted(d.revenue.items())),
-        )
-        for day, d in sorted(days.items())
-    ]
-    return Recovery(
-        window=window, total=total, rows=rows, days=day_rows, codes_issued=len(facts.codes),
-        cohort=_cohort(facts, orders, window, set(sent_by_cart), len(recovered)),
-    )  # fmt: skip
+                self.accs[key].recovered.add(cart)
+                self.accs[key].orders[order.key] = order
+            return
 
 
 def _credit_codes(
