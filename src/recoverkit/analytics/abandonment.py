@@ -84,41 +84,54 @@ def abandonment(events: Sequence[Event], *, config: Config | None = None, scorer
         sessionize.advance(float(events[-1].ts), out)  # type: ignore[arg-type]  # ts is a float here
     handed: list[object] = []
     score.handle([x for x in out if type(x) is Abandoned], handed)
-    scored = [x for x in handed if type(x) is Scored]
     converted = [x for x in out if type(x) is Converted]
-    conversions: dict[str, list[float]] = defaultdict(list)
-    for c in converted:
-        conversions[c.cart_key].append(c.at)
+    counts = _Counts(converted)
+    for item in handed:
+        if type(item) is Scored:
+            counts.add(item)
+    total = sum(counts.reasons.values())
+    return Abandonment(
+        carts=sessionize.counts["carts"], abandonments=total, abandoned_carts=len(counts.abandoned_carts),
+        by_reason=counts.rows(total), by_trigger=dict(sorted(counts.triggers.items())),
+        by_step=dict(sorted(counts.steps.items())), converted_own=sum(1 for c in converted if c.own),
+        converted_elsewhere=sum(1 for c in converted if not c.own), came_back=len(counts.came_back),
+        open_at_end=sessionize.open_carts(),
+    )  # fmt: skip
 
-    reasons: Counter[str] = Counter()
-    back: Counter[str] = Counter()
-    values: dict[str, dict[str, int]] = defaultdict(dict)
-    triggers: Counter[str] = Counter()
-    steps: Counter[str] = Counter()
-    abandoned_carts: set[str] = set()
-    came_back: set[str] = set()
-    for item in scored:
+
+class _Counts:
+    """The scored abandonments counted by reason, trigger and step, with the carts bought afterwards anyway."""
+
+    def __init__(self, converted: Sequence[Converted]) -> None:
+        self.conversions: dict[str, list[float]] = defaultdict(list)
+        for c in converted:
+            self.conversions[c.cart_key].append(c.at)
+        self.reasons: Counter[str] = Counter()
+        self.back: Counter[str] = Counter()
+        self.values: dict[str, dict[str, int]] = defaultdict(dict)
+        self.triggers: Counter[str] = Counter()
+        self.steps: Counter[str] = Counter()
+        self.abandoned_carts: set[str] = set()
+        self.came_back: set[str] = set()
+
+    def add(self, item: Scored) -> None:
         left = item.abandoned
         cart = left.cart
-        reasons[item.reason] += 1
-        triggers[left.trigger] += 1
-        steps[_STEP_NAMES.get(cart.step, str(int(cart.step)))] += 1
-        add_money(values[item.reason], cart.currency, cart.value)
-        abandoned_carts.add(cart.cart_key)
-        if any(at > left.at for at in conversions.get(cart.cart_key, ())):
-            back[item.reason] += 1
-            came_back.add(cart.cart_key)
-    total = sum(reasons.values())
-    rows = [
-        ReasonRow(
-            reason=reason, abandonments=n, share=n / total, came_back=back[reason],
-            value=dict(sorted(values[reason].items())),
-        )
-        for reason, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
-    ]
-    return Abandonment(
-        carts=sessionize.counts["carts"], abandonments=total, abandoned_carts=len(abandoned_carts), by_reason=rows,
-        by_trigger=dict(sorted(triggers.items())), by_step=dict(sorted(steps.items())),
-        converted_own=sum(1 for c in converted if c.own), converted_elsewhere=sum(1 for c in converted if not c.own),
-        came_back=len(came_back), open_at_end=sessionize.open_carts(),
-    )  # fmt: skip
+        self.reasons[item.reason] += 1
+        self.triggers[left.trigger] += 1
+        self.steps[_STEP_NAMES.get(cart.step, str(int(cart.step)))] += 1
+        add_money(self.values[item.reason], cart.currency, cart.value)
+        self.abandoned_carts.add(cart.cart_key)
+        if any(at > left.at for at in self.conversions.get(cart.cart_key, ())):
+            self.back[item.reason] += 1
+            self.came_back.add(cart.cart_key)
+
+    def rows(self, total: int) -> list[ReasonRow]:
+        """One row per reason, the most frequent first."""
+        return [
+            ReasonRow(
+                reason=reason, abandonments=n, share=n / total, came_back=self.back[reason],
+                value=dict(sorted(self.values[reason].items())),
+            )
+            for reason, n in sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     import jinja2
     from markupsafe import Markup
 
+    from .funnel import Funnel
+    from .recovery import Recovery
+
 __all__ = ["CHART_IDS", "render_html"]
 
 #: The ids of the charts every report has (a chart without data says so inside it).
@@ -48,30 +51,7 @@ def _verdict(value: str | None) -> str:
 
 def _charts(report: Report) -> dict[str, Markup]:
     f, rec, up = report.funnel, report.recovery, report.uplift
-    if f is not None:
-        funnel = bar_chart(
-            "chart-funnel", "Checkout funnel: sessions reaching each step",
-            [(s.step, s.sessions, f"({pct(s.conversion)} of previous)" if s.conversion is not None else "",
-              s.bottleneck is not None) for s in f.steps],
-            empty="no funnel steps in these events",
-        )  # fmt: skip
-        reasons = bar_chart(
-            "chart-reasons", "Abandonment by likely reason",
-            [(x.reason, x.abandonments, f"({pct(x.share)})", False) for x in f.abandonment.by_reason],
-            empty="no cart was abandoned in these events",
-        )  # fmt: skip
-    else:
-        c = rec.cohort if rec is not None else None
-        rows = [] if c is None else [
-            ("abandoned, routed", c.abandoned_carts, "", False), ("messaged", c.messaged_carts, "", False),
-            ("followed a link", rec.total.link_carts if rec else 0, "", False),
-            ("recovered", c.recovered_carts, "", False),
-        ]  # fmt: skip
-        funnel = bar_chart("chart-funnel", "Recovery funnel from the store's facts", rows, empty="no data")
-        reasons = bar_chart(
-            "chart-reasons", "Abandoned carts routed to a flow, by likely reason",
-            [] if c is None else [(k, v, "", False) for k, v in c.by_reason.items()], empty="no data",
-        )  # fmt: skip
+    funnel, reasons = _event_charts(f) if f is not None else _store_charts(rec)
     recovery = time_chart(
         "chart-recovery", "Recovery over time: messages sent and carts recovered per day",
         [] if rec is None else [(d.day, d.sent, d.recovered) for d in rec.days],
@@ -90,6 +70,38 @@ def _charts(report: Report) -> dict[str, Markup]:
     from markupsafe import Markup
 
     return {name: Markup(svg) for name, svg in zip(CHART_IDS, (funnel, reasons, recovery, uplift), strict=True)}
+
+
+def _event_charts(f: Funnel) -> tuple[str, str]:
+    """The funnel and reasons charts from the events: the checkout funnel and the engine's abandonments."""
+    funnel = bar_chart(
+        "chart-funnel", "Checkout funnel: sessions reaching each step",
+        [(s.step, s.sessions, f"({pct(s.conversion)} of previous)" if s.conversion is not None else "",
+          s.bottleneck is not None) for s in f.steps],
+        empty="no funnel steps in these events",
+    )  # fmt: skip
+    reasons = bar_chart(
+        "chart-reasons", "Abandonment by likely reason",
+        [(x.reason, x.abandonments, f"({pct(x.share)})", False) for x in f.abandonment.by_reason],
+        empty="no cart was abandoned in these events",
+    )  # fmt: skip
+    return funnel, reasons
+
+
+def _store_charts(rec: Recovery | None) -> tuple[str, str]:
+    """The funnel and reasons charts without events: the end of the funnel that the store's facts tell."""
+    c = rec.cohort if rec is not None else None
+    rows = [] if c is None else [
+        ("abandoned, routed", c.abandoned_carts, "", False), ("messaged", c.messaged_carts, "", False),
+        ("followed a link", rec.total.link_carts if rec else 0, "", False),
+        ("recovered", c.recovered_carts, "", False),
+    ]  # fmt: skip
+    funnel = bar_chart("chart-funnel", "Recovery funnel from the store's facts", rows, empty="no data")
+    reasons = bar_chart(
+        "chart-reasons", "Abandoned carts routed to a flow, by likely reason",
+        [] if c is None else [(k, v, "", False) for k, v in c.by_reason.items()], empty="no data",
+    )  # fmt: skip
+    return funnel, reasons
 
 
 def render_html(report: Report) -> str:

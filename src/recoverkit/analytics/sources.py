@@ -125,25 +125,8 @@ def load_events(
         raise ValueError(f"format={format!r}; expected one of {', '.join(FORMATS)}")
     skipped: Counter[str] = Counter()
     name = str(source) if isinstance(source, str | Path) else "<memory>"
-    events: Iterable[Event]
-    kind: str
-    if isinstance(source, str | Path):
-        kind = sniff_format(source) if format == "auto" else format
-        events = _from_file(source, kind, skipped)
-    elif isinstance(source, list) and all(isinstance(x, bytes) for x in source):
-        kind = "jsonl"
-        events = _from_jsonl(source, skipped)
-    else:
-        kind = "events"
-        events = _with_times(source, skipped)  # type: ignore[arg-type]
-    kept: list[tuple[float, int, int, Event]] = []
-    for n, event in enumerate(events):
-        ts: float = event.ts  # type: ignore[assignment]  # every reader above makes it a float
-        if (since is not None and ts < since) or (until is not None and ts >= until):
-            skipped["outside_period"] += 1
-            continue
-        kept.append((ts, 1 if type(event) is Purchase else 0, n, event))  # ingest's order; see ingest._rank
-    kept.sort(key=lambda x: x[:3])
+    kind, events = _reader(source, format, skipped)
+    kept = _in_order(events, since, until, skipped)
     ordered = [x[3] for x in kept]
     first = kept[0][0] if kept else None
     last = kept[-1][0] if kept else None
@@ -152,6 +135,34 @@ def load_events(
         last_at=last,
     )  # fmt: skip
     return EventLog(events=ordered, source=info, skipped=skipped)
+
+
+def _reader(
+    source: str | Path | list[bytes] | Iterable[Event], format: EventFormat, skipped: Counter[str]
+) -> tuple[str, Iterable[Event]]:
+    """The kind of ``source`` and its events, each with a float ``ts`` (the others counted in ``skipped``)."""
+    if isinstance(source, str | Path):
+        kind = sniff_format(source) if format == "auto" else format
+        return kind, _from_file(source, kind, skipped)
+    if isinstance(source, list) and all(isinstance(x, bytes) for x in source):
+        return "jsonl", _from_jsonl(source, skipped)
+    return "events", _with_times(source, skipped)  # type: ignore[arg-type]
+
+
+def _in_order(
+    events: Iterable[Event], since: float | None, until: float | None, skipped: Counter[str]
+) -> list[tuple[float, int, int, Event]]:
+    """The events at ``since`` <= ``ts`` < ``until`` in ingest's order, each keyed by (time, purchase last, file
+    order); the others counted as ``outside_period``."""
+    kept: list[tuple[float, int, int, Event]] = []
+    for n, event in enumerate(events):
+        ts: float = event.ts  # type: ignore[assignment]  # every reader makes it a float
+        if (since is not None and ts < since) or (until is not None and ts >= until):
+            skipped["outside_period"] += 1
+            continue
+        kept.append((ts, 1 if type(event) is Purchase else 0, n, event))  # ingest's order; see ingest._rank
+    kept.sort(key=lambda x: x[:3])
+    return kept
 
 
 def _from_file(path: str | Path, kind: str, skipped: Counter[str]) -> Iterable[Event]:
