@@ -1,0 +1,68 @@
+"""Connection settings: a URL in, a description safe to print out, and errors that never show the password.
+
+A store is given a libpq URL (``postgresql://user:password@host:5432/shop``) or key/value connection string
+(``host=... dbname=...``). Whatever goes wrong, the message names the setting (``url``), what was reached
+(user, host, port, database: :func:`describe`) and the fix, and never holds the password: libpq's own messages
+are passed through :func:`scrub` first, and an exception raised from a psycopg error is not chained to it (its
+text could hold the connection string).
+"""
+
+from __future__ import annotations
+
+from typing import Final, TypeAlias
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow
+
+from ...errors import ConfigError, StoreError
+
+__all__ = ["EXPECTED", "Conn", "connection_error", "describe", "parse", "scrub"]
+
+Conn: TypeAlias = psycopg.Connection[TupleRow]
+EXPECTED: Final = "postgresql://user:password@host:5432/database (or a libpq key=value string)"
+
+
+def parse(url: str) -> dict[str, str]:
+    """The connection settings in ``url``; :class:`~recoverkit.errors.ConfigError` if it is not one."""
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError(f"PostgresStore: expected `url` to be {EXPECTED}, got {type(url).__name__} {url!r}"[:200])
+    try:
+        settings = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        # libpq's message quotes the part it could not read, which may be the password: say only what is wanted.
+        raise ConfigError(f"PostgresStore: `url` is not a PostgreSQL connection URL; expected {EXPECTED}") from None
+    return {key: str(value) for key, value in settings.items() if value is not None}
+
+
+def describe(settings: dict[str, str]) -> str:
+    """``user@host:port/database``, as far as ``settings`` say (libpq's defaults fill in the rest)."""
+    user = settings.get("user", "")
+    host = settings.get("host") or settings.get("hostaddr") or "(default host)"
+    port = settings.get("port", "")
+    database = settings.get("dbname", "")
+    return f"{user + '@' if user else ''}{host}{':' + port if port else ''}/{database}"
+
+
+def scrub(text: str, settings: dict[str, str]) -> str:
+    """``text`` with the password in ``settings`` replaced by ``***`` wherever it occurs."""
+    password = settings.get("password")
+    return text.replace(password, "***") if password else text
+
+
+def connection_error(exc: psycopg.Error, settings: dict[str, str], schema: str) -> StoreError:
+    """The error to raise when connecting, or the first query, failed with ``exc``."""
+    reason = scrub(str(exc).strip(), settings) or type(exc).__name__
+    where = describe(settings)
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        fix = (
+            f"the user in `url` needs USAGE and CREATE on schema {schema!r} and SELECT, INSERT, UPDATE, DELETE on its "
+            "tables (an owner of the schema has them)"
+        )
+    elif isinstance(exc, psycopg.errors.InvalidCatalogName):
+        fix = "the database in `url` does not exist: create it (createdb) or correct `url`"
+    elif isinstance(exc, psycopg.errors.InvalidPassword | psycopg.errors.InvalidAuthorizationSpecification):
+        fix = "check the user and password in `url` (and pg_hba.conf on the server)"
+    else:
+        fix = "check that the server runs and that `url` names its host, port, database, user and password"
+    return StoreError(f"PostgresStore: cannot use {where} ({reason}); {fix}")

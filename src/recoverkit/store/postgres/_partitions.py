@@ -1,0 +1,314 @@
+"""The partitioned journal, the per-partition leases with their fencing epoch, and per-partition checkpoints.
+
+What is new with several hosts (issue 14), and how each promise is kept:
+
+- **Partitions.** An event belongs to partition :func:`partition_of` (its session id) out of the store's fixed
+  number. Everything about a session (its events, the carts, timers and schedule they build) is in one partition,
+  so one owner at a time can run it.
+- **Positions without gaps under concurrent writers.** Each partition has a counter row (``journal_heads``). An
+  append takes the counters of the partitions it writes to with ``SELECT ... FOR UPDATE`` (in partition order,
+  so two appends never deadlock), advances them, and inserts its rows, in one transaction. Another append to
+  the same partition waits on the row lock until this one commits, so positions are handed out in commit
+  order: a reader that saw position *n* committed has seen every position below it, and reading
+  ``position > last`` never skips a row that commits later (a ``bigserial`` does not give this: sequence
+  values are taken before commit, and commits finish out of order). Appends to different partitions do not
+  wait for each other.
+- **Leases with an epoch, on the server's clock.** A partition's lease row says who owns it until when
+  (``clock_timestamp()`` of the database server: the hosts' clocks may disagree, the server's is one). The
+  epoch rises each time the lease passes to another owner (or is taken again after a release). Every write
+  made as an owner (a checkpoint, a claim) names the epoch it holds and locks the lease row ``FOR SHARE`` while
+  it checks owner, epoch and expiry: a new owner's take (an ``UPDATE`` of that row) waits until such a write
+  has committed, and after the take every write carrying the old epoch is refused. A stalled process that
+  wakes up after losing its partition can write nothing.
+- **Fenced checkpoints.** One row per partition, written only by the current owner, never moved back.
+
+The one-sequence methods of today's :class:`~recoverkit.store.Store` protocol (``append_events``,
+``read_events``, ``save_checkpoint`` ...) are the journal of partition 0 of a store made with one partition;
+on a store with more they raise :class:`~recoverkit.errors.StoreError` (the engine's use of partitions comes
+next: ``docs/scaling.md``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from typing import Final, Literal
+
+import msgspec
+
+from ...errors import StoreError
+from ..base import Checkpoint, JournalEntry, check_position, check_read_limit
+from ._plumbing import Conn, Plumbing
+
+__all__ = ["CheckpointAnswer", "PartitionLease", "PartitionedJournal", "partition_of"]
+
+#: What :meth:`PartitionedJournal.save_partition_checkpoint` answers: ``"saved"``; ``"behind"``, a checkpoint
+#: with a higher position is stored (kept); ``"fenced"``, the caller does not hold the partition's lease at
+#: the epoch it named (or it expired): nothing was written.
+CheckpointAnswer = Literal["saved", "behind", "fenced"]
+
+#: The fence: the lease row of the partition, held by this owner at this epoch and unexpired on the server's
+#: clock, locked FOR SHARE so that no take-over can commit before the write that checked it.
+FENCE: Final = (
+    "SELECT 1 FROM partition_leases WHERE part = %s AND owner = %s AND epoch = %s "
+    "AND expires_at > clock_timestamp() FOR SHARE"
+)
+
+
+def partition_of(session_id: str, partitions: int) -> int:
+    """The partition (0 .. ``partitions`` - 1) of the events of ``session_id``: the same in every process.
+
+    A keyed-free BLAKE2b hash (not Python's ``hash``, which is salted per process) of the id's UTF-8 bytes,
+    modulo ``partitions``.
+    """
+    digest = hashlib.blake2b(session_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % partitions
+
+
+class PartitionLease(msgspec.Struct, frozen=True, kw_only=True):
+    """A partition's lease as the server saw it: ``owner`` (``None`` when free, released or expired), its
+    ``epoch`` (the fencing token) and when it expires, in epoch seconds of the server's clock."""
+
+    partition: int
+    owner: str | None
+    epoch: int
+    expires_at: float
+
+
+class PartitionedJournal(Plumbing):
+    """The journal, leases and checkpoints of a partitioned store; see the module docstring."""
+
+    # -- partitions -----------------------------------------------------------------------------------------
+
+    def partition_of(self, session_id: str) -> int:
+        """The partition of ``session_id``'s events in this store (:func:`partition_of`)."""
+        return partition_of(session_id, self.partitions)
+
+    def _check_partition(self, method: str, partition: int) -> None:
+        if isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < self.partitions:
+            raise ValueError(f"{method}: expected a partition from 0 to {self.partitions - 1}, got {partition!r}")
+
+    def append_keyed(self, events: Sequence[tuple[str, bytes]], *, now: float) -> list[tuple[int, int]]:
+        """Append ``(session_id, data)`` events accepted at ``now``, each to its session's partition, in one
+        transaction; return each event's ``(partition, position)``, in the order given.
+
+        The events of one partition in one call get consecutive positions in the order given, above every
+        position handed out before in that partition; see the module docstring for why no reader ever sees a gap.
+        """
+        if not events:
+            return []
+        parts = [self.partition_of(session_id) for session_id, _ in events]
+        return self._append(parts, [data for _, data in events], now)
+
+    def _append(self, parts: list[int], datas: list[bytes], now: float) -> list[tuple[int, int]]:
+        counts = Counter(parts)
+        order = sorted(counts)
+
+        def run(conn: Conn) -> list[tuple[int, int]]:
+            # Lock the counters in partition order (no deadlock between two appends), then advance them.
+            conn.execute("SELECT part FROM journal_heads WHERE part = ANY(%s) ORDER BY part FOR UPDATE", (order,))
+            rows = conn.execute(
+                "UPDATE journal_heads h SET last_position = h.last_position + v.n "
+                "FROM unnest(%s::integer[], %s::bigint[]) AS v(part, n) WHERE h.part = v.part "
+                "RETURNING h.part, h.last_position",
+                (order, [counts[p] for p in order]),
+            ).fetchall()
+            following = {part: last - counts[part] + 1 for part, last in rows}
+            if len(following) != len(order):
+                raise StoreError(f"append: partitions {order} are not all in this store's {self.partitions}")
+            positions: list[tuple[int, int]] = []
+            with conn.cursor().copy(
+                "COPY journal (part, position, data, accepted_at) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["int4", "int8", "bytea", "float8"])
+                for part, data in zip(parts, datas, strict=True):
+                    position = following[part]
+                    following[part] = position + 1
+                    copy.write_row((part, position, bytes(data), now))
+                    positions.append((part, position))
+            return positions
+
+        return self._write("append", run)
+
+    def read_partition(self, partition: int, after: int, limit: int) -> list[JournalEntry]:
+        """Up to ``limit`` (>= 1) events of ``partition`` with ``position > after``, by position (``seq`` is the
+        position)."""
+        self._check_partition("read_partition", partition)
+        check_read_limit(after, limit)
+        return self._read(
+            "read_partition",
+            lambda conn: [
+                JournalEntry(seq=position, data=data, accepted_at=at)
+                for position, data, at in conn.execute(
+                    "SELECT position, data, accepted_at FROM journal WHERE part = %s AND position > %s "
+                    "ORDER BY position LIMIT %s",
+                    (partition, after, limit),
+                ).fetchall()
+            ],
+        )
+
+    def partition_head(self, partition: int) -> int:
+        """The highest position ever handed out in ``partition`` (0 for none), trimmed or not."""
+        self._check_partition("partition_head", partition)
+        return self._read("partition_head", lambda conn: _head(conn, partition))
+
+    def trim_partition(self, partition: int, through: int) -> int:
+        """Delete the events of ``partition`` with ``position <= through``; return how many. Positions are
+        never reused."""
+        self._check_partition("trim_partition", partition)
+        return self._write(
+            "trim_partition",
+            lambda conn: conn.execute(
+                "DELETE FROM journal WHERE part = %s AND position <= %s", (partition, through)
+            ).rowcount,
+        )
+
+    # -- partition leases -----------------------------------------------------------------------------------
+
+    def take_partition(self, partition: int, owner: str, *, ttl: float) -> PartitionLease | None:
+        """Take or renew ``partition``'s lease for ``owner`` for ``ttl`` seconds of the server's clock.
+
+        ``None`` when another owner holds it unexpired. Otherwise the lease, whose ``epoch`` is the one held
+        before if ``owner`` held it last (renewed, even after it expired: nobody took it meanwhile, so nobody
+        wrote with another epoch), and one higher if it passed from anyone else (or from a release): a process
+        that finds its epoch changed lost the partition meanwhile and must restore from the checkpoint.
+        """
+        self._check_partition("take_partition", partition)
+        if not owner:
+            raise ValueError("take_partition: expected a non-empty `owner`, got ''")
+        if not ttl > 0:  # also refuses NaN
+            raise ValueError(f"take_partition: expected `ttl` > 0 seconds, got {ttl!r}")
+
+        def run(conn: Conn) -> PartitionLease | None:
+            # The right-hand sides read the row as it was: the epoch rises unless the same owner held it last.
+            row = conn.execute(
+                "UPDATE partition_leases SET epoch = CASE WHEN owner IS NOT DISTINCT FROM %(owner)s THEN epoch "
+                "ELSE epoch + 1 END, owner = %(owner)s, "
+                "expires_at = clock_timestamp() + %(ttl)s * interval '1 second' "
+                "WHERE part = %(part)s AND (owner IS NULL OR owner = %(owner)s OR expires_at <= clock_timestamp()) "
+                "RETURNING epoch, extract(epoch FROM expires_at)::float8",
+                {"owner": owner, "ttl": float(ttl), "part": partition},
+            ).fetchone()
+            if row is None:
+                return None
+            return PartitionLease(partition=partition, owner=owner, epoch=int(row[0]), expires_at=float(row[1]))
+
+        return self._write("take_partition", run)
+
+    def release_partition(self, partition: int, owner: str) -> bool:
+        """Give ``partition`` up at once if ``owner`` holds it (a clean shutdown hands it over without waiting
+        for the lease to lapse); whether it did. The epoch stays: the next taker raises it."""
+        self._check_partition("release_partition", partition)
+        return self._write(
+            "release_partition",
+            lambda conn: conn.execute(
+                "UPDATE partition_leases SET owner = NULL, expires_at = '-infinity' WHERE part = %s AND owner = %s",
+                (partition, owner),
+            ).rowcount
+            > 0,
+        )
+
+    def partition_leases(self) -> list[PartitionLease]:
+        """Every partition's lease, by partition, judged now by the server's clock (``owner`` ``None`` if free)."""
+
+        def run(conn: Conn) -> list[PartitionLease]:
+            rows = conn.execute(
+                "SELECT part, CASE WHEN expires_at > clock_timestamp() THEN owner END, epoch, "
+                "extract(epoch FROM expires_at)::float8 FROM partition_leases ORDER BY part"
+            ).fetchall()
+            return [PartitionLease(partition=p, owner=o, epoch=int(e), expires_at=float(x)) for p, o, e, x in rows]
+
+        return self._read("partition_leases", run)
+
+    # -- partition checkpoints ------------------------------------------------------------------------------
+
+    def save_partition_checkpoint(
+        self, partition: int, *, owner: str, epoch: int, position: int, state: bytes, now: float
+    ) -> CheckpointAnswer:
+        """Replace ``partition``'s checkpoint with ``state`` as of ``position``, if ``owner`` holds the partition
+        at ``epoch`` (``"fenced"`` otherwise, writing nothing); a stored checkpoint with a higher position is
+        kept (``"behind"``). See :data:`CheckpointAnswer`."""
+        self._check_partition("save_partition_checkpoint", partition)
+        check_position(position)
+
+        def run(conn: Conn) -> CheckpointAnswer:
+            if conn.execute(FENCE, (partition, owner, epoch)).fetchone() is None:
+                return "fenced"
+            saved = conn.execute(
+                "INSERT INTO partition_checkpoints AS c (part, position, state, saved_at, epoch) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (part) DO UPDATE SET position = excluded.position, "
+                "state = excluded.state, saved_at = excluded.saved_at, epoch = excluded.epoch "
+                "WHERE excluded.position >= c.position",
+                (partition, position, bytes(state), now, epoch),
+            ).rowcount
+            return "saved" if saved else "behind"
+
+        return self._write("save_partition_checkpoint", run)
+
+    def load_partition_checkpoint(self, partition: int) -> Checkpoint | None:
+        """``partition``'s last checkpoint, or ``None``."""
+        self._check_partition("load_partition_checkpoint", partition)
+
+        def run(conn: Conn) -> Checkpoint | None:
+            row = conn.execute(
+                "SELECT position, state, saved_at FROM partition_checkpoints WHERE part = %s", (partition,)
+            ).fetchone()
+            return None if row is None else Checkpoint(position=row[0], state=row[1], saved_at=row[2])
+
+        return self._read("load_partition_checkpoint", run)
+
+    # -- today's Store protocol: the journal as one sequence ------------------------------------------------
+
+    def _one_sequence(self, method: str) -> None:
+        if self.partitions != 1:
+            raise StoreError(
+                f"{method}: this store's journal has {self.partitions} partitions, so it has no single sequence; use "
+                "the partitioned methods (append_keyed, read_partition, ...), or a store made with partitions=1"
+            )
+
+    def append_events(self, events: Sequence[bytes], *, now: float) -> int:
+        self._one_sequence("append_events")
+        if not events:
+            return self.last_seq()
+        return self._append([0] * len(events), list(events), now)[-1][1]
+
+    def read_events(self, after: int, limit: int) -> list[JournalEntry]:
+        self._one_sequence("read_events")
+        return self.read_partition(0, after, limit)
+
+    def trim_events(self, through: int) -> int:
+        self._one_sequence("trim_events")
+        return self.trim_partition(0, through)
+
+    def last_seq(self) -> int:
+        self._one_sequence("last_seq")
+        return self.partition_head(0)
+
+    def save_checkpoint(self, position: int, state: bytes, *, now: float) -> bool:
+        self._one_sequence("save_checkpoint")
+        check_position(position)
+        return self._write(
+            "save_checkpoint",
+            lambda conn: conn.execute(
+                "INSERT INTO checkpoint AS c (id, position, state, saved_at) VALUES (1, %s, %s, %s) "
+                "ON CONFLICT (id) DO UPDATE SET position = excluded.position, state = excluded.state, "
+                "saved_at = excluded.saved_at WHERE excluded.position >= c.position",
+                (position, bytes(state), now),
+            ).rowcount
+            > 0,
+        )
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        self._one_sequence("load_checkpoint")
+
+        def run(conn: Conn) -> Checkpoint | None:
+            row = conn.execute("SELECT position, state, saved_at FROM checkpoint WHERE id = 1").fetchone()
+            return None if row is None else Checkpoint(position=row[0], state=row[1], saved_at=row[2])
+
+        return self._read("load_checkpoint", run)
+
+
+def _head(conn: Conn, partition: int) -> int:
+    row = conn.execute("SELECT last_position FROM journal_heads WHERE part = %s", (partition,)).fetchone()
+    return 0 if row is None else int(row[0])

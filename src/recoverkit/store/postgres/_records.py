@@ -1,0 +1,409 @@
+"""Codes, facts for analytics, and data protection (suppression, erasure, access, retention) in PostgreSQL.
+
+The same answers as :class:`~recoverkit.store.SQLiteStore` gives, through the same argument checks and judges in
+:mod:`recoverkit.store.base`. Where SQLite's single writer makes a count-then-insert atomic for free
+(``issue_code``'s limits, ``record_attempt``'s count), a transaction here first locks the table against other
+writers (``LOCK TABLE ... IN EXCLUSIVE MODE``; readers go on): of any number of processes issuing at once, no
+limit is exceeded. Codes are issued at the rate of abandoned carts, so the lock costs nothing that matters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Final
+
+import msgspec
+
+from ..base import (
+    FORGOTTEN,
+    LIMIT_ANSWERS,
+    PURGEABLE,
+    Assignment,
+    CodeLimit,
+    CodeRecord,
+    ContactExport,
+    Conversion,
+    Fact,
+    ForgetReport,
+    IssueAnswer,
+    LinkVisit,
+    MessageOutcome,
+    PurgeReport,
+    RedeemResult,
+    check_attempt,
+    check_code,
+    check_contact,
+    check_count,
+    check_fact,
+    check_limits,
+    check_purge,
+    check_reason,
+    check_redeem,
+    contact_hash,
+    export_letter,
+    judge_redemption,
+    limit_key,
+)
+from ._ledger import LEDGER_COLUMNS, Ledger, ledger_entry
+from ._plumbing import Conn
+
+__all__ = ["Records"]
+
+_CODE_COLUMNS: Final = (
+    "hash, cart_key, contact_key, kind, issued_at, expires_at, percent, amount, currency, min_value, domain, device, "
+    "redeemed_at, redeemed_order"
+)
+#: The column each kind of limit counts codes by; names of ours, never the caller's, so formatting them in is safe.
+_LIMIT_COLUMNS: Final = {"contact": "contact_key", "domain": "domain", "device": "device"}
+_ASSIGNMENT_COLUMNS: Final = (
+    "cart_key, flow, grp, scope, contact_key, assigned_at, value, currency, variants, score, reason, trigger_"
+)
+_CONVERSION_COLUMNS: Final = "cart_key, at, contact_key, own, value, currency, transaction_id"
+_OUTCOME_FIELDS: Final = (
+    "key", "cart_key", "contact_key", "flow", "step", "outcome", "at", "channel", "variant", "offer", "offer_kind"
+)  # fmt: skip
+_OUTCOME_COLUMNS: Final = ", ".join(_OUTCOME_FIELDS)
+_FACT_COLUMNS: Final = {
+    "assignments": _ASSIGNMENT_COLUMNS, "conversions": _CONVERSION_COLUMNS, "outcomes": _OUTCOME_COLUMNS,
+    "visits": "cart_key, at",
+}  # fmt: skip
+_json: Final = msgspec.json.Encoder()
+_variants: Final = msgspec.json.Decoder(dict[str, str])
+
+
+class Records(Ledger):
+    """Codes, facts and data protection: the rest of :class:`~recoverkit.store.postgres.PostgresStore`."""
+
+    # -- codes ----------------------------------------------------------------------------------------------
+
+    def issue_code(self, code: CodeRecord, *, limits: Sequence[CodeLimit] = ()) -> IssueAnswer:
+        check_code(code)
+        check_limits(limits)
+
+        def run(conn: Conn) -> IssueAnswer:
+            conn.execute("LOCK TABLE codes IN EXCLUSIVE MODE")  # count and insert as one, across processes
+            if conn.execute("SELECT 1 FROM codes WHERE hash = %s", (code.code_hash,)).fetchone() is not None:
+                return "duplicate"
+            for limit in limits:
+                key = limit_key(code, limit.by)
+                if key is None:
+                    continue
+                column = _LIMIT_COLUMNS[limit.by]
+                (issued,) = conn.execute(
+                    f"SELECT count(*) FROM codes WHERE {column} = %s AND issued_at >= %s", (key, limit.since)
+                ).fetchone() or (0,)
+                if issued >= limit.most:
+                    return LIMIT_ANSWERS[limit.by]
+            conn.execute(
+                f"INSERT INTO codes ({_CODE_COLUMNS}) VALUES ({', '.join(['%s'] * 14)})",
+                (
+                    code.code_hash, code.cart_key, code.contact_key, code.kind, code.issued_at, code.expires_at,
+                    code.percent, code.amount, code.currency, code.min_value, code.domain, code.device, None, None,
+                ),
+            )  # fmt: skip
+            return "issued"
+
+        return self._write("issue_code", run)
+
+    def redeem_code(
+        self, code_hash: str, *, contact_key: str, cart_value: int, currency: str | None, order_id: str, now: float
+    ) -> RedeemResult:
+        check_redeem(code_hash, contact_key, cart_value, order_id)
+
+        def run(conn: Conn) -> RedeemResult:
+            # FOR UPDATE: of two orders racing for one code, the second reads it redeemed.
+            row = conn.execute(f"SELECT {_CODE_COLUMNS} FROM codes WHERE hash = %s FOR UPDATE", (code_hash,)).fetchone()
+            code = None if row is None else _code_record(row)
+            outcome = judge_redemption(
+                code, contact_key=contact_key, cart_value=cart_value, currency=currency, order_id=order_id, now=now
+            )
+            if code is not None and outcome == "valid" and code.redeemed_order is None:
+                conn.execute(
+                    "UPDATE codes SET redeemed_at = %s, redeemed_order = %s WHERE hash = %s", (now, order_id, code_hash)
+                )
+                code = msgspec.structs.replace(code, redeemed_at=now, redeemed_order=order_id)
+            return RedeemResult(outcome=outcome, code=code)
+
+        return self._write("redeem_code", run)
+
+    def count_codes(
+        self, *, since: float, contact_key: str | None = None, domain: str | None = None, device: str | None = None
+    ) -> int:
+        check_count(contact_key, domain, device, since)
+        wanted = [(column, value) for column, value in (("contact_key", contact_key), ("domain", domain),
+                                                         ("device", device)) if value is not None]  # fmt: skip
+        where = " AND ".join(f"{column} = %s" for column, _ in wanted)
+        return self._read(
+            "count_codes",
+            lambda conn: _count(
+                conn, f"SELECT count(*) FROM codes WHERE {where} AND issued_at >= %s", (*(v for _, v in wanted), since)
+            ),
+        )
+
+    def record_attempt(self, client_key: str, *, now: float, window: float) -> int:
+        check_attempt("record_attempt", client_key, now, window)
+        cutoff = now - window
+
+        def run(conn: Conn) -> int:
+            conn.execute("LOCK TABLE code_attempts IN EXCLUSIVE MODE")  # each caller counts the attempts before it
+            conn.execute("DELETE FROM code_attempts WHERE at <= %s", (cutoff,))
+            conn.execute("INSERT INTO code_attempts (client, at) VALUES (%s, %s)", (client_key, now))
+            return _count(
+                conn, "SELECT count(*) FROM code_attempts WHERE client = %s AND at > %s AND at <= %s",
+                (client_key, cutoff, now),
+            )  # fmt: skip
+
+        return self._write("record_attempt", run)
+
+    def count_attempts(self, client_key: str, *, now: float, window: float) -> int:
+        check_attempt("count_attempts", client_key, now, window)
+        return self._read(
+            "count_attempts",
+            lambda conn: _count(
+                conn, "SELECT count(*) FROM code_attempts WHERE client = %s AND at > %s AND at <= %s",
+                (client_key, now - window, now),
+            ),
+        )  # fmt: skip
+
+    # -- facts for analytics --------------------------------------------------------------------------------
+
+    def record_facts(self, facts: Sequence[Fact]) -> int:
+        rows: dict[str, list[tuple[Any, ...]]] = {"assignments": [], "conversions": [], "outcomes": [], "visits": []}
+        for fact in facts:
+            check_fact(fact)
+            table, row = _fact_row(fact)
+            rows[table].append(row)
+
+        def run(conn: Conn) -> int:
+            added = 0
+            with conn.cursor() as cursor:
+                for table, values in rows.items():
+                    for value in values:  # one by one: each insert's rowcount says whether the fact was new
+                        marks = ", ".join(["%s"] * len(value))
+                        cursor.execute(
+                            f"INSERT INTO {table} ({_FACT_COLUMNS[table]}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+                            value,
+                        )
+                        added += cursor.rowcount
+            return added
+
+        return self._write("record_facts", run) if facts else 0
+
+    def assignments(self, *, since: float | None = None, until: float | None = None) -> list[Assignment]:
+        rows = self._window("assignments", _ASSIGNMENT_COLUMNS, "assigned_at", "cart_key, flow", since, until)
+        return [_assignment(row) for row in rows]
+
+    def conversions(self, *, since: float | None = None, until: float | None = None) -> list[Conversion]:
+        rows = self._window("conversions", _CONVERSION_COLUMNS, "at", "cart_key", since, until)
+        return [_conversion(row) for row in rows]
+
+    def outcomes(self, *, since: float | None = None, until: float | None = None) -> list[MessageOutcome]:
+        rows = self._window("outcomes", _OUTCOME_COLUMNS, "at", "key, outcome", since, until)
+        return [MessageOutcome(**dict(zip(_OUTCOME_FIELDS, row, strict=True))) for row in rows]
+
+    def visits(self, *, since: float | None = None, until: float | None = None) -> list[LinkVisit]:
+        rows = self._window("visits", "cart_key, at", "at", "cart_key", since, until)
+        return [LinkVisit(cart_key=cart_key, at=at) for cart_key, at in rows]
+
+    def _window(
+        self, table: str, columns: str, time: str, tie: str, since: float | None, until: float | None
+    ) -> list[tuple[Any, ...]]:
+        low = -math.inf if since is None else since
+        high = math.inf if until is None else until
+        return self._read(
+            table,
+            lambda conn: conn.execute(
+                f"SELECT {columns} FROM {table} WHERE {time} >= %s AND {time} < %s ORDER BY {time}, {tie}",
+                (low, high),
+            ).fetchall(),
+        )
+
+    # -- data protection and retention ----------------------------------------------------------------------
+
+    def hash_contact(self, contact_key: str) -> str:
+        check_contact("hash_contact", contact_key)
+        self._usable()
+        return contact_hash(self._salt, contact_key)
+
+    def suppress(self, contact_key: str, *, reason: str, at: float) -> None:
+        check_contact("suppress", contact_key)
+        check_reason(reason)
+        hashed = self.hash_contact(contact_key)
+        self._write(
+            "suppress",
+            lambda conn: conn.execute(
+                "INSERT INTO suppression (hash, reason, at) VALUES (%s, %s, %s) ON CONFLICT (hash) DO NOTHING",
+                (hashed, reason, at),
+            ),
+        )
+
+    def is_suppressed(self, contact_key: str) -> bool:
+        check_contact("is_suppressed", contact_key)
+        hashed = self.hash_contact(contact_key)
+        return self._read(
+            "is_suppressed",
+            lambda conn: conn.execute("SELECT 1 FROM suppression WHERE hash = %s", (hashed,)).fetchone() is not None,
+        )
+
+    def forget(self, contact_key: str, *, at: float) -> ForgetReport:
+        """Erase ``contact_key`` as :meth:`~recoverkit.store.Store.forget` says, in one transaction.
+
+        PostgreSQL keeps old row versions until VACUUM reclaims them, and its WAL and backups keep them longer:
+        erasure here removes the rows from every query at once; their bytes go when autovacuum runs (minutes) and
+        the WAL is recycled. ``docs/scaling.md`` says what a shop's retention of backups must then cover.
+        """
+        check_contact("forget", contact_key)
+        hashed = self.hash_contact(contact_key)
+
+        def run(conn: Conn) -> ForgetReport:
+            def changed(statement: str, *args: object) -> int:
+                return conn.execute(statement, args).rowcount
+
+            letters = changed("DELETE FROM dead_letters WHERE contact_key = %s", contact_key)
+            purchases = changed("DELETE FROM purchases WHERE kind = 'contact' AND key = %s", contact_key)
+            entries = changed("UPDATE ledger SET contact_key = %s WHERE contact_key = %s", hashed, contact_key)
+            codes = changed("UPDATE codes SET contact_key = %s WHERE contact_key = %s", hashed, contact_key)
+            facts = sum(
+                changed(f"UPDATE {t} SET contact_key = %s WHERE contact_key = %s", hashed, contact_key)
+                for t in ("assignments", "conversions", "outcomes")
+            )
+            suppressed = changed(
+                "INSERT INTO suppression AS s (hash, reason, at) VALUES (%s, %s, %s) ON CONFLICT (hash) DO UPDATE "
+                "SET reason = excluded.reason, at = excluded.at WHERE s.reason <> excluded.reason",
+                hashed, FORGOTTEN, at,
+            )  # fmt: skip
+            return ForgetReport(
+                ledger_entries=entries, dead_letters=letters, purchases=purchases, already_forgotten=suppressed == 0,
+                codes=codes, facts=facts,
+            )  # fmt: skip
+
+        return self._write("forget", run)
+
+    def export(self, contact_key: str) -> ContactExport:
+        check_contact("export", contact_key)
+        hashed = self.hash_contact(contact_key)
+        both = (contact_key, hashed)
+
+        def run(conn: Conn) -> ContactExport:
+            # One snapshot for every query: a forget() committed between two of them must not show half.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+            def rows(statement: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+                return conn.execute(statement, args).fetchall()
+
+            ledger = rows(f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE contact_key IN (%s, %s) ORDER BY id", both)
+            letters = rows(
+                "SELECT key, data, error, attempts, permanent, at, resent FROM dead_letters WHERE contact_key = %s "
+                "ORDER BY id",
+                (contact_key,),
+            )
+            bought = rows("SELECT at FROM purchases WHERE kind = 'contact' AND key = %s", (contact_key,))
+            suppressed = rows("SELECT 1 FROM suppression WHERE hash = %s", (hashed,))
+            codes = rows(
+                f"SELECT {_CODE_COLUMNS} FROM codes WHERE contact_key IN (%s, %s) ORDER BY issued_at, hash", both
+            )
+            assignments = rows(
+                f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE contact_key IN (%s, %s) ORDER BY assigned_at",
+                both,
+            )
+            conversions = rows(
+                f"SELECT {_CONVERSION_COLUMNS} FROM conversions WHERE contact_key IN (%s, %s) ORDER BY at", both
+            )
+            outcomes = rows(
+                f"SELECT {_OUTCOME_COLUMNS} FROM outcomes WHERE contact_key IN (%s, %s) ORDER BY at, key", both
+            )
+            return ContactExport(
+                contact_key=contact_key,
+                ledger=[ledger_entry(row) for row in ledger],
+                dead_letters=[
+                    export_letter(k, d, error=e, attempts=n, permanent=p, at=at, resent=r)
+                    for k, d, e, n, p, at, r in letters
+                ],
+                purchased_at=bought[0][0] if bought else None,
+                suppressed=bool(suppressed),
+                codes=[_code_record(row) for row in codes],
+                assignments=[_assignment(row) for row in assignments],
+                conversions=[_conversion(row) for row in conversions],
+                outcomes=[MessageOutcome(**dict(zip(_OUTCOME_FIELDS, row, strict=True))) for row in outcomes],
+            )
+
+        return self._read("export", run)
+
+    def purge(
+        self,
+        *,
+        ledger_before: float,
+        purchases_before: float,
+        dead_letters_before: float,
+        codes_before: float | None = None,
+        facts_before: float | None = None,
+    ) -> PurgeReport:
+        check_purge(ledger_before, purchases_before, dead_letters_before, codes_before, facts_before)
+
+        def run(conn: Conn) -> PurgeReport:
+            def deleted(statement: str, *args: object) -> int:
+                return conn.execute(statement, args).rowcount
+
+            entries = deleted(
+                "DELETE FROM ledger WHERE state = ANY(%s) AND claimed_at < %s", list(PURGEABLE), ledger_before
+            )
+            purchases = deleted("DELETE FROM purchases WHERE at < %s", purchases_before)
+            letters = deleted("DELETE FROM dead_letters WHERE at < %s", dead_letters_before)
+            codes = 0 if codes_before is None else deleted("DELETE FROM codes WHERE expires_at < %s", codes_before)
+            facts = 0
+            if facts_before is not None:
+                facts = deleted("DELETE FROM assignments WHERE assigned_at < %s", facts_before)
+                for table in ("conversions", "outcomes", "visits"):
+                    facts += deleted(f"DELETE FROM {table} WHERE at < %s", facts_before)
+            return PurgeReport(
+                ledger_entries=entries, purchases=purchases, dead_letters=letters, codes=codes, facts=facts
+            )
+
+        return self._write("purge", run)
+
+
+def _count(conn: Conn, statement: str, args: tuple[Any, ...]) -> int:
+    row = conn.execute(statement, args).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _fact_row(fact: Fact) -> tuple[str, tuple[Any, ...]]:
+    if isinstance(fact, Assignment):
+        return "assignments", (
+            fact.cart_key, fact.flow, fact.group, fact.scope, fact.contact_key, fact.assigned_at, fact.value,
+            fact.currency, _json.encode(fact.variants).decode(), fact.score, fact.reason, fact.trigger,
+        )  # fmt: skip
+    if isinstance(fact, Conversion):
+        return "conversions", (
+            fact.cart_key, fact.at, fact.contact_key, fact.own, fact.value, fact.currency, fact.transaction_id,
+        )  # fmt: skip
+    if isinstance(fact, MessageOutcome):
+        return "outcomes", tuple(getattr(fact, name) for name in _OUTCOME_FIELDS)
+    return "visits", (fact.cart_key, fact.at)
+
+
+def _assignment(row: tuple[Any, ...]) -> Assignment:
+    cart_key, flow, group, scope, contact_key, at, value, currency, variants, score, reason, trigger = row
+    return Assignment(
+        cart_key=cart_key, flow=flow, group=group, scope=scope, contact_key=contact_key, assigned_at=at, value=value,
+        currency=currency, variants=_variants.decode(variants), score=score, reason=reason, trigger=trigger,
+    )  # fmt: skip
+
+
+def _conversion(row: tuple[Any, ...]) -> Conversion:
+    cart_key, at, contact_key, own, value, currency, transaction_id = row
+    return Conversion(
+        cart_key=cart_key, at=at, contact_key=contact_key, own=own, value=value, currency=currency,
+        transaction_id=transaction_id,
+    )  # fmt: skip
+
+
+def _code_record(row: tuple[Any, ...]) -> CodeRecord:
+    (code_hash, cart_key, contact_key, kind, issued_at, expires_at, percent, amount, currency, min_value, domain,
+     device, redeemed_at, redeemed_order) = row  # fmt: skip
+    return CodeRecord(
+        code_hash=code_hash, cart_key=cart_key, contact_key=contact_key, kind=kind, issued_at=issued_at,
+        expires_at=expires_at, percent=percent, amount=amount, currency=currency, min_value=min_value, domain=domain,
+        device=device, redeemed_at=redeemed_at, redeemed_order=redeemed_order,
+    )  # fmt: skip

@@ -1,0 +1,35 @@
+"""The PostgreSQL store passes the store contract, on a real server (tests/store/postgres_cluster.py)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from recoverkit.store import Store
+
+from .contract import StoreContract
+from .postgres_cluster import postgres_cluster, postgres_url  # noqa: F401 - fixtures used by name
+
+pytest.importorskip("psycopg", reason="the postgres extra is not installed (pip install '.[postgres]')")
+
+from recoverkit.store.postgres import PostgresStore, init  # noqa: E402
+
+_schemas = itertools.count(1)
+
+
+class TestPostgresStoreContract(StoreContract):
+    """Each store the contract opens is a new schema in the test's own database: separate, as the contract wants
+    (another salt, another journal), and far quicker than a database each for the property test's examples."""
+
+    @pytest.fixture(autouse=True)
+    def _database(self, postgres_url: str) -> Iterator[None]:  # noqa: F811 - the fixture
+        self.url = postgres_url
+        yield
+
+    def make_store(self, directory: Path) -> Store:
+        schema = f"store_{next(_schemas)}"
+        init(self.url, schema=schema)
+        return PostgresStore(self.url, schema=schema, pool_size=8)
