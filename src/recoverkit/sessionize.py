@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,7 +37,8 @@ import cachetools
 import msgspec
 
 from ._pipeline import Stage
-from .cart import CartLine, CartSnapshot
+from ._session_cart import Session, State, cart_key, clear_cart, move_cart, new_line, snapshot
+from .cart import CartSnapshot
 from .config import Config
 from .events import (
     RESTORE_PAGE,
@@ -53,7 +53,6 @@ from .events import (
     ExitIntent,
     FormError,
     Identify,
-    Item,
     PageView,
     PaymentFailed,
     Purchase,
@@ -63,57 +62,10 @@ from .events import (
     contact_key,
 )
 from .facts import LinkVisit
-from .items import Abandoned, ContactChanged, Converted, Forget, Resumed, Trigger
+from .items import Abandoned, ContactChanged, Converted, Forget, Resumed
 from .money import to_minor
 
 __all__ = ["Abandoned", "ContactChanged", "Converted", "Resumed", "Sessionize"]
-
-
-class _Line(msgspec.Struct, gc=False, array_like=True):
-    # Mutable twin of CartLine. gc=False: lines and sessions never form reference cycles, and leaving them
-    # out of the garbage collector saves 16 bytes each and the collector's time on 100,000s of carts.
-    item_id: str
-    price: int
-    quantity: int
-    name: str | None
-    category: str | None
-
-
-class _Session(msgspec.Struct, gc=False, array_like=True):
-    session_id: str
-    started_at: float
-    last_at: float
-    deadline: float
-    timer_at: float = math.inf
-    customer_id: str | None = None
-    cart_id: str | None = None
-    currency: str | None = None
-    lines: list[_Line] | None = None
-    shipping: int | None = None
-    declared_value: int | None = None
-    step: int = 0
-    checkout_at: float | None = None
-    trigger: Trigger = "inactivity"
-    abandoned: bool = False
-    purchased_at: float | None = None
-    views: int = 0
-    item_views: int = 0
-    payment_failures: int = 0
-    form_errors: int = 0
-    exit_intents: int = 0
-    device: str | None = None
-    source: str | None = None
-
-
-_intern = sys.intern
-
-
-class _State(msgspec.Struct, array_like=True):
-    watermark: float
-    sessions: list[_Session]  # least recently active first, as the dict keeps them
-    customers: dict[str, list[str]]
-    buyers: list[tuple[str, float]]
-    counts: dict[str, int]
 
 
 class Sessionize(Stage):
@@ -133,7 +85,7 @@ class Sessionize(Stage):
         self._idle = config.session_timeout
         self._window = config.recovery_window
         self._max_sessions = config.max_sessions
-        self._sessions: dict[str, _Session] = {}
+        self._sessions: dict[str, Session] = {}
         self._customers: dict[str, list[str]] = {}
         #: The shop's cart ids -> the session holding that cart (one cart per cart_id; rebuilt on restore).
         self._carts: dict[str, str] = {}
@@ -141,7 +93,7 @@ class Sessionize(Stage):
         self._buyers: cachetools.LRUCache[str, float] = cachetools.LRUCache(maxsize=config.max_sessions)
         self._timers: list[tuple[float, str]] = []
         self.counts: Counter[str] = Counter()
-        self._handlers: dict[type[BaseEvent], Callable[[_Session, Any, float, list[Any]], None]] = {
+        self._handlers: dict[type[BaseEvent], Callable[[Session, Any, float, list[Any]], None]] = {
             PageView: self._on_page_view,
             ViewItem: self._on_view_item,
             AddToCart: self._on_add,
@@ -161,7 +113,6 @@ class Sessionize(Stage):
     # -- the stage ------------------------------------------------------------------------------------------
 
     def handle(self, items: Sequence[Event | Forget], out: list[Any]) -> None:
-        sessions = self._sessions
         handlers = self._handlers
         timers = self._timers
         event_time = self._event_time
@@ -174,21 +125,7 @@ class Sessionize(Stage):
                 if event_time and timers and timers[0][0] < ts:
                     self._fire(ts, out, inclusive=False)
                     timers = self._timers  # the heap may have been rebuilt
-                session_id = event.session_id
-                session = sessions.get(session_id)
-                if session is not None and session.deadline < ts and not self._catch_up(session, ts, out):
-                    session = None
-                if session is None:
-                    session = self._open(event, ts)
-                else:
-                    # Re-inserted on every event, the dict stays in least-recently-active order for overflow.
-                    del sessions[session_id]
-                    sessions[session_id] = session
-                    if session.abandoned and ts > session.last_at and type(event) is not Purchase:
-                        # A purchase is not a return: it converts the cart (downstream records why steps stop).
-                        self._resume(session, ts, out)
-                    if ts > session.last_at:
-                        session.last_at = ts
+                session = self._session_of(event, ts, out)
                 if event.customer_id is not None and event.customer_id != session.customer_id:
                     self._stitch(session, event.customer_id, ts, out)
                 cart_id = event.cart_id
@@ -200,6 +137,26 @@ class Sessionize(Stage):
             except Exception:
                 self.errors += 1
                 self.log.exception("sessionize_failed", event=getattr(event, "event", type(event).__name__))
+
+    def _session_of(self, event: Event, ts: float, out: list[Any]) -> Session:
+        """The session ``event`` belongs to at ``ts``: caught up on a timer it passed, resumed when it comes back
+        to an abandoned cart, or opened (again, when it was forgotten)."""
+        sessions = self._sessions
+        session_id = event.session_id
+        session = sessions.get(session_id)
+        if session is not None and session.deadline < ts and not self._catch_up(session, ts, out):
+            session = None
+        if session is None:
+            return self._open(event, ts)
+        # Re-inserted on every event, the dict stays in least-recently-active order for overflow.
+        del sessions[session_id]
+        sessions[session_id] = session
+        if session.abandoned and ts > session.last_at and type(event) is not Purchase:
+            # A purchase is not a return: it converts the cart (downstream records why steps stop).
+            self._resume(session, ts, out)
+        if ts > session.last_at:
+            session.last_at = ts
+        return session
 
     def advance(self, watermark: float, out: list[Any]) -> None:
         self._fire(watermark, out, inclusive=True)
@@ -224,7 +181,7 @@ class Sessionize(Stage):
 
     # -- timers ---------------------------------------------------------------------------------------------
 
-    def _arm(self, session: _Session, deadline: float) -> None:
+    def _arm(self, session: Session, deadline: float) -> None:
         # One heap entry per session: a later deadline just updates the session, and the entry already in the
         # heap re-arms itself when it pops. Only an earlier deadline needs a new entry.
         session.deadline = deadline
@@ -232,13 +189,13 @@ class Sessionize(Stage):
             session.timer_at = deadline
             heapq.heappush(self._timers, (deadline, session.session_id))
 
-    def _touch(self, session: _Session, ts: float) -> None:
+    def _touch(self, session: Session, ts: float) -> None:
         """Activity at ``ts``: the shopper is here; the inactivity clock restarts."""
         if ts >= session.last_at or session.deadline < ts:
             session.trigger = "inactivity"
             self._arm(session, session.last_at + (self._abandon_after if session.lines else self._idle))
 
-    def _catch_up(self, session: _Session, ts: float, out: list[Any]) -> bool:
+    def _catch_up(self, session: Session, ts: float, out: list[Any]) -> bool:
         """Fire the session's own timer when an event of the session at ``ts`` shows it passed unnoticed.
 
         Every event of a batch is handled before the watermark moves, so a deadline falling between two events
@@ -253,8 +210,8 @@ class Sessionize(Stage):
                 return False
         return True
 
-    def _open(self, event: BaseEvent, ts: float) -> _Session:
-        session = _Session(
+    def _open(self, event: BaseEvent, ts: float) -> Session:
+        session = Session(
             session_id=event.session_id,
             started_at=ts,
             last_at=ts,
@@ -281,7 +238,7 @@ class Sessionize(Stage):
             self._timers = [(s.timer_at, s.session_id) for s in sessions.values() if s.timer_at != math.inf]
             heapq.heapify(self._timers)
 
-    def _evict(self, session: _Session) -> None:
+    def _evict(self, session: Session) -> None:
         del self._sessions[session.session_id]
         self._release_cart_id(session)
         customer = session.customer_id
@@ -296,18 +253,18 @@ class Sessionize(Stage):
 
     # -- state changes that emit ----------------------------------------------------------------------------
 
-    def _abandon(self, session: _Session, due: float, out: list[Any]) -> None:
+    def _abandon(self, session: Session, due: float, out: list[Any]) -> None:
         session.abandoned = True
         self.counts[f"abandoned_{session.trigger}"] += 1
         out.append(Abandoned(cart=self._snapshot(session), trigger=session.trigger, at=due))
         self._arm(session, session.last_at + self._window)
 
-    def _resume(self, session: _Session, ts: float, out: list[Any]) -> None:
+    def _resume(self, session: Session, ts: float, out: list[Any]) -> None:
         session.abandoned = False
         self.counts["resumed"] += 1
-        out.append(Resumed(cart_key=self._cart_key(session), contact_key=self._contact_key(session), at=ts))
+        out.append(Resumed(cart_key=cart_key(session), contact_key=self._contact_key(session), at=ts))
 
-    def _close(self, session: _Session, event: Purchase, ts: float, out: list[Any], own: bool) -> None:
+    def _close(self, session: Session, event: Purchase, ts: float, out: list[Any], own: bool) -> None:
         value = currency = transaction = None
         if own:
             currency = event.currency or session.currency
@@ -316,7 +273,7 @@ class Sessionize(Stage):
             transaction = event.transaction_id
         out.append(
             Converted(
-                cart_key=self._cart_key(session),
+                cart_key=cart_key(session),
                 session_id=session.session_id,
                 customer_id=session.customer_id,
                 contact_key=self._contact_key(session),
@@ -328,19 +285,12 @@ class Sessionize(Stage):
             )
         )
         self.counts["converted"] += 1
-        session.lines = None
-        session.abandoned = False
-        session.purchased_at = ts
-        session.step = CheckoutStep.BROWSE
-        session.checkout_at = None
-        session.shipping = session.declared_value = None
-        session.payment_failures = session.form_errors = session.exit_intents = 0
         self._release_cart_id(session)
-        session.cart_id = None
-        session.trigger = "inactivity"
+        clear_cart(session)
+        session.purchased_at = ts
         self._arm(session, ts + self._idle)
 
-    def _stitch(self, session: _Session, customer_id: str, ts: float, out: list[Any]) -> None:
+    def _stitch(self, session: Session, customer_id: str, ts: float, out: list[Any]) -> None:
         previous = session.customer_id
         if previous is not None:
             siblings = self._customers.get(previous)
@@ -361,7 +311,7 @@ class Sessionize(Stage):
             )
         )
 
-    def _take_cart(self, session: _Session, cart_id: str, ts: float, out: list[Any], *, back: bool) -> None:
+    def _take_cart(self, session: Session, cart_id: str, ts: float, out: list[Any], *, back: bool) -> None:
         """``session`` sent the shop's ``cart_id``: from now on it holds that cart, the only one of that key.
 
         A cart of that id held by another session (or, for a link built for a cart without ``cart_id``, the
@@ -371,71 +321,52 @@ class Sessionize(Stage):
         """
         self._release_cart_id(session)
         session.cart_id = cart_id
-        owner_id = self._carts.get(cart_id)
-        if owner_id is None and cart_id in self._sessions and self._sessions[cart_id].cart_id is None:
-            owner_id = cart_id  # the session whose own cart (keyed by its session id) the link was built for
+        owner = self._holder(cart_id, session)
         self._carts[cart_id] = session.session_id
-        owner = self._sessions.get(owner_id) if owner_id is not None and owner_id != session.session_id else None
         if owner is None or not (owner.lines or owner.abandoned):
             return
         if owner.abandoned and back:
             self.counts["resumed"] += 1
             out.append(Resumed(cart_key=cart_id, contact_key=self._contact_key(owner), at=ts))
-        lines = session.lines
-        if lines is None:
-            session.lines = owner.lines
-        elif owner.lines:
-            held = {line.item_id for line in lines}
-            lines[:0] = [line for line in owner.lines if line.item_id not in held]
-        session.currency = session.currency or owner.currency
-        if session.shipping is None:
-            session.shipping = owner.shipping
-        if session.declared_value is None:
-            session.declared_value = owner.declared_value
-        session.step = max(session.step, owner.step)
-        if owner.checkout_at is not None and (session.checkout_at is None or owner.checkout_at < session.checkout_at):
-            session.checkout_at = owner.checkout_at
-        session.started_at = min(session.started_at, owner.started_at)  # the cart's start: a purchase since counts
-        session.payment_failures += owner.payment_failures
-        session.form_errors += owner.form_errors
-        session.exit_intents += owner.exit_intents
-        owner.cart_id = None
-        owner.lines = None
-        owner.abandoned = False
-        owner.step = CheckoutStep.BROWSE
-        owner.checkout_at = owner.shipping = owner.declared_value = None
-        owner.payment_failures = owner.form_errors = owner.exit_intents = 0
-        owner.trigger = "inactivity"
+        move_cart(owner, session)
         self.counts["carts_moved"] += 1
         if session.customer_id is None and owner.customer_id is not None:
             self._stitch(session, owner.customer_id, ts, out)
 
-    def _release_cart_id(self, session: _Session) -> None:
+    def _holder(self, cart_id: str, session: Session) -> Session | None:
+        """The session other than ``session`` that held ``cart_id`` until now, if any (read before ``session``
+        is recorded as its holder)."""
+        owner_id = self._carts.get(cart_id)
+        if owner_id is None and cart_id in self._sessions and self._sessions[cart_id].cart_id is None:
+            owner_id = cart_id  # the session whose own cart (keyed by its session id) the link was built for
+        return self._sessions.get(owner_id) if owner_id is not None and owner_id != session.session_id else None
+
+    def _release_cart_id(self, session: Session) -> None:
         cart_id = session.cart_id
         if cart_id is not None and self._carts.get(cart_id) == session.session_id:
             del self._carts[cart_id]
 
     # -- per-kind handlers ----------------------------------------------------------------------------------
 
-    def _on_page_view(self, session: _Session, event: PageView, ts: float, out: list[Any]) -> None:
+    def _on_page_view(self, session: Session, event: PageView, ts: float, out: list[Any]) -> None:
         session.views += 1
         if event.page_type == RESTORE_PAGE:
             # The shop's restore view records this (recoverkit.integration.restore_cart): a link was followed.
-            out.append(LinkVisit(cart_key=self._cart_key(session), at=ts))
+            out.append(LinkVisit(cart_key=cart_key(session), at=ts))
         self._touch(session, ts)
 
-    def _on_view_item(self, session: _Session, event: ViewItem, ts: float, out: list[Any]) -> None:
+    def _on_view_item(self, session: Session, event: ViewItem, ts: float, out: list[Any]) -> None:
         session.item_views += 1
         self._touch(session, ts)
 
-    def _closed_before(self, session: _Session, ts: float) -> bool:
+    def _closed_before(self, session: Session, ts: float) -> bool:
         """An event older than the purchase that closed the cart must not reopen it."""
         if session.purchased_at is not None and ts <= session.purchased_at:
             self.counts["ignored_after_purchase"] += 1
             return True
         return False
 
-    def _on_add(self, session: _Session, event: AddToCart, ts: float, out: list[Any]) -> None:
+    def _on_add(self, session: Session, event: AddToCart, ts: float, out: list[Any]) -> None:
         if self._closed_before(session, ts):
             return
         lines = session.lines
@@ -451,12 +382,12 @@ class Sessionize(Stage):
                     line.price = price
                     break
             else:
-                lines.append(self._line(item, price))
+                lines.append(new_line(item, price))
         if session.step < CheckoutStep.CART:
             session.step = CheckoutStep.CART
         self._touch(session, ts)
 
-    def _on_remove(self, session: _Session, event: RemoveFromCart, ts: float, out: list[Any]) -> None:
+    def _on_remove(self, session: Session, event: RemoveFromCart, ts: float, out: list[Any]) -> None:
         if self._closed_before(session, ts):
             return
         lines = session.lines
@@ -472,7 +403,7 @@ class Sessionize(Stage):
         self._touch(session, ts)
 
     def _on_checkout_step(
-        self, session: _Session, event: ViewCart | BeginCheckout | AddShippingInfo | AddPaymentInfo, ts: float,
+        self, session: Session, event: ViewCart | BeginCheckout | AddShippingInfo | AddPaymentInfo, ts: float,
         out: list[Any],
     ) -> None:  # fmt: skip
         if self._closed_before(session, ts):
@@ -481,7 +412,7 @@ class Sessionize(Stage):
         if event.items:  # on these steps the shop sends the whole cart: it replaces what we pieced together
             if session.lines is None:
                 self.counts["carts"] += 1
-            session.lines = [self._line(item, to_minor(item.price, currency)) for item in event.items]
+            session.lines = [new_line(item, to_minor(item.price, currency)) for item in event.items]
         if event.value is not None:
             session.declared_value = to_minor(event.value, currency)
         if event.shipping is not None:
@@ -493,7 +424,7 @@ class Sessionize(Stage):
             session.checkout_at = ts
         self._touch(session, ts)
 
-    def _on_purchase(self, session: _Session, event: Purchase, ts: float, out: list[Any]) -> None:
+    def _on_purchase(self, session: Session, event: Purchase, ts: float, out: list[Any]) -> None:
         if session.purchased_at is not None and ts <= session.purchased_at:
             return  # the same order reported twice
         self._close(session, event, ts, out, own=True)
@@ -508,7 +439,7 @@ class Sessionize(Stage):
             # Only now: an abandonment caught up above came before this purchase made the customer a buyer.
             self._buyers[customer] = ts
 
-    def _on_identify(self, session: _Session, event: Identify, ts: float, out: list[Any]) -> None:
+    def _on_identify(self, session: Session, event: Identify, ts: float, out: list[Any]) -> None:
         out.append(
             ContactChanged(
                 contact_key=self._contact_key(session),
@@ -522,7 +453,7 @@ class Sessionize(Stage):
         )
         self._touch(session, ts)
 
-    def _on_consent(self, session: _Session, event: Consent, ts: float, out: list[Any]) -> None:
+    def _on_consent(self, session: Session, event: Consent, ts: float, out: list[Any]) -> None:
         out.append(
             ContactChanged(
                 contact_key=self._contact_key(session),
@@ -534,18 +465,18 @@ class Sessionize(Stage):
         )
         self._touch(session, ts)
 
-    def _on_payment_failed(self, session: _Session, event: PaymentFailed, ts: float, out: list[Any]) -> None:
+    def _on_payment_failed(self, session: Session, event: PaymentFailed, ts: float, out: list[Any]) -> None:
         session.payment_failures += 1
         self._touch(session, ts)
         if session.lines:
             session.trigger = "payment_failed"
             self._arm(session, ts + self._failed_after)
 
-    def _on_form_error(self, session: _Session, event: FormError, ts: float, out: list[Any]) -> None:
+    def _on_form_error(self, session: Session, event: FormError, ts: float, out: list[Any]) -> None:
         session.form_errors += 1
         self._touch(session, ts)
 
-    def _on_exit_intent(self, session: _Session, event: ExitIntent, ts: float, out: list[Any]) -> None:
+    def _on_exit_intent(self, session: Session, event: ExitIntent, ts: float, out: list[Any]) -> None:
         session.exit_intents += 1
         self._touch(session, ts)
         if session.lines and ts + self._exit_after < session.deadline:
@@ -555,56 +486,12 @@ class Sessionize(Stage):
     # -- helpers --------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _line(item: Item, price: int) -> _Line:
-        # Interned ids and names: a catalogue's products appear in many carts, and one copy of each string is
-        # a large part of keeping an open cart under a kilobyte.
-        name = item.name
-        category = item.category
-        return _Line(
-            item_id=_intern(item.item_id),
-            price=price,
-            quantity=item.quantity,
-            name=_intern(name) if name is not None else None,
-            category=_intern(category) if category is not None else None,
-        )
-
-    @staticmethod
-    def _cart_key(session: _Session) -> str:
-        return session.cart_id if session.cart_id is not None else session.session_id
-
-    @staticmethod
-    def _contact_key(session: _Session) -> str:
+    def _contact_key(session: Session) -> str:
         return contact_key(session.session_id, session.customer_id)
 
-    def _snapshot(self, session: _Session) -> CartSnapshot:
-        lines = tuple(
-            CartLine(item_id=ln.item_id, price=ln.price, quantity=ln.quantity, name=ln.name, category=ln.category)
-            for ln in session.lines or ()
-            if ln.quantity > 0
-        )
-        computed = sum(line.price * line.quantity for line in lines)
+    def _snapshot(self, session: Session) -> CartSnapshot:
         customer = session.customer_id
-        return CartSnapshot(
-            cart_key=self._cart_key(session),
-            session_id=session.session_id,
-            customer_id=customer,
-            currency=session.currency,
-            lines=lines,
-            value=computed or session.declared_value or 0,
-            shipping=session.shipping,
-            step=CheckoutStep(session.step),
-            started_at=session.started_at,
-            checkout_at=session.checkout_at,
-            last_at=session.last_at,
-            views=session.views,
-            item_views=session.item_views,
-            payment_failures=session.payment_failures,
-            form_errors=session.form_errors,
-            exit_intents=session.exit_intents,
-            returning=customer is not None and customer in self._buyers,
-            device=session.device,
-            source=session.source,
-        )
+        return snapshot(session, returning=customer is not None and customer in self._buyers)
 
     def _forget(self, forget: Forget, out: list[Any]) -> None:
         """Erase the customer's sessions and carts; note their contact and cart keys for the stages after."""
@@ -616,7 +503,7 @@ class Sessionize(Stage):
             forget.contact_keys.append(contact_key(session_id))
             if session is not None:
                 self._release_cart_id(session)
-                forget.cart_keys.append(self._cart_key(session))
+                forget.cart_keys.append(cart_key(session))
         self._buyers.pop(customer, None)
         self.counts["forgotten"] += 1
         out.append(forget)
@@ -630,14 +517,14 @@ class Sessionize(Stage):
     # -- state ----------------------------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        state = _State(
+        state = State(
             self.watermark, list(self._sessions.values()), self._customers, list(self._buyers.items()),
             dict(self.counts),
         )
         return msgspec.msgpack.encode(state)
 
     def restore(self, state: bytes | None) -> None:
-        s = _State(-math.inf, [], {}, [], {}) if state is None else msgspec.msgpack.decode(state, type=_State)
+        s = State(-math.inf, [], {}, [], {}) if state is None else msgspec.msgpack.decode(state, type=State)
         self.watermark = s.watermark
         self._sessions = {session.session_id: session for session in s.sessions}
         # Least recently active first: a cart id two sessions held (a checkpoint of an older recoverkit) is the

@@ -1,0 +1,158 @@
+"""The cart a session holds, as the sessionize stage keeps it: mutable records small enough for 100,000s of
+open carts, the checkpoint they are saved in, a cart moving from one session to another, and the frozen
+:class:`~recoverkit.cart.CartSnapshot` a cart crosses to the next stage as.
+
+Only :mod:`recoverkit.sessionize` uses these; the rules that decide when a cart moves or closes are there.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import msgspec
+
+from .cart import CartLine, CartSnapshot
+from .events import CheckoutStep, Item
+from .items import Trigger
+
+__all__ = ["Line", "Session", "State", "cart_key", "clear_cart", "move_cart", "new_line", "snapshot"]
+
+
+class Line(msgspec.Struct, gc=False, array_like=True):
+    # Mutable twin of CartLine. gc=False: lines and sessions never form reference cycles, and leaving them
+    # out of the garbage collector saves 16 bytes each and the collector's time on 100,000s of carts.
+    item_id: str
+    price: int
+    quantity: int
+    name: str | None
+    category: str | None
+
+
+class Session(msgspec.Struct, gc=False, array_like=True):
+    session_id: str
+    started_at: float
+    last_at: float
+    deadline: float
+    timer_at: float = math.inf
+    customer_id: str | None = None
+    cart_id: str | None = None
+    currency: str | None = None
+    lines: list[Line] | None = None
+    shipping: int | None = None
+    declared_value: int | None = None
+    step: int = 0
+    checkout_at: float | None = None
+    trigger: Trigger = "inactivity"
+    abandoned: bool = False
+    purchased_at: float | None = None
+    views: int = 0
+    item_views: int = 0
+    payment_failures: int = 0
+    form_errors: int = 0
+    exit_intents: int = 0
+    device: str | None = None
+    source: str | None = None
+
+
+class State(msgspec.Struct, array_like=True):
+    """The stage's checkpoint (fields by position: renaming one keeps old checkpoints readable)."""
+
+    watermark: float
+    sessions: list[Session]  # least recently active first, as the stage's dict keeps them
+    customers: dict[str, list[str]]
+    buyers: list[tuple[str, float]]
+    counts: dict[str, int]
+
+
+_intern = sys.intern
+
+
+def new_line(item: Item, price: int) -> Line:
+    """A cart line for ``item`` at ``price`` minor units."""
+    # Interned ids and names: a catalogue's products appear in many carts, and one copy of each string is
+    # a large part of keeping an open cart under a kilobyte.
+    name = item.name
+    category = item.category
+    return Line(
+        item_id=_intern(item.item_id),
+        price=price,
+        quantity=item.quantity,
+        name=_intern(name) if name is not None else None,
+        category=_intern(category) if category is not None else None,
+    )
+
+
+def cart_key(session: Session) -> str:
+    """The key the session's cart goes by downstream: the shop's ``cart_id``, else the session id."""
+    return session.cart_id if session.cart_id is not None else session.session_id
+
+
+def clear_cart(session: Session) -> None:
+    """Leave ``session`` without a cart (bought, or moved to another session); the shopper's own counts stay."""
+    session.cart_id = None
+    session.lines = None
+    session.abandoned = False
+    session.step = CheckoutStep.BROWSE
+    session.checkout_at = session.shipping = session.declared_value = None
+    session.payment_failures = session.form_errors = session.exit_intents = 0
+    session.trigger = "inactivity"
+
+
+def move_cart(owner: Session, into: Session) -> None:
+    """Merge ``owner``'s cart into the cart ``into`` holds and leave ``owner`` without one.
+
+    An item in both keeps ``into``'s line, which is the newer; what ``into`` knows of currency, shipping and the
+    declared value wins; the checkout progress is the furthest of the two, its start the earlier, and the cart's
+    start the earlier too (a purchase since then counts); friction signals add up.
+    """
+    lines = into.lines
+    if lines is None:
+        into.lines = owner.lines
+    elif owner.lines:
+        held = {line.item_id for line in lines}
+        lines[:0] = [line for line in owner.lines if line.item_id not in held]
+    into.currency = into.currency or owner.currency
+    if into.shipping is None:
+        into.shipping = owner.shipping
+    if into.declared_value is None:
+        into.declared_value = owner.declared_value
+    into.step = max(into.step, owner.step)
+    if owner.checkout_at is not None and (into.checkout_at is None or owner.checkout_at < into.checkout_at):
+        into.checkout_at = owner.checkout_at
+    into.started_at = min(into.started_at, owner.started_at)
+    into.payment_failures += owner.payment_failures
+    into.form_errors += owner.form_errors
+    into.exit_intents += owner.exit_intents
+    clear_cart(owner)
+
+
+def snapshot(session: Session, *, returning: bool) -> CartSnapshot:
+    """The session's cart, frozen, as it crosses to the next stage (``returning``: the customer bought before)."""
+    lines = tuple(
+        CartLine(item_id=ln.item_id, price=ln.price, quantity=ln.quantity, name=ln.name, category=ln.category)
+        for ln in session.lines or ()
+        if ln.quantity > 0
+    )
+    computed = sum(line.price * line.quantity for line in lines)
+    return CartSnapshot(
+        cart_key=cart_key(session),
+        session_id=session.session_id,
+        customer_id=session.customer_id,
+        currency=session.currency,
+        lines=lines,
+        value=computed or session.declared_value or 0,
+        shipping=session.shipping,
+        step=CheckoutStep(session.step),
+        started_at=session.started_at,
+        checkout_at=session.checkout_at,
+        last_at=session.last_at,
+        views=session.views,
+        item_views=session.item_views,
+        payment_failures=session.payment_failures,
+        form_errors=session.form_errors,
+        exit_intents=session.exit_intents,
+        returning=returning,
+        device=session.device,
+        source=session.source,
+    )
