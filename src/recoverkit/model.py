@@ -272,32 +272,47 @@ def _check(model: ModelFile, source: str) -> None:
     for k, name in enumerate(names):
         if names.index(name) != k:
             raise _fail(source, f"inputs[{k}].name", f"{name!r} appears twice; expected unique input names")
-    n = len(names)
     if not math.isfinite(model.model.intercept):
         raise _fail(source, "model.intercept", "expected a finite number")
     for t, term in enumerate(model.model.terms):
-        where = f"model.terms[{t}]"
-        for k, index in enumerate(term.inputs):
-            if not 0 <= index < n:
-                raise _fail(source, f"{where}.inputs[{k}]", f"{index} is not an input; expected 0 to {n - 1}")
-        if len(set(term.inputs)) != len(term.inputs):
-            raise _fail(source, f"{where}.inputs", f"{term.inputs} names an input twice; expected distinct inputs")
-        if len(term.thresholds) != len(term.inputs):
-            raise _fail(
-                source, f"{where}.thresholds", f"{len(term.thresholds)} lists; expected one per input "
-                f"({len(term.inputs)})",
-            )  # fmt: skip
-        size = 1
-        for k, cuts in enumerate(term.thresholds):
-            if not _finite(cuts) or any(a >= b for a, b in pairwise(cuts)):
-                raise _fail(source, f"{where}.thresholds[{k}]", "expected finite numbers in increasing order")
-            size *= len(cuts) + 1
-        if len(term.values) != size:
-            bins = " x ".join(str(len(c) + 1) for c in term.thresholds)
-            raise _fail(source, f"{where}.values", f"{len(term.values)} values; expected {size} ({bins} bins)")
-        if not _finite(term.values):
-            raise _fail(source, f"{where}.values", "expected finite numbers")
-    calibration = model.calibration
+        _check_term(term, f"model.terms[{t}]", len(names), source)
+    _check_calibration(model.calibration, source)
+    for name, direction in model.monotone.items():
+        if name not in names:
+            raise _fail(source, f"monotone.{name}", f"not an input; expected one of {names}")
+        broken = _monotone_violation(model.model, names.index(name), direction)
+        if broken is not None:
+            word = "increasing" if direction > 0 else "decreasing"
+            raise _fail(source, f"monotone.{name}", f"the model is not {word} in `{name}` ({broken})")
+
+
+def _check_term(term: Term, where: str, n: int, source: str) -> None:
+    """One term reads distinct inputs among the ``n``, with increasing thresholds and a value for every bin."""
+    for k, index in enumerate(term.inputs):
+        if not 0 <= index < n:
+            raise _fail(source, f"{where}.inputs[{k}]", f"{index} is not an input; expected 0 to {n - 1}")
+    if len(set(term.inputs)) != len(term.inputs):
+        raise _fail(source, f"{where}.inputs", f"{term.inputs} names an input twice; expected distinct inputs")
+    if len(term.thresholds) != len(term.inputs):
+        raise _fail(
+            source, f"{where}.thresholds", f"{len(term.thresholds)} lists; expected one per input "
+            f"({len(term.inputs)})",
+        )  # fmt: skip
+    size = 1
+    for k, cuts in enumerate(term.thresholds):
+        if not _finite(cuts) or any(a >= b for a, b in pairwise(cuts)):
+            raise _fail(source, f"{where}.thresholds[{k}]", "expected finite numbers in increasing order")
+        size *= len(cuts) + 1
+    if len(term.values) != size:
+        bins = " x ".join(str(len(c) + 1) for c in term.thresholds)
+        raise _fail(source, f"{where}.values", f"{len(term.values)} values; expected {size} ({bins} bins)")
+    if not _finite(term.values):
+        raise _fail(source, f"{where}.values", "expected finite numbers")
+
+
+def _check_calibration(calibration: Logistic | Platt | Isotonic, source: str) -> None:
+    """Platt's slope is positive; an isotonic map's points increase and its probabilities never decrease
+    (the plain logistic has nothing to check)."""
     if isinstance(calibration, Platt):
         if not (math.isfinite(calibration.a) and calibration.a > 0 and math.isfinite(calibration.b)):
             raise _fail(source, "calibration", f"a={calibration.a}, b={calibration.b}; expected finite a > 0 and b")
@@ -309,13 +324,6 @@ def _check(model: ModelFile, source: str) -> None:
             raise _fail(source, "calibration.x", "expected finite numbers in increasing order")
         if any(not 0.0 <= y <= 1.0 for y in ys) or any(a > b for a, b in pairwise(ys)):
             raise _fail(source, "calibration.y", "expected probabilities in [0, 1], never decreasing")
-    for name, direction in model.monotone.items():
-        if name not in names:
-            raise _fail(source, f"monotone.{name}", f"not an input; expected one of {names}")
-        broken = _monotone_violation(model.model, names.index(name), direction)
-        if broken is not None:
-            word = "increasing" if direction > 0 else "decreasing"
-            raise _fail(source, f"monotone.{name}", f"the model is not {word} in `{name}` ({broken})")
 
 
 def _monotone_violation(model: Additive, index: int, direction: int) -> str | None:
@@ -460,36 +468,42 @@ def _plan(spec: ModelFile, source: str) -> tuple[list[int], list[tuple[int, str]
     """Where each input is in the features tuple extended by the derived inputs; checks every input is one
     the engine can compute."""
     fields = list(_FEATURE_FIELDS)
-    expected = f"expected one of {fields}"
     positions: list[int] = []
     equals: list[tuple[int, str]] = []
     per: list[tuple[int, int]] = []
     for k, item in enumerate(spec.inputs):
-        where = f"inputs[{k}]"
-        if item.feature is None:
-            raise _fail(source, f"{where}.feature", f"missing: input {item.name!r} reads no feature; {expected}")
-        if item.feature not in fields:
-            raise _fail(source, f"{where}.feature", f"{item.feature!r} is not a feature; {expected}")
-        index = fields.index(item.feature)
-        text = item.feature in _TEXT_FIELDS
-        if item.equals is not None and item.per is not None:
-            raise _fail(source, where, "both `equals` and `per`; expected at most one")
+        index = fields.index(_checked_feature(item, f"inputs[{k}]", fields, source))
         if item.equals is not None:
-            if not text:
-                raise _fail(source, f"{where}.equals", f"`{item.feature}` is a number; `equals` needs a text feature")
             positions.append(len(fields) + len(equals))
             equals.append((index, item.equals))
-            continue
-        if text:
-            raise _fail(source, f"{where}.feature", f"`{item.feature}` is text; expected `equals` with it")
-        if item.per is not None:
-            if item.per not in fields or item.per in _TEXT_FIELDS:
-                numbers = [f for f in fields if f not in _TEXT_FIELDS]
-                raise _fail(source, f"{where}.per", f"{item.per!r}; expected a number feature, one of {numbers}")
+        elif item.per is not None:
             per.append((index, fields.index(item.per)))
             positions.append(-len(per))  # placed after the ``equals`` inputs, below
-            continue
-        positions.append(index)
+        else:
+            positions.append(index)
     base = len(fields) + len(equals)
     positions = [base - p - 1 if p < 0 else p for p in positions]
     return positions, equals, per
+
+
+def _checked_feature(item: Input, where: str, fields: list[str], source: str) -> str:
+    """The feature an input reads, once it is checked: a text feature through ``equals``, a number as it is or
+    ``per`` another number."""
+    expected = f"expected one of {fields}"
+    if item.feature is None:
+        raise _fail(source, f"{where}.feature", f"missing: input {item.name!r} reads no feature; {expected}")
+    if item.feature not in fields:
+        raise _fail(source, f"{where}.feature", f"{item.feature!r} is not a feature; {expected}")
+    text = item.feature in _TEXT_FIELDS
+    if item.equals is not None and item.per is not None:
+        raise _fail(source, where, "both `equals` and `per`; expected at most one")
+    if item.equals is not None:
+        if not text:
+            raise _fail(source, f"{where}.equals", f"`{item.feature}` is a number; `equals` needs a text feature")
+        return item.feature
+    if text:
+        raise _fail(source, f"{where}.feature", f"`{item.feature}` is text; expected `equals` with it")
+    if item.per is not None and (item.per not in fields or item.per in _TEXT_FIELDS):
+        numbers = [f for f in fields if f not in _TEXT_FIELDS]
+        raise _fail(source, f"{where}.per", f"{item.per!r}; expected a number feature, one of {numbers}")
+    return item.feature
