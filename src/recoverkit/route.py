@@ -29,7 +29,8 @@ import cachetools
 import msgspec
 
 from ._pipeline import Stage
-from .config import ChannelPolicy, Condition, Config, Flow, FlowStep
+from .cart import CartSnapshot
+from .config import ChannelPolicy, Condition, Config, Flow, FlowStep, OfferSpec
 from .currency import Amounts, Converter, Rates
 from .events import CheckoutStep
 from .facts import Assignment, AssignmentGroup, Conversion, HoldoutScope, MessageOutcome
@@ -58,6 +59,26 @@ def _zone(name: str | None) -> zoneinfo.ZoneInfo | None:
         return None
 
 
+def _score_matches(when: Condition, scored: Scored) -> bool:
+    """The condition's bounds on the score, reason and trigger hold for ``scored``."""
+    if when.min_score is not None and scored.probability < when.min_score:
+        return False
+    if when.max_score is not None and scored.probability > when.max_score:
+        return False
+    if when.reasons is not None and scored.reason not in when.reasons:
+        return False
+    return when.triggers is None or scored.abandoned.trigger in when.triggers
+
+
+def _cart_matches(when: Condition, cart: CartSnapshot) -> bool:
+    """The condition's currency, returning-customer and checkout-step requirements hold for ``cart``."""
+    if when.currencies is not None and cart.currency not in when.currencies:
+        return False
+    if when.returning is not None and cart.returning != when.returning:
+        return False
+    return when.min_step is None or cart.step >= _STEPS[when.min_step]
+
+
 class _Contact(msgspec.Struct, gc=False, array_like=True):
     customer_id: str | None = None
     email: str | None = None
@@ -74,6 +95,29 @@ class _State(msgspec.Struct, array_like=True):
     scheduled: list[tuple[str, int, str, int]]
     unrouted: int
     holdout: dict[str, int] = {}
+
+
+def _addressed(policy: ChannelPolicy, contact_key: str, contact: _Contact | None) -> Recipient | None:
+    """The recipient with the one address the channel needs, or ``None`` when the contact has none."""
+    # Only the address this channel needs travels with the message: personal data goes no further than where it
+    # is used.
+    recipient = Recipient(
+        contact_key=contact_key,
+        customer_id=contact.customer_id if contact else None,
+        locale=contact.locale if contact else None,
+        timezone=contact.timezone if contact else None,
+    )
+    if policy.address == "email":
+        if contact is None or contact.email is None:
+            return None
+        return msgspec.structs.replace(recipient, email=contact.email)
+    if policy.address == "phone":
+        if contact is None or contact.phone is None:
+            return None
+        return msgspec.structs.replace(recipient, phone=contact.phone)
+    if policy.address == "customer_id" and recipient.customer_id is None:
+        return None
+    return recipient
 
 
 class Route(Stage):
@@ -176,15 +220,7 @@ class Route(Stage):
         if flow is None:
             self.unrouted += 1
             return
-        # The holdouts are drawn among the carts a flow would take, so that the control group compares with
-        # the messaged carts like for like; each draw depends only on the seed and the cart (and flow).
-        if self._config.holdout and _unit(self._seed, "holdout", cart.cart_key) < self._config.holdout:
-            self.holdout["*"] += 1  # the shop-wide control group
-            out.append(self._assignment(scored, flow, "holdout", "global", {}))
-            return
-        if flow.holdout and _unit(self._seed, "holdout", flow.name, cart.cart_key) < flow.holdout:
-            self.holdout[flow.name] += 1
-            out.append(self._assignment(scored, flow, "holdout", "flow", {}))
+        if self._held_out(scored, flow, out):
             return
         contact = self._contacts.get(cart.contact_key)
         steps = [self._variant(base, cart.cart_key, flow.name, index) for index, base in enumerate(flow.steps)]
@@ -200,6 +236,23 @@ class Route(Stage):
                 continue
             self.scheduled[(flow.name, index, channel)] += 1
             out.append(self._message(scored, flow, index, step, channel, recipient, variant))
+
+    def _held_out(self, scored: Scored, flow: Flow, out: list[Any]) -> bool:
+        """Whether the cart falls in the shop-wide control group or the flow's (recorded as its assignment).
+
+        The holdouts are drawn among the carts a flow would take, so that the control group compares with the
+        messaged carts like for like; each draw depends only on the seed and the cart (and flow).
+        """
+        cart_key = scored.abandoned.cart.cart_key
+        if self._config.holdout and _unit(self._seed, "holdout", cart_key) < self._config.holdout:
+            self.holdout["*"] += 1  # the shop-wide control group
+            out.append(self._assignment(scored, flow, "holdout", "global", {}))
+            return True
+        if flow.holdout and _unit(self._seed, "holdout", flow.name, cart_key) < flow.holdout:
+            self.holdout[flow.name] += 1
+            out.append(self._assignment(scored, flow, "holdout", "flow", {}))
+            return True
+        return False
 
     def _skip(self, scored: Scored, flow: Flow, index: int, variant: str | None, why: str, out: list[Any]) -> None:
         """A step that will not be sent to this cart: counted, and kept as the step's outcome for analytics."""
@@ -252,25 +305,8 @@ class Route(Stage):
             if policy.requires_consent and not self._consents(policy, channel, contact, returning):
                 why = "no_consent"
                 continue
-            # Only the address this channel needs travels with the message: personal data goes no further
-            # than where it is used.
-            recipient = Recipient(
-                contact_key=contact_key,
-                customer_id=contact.customer_id if contact else None,
-                locale=contact.locale if contact else None,
-                timezone=contact.timezone if contact else None,
-            )
-            if policy.address == "email":
-                if contact is None or contact.email is None:
-                    why = "no_address"
-                    continue
-                recipient = msgspec.structs.replace(recipient, email=contact.email)
-            elif policy.address == "phone":
-                if contact is None or contact.phone is None:
-                    why = "no_address"
-                    continue
-                recipient = msgspec.structs.replace(recipient, phone=contact.phone)
-            elif policy.address == "customer_id" and recipient.customer_id is None:
+            recipient = _addressed(policy, contact_key, contact)
+            if recipient is None:
                 why = "no_address"
                 continue
             return channel, recipient, ""
@@ -286,20 +322,11 @@ class Route(Stage):
 
     def _holds(self, when: Condition, scored: Scored) -> bool:
         cart = scored.abandoned.cart
-        if when.min_score is not None and scored.probability < when.min_score:
-            return False
-        if when.max_score is not None and scored.probability > when.max_score:
-            return False
-        if when.reasons is not None and scored.reason not in when.reasons:
-            return False
-        if when.triggers is not None and scored.abandoned.trigger not in when.triggers:
-            return False
-        if when.currencies is not None and cart.currency not in when.currencies:
-            return False
-        if when.returning is not None and cart.returning != when.returning:
-            return False
-        if when.min_step is not None and cart.step < _STEPS[when.min_step]:
-            return False
+        return _score_matches(when, scored) and _cart_matches(when, cart) and self._value_within(when, cart)
+
+    def _value_within(self, when: Condition, cart: CartSnapshot) -> bool:
+        """The cart's value is within the condition's bounds, each in the cart's currency (a bound without an
+        amount in it, nor a rate to convert one, does not hold)."""
         if when.min_value is not None:
             least = self._bound(when.min_value, cart.currency)
             if least is None or cart.value < least:
@@ -353,13 +380,10 @@ class Route(Stage):
             return None
         spec = self._config.offers[name]
         currency = scored.abandoned.cart.currency
-        # Amounts of an offer are bound to a currency (a code records it): without the cart's, none applies.
-        amount = self._money.minor(spec.amount, currency) if spec.amount and currency else None
-        minimum = self._money.minor(spec.min_value, currency) if spec.min_value and currency else None
-        if (spec.amount and amount is None) or (spec.min_value and minimum is None):
-            # An amount or minimum not configured in this cart's currency, nor convertible to it: never guessed.
-            self.skipped["offer_currency"] += 1
+        amounts = self._offer_amounts(spec, currency)
+        if amounts is None:
             return None
+        amount, minimum = amounts
         substitute = spec.kind == "substitute"
         return Offer(
             kind=spec.kind,
@@ -374,6 +398,18 @@ class Route(Stage):
             suggest=(spec.suggest or "substitute") if substitute else None,
             suggest_limit=(spec.suggestions or 3) if substitute else None,
         )
+
+    def _offer_amounts(self, spec: OfferSpec, currency: str | None) -> tuple[int | None, int | None] | None:
+        """The offer's amount and minimum in minor units of ``currency`` (each ``None`` when the offer has none),
+        or ``None`` (counted) when one is configured but not available in this currency."""
+        # Amounts of an offer are bound to a currency (a code records it): without the cart's, none applies.
+        amount = self._money.minor(spec.amount, currency) if spec.amount and currency else None
+        minimum = self._money.minor(spec.min_value, currency) if spec.min_value and currency else None
+        if (spec.amount and amount is None) or (spec.min_value and minimum is None):
+            # An amount or minimum not configured in this cart's currency, nor convertible to it: never guessed.
+            self.skipped["offer_currency"] += 1
+            return None
+        return amount, minimum
 
     def _outside_quiet_hours(self, due: float, channel: str, timezone: str | None) -> float:
         """``due``, or the end of the channel's quiet hours in the customer's (else the shop's) time zone."""
