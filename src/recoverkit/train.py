@@ -133,21 +133,8 @@ def fit(
     names = [i.name for i in inputs]
     x = np.asarray(rows, dtype=np.float64)
     y = np.asarray([1 if label else 0 for label in labels], dtype=np.int64)
-    if x.ndim != 2 or x.shape[0] != len(y) or x.shape[1] != len(names):
-        raise ValueError(f"rows must be {len(y)} lists of {len(names)} numbers (one per input), got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError("rows must hold finite numbers only")
-    positives = int(y.sum())
-    negatives = len(y) - positives
-    if min(positives, negatives) < MIN_CLASS:
-        raise ValueError(
-            f"too few examples to train on: {positives} converted and {negatives} not; expected at least "
-            f"{MIN_CLASS} of each"
-        )
-    promises = dict(monotone or {})
-    for name, direction in promises.items():
-        if name not in names or direction not in (-1, 1):
-            raise ValueError(f"monotone[{name!r}] = {direction!r}; expected an input name ({names}) and 1 or -1")
+    _check_data(x, y, names)
+    promises = _promises(monotone, names)
     settings = {
         "max_iter": max_iter, "learning_rate": learning_rate, "max_leaf_nodes": max_leaf_nodes,
         "min_samples_leaf": min_samples_leaf, "monotonic_cst": [promises.get(n, 0) for n in names],
@@ -171,6 +158,32 @@ def fit(
     _verify(model, estimator, x)
     pair_names = [(names[a], names[b]) for a, b in chosen]
     return Fitted(model, estimator, calibrator, pair_names, rounds, time.perf_counter() - started)
+
+
+def _check_data(x: Any, y: Any, names: Sequence[str]) -> None:
+    """Rows of one finite number per input, one label per row, and enough examples of each class."""
+    import numpy as np
+
+    if x.ndim != 2 or x.shape[0] != len(y) or x.shape[1] != len(names):
+        raise ValueError(f"rows must be {len(y)} lists of {len(names)} numbers (one per input), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("rows must hold finite numbers only")
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    if min(positives, negatives) < MIN_CLASS:
+        raise ValueError(
+            f"too few examples to train on: {positives} converted and {negatives} not; expected at least "
+            f"{MIN_CLASS} of each"
+        )
+
+
+def _promises(monotone: Mapping[str, int] | None, names: Sequence[str]) -> dict[str, int]:
+    """The monotone promises, each an input's name and 1 or -1."""
+    promises = dict(monotone or {})
+    for name, direction in promises.items():
+        if name not in names or direction not in (-1, 1):
+            raise ValueError(f"monotone[{name!r}] = {direction!r}; expected an input name ({names}) and 1 or -1")
+    return promises
 
 
 def _booster(settings: Mapping[str, Any], constraints: list[list[int]]) -> Any:
@@ -265,44 +278,64 @@ def _export(estimator: Any, n_inputs: int) -> Additive:
     import numpy as np
 
     intercept = float(np.ravel(estimator._baseline_prediction)[0])
-    leaves: dict[tuple[int, ...], list[tuple[dict[int, tuple[float, float]], float]]] = {}
+    leaves: dict[tuple[int, ...], list[_Leaf]] = {}
     for (predictor,) in estimator._predictors:
-        nodes = predictor.nodes
-        stack: list[tuple[int, dict[int, tuple[float, float]]]] = [(0, {})]
-        while stack:
-            index, box = stack.pop()
-            node = nodes[index]
-            if node["is_leaf"]:
-                key = tuple(sorted(box))
-                if not key:
-                    intercept += float(node["value"])
-                else:
-                    leaves.setdefault(key, []).append((box, float(node["value"])))
-                continue
-            if node["is_categorical"]:
-                raise ValueError("categorical splits cannot be exported; expected numeric inputs only")
-            feature, cut = int(node["feature_idx"]), float(node["num_threshold"])
-            low, high = box.get(feature, (-np.inf, np.inf))
-            stack.append((int(node["left"]), box | {feature: (low, min(high, cut))}))
-            stack.append((int(node["right"]), box | {feature: (max(low, cut), high)}))
+        for box, value in _leaves(predictor.nodes):
+            key = tuple(sorted(box))
+            if not key:
+                intercept += value
+            else:
+                leaves.setdefault(key, []).append((box, value))
     terms: list[Term] = []
     for key in sorted(leaves, key=lambda k: (len(k), k)):
         if len(key) > 2 or not all(0 <= k < n_inputs for k in key):
             raise ValueError(f"a tree path uses inputs {key}; expected at most two (interaction constraints)")
-        group = leaves[key]
-        cuts = [sorted({b for box, _ in group for b in box[k] if np.isfinite(b)}) for k in key]
-        table = np.zeros([len(c) + 1 for c in cuts])
-        for box, value in group:
-            spans = []
-            for k, c in zip(key, cuts, strict=True):
-                low, high = box[k]
-                # Cell i holds x in (c[i-1], c[i]]: the box (low, high] covers cells after low up to high.
-                first = 0 if low == -np.inf else c.index(low) + 1
-                last = len(c) if high == np.inf else c.index(high)
-                spans.append(slice(first, last + 1))
-            table[tuple(spans)] += value
-        terms.append(Term(inputs=list(key), thresholds=cuts, values=[float(v) for v in table.ravel()]))
+        terms.append(_table(key, leaves[key]))
     return Additive(intercept=intercept, terms=terms)
+
+
+#: A leaf of a tree: its box (per input on its path, the interval ``(low, high]``) and its value.
+_Leaf = tuple[dict[int, tuple[float, float]], float]
+
+
+def _leaves(nodes: Any) -> list[_Leaf]:
+    """Every leaf of one tree, with its box."""
+    import numpy as np
+
+    found: list[_Leaf] = []
+    stack: list[tuple[int, dict[int, tuple[float, float]]]] = [(0, {})]
+    while stack:
+        index, box = stack.pop()
+        node = nodes[index]
+        if node["is_leaf"]:
+            found.append((box, float(node["value"])))
+            continue
+        if node["is_categorical"]:
+            raise ValueError("categorical splits cannot be exported; expected numeric inputs only")
+        feature, cut = int(node["feature_idx"]), float(node["num_threshold"])
+        low, high = box.get(feature, (-np.inf, np.inf))
+        stack.append((int(node["left"]), box | {feature: (low, min(high, cut))}))
+        stack.append((int(node["right"]), box | {feature: (max(low, cut), high)}))
+    return found
+
+
+def _table(key: tuple[int, ...], group: list[_Leaf]) -> Term:
+    """The term of the inputs ``key``: thresholds at every bound of the group's boxes, each cell the sum of the
+    values of the boxes it lies in."""
+    import numpy as np
+
+    cuts = [sorted({b for box, _ in group for b in box[k] if np.isfinite(b)}) for k in key]
+    table = np.zeros([len(c) + 1 for c in cuts])
+    for box, value in group:
+        spans = []
+        for k, c in zip(key, cuts, strict=True):
+            low, high = box[k]
+            # Cell i holds x in (c[i-1], c[i]]: the box (low, high] covers cells after low up to high.
+            first = 0 if low == -np.inf else c.index(low) + 1
+            last = len(c) if high == np.inf else c.index(high)
+            spans.append(slice(first, last + 1))
+        table[tuple(spans)] += value
+    return Term(inputs=list(key), thresholds=cuts, values=[float(v) for v in table.ravel()])
 
 
 def _verify(model: ModelFile, estimator: Any, x: Any) -> None:
