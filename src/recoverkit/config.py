@@ -215,7 +215,13 @@ class OfferSpec(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
         for name in ("suggest", "suggestions"):
             if getattr(self, name) is not None and self.kind != "substitute":
                 raise ValueError(f"`{name}` expected only on a substitute offer, not on a {self.kind} offer")
-        for currency, value in (*self.amount.items(), *self.min_value.items()):
+        _check_amounts(self.amount, self.min_value)
+
+
+def _check_amounts(*per_currency: Mapping[str, Decimal]) -> None:
+    """An offer's amounts and minimums are finite, not negative, and of a size money can have."""
+    for amounts in per_currency:
+        for currency, value in amounts.items():
             if not (value.is_finite() and value >= 0 and value.adjusted() < _MAX_AMOUNT_DIGITS):
                 raise ValueError(f"`amount` expected finite amounts >= 0 in major units, got {value} {currency}")
 
@@ -406,39 +412,12 @@ class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     model: str | None = None
 
     def __post_init__(self) -> None:
-        names = [flow.name for flow in self.flows]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"flow names must be unique, got {dupes} more than once in `flows`")
-        try:
-            zoneinfo.ZoneInfo(self.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(
-                f"`timezone` expected an IANA time zone name such as 'Europe/Berlin', got {self.timezone!r}"
-            ) from exc
-        if self.links.base_url is not None:
-            try:
-                check_base_url(self.links.base_url)  # the same rules as RestoreLinks, checked at load time
-            except ConfigError as exc:
-                raise ValueError(f"`links.base_url`: {exc}") from None
-        for flow in self.flows:
-            for index, step in enumerate(flow.steps):
-                named = [step.offer, *step.offer_by_reason.values(), *(v.offer for v in step.variants)]
-                unknown = sorted({n for n in named if n is not None and n not in self.offers})
-                if unknown:
-                    raise ValueError(
-                        f"flow {flow.name!r} step {index} names offer(s) {unknown}, expected one of "
-                        f"{sorted(self.offers)} (define them under [offers.<name>])"
-                    )
-        # The ledger is what makes "never twice" hold: it must outlive every message a flow can still send.
-        longest = self.recovery_window + max((s.delay for f in self.flows for s in f.steps), default=0.0)
-        if self.store.ledger_days * 86_400 < longest:
-            raise ValueError(
-                f"`store.ledger_days` = {self.store.ledger_days} is shorter than `recovery_window` "
-                f"({self.recovery_window / 86_400:.2f} days) plus the longest step `delay` in `flows` "
-                f"({(longest - self.recovery_window) / 86_400:.2f} days); expected at least their sum, or a "
-                "message could be sent twice"
-            )
+        # Checks across fields; each raises ValueError, which msgspec's convert reports as a validation error.
+        _check_flow_names(self.flows)
+        _check_timezone(self.timezone)
+        _check_links(self.links)
+        _check_offers_named(self.flows, self.offers)
+        _check_ledger_outlives_flows(self)
 
     def code_offers(self) -> list[str]:
         """The offers the flows can make that carry a code (discounts, free shipping)."""
@@ -465,6 +444,59 @@ class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
             raise ConfigError(f"{source}: invalid configuration at `{key}`: {what} (value: {value})") from exc
         except RecursionError as exc:
             raise ConfigError(f"{source}: invalid configuration: a value is nested too deeply") from exc
+
+
+# -- the checks that span fields of a Config (each raises ValueError naming the field, the value and what was
+# -- expected) ------------------------------------------------------------------------------------------------
+
+
+def _check_flow_names(flows: list[Flow]) -> None:
+    names = [flow.name for flow in flows]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"flow names must be unique, got {dupes} more than once in `flows`")
+
+
+def _check_timezone(timezone: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"`timezone` expected an IANA time zone name such as 'Europe/Berlin', got {timezone!r}"
+        ) from exc
+
+
+def _check_links(links: LinksConfig) -> None:
+    if links.base_url is not None:
+        try:
+            check_base_url(links.base_url)  # the same rules as RestoreLinks, checked at load time
+        except ConfigError as exc:
+            raise ValueError(f"`links.base_url`: {exc}") from None
+
+
+def _check_offers_named(flows: list[Flow], offers: Mapping[str, OfferSpec]) -> None:
+    """Every offer a flow step names (itself, by reason, in a variant) is defined under ``[offers]``."""
+    for flow in flows:
+        for index, step in enumerate(flow.steps):
+            named = [step.offer, *step.offer_by_reason.values(), *(v.offer for v in step.variants)]
+            unknown = sorted({n for n in named if n is not None and n not in offers})
+            if unknown:
+                raise ValueError(
+                    f"flow {flow.name!r} step {index} names offer(s) {unknown}, expected one of "
+                    f"{sorted(offers)} (define them under [offers.<name>])"
+                )
+
+
+def _check_ledger_outlives_flows(config: Config) -> None:
+    # The ledger is what makes "never twice" hold: it must outlive every message a flow can still send.
+    longest = config.recovery_window + max((s.delay for f in config.flows for s in f.steps), default=0.0)
+    if config.store.ledger_days * 86_400 < longest:
+        raise ValueError(
+            f"`store.ledger_days` = {config.store.ledger_days} is shorter than `recovery_window` "
+            f"({config.recovery_window / 86_400:.2f} days) plus the longest step `delay` in `flows` "
+            f"({(longest - config.recovery_window) / 86_400:.2f} days); expected at least their sum, or a "
+            "message could be sent twice"
+        )
 
 
 def _one_line(text: str) -> str:

@@ -1,0 +1,244 @@
+"""The parts of a :class:`~recoverkit.store.MemoryStore` the pipeline runs on: journal, checkpoint, leases, and
+the send ledger with its purchases."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+import msgspec
+
+from ..errors import StoreError
+from ._checkpoint import Checkpoint, check_position
+from ._journal import JournalEntry, check_read_limit
+from ._leases import PIPELINE_LEASE, LeaseTaken, check_lease
+from ._ledger import (
+    FINISHABLE,
+    RESOLVABLE,
+    Claim,
+    ClaimRequest,
+    FinishRequest,
+    LedgerEntry,
+    LedgerState,
+    Outcome,
+    Resolution,
+    cannot_finish,
+    cannot_resolve,
+    check_claim,
+    check_outcome,
+    check_purchase,
+    check_resolution,
+    check_states,
+    missing_entry,
+)
+from ._memory_tables import MemoryTables
+from ._privacy import contact_hash
+
+__all__ = ["MemoryCheckpoint", "MemoryJournal", "MemoryLeases", "MemoryLedger"]
+
+class MemoryJournal(MemoryTables):
+    """:class:`~recoverkit.store.JournalStore` in a dict by seq."""
+
+    def append_events(self, events: Sequence[bytes], *, now: float) -> int:
+        with self._lock:
+            self._enter(write=bool(events))  # appending nothing is a read, as in SQLiteStore
+            for data in events:
+                self._last_seq += 1
+                self._journal[self._last_seq] = JournalEntry(seq=self._last_seq, data=bytes(data), accepted_at=now)
+            return self._last_seq
+
+    def read_events(self, after: int, limit: int) -> list[JournalEntry]:
+        check_read_limit(after, limit)
+        with self._lock:
+            self._enter(write=False)
+            if not self._journal:
+                return []
+            # Trims delete a prefix, so the seqs kept run without gaps from the first to the last.
+            first = max(after + 1, self._first_seq)
+            last = min(first + limit - 1, self._last_seq)
+            return [self._journal[seq] for seq in range(first, last + 1)]
+
+    def trim_events(self, through: int) -> int:
+        with self._lock:
+            self._enter(write=True)
+            # Trims delete a prefix, and the seqs kept run without gaps: pop by seq. (Not by next(iter(...)):
+            # a dict keeps deleted slots at its front, so that would make trimming quadratic.)
+            journal = self._journal
+            count = 0
+            for seq in range(self._first_seq, min(through, self._last_seq) + 1):
+                if journal.pop(seq, None) is not None:
+                    count += 1
+            self._first_seq = max(self._first_seq, through + 1)
+            return count
+
+    def last_seq(self) -> int:
+        with self._lock:
+            self._enter(write=False)
+            return self._last_seq
+
+
+class MemoryCheckpoint(MemoryTables):
+    """:class:`~recoverkit.store.CheckpointStore`: one attribute."""
+
+    def save_checkpoint(self, position: int, state: bytes, *, now: float) -> bool:
+        check_position(position)
+        with self._lock:
+            self._enter(write=True)
+            if self._checkpoint is not None and self._checkpoint.position > position:
+                return False
+            self._checkpoint = Checkpoint(position=position, state=bytes(state), saved_at=now)
+            return True
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        with self._lock:
+            self._enter(write=False)
+            return self._checkpoint
+
+
+class MemoryLeases(MemoryTables):
+    """:class:`~recoverkit.store.LeaseStore` in a dict by name."""
+
+    def acquire_lease(self, name: str, owner: str, *, ttl: float, now: float) -> bool:
+        return self.take_lease(name, owner, ttl=ttl, now=now) is not None
+
+    def take_lease(self, name: str, owner: str, *, ttl: float, now: float) -> LeaseTaken | None:
+        check_lease(name, owner, ttl)
+        with self._lock:
+            self._enter(write=True)
+            held = self._leases.get(name)
+            if held is not None and held[0] != owner and held[1] > now:
+                return None
+            self._leases[name] = (owner, now + ttl)
+            return "renewed" if held is not None and held[0] == owner else "taken"
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self._lock:
+            self._enter(write=True)
+            held = self._leases.get(name)
+            if held is not None and held[0] == owner:
+                del self._leases[name]
+
+    def lease_holder(self, name: str, *, now: float) -> str | None:
+        with self._lock:
+            self._enter(write=False)
+            held = self._leases.get(name)
+            return held[0] if held is not None and held[1] > now else None
+
+
+class MemoryLedger(MemoryTables):
+    """:class:`~recoverkit.store.LedgerStore` in dicts by key; a claim reads the leases and the
+    suppressions under the same lock."""
+
+    def record_purchase(self, *, cart_key: str | None, contact_key: str | None, at: float) -> None:
+        check_purchase(cart_key, contact_key)
+        with self._lock:
+            self._enter(write=True)
+            for table, key in ((self._cart_purchases, cart_key), (self._contact_purchases, contact_key)):
+                if key is not None:
+                    table[key] = max(at, table.get(key, at))
+
+    def claim(
+        self,
+        key: str,
+        *,
+        cart_key: str,
+        contact_key: str,
+        channel: str,
+        started_at: float,
+        owner: str,
+        now: float,
+        at: float | None = None,
+    ) -> Claim:
+        check_claim(key, owner)
+        with self._lock:
+            self._enter(write=True)
+            lease = self._leases.get(PIPELINE_LEASE)
+            if lease is None or lease[0] != owner or lease[1] <= now:
+                return "not_owner"
+            if key in self._ledger:
+                return "duplicate"
+            if contact_key and contact_hash(self._salt, contact_key) in self._suppressed:
+                return "suppressed"
+            bought_cart = self._cart_purchases.get(cart_key)
+            bought_contact = self._contact_purchases.get(contact_key)
+            if (bought_cart is not None and bought_cart >= started_at) or (
+                bought_contact is not None and bought_contact >= started_at
+            ):
+                return "purchased"
+            self._ledger[key] = LedgerEntry(
+                key=key,
+                cart_key=cart_key,
+                contact_key=contact_key,
+                channel=channel,
+                state="sending",
+                owner=owner,
+                started_at=started_at,
+                claimed_at=now if at is None else at,
+            )
+            return "claimed"
+
+    def finish(self, key: str, outcome: Outcome, *, now: float, error: str | None = None) -> None:
+        check_outcome(outcome)
+        with self._lock:
+            self._enter(write=True)
+            entry = self._entry(key)
+            if entry.state not in FINISHABLE:
+                self._failed += 1
+                raise cannot_finish(key, entry.state)
+            self._ledger[key] = msgspec.structs.replace(entry, state=outcome, finished_at=now, error=error)
+
+    def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
+        # Each claim is atomic under the lock; nothing is gained by holding it across them in memory.
+        return [
+            self.claim(
+                r.key, cart_key=r.cart_key, contact_key=r.contact_key, channel=r.channel, started_at=r.started_at,
+                owner=r.owner, now=r.now, at=r.at,
+            )
+            for r in requests
+        ]  # fmt: skip
+
+    def finish_many(self, requests: Sequence[FinishRequest]) -> list[StoreError | None]:
+        answers: list[StoreError | None] = []
+        for r in requests:
+            try:
+                self.finish(r.key, r.outcome, now=r.now, error=r.error)
+            except StoreError as exc:
+                answers.append(exc)
+            else:
+                answers.append(None)
+        return answers
+
+    def ledger(self, states: Collection[LedgerState] | None = None) -> list[LedgerEntry]:
+        check_states(states)
+        with self._lock:
+            self._enter(write=False)
+            return [e for e in self._ledger.values() if states is None or e.state in states]
+
+    def mark_unknown(self, owner: str | None = None) -> int:
+        with self._lock:
+            self._enter(write=True)
+            count = 0
+            for key, entry in self._ledger.items():
+                if entry.state == "sending" and (owner is None or entry.owner == owner):
+                    self._ledger[key] = msgspec.structs.replace(entry, state="unknown")
+                    count += 1
+            return count
+
+    def resolve(self, key: str, outcome: Resolution) -> None:
+        check_resolution(outcome)
+        with self._lock:
+            self._enter(write=True)
+            entry = self._entry(key)
+            if entry.state not in RESOLVABLE:
+                self._failed += 1
+                raise cannot_resolve(key, entry.state)
+            if outcome == "retry":
+                del self._ledger[key]
+            else:
+                self._ledger[key] = msgspec.structs.replace(entry, state="sent")
+
+    def _entry(self, key: str) -> LedgerEntry:
+        entry = self._ledger.get(key)
+        if entry is None:
+            self._failed += 1
+            raise missing_entry(key)
+        return entry

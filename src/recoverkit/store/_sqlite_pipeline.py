@@ -1,0 +1,301 @@
+"""The parts of a :class:`~recoverkit.store.SQLiteStore` the pipeline runs on: journal, checkpoint, leases,
+and the send ledger with its purchases."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Sequence
+from typing import Any, Final
+
+from ..errors import StoreError
+from . import _schema
+from ._checkpoint import Checkpoint, check_position
+from ._journal import JournalEntry, check_read_limit
+from ._leases import PIPELINE_LEASE, LeaseTaken, check_lease
+from ._ledger import (
+    FINISHABLE,
+    RESOLVABLE,
+    Claim,
+    ClaimRequest,
+    FinishRequest,
+    LedgerEntry,
+    LedgerState,
+    Outcome,
+    Resolution,
+    cannot_finish,
+    cannot_resolve,
+    check_claim,
+    check_outcome,
+    check_purchase,
+    check_resolution,
+    check_states,
+    missing_entry,
+)
+from ._sqlite_file import SQLiteFile
+
+__all__ = ["LEDGER_COLUMNS", "SQLiteCheckpoint", "SQLiteJournal", "SQLiteLeases", "SQLiteLedger", "ledger_entry"]
+
+LEDGER_COLUMNS: Final = (
+    "key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, finished_at, error"
+)
+
+
+class SQLiteJournal(SQLiteFile):
+    """:class:`~recoverkit.store.JournalStore` in the ``journal`` table (``seq`` AUTOINCREMENT: never reused)."""
+
+    def append_events(self, events: Sequence[bytes], *, now: float) -> int:
+        if not events:
+            return self.last_seq()
+        rows = [(data, now) for data in events]
+
+        def run(conn: sqlite3.Connection) -> int:
+            conn.executemany("INSERT INTO journal (data, accepted_at) VALUES (?, ?)", rows)
+            return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+
+        return self._write("append_events", run)
+
+    def read_events(self, after: int, limit: int) -> list[JournalEntry]:
+        check_read_limit(after, limit)
+
+        def run(conn: sqlite3.Connection) -> list[JournalEntry]:
+            rows = conn.execute(
+                "SELECT seq, data, accepted_at FROM journal WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            ).fetchall()
+            return [JournalEntry(seq=seq, data=data, accepted_at=at) for seq, data, at in rows]
+
+        return self._read("read_events", run)
+
+    def trim_events(self, through: int) -> int:
+        """Delete the journal through ``through``; after a :meth:`forget`, also :meth:`scrub` the file."""
+        trimmed = self._write(
+            "trim_events", lambda conn: conn.execute("DELETE FROM journal WHERE seq <= ?", (through,)).rowcount
+        )
+        if self._scrub_due:
+            self._scrub_after_forget()
+        return trimmed
+
+    def last_seq(self) -> int:
+        return self._read("last_seq", _schema.last_seq)
+
+
+class SQLiteCheckpoint(SQLiteFile):
+    """:class:`~recoverkit.store.CheckpointStore` in the one-row ``checkpoint`` table."""
+
+    def save_checkpoint(self, position: int, state: bytes, *, now: float) -> bool:
+        check_position(position)
+
+        def run(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "INSERT INTO checkpoint (id, position, state, saved_at) VALUES (1, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET position = excluded.position, state = excluded.state, "
+                "saved_at = excluded.saved_at WHERE excluded.position >= checkpoint.position",
+                (position, state, now),
+            )
+            return cursor.rowcount > 0
+
+        return self._write("save_checkpoint", run)
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        def run(conn: sqlite3.Connection) -> Checkpoint | None:
+            row = conn.execute("SELECT position, state, saved_at FROM checkpoint WHERE id = 1").fetchone()
+            return None if row is None else Checkpoint(position=row[0], state=row[1], saved_at=row[2])
+
+        return self._read("load_checkpoint", run)
+
+
+class SQLiteLeases(SQLiteFile):
+    """:class:`~recoverkit.store.LeaseStore` in the ``leases`` table."""
+
+    def acquire_lease(self, name: str, owner: str, *, ttl: float, now: float) -> bool:
+        return self.take_lease(name, owner, ttl=ttl, now=now) is not None
+
+    def take_lease(self, name: str, owner: str, *, ttl: float, now: float) -> LeaseTaken | None:
+        check_lease(name, owner, ttl)
+
+        def run(conn: sqlite3.Connection) -> LeaseTaken | None:
+            held = conn.execute("SELECT owner, expires_at FROM leases WHERE name = ?", (name,)).fetchone()
+            if held is not None and held[0] != owner and held[1] > now:
+                return None
+            conn.execute(
+                "INSERT OR REPLACE INTO leases (name, owner, expires_at) VALUES (?, ?, ?)", (name, owner, now + ttl)
+            )
+            return "renewed" if held is not None and held[0] == owner else "taken"
+
+        return self._write("acquire_lease", run)
+
+    def release_lease(self, name: str, owner: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+
+        self._write("release_lease", run)
+
+    def lease_holder(self, name: str, *, now: float) -> str | None:
+        def run(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT owner FROM leases WHERE name = ? AND expires_at > ?", (name, now)).fetchone()
+            return None if row is None else str(row[0])
+
+        return self._read("lease_holder", run)
+
+
+class SQLiteLedger(SQLiteFile):
+    """:class:`~recoverkit.store.LedgerStore` in the ``ledger`` and ``purchases`` tables; a claim reads
+    ``leases`` and ``suppression`` in its transaction too."""
+
+    def record_purchase(self, *, cart_key: str | None, contact_key: str | None, at: float) -> None:
+        check_purchase(cart_key, contact_key)
+        rows = [(kind, key, at) for kind, key in (("cart", cart_key), ("contact", contact_key)) if key is not None]
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO purchases (kind, key, at) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, key) DO UPDATE SET at = max(at, excluded.at)",
+                rows,
+            )
+
+        self._write("record_purchase", run)
+
+    def claim(
+        self,
+        key: str,
+        *,
+        cart_key: str,
+        contact_key: str,
+        channel: str,
+        started_at: float,
+        owner: str,
+        now: float,
+        at: float | None = None,
+    ) -> Claim:
+        request = ClaimRequest(
+            key=key, cart_key=cart_key, contact_key=contact_key, channel=channel, started_at=started_at, owner=owner,
+            now=now, at=at,
+        )  # fmt: skip
+        return self.claim_many([request])[0]
+
+    def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
+        for r in requests:
+            check_claim(r.key, r.owner)
+        hashes = [self._hash(r.contact_key) if r.contact_key else "" for r in requests]
+
+        def run(conn: sqlite3.Connection) -> list[Claim]:
+            # One transaction, under the file's write lock: nobody can claim a key between the checks and the
+            # insert, in this process or another.
+            return [_claim(conn, r, hashed) for r, hashed in zip(requests, hashes, strict=True)]
+
+        return self._write("claim", run) if requests else []
+
+    def finish(self, key: str, outcome: Outcome, *, now: float, error: str | None = None) -> None:
+        check_outcome(outcome)
+        error_or_none = self.finish_many([FinishRequest(key=key, outcome=outcome, now=now, error=error)])[0]
+        if error_or_none is not None:
+            raise error_or_none
+
+    def finish_many(self, requests: Sequence[FinishRequest]) -> list[StoreError | None]:
+        for r in requests:
+            check_outcome(r.outcome)
+
+        def run(conn: sqlite3.Connection) -> list[StoreError | None]:
+            answers: list[StoreError | None] = []
+            for r in requests:
+                try:
+                    state = _ledger_state(conn, r.key)
+                except StoreError as exc:  # no entry: refused like the rest, the others still recorded
+                    answers.append(exc)
+                    continue
+                if state not in FINISHABLE:
+                    answers.append(cannot_finish(r.key, state))
+                    continue
+                conn.execute(
+                    "UPDATE ledger SET state = ?, finished_at = ?, error = ? WHERE key = ?",
+                    (r.outcome, r.now, r.error, r.key),
+                )
+                answers.append(None)
+            return answers
+
+        return self._write("finish", run) if requests else []
+
+    def ledger(self, states: Collection[LedgerState] | None = None) -> list[LedgerEntry]:
+        check_states(states)
+        wanted = None if states is None else sorted(set(states))
+
+        def run(conn: sqlite3.Connection) -> list[LedgerEntry]:
+            if wanted is None:
+                rows = conn.execute(f"SELECT {LEDGER_COLUMNS} FROM ledger ORDER BY rowid").fetchall()
+            else:
+                marks = ", ".join("?" * len(wanted))
+                rows = conn.execute(
+                    f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE state IN ({marks}) ORDER BY rowid", wanted
+                ).fetchall()
+            return [ledger_entry(row) for row in rows]
+
+        return self._read("ledger", run)
+
+    def mark_unknown(self, owner: str | None = None) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            if owner is None:
+                return conn.execute("UPDATE ledger SET state = 'unknown' WHERE state = 'sending'").rowcount
+            return conn.execute(
+                "UPDATE ledger SET state = 'unknown' WHERE state = 'sending' AND owner = ?", (owner,)
+            ).rowcount
+
+        return self._write("mark_unknown", run)
+
+    def resolve(self, key: str, outcome: Resolution) -> None:
+        check_resolution(outcome)
+
+        def run(conn: sqlite3.Connection) -> None:
+            state = _ledger_state(conn, key)
+            if state not in RESOLVABLE:
+                raise cannot_resolve(key, state)
+            if outcome == "retry":
+                conn.execute("DELETE FROM ledger WHERE key = ?", (key,))
+            else:
+                conn.execute("UPDATE ledger SET state = 'sent' WHERE key = ?", (key,))
+
+        self._write("resolve", run)
+
+
+def _claim(conn: sqlite3.Connection, r: ClaimRequest, hashed: str) -> Claim:
+    lease = conn.execute("SELECT owner, expires_at FROM leases WHERE name = ?", (PIPELINE_LEASE,)).fetchone()
+    if lease is None or lease[0] != r.owner or lease[1] <= r.now:
+        return "not_owner"
+    if conn.execute("SELECT 1 FROM ledger WHERE key = ?", (r.key,)).fetchone() is not None:
+        return "duplicate"
+    if hashed and conn.execute("SELECT 1 FROM suppression WHERE hash = ?", (hashed,)).fetchone() is not None:
+        return "suppressed"
+    bought = conn.execute(
+        "SELECT 1 FROM purchases WHERE ((kind = 'cart' AND key = ?) OR (kind = 'contact' AND key = ?)) "
+        "AND at >= ? LIMIT 1",
+        (r.cart_key, r.contact_key, r.started_at),
+    ).fetchone()
+    if bought is not None:
+        return "purchased"
+    conn.execute(
+        "INSERT INTO ledger (key, cart_key, contact_key, channel, state, owner, started_at, claimed_at) "
+        "VALUES (?, ?, ?, ?, 'sending', ?, ?, ?)",
+        (r.key, r.cart_key, r.contact_key, r.channel, r.owner, r.started_at, r.now if r.at is None else r.at),
+    )
+    return "claimed"
+
+
+def _ledger_state(conn: sqlite3.Connection, key: str) -> str:
+    row = conn.execute("SELECT state FROM ledger WHERE key = ?", (key,)).fetchone()
+    if row is None:
+        raise missing_entry(key)
+    return str(row[0])
+
+
+def ledger_entry(row: tuple[Any, ...]) -> LedgerEntry:
+    key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, finished_at, error = row
+    return LedgerEntry(
+        key=key,
+        cart_key=cart_key,
+        contact_key=contact_key,
+        channel=channel,
+        state=state,
+        owner=owner,
+        started_at=started_at,
+        claimed_at=claimed_at,
+        finished_at=finished_at,
+        error=error,
+    )
