@@ -17,7 +17,7 @@ from psycopg.rows import TupleRow
 
 from ...errors import ConfigError, StoreError
 
-__all__ = ["EXPECTED", "Conn", "connection_error", "describe", "parse", "scrub"]
+__all__ = ["EXPECTED", "Conn", "connection_error", "describe", "first_line", "parse", "scrub"]
 
 Conn: TypeAlias = psycopg.Connection[TupleRow]
 EXPECTED: Final = "postgresql://user:password@host:5432/database (or a libpq key=value string)"
@@ -50,9 +50,15 @@ def scrub(text: str, settings: dict[str, str]) -> str:
     return text.replace(password, "***") if password else text
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message: PostgreSQL's own (``LINE 1: ...`` and a caret follow it)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def connection_error(exc: psycopg.Error, settings: dict[str, str], schema: str) -> StoreError:
     """The error to raise when connecting, or the first query, failed with ``exc``."""
-    reason = scrub(str(exc).strip(), settings) or type(exc).__name__
+    reason = scrub(first_line(exc), settings) or type(exc).__name__
     where = describe(settings)
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         fix = (

@@ -103,7 +103,7 @@ class Plumbing:
             raise StoreError(f"PostgresStore({self.where}) was used after close()")
 
     def _translate(self, name: str, exc: psycopg.Error) -> StoreError:
-        reason = _conninfo.scrub(str(exc).strip(), self._settings) or type(exc).__name__
+        reason = _conninfo.scrub(_conninfo.first_line(exc), self._settings) or type(exc).__name__
         return StoreError(f"PostgresStore({self.where}): {name} failed: {reason}")
 
     def _transaction(self, name: str, run: Callable[[Conn], T], *, write: bool) -> T:

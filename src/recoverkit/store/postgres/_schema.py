@@ -187,12 +187,18 @@ def _seed(conn: Conn, partitions: int) -> None:
 
 def _version(conn: Conn, schema: str) -> tuple[int, int | None]:
     """The schema's version and partitions (0 and ``None`` for a schema without recoverkit's meta table)."""
+    # pg_catalog, which every user may read: information_schema hides the tables a user has no privilege on,
+    # and a store the user may not read must be reported as that, not as missing.
     exists = conn.execute(
-        "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = 'meta'", (schema,)
+        "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = 'meta'",
+        (schema,),
     ).fetchone()
     if exists is None:
         return 0, None
-    rows: dict[str, str] = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    # Named with its schema: without USAGE on it, search_path would skip the schema and "meta" read as missing.
+    meta = sql.SQL("SELECT key, value FROM {}.meta").format(sql.Identifier(schema))
+    rows: dict[str, str] = dict(conn.execute(meta).fetchall())
     if rows.get("application") != _APPLICATION:
         raise StoreError(
             f"schema {schema!r} has a `meta` table that is not recoverkit's; expected a recoverkit store or a schema "

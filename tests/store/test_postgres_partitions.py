@@ -1,0 +1,305 @@
+"""What the PostgreSQL store adds for several hosts, on a real server and with real processes: a partitioned
+journal with no gap under concurrent writers, partition leases whose epoch fences a lapsed owner, and the
+errors of a bad start (tests/store/postgres_cluster.py starts the server)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from recoverkit.errors import ConfigError, MissingExtraError, StoreError
+from recoverkit.store import ClaimRequest
+
+from .postgres_cluster import Cluster, postgres_cluster, postgres_url  # noqa: F401 - fixtures used by name
+
+pytest.importorskip("psycopg", reason="the postgres extra is not installed (pip install '.[postgres]')")
+
+import psycopg  # noqa: E402
+
+from recoverkit.store.postgres import SCHEMA_VERSION, PostgresStore, init, partition_of  # noqa: E402
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+@pytest.fixture
+def store4(postgres_url: str) -> Iterator[PostgresStore]:  # noqa: F811 - the fixture
+    init(postgres_url, partitions=4)
+    with PostgresStore(postgres_url) as store:
+        yield store
+
+
+def _python(script: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": SRC}
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+
+# -- the partitioned journal -----------------------------------------------------------------------------------
+
+
+def test_partition_of_is_stable_and_spreads_sessions() -> None:
+    assert partition_of("session-1", 64) == partition_of("session-1", 64)
+    counts = [0] * 8
+    for n in range(8000):
+        counts[partition_of(f"s-{n}", 8)] += 1
+    assert min(counts) > 800  # 1000 each on average
+
+
+def test_events_go_to_their_sessions_partition_with_consecutive_positions(store4: PostgresStore) -> None:
+    events = [(f"s{n % 5}", f"e{n}".encode()) for n in range(20)]
+    placed = store4.append_keyed(events, now=1.0)
+    assert [p for p, _ in placed] == [store4.partition_of(s) for s, _ in events]
+    for partition in range(4):
+        mine = [(pos, data) for (p, pos), (_, data) in zip(placed, events, strict=True) if p == partition]
+        read = store4.read_partition(partition, 0, 100)
+        assert [(e.seq, e.data) for e in read] == mine
+        assert [pos for pos, _ in mine] == list(range(1, len(mine) + 1))
+        assert store4.partition_head(partition) == len(mine)
+    assert store4.check() == []
+
+
+def test_positions_are_never_reused_after_a_trim(store4: PostgresStore) -> None:
+    part = store4.partition_of("s")
+    store4.append_keyed([("s", b"a"), ("s", b"b")], now=1.0)
+    assert store4.trim_partition(part, 2) == 2
+    assert store4.append_keyed([("s", b"c")], now=1.0) == [(part, 3)]
+    assert [e.seq for e in store4.read_partition(part, 0, 10)] == [3]
+
+
+def test_the_one_sequence_methods_refuse_a_store_of_several_partitions(store4: PostgresStore) -> None:
+    with pytest.raises(StoreError, match="4 partitions, so it has no single sequence"):
+        store4.append_events([b"a"], now=1.0)
+    with pytest.raises(StoreError, match="no single sequence"):
+        store4.load_checkpoint()
+
+
+_WRITER = """
+import sys
+from recoverkit.store.postgres import PostgresStore
+url, writer, batches = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with PostgresStore(url) as store:
+    for b in range(batches):
+        size = 1 + (b * 7 + len(writer)) % 5
+        store.append_keyed([(f"{writer}-s{(b + i) % 13}", f"{writer}:{b}:{i}".encode()) for i in range(size)], now=b)
+print("done", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_reader_following_each_partition_skips_nothing_and_reads_nothing_twice_under_concurrent_writers(
+    postgres_url: str,  # noqa: F811 - the fixture
+) -> None:
+    """Three writer processes append to 4 partitions at once while this process follows every partition with
+    "position > last": each partition is read as positions 1, 2, 3... with no hole and no repeat, and ends
+    holding exactly the events written."""
+    init(postgres_url, partitions=4)
+    writers = [_python(_WRITER, postgres_url, f"w{n}", "150") for n in range(3)]
+    seen: dict[int, list[int]] = {p: [] for p in range(4)}
+    datas: list[bytes] = []
+    with PostgresStore(postgres_url) as store:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            running = any(w.poll() is None for w in writers)
+            for p in range(4):
+                after = seen[p][-1] if seen[p] else 0
+                for entry in store.read_partition(p, after, 50):
+                    seen[p].append(entry.seq)
+                    datas.append(entry.data)
+            if not running and all(len(seen[p]) == store.partition_head(p) for p in range(4)):
+                break
+        for w in writers:
+            out, err = w.communicate(timeout=30)
+            assert w.returncode == 0, err
+        for p in range(4):
+            assert seen[p] == list(range(1, store.partition_head(p) + 1))
+        assert store.check() == []
+    expected = {
+        f"w{n}:{b}:{i}".encode() for n in range(3) for b in range(150) for i in range(1 + (b * 7 + 2) % 5)
+    }
+    assert len(datas) == len(set(datas)) == len(expected)
+    assert set(datas) == expected
+
+
+# -- partition leases and fencing ------------------------------------------------------------------------------
+
+
+def test_a_lease_is_renewed_at_the_same_epoch_and_refused_to_another_owner(store4: PostgresStore) -> None:
+    first = store4.take_partition(0, "a", ttl=30)
+    assert first is not None and first.owner == "a"
+    again = store4.take_partition(0, "a", ttl=30)
+    assert again is not None and again.epoch == first.epoch and again.expires_at >= first.expires_at
+    assert store4.take_partition(0, "b", ttl=30) is None
+    assert [lease.owner for lease in store4.partition_leases()] == ["a", None, None, None]
+
+
+def test_an_expired_lease_passes_to_another_owner_with_the_next_epoch(store4: PostgresStore) -> None:
+    first = store4.take_partition(1, "a", ttl=0.2)
+    assert first is not None
+    time.sleep(0.3)  # the server's clock decides
+    taken = store4.take_partition(1, "b", ttl=30)
+    assert taken is not None and taken.epoch == first.epoch + 1
+
+
+def test_a_release_hands_the_partition_over_at_once(store4: PostgresStore) -> None:
+    first = store4.take_partition(2, "a", ttl=30)
+    assert first is not None
+    assert store4.release_partition(2, "a") is True
+    assert store4.release_partition(2, "a") is False
+    taken = store4.take_partition(2, "b", ttl=30)
+    assert taken is not None and taken.epoch == first.epoch + 1
+
+
+def test_checkpoints_are_fenced_by_the_epoch_and_never_move_back(store4: PostgresStore) -> None:
+    lease = store4.take_partition(0, "a", ttl=30)
+    assert lease is not None
+    save = store4.save_partition_checkpoint
+    assert save(0, owner="a", epoch=lease.epoch, position=5, state=b"s5", now=1.0) == "saved"
+    assert save(0, owner="a", epoch=lease.epoch, position=4, state=b"s4", now=2.0) == "behind"
+    assert save(0, owner="a", epoch=lease.epoch - 1, position=9, state=b"old", now=3.0) == "fenced"
+    assert save(0, owner="b", epoch=lease.epoch, position=9, state=b"b", now=3.0) == "fenced"
+    checkpoint = store4.load_partition_checkpoint(0)
+    assert checkpoint is not None and (checkpoint.position, checkpoint.state) == (5, b"s5")
+    assert store4.load_partition_checkpoint(1) is None
+
+
+def test_fenced_claims_need_the_current_epoch_and_see_purchases_of_every_partition(store4: PostgresStore) -> None:
+    lease = store4.take_partition(3, "a", ttl=30)
+    assert lease is not None
+
+    def request(key: str, contact: str = "p1") -> ClaimRequest:
+        return ClaimRequest(key=key, cart_key=f"cart-{key}", contact_key=contact, channel="email", started_at=10.0,
+                            owner="a", now=20.0)  # fmt: skip
+
+    assert store4.claim_fenced(3, lease.epoch + 1, [request("k1")]) == ["not_owner"]
+    store4.record_purchase(cart_key=None, contact_key="p2", at=15.0)  # recorded by whoever saw it
+    assert store4.claim_fenced(3, lease.epoch, [request("k1"), request("k1"), request("k2", "p2")]) == [
+        "claimed", "duplicate", "purchased",
+    ]  # fmt: skip
+
+
+_STALLED = """
+import sys
+from recoverkit.store import ClaimRequest
+from recoverkit.store.postgres import PostgresStore
+with PostgresStore(sys.argv[1]) as store:
+    lease = store.take_partition(0, "stalled", ttl=0.5)
+    print(lease.epoch, flush=True)
+    sys.stdin.readline()  # SIGSTOPped here, past its lease; another process takes the partition meanwhile
+    print(store.save_partition_checkpoint(0, owner="stalled", epoch=lease.epoch, position=1, state=b"x", now=0))
+    request = ClaimRequest(key="k", cart_key="c", contact_key="p", channel="email", started_at=0, owner="stalled",
+                           now=0)
+    print(store.claim_fenced(0, lease.epoch, [request])[0])
+    print(store.take_partition(0, "stalled", ttl=5))
+"""
+
+
+@pytest.mark.slow
+def test_an_owner_stalled_past_its_lease_has_every_write_refused_after_the_takeover(
+    store4: PostgresStore, postgres_url: str  # noqa: F811 - the fixture
+) -> None:
+    child = _python(_STALLED, postgres_url)
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        epoch = int(child.stdout.readline())
+        os.kill(child.pid, signal.SIGSTOP)
+        time.sleep(0.8)
+        taken = store4.take_partition(0, "new-owner", ttl=30)
+        assert taken is not None and taken.epoch == epoch + 1
+        os.kill(child.pid, signal.SIGCONT)
+        out, err = child.communicate("go\n", timeout=30)
+        assert child.returncode == 0, err
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert out.split("\n")[:3] == ["fenced", "not_owner", "None"]
+    assert store4.load_partition_checkpoint(0) is None
+    assert store4.ledger() == []
+
+
+# -- a bad start -------------------------------------------------------------------------------------------------
+
+
+def test_a_missing_schema_is_refused_with_the_fix(postgres_url: str) -> None:  # noqa: F811 - the fixture
+    with pytest.raises(StoreError, match=r"no recoverkit store in schema 'recoverkit'.*init\(url"):
+        PostgresStore(postgres_url)
+
+
+def test_a_schema_newer_than_the_code_is_refused_with_the_fix(postgres_url: str) -> None:  # noqa: F811
+    init(postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("UPDATE recoverkit.meta SET value = %s WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(StoreError, match=r"newer than this recoverkit knows.*upgrade recoverkit"):
+        PostgresStore(postgres_url)
+    with pytest.raises(StoreError, match="upgrade recoverkit"):
+        init(postgres_url)
+
+
+def test_init_is_idempotent_and_keeps_the_number_of_partitions(postgres_url: str) -> None:  # noqa: F811
+    assert init(postgres_url, partitions=8).partitions == 8
+    assert init(postgres_url, partitions=8).version == SCHEMA_VERSION
+    with pytest.raises(StoreError, match="has 8 partitions.*fixed"):
+        init(postgres_url, partitions=4)
+    with pytest.raises(ConfigError, match="partitions"):
+        init(postgres_url, partitions=0)
+
+
+def test_an_unreachable_server_is_named_without_the_password(postgres_cluster: Cluster) -> None:  # noqa: F811
+    url = f"postgresql://shop:s3cret-pw@/nowhere?host={postgres_cluster.directory}/missing&port=5432"
+    with pytest.raises(StoreError) as caught:
+        PostgresStore(url, connect_timeout=2)
+    message = str(caught.value)
+    assert "s3cret-pw" not in message and "shop@" in message and "`url`" in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_url_that_is_not_one_is_a_config_error_without_its_text() -> None:
+    with pytest.raises(ConfigError, match="not a PostgreSQL connection URL") as caught:
+        PostgresStore("host=x password=hunter2 bogus")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_user_without_privileges_is_told_what_it_needs(
+    postgres_cluster: Cluster, postgres_url: str  # noqa: F811 - the fixtures
+) -> None:
+    init(postgres_url)
+    postgres_cluster.admin("DROP ROLE IF EXISTS nopriv")
+    postgres_cluster.admin("CREATE ROLE nopriv LOGIN")
+    url = postgres_url.replace("postgresql://recoverkit@", "postgresql://nopriv@")
+    with pytest.raises(StoreError, match=r"(?s)nopriv@.*needs USAGE and CREATE on schema 'recoverkit'"):
+        PostgresStore(url)
+
+
+def test_a_gap_in_a_partition_is_reported_by_check(store4: PostgresStore, postgres_url: str) -> None:  # noqa: F811
+    store4.append_keyed([("s", b"a"), ("s", b"b"), ("s", b"c")], now=1.0)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM recoverkit.journal WHERE position = 2")
+    part = store4.partition_of("s")
+    assert store4.check() == [f"journal partition {part} has a gap: 2 events between positions 1 and 3"]
+
+
+def test_without_psycopg_the_import_names_the_extra() -> None:
+    script = """
+    import sys
+    sys.modules["psycopg"] = None
+    try:
+        import recoverkit.store.postgres
+    except ImportError as exc:
+        print(type(exc).__name__, exc)
+    """
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+    ).stdout  # fmt: skip
+    assert out.startswith("MissingExtraError PostgresStore needs the psycopg package")
+    assert "pip install 'recoverkit[postgres]'" in out
+    assert MissingExtraError.__name__ in out
