@@ -128,40 +128,18 @@ class SmtpChannel:
         local_hostname: str | None = None,
     ) -> None:
         require("aiosmtplib", extra="smtp", feature="SmtpChannel")  # at start-up, not at the first send
-        if not isinstance(host, str) or not host or any(c.isspace() for c in host):
-            raise ConfigError(f"SmtpChannel host must be a host name or IP address, got {host!r}")
-        if use_tls and start_tls:
-            raise ConfigError("SmtpChannel use_tls=True and start_tls=True exclude each other; expected one")
-        if port is None:
-            port = 465 if use_tls else 587 if start_tls else 25
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise ConfigError(f"SmtpChannel port must be an int from 1 to 65535, got {port!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
-            raise ConfigError(f"SmtpChannel timeout must be a positive number of seconds, got {timeout!r}")
+        # Checked in this order, so that of several bad options the same one is named first.
+        port = _server_port(host, port, use_tls=use_tls, start_tls=start_tls)
+        self._timeout = _check_timeout(timeout)
         if (username is None) != (password is None):
             raise ConfigError("SmtpChannel username and password go together; got only one of them")
-        self._timeout = float(timeout)
         self._where = f"{host}:{port}"
         self._sender = sender
         self._envelope_from, self._domain = _check_sender(sender)
         self._reply_to = None if reply_to is None else _check_option_address("reply_to", reply_to)
         self._templates = templates if templates is not None else Templates()
-        if unsubscribe_url is None and unsubscribe_mailto is None:
-            raise ConfigError(
-                "SmtpChannel needs unsubscribe_url or unsubscribe_mailto (or both): recovery emails are bulk "
-                "mail, and Gmail and Yahoo require a one-click unsubscribe from bulk senders"
-            )
-        if isinstance(unsubscribe_url, str):
-            _check_unsubscribe_url(unsubscribe_url.replace("{key}", "k").replace("{contact_key}", "c"))
-        elif unsubscribe_url is not None and not callable(unsubscribe_url):
-            raise ConfigError(
-                "SmtpChannel unsubscribe_url must be an https:// URL string or a function of the message, "
-                f"got {type(unsubscribe_url).__name__}"
-            )
+        self._unsubscribe_mailto = _check_unsubscribe(unsubscribe_url, unsubscribe_mailto)
         self._unsubscribe_url = unsubscribe_url
-        self._unsubscribe_mailto = (
-            None if unsubscribe_mailto is None else _check_option_address("unsubscribe_mailto", unsubscribe_mailto)
-        )
         self._new_client = functools.partial(
             aiosmtplib.SMTP,
             hostname=host,
@@ -417,6 +395,43 @@ def _stage(exc: aiosmtplib.SMTPResponseException) -> str:
     if isinstance(exc, aiosmtplib.SMTPConnectResponseError):
         return "refused the connection"
     return "answered"
+
+
+def _server_port(host: object, port: object, *, use_tls: bool, start_tls: bool | None) -> int:
+    """The port to connect to (by default the one ``use_tls``/``start_tls`` imply), once host, TLS options and
+    port are checked; ConfigError otherwise."""
+    if not isinstance(host, str) or not host or any(c.isspace() for c in host):
+        raise ConfigError(f"SmtpChannel host must be a host name or IP address, got {host!r}")
+    if use_tls and start_tls:
+        raise ConfigError("SmtpChannel use_tls=True and start_tls=True exclude each other; expected one")
+    if port is None:
+        port = 465 if use_tls else 587 if start_tls else 25
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError(f"SmtpChannel port must be an int from 1 to 65535, got {port!r}")
+    return port
+
+
+def _check_timeout(timeout: object) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+        raise ConfigError(f"SmtpChannel timeout must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+def _check_unsubscribe(url: object, mailto: str | None) -> str | None:
+    """Check the unsubscribe options (at least one; a URL template as its links will be); the mailto address."""
+    if url is None and mailto is None:
+        raise ConfigError(
+            "SmtpChannel needs unsubscribe_url or unsubscribe_mailto (or both): recovery emails are bulk "
+            "mail, and Gmail and Yahoo require a one-click unsubscribe from bulk senders"
+        )
+    if isinstance(url, str):
+        _check_unsubscribe_url(url.replace("{key}", "k").replace("{contact_key}", "c"))
+    elif url is not None and not callable(url):
+        raise ConfigError(
+            "SmtpChannel unsubscribe_url must be an https:// URL string or a function of the message, "
+            f"got {type(url).__name__}"
+        )
+    return None if mailto is None else _check_option_address("unsubscribe_mailto", mailto)
 
 
 def _valid_address(address: str) -> bool:
