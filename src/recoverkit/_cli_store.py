@@ -1,9 +1,14 @@
-"""The store's commands of the ``recoverkit`` CLI (:mod:`recoverkit.cli` registers them with :func:`add_commands`).
+"""The commands of the ``recoverkit`` CLI that look at the engine's files: the state file and the dead letters
+(:mod:`recoverkit.cli` registers them with :func:`add_commands`, :func:`add_db` and :func:`add_dead_letters`).
 
 ::
 
     recoverkit ledger PATH [--state STATE ...] [--json]    list the dispatch ledger of a state file
     recoverkit ledger PATH --resolve KEY --as sent|retry   settle an "unknown" or "failed" entry
+    recoverkit db check PATH                 integrity check of a state file (exit status 1 if problems)
+    recoverkit db info PATH [--json]         schema version, rows per table, lease holders
+    recoverkit dead-letters list FILE [--json]
+    recoverkit dead-letters resend FILE --webhook URL [--key KEY ...]
 
 ``ledger`` opens the file as a :class:`~recoverkit.store.SQLiteStore`, safely beside running workers (a
 write waits for theirs), and migrates a file of an older recoverkit as any open does. It never creates a
@@ -17,18 +22,20 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
-import msgspec
+import anyio
 
+from ._cli_common import when, write_json
 from ._cli_output import Out, Table, escape
 from .errors import StoreError
-from .store import LedgerState, Resolution, SQLiteStore
+from .store import LedgerEntry, LedgerState, Resolution, SQLiteStore
 
-__all__ = ["add_commands", "redact"]
+if TYPE_CHECKING:
+    from .deadletters import DeadLetters
+
+__all__ = ["add_commands", "add_db", "add_dead_letters", "redact"]
 
 #: What an error column may quote that must not reach a terminal or a log: a provider's "550 no mailbox
 #: alice@example.com", a phone number in international form.
@@ -60,13 +67,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(func=_cmd_ledger)
 
 
-def _when(ts: float | None) -> str:
-    # cli.py has the same helper; importing it from there would make the two modules import each other.
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def redact(text: str) -> str:
     """``text`` with what looks like an email address or an international phone number replaced by ``***``."""
     return _PERSONAL.sub("***", text)
@@ -77,18 +77,10 @@ def _fail(err: Out, message: str) -> int:
     return 2
 
 
-def _write_json(document: object) -> None:
-    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(document)) + b"\n")
-    sys.stdout.buffer.flush()
-
-
 def _cmd_ledger(args: argparse.Namespace, console: Out, err: Out) -> int:
-    if args.resolve is None and args.resolve_as is not None:
-        return _fail(err, "ledger: --as needs --resolve KEY")
-    if args.resolve is not None and args.resolve_as is None:
-        return _fail(err, "ledger: --resolve KEY needs --as sent or --as retry")
-    if args.resolve is not None and args.state:
-        return _fail(err, "ledger: --state lists entries and cannot be combined with --resolve")
+    problem = _ledger_usage(args)
+    if problem is not None:
+        return _fail(err, problem)
     path = Path(args.path)
     if not path.is_file():  # SQLiteStore would create it: a typo must not leave an empty store behind
         return _fail(err, f"{path}: no such file; expected an existing recoverkit store")
@@ -100,13 +92,33 @@ def _cmd_ledger(args: argparse.Namespace, console: Out, err: Out) -> int:
                 entries = store.ledger(args.state)
     except StoreError as exc:
         return _fail(err, str(exc))
-    if args.resolve is not None and args.json:
-        _write_json({"key": args.resolve, "resolved_as": args.resolve_as})
-        return 0
     if args.resolve is not None:
-        done = "recorded as sent" if args.resolve_as == "sent" else "deleted; the key can be claimed again"
-        console.print(f"{escape(args.resolve)}: {done}", soft_wrap=True)
-        return 0
+        _print_resolution(args, console)
+    else:
+        _print_ledger(args, path, entries, console)
+    return 0
+
+
+def _ledger_usage(args: argparse.Namespace) -> str | None:
+    """What is wrong with the combination of ``ledger``'s options, if anything."""
+    if args.resolve is None and args.resolve_as is not None:
+        return "ledger: --as needs --resolve KEY"
+    if args.resolve is not None and args.resolve_as is None:
+        return "ledger: --resolve KEY needs --as sent or --as retry"
+    if args.resolve is not None and args.state:
+        return "ledger: --state lists entries and cannot be combined with --resolve"
+    return None
+
+
+def _print_resolution(args: argparse.Namespace, console: Out) -> None:
+    if args.json:
+        write_json({"key": args.resolve, "resolved_as": args.resolve_as})
+        return
+    done = "recorded as sent" if args.resolve_as == "sent" else "deleted; the key can be claimed again"
+    console.print(f"{escape(args.resolve)}: {done}", soft_wrap=True)
+
+
+def _print_ledger(args: argparse.Namespace, path: Path, entries: list[LedgerEntry], console: Out) -> None:
     if args.json:
         rows = [
             {"key": e.key, "state": e.state, "channel": e.channel, "owner": e.owner, "started_at": e.started_at,
@@ -114,19 +126,161 @@ def _cmd_ledger(args: argparse.Namespace, console: Out, err: Out) -> int:
              "error": None if e.error is None else redact(e.error)}
             for e in entries
         ]  # fmt: skip
-        _write_json({"path": str(path), "states": args.state, "entries": rows})
-        return 0
+        write_json({"path": str(path), "states": args.state, "entries": rows})
+        return
     which = f" in state {', '.join(args.state)}" if args.state else ""
     count = f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}"
     console.print(f"{escape(str(path))}: {count}{which}", soft_wrap=True)
     if not entries:
-        return 0
+        return
     # Never the contact or cart keys (customer ids): key, state, channel, times and the redacted error suffice.
     table = Table()
     for col in ("key", "state", "channel", "claimed (UTC)", "error"):
         table.add_column(col)
     for entry in entries:
         error = "" if entry.error is None else redact(entry.error)[:_ERROR_WIDTH]
-        table.add_row(escape(entry.key), entry.state, escape(entry.channel), _when(entry.claimed_at), escape(error))
+        table.add_row(escape(entry.key), entry.state, escape(entry.channel), when(entry.claimed_at), escape(error))
     console.print(table)
+
+
+# -- db -------------------------------------------------------------------------------------------------------
+
+
+def add_db(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the ``db`` command."""
+    p = sub.add_parser("db", help="look at a state file (SQLiteStore) without changing it")
+    p.add_argument("action", choices=["check", "info"], help="check: integrity; info: version, rows, leases")
+    p.add_argument("path", help="the SQLite state file")
+    p.add_argument("--json", action="store_true", help="print what was found as one JSON document")
+    p.set_defaults(func=_cmd_db)
+
+
+def _cmd_db(args: argparse.Namespace, console: Out, err: Out) -> int:
+    # Read-only: neither creates, migrates nor changes the file, so it is safe beside running workers. Paths
+    # and owners can be long: soft_wrap keeps each on one line for grep.
+    import time
+
+    from .store import check_database, describe_database
+
+    if args.action == "check":
+        problems = check_database(args.path)
+        if args.json:
+            write_json({"path": args.path, "ok": not problems, "problems": problems})
+            return 1 if problems else 0
+        if not problems:
+            console.print(f"{escape(args.path)}: ok", soft_wrap=True)
+            return 0
+        console.print(f"{escape(args.path)}: {len(problems)} problem(s)", soft_wrap=True)
+        for problem in problems:
+            console.print(f"  {escape(problem)}", soft_wrap=True)
+        return 1
+    info = describe_database(args.path)
+    if args.json:
+        write_json(info)
+        return 0
+    now = time.time()
+    console.print(
+        f"{escape(info.path)}: schema version {info.schema_version} (this recoverkit: {info.supported_version})",
+        soft_wrap=True,
+    )
+    checkpoint = "none" if info.checkpoint_position is None else f"at seq {info.checkpoint_position:,}"
+    console.print(f"journal: last seq {info.last_seq:,}; checkpoint {checkpoint}")
+    table = Table(title="rows")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in info.rows.items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+    if not info.leases:
+        console.print("leases: none")
+    for lease in info.leases:
+        left = lease.expires_at - now
+        state = f"expires in {left:.1f} s" if left > 0 else f"expired {-left:.1f} s ago"
+        console.print(
+            f"lease {escape(lease.name)}: held by {escape(lease.owner)}, {state} ({when(lease.expires_at)} UTC)",
+            soft_wrap=True,
+        )
     return 0
+
+
+# -- dead letters ---------------------------------------------------------------------------------------------
+
+
+def add_dead_letters(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the ``dead-letters`` command."""
+    p = sub.add_parser("dead-letters", help="list or re-send dead letters")
+    p.add_argument("action", choices=["list", "resend"], help="list: show the letters; resend: POST them again")
+    p.add_argument("file", help="the dead-letter file (Engine(dead_letters=...))")
+    p.add_argument("--webhook", help="resend: POST each letter to this URL")
+    p.add_argument("--key", action="append", help="resend only this key (repeatable)")
+    p.add_argument("--json", action="store_true", help="list: print the letters as one JSON document")
+    p.set_defaults(func=_cmd_dead_letters)
+
+
+def _cmd_dead_letters(args: argparse.Namespace, console: Out, err: Out) -> int:
+    from .deadletters import DeadLetters
+
+    if args.json and args.action != "list":
+        err.error("dead-letters: --json is for list")
+        return 2
+    if not Path(args.file).is_file():  # else a typo would list "0" letters as if all had gone well
+        err.error(f"{args.file}: no such dead-letter file; expected the file given as Engine(dead_letters=...)")
+        return 2
+    letters = DeadLetters(args.file)
+    if args.action == "list":
+        _list_letters(args, letters, console)
+        return 0
+    return _resend(args, letters, console, err)
+
+
+def _list_letters(args: argparse.Namespace, letters: DeadLetters, console: Out) -> None:
+    # Never the recipient (personal data); an error may quote an address, so it is redacted too.
+    if args.json:
+        document = {
+            "file": args.file,
+            "letters": [
+                {"key": letter.message.key, "channel": letter.message.channel, "attempts": letter.attempts,
+                 "at": letter.at, "permanent": letter.permanent, "error": redact(letter.error)}
+                for letter in letters
+            ],
+        }  # fmt: skip
+        write_json(document)
+        return
+    table = Table(title=f"dead letters in {escape(args.file)}: {len(letters)}")
+    for col in ("key", "channel", "attempts", "at (UTC)", "permanent", "error"):
+        table.add_column(col)
+    for letter in letters:
+        m = letter.message
+        table.add_row(escape(m.key), escape(m.channel), str(letter.attempts), when(letter.at),
+                      str(letter.permanent), escape(redact(letter.error)[:80]))  # fmt: skip
+    console.print(table)
+
+
+def _resend(args: argparse.Namespace, letters: DeadLetters, console: Out, err: Out) -> int:
+    """POST the letters (those of ``--key``, if given) to ``--webhook``; exit status 1 if any still fails."""
+    from .channels.webhook import WebhookChannel
+
+    channel = WebhookChannel(args.webhook)
+    wanted = set(args.key or ())
+
+    async def resend() -> tuple[int, int]:
+        ok = failed = 0
+        try:
+            for letter in letters:
+                if wanted and letter.message.key not in wanted:
+                    continue
+                try:
+                    await channel.send(letter.message)
+                except Exception as exc:
+                    failed += 1
+                    err.print(escape(f"{letter.message.key}: still failing: {redact(str(exc))}"), soft_wrap=True)
+                else:
+                    ok += 1
+                    letters.mark_resent(letter.message.key)
+        finally:
+            await channel.aclose()
+        return ok, failed
+
+    ok, failed = anyio.run(resend)
+    console.print(f"re-sent {ok}, still failing {failed}")
+    return 0 if not failed else 1

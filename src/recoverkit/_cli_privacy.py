@@ -1,0 +1,82 @@
+"""The privacy commands of the ``recoverkit`` CLI (:mod:`recoverkit.cli` registers them with :func:`add_forget`
+and :func:`add_export`)::
+
+    recoverkit forget PATH CUSTOMER [--dead-letters F]   erase a customer's personal data, say what went where
+    recoverkit export PATH CUSTOMER          everything held about a customer, as JSON (right of access)
+
+Both run an engine on the state file that sends nothing (see :func:`_maintenance`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+
+from ._cli_common import config_from
+from ._cli_output import Out, escape
+
+__all__ = ["add_export", "add_forget"]
+
+
+def add_forget(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("forget", help="erase a customer's personal data from a state file (right to erasure)")
+    p.add_argument("store", help="the SQLite state file (store.path)")
+    p.add_argument("customer", help="the customer id")
+    p.add_argument("--config", help="TOML configuration file (its flows and store settings)")
+    p.add_argument(
+        "--dead-letters", metavar="FILE", help="the engine's dead-letter file (Engine(dead_letters=...)): erase it too"
+    )
+    p.set_defaults(func=_cmd_forget)
+
+
+def add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("export", help="print everything held about a customer as JSON (right of access)")
+    p.add_argument("store", help="the SQLite state file (store.path)")
+    p.add_argument("customer", help="the customer id")
+    p.add_argument("--config", help="TOML configuration file (its flows and store settings)")
+    p.set_defaults(func=_cmd_export)
+
+
+async def _maintenance(args: argparse.Namespace, work: Any) -> Any:
+    """Run ``work(engine)`` on an engine on the store that sends nothing.
+
+    If no shop process holds the pipeline lease, this one takes it: it restores the last checkpoint and reads
+    the journal, so the whole state is at hand, and leaves a checkpoint behind (due messages stay scheduled for
+    the shop's engine). If a shop process holds it, this one only journals, and the shop's engine acts.
+    """
+    from .engine import Engine
+
+    path = Path(args.store)
+    if not path.exists():
+        raise ValueError(f"{path}: no such state file; expected the store.path of a recoverkit engine")
+    async with Engine(config_from(args.config), store=path, deliver=False) as engine:
+        await engine.flush()
+        return await work(engine)
+
+
+def _cmd_forget(args: argparse.Namespace, console: Out, err: Out) -> int:
+    from .privacy import erase, finish_erasure
+
+    async def work(engine: Any) -> Any:
+        return await erase(engine, args.customer)
+
+    # Exactly what went where (see recoverkit.privacy.Erasure); exit status 1 when anything was left.
+    erasure = anyio.run(_maintenance, args, work, backend="asyncio")
+    erasure = finish_erasure(erasure, store=args.store, dead_letters=args.dead_letters)
+    for line in erasure.lines(args.dead_letters):
+        console.print(escape(line), soft_wrap=True)
+    return 0 if erasure.complete or not erasure.carried_out else 1
+
+
+def _cmd_export(args: argparse.Namespace, console: Out, err: Out) -> int:
+    async def work(engine: Any) -> Any:
+        return engine.export(args.customer)
+
+    exported = anyio.run(_maintenance, args, work, backend="asyncio")
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(exported)).decode() + "\n")
+    return 0
