@@ -122,26 +122,12 @@ def log_to_stderr(level: int) -> bool:
 def describe(settings: IntegrationSettings, *, program: str) -> tuple[list[str], list[str]]:
     """The effective settings as ``key: value`` lines, and the problems found. Never includes a secret's value."""
     config = settings.config
-    problems: list[str] = []
     modes = {
         "embedded": "every web process runs the engine; with a shared store one at a time runs the pipeline",
         "journal": f"web processes only journal; `{program} worker` runs the pipeline",
         "off": "nothing is recorded",
     }
-    lines = [f"mode: {settings.mode} ({modes[settings.mode]})"]
-    if settings.plugins.store is not None:
-        store = settings.plugins.store
-        lines.append(f"store: {os.fspath(store) if isinstance(store, (str, os.PathLike)) else type(store).__name__}")
-    elif config.store.path is not None:
-        lines.append(f"store: {config.store.path} (from the configuration)")
-    else:
-        lines.append("store: memory (each process its own, lost when it exits)")
-    channels = settings.plugins.channels
-    if channels is None:
-        lines.append("channels: console (the default: logs what would be sent)")
-    else:
-        named = ", ".join(f"{name}={type(adapter).__name__}" for name, adapter in sorted(channels.items()))
-        lines.append(f"channels: {named or 'none'}")
+    lines = [f"mode: {settings.mode} ({modes[settings.mode]})", _store_line(settings), _channels_line(settings)]
     for flow in config.flows:
         steps = ", ".join(f"{step.channel} after {step.delay:g} s" for step in flow.steps)
         lines.append(f"flow {flow.name}: {steps}")
@@ -154,6 +140,36 @@ def describe(settings: IntegrationSettings, *, program: str) -> tuple[list[str],
     lines.append(f"page views: {'recorded' if settings.track_page_views else 'not recorded'}")
     secure = {None: "when the request is HTTPS", True: "always", False: "never"}[settings.cookie_secure]
     lines.append(f"session cookie: {settings.session_cookie} (HttpOnly, SameSite=Lax, Secure {secure})")
+    secret_lines, problems = _secret_lines(settings)
+    lines += secret_lines
+    clock = type(settings.plugins.clock).__name__ if settings.plugins.clock is not None else "wall clock"
+    lines.append(f"clock: {clock}")
+    lines.append(f"close timeout: {settings.close_timeout:g} s")
+    return lines, problems
+
+
+def _store_line(settings: IntegrationSettings) -> str:
+    store = settings.plugins.store
+    if store is not None:
+        return f"store: {os.fspath(store) if isinstance(store, (str, os.PathLike)) else type(store).__name__}"
+    if settings.config.store.path is not None:
+        return f"store: {settings.config.store.path} (from the configuration)"
+    return "store: memory (each process its own, lost when it exits)"
+
+
+def _channels_line(settings: IntegrationSettings) -> str:
+    channels = settings.plugins.channels
+    if channels is None:
+        return "channels: console (the default: logs what would be sent)"
+    named = ", ".join(f"{name}={type(adapter).__name__}" for name, adapter in sorted(channels.items()))
+    return f"channels: {named or 'none'}"
+
+
+def _secret_lines(settings: IntegrationSettings) -> tuple[list[str], list[str]]:
+    """The lines of what needs a secret (restore links, codes), and the problems of the secrets not set."""
+    config = settings.config
+    lines: list[str] = []
+    problems: list[str] = []
     if config.links.base_url is None:
         lines.append("restore links: off (no [links] base_url)")
     else:
@@ -162,17 +178,13 @@ def describe(settings: IntegrationSettings, *, program: str) -> tuple[list[str],
         if status != "set":
             problems.append(f"restore links need the environment variable {config.links.secret_env}: {status}")
     offers = config.code_offers()
-    if offers:
-        if settings.plugins.coupons is not None:
-            lines.append(f"codes: {', '.join(offers)} (issued by {type(settings.plugins.coupons).__name__})")
-        else:
-            status = secret_status(config.code_secret_env)
-            lines.append(f"codes: {', '.join(offers)} (secret {config.code_secret_env}: {status})")
-            if status != "set":
-                problems.append(f"offers with codes need the environment variable {config.code_secret_env}: {status}")
-    clock = type(settings.plugins.clock).__name__ if settings.plugins.clock is not None else "wall clock"
-    lines.append(f"clock: {clock}")
-    lines.append(f"close timeout: {settings.close_timeout:g} s")
+    if offers and settings.plugins.coupons is not None:
+        lines.append(f"codes: {', '.join(offers)} (issued by {type(settings.plugins.coupons).__name__})")
+    elif offers:
+        status = secret_status(config.code_secret_env)
+        lines.append(f"codes: {', '.join(offers)} (secret {config.code_secret_env}: {status})")
+        if status != "set":
+            problems.append(f"offers with codes need the environment variable {config.code_secret_env}: {status}")
     return lines, problems
 
 
