@@ -4,10 +4,31 @@ from pathlib import Path
 
 from recoverkit.store import MemoryStore
 
-from .contract import T0, StoreContract
+from .contract import (
+    T0,
+    CheckpointContract,
+    CodeContract,
+    DeadLetterContract,
+    FactContract,
+    JournalContract,
+    LeaseContract,
+    LedgerContract,
+    LifecycleContract,
+    PrivacyContract,
+)
 
 
-class TestMemoryStoreContract(StoreContract):
+class TestMemoryStoreContract(
+    JournalContract,
+    CheckpointContract,
+    LeaseContract,
+    LedgerContract,
+    FactContract,
+    CodeContract,
+    DeadLetterContract,
+    PrivacyContract,
+    LifecycleContract,
+):
     def make_store(self, directory: Path) -> MemoryStore:
         return MemoryStore()
 

@@ -27,15 +27,47 @@ from recoverkit.store import (
 )
 from recoverkit.store._schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, migrate, split_statements
 
-from .contract import T0, StoreContract, claim
+from .contract import (
+    T0,
+    CheckpointContract,
+    CodeContract,
+    DeadLetterContract,
+    FactContract,
+    JournalContract,
+    LeaseContract,
+    LedgerContract,
+    LifecycleContract,
+    PrivacyContract,
+    claim,
+)
 
 
-class TestSQLiteStoreContract(StoreContract):
+class TestSQLiteStoreContract(
+    JournalContract,
+    CheckpointContract,
+    LeaseContract,
+    LedgerContract,
+    FactContract,
+    CodeContract,
+    DeadLetterContract,
+    PrivacyContract,
+    LifecycleContract,
+):
     def make_store(self, directory: Path) -> SQLiteStore:
         return SQLiteStore(directory / "state.db")
 
 
-class TestSQLiteStoreFullSyncContract(StoreContract):
+class TestSQLiteStoreFullSyncContract(
+    JournalContract,
+    CheckpointContract,
+    LeaseContract,
+    LedgerContract,
+    FactContract,
+    CodeContract,
+    DeadLetterContract,
+    PrivacyContract,
+    LifecycleContract,
+):
     def make_store(self, directory: Path) -> SQLiteStore:
         return SQLiteStore(directory / "state.db", synchronous="full")
 
