@@ -30,6 +30,7 @@ __all__ = ["add_bench", "add_convert", "add_demo", "add_replay"]
 #: Invalid lines a replay names on stderr, each with its line number; the summary counts the rest.
 _INVALID_LINES_SHOWN = 20
 
+
 def add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="replay the bundled sample data and show the messages recoverkit would send")
     p.add_argument("--limit", type=int, default=15, help="messages to list (default 15)")
