@@ -159,10 +159,12 @@ def _holding(engine: Engine, customer_id: str, keys: list[str] | None = None) ->
     carts = engine.sessionize.carts_of(customer_id)
     if keys is None:
         keys = [customer_id] + [contact_key(cart.session_id) for cart in carts]
-    exports = [engine.store.export(key) for key in keys]
+    return {"contact_keys": keys, "carts": len(carts), **_held_by_stages(engine, keys), **_held_in_store(engine, keys)}
+
+
+def _held_by_stages(engine: Engine, keys: list[str]) -> dict[str, int]:
+    """What the pipeline's stages hold in memory under ``keys``: contact details, messages to send."""
     return {
-        "contact_keys": keys,
-        "carts": len(carts),
         "contact_details": sum(engine.route.contact_of(key) is not None for key in keys),
         # pending() lists the messages not yet due; those due and waiting for a delivering engine (a maintenance
         # engine delivers nothing) are held just the same, and erased just the same.
@@ -170,6 +172,13 @@ def _holding(engine: Engine, customer_id: str, keys: list[str] | None = None) ->
             m.recipient.contact_key in keys
             for m in (*engine.dispatch.pending(), *(message for message, _ in engine.dispatch._ready))
         ),
+    }
+
+
+def _held_in_store(engine: Engine, keys: list[str]) -> dict[str, int]:
+    """What the engine's store holds under ``keys``, as its export shows it."""
+    exports = [engine.store.export(key) for key in keys]
+    return {
         "store_dead_letters": sum(len(e.dead_letters) for e in exports),
         "purchases": sum(e.purchased_at is not None for e in exports),
         # Entries already pseudonymised carry the hash, not the key: only those still under the key count.
