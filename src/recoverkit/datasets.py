@@ -25,21 +25,29 @@ is left out and counted in the :class:`ConversionStats` passed as ``stats``.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import os
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from importlib.resources import files
 from pathlib import Path
-from typing import IO, Final, Literal
+from typing import IO, Final
 
-from .errors import RecoverkitError
+from ._dataset_rows import (
+    ConversionStats,
+    DatasetError,
+    OnError,
+    Reader,
+    RowError,
+    check_on_error,
+    decimal_price,
+    integer_id,
+    short_text,
+    text_id,
+)
 from .events import (
-    MAX_AMOUNT,
     AddToCart,
     Consent,
     Event,
@@ -62,7 +70,9 @@ __all__ = [
     "write_jsonl",
 ]
 
-OnError = Literal["raise", "skip"]
+# Defined with the CSV reader that raises and counts them; tracebacks and docs name them here, where a shop
+# imports them from.
+DatasetError.__module__ = ConversionStats.__module__ = __name__
 
 _DEMO_FILE: Final = "demo-events.jsonl.gz"
 #: The demo keeps the sessions that start in the slice's first 155 minutes (00:00-02:35 UTC), with all their
@@ -80,155 +90,10 @@ _REES46_COLUMNS: Final = (
     "user_session",
 )
 _RETAILROCKET_COLUMNS: Final = ("timestamp", "visitorid", "event", "itemid", "transactionid")
-#: Bound on the problem descriptions kept in :class:`ConversionStats`: a broken file must not fill memory
-#: with messages; the counters still count every row.
-_MAX_PROBLEMS: Final = 20
-_MAX_ID: Final = 256  # the event contract's limit on ids and short texts
 _EPOCH_MIN: Final = 946_684_800.0  # 2000-01-01, the contract's accepted range for ts
 _EPOCH_MAX: Final = 4_102_444_800.0  # 2100-01-01
 _UNIX_EPOCH: Final = datetime(1970, 1, 1)  # naive, like the UTC times it is subtracted from
 _SYNTHETIC_EMAIL_DOMAIN: Final = "example.invalid"  # RFC 2606: can never be delivered to anyone
-
-
-class DatasetError(RecoverkitError, ValueError):
-    """Raised by the dataset converters when a file or a row cannot be converted (with ``on_error="raise"``).
-
-    The message names the file, the line and what was expected; ``path``, ``line``, ``column`` and ``value``
-    carry the same facts for programs (``line`` is 1-based and counts the header; ``column`` and ``value``
-    are ``None`` when the whole row or file is at fault).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        path: str,
-        line: int | None = None,
-        column: str | None = None,
-        value: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.path = path
-        self.line = line
-        self.column = column
-        self.value = value
-
-
-@dataclass
-class ConversionStats:
-    """What a converter read, produced and left out. Pass one as ``stats=`` and read it after iterating.
-
-    ``incomplete`` rows are expected gaps in the data (the REES46 slice's truncated last row, rows without a
-    session) and are dropped under either ``on_error``. ``skipped`` rows were malformed and left out because
-    ``on_error="skip"``; ``problems`` describes the first few of them.
-    """
-
-    rows: int = 0
-    events: int = 0
-    incomplete: int = 0
-    skipped: int = 0
-    problems: list[str] = field(default_factory=list)
-
-
-class _RowError(Exception):
-    """A cell could not be converted; turned into a :class:`DatasetError` with the file and line."""
-
-    def __init__(self, column: str, value: str, expected: str) -> None:
-        super().__init__(column, value, expected)
-        self.column = column
-        self.value = value
-        self.expected = expected
-
-
-class _Reader:
-    """CSV rows as dicts, with the header checked and every failure located at a file and line."""
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        columns: tuple[str, ...],
-        on_error: OnError,
-        stats: ConversionStats,
-    ) -> None:
-        self.path = os.fspath(path)
-        self.columns = columns
-        self.on_error = on_error
-        self.stats = stats
-
-    def rows(self) -> Iterator[tuple[int, dict[str, str]]]:
-        """Yield ``(line, row)`` for every data row that has all columns; count the rest as incomplete."""
-        with open(self.path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None or tuple(h.strip() for h in header[: len(self.columns)]) != self.columns:
-                raise DatasetError(
-                    f"{self.path}: line 1 is {','.join(header or [])!r}; expected the header "
-                    f"{','.join(self.columns)!r}",
-                    path=self.path,
-                    line=1,
-                )
-            width = len(self.columns)
-            for row in reader:
-                if not row:
-                    continue  # a blank line, typically the last one
-                self.stats.rows += 1
-                if len(row) > width:
-                    self.fail(
-                        reader.line_num, None, ",".join(row[width:]), f"{width} columns, got {len(row)}"
-                    )
-                    continue
-                if len(row) < width:
-                    # A row cut off by whoever sliced the file (REES46's last row): it lacks the session,
-                    # so it cannot be placed in a session and is dropped like a row without one.
-                    self.stats.incomplete += 1
-                    continue
-                yield reader.line_num, dict(zip(self.columns, row, strict=True))
-
-    def fail(self, line: int, column: str | None, value: str, expected: str) -> None:
-        """Raise or count a malformed row, depending on ``on_error``."""
-        where = f"{self.path}, line {line}" + (f", column `{column}`" if column else "")
-        shown = value if len(value) <= 60 else value[:57] + "..."
-        message = f"{where}: got {shown!r}; expected {expected}"
-        if self.on_error == "raise":
-            raise DatasetError(message, path=self.path, line=line, column=column, value=value)
-        self.stats.skipped += 1
-        if len(self.stats.problems) < _MAX_PROBLEMS:
-            self.stats.problems.append(message)
-
-
-def _check_on_error(on_error: str) -> None:
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error={on_error!r}; expected 'raise' or 'skip'")
-
-
-def _text_id(row: dict[str, str], column: str) -> str:
-    value = row[column].strip()
-    if not 1 <= len(value) <= _MAX_ID:
-        raise _RowError(column, row[column], f"a non-empty id of at most {_MAX_ID} characters")
-    return value
-
-
-def _integer_id(row: dict[str, str], column: str) -> str:
-    try:
-        return str(int(row[column]))
-    except ValueError:
-        raise _RowError(column, row[column], "an integer id") from None
-
-
-def _price(row: dict[str, str], column: str) -> Decimal:
-    # Decimal straight from the CSV text: a float would turn 35.79 into 35.78999999999999914735.
-    try:
-        price = Decimal(row[column])
-    except InvalidOperation:
-        raise _RowError(column, row[column], "a decimal price such as 35.79") from None
-    if not (price.is_finite() and 0 <= price <= MAX_AMOUNT):
-        raise _RowError(column, row[column], f"a finite price between 0 and {MAX_AMOUNT}")
-    return price
-
-
-def _short_text(value: str) -> str | None:
-    value = value.strip()
-    return value[:_MAX_ID] if value else None
 
 
 # --------------------------------------------------------------------------------------------- REES46
@@ -275,9 +140,9 @@ class _Rees46Times:
                 raise ValueError(text)
             ts = (datetime.fromisoformat(text[:-4]) - _UNIX_EPOCH).total_seconds()
         except ValueError:
-            raise _RowError("event_time", text, "a time such as '2019-10-01 00:00:00 UTC'") from None
+            raise RowError("event_time", text, "a time such as '2019-10-01 00:00:00 UTC'") from None
         if not _EPOCH_MIN <= ts <= _EPOCH_MAX:
-            raise _RowError("event_time", text, "a time between the years 2000 and 2100")
+            raise RowError("event_time", text, "a time between the years 2000 and 2100")
         self._text, self._ts = text, ts
         return ts
 
@@ -293,7 +158,7 @@ def _rees46_name(brand: str, category_code: str) -> str | None:
     # "samsung" + "electronics.smartphone" -> "samsung smartphone": the last level of the category names the
     # product well enough for a message ("You left your samsung smartphone in your cart").
     kind = category_code.strip().rpartition(".")[2].replace("_", " ")
-    return _short_text(" ".join(part for part in (brand.strip(), kind) if part))
+    return short_text(" ".join(part for part in (brand.strip(), kind) if part))
 
 
 def rees46_events(
@@ -325,14 +190,14 @@ def rees46_events(
     data: they exist so that the demo can show messages. Pass ``synthesize_contacts=False`` for the
     behaviour alone.
     """
-    _check_on_error(on_error)
+    check_on_error(on_error)
     return _rees46(csv_path, synthesize_contacts, on_error, stats or ConversionStats())
 
 
 def _rees46(
     path: str | os.PathLike[str], contacts: bool, on_error: OnError, stats: ConversionStats
 ) -> Iterator[Event]:
-    reader = _Reader(path, _REES46_COLUMNS, on_error, stats)
+    reader = Reader(path, _REES46_COLUMNS, on_error, stats)
     parse_time = _Rees46Times()
     names: dict[tuple[str, str], str | None] = {}  # brand and category repeat a lot; build each name once
     rows: list[_Rees46Row] = []
@@ -344,7 +209,7 @@ def _rees46(
             ts = parse_time(row["event_time"])
             kind = row["event_type"]
             if kind not in _REES46_KINDS:
-                raise _RowError("event_type", kind, "'view', 'cart' or 'purchase'")
+                raise RowError("event_type", kind, "'view', 'cart' or 'purchase'")
             key = (row["brand"], row["category_code"])
             if key not in names:
                 names[key] = _rees46_name(*key)
@@ -353,15 +218,15 @@ def _rees46(
                     line,
                     ts,
                     kind,
-                    _text_id(row, "product_id"),
-                    _price(row, "price"),
-                    _integer_id(row, "user_id"),
-                    _text_id(row, "user_session"),
+                    text_id(row, "product_id"),
+                    decimal_price(row, "price"),
+                    integer_id(row, "user_id"),
+                    text_id(row, "user_session"),
                     names[key],
-                    _short_text(row["category_code"]),
+                    short_text(row["category_code"]),
                 )
             )
-        except _RowError as exc:
+        except RowError as exc:
             reader.fail(line, exc.column, exc.value, exc.expected)
     rows.sort(key=lambda r: r.ts)  # stable: rows of one second keep file order
 
@@ -424,7 +289,7 @@ def _transaction_id(row: dict[str, str], kind: str) -> str | None:
         return str(int(number))
     except ValueError:
         expected = "a transaction id such as '14418.0' on a transaction row"
-        raise _RowError("transactionid", text, expected) from None
+        raise RowError("transactionid", text, expected) from None
 
 
 def retailrocket_events(
@@ -453,31 +318,31 @@ def retailrocket_events(
     """
     if not session_gap > 0:
         raise ValueError(f"session_gap={session_gap!r}; expected a positive number of seconds")
-    _check_on_error(on_error)
+    check_on_error(on_error)
     return _retailrocket(csv_path, session_gap, on_error, stats or ConversionStats())
 
 
 def _retailrocket(
     path: str | os.PathLike[str], session_gap: float, on_error: OnError, stats: ConversionStats
 ) -> Iterator[Event]:
-    reader = _Reader(path, _RETAILROCKET_COLUMNS, on_error, stats)
+    reader = Reader(path, _RETAILROCKET_COLUMNS, on_error, stats)
     by_visitor: dict[str, list[_RetailrocketRow]] = {}
     for line, row in reader.rows():
         try:
             try:
                 ms = int(row["timestamp"])
             except ValueError:
-                raise _RowError("timestamp", row["timestamp"], "epoch milliseconds") from None
+                raise RowError("timestamp", row["timestamp"], "epoch milliseconds") from None
             if not _EPOCH_MIN * 1000 <= ms <= _EPOCH_MAX * 1000:
-                raise _RowError("timestamp", row["timestamp"], "epoch milliseconds between 2000 and 2100")
+                raise RowError("timestamp", row["timestamp"], "epoch milliseconds between 2000 and 2100")
             kind = row["event"]
             if kind not in ("view", "addtocart", "transaction"):
-                raise _RowError("event", kind, "'view', 'addtocart' or 'transaction'")
-            visitor = _integer_id(row, "visitorid")
+                raise RowError("event", kind, "'view', 'addtocart' or 'transaction'")
+            visitor = integer_id(row, "visitorid")
             parsed = _RetailrocketRow(
-                line, ms, visitor, kind, _integer_id(row, "itemid"), _transaction_id(row, kind)
+                line, ms, visitor, kind, integer_id(row, "itemid"), _transaction_id(row, kind)
             )
-        except _RowError as exc:
+        except RowError as exc:
             reader.fail(line, exc.column, exc.value, exc.expected)
             continue
         by_visitor.setdefault(visitor, []).append(parsed)
