@@ -21,9 +21,8 @@ pytestmark = pytest.mark.timeout(SCRIPT_TIMEOUT + 30)
 
 
 def test_event_path_quick_traces_one_event_to_the_adapter() -> None:
-    command = [
-        sys.executable, str(ROOT / "benchmarks" / "event_path.py"), "--quick", "--json", "--timeout", str(SCRIPT_TIMEOUT)
-    ]
+    script = ROOT / "benchmarks" / "event_path.py"
+    command = [sys.executable, str(script), "--quick", "--json", "--timeout", str(SCRIPT_TIMEOUT)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT + 15)
     assert done.returncode == 0, f"event_path.py exited {done.returncode}:\n{done.stderr[-4000:]}"
     doc = json.loads(done.stdout)

@@ -19,7 +19,20 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._log import get_logger
 
-__all__ = ["Batch", "Control", "LatencyHistogram", "Link", "Stage", "StageStatistics"]
+__all__ = [
+    "Appended",
+    "Batch",
+    "Control",
+    "Drain",
+    "LatencyHistogram",
+    "Lease",
+    "Link",
+    "Order",
+    "Queue",
+    "Stage",
+    "StageStatistics",
+    "Tick",
+]
 
 T = TypeVar("T")
 
@@ -151,8 +164,8 @@ class StageStatistics(msgspec.Struct, kw_only=True):
     extra: dict[str, Any] = {}
 
 
-class Link(Generic[T]):
-    """A bounded queue of batches from one stage to the next, which remembers how full it got.
+class Queue(Generic[T]):
+    """A bounded queue of ``T`` into a stage, which remembers how full it got.
 
     When it is full the sender waits: backpressure travels upstream to ingest, whose own inbox then bounds
     what ``track()`` may buffer.
@@ -160,13 +173,13 @@ class Link(Generic[T]):
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.send_stream: MemoryObjectSendStream[Batch[T]]
-        self.receive_stream: MemoryObjectReceiveStream[Batch[T]]
-        self.send_stream, self.receive_stream = anyio.create_memory_object_stream[Batch[T]](capacity)
+        self.send_stream: MemoryObjectSendStream[T]
+        self.receive_stream: MemoryObjectReceiveStream[T]
+        self.send_stream, self.receive_stream = anyio.create_memory_object_stream[T](capacity)
         self.peak = 0
 
-    async def send(self, batch: Batch[T]) -> None:
-        await self.send_stream.send(batch)
+    async def send(self, item: T) -> None:
+        await self.send_stream.send(item)
         depth = self.send_stream.statistics().current_buffer_used
         if depth > self.peak:
             self.peak = depth
@@ -174,6 +187,63 @@ class Link(Generic[T]):
     @property
     def depth(self) -> int:
         return self.send_stream.statistics().current_buffer_used
+
+    def close(self) -> None:
+        """Close both ends at once (a cancelled or failed stage leaves its streams open)."""
+        self.send_stream.close()
+        self.receive_stream.close()
+
+
+class Link(Queue[Batch[T]]):
+    """A bounded queue of batches from one stage to the next (ingest to sessionize, and so on)."""
+
+
+# -- the orders into ingest ---------------------------------------------------------------------------------
+#
+# The first queue carries orders, not data: ingest reads the data itself, from the journal. Each order says
+# what to read and how far to move the watermark.
+
+
+class Tick:
+    """The ticker's order: read what is new and, live, move the watermark to ``clock`` (``-inf`` in event time,
+    where time comes from the events). Live, ingest also asks the store, for what other processes journaled."""
+
+    __slots__ = ("clock",)
+
+    def __init__(self, clock: float) -> None:
+        self.clock = clock
+
+
+class Appended:
+    """This process journaled events (a submit): read them, from the cache when it holds them."""
+
+    __slots__ = ()
+
+
+class Drain:
+    """Everything journaled so far must go through: read it all (asking the store too), move the watermark to
+    ``mark`` (live, the clock; ``+inf`` in event time: the end of input, release everything held; ``-inf``:
+    no time), and pass ``barrier`` on, to be set once the last stage has handled what came before it."""
+
+    __slots__ = ("barrier", "mark")
+
+    def __init__(self, mark: float, barrier: anyio.Event) -> None:
+        self.mark = mark
+        self.barrier = barrier
+
+
+#: What the first queue carries: the orders above, and the checkpoint and restore barriers.
+Order = Tick | Appended | Drain | Control
+
+
+class Lease:
+    """Whether this process holds the pipeline lease: written by the engine's ownership component alone, read
+    by ingest (which reads the journal only while it is held) and by the engine's front."""
+
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        self.held = False
 
 
 class Stage(abc.ABC):
@@ -194,7 +264,7 @@ class Stage(abc.ABC):
         self.batches = 0
         self.latency = LatencyHistogram()
         self.watermark = -math.inf
-        self.inbox: Link[Any] | None = None
+        self.inbox: Queue[Any] | None = None
 
     @abc.abstractmethod
     def handle(self, items: list[Any], out: list[Any]) -> None:

@@ -116,9 +116,7 @@ class BackgroundEngine:
                 return
             self._closed = True
             if not self._running:
-                self.engine._state = "closed"  # never started: refuse later events as a closed engine does
-                if self.engine._owns_store:
-                    self.engine.store.close()  # the file it opened at construction
+                self.engine._discard()  # never started: refuse later events, close the file it opened
                 return
             self._running = False
             self.engine.close_timeout = self._close_timeout if timeout is None else timeout

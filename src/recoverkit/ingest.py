@@ -1,11 +1,13 @@
-"""Stage 1, ingest: read accepted events from the journal, in journal order, and put them in time order.
+"""Stage 1, ingest: journal what ``track()`` queued, read the journal in order, and put events in time order.
 
-Events reach the pipeline through the store's journal (see :mod:`recoverkit.journal`): ``track()`` and
-``submit()`` validate and journal them, and this stage, in the process that holds the pipeline lease, reads
-the journal from its ``position`` (the last ``seq`` it has read) whenever the engine nudges it: on every tick,
-after a submit, and before a flush or checkpoint. Events this process journaled itself come from an in-memory
-cache; the rest (other workers' events, a backlog) are read from the store in chunks, so memory stays bounded
-however far behind the pipeline is.
+Events reach the pipeline through the store's journal (see :mod:`recoverkit.journal`): ``track()`` queues them
+in the journal's inbox and ``submit()`` journals them at once. This stage owns that way in: it journals the
+inbox (:meth:`Ingest.journal_inbox`, on every tick and before a flush or close, in every process) and, in the
+process that holds the pipeline lease, reads the journal from its ``position`` (the last ``seq`` it has read)
+whenever an order arrives on its queue (:class:`~recoverkit._pipeline.Tick`, ``Appended``, ``Drain``, or a
+checkpoint or restore barrier). Events this process journaled itself come from an in-memory cache; the rest
+(other workers' events, a backlog) are read from the store in chunks, so memory stays bounded however far
+behind the pipeline is. Every store call goes through the one :class:`~recoverkit._store_runner.StoreRunner`.
 
 In event time the stage holds events in a reorder buffer until the watermark (latest event time minus
 ``allowed_lateness``) passes them, so the sessionizer sees them in time order; an event older than the
@@ -20,13 +22,14 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Any, Final
 
+import anyio
 import msgspec
 
-from ._pipeline import Batch, Control, Link, Stage
+from ._pipeline import Batch, Control, Drain, Lease, Link, Order, Queue, Stage, Tick
+from ._store_runner import StoreRunner
 from .clock import Clock, EventClock
 from .config import Config
 from .errors import InvalidEvent
@@ -59,30 +62,25 @@ class _State(msgspec.Struct, array_like=True):
 
 
 class Ingest(Stage):
-    """Reads the journal from ``position`` and hands on time-ordered batches with a watermark.
+    """Journals the inbox, reads the journal from ``position`` and hands on time-ordered batches with a watermark.
 
-    ``read`` is how the stage reads journal entries after a seq (the engine runs the store's blocking read in
-    a worker thread); ``active`` is whether this process holds the pipeline lease (a stage that is not active
-    reads nothing and only passes commands on).
+    ``store`` runs every store call (journaling the inbox, reading the journal back); ``lease`` says whether
+    this process holds the pipeline lease (:attr:`active`): a stage that is not active journals the inbox but
+    reads nothing, and only passes barriers on.
     """
 
     name = "ingest"
 
-    def __init__(
-        self,
-        config: Config,
-        clock: Clock,
-        journal: Journal,
-        read: Callable[[int, int], Awaitable[list[JournalEntry]]],
-    ) -> None:
+    def __init__(self, config: Config, clock: Clock, journal: Journal, store: StoreRunner, lease: Lease) -> None:
         super().__init__()
         self._clock = clock
         self._journal = journal
-        self._read = read
+        self._store = store
+        self._lease = lease
+        self._inbox_lock: anyio.Lock | None = None
         self._event_time = clock.event_time
         self._lateness = config.allowed_lateness if clock.event_time else 0.0
         self._batch_size = config.batch_size
-        self.active = False
         self.position = 0
         self.late = 0
         #: Events read back from the store rather than from this process's cache.
@@ -99,37 +97,65 @@ class Ingest(Stage):
         return self._max_ts if self._max_ts > -math.inf else None
 
     @property
+    def active(self) -> bool:
+        """Whether this process holds the pipeline lease, so reads the journal (ownership keeps the lease)."""
+        return self._lease.held
+
+    @property
     def behind(self) -> int:
         """Journal entries this process knows of that the stage has not read yet."""
         return max(self._journal.last_seq - self.position, 0)
 
+    # -- the way in ------------------------------------------------------------------------------------------
+
+    async def journal_inbox(self) -> None:
+        """Journal everything ``track()`` has queued, in the order it was queued (in any process, owner or not).
+
+        In a worker thread for a store on disk: validating and committing a full inbox takes milliseconds. What
+        the store refuses is counted and logged by the journal (``events_overflow``, ``journal_overflow``).
+        """
+        if not self._journal.pending:
+            return
+        if self._inbox_lock is None:
+            self._inbox_lock = anyio.Lock()
+        async with self._inbox_lock:
+            if self._journal.pending:
+                await self._store(self._journal.drain)
+
     # -- the stage ------------------------------------------------------------------------------------------
 
-    async def run(self, inbox: Link[Any], outbox: Link[Any] | None) -> None:
+    async def run(self, inbox: Queue[Order], outbox: Link[Any] | None) -> None:  # type: ignore[override]
         self.inbox = inbox
         assert outbox is not None  # internal wiring, not user input
         async with inbox.receive_stream:
-            async for command in inbox.receive_stream:
-                await self._process_command(command, outbox)
+            async for order in inbox.receive_stream:
+                await self._obey(order, outbox)
+        await self.journal_inbox()  # closing: what track() queued last is journaled, for this or the next owner
         if self.active:
             await self._pull(outbox)  # closing: read everything, also what other processes journaled
         await self._drain(outbox, None, None, None)
         await outbox.send_stream.aclose()
 
-    async def _process_command(self, command: Batch[Any], outbox: Link[Any]) -> None:
-        # A command carries no items. ``watermark`` is the live clock on a tick, +inf to mean "end of input:
-        # release everything", or -inf when it carries no time; ``control`` a checkpoint or restore.
-        control = command.control
-        if control is not None and control.kind == "restore":
-            control.apply(self, last=False)
-            await outbox.send(Batch([], -math.inf, perf_counter(), command.barriers, control))
+    async def _obey(self, order: Order, outbox: Link[Any]) -> None:
+        # Tick: the live clock (or -inf in event time); Drain: the clock, +inf for "end of input: release
+        # everything", or -inf when it carries no time, and a barrier; a Control: a checkpoint or restore.
+        if type(order) is Control and order.kind == "restore":
+            order.apply(self, last=False)
+            await outbox.send(Batch([], -math.inf, perf_counter(), None, order))
             return
+        mark, barriers, control = -math.inf, None, None
+        if type(order) is Tick:
+            mark = order.clock
+        elif type(order) is Drain:
+            mark, barriers = order.mark, [order.barrier]
+        elif type(order) is Control:
+            control = order
         if self.active:
             # Other processes' events are only found by asking the store: on live ticks and before a flush.
-            # A nudge after this process's own append needs no query when the cache holds what it wrote.
-            poll = (not self._event_time and command.watermark > -math.inf) or bool(command.barriers)
+            # After this process's own append no query is needed when the cache holds what it wrote.
+            poll = (not self._event_time and mark > -math.inf) or barriers is not None
             await self._pull(outbox, poll=poll)
-        await self._drain(outbox, command.watermark, command.barriers, control)
+        await self._drain(outbox, mark, barriers, control)
 
     async def _pull(self, outbox: Link[Any], *, poll: bool = True) -> None:
         """Read everything journaled after ``position``: from this process's cache, else from the store.
@@ -144,7 +170,7 @@ class Ingest(Stage):
             else:
                 if not poll and journal.last_seq <= self.position:
                     return
-                entries = await self._read(self.position, READ_CHUNK)
+                entries = await self._store(journal.read, self.position, READ_CHUNK)
                 if not entries:
                     return
                 events = self._decode(entries)

@@ -46,8 +46,9 @@ from ._log import get_logger
 from .clock import Clock
 from .config import Config
 from .errors import InvalidEvent, StoreError
-from .events import Event, Purchase, contact_key, decode_event, normalize_timestamp
-from .store.base import Store
+from ._purchases import Purchases
+from .events import Event, decode_event, normalize_timestamp
+from .store.base import JournalEntry, Store
 
 __all__ = ["Durability", "Journal"]
 
@@ -89,9 +90,8 @@ def _refuses_writes(exc: BaseException) -> bool:
 class Journal:
     """Validates accepted events and appends them to ``store``; thread-safe where the methods say so.
 
-    ``record_purchases``: also record every purchase in the store's purchase table as it is journaled, so that
-    a claim made by the pipeline refuses messages for the cart before the pipeline has even read the purchase
-    (live mode; a replay in event time leaves that to the pipeline, which knows *when* in event time).
+    ``purchases`` records every purchase as it is journaled, for the claims (see :mod:`recoverkit._purchases`);
+    by default ahead of the pipeline, as live. A replay in event time passes one that does not record ahead.
     """
 
     def __init__(
@@ -101,13 +101,13 @@ class Journal:
         store: Store,
         *,
         durability: Durability = "batch",
-        record_purchases: bool = True,
+        purchases: Purchases | None = None,
     ) -> None:
         self.store = store
         self.durability: Durability = durability
         self._clock = clock
         self._event_time = clock.event_time
-        self._record_purchases = record_purchases
+        self._purchases = purchases if purchases is not None else Purchases(store, ahead=True)
         # The inbox's budget: what a kill -9 can lose is what it holds plus the one commit under way, so it is
         # bounded by count and by age. Past either, track() journals the inbox itself (see _spill).
         self._capacity = config.inbox_capacity
@@ -319,14 +319,7 @@ class Journal:
         store = self.store
         now = self._clock.now() if not self._event_time else max(self.max_ts, 0.0)
         try:
-            if self._record_purchases:
-                # Before the events: a crash between the two leaves a purchase recorded early (harmless), never
-                # a journaled purchase the claim does not know about.
-                for event in events:
-                    if type(event) is Purchase:
-                        cart_key = event.cart_id if event.cart_id is not None else event.session_id
-                        contact = contact_key(event.session_id, event.customer_id)
-                        store.record_purchase(cart_key=cart_key, contact_key=contact, at=event.ts)  # type: ignore[arg-type]
+            self._purchases.record(events)  # before the events: see recoverkit._purchases
             last = store.append_events(datas, now=now)
         except (StoreError, OSError) as exc:
             with self._lock:
@@ -372,6 +365,10 @@ class Journal:
             )
 
     # -- reading (the pipeline's owner) ---------------------------------------------------------------------
+
+    def read(self, after: int, limit: int) -> list[JournalEntry]:
+        """Up to ``limit`` journal entries after seq ``after``, from the store (blocking: run it in a thread)."""
+        return self.store.read_events(after, limit)
 
     def take(self, after: int) -> list[Any] | None:
         """The events journaled right after seq ``after`` by this process, if the cache still has them.
