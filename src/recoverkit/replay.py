@@ -13,6 +13,7 @@ What that guarantees, and what is left to the ledger, is in :func:`replay`'s doc
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import os
@@ -223,6 +224,42 @@ async def replay(
     scheduled when the input ended.
     """
     config = config if config is not None else Config()
+    engine, recorders, sink = await _build(config, out, channels, scorer, store)
+    where = os.fspath(getattr(engine.store, "path", "the store"))
+    await _check_store(engine, sink, where, resume=resume, given=isinstance(store, Store), out=out)
+    wait = lease_wait if lease_wait is not None else 2 * config.store.lease_ttl + 1.0
+    started = time.perf_counter()
+    run = _Run(engine, on_invalid)
+    try:
+        async with engine:
+            await _hold_pipeline(engine, wait=wait, on_wait=on_wait, where=where)
+            outcome = await _drive(run, source, resume=resume, progress=progress, where=where)
+            if pending_out is not None:
+                pending_out.extend(outcome.pending)
+    finally:
+        # After the engine, once each, also when the replay failed: the out file is flushed and closed.
+        for adapter in {id(r.inner): r.inner for r in recorders.values() if r.inner is not None}.values():
+            close = getattr(adapter, "aclose", None)
+            if close is not None:
+                await close()
+    summary = _summary(engine, run, recorders, outcome, time.perf_counter() - started)
+    truncated = outcome.truncated
+    if truncated is not None:
+        raise IncompleteReplay(
+            str(truncated), path=truncated.path, line=truncated.line or 0, summary=summary
+        ) from truncated.__cause__
+    return summary
+
+
+async def _build(
+    config: Config,
+    out: str | Path | BinaryIO | None,
+    channels: Mapping[str, Channel] | None,
+    scorer: Scorer | None,
+    store: Store | str | Path | None,
+) -> tuple[Engine, dict[str, _Recorder], JsonLinesChannel | None]:
+    """The replay's engine, in event time, with a recorder in front of every channel a step can end up on, and
+    the ``out`` file's channel."""
     # Every channel a step can end up on, variants' too: each needs a recorder, or the engine has no adapter.
     used = sorted(channel_paths(config))
     # Opened (for appending) before the store, so a bad path fails before anything else is touched.
@@ -238,10 +275,25 @@ async def replay(
         if sink is not None:
             await sink.aclose()
         raise
-    where = os.fspath(getattr(engine.store, "path", "the store"))
+    return engine, recorders, sink
+
+
+async def _check_store(
+    engine: Engine,
+    sink: JsonLinesChannel | None,
+    where: str,
+    *,
+    resume: bool,
+    given: bool,
+    out: str | Path | BinaryIO | None,
+) -> None:
+    """Refuse a store that holds an earlier replay unless resuming; empty the ``out`` file of a new replay.
+
+    ``given``: the store was passed in as a Store (else the engine opened it, and closes it again here).
+    """
     journaled = engine.store.last_seq()
     if journaled and not resume:
-        if not isinstance(store, Store):  # the engine opened it (from a path or the config): close it again
+        if not given:
             engine.store.close()
         if sink is not None:
             await sink.aclose()
@@ -252,65 +304,90 @@ async def replay(
     if sink is not None and not journaled and isinstance(out, (str, Path)) and str(out) != "-":
         # Nothing to carry on: this replay's messages and nothing else, in a file only its owner reads.
         os.close(open_private(out, os.O_WRONLY | os.O_TRUNC))
-    wait = lease_wait if lease_wait is not None else 2 * config.store.lease_ttl + 1.0
-    started = time.perf_counter()
-    first = last = None
-    run = _Run(engine, on_invalid)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outcome:
+    """What :func:`_drive` saw: the figures read from the engine before it closed."""
+
+    statistics: EngineStatistics
+    processed: int
+    first: float | None
+    last: float | None
+    pending: list[Message]
+    truncated: DatasetError | None
+
+
+async def _drive(
+    run: _Run,
+    source: str | Path | IO[bytes] | list[bytes],
+    *,
+    resume: bool,
+    progress: Callable[[int], None] | None,
+    where: str,
+) -> _Outcome:
+    """Feed ``source`` to the running engine (skipping what the journal has when resuming), declare its end
+    unless it was cut short, and read the figures."""
+    engine = run.engine
+    position = engine.ingest.position
+    skip = await engine.call_store(engine.store.last_seq) if resume else 0
+    resumed_after = skip
+    skip, truncated = await _feed(run, source, skip, progress)
+    if skip and truncated is None:
+        raise DatasetError(
+            f"{_name(source)}: has {resumed_after - skip:,} valid events, but the journal of {where} holds "
+            f"{resumed_after:,}; expected the file the interrupted replay read (one input per store)",
+            path=_name(source),
+        )
+    # A truncated input did not end: its end is not declared, so a resume with the whole file carries on.
+    await engine.flush(end_of_input=truncated is None)
+    if progress is not None:
+        progress(run.read)
+    return _Outcome(
+        statistics=engine.statistics(),
+        processed=engine.ingest.position - position,
+        first=engine.ingest.first_event_at,
+        last=engine.ingest.last_event_at,
+        pending=engine.pending_messages(),
+        truncated=truncated,
+    )
+
+
+async def _feed(
+    run: _Run, source: str | Path | IO[bytes] | list[bytes], skip: int, progress: Callable[[int], None] | None
+) -> tuple[int, DatasetError | None]:
+    """Hand ``source`` to ``run`` in chunks; the skip left, and the fault that cut the input short (if any)."""
+    chunk: list[tuple[int, bytes]] = []
     truncated: DatasetError | None = None
     try:
-        async with engine:
-            await _hold_pipeline(engine, wait=wait, on_wait=on_wait, where=where)
-            position = engine.ingest.position
-            skip = await engine.call_store(engine.store.last_seq) if resume else 0
-            resumed_after = skip
-            chunk: list[tuple[int, bytes]] = []
-            try:
-                for number, line in _numbered(source):
-                    run.lines += 1
-                    run.read += len(line) + 1
-                    chunk.append((number, line))
-                    # While skipping, a chunk never holds more lines than events left to skip, so it cannot
-                    # hold more valid events either: the skip ends exactly at a chunk's end.
-                    if len(chunk) >= (min(skip, _CHUNK_LINES) if skip else _CHUNK_LINES):
-                        skip = await run.take(chunk, skip)
-                        chunk = []
-                        if progress is not None:
-                            progress(run.read)
-            except DatasetError as exc:
-                truncated = exc
-            if chunk:
+        for number, line in _numbered(source):
+            run.lines += 1
+            run.read += len(line) + 1
+            chunk.append((number, line))
+            # While skipping, a chunk never holds more lines than events left to skip, so it cannot hold more
+            # valid events either: the skip ends exactly at a chunk's end.
+            if len(chunk) >= (min(skip, _CHUNK_LINES) if skip else _CHUNK_LINES):
                 skip = await run.take(chunk, skip)
-            if skip and truncated is None:
-                raise DatasetError(
-                    f"{_name(source)}: has {resumed_after - skip:,} valid events, but the journal of {where} holds "
-                    f"{resumed_after:,}; expected the file the interrupted replay read (one input per store)",
-                    path=_name(source),
-                )
-            # A truncated input did not end: its end is not declared, so a resume with the whole file carries on.
-            await engine.flush(end_of_input=truncated is None)
-            if progress is not None:
-                progress(run.read)
-            stats = engine.statistics()
-            processed = engine.ingest.position - position
-            first = engine.ingest.first_event_at
-            last = engine.ingest.last_event_at
-            still = engine.pending_messages()
-            pending = len(still)
-            if pending_out is not None:
-                pending_out.extend(still)
-    finally:
-        # After the engine, once each, also when the replay failed: the out file is flushed and closed.
-        for adapter in {id(r.inner): r.inner for r in recorders.values() if r.inner is not None}.values():
-            close = getattr(adapter, "aclose", None)
-            if close is not None:
-                await close()
-    seconds = time.perf_counter() - started
+                chunk = []
+                if progress is not None:
+                    progress(run.read)
+    except DatasetError as exc:
+        truncated = exc
+    if chunk:
+        skip = await run.take(chunk, skip)
+    return skip, truncated
+
+
+def _summary(
+    engine: Engine, run: _Run, recorders: dict[str, _Recorder], outcome: _Outcome, seconds: float
+) -> ReplaySummary:
     counts: Counter[str] = Counter()
     for recorder in recorders.values():
         counts.update(recorder.counts)
+    stats = outcome.statistics
     accepted = stats.events_accepted + run.skipped_valid
     events = accepted + sum(stats.events_invalid.values())
-    summary = ReplaySummary(
+    return ReplaySummary(
         events=events,
         accepted=accepted,
         invalid=stats.events_invalid,
@@ -321,22 +398,17 @@ async def replay(
         converted=engine.sessionize.counts["converted"],
         messages=dict(sorted(counts.items())),
         skipped=dict(engine.route.skipped),
-        pending=pending,
+        pending=len(outcome.pending),
         dead_letters=stats.dead_letters,
-        first_event_at=first,
-        last_event_at=last,
+        first_event_at=outcome.first,
+        last_event_at=outcome.last,
         seconds=seconds,
         events_per_second=events / seconds if seconds > 0 else 0.0,
         statistics=stats,
         lines=run.lines,
         resumed_after=run.skipped_valid,
-        processed=processed,
+        processed=outcome.processed,
     )
-    if truncated is not None:
-        raise IncompleteReplay(
-            str(truncated), path=truncated.path, line=truncated.line or 0, summary=summary
-        ) from truncated.__cause__
-    return summary
 
 
 class _Run:
