@@ -125,8 +125,18 @@ def _occurrences(text: str, credential: str) -> list[tuple[int, int]]:
     else:
         keep, fold, window = _TOKEN_CHARS.__contains__, _same, TOKEN_WINDOW
     wanted = "".join(fold(c) for c in credential if keep(c))
-    # The text as the credential's characters only (a code's separators dropped), with where each came from.
-    # Folding may lengthen a character ("ß".upper() is "SS"): each folded character keeps its source's place.
+    seen, where = _folded(text, keep, fold)
+    window = min(window, len(wanted))
+    if window == 0:
+        return []
+    return _spans(_marks(seen, wanted, window), where)
+
+
+def _folded(text: str, keep: Callable[[str], bool], fold: Callable[[str], str]) -> tuple[str, list[int]]:
+    """The text as the credential's characters only (a code's separators dropped), with where each came from.
+
+    Folding may lengthen a character ("ß".upper() is "SS"): each folded character keeps its source's place.
+    """
     where: list[int] = []
     folded: list[str] = []
     for i, c in enumerate(text):
@@ -134,10 +144,11 @@ def _occurrences(text: str, credential: str) -> list[tuple[int, int]]:
             f = fold(c)
             folded.append(f)
             where += [i] * len(f)
-    seen = "".join(folded)
-    window = min(window, len(wanted))
-    if window == 0:
-        return []
+    return "".join(folded), where
+
+
+def _marks(seen: str, wanted: str, window: int) -> bytearray:
+    """One byte per character of ``seen``, set where a run of ``wanted`` at least ``window`` long lies."""
     marked = bytearray(len(seen))
     for start in range(len(wanted) - window + 1):
         piece = wanted[start : start + window]
@@ -152,6 +163,11 @@ def _occurrences(text: str, credential: str) -> list[tuple[int, int]]:
                 right, c_right = right + 1, c_right + 1
             marked[left:right] = b"\x01" * (right - left)
             at = seen.find(piece, at + 1)
+    return marked
+
+
+def _spans(marked: bytearray, where: list[int]) -> list[tuple[int, int]]:
+    """The runs of ``marked`` as spans of the original text."""
     spans: list[tuple[int, int]] = []
     index = 0
     while index < len(marked):

@@ -453,25 +453,8 @@ def _explain(
     ``text`` is the JSON the event came as, if any: only there can a key be given twice.
     """
     what, path = split_error(str(exc))
-    if path == "$.event" and what.startswith("Invalid value") and text is not None:
-        # The decoder reads the first `event` and rejects a second that differs; a dict keeps the last. Either
-        # value alone would make a message that contradicts itself ("unknown kind 'identify'"): name both.
-        tags = _event_tags(text)
-        if len(tags) > 1:
-            shown = ", ".join(_short(tag) for tag in tags[:4])
-            return InvalidEvent(
-                f"`$.event` is given {len(tags)} times ({shown}); expected exactly one event kind",
-                reason="bad_value",
-                field=path,
-            )
     if path == "$.event" and what.startswith("Invalid value"):
-        # The sender's text, so shown as a shortened repr: it must not add lines or kilobytes to a log.
-        return InvalidEvent(
-            f"unknown event kind at `$.event`: {describe_value(raw, path)}; "
-            f"expected one of {', '.join(EVENT_KINDS)}",
-            reason="unknown_event",
-            field=path,
-        )
+        return _bad_kind(raw, text)
     if what.startswith("Object missing required field"):
         name = what.split("`")[1] if "`" in what else "?"
         where = f"{path}.{name}" if path else f"$.{name}"
@@ -485,6 +468,28 @@ def _explain(
         return InvalidEvent(f"{what}", reason=reason)
     shown = describe_value(raw, path, personal=_PERSONAL)
     return InvalidEvent(f"{what} at `{path}` (value: {shown})", reason=reason, field=path)
+
+
+def _bad_kind(raw: Any, text: bytes | bytearray | memoryview | str | None) -> InvalidEvent:
+    """The error for a `$.event` the decoder refused: given more than once, or not a kind it knows."""
+    if text is not None:
+        # The decoder reads the first `event` and rejects a second that differs; a dict keeps the last. Either
+        # value alone would make a message that contradicts itself ("unknown kind 'identify'"): name both.
+        tags = _event_tags(text)
+        if len(tags) > 1:
+            shown = ", ".join(_short(tag) for tag in tags[:4])
+            return InvalidEvent(
+                f"`$.event` is given {len(tags)} times ({shown}); expected exactly one event kind",
+                reason="bad_value",
+                field="$.event",
+            )
+    # The sender's text, so shown as a shortened repr: it must not add lines or kilobytes to a log.
+    return InvalidEvent(
+        f"unknown event kind at `$.event`: {describe_value(raw, '$.event')}; "
+        f"expected one of {', '.join(EVENT_KINDS)}",
+        reason="unknown_event",
+        field="$.event",
+    )
 
 
 def _short(value: Any) -> str:

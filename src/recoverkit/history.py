@@ -82,14 +82,7 @@ def abandonment_history(
             "after which the engine forgets an abandoned cart and cannot see it bought"
         )
     log = load_events(source, format=format)
-    events = log.events
-    stage = Sessionize(config, event_time=True)
-    out: list[object] = []
-    for i in range(0, len(events), _CHUNK):
-        stage.handle(events[i : i + _CHUNK], out)
-    end = float(events[-1].ts) if events else -math.inf  # type: ignore[arg-type]  # load_events: ts is a float
-    if events:
-        stage.advance(end, out)  # as a replay's end of input: carts still open are censored, not abandoned
+    out, end = _sessionize(log.events, config)
     bought: dict[str, list[float]] = {}
     for item in out:
         if type(item) is Converted:
@@ -102,19 +95,32 @@ def abandonment_history(
             # Left out whatever happened: keeping the ones bought early in their window would bias the labels.
             censored += 1
             continue
-        key = item.cart.cart_key
-        times = bought.get(key, [])
-        k = bisect_right(times, item.at)  # conversions come out in time order
-        first = times[k] if k < len(times) else None
-        converted = first is not None and first <= item.at + window
-        examples.append(
-            Example(
-                cart_key=key, at=item.at, features=features_of(item), converted=converted,
-                converted_at=first if converted else None,
-            )
-        )  # fmt: skip
+        examples.append(_example(item, bought.get(item.cart.cart_key, []), window))
     examples.sort(key=lambda e: e.at)
     return History(examples=examples, abandonments=len(abandoned), censored=censored, window=window, source=log.source)
+
+
+def _sessionize(events: Sequence[Event], config: Config) -> tuple[list[object], float]:
+    """What the sessionize stage made of ``events`` in event time, and the last event's time (-inf for none)."""
+    stage = Sessionize(config, event_time=True)
+    out: list[object] = []
+    for i in range(0, len(events), _CHUNK):
+        stage.handle(events[i : i + _CHUNK], out)
+    end = float(events[-1].ts) if events else -math.inf  # type: ignore[arg-type]  # load_events: ts is a float
+    if events:
+        stage.advance(end, out)  # as a replay's end of input: carts still open are censored, not abandoned
+    return out, end
+
+
+def _example(item: Abandoned, times: list[float], window: float) -> Example:
+    """The abandonment ``item`` labelled by its cart's conversion ``times`` (in time order)."""
+    k = bisect_right(times, item.at)
+    first = times[k] if k < len(times) else None
+    converted = first is not None and first <= item.at + window
+    return Example(
+        cart_key=item.cart.cart_key, at=item.at, features=features_of(item), converted=converted,
+        converted_at=first if converted else None,
+    )  # fmt: skip
 
 
 def split_by_time(examples: Sequence[Example], test_share: float) -> tuple[list[Example], list[Example]]:

@@ -297,11 +297,6 @@ def _values(r: _Reading, carried: Mapping[_Key, float]) -> dict[str, _Values]:
         return {name: getattr(stage, figure) for name, stage in stages.items()}
 
     dispatch = stages["dispatch"].extra if owner and "dispatch" in stages else {}
-    behind = None
-    if owner:
-        # The engine counts what this process journaled; the store's journal end covers every process's events.
-        position = stages["ingest"].extra.get("position", 0) if "ingest" in stages else 0
-        behind = max(s.journal_behind, (r.journal_end or 0) - position)
     return {
         "recoverkit_events_accepted_total": s.events_accepted,
         "recoverkit_events_invalid_total": s.events_invalid,
@@ -319,12 +314,7 @@ def _values(r: _Reading, carried: Mapping[_Key, float]) -> dict[str, _Values]:
         "recoverkit_stage_items_emitted_total": per_stage("emitted"),
         "recoverkit_stage_errors_total": per_stage("errors"),
         "recoverkit_stage_batches_total": per_stage("batches"),
-        "recoverkit_store_operations_total": r.store.operations if r.store else None,
-        "recoverkit_store_failures_total": r.store.failed if r.store else None,
-        "recoverkit_store_commits_total": r.store.commits if r.store else None,
-        "recoverkit_codes_issued_total": r.codes.issued if r.codes else None,
-        "recoverkit_codes_refused_total": r.codes.refused if r.codes else None,
-        "recoverkit_codes_redeemed_total": r.codes.redeemed if r.codes else None,
+        **_plug_in_values(r),
         "recoverkit_queue_depth_batches": per_stage("queue_depth"),
         "recoverkit_queue_peak_batches": per_stage("queue_peak"),
         "recoverkit_queue_capacity_batches": per_stage("queue_capacity"),
@@ -333,9 +323,31 @@ def _values(r: _Reading, carried: Mapping[_Key, float]) -> dict[str, _Values]:
         "recoverkit_open_sessions": s.sessions if owner else None,
         "recoverkit_messages_pending": dispatch.get("pending"),
         "recoverkit_messages_in_flight": dispatch.get("in_flight"),
-        "recoverkit_journal_behind_events": behind,
+        "recoverkit_journal_behind_events": _behind(r),
         "recoverkit_checkpoint_position": s.checkpoint_position if owner else None,
         "recoverkit_watermark_timestamp_seconds": s.watermark if owner and math.isfinite(s.watermark) else None,
+    }
+
+
+def _behind(r: _Reading) -> float | None:
+    """Events journaled that the pipeline has not read yet (owner only)."""
+    if not r.stats.owner:
+        return None
+    # The engine counts what this process journaled; the store's journal end covers every process's events.
+    stages = r.stats.stages
+    position = stages["ingest"].extra.get("position", 0) if "ingest" in stages else 0
+    return max(r.stats.journal_behind, (r.journal_end or 0) - position)
+
+
+def _plug_in_values(r: _Reading) -> dict[str, _Values]:
+    """The store's and the code issuer's counters, ``None`` when the plug-in does not count them."""
+    return {
+        "recoverkit_store_operations_total": r.store.operations if r.store else None,
+        "recoverkit_store_failures_total": r.store.failed if r.store else None,
+        "recoverkit_store_commits_total": r.store.commits if r.store else None,
+        "recoverkit_codes_issued_total": r.codes.issued if r.codes else None,
+        "recoverkit_codes_refused_total": r.codes.refused if r.codes else None,
+        "recoverkit_codes_redeemed_total": r.codes.redeemed if r.codes else None,
     }
 
 
