@@ -180,8 +180,10 @@ def main() -> None:
         emit_json({"machine": info} | result)
         return
     print_header("The path of one add_to_cart to the adapter's send", info)
-    print(f"modules:         {result['modules']} (pipeline modules {result['pipeline_modules']}; "
-          f"target <= {MODULE_TARGET}: {'met' if result['module_target_met'] else 'NOT met'})")
+    print(
+        f"modules:         {result['modules']} (pipeline modules {result['pipeline_modules']}; "
+        f"target <= {MODULE_TARGET}: {'met' if result['module_target_met'] else 'NOT met'})"
+    )
     print(f"rooms:           {result['rooms']} (a package counted once)")
     print(f"functions:       {result['functions']}")
     print(f"back-and-forths: {result['back_and_forths']} (target 0)")

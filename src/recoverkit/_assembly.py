@@ -82,7 +82,13 @@ class Assembly:
         self.dispatch.delivering = deliver
         self.stages = (self.ingest, self.sessionize, self.score, self.route, self.dispatch)
         self.ownership = Ownership(
-            config, self.runner, self.clock, owner=owner, lease=self.lease, claims=self.dispatch, reader=self.ingest,
+            config,
+            self.runner,
+            self.clock,
+            owner=owner,
+            lease=self.lease,
+            claims=self.dispatch,
+            reader=self.ingest,
             pipeline=pipeline,
         )
         # Dispatch tells ownership when an erasure was applied (checkpoint soon) and when a claim was refused for

@@ -43,10 +43,10 @@ from typing import Any, Final, Literal
 import msgspec
 
 from ._log import get_logger
+from ._purchases import Purchases
 from .clock import Clock
 from .config import Config
 from .errors import InvalidEvent, StoreError
-from ._purchases import Purchases
 from .events import Event, decode_event, normalize_timestamp
 from .store.base import JournalEntry, Store
 

@@ -522,4 +522,3 @@ def _name(source: str | Path | IO[bytes] | list[bytes]) -> str:
     if isinstance(source, list):
         return "<lines>"
     return str(getattr(source, "name", "<stream>"))
-
