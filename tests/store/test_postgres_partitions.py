@@ -303,3 +303,15 @@ def test_without_psycopg_the_import_names_the_extra() -> None:
     assert out.startswith("MissingExtraError PostgresStore needs the psycopg package")
     assert "pip install 'recoverkit[postgres]'" in out
     assert MissingExtraError.__name__ in out
+
+
+@pytest.mark.slow
+def test_after_a_database_restart_the_store_reconnects_and_loses_nothing_committed(
+    postgres_cluster: Cluster, store4: PostgresStore  # noqa: F811 - the fixtures
+) -> None:
+    placed = store4.append_keyed([("s", b"before")], now=1.0)
+    postgres_cluster.stop("fast")
+    postgres_cluster.start()
+    time.sleep(1.2)  # the pooled connection has sat idle long enough to be pinged, found broken and replaced
+    assert store4.append_keyed([("s", b"after")], now=2.0) == [(placed[0][0], 2)]
+    assert [e.data for e in store4.read_partition(placed[0][0], 0, 10)] == [b"before", b"after"]

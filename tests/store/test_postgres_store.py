@@ -11,7 +11,7 @@ import pytest
 from recoverkit.store import Store
 
 from .contract import StoreContract
-from .postgres_cluster import postgres_cluster, postgres_url  # noqa: F401 - fixtures used by name
+from .postgres_cluster import postgres_cluster, postgres_shared_url  # noqa: F401 - fixtures used by name
 
 pytest.importorskip("psycopg", reason="the postgres extra is not installed (pip install '.[postgres]')")
 
@@ -21,12 +21,12 @@ _schemas = itertools.count(1)
 
 
 class TestPostgresStoreContract(StoreContract):
-    """Each store the contract opens is a new schema in the test's own database: separate, as the contract wants
-    (another salt, another journal), and far quicker than a database each for the property test's examples."""
+    """Each store the contract opens is a new schema in one shared database: separate, as the contract wants
+    (another salt, another journal), and quicker than a database each (0.16 s against 0.4 s to make and drop)."""
 
     @pytest.fixture(autouse=True)
-    def _database(self, postgres_url: str) -> Iterator[None]:  # noqa: F811 - the fixture
-        self.url = postgres_url
+    def _database(self, postgres_shared_url: str) -> Iterator[None]:  # noqa: F811 - the fixture
+        self.url = postgres_shared_url
         yield
 
     def make_store(self, directory: Path) -> Store:

@@ -56,6 +56,19 @@ FENCE: Final = (
 )
 
 
+#: The append: the counters advanced (each row locked until commit), then the events inserted at their positions.
+_APPEND: Final = (
+    "WITH v AS (SELECT * FROM unnest(%(parts)s::integer[], %(counts)s::bigint[]) AS v(part, n)), "
+    "heads AS (UPDATE journal_heads h SET last_position = h.last_position + v.n FROM v WHERE h.part = v.part "
+    "RETURNING h.part, h.last_position - v.n AS base, h.last_position), "
+    "inserted AS (INSERT INTO journal (part, position, data, accepted_at) "
+    "SELECT e.part, heads.base + e.rank, e.data, %(now)s FROM "
+    "unnest(%(event_parts)s::integer[], %(ranks)s::bigint[], %(datas)s::bytea[]) AS e(part, rank, data) "
+    "JOIN heads USING (part)) "
+    "SELECT part, last_position FROM heads"
+)
+
+
 def partition_of(session_id: str, partitions: int) -> int:
     """The partition (0 .. ``partitions`` - 1) of the events of ``session_id``: the same in every process.
 
@@ -104,32 +117,34 @@ class PartitionedJournal(Plumbing):
     def _append(self, parts: list[int], datas: list[bytes], now: float) -> list[tuple[int, int]]:
         counts = Counter(parts)
         order = sorted(counts)
+        # Each event's rank among the events of its partition in this call (1, 2, ...): its position is the
+        # partition's head before the call plus its rank.
+        seen: Counter[int] = Counter()
+        ranks = []
+        for part in parts:
+            seen[part] += 1
+            ranks.append(seen[part])
+        params = {
+            "parts": order, "counts": [counts[p] for p in order], "event_parts": parts, "ranks": ranks,
+            "datas": [bytes(d) for d in datas], "now": float(now),
+        }  # fmt: skip
 
         def run(conn: Conn) -> list[tuple[int, int]]:
-            # Lock the counters in partition order (no deadlock between two appends), then advance them.
-            conn.execute("SELECT part FROM journal_heads WHERE part = ANY(%s) ORDER BY part FOR UPDATE", (order,))
-            rows = conn.execute(
-                "UPDATE journal_heads h SET last_position = h.last_position + v.n "
-                "FROM unnest(%s::integer[], %s::bigint[]) AS v(part, n) WHERE h.part = v.part "
-                "RETURNING h.part, h.last_position",
-                (order, [counts[p] for p in order]),
-            ).fetchall()
-            following = {part: last - counts[part] + 1 for part, last in rows}
-            if len(following) != len(order):
+            if len(order) > 1:
+                # Lock the counters in partition order first, so that two appends never deadlock; one partition
+                # needs no such step (its one counter is locked by the update below).
+                conn.execute("SELECT part FROM journal_heads WHERE part = ANY(%s) ORDER BY part FOR UPDATE", (order,))
+            # One statement: advance the counters and insert the events at the positions they reserved.
+            rows = conn.execute(_APPEND, params, binary=True).fetchall()
+            bases = {part: last - counts[part] for part, last in rows}
+            if len(bases) != len(order):
                 raise StoreError(f"append: partitions {order} are not all in this store's {self.partitions}")
-            positions: list[tuple[int, int]] = []
-            with conn.cursor().copy(
-                "COPY journal (part, position, data, accepted_at) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(["int4", "int8", "bytea", "float8"])
-                for part, data in zip(parts, datas, strict=True):
-                    position = following[part]
-                    following[part] = position + 1
-                    copy.write_row((part, position, bytes(data), now))
-                    positions.append((part, position))
-            return positions
+            return [(part, bases[part] + rank) for part, rank in zip(parts, ranks, strict=True)]
 
-        return self._write("append", run)
+        if len(order) > 1:
+            return self._write("append", run)
+        # A single statement is atomic by itself: no BEGIN and COMMIT round trips (autocommit).
+        return self._write("append", run, transaction=False)
 
     def read_partition(self, partition: int, after: int, limit: int) -> list[JournalEntry]:
         """Up to ``limit`` (>= 1) events of ``partition`` with ``position > after``, by position (``seq`` is the

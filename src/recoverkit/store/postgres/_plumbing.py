@@ -11,8 +11,8 @@ in a worker thread), and a sync pool of a few connections serves the threads of 
 its event loop instead of a thread hop per call, and pipeline the journal's appends; it needs an async store
 protocol first, and would change only this module and the call sites, not the SQL.
 
-Connections lost (a database restart, a failover) are noticed when a connection is taken from the pool (the
-pool's ``check`` runs a cheap query first) and replaced; an operation whose connection broke mid-transaction
+Connections lost (a database restart, a failover) are noticed when a connection that sat idle for a second is
+taken from the pool (it is pinged first) and replaced; an operation whose connection broke mid-transaction
 fails with :class:`~recoverkit.errors.StoreError` and was not committed (or, for a failure at COMMIT itself,
 PostgreSQL cannot say: the caller treats it as it treats a crash).
 
@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
@@ -39,6 +41,8 @@ from ._conninfo import Conn
 __all__ = ["Conn", "Plumbing"]
 
 T = TypeVar("T")
+#: Seconds a pooled connection may sit idle before it is pinged when taken again (see Plumbing._check_idle).
+IDLE_CHECK: Final = 1.0
 #: Seconds a new connection may take to open, unless the URL says (``connect_timeout``).
 CONNECT_TIMEOUT: Final = 10.0
 
@@ -60,6 +64,8 @@ class Plumbing:
         self._lock = threading.Lock()  # guards _closed and the statistics
         self._closed = False
         self._operations = self._failed = self._commits = 0
+        #: When each pooled connection was last handed out (see _check_idle); weak, so closed ones drop out.
+        self._last_used: weakref.WeakKeyDictionary[Conn, float] = weakref.WeakKeyDictionary()
         kwargs: dict[str, Any] = {"autocommit": True}
         if "connect_timeout" not in self._settings:
             kwargs["connect_timeout"] = max(1, round(connect_timeout))
@@ -73,7 +79,7 @@ class Plumbing:
             raise _conninfo.connection_error(exc, self._settings, schema) from None
         self._pool: ConnectionPool[Conn] = ConnectionPool(
             url, kwargs=kwargs, min_size=1, max_size=pool_size, open=False, configure=self._configure,
-            check=ConnectionPool.check_connection, timeout=connect_timeout, name=f"recoverkit.{schema}",
+            check=self._check_idle, timeout=connect_timeout, name=f"recoverkit.{schema}",
         )  # fmt: skip
         try:
             self._pool.open(wait=True, timeout=connect_timeout)
@@ -92,6 +98,17 @@ class Plumbing:
     def _configure(self, conn: Conn) -> None:
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
 
+    def _check_idle(self, conn: Conn) -> None:
+        """The pool's check when a connection is taken: ping it only if it sat idle for IDLE_CHECK seconds.
+
+        A ping is a round trip, as much as a whole one-partition append; a connection in steady use is known to
+        work, and one left idle is the kind that a database restart or a failover has broken. A ping that fails
+        makes the pool discard the connection and hand out another.
+        """
+        last = self._last_used.get(conn)
+        if last is None or time.monotonic() - last > IDLE_CHECK:
+            ConnectionPool.check_connection(conn)
+
     def _usable(self) -> None:
         pid = os.getpid()
         if pid != self._pid:
@@ -106,11 +123,16 @@ class Plumbing:
         reason = _conninfo.scrub(_conninfo.first_line(exc), self._settings) or type(exc).__name__
         return StoreError(f"PostgresStore({self.where}): {name} failed: {reason}")
 
-    def _transaction(self, name: str, run: Callable[[Conn], T], *, write: bool) -> T:
+    def _transaction(self, name: str, run: Callable[[Conn], T], *, write: bool, transaction: bool = True) -> T:
         self._usable()
         try:
-            with self._pool.connection() as conn, conn.transaction():
-                result = run(conn)
+            with self._pool.connection() as conn:
+                self._last_used[conn] = time.monotonic()
+                if transaction:
+                    with conn.transaction():
+                        result = run(conn)
+                else:  # one statement, atomic by itself in autocommit mode
+                    result = run(conn)
         except StoreError:
             self._count(write, failed=True)
             raise
@@ -125,9 +147,13 @@ class Plumbing:
         self._count(write, failed=False)
         return result
 
-    def _write(self, name: str, run: Callable[[Conn], T]) -> T:
-        """Run ``run`` in one transaction, committed before this returns; counted in :meth:`statistics`."""
-        return self._transaction(name, run, write=True)
+    def _write(self, name: str, run: Callable[[Conn], T], *, transaction: bool = True) -> T:
+        """Run ``run`` in one transaction, committed before this returns; counted in :meth:`statistics`.
+
+        ``transaction=False`` for an operation of one statement, which autocommit makes a transaction by itself
+        (saving the BEGIN and COMMIT round trips).
+        """
+        return self._transaction(name, run, write=True, transaction=transaction)
 
     def _read(self, name: str, run: Callable[[Conn], T]) -> T:
         """Run ``run`` in one (read) transaction; not counted."""
