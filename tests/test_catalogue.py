@@ -376,7 +376,7 @@ def test_the_background_engine_passes_the_catalogue_on_and_checks_it_at_construc
         config(), channels={"email": MemoryChannel()}, catalogue=catalogue, close_at_exit=False
     )
     try:
-        assert background.engine.catalogue is catalogue and background.engine.dispatch._catalogue is catalogue
+        assert background.engine.catalogue is catalogue and background.engine.dispatch._prepare.catalogue is catalogue
     finally:
         background.close()
     with pytest.raises(ConfigError, match="no catalogue was given"):

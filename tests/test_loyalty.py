@@ -308,6 +308,6 @@ def test_the_background_engine_passes_the_loyalty_programme_on() -> None:
     loyalty = MemoryLoyalty()
     background = BackgroundEngine(config(), channels={"email": MemoryChannel()}, loyalty=loyalty, close_at_exit=False)
     try:
-        assert background.engine.loyalty is loyalty and background.engine.dispatch._loyalty is loyalty
+        assert background.engine.loyalty is loyalty and background.engine.dispatch._prepare.loyalty is loyalty
     finally:
         background.close()

@@ -180,7 +180,7 @@ def test_caps_are_never_exceeded(dues: list[int], cap: int, per: int) -> None:
     allowed = []
     for i, due in enumerate(sorted(dues)):
         message = make_message(f"cart-{i}/f/0", due_at=T0 + due)
-        if not stage._capped(message, message.due_at):
+        if not stage._schedule.capped(message, message.due_at):
             allowed.append(message.due_at)
     for t in allowed:
         assert sum(1 for u in allowed if t - per < u <= t) <= cap

@@ -222,8 +222,10 @@ class Recipient(msgspec.Struct, frozen=True, kw_only=True):
 
     def __repr__(self) -> str:
         # Keep addresses out of reprs, which end up in tracebacks and logs.
-        return f"Recipient(contact_key={self.contact_key!r}, email={'***' if self.email else None}, " \
-               f"phone={'***' if self.phone else None})"
+        return (
+            f"Recipient(contact_key={self.contact_key!r}, email={'***' if self.email else None}, "
+            f"phone={'***' if self.phone else None})"
+        )
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):

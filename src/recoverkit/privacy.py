@@ -170,7 +170,7 @@ def _held_by_stages(engine: Engine, keys: list[str]) -> dict[str, int]:
         # engine delivers nothing) are held just the same, and erased just the same.
         "pending_messages": sum(
             m.recipient.contact_key in keys
-            for m in (*engine.dispatch.pending(), *(message for message, _ in engine.dispatch._ready))
+            for m in (*engine.dispatch.pending(), *engine.dispatch.waiting())
         ),
     }
 
