@@ -68,6 +68,16 @@ _APPEND: Final = (
     "SELECT part, last_position FROM heads"
 )
 
+#: The same for events of one partition (every append of one event): a simpler plan, about half the time.
+_APPEND_ONE: Final = (
+    "WITH head AS (UPDATE journal_heads SET last_position = last_position + %(n)s WHERE part = %(part)s "
+    "RETURNING last_position), "
+    "inserted AS (INSERT INTO journal (part, position, data, accepted_at) "
+    "SELECT %(part)s, head.last_position - %(n)s + e.rank, e.data, %(now)s FROM head, "
+    "unnest(%(datas)s::bytea[]) WITH ORDINALITY AS e(data, rank)) "
+    "SELECT %(part)s, last_position FROM head"
+)
+
 
 def partition_of(session_id: str, partitions: int) -> int:
     """The partition (0 .. ``partitions`` - 1) of the events of ``session_id``: the same in every process.
@@ -135,7 +145,11 @@ class PartitionedJournal(Plumbing):
                 # needs no such step (its one counter is locked by the update below).
                 conn.execute("SELECT part FROM journal_heads WHERE part = ANY(%s) ORDER BY part FOR UPDATE", (order,))
             # One statement: advance the counters and insert the events at the positions they reserved.
-            rows = conn.execute(_APPEND, params, binary=True).fetchall()
+            if len(order) > 1:
+                rows = conn.execute(_APPEND, params, binary=True).fetchall()
+            else:
+                one = {"part": order[0], "n": len(parts), "datas": params["datas"], "now": params["now"]}
+                rows = conn.execute(_APPEND_ONE, one, binary=True).fetchall()
             bases = {part: last - counts[part] for part, last in rows}
             if len(bases) != len(order):
                 raise StoreError(f"append: partitions {order} are not all in this store's {self.partitions}")
