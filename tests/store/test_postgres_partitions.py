@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -315,3 +316,52 @@ def test_after_a_database_restart_the_store_reconnects_and_loses_nothing_committ
     time.sleep(1.2)  # the pooled connection has sat idle long enough to be pinged, found broken and replaced
     assert store4.append_keyed([("s", b"after")], now=2.0) == [(placed[0][0], 2)]
     assert [e.data for e in store4.read_partition(placed[0][0], 0, 10)] == [b"before", b"after"]
+
+
+# -- erasure while other writes are under way ------------------------------------------------------------------
+
+
+def test_forget_waits_for_a_write_for_the_contact_under_way_and_erases_it(
+    store4: PostgresStore, postgres_url: str  # noqa: F811 - the fixtures
+) -> None:
+    """A claim holds a shared lock on its contact while it writes (another transaction stands for it here, its
+    row not yet committed when forget() starts): forget() waits for it, then pseudonymises the row it wrote."""
+    hashed = store4.hash_contact("alice@example.com")
+    done = threading.Event()
+    with psycopg.connect(postgres_url) as conn:  # not autocommit: one transaction until commit()
+        conn.execute("SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))", (hashed,))
+        conn.execute(
+            "INSERT INTO recoverkit.ledger (key, cart_key, contact_key, channel, state, owner, started_at, claimed_at) "
+            "VALUES ('k1', 'c1', 'alice@example.com', 'email', 'sending', 'w', 0, 0)"
+        )
+        forgetting = threading.Thread(target=lambda: (store4.forget("alice@example.com", at=1.0), done.set()))
+        forgetting.start()
+        assert not done.wait(0.5)  # forget() waits for the write under way
+        conn.commit()
+    forgetting.join(10)
+    assert done.is_set()
+    assert [entry.contact_key for entry in store4.ledger()] == [hashed]
+
+
+def test_a_claim_that_waited_for_forget_sees_the_suppression(
+    store4: PostgresStore, postgres_url: str  # noqa: F811 - the fixtures
+) -> None:
+    store4.acquire_lease("pipeline", "w", ttl=1e9, now=0)
+    hashed = store4.hash_contact("bob@example.com")
+    answers: list[str] = []
+    with psycopg.connect(postgres_url) as conn:  # stands for a forget() under way: the exclusive lock held
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (hashed,))
+        conn.execute("INSERT INTO recoverkit.suppression (hash, reason, at) VALUES (%s, 'forgotten', 0)", (hashed,))
+        claiming = threading.Thread(
+            target=lambda: answers.append(
+                store4.claim("k2", cart_key="c2", contact_key="bob@example.com", channel="email", started_at=0,
+                             owner="w", now=1)  # fmt: skip
+            )
+        )
+        claiming.start()
+        time.sleep(0.5)
+        assert answers == []  # waiting for the forget() to commit
+        conn.commit()
+    claiming.join(10)
+    assert answers == ["suppressed"]
+    assert store4.ledger() == []

@@ -41,7 +41,7 @@ from ..base import contact_hash as _contact_hash
 from ._partitions import FENCE, PartitionedJournal
 from ._plumbing import Conn
 
-__all__ = ["LEDGER_COLUMNS", "Ledger", "ledger_entry"]
+__all__ = ["LEDGER_COLUMNS", "Ledger", "hold_contacts", "ledger_entry"]
 
 LEDGER_COLUMNS: Final = "key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, finished_at, error"
 
@@ -60,7 +60,10 @@ class Ledger(PartitionedJournal):
         check_purchase(cart_key, contact_key)
         rows = [(kind, key, at) for kind, key in (("cart", cart_key), ("contact", contact_key)) if key is not None]
 
+        hashed = self._hash(contact_key) if contact_key else ""
+
         def run(conn: Conn) -> None:
+            hold_contacts(conn, [hashed])
             with conn.cursor() as cursor:
                 cursor.executemany(
                     "INSERT INTO purchases AS p (kind, key, at) VALUES (%s, %s, %s) "
@@ -245,7 +248,10 @@ class Ledger(PartitionedJournal):
     def add_dead_letter(
         self, key: str, data: bytes, *, error: str, attempts: int, permanent: bool, at: float, contact_key: str = ""
     ) -> None:
+        hashed = self._hash(contact_key)
+
         def run(conn: Conn) -> None:
+            hold_contacts(conn, [hashed])
             # Delete, then insert: a replaced letter moves to the end of the list, as the newest.
             conn.execute("DELETE FROM dead_letters WHERE key = %s", (key,))
             conn.execute(
@@ -277,8 +283,26 @@ class Ledger(PartitionedJournal):
         self._write("mark_resent", run)
 
 
+def hold_contacts(conn: Conn, hashes: list[str]) -> None:
+    """Take, until the transaction ends, a shared advisory lock on each contact (by its keyed hash, never its key)
+    that the transaction writes a row for; :meth:`~Records.forget` takes the same lock exclusively.
+
+    Why: PostgreSQL runs transactions side by side (SQLite's one writer runs them one after another). Without
+    this, a claim (or a fact, a code, a dead letter, a purchase) in flight while ``forget`` runs would commit a
+    row holding the contact's key that ``forget`` did not see, and the erasure would miss it. With it, ``forget``
+    waits for the writes already under way and then sees them, and a write that starts after ``forget`` waits
+    for it to commit and then sees the suppression in its next statement.
+    """
+    wanted = sorted({h for h in hashes if h})
+    if wanted:
+        conn.execute(
+            "SELECT pg_advisory_xact_lock_shared(hashtextextended(h, 0)) FROM unnest(%s::text[]) AS h", (wanted,)
+        )
+
+
 def _claim(conn: Conn, r: ClaimRequest, hashed: str) -> Claim:
     """The checks after the owner's, in :meth:`Store.claim`'s order, and the insert (the caller's transaction)."""
+    hold_contacts(conn, [hashed])  # before the suppression check, which then sees a forget() that committed
     if conn.execute("SELECT 1 FROM ledger WHERE key = %s", (r.key,)).fetchone() is not None:
         return "duplicate"
     if hashed and conn.execute("SELECT 1 FROM suppression WHERE hash = %s", (hashed,)).fetchone() is not None:

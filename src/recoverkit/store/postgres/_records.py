@@ -45,7 +45,7 @@ from ..base import (
     judge_redemption,
     limit_key,
 )
-from ._ledger import LEDGER_COLUMNS, Ledger, ledger_entry
+from ._ledger import LEDGER_COLUMNS, Ledger, hold_contacts, ledger_entry
 from ._plumbing import Conn
 
 __all__ = ["Records"]
@@ -81,7 +81,10 @@ class Records(Ledger):
         check_code(code)
         check_limits(limits)
 
+        hashed = self._hash(code.contact_key)
+
         def run(conn: Conn) -> IssueAnswer:
+            hold_contacts(conn, [hashed])
             conn.execute("LOCK TABLE codes IN EXCLUSIVE MODE")  # count and insert as one, across processes
             if conn.execute("SELECT 1 FROM codes WHERE hash = %s", (code.code_hash,)).fetchone() is not None:
                 return "duplicate"
@@ -175,7 +178,10 @@ class Records(Ledger):
             table, row = _fact_row(fact)
             rows[table].append(row)
 
+        hashes = [self._hash(f.contact_key) for f in facts if not isinstance(f, LinkVisit)]
+
         def run(conn: Conn) -> int:
+            hold_contacts(conn, hashes)
             added = 0
             with conn.cursor() as cursor:
                 for table, values in rows.items():
@@ -249,6 +255,8 @@ class Records(Ledger):
     def forget(self, contact_key: str, *, at: float) -> ForgetReport:
         """Erase ``contact_key`` as :meth:`~recoverkit.store.Store.forget` says, in one transaction.
 
+        It waits for the writes for the contact already under way (claims, facts, codes, dead letters, purchases
+        hold a shared lock on the contact while they write: ``_ledger.hold_contacts``) and erases what they wrote.
         PostgreSQL keeps old row versions until VACUUM reclaims them, and its WAL and backups keep them longer:
         erasure here removes the rows from every query at once; their bytes go when autovacuum runs (minutes) and
         the WAL is recycled. ``docs/scaling.md`` says what a shop's retention of backups must then cover.
@@ -260,6 +268,9 @@ class Records(Ledger):
             def changed(statement: str, *args: object) -> int:
                 return conn.execute(statement, args).rowcount
 
+            # Exclusive: waits for the writes of rows for this contact already under way (see hold_contacts),
+            # so that the statements below, each with a new snapshot, see them.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (hashed,))
             letters = changed("DELETE FROM dead_letters WHERE contact_key = %s", contact_key)
             purchases = changed("DELETE FROM purchases WHERE kind = 'contact' AND key = %s", contact_key)
             entries = changed("UPDATE ledger SET contact_key = %s WHERE contact_key = %s", hashed, contact_key)
