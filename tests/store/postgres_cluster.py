@@ -2,9 +2,9 @@
 
 :class:`Cluster` runs ``initdb`` in a temporary directory (in ``/dev/shm`` when there is one) and starts a server
 that listens on a Unix socket in that directory only (no TCP port, so nothing else on the machine can reach it,
-and no port can collide); it is stopped and the directory removed at the end, also when a test failed. The server runs with ``fsync=off``: a
-cluster that lives for one test session need not survive a power loss, and the store's own durability is
-PostgreSQL's (nothing of it is tested by fsyncing a temporary directory).
+and no port can collide); it is stopped and the directory removed at the end, also when a test failed. The
+server runs with ``fsync=off``: a cluster that lives for one test session need not survive a power loss, and the
+store's own durability is PostgreSQL's (nothing of it is tested by fsyncing a temporary directory).
 
 The fixtures:
 
