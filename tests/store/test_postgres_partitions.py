@@ -365,3 +365,44 @@ def test_a_claim_that_waited_for_forget_sees_the_suppression(
     claiming.join(10)
     assert answers == ["suppressed"]
     assert store4.ledger() == []
+
+
+# -- races between processes -------------------------------------------------------------------------------------
+
+_RACER = """
+import sys, time
+from recoverkit.store import ClaimRequest
+from recoverkit.store.postgres import PostgresStore
+url, name, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+with PostgresStore(url) as store:
+    time.sleep(max(0.0, start - time.time()))  # every racer starts at the same moment
+    lease = store.take_partition(0, name, ttl=30)
+    print("lease", lease.epoch if lease else None, flush=True)
+    requests = [ClaimRequest(key=f"k{n}", cart_key=f"c{n}", contact_key=f"p{n}", channel="email", started_at=0,
+                             owner="shared", now=1) for n in range(60)]
+    for r in requests:
+        print("claim", r.key, store.claim_many([r])[0], flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_racing_processes_get_one_lease_and_one_claim_per_key(
+    store4: PostgresStore, postgres_url: str  # noqa: F811 - the fixtures
+) -> None:
+    """Four processes race for one free partition (one wins, at the next epoch) and claim the same 60 keys under
+    one pipeline lease at once: each key is claimed by exactly one of them, the others told "duplicate"."""
+    store4.acquire_lease("pipeline", "shared", ttl=1e9, now=0)
+    start = f"{time.time() + 2.5:.3f}"
+    racers = [_python(_RACER, postgres_url, f"racer-{n}", start) for n in range(4)]
+    outputs = []
+    for racer in racers:
+        out, err = racer.communicate(timeout=60)
+        assert racer.returncode == 0, err
+        outputs.append(out.splitlines())
+    epochs = [line.split()[1] for lines in outputs for line in lines if line.startswith("lease")]
+    assert sorted(epochs) == ["1", "None", "None", "None"]
+    claims = [line.split()[1:] for lines in outputs for line in lines if line.startswith("claim")]
+    claimed = sorted(key for key, answer in claims if answer == "claimed")
+    assert claimed == sorted(f"k{n}" for n in range(60))
+    assert sorted({answer for _, answer in claims}) == ["claimed", "duplicate"]
+    assert len(store4.ledger()) == 60
