@@ -188,6 +188,37 @@ def test_fenced_claims_need_the_current_epoch_and_see_purchases_of_every_partiti
     ]  # fmt: skip
 
 
+def test_a_new_owner_marks_the_sends_its_predecessor_left_in_flight_unknown(store4: PostgresStore) -> None:
+    old = store4.take_partition(1, "a", ttl=0.2)
+    assert old is not None
+
+    def request(key: str, owner: str) -> ClaimRequest:
+        return ClaimRequest(key=key, cart_key=f"cart-{key}", contact_key="p", channel="email", started_at=0.0,
+                            owner=owner, now=1.0)  # fmt: skip
+
+    assert store4.claim_fenced(1, old.epoch, [request("k1", "a"), request("k2", "a")]) == ["claimed", "claimed"]
+    store4.finish("k2", "sent", now=2.0)
+    time.sleep(0.3)
+    new = store4.take_partition(1, "b", ttl=30)
+    assert new is not None
+    assert store4.mark_unknown_in(1, owner="a", epoch=old.epoch) is None  # the stale owner changes nothing
+    assert store4.mark_unknown_in(1, owner="b", epoch=new.epoch) == 1
+    assert {e.key: e.state for e in store4.ledger()} == {"k1": "unknown", "k2": "sent"}
+
+
+def test_partition_status_shows_heads_checkpoints_lag_and_owners(store4: PostgresStore) -> None:
+    part = store4.partition_of("s")
+    store4.append_keyed([("s", b"a"), ("s", b"b"), ("s", b"c")], now=1.0)
+    lease = store4.take_partition(part, "a", ttl=30)
+    assert lease is not None
+    store4.save_partition_checkpoint(part, owner="a", epoch=lease.epoch, position=1, state=b"", now=1.0)
+    status = {s.partition: s for s in store4.partition_status()}
+    assert sorted(status) == [0, 1, 2, 3]
+    mine = status[part]
+    assert (mine.head, mine.checkpoint, mine.lag, mine.owner, mine.epoch) == (3, 1, 2, "a", lease.epoch)
+    assert all(s.owner is None and s.head == 0 for p, s in status.items() if p != part)
+
+
 _STALLED = """
 import sys
 from recoverkit.store import ClaimRequest

@@ -132,7 +132,7 @@ class Ledger(PartitionedJournal):
                 if conn.execute(FENCE, (partition, r.owner, epoch)).fetchone() is None:
                     answers.append("not_owner")
                 else:
-                    answers.append(_claim(conn, r, hashed))
+                    answers.append(_claim(conn, r, hashed, partition))
             return answers
 
         return self._write("claim_fenced", run) if requests else []
@@ -189,6 +189,23 @@ class Ledger(PartitionedJournal):
             ).rowcount
 
         return self._write("mark_unknown", run)
+
+    def mark_unknown_in(self, partition: int, *, owner: str, epoch: int) -> int | None:
+        """What a new owner of ``partition`` does on taking it: turn the ``"sending"`` entries that earlier owners
+        claimed in it (:meth:`claim_fenced`) into ``"unknown"``, as :meth:`mark_unknown` does after a crash;
+        how many. ``None``, changing nothing, unless ``owner`` holds the partition at ``epoch``: a stale owner must
+        not touch the new owner's sends."""
+        self._check_partition("mark_unknown_in", partition)
+
+        def run(conn: Conn) -> int | None:
+            if conn.execute(FENCE, (partition, owner, epoch)).fetchone() is None:
+                return None
+            return conn.execute(
+                "UPDATE ledger SET state = 'unknown' WHERE state = 'sending' AND part = %s AND owner <> %s",
+                (partition, owner),
+            ).rowcount
+
+        return self._write("mark_unknown_in", run)
 
     def resolve(self, key: str, outcome: Resolution) -> None:
         check_resolution(outcome)
@@ -300,7 +317,7 @@ def hold_contacts(conn: Conn, hashes: list[str]) -> None:
         )
 
 
-def _claim(conn: Conn, r: ClaimRequest, hashed: str) -> Claim:
+def _claim(conn: Conn, r: ClaimRequest, hashed: str, partition: int | None = None) -> Claim:
     """The checks after the owner's, in :meth:`Store.claim`'s order, and the insert (the caller's transaction)."""
     hold_contacts(conn, [hashed])  # before the suppression check, which then sees a forget() that committed
     if conn.execute("SELECT 1 FROM ledger WHERE key = %s", (r.key,)).fetchone() is not None:
@@ -315,9 +332,10 @@ def _claim(conn: Conn, r: ClaimRequest, hashed: str) -> Claim:
     if bought is not None:
         return "purchased"
     inserted = conn.execute(
-        "INSERT INTO ledger (key, cart_key, contact_key, channel, state, owner, started_at, claimed_at) "
-        "VALUES (%s, %s, %s, %s, 'sending', %s, %s, %s) ON CONFLICT (key) DO NOTHING",
-        (r.key, r.cart_key, r.contact_key, r.channel, r.owner, r.started_at, r.now if r.at is None else r.at),
+        "INSERT INTO ledger (key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, part) "
+        "VALUES (%s, %s, %s, %s, 'sending', %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
+        (r.key, r.cart_key, r.contact_key, r.channel, r.owner, r.started_at, r.now if r.at is None else r.at,
+         partition),  # fmt: skip
     ).rowcount
     # Nothing inserted: another transaction claimed the key since the check above, and committed first.
     return "claimed" if inserted else "duplicate"

@@ -42,7 +42,7 @@ from ...errors import StoreError
 from ..base import Checkpoint, JournalEntry, check_position, check_read_limit
 from ._plumbing import Conn, Plumbing
 
-__all__ = ["CheckpointAnswer", "PartitionLease", "PartitionedJournal", "partition_of"]
+__all__ = ["CheckpointAnswer", "PartitionLease", "PartitionStatus", "PartitionedJournal", "partition_of"]
 
 #: What :meth:`PartitionedJournal.save_partition_checkpoint` answers: ``"saved"``; ``"behind"``, a checkpoint
 #: with a higher position is stored (kept); ``"fenced"``, the caller does not hold the partition's lease at
@@ -99,6 +99,19 @@ class PartitionLease(msgspec.Struct, frozen=True, kw_only=True):
     owner: str | None
     epoch: int
     expires_at: float
+
+
+class PartitionStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One partition as :meth:`PartitionedJournal.partition_status` reports it: the ``head`` (highest position
+    handed out), the ``checkpoint`` position (0 without one), the ``lag`` between them (events a new owner would
+    replay), and the lease (``owner`` ``None`` when free or expired, judged by the server's clock)."""
+
+    partition: int
+    head: int
+    checkpoint: int
+    lag: int
+    owner: str | None
+    epoch: int
 
 
 class PartitionedJournal(Plumbing):
@@ -252,6 +265,24 @@ class PartitionedJournal(Plumbing):
             return [PartitionLease(partition=p, owner=o, epoch=int(e), expires_at=float(x)) for p, o, e, x in rows]
 
         return self._read("partition_leases", run)
+
+    def partition_status(self) -> list[PartitionStatus]:
+        """Every partition's head, checkpoint, lag and owner, by partition, from one snapshot (for operators:
+        which partitions are owned, by whom, and how far behind their checkpoints are)."""
+
+        def run(conn: Conn) -> list[PartitionStatus]:
+            rows = conn.execute(
+                "SELECT h.part, h.last_position, coalesce(c.position, 0), "
+                "CASE WHEN l.expires_at > clock_timestamp() THEN l.owner END, l.epoch "
+                "FROM journal_heads h JOIN partition_leases l USING (part) "
+                "LEFT JOIN partition_checkpoints c USING (part) ORDER BY h.part"
+            ).fetchall()
+            return [
+                PartitionStatus(partition=p, head=h, checkpoint=c, lag=max(h - c, 0), owner=o, epoch=e)
+                for p, h, c, o, e in rows
+            ]
+
+        return self._read("partition_status", run)
 
     # -- partition checkpoints ------------------------------------------------------------------------------
 

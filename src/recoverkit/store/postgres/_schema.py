@@ -63,10 +63,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE TABLE ledger (
         id bigserial UNIQUE, key text PRIMARY KEY, cart_key text NOT NULL, contact_key text NOT NULL,
         channel text NOT NULL, state text NOT NULL, owner text NOT NULL, started_at double precision NOT NULL,
-        claimed_at double precision NOT NULL, finished_at double precision, error text
+        claimed_at double precision NOT NULL, finished_at double precision, error text,
+        part integer  -- the partition whose owner claimed it (claim_fenced); NULL under the pipeline lease
     );
     CREATE INDEX ledger_contact ON ledger (contact_key);
     CREATE INDEX ledger_state ON ledger (state);
+    CREATE INDEX ledger_sending ON ledger (part) WHERE state = 'sending';
     CREATE TABLE dead_letters (
         id bigserial UNIQUE, key text PRIMARY KEY, data bytea NOT NULL, error text NOT NULL, attempts integer NOT NULL,
         permanent boolean NOT NULL, at double precision NOT NULL, contact_key text NOT NULL DEFAULT '',
