@@ -12,16 +12,14 @@ from collections.abc import Collection, Sequence
 from typing import Any, Final
 
 from ...errors import StoreError
-
-from ..base import (
+from .._dead_letters import DeadLetterRecord, missing_dead_letter
+from .._leases import PIPELINE_LEASE, LeaseTaken, check_lease
+from .._ledger import (
     FINISHABLE,
-    PIPELINE_LEASE,
     RESOLVABLE,
     Claim,
     ClaimRequest,
-    DeadLetterRecord,
     FinishRequest,
-    LeaseTaken,
     LedgerEntry,
     LedgerState,
     Outcome,
@@ -29,15 +27,13 @@ from ..base import (
     cannot_finish,
     cannot_resolve,
     check_claim,
-    check_lease,
     check_outcome,
     check_purchase,
     check_resolution,
     check_states,
-    missing_dead_letter,
     missing_entry,
 )
-from ..base import contact_hash as _contact_hash
+from .._privacy import contact_hash as _contact_hash
 from ._partitions import FENCE, PartitionedJournal
 from ._plumbing import Conn
 

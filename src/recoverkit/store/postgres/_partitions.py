@@ -39,7 +39,8 @@ from typing import Final, Literal
 import msgspec
 
 from ...errors import StoreError
-from ..base import Checkpoint, JournalEntry, check_position, check_read_limit
+from .._checkpoint import Checkpoint, check_position
+from .._journal import JournalEntry, check_read_limit
 from ._plumbing import Conn, Plumbing
 
 __all__ = ["CheckpointAnswer", "PartitionLease", "PartitionStatus", "PartitionedJournal", "partition_of"]

@@ -34,7 +34,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ...errors import ConfigError, StoreError
-from ..base import StoreStatistics
+from .._lifecycle import StoreStatistics
 from . import _conninfo, _schema
 from ._conninfo import Conn
 

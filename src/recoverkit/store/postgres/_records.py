@@ -15,35 +15,33 @@ from typing import Any, Final
 
 import msgspec
 
-from ..base import (
-    FORGOTTEN,
+from ...facts import Assignment, Conversion, Fact, LinkVisit, MessageOutcome
+from .._codes import (
     LIMIT_ANSWERS,
-    PURGEABLE,
-    Assignment,
     CodeLimit,
     CodeRecord,
-    ContactExport,
-    Conversion,
-    Fact,
-    ForgetReport,
     IssueAnswer,
-    LinkVisit,
-    MessageOutcome,
-    PurgeReport,
     RedeemResult,
     check_attempt,
     check_code,
-    check_contact,
     check_count,
-    check_fact,
     check_limits,
-    check_purge,
-    check_reason,
     check_redeem,
-    contact_hash,
-    export_letter,
     judge_redemption,
     limit_key,
+)
+from .._facts import check_fact
+from .._ledger import PURGEABLE
+from .._privacy import (
+    FORGOTTEN,
+    ContactExport,
+    ForgetReport,
+    PurgeReport,
+    check_contact,
+    check_purge,
+    check_reason,
+    contact_hash,
+    export_letter,
 )
 from ._ledger import LEDGER_COLUMNS, Ledger, hold_contacts, ledger_entry
 from ._plumbing import Conn
