@@ -285,6 +285,26 @@ def test_init_is_idempotent_and_keeps_the_number_of_partitions(postgres_url: str
         init(postgres_url, partitions=0)
 
 
+def test_concurrent_inits_of_one_store_agree(postgres_url: str) -> None:  # noqa: F811 - the fixture
+    """Deploy steps on several hosts may run init() at once: an advisory lock makes them take turns."""
+    answers: list[object] = []
+
+    def run() -> None:
+        try:
+            answers.append(init(postgres_url, partitions=16))
+        except Exception as exc:  # noqa: BLE001 - collected, then asserted absent
+            answers.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [getattr(a, "partitions", a) for a in answers] == [16] * 4
+    with PostgresStore(postgres_url) as store:
+        assert store.partitions == 16 and store.check() == []
+
+
 def test_an_unreachable_server_is_named_without_the_password(postgres_cluster: Cluster) -> None:  # noqa: F811
     url = f"postgresql://shop:s3cret-pw@/nowhere?host={postgres_cluster.directory}/missing&port=5432"
     with pytest.raises(StoreError) as caught:
