@@ -1,4 +1,4 @@
-"""``benchmarks/event_path.py`` runs: its ``--quick --json`` run exits 0 and reports the path it traced.
+"""``benchmarks/event_path.py`` runs: its ``--quick --json`` run exits 0 and reports the paths it traced.
 
 A fast counterpart of ``tests/test_benchmarks.py`` (same way of running the script: a subprocess from the
 repository root, so its argument parsing and imports are exercised). The figures themselves are not asserted
@@ -28,8 +28,19 @@ def test_event_path_quick_traces_one_event_to_the_adapter() -> None:
     doc = json.loads(done.stdout)
     for key in ("cpu", "cores", "python", "recoverkit", "msgspec", "anyio"):
         assert doc["machine"].get(key), f"machine header lacks {key!r}"
-    # The path starts at the engine's front and ends in the channel adapter's module.
-    assert "recoverkit.engine" in doc["module_list"]
-    assert "recoverkit.channels.memory" in doc["module_list"]
-    assert doc["modules"] == len(doc["module_list"]) and doc["functions"] >= doc["modules"]
-    assert doc["back_and_forths"] == len(doc["back_and_forth_list"])
+    path, everything = doc["event_path"], doc["everything_called"]
+    for figures in (path, everything):
+        # Each measure passes the engine's front and ends in the channel adapter's module.
+        assert "recoverkit.engine" in figures["module_list"]
+        assert "recoverkit.channels.webhook" in figures["module_list"]
+        assert figures["modules"] == len(figures["module_list"]) and figures["functions"] >= figures["modules"]
+        assert figures["back_and_forths"] == len(figures["back_and_forth_list"])
+    # The event's own path is read in order of first call: from the Tracker to the adapter's send, and it is
+    # a part of everything called.
+    assert path["function_list"][0].startswith("recoverkit.") and "Tracker." in path["function_list"][0]
+    assert path["function_list"][-1].endswith("WebhookChannel.send")
+    assert set(path["module_list"]) <= set(everything["module_list"])
+    assert path["functions"] == len(path["function_list"]) <= everything["functions"]
+    # The issue's aim is judged on the event's own path.
+    assert doc["module_target_met"] == (path["modules"] <= doc["module_target"])
+    assert doc["back_and_forth_target_met"] == (path["back_and_forths"] == 0)
