@@ -31,16 +31,17 @@ exactly what went where; :func:`finish_erasure` adds the dead-letter file and th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import msgspec
 
 from .errors import InvalidEvent
 from .events import contact_key
-from .items import Forget
+from .items import Forget, Message
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .cart import CartSnapshot
+    from .store._privacy import ContactExport
 
 __all__ = ["FORGET_RECORD", "Erasure", "Forget", "decode_record", "encode_forget", "erase", "finish_erasure"]
 
@@ -135,7 +136,49 @@ class Erasure(msgspec.Struct, frozen=True, kw_only=True):
         return out
 
 
-async def erase(engine: Engine, customer_id: str) -> Erasure:
+# What erase() needs of the engine, typed by shape rather than by class: the engine imports this module (for
+# the journal's forget record), and naming Engine here, even only for the type checker, made the two import
+# each other. Properties, so that the engine's plain attributes and read-only properties both qualify.
+class _Carts(Protocol):
+    def carts_of(self, customer_id: str) -> list[CartSnapshot]: ...
+
+
+class _Contacts(Protocol):
+    def contact_of(self, contact_key: str) -> dict[str, Any] | None: ...
+
+
+class _Queued(Protocol):
+    def pending(self) -> list[Message]: ...
+
+    def waiting(self) -> list[Message]: ...
+
+
+class _Exports(Protocol):
+    def export(self, contact_key: str) -> ContactExport: ...
+
+
+class _Erasing(Protocol):
+    """A :class:`~recoverkit.Engine`, as far as :func:`erase` uses it."""
+
+    @property
+    def is_owner(self) -> bool: ...
+
+    @property
+    def sessionize(self) -> _Carts: ...
+
+    @property
+    def route(self) -> _Contacts: ...
+
+    @property
+    def dispatch(self) -> _Queued: ...
+
+    @property
+    def store(self) -> _Exports: ...
+
+    async def forget(self, customer_id: str) -> bool: ...
+
+
+async def erase(engine: _Erasing, customer_id: str) -> Erasure:
     """Carry out ``engine.forget(customer_id)`` and count what went; see :class:`Erasure`.
 
     In the process holding the pipeline lease, the counts are taken from the engine's state and the store just
@@ -154,7 +197,7 @@ async def erase(engine: Engine, customer_id: str) -> Erasure:
     return Erasure(carried_out=True, contact_keys=before["contact_keys"], left=left, **fields)
 
 
-def _holding(engine: Engine, customer_id: str, keys: list[str] | None = None) -> dict[str, Any]:
+def _holding(engine: _Erasing, customer_id: str, keys: list[str] | None = None) -> dict[str, Any]:
     """How much the engine and its store hold under ``customer_id`` (and its sessions' contact keys)."""
     carts = engine.sessionize.carts_of(customer_id)
     if keys is None:
@@ -162,20 +205,19 @@ def _holding(engine: Engine, customer_id: str, keys: list[str] | None = None) ->
     return {"contact_keys": keys, "carts": len(carts), **_held_by_stages(engine, keys), **_held_in_store(engine, keys)}
 
 
-def _held_by_stages(engine: Engine, keys: list[str]) -> dict[str, int]:
+def _held_by_stages(engine: _Erasing, keys: list[str]) -> dict[str, int]:
     """What the pipeline's stages hold in memory under ``keys``: contact details, messages to send."""
     return {
         "contact_details": sum(engine.route.contact_of(key) is not None for key in keys),
         # pending() lists the messages not yet due; those due and waiting for a delivering engine (a maintenance
         # engine delivers nothing) are held just the same, and erased just the same.
         "pending_messages": sum(
-            m.recipient.contact_key in keys
-            for m in (*engine.dispatch.pending(), *engine.dispatch.waiting())
+            m.recipient.contact_key in keys for m in (*engine.dispatch.pending(), *engine.dispatch.waiting())
         ),
     }
 
 
-def _held_in_store(engine: Engine, keys: list[str]) -> dict[str, int]:
+def _held_in_store(engine: _Erasing, keys: list[str]) -> dict[str, int]:
     """What the engine's store holds under ``keys``, as its export shows it."""
     exports = [engine.store.export(key) for key in keys]
     return {
