@@ -31,6 +31,7 @@ from .plugins import Plugins
 from .route import Route
 from .score import Score
 from .sessionize import Sessionize
+from .store import is_store_url, open_store_url
 from .store.base import Store
 from .store.memory import MemoryStore
 from .store.sqlite import SQLiteStore
@@ -119,6 +120,8 @@ class Assembly:
             if settings.path is None:
                 return MemoryStore(), True
             store = settings.path
+        if is_store_url(store):  # postgresql://...: the store several hosts share (docs/scaling.md)
+            return open_store_url(str(store)), True
         if isinstance(store, (str, os.PathLike)):
             return SQLiteStore(store, synchronous=settings.synchronous, busy_timeout=settings.busy_timeout), True
         return store, False  # a Store: Plugins.validate refused anything else

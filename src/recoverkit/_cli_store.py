@@ -7,6 +7,8 @@
     recoverkit ledger PATH --resolve KEY --as sent|retry   settle an "unknown" or "failed" entry
     recoverkit db check PATH                 integrity check of a state file (exit status 1 if problems)
     recoverkit db info PATH [--json]         schema version, rows per table, lease holders
+    recoverkit db init URL [--partitions N] [--schema S]   create or migrate a PostgreSQL store
+    recoverkit db check URL / db info URL    the same for a PostgreSQL store (info: partitions, owners, lag)
     recoverkit dead-letters list FILE [--json]
     recoverkit dead-letters resend FILE --webhook URL [--key KEY ...]
 
@@ -16,12 +18,18 @@ file. ``--json`` prints the entries as one JSON document (with the times as epoc
 cart keys (customer ids) are never printed, and what an error quotes of an address or a phone number is
 replaced by ``***``. Exit status 0 on success; 2, with a one-line message on stderr, for a missing file, a key
 not in the ledger or an entry in a state that cannot be resolved.
+
+``db`` takes a ``postgresql://`` (or ``postgres://``) URL instead of a path for the store several hosts share
+(``docs/scaling.md``): ``init`` creates its schema or migrates it (``--partitions``, fixed when it is created:
+1 for today's engine), ``check`` and ``info`` read it. What they print and their errors name
+``user@host:port/database``, never the password.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
@@ -148,32 +156,39 @@ def _print_ledger(args: argparse.Namespace, path: Path, entries: list[LedgerEntr
 
 def add_db(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``db`` command."""
-    p = sub.add_parser("db", help="look at a state file (SQLiteStore) without changing it")
-    p.add_argument("action", choices=["check", "info"], help="check: integrity; info: version, rows, leases")
-    p.add_argument("path", help="the SQLite state file")
+    p = sub.add_parser(
+        "db", help="look at a state file (SQLiteStore) without changing it; create or look at a PostgreSQL store"
+    )
+    p.add_argument(
+        "action",
+        choices=["check", "info", "init"],
+        help="check: integrity; info: version, rows, leases (partitions, owners, lag); init: create or migrate a "
+        "PostgreSQL store",
+    )
+    p.add_argument("path", metavar="PATH_OR_URL", help="the SQLite state file, or a postgresql:// URL")
     p.add_argument("--json", action="store_true", help="print what was found as one JSON document")
+    p.add_argument(
+        "--partitions",
+        type=int,
+        help="init: the journal's partitions when the store is created (default 1, what today's engine runs)",
+    )
+    p.add_argument("--schema", default="recoverkit", help="a PostgreSQL store's schema (default: recoverkit)")
     p.set_defaults(func=_cmd_db)
 
 
 def _cmd_db(args: argparse.Namespace, console: Out, err: Out) -> int:
-    # Read-only: neither creates, migrates nor changes the file, so it is safe beside running workers. Paths
-    # and owners can be long: soft_wrap keeps each on one line for grep.
-    import time
+    # Read-only for a file: neither creates, migrates nor changes it, so it is safe beside running workers.
+    # Paths and owners can be long: soft_wrap keeps each on one line for grep.
+    from .store import check_database, describe_database, is_store_url
 
-    from .store import check_database, describe_database
+    if is_store_url(args.path):
+        from ._cli_postgres import postgres_db
 
+        return postgres_db(args, console, err)
+    if args.action == "init" or args.partitions is not None or args.schema != "recoverkit":
+        return _fail(err, "db: init, --partitions and --schema are for a PostgreSQL store (a postgresql:// URL)")
     if args.action == "check":
-        problems = check_database(args.path)
-        if args.json:
-            write_json({"path": args.path, "ok": not problems, "problems": problems})
-            return 1 if problems else 0
-        if not problems:
-            console.print(f"{escape(args.path)}: ok", soft_wrap=True)
-            return 0
-        console.print(f"{escape(args.path)}: {len(problems)} problem(s)", soft_wrap=True)
-        for problem in problems:
-            console.print(f"  {escape(problem)}", soft_wrap=True)
-        return 1
+        return _print_check(args, check_database(args.path), console)
     info = describe_database(args.path)
     if args.json:
         write_json(info)
@@ -201,6 +216,19 @@ def _cmd_db(args: argparse.Namespace, console: Out, err: Out) -> int:
             soft_wrap=True,
         )
     return 0
+
+
+def _print_check(args: argparse.Namespace, problems: list[str], console: Out) -> int:
+    if args.json:
+        write_json({"path": args.path, "ok": not problems, "problems": problems})
+        return 1 if problems else 0
+    if not problems:
+        console.print(f"{escape(args.path)}: ok", soft_wrap=True)
+        return 0
+    console.print(f"{escape(args.path)}: {len(problems)} problem(s)", soft_wrap=True)
+    for problem in problems:
+        console.print(f"  {escape(problem)}", soft_wrap=True)
+    return 1
 
 
 # -- dead letters ---------------------------------------------------------------------------------------------

@@ -320,11 +320,16 @@ def _clock(value: Any, where: Callable[..., str]) -> Clock | None:
 def _store(
     value: Any, *, mode: Mode, config: Config, where: Callable[..., str]
 ) -> Store | str | os.PathLike[str] | None:
-    """``STORE``, and a store the worker can read when ``MODE`` is ``"journal"``."""
+    """``STORE``, and a store the worker can read when ``MODE`` is ``"journal"``.
+
+    A ``postgresql://`` (or ``postgres://``) URL names the PostgreSQL store every host shares (docs/scaling.md);
+    any other text is the path of a SQLite file.
+    """
     if value is not None and not isinstance(value, (str, os.PathLike, Store)):
         raise ConfigError(
             f"{where('STORE')}: got {type(value).__name__}; expected the path of the SQLite file the processes "
-            "share (a str: a file path, never an import path) or a recoverkit.store.Store"
+            "share (a str: a file path, never an import path), a postgresql:// URL of the store several hosts "
+            "share, or a recoverkit.store.Store"
         )
     if mode == "journal" and value is None and config.store.path is None:
         raise ConfigError(

@@ -7,7 +7,17 @@
 :class:`MemoryStore` in memory, for tests. :func:`check_database` and :func:`describe_database` read a store
 file without changing it (``recoverkit db check`` and ``recoverkit db info``). ``Store.forget``,
 ``Store.export`` and ``Store.purge`` answer erasure and access requests and apply retention periods.
+
+``PostgresStore`` (:mod:`recoverkit.store.postgres`, the ``postgres`` extra) keeps it in a PostgreSQL database
+that the processes of several hosts share (``docs/scaling.md``). It is imported only when first named
+(``from recoverkit.store import PostgresStore``), so this package imports without psycopg; it is left out of
+``__all__`` for the same reason. :func:`is_store_url` tells a PostgreSQL URL from a file path wherever a store
+is given as text, and :func:`open_store_url` opens one.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from ._schema import Lease, StoreInfo, check_database, describe_database
 from .base import (
@@ -54,6 +64,12 @@ from .base import (
 )
 from .memory import MemoryStore
 from .sqlite import SQLiteStore, Synchronous
+
+if TYPE_CHECKING:
+    from .postgres import PostgresStore
+
+#: How a store given as text is told to be a PostgreSQL database rather than a SQLite file's path.
+_URL_SCHEMES = ("postgresql://", "postgres://")
 
 __all__ = [
     "PIPELINE_LEASE",
@@ -103,4 +119,34 @@ __all__ = [
     "Synchronous",
     "check_database",
     "describe_database",
+    "is_store_url",
+    "open_store_url",
 ]
+
+
+def is_store_url(value: object) -> bool:
+    """Whether ``value`` names a PostgreSQL store (``postgresql://...`` or ``postgres://...``), not a file."""
+    return isinstance(value, str) and value.lstrip().lower().startswith(_URL_SCHEMES)
+
+
+def open_store_url(url: str) -> PostgresStore:
+    """A :class:`~recoverkit.store.postgres.PostgresStore` on ``url``, whose schema ``recoverkit db init URL``
+    made beforehand.
+
+    Raises :class:`~recoverkit.errors.MissingExtraError` naming ``pip install 'recoverkit[postgres]'`` without
+    psycopg, :class:`~recoverkit.errors.ConfigError` for a URL that is not one, and
+    :class:`~recoverkit.errors.StoreError` (naming ``user@host:port/database``, never the password, and the fix)
+    when the server cannot be used or holds no store of this version.
+    """
+    from .postgres import PostgresStore
+
+    return PostgresStore(url.strip())
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: PostgresStore imports psycopg, which a shop on SQLite need not have installed.
+    if name == "PostgresStore":
+        from .postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

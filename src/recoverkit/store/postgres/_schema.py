@@ -132,18 +132,21 @@ def check_schema_name(schema: str) -> None:
         )
 
 
-def init(url: str, *, partitions: int = 1, schema: str = "recoverkit") -> SchemaInfo:
+def init(url: str, *, partitions: int | None = None, schema: str = "recoverkit") -> SchemaInfo:
     """Create the store's schema in the database at ``url``, or bring it to :data:`SCHEMA_VERSION`; idempotent.
 
-    ``partitions`` (1..:data:`MAX_PARTITIONS`) is fixed when the store is created: ``init`` on an existing store
-    with another number raises :class:`~recoverkit.errors.StoreError` (the partition of a session is its hash
-    modulo that number). Concurrent calls are safe: each takes a transaction-level advisory lock on the
-    schema's name first, and every migration is one transaction. A schema newer than this code is refused with
-    the fix (upgrade recoverkit). Bad settings raise :class:`~recoverkit.errors.ConfigError`; a server that
-    cannot be reached or refuses, :class:`~recoverkit.errors.StoreError` naming ``url`` without its password.
+    ``partitions`` (1..:data:`MAX_PARTITIONS`; ``None``: 1 for a new store, the number it has for an existing
+    one) is fixed when the store is created: ``init`` on an existing store with another number raises
+    :class:`~recoverkit.errors.StoreError` (the partition of a session is its hash modulo that number).
+    Concurrent calls are safe: each takes a transaction-level advisory lock on the schema's name first, and
+    every migration is one transaction. A schema newer than this code is refused with the fix (upgrade
+    recoverkit). Bad settings raise :class:`~recoverkit.errors.ConfigError`; a server that cannot be reached or
+    refuses, :class:`~recoverkit.errors.StoreError` naming ``url`` without its password.
     """
     check_schema_name(schema)
-    if isinstance(partitions, bool) or not isinstance(partitions, int) or not 1 <= partitions <= MAX_PARTITIONS:
+    if partitions is not None and (
+        isinstance(partitions, bool) or not isinstance(partitions, int) or not 1 <= partitions <= MAX_PARTITIONS
+    ):
         raise ConfigError(
             f"init: expected `partitions` to be an integer from 1 to {MAX_PARTITIONS}, got {partitions!r}"
         )
@@ -156,7 +159,7 @@ def init(url: str, *, partitions: int = 1, schema: str = "recoverkit") -> Schema
                 _set_path(conn, schema)
                 version, existing = _version(conn, schema)
                 _refuse_newer(version, schema, settings)
-                if existing is not None and existing != partitions:
+                if existing is not None and partitions is not None and existing != partitions:
                     raise StoreError(
                         f"init: the store in schema {schema!r} at {_conninfo.describe(settings)} has {existing} "
                         f"partitions, and their number is fixed when a store is created; got partitions={partitions} "
@@ -165,9 +168,9 @@ def init(url: str, *, partitions: int = 1, schema: str = "recoverkit") -> Schema
                 for number in range(version, SCHEMA_VERSION):
                     conn.execute(MIGRATIONS[number])
                     if number == 0:
-                        _seed(conn, partitions)
+                        _seed(conn, partitions or 1)
                     conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'", (str(number + 1),))
-            return SchemaInfo(schema=schema, version=SCHEMA_VERSION, partitions=existing or partitions)
+            return SchemaInfo(schema=schema, version=SCHEMA_VERSION, partitions=existing or partitions or 1)
     except psycopg.Error as exc:
         raise _conninfo.connection_error(exc, settings, schema) from None
 
@@ -225,16 +228,23 @@ def read_meta(conn: Conn, schema: str, settings: dict[str, str]) -> tuple[int, b
     if partitions is None:
         raise StoreError(
             f"PostgresStore: no recoverkit store in schema {schema!r} at {where}: create it once with "
+            f"`recoverkit db init URL{_schema_option(schema)} [--partitions N]` or "
             "recoverkit.store.postgres.init(url, partitions=...) (check `url` and `schema` if it exists)"
         )
     _refuse_newer(version, schema, settings)
     if version < SCHEMA_VERSION:
         raise StoreError(
             f"PostgresStore: the store in schema {schema!r} at {where} is at schema version {version}, older than "
-            f"this recoverkit's {SCHEMA_VERSION}: migrate it with recoverkit.store.postgres.init(url) first"
+            f"this recoverkit's {SCHEMA_VERSION}: migrate it with `recoverkit db init URL{_schema_option(schema)}` "
+            "or recoverkit.store.postgres.init(url) first"
         )
     (salt,) = conn.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone() or ("",)
     return partitions, bytes.fromhex(str(salt))
+
+
+def _schema_option(schema: str) -> str:
+    """The ``db init`` option that names ``schema``, when it is not the default."""
+    return "" if schema == "recoverkit" else f" --schema {schema}"
 
 
 def schema_problems(conn: Conn, partitions: int) -> list[str]:
