@@ -5,6 +5,8 @@ or raised (tests/store/postgres_cluster.py starts the server)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from urllib.parse import quote
 
 import anyio
@@ -43,6 +45,31 @@ def with_password(url: str) -> str:
 )
 def test_a_postgresql_url_is_told_from_a_file_path(value: object, expected: bool) -> None:
     assert is_store_url(value) is expected
+
+
+def test_a_store_label_never_holds_the_password() -> None:
+    from recoverkit.store import store_label
+
+    assert store_label("postgresql://shop:s3cret@db:5432/shop?sslmode=require") == (
+        "postgresql://shop@db:5432/shop?sslmode=require"
+    )
+    assert store_label("postgres://db/shop?password=s3cret&user=shop") == "postgres://db/shop?user=shop"
+
+
+def test_a_url_without_the_postgres_extra_names_the_extra(tmp_path: object) -> None:
+    # A fresh interpreter where psycopg cannot be imported: the store package imports, opening a URL names the fix.
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "import recoverkit.store\n"
+        "from recoverkit.errors import MissingExtraError\n"
+        "try:\n"
+        "    recoverkit.store.open_store_url('postgresql://shop:s3cret@db/shop')\n"
+        "except MissingExtraError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'recoverkit[postgres]'" in done.stdout and "s3cret" not in done.stdout
 
 
 def test_the_store_package_names_postgres_store_lazily() -> None:

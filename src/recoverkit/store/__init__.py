@@ -12,12 +12,13 @@ file without changing it (``recoverkit db check`` and ``recoverkit db info``). `
 that the processes of several hosts share (``docs/scaling.md``). It is imported only when first named
 (``from recoverkit.store import PostgresStore``), so this package imports without psycopg; it is left out of
 ``__all__`` for the same reason. :func:`is_store_url` tells a PostgreSQL URL from a file path wherever a store
-is given as text, and :func:`open_store_url` opens one.
+is given as text, :func:`open_store_url` opens one and :func:`store_label` prints one without its password.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._schema import Lease, StoreInfo, check_database, describe_database
 from .base import (
@@ -121,12 +122,24 @@ __all__ = [
     "describe_database",
     "is_store_url",
     "open_store_url",
+    "store_label",
 ]
 
 
 def is_store_url(value: object) -> bool:
     """Whether ``value`` names a PostgreSQL store (``postgresql://...`` or ``postgres://...``), not a file."""
     return isinstance(value, str) and value.lstrip().lower().startswith(_URL_SCHEMES)
+
+
+def store_label(url: str) -> str:
+    """``url`` without its password (in the authority or a ``password=`` parameter), to print or log."""
+    parts = urlsplit(url.strip())
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, host = netloc.rsplit("@", 1)
+        netloc = f"{credentials.split(':', 1)[0]}@{host}"
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def open_store_url(url: str) -> PostgresStore:
