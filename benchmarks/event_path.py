@@ -211,13 +211,7 @@ class Trace:
         if event != "call" or self.done:
             return
         module = frame.f_globals.get("__name__", "")
-        if not module.startswith("recoverkit"):
-            return
-        try:
-            task = asyncio.current_task()
-        except RuntimeError:
-            task = None
-        if task is not None and task.get_name() in UPKEEP_TASKS:
+        if not module.startswith("recoverkit") or in_upkeep():
             return
         name = frame.f_code.co_qualname
         key = (module, name)
@@ -225,17 +219,30 @@ class Trace:
         on_path = any(holds_event(v) for v in arguments(frame))
         if on_path:
             self.path[key] += 1
-        caller = frame.f_back
-        if caller is not None:
-            caller_module = caller.f_globals.get("__name__", "")
-            if caller_module.startswith("recoverkit") and goes_back(caller_module, module):
-                caller_key = (caller_module, caller.f_code.co_qualname)
-                edge = (f"{caller_module}:{caller_key[1]}", f"{module}:{name}")
-                self.back[edge] += 1
-                if on_path and caller_key in self.path:
-                    self.path_back[edge] += 1
+        if frame.f_back is not None:
+            self._caller(frame.f_back, key, on_path)
         if rank(module) == 6 and name.endswith(".send"):
             self.done = True  # the event has reached the shop's adapter: the path ends here
+
+    def _caller(self, caller: FrameType, callee: tuple[str, str], on_path: bool) -> None:
+        """Count the call from ``caller`` into ``callee`` if it goes back up (on the path: both ends on it)."""
+        caller_module = caller.f_globals.get("__name__", "")
+        if not caller_module.startswith("recoverkit") or not goes_back(caller_module, callee[0]):
+            return
+        caller_key = (caller_module, caller.f_code.co_qualname)
+        edge = (f"{caller_module}:{caller_key[1]}", f"{callee[0]}:{callee[1]}")
+        self.back[edge] += 1
+        if on_path and caller_key in self.path:
+            self.path_back[edge] += 1
+
+
+def in_upkeep() -> bool:
+    """Whether the running task is one of the engine's upkeep tasks (their calls are not the event's)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return False
+    return task is not None and task.get_name() in UPKEEP_TASKS
 
 
 def config() -> Config:
