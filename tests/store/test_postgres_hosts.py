@@ -1,7 +1,7 @@
 """Two hosts on one PostgreSQL store, as real processes on the wall clock: the promises hold across hosts.
 
 Each "host" is ``tests/workers/pg_host_worker.py`` (its docstring has the protocol): a live engine opened with
-``store=URL`` on a one-partition store that ``recoverkit db init`` made. Every host journals what it tracks into
+``store=URL`` on a one-partition store made as ``recoverkit db init`` makes it. Every host journals what it tracks into
 the shared journal; the one holding the pipeline lease processes all of it. The shoppers' events are split
 between the hosts as a load balancer without sticky sessions splits them: a customer's cart (identify, then
 add to cart) through one host, their consent (from their phone) and their second cart through the other, and a
@@ -39,8 +39,7 @@ from .postgres_cluster import postgres_cluster, postgres_url  # noqa: F401 - fix
 
 pytest.importorskip("psycopg", reason="the postgres extra is not installed (pip install '.[postgres]')")
 
-from recoverkit.cli import main
-from recoverkit.store.postgres import PostgresStore
+from recoverkit.store.postgres import PostgresStore, init
 
 pytestmark = [
     pytest.mark.slow,
@@ -204,7 +203,9 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, postgres_cluster: Any) ->
     hosts: list[Host] = []
     observed = Observed()
     try:
-        assert main(["db", "init", url]) == 0
+        # init(), what `recoverkit db init URL` runs: main() here would leave its stderr handler on the
+        # "recoverkit" logger for the rest of the session (conftest restores it per test, not per module).
+        init(url)
         hosts = [Host(url, sent_log, "host-a"), Host(url, sent_log, "host-b")]
         a, b = (host.ready() for host in hosts)
         wait_for(lambda: a.is_owner() or b.is_owner(), "one host owning the pipeline")
