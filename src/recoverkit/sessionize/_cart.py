@@ -1,22 +1,52 @@
 """The cart a session holds, as the sessionize stage keeps it: mutable records small enough for 100,000s of
-open carts, the checkpoint they are saved in, a cart moving from one session to another, and the frozen
-:class:`~recoverkit.cart.CartSnapshot` a cart crosses to the next stage as.
+open carts, the checkpoint they are saved in, what each cart event does to the lines (add, remove, a checkout
+step), a cart moving from one session to another, and the frozen :class:`~recoverkit.cart.CartSnapshot` a cart
+crosses to the next stage as.
 
-Only :mod:`recoverkit.sessionize` uses these; the rules that decide when a cart moves or closes are there.
+Only the sessionize stage uses these; the rules that decide when a cart moves, closes or is abandoned are in
+the stage (``_stage``), ``_stitching`` and ``_abandon_timers``.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
-from .cart import CartLine, CartSnapshot
-from .events import CheckoutStep, Item
-from .items import Trigger
+from ..cart import CartLine, CartSnapshot
+from ..events import (
+    AddPaymentInfo,
+    AddShippingInfo,
+    AddToCart,
+    BeginCheckout,
+    CheckoutStep,
+    Item,
+    RemoveFromCart,
+    ViewCart,
+    contact_key,
+)
+from ..items import Trigger
+from ..money import to_minor
 
-__all__ = ["Line", "Session", "State", "cart_key", "clear_cart", "move_cart", "new_line", "snapshot"]
+__all__ = [
+    "CART_EDITS",
+    "CartEdit",
+    "Line",
+    "Session",
+    "State",
+    "add_items",
+    "cart_key",
+    "clear_cart",
+    "contact_of",
+    "move_cart",
+    "new_line",
+    "remove_items",
+    "snapshot",
+    "take_checkout_step",
+]
 
 
 class Line(msgspec.Struct, gc=False, array_like=True):
@@ -88,6 +118,11 @@ def cart_key(session: Session) -> str:
     return session.cart_id if session.cart_id is not None else session.session_id
 
 
+def contact_of(session: Session) -> str:
+    """The contact key of the session's shopper: its customer's id once stitched, else the session's own."""
+    return contact_key(session.session_id, session.customer_id)
+
+
 def clear_cart(session: Session) -> None:
     """Leave ``session`` without a cart (bought, or moved to another session); the shopper's own counts stay."""
     session.cart_id = None
@@ -97,6 +132,83 @@ def clear_cart(session: Session) -> None:
     session.checkout_at = session.shipping = session.declared_value = None
     session.payment_failures = session.form_errors = session.exit_intents = 0
     session.trigger = "inactivity"
+
+
+# -- what a cart event does to the lines -----------------------------------------------------------------------
+#
+# Each edit returns whether it started a cart (the session held none), for the stage's ``carts`` count. Prices
+# become integer minor units of the session's currency as they arrive.
+
+
+def add_items(session: Session, event: AddToCart, ts: float) -> bool:
+    """Add ``event``'s items: an item already in the cart gains the quantity and takes the new price."""
+    lines = session.lines
+    started = lines is None
+    if lines is None:
+        lines = session.lines = []
+    currency = session.currency
+    for item in event.items:
+        price = to_minor(item.price, currency)
+        for line in lines:
+            if line.item_id == item.item_id:
+                line.quantity += item.quantity
+                line.price = price
+                break
+        else:
+            lines.append(new_line(item, price))
+    if session.step < CheckoutStep.CART:
+        session.step = CheckoutStep.CART
+    return started
+
+
+def remove_items(session: Session, event: RemoveFromCart, ts: float) -> bool:
+    """Take ``event``'s quantities off; a line at zero goes, and a cart with no line left is no cart."""
+    lines = session.lines
+    if lines:
+        for item in event.items:
+            for line in lines:
+                if line.item_id == item.item_id:
+                    line.quantity -= item.quantity
+                    break
+        lines[:] = [line for line in lines if line.quantity > 0]
+        if not lines:
+            session.lines = None
+    return False
+
+
+def take_checkout_step(
+    session: Session, event: ViewCart | BeginCheckout | AddShippingInfo | AddPaymentInfo, ts: float
+) -> bool:
+    """Record a cart or checkout page: the whole cart when the shop sends items, the declared value and shipping,
+    the furthest step reached (it never goes back) and when checkout began."""
+    started = False
+    currency = session.currency
+    if event.items:  # on these steps the shop sends the whole cart: it replaces what we pieced together
+        started = session.lines is None
+        session.lines = [new_line(item, to_minor(item.price, currency)) for item in event.items]
+    if event.value is not None:
+        session.declared_value = to_minor(event.value, currency)
+    if event.shipping is not None:
+        session.shipping = to_minor(event.shipping, currency)
+    step = type(event).step
+    if step is not None and step > session.step:
+        session.step = step
+    if step is not None and step >= CheckoutStep.CHECKOUT and session.checkout_at is None:
+        session.checkout_at = ts
+    return started
+
+
+CartEdit = Callable[[Session, Any, float], bool]
+
+#: The events that change a cart's lines, each with its edit.
+CART_EDITS: dict[type[Any], CartEdit] = {
+    AddToCart: add_items,
+    RemoveFromCart: remove_items,
+    ViewCart: take_checkout_step,
+    BeginCheckout: take_checkout_step,
+    AddShippingInfo: take_checkout_step,
+    AddPaymentInfo: take_checkout_step,
+}
 
 
 def move_cart(owner: Session, into: Session) -> None:
