@@ -10,18 +10,22 @@ store" is a figure in :meth:`recoverkit.Engine.statistics` rather than a guess.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import anyio.to_thread
 
 from .store.base import Store
 from .store.memory import MemoryStore
 
-__all__ = ["StoreRunner"]
+__all__ = ["StoreCall", "StoreRunner"]
 
 T = TypeVar("T")
+
+#: Runs a blocking store method off the event loop: ``await call(store.claim, key, ...)``. A
+#: :class:`StoreRunner` is one; a stage built alone (tests, tools) may take any such callable.
+StoreCall: TypeAlias = Callable[..., Awaitable[Any]]
 
 
 class StoreRunner:

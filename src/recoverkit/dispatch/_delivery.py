@@ -24,6 +24,7 @@ from .._contain import Containment, Failed, Plugin, PluginError, describe
 from .._log import Logger
 from .._pipeline import LatencyHistogram
 from .._redact import credentials_of, redact
+from .._store_runner import StoreCall
 from ..channels.base import Channel
 from ..clock import Clock
 from ..config import ChannelPolicy
@@ -41,8 +42,6 @@ Ans = TypeVar("Ans")
 
 #: A host's last word before a send: ``False`` vetoes it. May be a plain or an async function.
 Guard: TypeAlias = Callable[[Message], "bool | Awaitable[bool]"]
-#: Runs a blocking store method off the event loop: ``await call(store.claim, key, ...)``.
-StoreCall: TypeAlias = Callable[..., Awaitable[Any]]
 
 #: The longest wait a provider's Retry-After can impose on a retry (a day).
 _MAX_RETRY_AFTER = 86_400.0

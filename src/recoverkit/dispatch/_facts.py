@@ -22,7 +22,7 @@ from ..items import Message
 from ..store.base import Store
 
 if TYPE_CHECKING:
-    from ._delivery import StoreCall
+    from .._store_runner import StoreCall
 
 __all__ = ["FactWriter"]
 
