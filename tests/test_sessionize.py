@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from helpers import T0, SessionizeRun, add, event, item, page, remove
+from recoverkit.config import Config
 from recoverkit.events import (
     AddPaymentInfo,
+    BaseEvent,
     AddShippingInfo,
     BeginCheckout,
     CheckoutStep,
@@ -21,7 +24,7 @@ from recoverkit.events import (
     ViewCart,
     ViewItem,
 )
-from recoverkit.sessionize import Abandoned, ContactChanged, Converted, Resumed
+from recoverkit.sessionize import Abandoned, ContactChanged, Converted, Resumed, Sessionize
 
 # -- abandonment by inactivity ------------------------------------------------------------------------------
 
@@ -448,6 +451,23 @@ def test_sustained_overflow_keeps_the_timer_heap_bounded() -> None:
     stats = run.stage.extra_statistics()
     assert stats["sessions"] == 10
     assert stats["timers"] <= 2 * 10 + 1024 + 1
+
+
+def test_a_timer_armed_after_the_heap_was_compacted_mid_batch_still_fires_before_later_events() -> None:
+    # Event time: every timer due before an event fires before it, however the input was batched. Here one
+    # batch overflows max_sessions until the timer heap is compacted, then arms a timer (a failed payment,
+    # due at once) that must fire before the next event takes the cart elsewhere.
+    config = Config(max_sessions=2, abandon_after=1800, session_timeout=3600, payment_failed_after=0)
+    events: list[BaseEvent] = [page(f"churn-{n}", n) for n in range(1100)]
+    events += [add("a", 1100, cart_id="cart-7"), event(PaymentFailed, "a", 1101), page("c", 1102, cart_id="cart-7")]
+    at_once, one_by_one = Sessionize(config, event_time=True), Sessionize(config, event_time=True)
+    out_at_once: list[Any] = []
+    out_one_by_one: list[Any] = []
+    at_once.handle(events, out_at_once)  # type: ignore[arg-type]
+    for e in events:
+        one_by_one.handle([e], out_one_by_one)  # type: ignore[list-item]
+    assert [type(x) for x in out_at_once] == [Abandoned, Resumed]
+    assert out_at_once == out_one_by_one
 
 
 # -- one cart per cart_id, and a restore link followed elsewhere ---------------------------------------------------

@@ -42,7 +42,8 @@ class AbandonTimers:
         self.payment_failed_after = config.payment_failed_after
         self.session_timeout = config.session_timeout
         self.recovery_window = config.recovery_window
-        #: ``(due, session_id)``, earliest first; may hold entries of sessions gone or re-armed (skipped).
+        #: ``(due, session_id)``, earliest first; may hold entries of sessions gone or re-armed (skipped). Always
+        #: this one list object (rebuilt in place).
         self.heap: list[tuple[float, str]] = []
 
     def __len__(self) -> int:
@@ -124,5 +125,6 @@ class AbandonTimers:
     def rebuild(self, sessions: Mapping[str, Session]) -> None:
         """The heap anew from ``sessions`` (restored, or after evictions): one entry per armed session, as
         :meth:`arm` keeps it."""
-        self.heap = [(s.timer_at, s.session_id) for s in sessions.values() if s.timer_at != math.inf]
+        # In place: the stage reads the heap's head through one reference per batch, which must stay the heap.
+        self.heap[:] = [(s.timer_at, s.session_id) for s in sessions.values() if s.timer_at != math.inf]
         heapq.heapify(self.heap)

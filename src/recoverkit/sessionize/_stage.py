@@ -76,7 +76,7 @@ class Sessionize(Stage):
     def handle(self, items: Sequence[Event | Forget], out: list[Any]) -> None:
         handlers = self._handlers
         stitching = self._stitching
-        timers = self._timers.heap
+        timers = self._timers.heap  # the same list all along: compaction rebuilds it in place
         event_time = self._event_time
         for event in items:
             try:
@@ -86,7 +86,6 @@ class Sessionize(Stage):
                 ts: float = event.ts  # type: ignore[assignment]  # ingest made every ts a float
                 if event_time and timers and timers[0][0] < ts:
                     self._fire(ts, out, inclusive=False)
-                    timers = self._timers.heap  # the heap may have been rebuilt
                 session = self._session_of(event, ts, out)
                 if event.customer_id is not None and event.customer_id != session.customer_id:
                     stitching.stitch(session, event.customer_id, ts, out)
