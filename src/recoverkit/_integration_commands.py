@@ -23,6 +23,7 @@ from .engine import Engine
 from .errors import ConfigError
 from .integration import IntegrationSettings
 from .privacy import Erasure, erase, finish_erasure
+from .store import is_store_url, store_label
 
 __all__ = ["describe", "log_to_stderr", "maintenance", "require_shared_store", "secret_status", "serve"]
 
@@ -151,10 +152,17 @@ def describe(settings: IntegrationSettings, *, program: str) -> tuple[list[str],
 def _store_line(settings: IntegrationSettings) -> str:
     store = settings.plugins.store
     if store is not None:
-        return f"store: {os.fspath(store) if isinstance(store, (str, os.PathLike)) else type(store).__name__}"
+        return f"store: {_shown(store) if isinstance(store, (str, os.PathLike)) else type(store).__name__}"
     if settings.config.store.path is not None:
-        return f"store: {settings.config.store.path} (from the configuration)"
+        return f"store: {_shown(settings.config.store.path)} (from the configuration)"
     return "store: memory (each process its own, lost when it exits)"
+
+
+def _shown(path: str | os.PathLike[str]) -> str:
+    """A store as ``check`` prints it: a file's path as given, a PostgreSQL URL without its password (the
+    output lands in terminals, CI logs and support tickets)."""
+    text = os.fspath(path)
+    return store_label(text) if is_store_url(text) else text
 
 
 def _channels_line(settings: IntegrationSettings) -> str:
