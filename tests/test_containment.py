@@ -263,3 +263,67 @@ async def test_cancelling_the_caller_cancels_the_call_and_propagates() -> None:
     assert scope.cancelled_caught
     with anyio.fail_after(1):
         await cancelled.wait()
+
+
+# -- closing the adapters --------------------------------------------------------------------------------------
+
+
+class BadClose(MemoryChannel):
+    """An adapter whose ``aclose()`` misbehaves the way ``how`` says."""
+
+    def __init__(self, how: str, released: threading.Event) -> None:
+        super().__init__()
+        self.how = how
+        self.released = released
+        self.close_started = False
+
+    async def aclose(self) -> None:
+        self.close_started = True
+        if self.how == "raises":
+            raise RuntimeError("connection reset")
+        if self.how == "cancelled":
+            raise asyncio.CancelledError
+        while not self.released.is_set():  # "deaf": swallows its cancellation and goes on waiting
+            try:
+                await anyio.sleep(0.01)
+            except asyncio.CancelledError:
+                pass
+
+
+class GoodClose(MemoryChannel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = 0
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+@pytest.mark.parametrize("how", ["raises", "cancelled", "deaf"])
+async def test_an_adapter_whose_aclose_misbehaves_neither_holds_up_close_nor_keeps_the_next_open(
+    how: str, released: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad, good = BadClose(how, released), GoodClose()
+    started = time.monotonic()
+    try:
+        with anyio.fail_after(5):
+            engine = Engine(config(), channels={"hook": bad, "other": good}, clock=FakeClock(T0))
+            await engine.start()
+            with caplog.at_level("WARNING", logger="recoverkit"):
+                await engine.aclose()  # returns, and does not raise
+        elapsed = time.monotonic() - started
+    finally:
+        released.set()  # before the loop closes (see the fixture)
+    assert bad.close_started
+    assert good.closed == 1  # the next adapter was still closed
+    assert elapsed < 3.0  # bounded by the channel's timeout (0.2 s) and the grace, not by the adapter
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "hook" in logged and "aclose" in logged
+    assert "connection reset" not in logged  # the exception's type is logged, never its text
+
+
+async def test_an_adapter_serving_two_channels_is_closed_once() -> None:
+    shared = GoodClose()
+    async with Engine(config(), channels={"hook": shared, "other": shared}, clock=FakeClock(T0)):
+        pass
+    assert shared.closed == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ._contain import Containment, Plugin
 from ._log import get_logger
 from ._ownership import Ownership
 from ._pipeline import Lease
@@ -142,14 +143,20 @@ class Assembly:
         return CodeBook(self.store, secret, policy=config.codes, clock=self.clock)
 
     async def close_adapters(self) -> None:
-        """Close the channel adapters, each once; one that fails to close is logged, never raised."""
-        for adapter in {id(a): a for a in self.channels.values()}.values():
+        """Close the channel adapters, each once, through the containment every other call into shop code
+        takes: under its channel's ``timeout`` (plus the short grace), in a task of its own. One that raises
+        (``CancelledError`` included), hangs or ignores its cancellation is logged (``plugin_failed``,
+        ``plugin_abandoned``) and left; it never holds up the engine's close or keeps the next adapter open."""
+        contain = Containment(_log)
+        names: dict[int, str] = {}
+        for name, adapter in self.channels.items():
+            names.setdefault(id(adapter), name)  # an adapter serving several channels closes once
+        for name in names.values():
+            adapter = self.channels[name]
             close = getattr(adapter, "aclose", None)
             if close is not None:
-                try:
-                    await close()
-                except Exception as exc:
-                    _log.warning("adapter_close_failed", adapter=type(adapter).__name__, error=type(exc).__name__)
+                plugin = Plugin("channel", f"{name!r} adapter ({type(adapter).__name__}) aclose")
+                await contain.call(plugin, close, timeout=self.config.channel_policy(name).timeout)
 
     async def close_store(self) -> None:
         """Close the store if this assembly opened it (a store the shop passed in stays open)."""
