@@ -3,14 +3,13 @@ analytics, discount codes, dead letters, and the data protection that reaches in
 
 from __future__ import annotations
 
-import math
 import sqlite3
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 
-from ..facts import Assignment, Conversion, Fact, LinkVisit, MessageOutcome
+from ..facts import Assignment, Conversion, Fact, MessageOutcome
 from ._codes import (
     LIMIT_ANSWERS,
     CodeLimit,
@@ -38,32 +37,30 @@ from ._privacy import (
     check_reason,
     export_letter,
 )
+from ._sql_rows import (
+    ASSIGNMENT_COLUMNS,
+    CODE_COLUMNS,
+    CONVERSION_COLUMNS,
+    LIMIT_COLUMNS,
+    OUTCOME_COLUMNS,
+    OUTCOME_FIELDS,
+    SQLFactReaders,
+    assignment_of,
+    code_record_of,
+    conversion_of,
+    json_encoder,
+)
 from ._sqlite_file import SQLiteFile
 from ._sqlite_pipeline import LEDGER_COLUMNS, ledger_entry
 
 __all__ = ["SQLiteCodes", "SQLiteDeadLetters", "SQLiteFacts", "SQLitePrivacy"]
 
-_CODE_COLUMNS: Final = (
-    "hash, cart_key, contact_key, kind, issued_at, expires_at, percent, amount, currency, min_value, domain, device, "
-    "redeemed_at, redeemed_order"
-)
-#: The column each kind of limit counts codes by; names of ours, never the caller's, so formatting them in is safe.
-_LIMIT_COLUMNS: Final = {"contact": "contact_key", "domain": "domain", "device": "device"}
-_ASSIGNMENT_COLUMNS: Final = (
-    "cart_key, flow, grp, scope, contact_key, assigned_at, value, currency, variants, score, reason, trigger_"
-)
-_CONVERSION_COLUMNS: Final = "cart_key, at, contact_key, own, value, currency, transaction_id"
-_OUTCOME_FIELDS: Final = (
-    "key", "cart_key", "contact_key", "flow", "step", "outcome", "at", "channel", "variant", "offer", "offer_kind"
-)  # fmt: skip
-_OUTCOME_COLUMNS: Final = ", ".join(_OUTCOME_FIELDS)
-_json: Final = msgspec.json.Encoder()
-_variants: Final = msgspec.json.Decoder(dict[str, str])
 
-
-class SQLiteFacts(SQLiteFile):
+class SQLiteFacts(SQLFactReaders, SQLiteFile):
     """:class:`~recoverkit.store.FactStore` in the ``assignments``, ``conversions``, ``outcomes`` and
     ``visits`` tables, each keyed by its fact's natural key (``INSERT OR IGNORE``: the first fact is kept)."""
+
+    MARK = "?"
 
     def record_facts(self, facts: Sequence[Fact]) -> int:
         rows: dict[str, list[tuple[Any, ...]]] = {"assignments": [], "conversions": [], "outcomes": [], "visits": []}
@@ -72,7 +69,7 @@ class SQLiteFacts(SQLiteFile):
             if isinstance(fact, Assignment):
                 rows["assignments"].append((
                     fact.cart_key, fact.flow, fact.group, fact.scope, fact.contact_key, fact.assigned_at, fact.value,
-                    fact.currency, _json.encode(fact.variants).decode(), fact.score, fact.reason, fact.trigger,
+                    fact.currency, json_encoder.encode(fact.variants).decode(), fact.score, fact.reason, fact.trigger,
                 ))  # fmt: skip
             elif isinstance(fact, Conversion):
                 rows["conversions"].append((
@@ -80,11 +77,11 @@ class SQLiteFacts(SQLiteFile):
                     fact.transaction_id,
                 ))  # fmt: skip
             elif isinstance(fact, MessageOutcome):
-                rows["outcomes"].append(tuple(getattr(fact, name) for name in _OUTCOME_FIELDS))
+                rows["outcomes"].append(tuple(getattr(fact, name) for name in OUTCOME_FIELDS))
             else:
                 rows["visits"].append((fact.cart_key, fact.at))
         columns = {
-            "assignments": _ASSIGNMENT_COLUMNS, "conversions": _CONVERSION_COLUMNS, "outcomes": _OUTCOME_COLUMNS,
+            "assignments": ASSIGNMENT_COLUMNS, "conversions": CONVERSION_COLUMNS, "outcomes": OUTCOME_COLUMNS,
             "visits": "cart_key, at",
         }  # fmt: skip
 
@@ -97,34 +94,6 @@ class SQLiteFacts(SQLiteFile):
             return conn.total_changes - before
 
         return self._write("record_facts", run) if facts else 0
-
-    def assignments(self, *, since: float | None = None, until: float | None = None) -> list[Assignment]:
-        rows = self._window("assignments", _ASSIGNMENT_COLUMNS, "assigned_at", "cart_key, flow", since, until)
-        return [_assignment(row) for row in rows]
-
-    def conversions(self, *, since: float | None = None, until: float | None = None) -> list[Conversion]:
-        rows = self._window("conversions", _CONVERSION_COLUMNS, "at", "cart_key", since, until)
-        return [_conversion(row) for row in rows]
-
-    def outcomes(self, *, since: float | None = None, until: float | None = None) -> list[MessageOutcome]:
-        rows = self._window("outcomes", _OUTCOME_COLUMNS, "at", "key, outcome", since, until)
-        return [MessageOutcome(**dict(zip(_OUTCOME_FIELDS, row, strict=True))) for row in rows]
-
-    def visits(self, *, since: float | None = None, until: float | None = None) -> list[LinkVisit]:
-        rows = self._window("visits", "cart_key, at", "at", "cart_key", since, until)
-        return [LinkVisit(cart_key=cart_key, at=at) for cart_key, at in rows]
-
-    def _window(
-        self, table: str, columns: str, time: str, tie: str, since: float | None, until: float | None
-    ) -> list[tuple[Any, ...]]:
-        low = -math.inf if since is None else since
-        high = math.inf if until is None else until
-        return self._read(
-            table,
-            lambda conn: conn.execute(
-                f"SELECT {columns} FROM {table} WHERE {time} >= ? AND {time} < ? ORDER BY {time}, {tie}", (low, high)
-            ).fetchall(),
-        )
 
 
 class SQLiteCodes(SQLiteFile):
@@ -142,14 +111,14 @@ class SQLiteCodes(SQLiteFile):
                 key = limit_key(code, limit.by)
                 if key is None:
                     continue
-                column = _LIMIT_COLUMNS[limit.by]
+                column = LIMIT_COLUMNS[limit.by]
                 (issued,) = conn.execute(
                     f"SELECT count(*) FROM codes WHERE {column} = ? AND issued_at >= ?", (key, limit.since)
                 ).fetchone()
                 if issued >= limit.most:
                     return LIMIT_ANSWERS[limit.by]
             conn.execute(
-                f"INSERT INTO codes ({_CODE_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+                f"INSERT INTO codes ({CODE_COLUMNS}) VALUES ({', '.join('?' * 14)})",
                 (
                     code.code_hash, code.cart_key, code.contact_key, code.kind, code.issued_at, code.expires_at,
                     code.percent, code.amount, code.currency, code.min_value, code.domain, code.device, None, None,
@@ -167,8 +136,8 @@ class SQLiteCodes(SQLiteFile):
         def run(conn: sqlite3.Connection) -> RedeemResult:
             # Read and mark in one transaction under the write lock: of two orders racing for one code, the
             # second reads it redeemed.
-            row = conn.execute(f"SELECT {_CODE_COLUMNS} FROM codes WHERE hash = ?", (code_hash,)).fetchone()
-            code = None if row is None else _code_record(row)
+            row = conn.execute(f"SELECT {CODE_COLUMNS} FROM codes WHERE hash = ?", (code_hash,)).fetchone()
+            code = None if row is None else code_record_of(row)
             outcome = judge_redemption(
                 code, contact_key=contact_key, cart_value=cart_value, currency=currency, order_id=order_id, now=now
             )
@@ -354,19 +323,19 @@ class SQLitePrivacy(SQLiteFile):
                 ).fetchone()
                 suppressed = conn.execute("SELECT 1 FROM suppression WHERE hash = ?", (hashed,)).fetchone()
                 codes = conn.execute(
-                    f"SELECT {_CODE_COLUMNS} FROM codes WHERE contact_key IN (?, ?) ORDER BY issued_at, hash",
+                    f"SELECT {CODE_COLUMNS} FROM codes WHERE contact_key IN (?, ?) ORDER BY issued_at, hash",
                     (contact_key, hashed),
                 ).fetchall()
                 assignments = conn.execute(
-                    f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE contact_key IN (?, ?) ORDER BY assigned_at",
+                    f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE contact_key IN (?, ?) ORDER BY assigned_at",
                     (contact_key, hashed),
                 ).fetchall()
                 conversions = conn.execute(
-                    f"SELECT {_CONVERSION_COLUMNS} FROM conversions WHERE contact_key IN (?, ?) ORDER BY at",
+                    f"SELECT {CONVERSION_COLUMNS} FROM conversions WHERE contact_key IN (?, ?) ORDER BY at",
                     (contact_key, hashed),
                 ).fetchall()
                 outcomes = conn.execute(
-                    f"SELECT {_OUTCOME_COLUMNS} FROM outcomes WHERE contact_key IN (?, ?) ORDER BY at, key",
+                    f"SELECT {OUTCOME_COLUMNS} FROM outcomes WHERE contact_key IN (?, ?) ORDER BY at, key",
                     (contact_key, hashed),
                 ).fetchall()
             finally:
@@ -380,10 +349,10 @@ class SQLitePrivacy(SQLiteFile):
                 ],
                 purchased_at=None if bought is None else bought[0],
                 suppressed=suppressed is not None,
-                codes=[_code_record(row) for row in codes],
-                assignments=[_assignment(row) for row in assignments],
-                conversions=[_conversion(row) for row in conversions],
-                outcomes=[MessageOutcome(**dict(zip(_OUTCOME_FIELDS, row, strict=True))) for row in outcomes],
+                codes=[code_record_of(row) for row in codes],
+                assignments=[assignment_of(row) for row in assignments],
+                conversions=[conversion_of(row) for row in conversions],
+                outcomes=[MessageOutcome(**dict(zip(OUTCOME_FIELDS, row, strict=True))) for row in outcomes],
             )
 
         return self._read("export", run)
@@ -421,29 +390,3 @@ class SQLitePrivacy(SQLiteFile):
             )
 
         return self._write("purge", run)
-
-
-def _assignment(row: tuple[Any, ...]) -> Assignment:
-    cart_key, flow, group, scope, contact_key, at, value, currency, variants, score, reason, trigger = row
-    return Assignment(
-        cart_key=cart_key, flow=flow, group=group, scope=scope, contact_key=contact_key, assigned_at=at, value=value,
-        currency=currency, variants=_variants.decode(variants), score=score, reason=reason, trigger=trigger,
-    )  # fmt: skip
-
-
-def _conversion(row: tuple[Any, ...]) -> Conversion:
-    cart_key, at, contact_key, own, value, currency, transaction_id = row
-    return Conversion(
-        cart_key=cart_key, at=at, contact_key=contact_key, own=bool(own), value=value, currency=currency,
-        transaction_id=transaction_id,
-    )  # fmt: skip
-
-
-def _code_record(row: tuple[Any, ...]) -> CodeRecord:
-    (code_hash, cart_key, contact_key, kind, issued_at, expires_at, percent, amount, currency, min_value, domain,
-     device, redeemed_at, redeemed_order) = row  # fmt: skip
-    return CodeRecord(
-        code_hash=code_hash, cart_key=cart_key, contact_key=contact_key, kind=kind, issued_at=issued_at,
-        expires_at=expires_at, percent=percent, amount=amount, currency=currency, min_value=min_value, domain=domain,
-        device=device, redeemed_at=redeemed_at, redeemed_order=redeemed_order,
-    )  # fmt: skip

@@ -9,7 +9,6 @@ limit is exceeded. Codes are issued at the rate of abandoned carts, so the lock 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -43,35 +42,34 @@ from .._privacy import (
     contact_hash,
     export_letter,
 )
+from .._sql_rows import (
+    ASSIGNMENT_COLUMNS,
+    CODE_COLUMNS,
+    CONVERSION_COLUMNS,
+    LIMIT_COLUMNS,
+    OUTCOME_COLUMNS,
+    OUTCOME_FIELDS,
+    SQLFactReaders,
+    assignment_of,
+    code_record_of,
+    conversion_of,
+    json_encoder,
+)
 from ._ledger import LEDGER_COLUMNS, Ledger, hold_contacts, ledger_entry
 from ._plumbing import Conn
 
 __all__ = ["Records"]
 
-_CODE_COLUMNS: Final = (
-    "hash, cart_key, contact_key, kind, issued_at, expires_at, percent, amount, currency, min_value, domain, device, "
-    "redeemed_at, redeemed_order"
-)
-#: The column each kind of limit counts codes by; names of ours, never the caller's, so formatting them in is safe.
-_LIMIT_COLUMNS: Final = {"contact": "contact_key", "domain": "domain", "device": "device"}
-_ASSIGNMENT_COLUMNS: Final = (
-    "cart_key, flow, grp, scope, contact_key, assigned_at, value, currency, variants, score, reason, trigger_"
-)
-_CONVERSION_COLUMNS: Final = "cart_key, at, contact_key, own, value, currency, transaction_id"
-_OUTCOME_FIELDS: Final = (
-    "key", "cart_key", "contact_key", "flow", "step", "outcome", "at", "channel", "variant", "offer", "offer_kind"
-)  # fmt: skip
-_OUTCOME_COLUMNS: Final = ", ".join(_OUTCOME_FIELDS)
 _FACT_COLUMNS: Final = {
-    "assignments": _ASSIGNMENT_COLUMNS, "conversions": _CONVERSION_COLUMNS, "outcomes": _OUTCOME_COLUMNS,
+    "assignments": ASSIGNMENT_COLUMNS, "conversions": CONVERSION_COLUMNS, "outcomes": OUTCOME_COLUMNS,
     "visits": "cart_key, at",
 }  # fmt: skip
-_json: Final = msgspec.json.Encoder()
-_variants: Final = msgspec.json.Decoder(dict[str, str])
 
 
-class Records(Ledger):
+class Records(SQLFactReaders, Ledger):
     """Codes, facts and data protection: the rest of :class:`~recoverkit.store.postgres.PostgresStore`."""
+
+    MARK = "%s"
 
     # -- codes ----------------------------------------------------------------------------------------------
 
@@ -90,14 +88,14 @@ class Records(Ledger):
                 key = limit_key(code, limit.by)
                 if key is None:
                     continue
-                column = _LIMIT_COLUMNS[limit.by]
+                column = LIMIT_COLUMNS[limit.by]
                 (issued,) = conn.execute(
                     f"SELECT count(*) FROM codes WHERE {column} = %s AND issued_at >= %s", (key, limit.since)
                 ).fetchone() or (0,)
                 if issued >= limit.most:
                     return LIMIT_ANSWERS[limit.by]
             conn.execute(
-                f"INSERT INTO codes ({_CODE_COLUMNS}) VALUES ({', '.join(['%s'] * 14)})",
+                f"INSERT INTO codes ({CODE_COLUMNS}) VALUES ({', '.join(['%s'] * 14)})",
                 (
                     code.code_hash, code.cart_key, code.contact_key, code.kind, code.issued_at, code.expires_at,
                     code.percent, code.amount, code.currency, code.min_value, code.domain, code.device, None, None,
@@ -114,8 +112,8 @@ class Records(Ledger):
 
         def run(conn: Conn) -> RedeemResult:
             # FOR UPDATE: of two orders racing for one code, the second reads it redeemed.
-            row = conn.execute(f"SELECT {_CODE_COLUMNS} FROM codes WHERE hash = %s FOR UPDATE", (code_hash,)).fetchone()
-            code = None if row is None else _code_record(row)
+            row = conn.execute(f"SELECT {CODE_COLUMNS} FROM codes WHERE hash = %s FOR UPDATE", (code_hash,)).fetchone()
+            code = None if row is None else code_record_of(row)
             outcome = judge_redemption(
                 code, contact_key=contact_key, cart_value=cart_value, currency=currency, order_id=order_id, now=now
             )
@@ -193,35 +191,6 @@ class Records(Ledger):
             return added
 
         return self._write("record_facts", run) if facts else 0
-
-    def assignments(self, *, since: float | None = None, until: float | None = None) -> list[Assignment]:
-        rows = self._window("assignments", _ASSIGNMENT_COLUMNS, "assigned_at", "cart_key, flow", since, until)
-        return [_assignment(row) for row in rows]
-
-    def conversions(self, *, since: float | None = None, until: float | None = None) -> list[Conversion]:
-        rows = self._window("conversions", _CONVERSION_COLUMNS, "at", "cart_key", since, until)
-        return [_conversion(row) for row in rows]
-
-    def outcomes(self, *, since: float | None = None, until: float | None = None) -> list[MessageOutcome]:
-        rows = self._window("outcomes", _OUTCOME_COLUMNS, "at", "key, outcome", since, until)
-        return [MessageOutcome(**dict(zip(_OUTCOME_FIELDS, row, strict=True))) for row in rows]
-
-    def visits(self, *, since: float | None = None, until: float | None = None) -> list[LinkVisit]:
-        rows = self._window("visits", "cart_key, at", "at", "cart_key", since, until)
-        return [LinkVisit(cart_key=cart_key, at=at) for cart_key, at in rows]
-
-    def _window(
-        self, table: str, columns: str, time: str, tie: str, since: float | None, until: float | None
-    ) -> list[tuple[Any, ...]]:
-        low = -math.inf if since is None else since
-        high = math.inf if until is None else until
-        return self._read(
-            table,
-            lambda conn: conn.execute(
-                f"SELECT {columns} FROM {table} WHERE {time} >= %s AND {time} < %s ORDER BY {time}, {tie}",
-                (low, high),
-            ).fetchall(),
-        )
 
     # -- data protection and retention ----------------------------------------------------------------------
 
@@ -310,17 +279,17 @@ class Records(Ledger):
             bought = rows("SELECT at FROM purchases WHERE kind = 'contact' AND key = %s", (contact_key,))
             suppressed = rows("SELECT 1 FROM suppression WHERE hash = %s", (hashed,))
             codes = rows(
-                f"SELECT {_CODE_COLUMNS} FROM codes WHERE contact_key IN (%s, %s) ORDER BY issued_at, hash", both
+                f"SELECT {CODE_COLUMNS} FROM codes WHERE contact_key IN (%s, %s) ORDER BY issued_at, hash", both
             )
             assignments = rows(
-                f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE contact_key IN (%s, %s) ORDER BY assigned_at",
+                f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE contact_key IN (%s, %s) ORDER BY assigned_at",
                 both,
             )
             conversions = rows(
-                f"SELECT {_CONVERSION_COLUMNS} FROM conversions WHERE contact_key IN (%s, %s) ORDER BY at", both
+                f"SELECT {CONVERSION_COLUMNS} FROM conversions WHERE contact_key IN (%s, %s) ORDER BY at", both
             )
             outcomes = rows(
-                f"SELECT {_OUTCOME_COLUMNS} FROM outcomes WHERE contact_key IN (%s, %s) ORDER BY at, key", both
+                f"SELECT {OUTCOME_COLUMNS} FROM outcomes WHERE contact_key IN (%s, %s) ORDER BY at, key", both
             )
             return ContactExport(
                 contact_key=contact_key,
@@ -331,10 +300,10 @@ class Records(Ledger):
                 ],
                 purchased_at=bought[0][0] if bought else None,
                 suppressed=bool(suppressed),
-                codes=[_code_record(row) for row in codes],
-                assignments=[_assignment(row) for row in assignments],
-                conversions=[_conversion(row) for row in conversions],
-                outcomes=[MessageOutcome(**dict(zip(_OUTCOME_FIELDS, row, strict=True))) for row in outcomes],
+                codes=[code_record_of(row) for row in codes],
+                assignments=[assignment_of(row) for row in assignments],
+                conversions=[conversion_of(row) for row in conversions],
+                outcomes=[MessageOutcome(**dict(zip(OUTCOME_FIELDS, row, strict=True))) for row in outcomes],
             )
 
         return self._read("export", run)
@@ -381,38 +350,12 @@ def _fact_row(fact: Fact) -> tuple[str, tuple[Any, ...]]:
     if isinstance(fact, Assignment):
         return "assignments", (
             fact.cart_key, fact.flow, fact.group, fact.scope, fact.contact_key, fact.assigned_at, fact.value,
-            fact.currency, _json.encode(fact.variants).decode(), fact.score, fact.reason, fact.trigger,
+            fact.currency, json_encoder.encode(fact.variants).decode(), fact.score, fact.reason, fact.trigger,
         )  # fmt: skip
     if isinstance(fact, Conversion):
         return "conversions", (
             fact.cart_key, fact.at, fact.contact_key, fact.own, fact.value, fact.currency, fact.transaction_id,
         )  # fmt: skip
     if isinstance(fact, MessageOutcome):
-        return "outcomes", tuple(getattr(fact, name) for name in _OUTCOME_FIELDS)
+        return "outcomes", tuple(getattr(fact, name) for name in OUTCOME_FIELDS)
     return "visits", (fact.cart_key, fact.at)
-
-
-def _assignment(row: tuple[Any, ...]) -> Assignment:
-    cart_key, flow, group, scope, contact_key, at, value, currency, variants, score, reason, trigger = row
-    return Assignment(
-        cart_key=cart_key, flow=flow, group=group, scope=scope, contact_key=contact_key, assigned_at=at, value=value,
-        currency=currency, variants=_variants.decode(variants), score=score, reason=reason, trigger=trigger,
-    )  # fmt: skip
-
-
-def _conversion(row: tuple[Any, ...]) -> Conversion:
-    cart_key, at, contact_key, own, value, currency, transaction_id = row
-    return Conversion(
-        cart_key=cart_key, at=at, contact_key=contact_key, own=own, value=value, currency=currency,
-        transaction_id=transaction_id,
-    )  # fmt: skip
-
-
-def _code_record(row: tuple[Any, ...]) -> CodeRecord:
-    (code_hash, cart_key, contact_key, kind, issued_at, expires_at, percent, amount, currency, min_value, domain,
-     device, redeemed_at, redeemed_order) = row  # fmt: skip
-    return CodeRecord(
-        code_hash=code_hash, cart_key=cart_key, contact_key=contact_key, kind=kind, issued_at=issued_at,
-        expires_at=expires_at, percent=percent, amount=amount, currency=currency, min_value=min_value, domain=domain,
-        device=device, redeemed_at=redeemed_at, redeemed_order=redeemed_order,
-    )  # fmt: skip
