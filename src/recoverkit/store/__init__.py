@@ -63,6 +63,13 @@ from .base import (
     StoreLifecycle,
     StoreStatistics,
 )
+from ._partitioned import (
+    CheckpointAnswer,
+    PartitionedStore,
+    PartitionLease,
+    PartitionStatus,
+    partition_of,
+)
 from .memory import MemoryStore
 from .sqlite import SQLiteStore, Synchronous
 
@@ -77,6 +84,7 @@ __all__ = [
     "Assignment",
     "AssignmentGroup",
     "Checkpoint",
+    "CheckpointAnswer",
     "CheckpointStore",
     "Claim",
     "ClaimRequest",
@@ -107,6 +115,9 @@ __all__ = [
     "MemoryStore",
     "MessageOutcome",
     "Outcome",
+    "PartitionLease",
+    "PartitionStatus",
+    "PartitionedStore",
     "PrivacyStore",
     "PurgeReport",
     "RedeemOutcome",
@@ -122,6 +133,7 @@ __all__ = [
     "describe_database",
     "is_store_url",
     "open_store_url",
+    "partition_of",
     "store_label",
 ]
 

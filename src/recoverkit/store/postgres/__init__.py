@@ -19,7 +19,7 @@ from ..._optional import require
 require("psycopg", extra="postgres", feature="PostgresStore")
 require("psycopg_pool", extra="postgres", feature="PostgresStore")
 
-from ._partitions import CheckpointAnswer, PartitionLease, PartitionStatus, partition_of  # noqa: E402
+from .._partitioned import CheckpointAnswer, PartitionLease, PartitionStatus, partition_of  # noqa: E402
 from ._schema import SCHEMA_VERSION, SchemaInfo, init  # noqa: E402
 from ._store import PostgresStore  # noqa: E402
 

@@ -31,24 +31,20 @@ next: ``docs/scaling.md``).
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Sequence
-from typing import Final, Literal
-
-import msgspec
+from typing import Final
 
 from ...errors import StoreError
 from .._checkpoint import Checkpoint, check_position
 from .._journal import JournalEntry, check_read_limit
+from .._partitioned import CheckpointAnswer, PartitionLease, PartitionStatus, partition_of
 from ._plumbing import Conn, Plumbing
 
-__all__ = ["CheckpointAnswer", "PartitionLease", "PartitionStatus", "PartitionedJournal", "partition_of"]
+__all__ = ["PartitionedJournal"]
 
-#: What :meth:`PartitionedJournal.save_partition_checkpoint` answers: ``"saved"``; ``"behind"``, a checkpoint
-#: with a higher position is stored (kept); ``"fenced"``, the caller does not hold the partition's lease at
-#: the epoch it named (or it expired): nothing was written.
-CheckpointAnswer = Literal["saved", "behind", "fenced"]
+#: The named lease that says a member (an engine process) is alive.
+_MEMBER: Final = "member:"
 
 #: The fence: the lease row of the partition, held by this owner at this epoch and unexpired on the server's
 #: clock, locked FOR SHARE so that no take-over can commit before the write that checked it.
@@ -82,39 +78,6 @@ _APPEND_ONE: Final = (
 )
 
 
-def partition_of(session_id: str, partitions: int) -> int:
-    """The partition (0 .. ``partitions`` - 1) of the events of ``session_id``: the same in every process.
-
-    A keyed-free BLAKE2b hash (not Python's ``hash``, which is salted per process) of the id's UTF-8 bytes,
-    modulo ``partitions``.
-    """
-    digest = hashlib.blake2b(session_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % partitions
-
-
-class PartitionLease(msgspec.Struct, frozen=True, kw_only=True):
-    """A partition's lease as the server saw it: ``owner`` (``None`` when free, released or expired), its
-    ``epoch`` (the fencing token) and when it expires, in epoch seconds of the server's clock."""
-
-    partition: int
-    owner: str | None
-    epoch: int
-    expires_at: float
-
-
-class PartitionStatus(msgspec.Struct, frozen=True, kw_only=True):
-    """One partition as :meth:`PartitionedJournal.partition_status` reports it: the ``head`` (highest position
-    handed out), the ``checkpoint`` position (0 without one), the ``lag`` between them (events a new owner would
-    replay), and the lease (``owner`` ``None`` when free or expired, judged by the server's clock)."""
-
-    partition: int
-    head: int
-    checkpoint: int
-    lag: int
-    owner: str | None
-    epoch: int
-
-
 class PartitionedJournal(Plumbing):
     """The journal, leases and checkpoints of a partitioned store; see the module docstring."""
 
@@ -139,6 +102,14 @@ class PartitionedJournal(Plumbing):
             return []
         parts = [self.partition_of(session_id) for session_id, _ in events]
         return self._append(parts, [data for _, data in events], now)
+
+    def append_to(self, events: Sequence[tuple[int, bytes]], *, now: float) -> list[tuple[int, int]]:
+        """:meth:`append_keyed` with each event's partition given (an erasure request goes to every partition)."""
+        if not events:
+            return []
+        for part, _ in events:
+            self._check_partition("append_to", part)
+        return self._append([part for part, _ in events], [data for _, data in events], now)
 
     def _append(self, parts: list[int], datas: list[bytes], now: float) -> list[tuple[int, int]]:
         counts = Counter(parts)
@@ -198,6 +169,13 @@ class PartitionedJournal(Plumbing):
         """The highest position ever handed out in ``partition`` (0 for none), trimmed or not."""
         self._check_partition("partition_head", partition)
         return self._read("partition_head", lambda conn: _head(conn, partition))
+
+    def partition_heads(self) -> list[int]:
+        """Every partition's head, by partition, from one snapshot (how an owner learns what others appended)."""
+        return self._read(
+            "partition_heads",
+            lambda conn: [int(h) for (h,) in conn.execute("SELECT last_position FROM journal_heads ORDER BY part")],
+        )
 
     def trim_partition(self, partition: int, through: int) -> int:
         """Delete the events of ``partition`` with ``position <= through``; return how many. Positions are
@@ -266,6 +244,33 @@ class PartitionedJournal(Plumbing):
             return [PartitionLease(partition=p, owner=o, epoch=int(e), expires_at=float(x)) for p, o, e, x in rows]
 
         return self._read("partition_leases", run)
+
+    def heartbeat(self, owner: str, *, ttl: float, now: float) -> list[str]:
+        """Record ``owner`` as a live member until ``now + ttl``; the live members at ``now``, sorted. Kept as
+        named leases (``member:<owner>``) on the caller's clock: membership only decides how partitions spread."""
+        if not owner:
+            raise ValueError("heartbeat: expected a non-empty `owner`, got ''")
+        if not ttl > 0:
+            raise ValueError(f"heartbeat: expected `ttl` > 0 seconds, got {ttl!r}")
+
+        def run(conn: Conn) -> list[str]:
+            conn.execute(
+                "INSERT INTO leases (name, owner, expires_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at",
+                (_MEMBER + owner, owner, now + ttl),
+            )
+            rows = conn.execute(
+                "SELECT owner FROM leases WHERE name LIKE 'member:%%' AND expires_at > %s ORDER BY owner", (now,)
+            ).fetchall()
+            return [str(o) for (o,) in rows]
+
+        return self._write("heartbeat", run)
+
+    def leave(self, owner: str) -> None:
+        """``owner`` is no longer a member (a clean shutdown): the others take its share at once."""
+        self._write(
+            "leave", lambda conn: conn.execute("DELETE FROM leases WHERE name = %s", (_MEMBER + owner,))
+        )
 
     def partition_status(self) -> list[PartitionStatus]:
         """Every partition's head, checkpoint, lag and owner, by partition, from one snapshot (for operators:

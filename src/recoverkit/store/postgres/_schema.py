@@ -24,12 +24,10 @@ from psycopg import sql
 from ...errors import ConfigError, StoreError
 from . import _conninfo
 from ._conninfo import Conn
+from .._partitioned import MAX_PARTITIONS
 
 __all__ = ["MAX_PARTITIONS", "MIGRATIONS", "SCHEMA_VERSION", "SchemaInfo", "init", "read_meta", "schema_problems"]
 
-#: The most partitions a store may have: each one is a lease, a head row and a checkpoint row, and an engine
-#: process renews the leases it owns; thousands would only cost round trips.
-MAX_PARTITIONS: Final = 1024
 
 #: Each migration is one transaction's DDL; a store at version n has had the first n applied.
 MIGRATIONS: Final[tuple[str, ...]] = (
