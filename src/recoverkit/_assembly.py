@@ -58,6 +58,8 @@ class Assembly:
         letters = plugins.dead_letters
         dead = letters if isinstance(letters, DeadLetters) else DeadLetters(letters)  # before the store, as it was
         self.store, self.owns_store = self._open_store(plugins.store)
+        #: Whether closing closes the channel adapters (not in a partition's pipeline: they are the engine's).
+        self.owns_adapters = True
         if not pipeline and self.owns_store and isinstance(self.store, MemoryStore):
             raise ConfigError(
                 "pipeline=False journals events for a worker in another process, so it needs a shared store: "
@@ -147,6 +149,8 @@ class Assembly:
         takes: under its channel's ``timeout`` (plus the short grace), in a task of its own. One that raises
         (``CancelledError`` included), hangs or ignores its cancellation is logged (``plugin_failed``,
         ``plugin_abandoned``) and left; it never holds up the engine's close or keeps the next adapter open."""
+        if not self.owns_adapters:
+            return
         contain = Containment(_log)
         names: dict[int, str] = {}
         for name, adapter in self.channels.items():

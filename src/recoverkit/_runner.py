@@ -55,6 +55,8 @@ class Runner:
         self._stopped: anyio.Event | None = None  # set once dispatch, the last stage, has ended
         self._flushes: set[anyio.Event] = set()  # barriers flush() waits for; closing releases those left
         self._flushes_cut: set[anyio.Event] = set()  # released by closing, not by the pipeline
+        #: Awaited after each tick has journaled the inbox (a partitioned engine tells its partitions what grew).
+        self.after_inbox: Callable[[], Coroutine[Any, Any, None]] | None = None
 
     @property
     def running(self) -> bool:
@@ -157,6 +159,8 @@ class Runner:
                 else:
                     await self._clock.sleep(interval)
                 await ingest.journal_inbox()
+                if self.after_inbox is not None:
+                    await self.after_inbox()
                 if not self._lease.held or (event_time and not ingest.behind):
                     continue
                 # A full queue means the pipeline is busy: skip this tick, the next carries a newer clock.
@@ -169,6 +173,12 @@ class Runner:
         """This process journaled events: have ingest read them (while it runs the pipeline)."""
         if self._lease.held:
             await self.orders.send_stream.send(Appended())
+
+    def poke(self) -> None:
+        """:meth:`nudge` without waiting: a full queue means ingest is busy, and it reads on by itself."""
+        if self._lease.held and self.state == "running":
+            with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                self.orders.send_stream.send_nowait(Appended())
 
     async def control(self, control: Control) -> None:
         """Put a checkpoint or restore barrier into the pipeline, behind everything sent before it."""

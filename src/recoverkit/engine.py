@@ -29,6 +29,7 @@ The engine installs no signal handlers, changes no logging configuration and set
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import secrets
@@ -37,12 +38,13 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import msgspec
 
 from ._assembly import Assembly
+from ._fleet import PARTITION_TICK, Fleet
 from ._log import get_logger
 from ._statistics import EngineStatistics, collect
 from .catalogue import Catalogue
@@ -60,6 +62,7 @@ from .offers import CouponProvider
 from .plugins import Plugins
 from .privacy import decode_record, encode_forget
 from .score import Scorer
+from .store._partition_view import PartitionView, SharedStore, is_partitioned
 from .store.base import PurgeReport, Store
 
 __all__ = ["Engine", "EngineStatistics"]
@@ -115,6 +118,15 @@ class Engine:
         #: The plug-ins this engine runs with, validated (``channels`` and ``scorer`` resolved).
         self.plugins = given.validate(self.config)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._build(deliver=deliver, pipeline=pipeline)
+        #: With a partitioned store (docs/scaling.md): the partitions this process runs, each a pipeline of its
+        #: own (:mod:`recoverkit._fleet`); this engine's own stages then only journal.
+        self._fleet: Fleet | None = None
+        if is_partitioned(self.store):
+            self._fleet = self._partitioned(deliver=deliver, pipeline=pipeline)
+
+    def _build(self, *, deliver: bool, pipeline: bool) -> None:
+        """Wire the parts from ``self.config`` and ``self.plugins`` (validated)."""
         parts = self._parts = Assembly(self.config, self.plugins, owner=self.owner, deliver=deliver, pipeline=pipeline)
         self.catalogue, self.loyalty, self.rates = self.plugins.catalogue, self.plugins.loyalty, self.plugins.rates
         self.clock, self.channels, self.store = parts.clock, parts.channels, parts.store
@@ -129,10 +141,58 @@ class Engine:
         #: Seconds ``async with`` waits at exit for in-flight work before cancelling it.
         self.close_timeout = 10.0
 
+    def _partitioned(self, *, deliver: bool, pipeline: bool) -> Fleet:
+        """This engine journals into the partitions; the fleet runs the ones this process owns (see _fleet)."""
+        store = cast("SharedStore", self.store)
+        self._ownership.runs_pipeline = False  # the front never takes the one-pipeline lease of a partitioned store
+        self.runs_pipeline = False
+        config = msgspec.structs.replace(self.config, tick_interval=max(self.config.tick_interval, PARTITION_TICK))
+        plugins = dataclasses.replace(
+            self.plugins, coupons=self.coupons, links=self.links, dead_letters=self.dispatch.dead_letters
+        )
+
+        def make(view: PartitionView) -> Engine:
+            # An ordinary engine on one partition's view of the store, sharing this one's plug-ins (validated
+            # once, here) and its channel adapters, which only the front closes.
+            part = Engine.__new__(Engine)
+            part.config, part.owner = config, self.owner
+            # In event time each partition keeps its own clock: its time is its own events' watermark, so what
+            # it decides does not depend on which other partitions share this process.
+            clock = type(self.clock)() if self.clock.event_time else self.clock
+            part.plugins = dataclasses.replace(plugins, store=view.as_store(), clock=clock)
+            part._build(deliver=deliver, pipeline=True)
+            part._fleet = None
+            part._parts.owns_adapters = False
+            return part
+
+        fleet = Fleet(self.config, store, self.call_store, owner=self.owner, make=make, pipeline=pipeline)
+        self.journal.on_appended = fleet.appended
+        self._runner.after_inbox = fleet.nudge
+        return fleet
+
+    def _grew(self, head: int) -> None:
+        """(A partition's pipeline.) The journal of this partition reached ``head``: read it now."""
+        if head > self.journal.last_seq:
+            self.journal.last_seq = head
+        self._runner.poke()
+
+    def _taking_over(self) -> bool:
+        taking_over = self._ownership.taking_over
+        return taking_over is not None and not taking_over.is_set()
+
     @property
     def is_owner(self) -> bool:
-        """Whether this process holds the pipeline lease (runs the pipeline) now."""
+        """Whether this process holds the pipeline lease (runs the pipeline) now; with a partitioned store,
+        whether it owns every partition (so :meth:`forget` and :meth:`export` are complete here)."""
+        if self._fleet is not None:
+            return self._fleet.owns_all
         return self._ownership.is_owner
+
+    @property
+    def partitions(self) -> dict[str, Any] | None:
+        """With a partitioned store: the partitions this process owns, its share and the live members
+        (``None`` with a one-sequence store)."""
+        return None if self._fleet is None else self._fleet.status()
 
     @property
     def _state(self) -> str:
@@ -185,6 +245,8 @@ class Engine:
         runner.start_soon(runner.tick, name="recoverkit-ticker")
         runner.start_soon(ownership.keep_lease, name="recoverkit-lease")
         runner.start_soon(ownership.keep_checkpoints, name="recoverkit-checkpoints")
+        if self._fleet is not None:
+            await self._start_fleet(self._fleet)
         _log.info(
             "engine_started",
             event_time=self.clock.event_time,
@@ -192,6 +254,16 @@ class Engine:
             store=type(self.store).__name__,
             owner=self.is_owner,
         )
+
+    async def _start_fleet(self, fleet: Fleet) -> None:
+        try:
+            # Takes this process's share of the free partitions (restored) before returning.
+            await fleet.start(self._runner.start_soon)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.aclose(self.close_timeout)
+            raise
+        self._runner.start_soon(fleet.keep_balance, name="recoverkit-partitions")
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Stop: journal and handle everything accepted so far, wait for deliveries in flight, checkpoint, close.
@@ -211,6 +283,13 @@ class Engine:
             await self._ownership.final_checkpoint(self.ingest.position, states)
 
         try:
+            if self._fleet is not None:
+                with anyio.CancelScope(shield=True):
+                    # What track() queued is journaled, then every partition owned here is read to the end,
+                    # checkpointed and handed over, in tasks of the runner's group (so before it stops).
+                    await self.ingest.journal_inbox()
+                    await self._fleet.nudge()
+                    await self._fleet.close()
             await self._runner.stop(timeout, last_checkpoint)
         finally:
             with anyio.CancelScope(shield=True):
@@ -247,6 +326,8 @@ class Engine:
         position. Runs by itself every ``store.checkpoint_interval`` seconds and when the engine closes.
         """
         self._runner.require_running()
+        if self._fleet is not None:  # the positions of every partition owned here, added up
+            return await self._fleet.checkpoint()
         return await self._ownership.checkpoint()
 
     # -- putting events in ----------------------------------------------------------------------------------
@@ -284,6 +365,8 @@ class Engine:
             return
         if not await self.call_store(self.journal.append, events, datas):
             raise StoreError("the store refused the events (see the log); they were not accepted")
+        if self._fleet is not None:
+            await self._fleet.nudge()
         await self._runner.nudge()
 
     async def flush(self, *, end_of_input: bool = False) -> None:
@@ -298,6 +381,9 @@ class Engine:
         runner, ownership = self._runner, self._ownership
         runner.require_running()
         await self.ingest.journal_inbox()
+        if self._fleet is not None:  # the partitions owned here
+            await self._fleet.flush(end_of_input=end_of_input)
+            return
         if self.clock.event_time:
             mark = math.inf if end_of_input else -math.inf
         else:
@@ -330,6 +416,8 @@ class Engine:
         record = encode_forget(customer_id, time.time())
         if not await self.call_store(self.journal.append, [decode_record(record)], [record]):
             raise StoreError("the store refused the forget request (see the log); it was not recorded")
+        if self._fleet is not None:
+            await self._fleet.nudge()  # journaled into every partition: those owned here read it now
         if not self.is_owner:
             return False
         await self.flush()
@@ -345,24 +433,37 @@ class Engine:
         """
         if not isinstance(customer_id, str) or not customer_id.strip():
             raise ValueError(f"export: expected a non-empty customer id, got {customer_id!r}")
-        carts = self.sessionize.carts_of(customer_id) if self.is_owner else []
+        carts = [cart for engine in self._pipelines() for cart in engine.sessionize.carts_of(customer_id)]
         contact_keys = [customer_id] + [contact_key(cart.session_id) for cart in carts]
-        pending = [m for m in self.dispatch.pending() if m.recipient.contact_key in contact_keys]
+        pending = [m for m in self.pending_messages() if m.recipient.contact_key in contact_keys]
+        contacts = [engine.route.contact_of(customer_id) for engine in self._pipelines()]
         return {
             "customer_id": customer_id,
             "complete": self.is_owner,
             "carts": msgspec.to_builtins(carts),
-            "contact": self.route.contact_of(customer_id) if self.is_owner else None,
+            "contact": next((c for c in contacts if c is not None), None),
             "pending_messages": msgspec.to_builtins(pending),
             "store": [msgspec.to_builtins(self.store.export(key)) for key in contact_keys],
         }
 
     # -- looking inside -------------------------------------------------------------------------------------
 
+    def _pipelines(self) -> list[Engine]:
+        """The pipelines whose state this process holds: its own while it owns it, or its partitions'."""
+        if self._fleet is not None:
+            return [cast(Engine, p) for p in self._fleet.pipelines.values() if p.is_owner]
+        return [self] if self._ownership.is_owner else []
+
     def pending_messages(self) -> list[Message]:
-        """Messages scheduled and not yet due, in due order."""
+        """Messages scheduled and not yet due, in due order (with a partitioned store: in the partitions owned
+        here)."""
+        if self._fleet is not None:
+            return self._fleet.pending_messages()
         return self.dispatch.pending()
 
     def statistics(self) -> EngineStatistics:
-        """Counters and queue figures of every stage, for dashboards, health checks and tests."""
+        """Counters and queue figures of every stage, for dashboards, health checks and tests (with a
+        partitioned store: added up over the partitions owned here; :attr:`partitions` says which)."""
+        if self._fleet is not None:
+            return self._fleet.statistics(collect(self._parts))
         return collect(self._parts)

@@ -37,6 +37,7 @@ import math
 import sqlite3
 import threading
 from collections import Counter, deque
+from collections.abc import Callable
 from time import monotonic
 from typing import Any, Final, Literal
 
@@ -48,6 +49,7 @@ from .clock import Clock
 from .config import Config
 from .errors import InvalidEvent, StoreError
 from .events import Event, decode_event, normalize_timestamp
+from .items import Forget
 from .store.base import JournalEntry, Store
 
 __all__ = ["Durability", "Journal"]
@@ -136,6 +138,12 @@ class Journal:
         #: The latest event time journaled: the "now" of events without ``ts`` in a replay.
         self.max_ts = -math.inf
         self.last_seq = 0
+        #: The store's journal partitions: more than one, and each event goes to its session's partition
+        #: (:mod:`recoverkit._fleet` runs a pipeline per partition).
+        self.partitions: int = getattr(store, "partitions", 1)
+        #: Called (from the thread that journaled) with ``{partition: highest position}`` after each commit to a
+        #: partitioned store, so that the partitions' pipelines in this process read what grew.
+        self.on_appended: Callable[[dict[int, int]], None] | None = None
 
     # -- the ways in ----------------------------------------------------------------------------------------
 
@@ -320,6 +328,9 @@ class Journal:
         now = self._clock.now() if not self._event_time else max(self.max_ts, 0.0)
         try:
             self._purchases.record(events)  # before the events: see recoverkit._purchases
+            if self.partitions > 1:
+                self._write_keyed(events, datas, now)
+                return None
             last = store.append_events(datas, now=now)
         except (StoreError, OSError) as exc:
             with self._lock:
@@ -334,6 +345,26 @@ class Journal:
                 self._hot[first] = (last, events)
                 self._hot_size += len(events)
         return None
+
+    def _write_keyed(self, events: list[Any], datas: list[bytes], now: float) -> None:
+        """Journal ``events`` on a partitioned store: each to its session's partition, an erasure request to every
+        partition (each partition's owner erases what it holds), in one commit. The hot cache is not used (an
+        owner reads its partitions back); ``on_appended`` hears which partitions grew, and to where."""
+        store: Any = self.store  # a PartitionedStore (self.partitions > 1)
+        keyed: list[tuple[int, bytes]] = []
+        for event, data in zip(events, datas, strict=True):
+            if type(event) is Forget:
+                keyed.extend((part, data) for part in range(self.partitions))
+            else:
+                keyed.append((store.partition_of(event.session_id), data))
+        placed: list[tuple[int, int]] = store.append_to(keyed, now=now)
+        heads: dict[int, int] = {}
+        for part, position in placed:
+            heads[part] = max(heads.get(part, 0), position)
+        with self._lock:
+            self.accepted += len(events)
+        if self.on_appended is not None:
+            self.on_appended(heads)
 
     def _settle(self, error: BaseException | None) -> None:
         """Set the health flag from the outcome of a write: set when the store refused it, cleared when it took it."""
