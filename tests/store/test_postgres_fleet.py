@@ -42,22 +42,32 @@ async def _replay(lines: list[bytes], store: Store) -> tuple[list[str], dict[str
     return sorted(record.keys), status
 
 
-def test_eight_partitions_send_what_one_sequence_sends(postgres_url: str) -> None:  # noqa: F811
+def test_eight_partitions_in_one_process(postgres_url: str) -> None:  # noqa: F811
     lines = [line if isinstance(line, bytes) else line.encode() for line in generate_jsonl(300, seed=5)]
-    in_memory, none = anyio.run(_replay, lines, MemoryStore())
-    assert none is None
     init(postgres_url, partitions=8)
     with PostgresStore(postgres_url) as store:
         partitioned, status = anyio.run(_replay, lines, store)
         assert status is not None and status["owned"] == list(range(8)) and status["share"] == 8
+        assert partitioned and len(set(partitioned)) == len(partitioned)
         assert store.ledger(["sending", "unknown"]) == []
-        assert len(store.ledger(["sent"])) == len(partitioned)
+        assert sorted(e.key for e in store.ledger(["sent"])) == partitioned
         assert store.check() == []
         assert all(lease.owner is None for lease in store.partition_leases())  # handed over at close
-        assert all(s.lag == 0 for s in store.partition_status())
-    # Every message of one sequence goes out on eight partitions too. (Not yet equal: a cart continued in another
-    # session, so another partition, and bought there is not known to its own partition in event time.)
-    assert in_memory and set(in_memory) <= set(partitioned)
+        assert all(s.lag == 0 and s.head > 0 for s in store.partition_status())  # read to the end, checkpointed
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="event time on several partitions: each partition's watermark is its own events', and a cart bought in "
+    "another session (another partition) is not known to its own partition until the writers' watermark lands",
+)
+def test_eight_partitions_send_what_one_sequence_sends(postgres_url: str) -> None:  # noqa: F811
+    lines = [line if isinstance(line, bytes) else line.encode() for line in generate_jsonl(300, seed=5)]
+    in_memory, _ = anyio.run(_replay, lines, MemoryStore())
+    init(postgres_url, partitions=8)
+    with PostgresStore(postgres_url) as store:
+        partitioned, _ = anyio.run(_replay, lines, store)
+    assert in_memory and partitioned == in_memory
 
 
 def _config(**store: float) -> Config:
