@@ -183,6 +183,33 @@ async def test_a_scrape_reports_what_the_engine_statistics_say(email: MemoryChan
     assert value(samples, "recoverkit_store_operations_total") == store.operations > 0
     assert value(samples, "recoverkit_store_commits_total") == store.commits
     assert value(samples, "recoverkit_store_failures_total") == store.failed
+    for name in ("retries", "reconnects", "connection_errors", "unknown_outcomes"):  # a store in memory: none
+        assert value(samples, f"recoverkit_store_{name}_total") == getattr(store, name) == 0, name
+    assert stats.store == store  # the engine's statistics carry the store's
+
+
+@pytest.mark.anyio
+async def test_the_store_connection_counters_reach_the_engine_statistics_and_the_scrape() -> None:
+    # PostgreSQL's counters, as its statistics() reports them (tests/store/test_postgres_reconnect.py makes them
+    # rise on a real server): here a store in memory that says so, to check the way to the scrape alone.
+    from recoverkit.store import StoreStatistics
+
+    class Troubled(MemoryStore):
+        def statistics(self) -> StoreStatistics:
+            return StoreStatistics(
+                operations=5, failed=1, commits=4, largest_group=1, retries=3, reconnects=2, connection_errors=6,
+                unknown_outcomes=1,
+            )  # fmt: skip
+
+    async with Engine(config(), channels={"email": MemoryChannel()}, store=Troubled()) as engine:
+        samples = scrape(register(engine))
+        stats = engine.statistics()
+    assert (stats.store.retries, stats.store.reconnects, stats.store.connection_errors) == (3, 2, 6)
+    assert stats.store.unknown_outcomes == 1
+    assert value(samples, "recoverkit_store_retries_total") == 3
+    assert value(samples, "recoverkit_store_reconnects_total") == 2
+    assert value(samples, "recoverkit_store_connection_errors_total") == 6
+    assert value(samples, "recoverkit_store_unknown_outcomes_total") == 1
 
 
 @pytest.mark.anyio

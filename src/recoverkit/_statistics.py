@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from ._pipeline import StageStatistics
+from .store._lifecycle import StoreStatistics
 
 if TYPE_CHECKING:
     from ._assembly import Assembly
@@ -53,6 +54,10 @@ class EngineStatistics(msgspec.Struct, kw_only=True):
     #: Store calls the pipeline made (through its one store runner), and the seconds they took, thread hops included.
     store_calls: int = 0
     store_seconds: float = 0.0
+    #: The store's own counters (:meth:`recoverkit.store.StoreLifecycle.statistics`): its writes, and for a store
+    #: over a network (PostgreSQL) the retries, reconnections, connection errors and unknown outcomes behind them.
+    #: All 0 when the store could not say (it failed or was closed).
+    store: StoreStatistics = msgspec.field(default_factory=StoreStatistics)
 
 
 def collect(parts: Assembly) -> EngineStatistics:
@@ -82,4 +87,14 @@ def collect(parts: Assembly) -> EngineStatistics:
         lease_lapses=ownership.lease_lapses,
         store_calls=parts.runner.calls,
         store_seconds=parts.runner.seconds,
+        store=_store_statistics(parts),
     )
+
+
+def _store_statistics(parts: Assembly) -> StoreStatistics:
+    # The store's figures are counters under its own lock, cheap to read from any thread; a store that fails or was
+    # closed (a scrape racing close) must not take the engine's figures with it.
+    try:
+        return parts.store.statistics()
+    except Exception:
+        return StoreStatistics()

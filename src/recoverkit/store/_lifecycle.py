@@ -13,17 +13,28 @@ __all__ = [
 ]
 
 class StoreStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """Counters of a store's writes since it was opened.
+    """Counters of a store's writes since it was opened, and of its connection troubles.
 
     ``operations`` write calls made, ``failed`` of them raised, ``commits`` transactions committed;
     ``largest_group`` is the most operations one commit carried (the group commit of
     :class:`~recoverkit.store.SQLiteStore`; 1 for a store that commits each write alone).
+
+    A store reached over a network (``PostgresStore``) also counts, over its reads and writes: ``retries``,
+    operations tried again (after a lost connection or a conflict with another transaction, when nothing of the
+    failed try can have been applied); ``reconnects``, broken connections it discarded and replaced;
+    ``connection_errors``, tries that failed because the connection was lost or could not be had; and
+    ``unknown_outcomes``, writes whose connection was lost while they committed (raised, not retried: they may or
+    may not have been applied). The others leave them at 0.
     """
 
     operations: int = 0
     failed: int = 0
     commits: int = 0
     largest_group: int = 0
+    retries: int = 0
+    reconnects: int = 0
+    connection_errors: int = 0
+    unknown_outcomes: int = 0
 
 
 @runtime_checkable

@@ -5,6 +5,9 @@ A store is given a libpq URL (``postgresql://user:password@host:5432/shop``) or 
 (user, host, port, database: :func:`describe`) and the fix, and never holds the password: libpq's own messages
 are passed through :func:`scrub` first, and an exception raised from a psycopg error is not chained to it (its
 text could hold the connection string).
+
+What a failed operation means for running it again is told here too (:func:`connection_lost`,
+:func:`conflict`): :mod:`._plumbing` retries only what cannot have been applied.
 """
 
 from __future__ import annotations
@@ -17,10 +20,19 @@ from psycopg.rows import TupleRow
 
 from ...errors import ConfigError, StoreError
 
-__all__ = ["EXPECTED", "Conn", "connection_error", "describe", "first_line", "parse", "scrub"]
+__all__ = [
+    "CONFLICTS", "EXPECTED", "Conn", "conflict", "connection_error", "connection_lost", "describe", "first_line",
+    "parse", "scrub",
+]  # fmt: skip
 
 Conn: TypeAlias = psycopg.Connection[TupleRow]
 EXPECTED: Final = "postgresql://user:password@host:5432/database (or a libpq key=value string)"
+#: SQLSTATEs of a transaction the server rolled back because of another one (serialization_failure,
+#: deadlock_detected): nothing of it was applied, and the same transaction run again may well succeed.
+CONFLICTS: Final = frozenset({"40001", "40P01"})
+#: SQLSTATEs a server sends as it ends the connection: admin_shutdown (a fast or smart shutdown,
+#: pg_terminate_backend), crash_shutdown, cannot_connect_now (starting up or shutting down).
+_ENDING: Final = frozenset({"57P01", "57P02", "57P03"})
 
 
 def parse(url: str) -> dict[str, str]:
@@ -72,3 +84,20 @@ def connection_error(exc: psycopg.Error, settings: dict[str, str], schema: str) 
     else:
         fix = "check that the server runs and that `url` names its host, port, database, user and password"
     return StoreError(f"PostgresStore: cannot use {where} ({reason}); {fix}")
+
+
+def conflict(exc: BaseException) -> bool:
+    """Whether the server rolled back ``exc``'s transaction for a conflict with another (:data:`CONFLICTS`)."""
+    return isinstance(exc, psycopg.Error) and exc.sqlstate in CONFLICTS
+
+
+def connection_lost(exc: BaseException, conn: Conn | None) -> bool:
+    """Whether ``exc`` means the connection is gone (the server restarted or ended the session, the network
+    broke) rather than that the server refused the statement: ``conn`` is broken, or the error is one of
+    connecting (no SQLSTATE, class 08) or of the server ending the session (:data:`_ENDING`)."""
+    if conn is not None and conn.broken:
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _ENDING
