@@ -112,8 +112,17 @@ class Engine:
     ) -> None:
         self.config = config if config is not None else Config()
         given = (plugins if plugins is not None else Plugins()).merged(
-            channels=channels, store=store, clock=clock, scorer=scorer, guard=guard, coupons=coupons, links=links,
-            catalogue=catalogue, loyalty=loyalty, rates=rates, dead_letters=dead_letters,
+            channels=channels,
+            store=store,
+            clock=clock,
+            scorer=scorer,
+            guard=guard,
+            coupons=coupons,
+            links=links,
+            catalogue=catalogue,
+            loyalty=loyalty,
+            rates=rates,
+            dead_letters=dead_letters,
         )
         #: The plug-ins this engine runs with, validated (``channels`` and ``scorer`` resolved).
         self.plugins = given.validate(self.config)
@@ -161,6 +170,8 @@ class Engine:
             clock = type(self.clock)() if self.clock.event_time else self.clock
             part.plugins = dataclasses.replace(plugins, store=view.as_store(), clock=clock)
             part._build(deliver=deliver, pipeline=True)
+            base, own = view.base, view.partition
+            part.sessionize.foreign = lambda session_id: base.partition_of(session_id) != own
             part._fleet = None
             part._parts.owns_adapters = False
             return part

@@ -48,7 +48,7 @@ from ._purchases import Purchases
 from .clock import Clock
 from .config import Config
 from .errors import InvalidEvent, StoreError
-from .events import Event, decode_event, normalize_timestamp
+from .events import Consent, Event, Identify, Purchase, decode_event, normalize_timestamp
 from .items import Forget
 from .store.base import JournalEntry, Store
 
@@ -58,6 +58,10 @@ __all__ = ["Durability", "Journal"]
 Durability = Literal["batch", "sync"]
 
 _log = get_logger("recoverkit.journal")
+
+#: On a partitioned store, the events also written to every other partition than their session's (see
+#: :meth:`Journal._write_keyed`) when they name a customer (or, a purchase, the shop's cart id).
+MIRRORED: Final = (Identify, Consent, Purchase)
 
 # Log the first few invalid events of each reason, then one in this many, so an attack or a broken client
 # cannot flood the shop's logs while every invalid event is still counted.
@@ -352,11 +356,20 @@ class Journal:
         owner reads its partitions back); ``on_appended`` hears which partitions grew, and to where."""
         store: Any = self.store  # a PartitionedStore (self.partitions > 1)
         keyed: list[tuple[int, bytes]] = []
+        every = range(self.partitions)
         for event, data in zip(events, datas, strict=True):
-            if type(event) is Forget:
-                keyed.extend((part, data) for part in range(self.partitions))
-            else:
-                keyed.append((store.partition_of(event.session_id), data))
+            kind = type(event)
+            if kind is Forget:
+                keyed.extend((part, data) for part in every)
+                continue
+            own = store.partition_of(event.session_id)
+            keyed.append((own, data))
+            if kind in MIRRORED and (event.customer_id is not None or (kind is Purchase and event.cart_id is not None)):
+                # What a customer (or the shop's cart id) says applies beyond this session: their consent and
+                # address reach the carts of their other sessions, and a purchase closes those carts, in every
+                # partition (each partition's sessionize reads a mirror as news about the customer, not as
+                # activity of a session it holds).
+                keyed.extend((part, data) for part in every if part != own)
         placed: list[tuple[int, int]] = store.append_to(keyed, now=now)
         heads: dict[int, int] = {}
         for part, position in placed:

@@ -29,9 +29,10 @@ from ..events import (
     PaymentFailed,
     Purchase,
     ViewItem,
+    contact_key,
 )
 from ..facts import LinkVisit
-from ..items import Abandoned, ContactChanged, Converted, Forget, Resumed
+from ..items import Abandoned, Cancel, ContactChanged, Converted, Forget, Resumed
 from ..money import to_minor
 from ._abandon_timers import AbandonTimers, abandons
 from ._cart import CART_EDITS, Session, State, cart_key, clear_cart, contact_of
@@ -58,6 +59,9 @@ class Sessionize(Stage):
         self.counts: Counter[str] = Counter()
         self._stitching = Stitching(self._sessions, self.counts, max_buyers=config.max_sessions)
         self._timers = AbandonTimers(config)
+        #: In a partition's pipeline (a partitioned store): whether a session id belongs to another partition.
+        #: Its events here are mirrors (see :data:`recoverkit.journal.MIRRORED`): news about a customer.
+        self.foreign: Callable[[str], bool] | None = None
         cart = self._on_cart
         self._handlers: dict[type[BaseEvent], Callable[[Session, Any, float, list[Any]], None]] = {
             **dict.fromkeys(CART_EDITS, cart),
@@ -78,6 +82,7 @@ class Sessionize(Stage):
         stitching = self._stitching
         timers = self._timers.heap  # the same list all along: compaction rebuilds it in place
         event_time = self._event_time
+        foreign = self.foreign
         for event in items:
             try:
                 if isinstance(event, Forget):
@@ -86,6 +91,9 @@ class Sessionize(Stage):
                 ts: float = event.ts  # type: ignore[assignment]  # ingest made every ts a float
                 if event_time and timers and timers[0][0] < ts:
                     self._fire(ts, out, inclusive=False)
+                if foreign is not None and foreign(event.session_id):
+                    self._mirrored(event, ts, out)
+                    continue
                 session = self._session_of(event, ts, out)
                 if event.customer_id is not None and event.customer_id != session.customer_id:
                     stitching.stitch(session, event.customer_id, ts, out)
@@ -210,6 +218,64 @@ class Sessionize(Stage):
         session.purchased_at = ts
         self._timers.bought(session, ts)
 
+    # -- mirrors from other partitions ----------------------------------------------------------------------
+
+    def _mirrored(self, event: Event, ts: float, out: list[Any]) -> None:
+        """An event of a session another partition holds, written here too because it names a customer: their
+        address or consent changed (for the carts of theirs held here), or they bought (which closes them)."""
+        customer = event.customer_id
+        if isinstance(event, Purchase):
+            self._bought_elsewhere(event, ts, out)
+        elif customer is not None and isinstance(event, Identify):
+            out.append(
+                ContactChanged(
+                    contact_key=customer, at=ts, customer_id=customer, email=event.email, phone=event.phone,
+                    locale=event.locale, timezone=event.timezone,
+                )
+            )  # fmt: skip
+        elif customer is not None and isinstance(event, Consent):
+            out.append(
+                ContactChanged(
+                    contact_key=customer, at=ts, customer_id=customer, granted=tuple(event.granted),
+                    withdrawn=tuple(event.withdrawn),
+                )
+            )  # fmt: skip
+        self.counts["mirrored"] += 1
+
+    def _bought_elsewhere(self, event: Purchase, ts: float, out: list[Any]) -> None:
+        """A purchase in another partition: close the cart of the shop's ``cart_id`` and the customer's carts
+        held here, as a purchase closes a customer's other sessions (not their own conversion: ``own=False``)."""
+        sessions, stitching = self._sessions, self._stitching
+        held: list[str] = []
+        if event.cart_id is not None:
+            holder = stitching.carts.get(event.cart_id)
+            if holder is None and event.cart_id in sessions and sessions[event.cart_id].cart_id is None:
+                holder = event.cart_id  # a cart keyed by its session id
+            if holder is not None:
+                held.append(holder)
+        customer = event.customer_id
+        if customer is not None:
+            held.extend(stitching.siblings(customer))
+        for session_id in dict.fromkeys(held):
+            session = sessions.get(session_id)
+            if session is None or not self._catch_up(session, ts, out):
+                continue
+            if (session.lines or session.abandoned) and not (
+                session.purchased_at is not None and ts <= session.purchased_at
+            ):
+                self._close(session, event, ts, out, own=False)
+        if customer is not None:
+            stitching.bought(customer, ts)
+        # What the purchase's own partition tells its dispatch through its conversion (so that nothing of this
+        # cart or customer is scheduled or handed over afterwards), this partition's dispatch hears directly: the
+        # conversion itself is recorded once, by the partition of the session that bought.
+        out.append(
+            Cancel(
+                why="purchase", at=ts, cart_key=event.cart_id if event.cart_id is not None else event.session_id,
+                contact_key=customer if customer is not None else contact_key(event.session_id),
+            )
+        )  # fmt: skip
+
     # -- per-kind handlers ----------------------------------------------------------------------------------
 
     def _on_page_view(self, session: Session, event: PageView, ts: float, out: list[Any]) -> None:
@@ -295,7 +361,10 @@ class Sessionize(Stage):
     def snapshot(self) -> bytes:
         stitching = self._stitching
         state = State(
-            self.watermark, list(self._sessions.values()), stitching.customers, list(stitching.buyers.items()),
+            self.watermark,
+            list(self._sessions.values()),
+            stitching.customers,
+            list(stitching.buyers.items()),
             dict(self.counts),
         )
         return msgspec.msgpack.encode(state)

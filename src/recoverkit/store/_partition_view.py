@@ -72,6 +72,11 @@ class PartitionView:
         self.epoch: int | None = None
         self.owner: str | None = None
 
+    @property
+    def partitions(self) -> int:
+        """1: a view is one sequence (its journal is one partition's)."""
+        return 1
+
     def as_store(self) -> Store:
         """This view, typed as the :class:`~recoverkit.store.Store` it stands in for (the methods it does not
         define are the store's, through ``__getattr__``)."""
@@ -190,8 +195,11 @@ class PartitionView:
         if self.partition != 0:  # the tables are global: one partition's owner purges them for all
             return PurgeReport(ledger_entries=0, purchases=0, dead_letters=0)
         return self.base.purge(
-            ledger_before=ledger_before, purchases_before=purchases_before, dead_letters_before=dead_letters_before,
-            codes_before=codes_before, facts_before=facts_before,
+            ledger_before=ledger_before,
+            purchases_before=purchases_before,
+            dead_letters_before=dead_letters_before,
+            codes_before=codes_before,
+            facts_before=facts_before,
         )
 
     def close(self) -> None:
