@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from shared_data import require_shared, shared_data_dir
+from store.postgres_cluster import postgres_cluster, postgres_url  # noqa: F401 - fixtures used by name
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -154,3 +155,64 @@ def test_eval_score_quick_evaluates_on_the_shared_data() -> None:
     else:
         # The trained model is summarised, not dumped (it once made --json crash: a ModelFile is not JSON).
         assert snapshots["engine_model"]["terms"] > 0
+
+
+# The PostgreSQL benchmarks run against a database of the session's throwaway cluster (--url), so they skip, or
+# fail under RECOVERKIT_REQUIRE_POSTGRES=1, as every other PostgreSQL test does when the server is missing.
+
+
+def test_bench_pg_engine_quick_measures_every_store_and_style_against_the_bare_baseline(postgres_url: str) -> None:  # noqa: F811
+    doc = run_quick("bench_pg_engine.py", "--url", postgres_url)
+    results = doc["results"]
+    configurations = {"bare"} | {f"{kind}-{style}" for kind in ("memory", "sqlite", "postgres")
+                                 for style in ("replay", "live")}  # fmt: skip
+    assert set(results["events_per_second"]) == configurations
+    assert all(positive(v) for v in results["events_per_second"].values())
+    for style in ("replay", "live"):
+        ratios = results["ratios"][style]
+        assert set(ratios) == {"postgres_vs_bare", "postgres_vs_sqlite", "postgres_vs_memory", "memory_vs_bare"}
+        assert ratios["postgres_vs_bare"] == pytest.approx(
+            results["events_per_second"][f"postgres-{style}"] / results["events_per_second"]["bare"]
+        )
+    # Every store and style accepted every event and sent the same messages; the bare table gave every line back.
+    assert results["same_decisions"] is True
+    assert results["accepted"] == results["events"] > 0
+    assert results["messages"] > 0
+    assert results["problems"] == []
+    assert set(doc["aim"]["met"]) == {"replay", "live"}
+
+
+def test_bench_pg_takeover_quick_times_each_takeover_and_sends_nothing_twice(postgres_url: str) -> None:  # noqa: F811
+    doc = run_quick("bench_pg_takeover.py", "--url", postgres_url)
+    figures, settings = doc["figures"], doc["settings"]
+    assert figures["kills"] == settings["kills"] >= 1
+    assert figures["stops"] == settings["stops"] >= 1
+    for action in ("kill", "stop"):
+        assert len(figures["takeover_samples_s"][action]) == settings[f"{action}s"]
+        assert all(positive(s) for s in figures["takeover_samples_s"][action])
+        assert set(figures["takeover_s"][action]) == {"p50", "p99", "max"}
+    assert figures["aim_s"] == settings["lease_ttl"] + 1
+    assert figures["carts"] == settings["carts"] * (settings["kills"] + settings["stops"])
+    assert figures["duplicates"] == 0
+    assert figures["lost"] == 0
+    # Every cart's message reached the adapter, or the ledger says its outcome is unknown (a kill mid-send).
+    assert (
+        figures["adapter_calls"] + figures["unknown_outcomes"] - figures["unknown_reached_adapter"] == figures["carts"]
+    )
+    assert figures["problems"] == [] and doc["failed"] == []
+
+
+def test_bench_pg_track_quick_times_sync_track_on_every_store_from_one_and_four_threads(postgres_url: str) -> None:  # noqa: F811
+    doc = run_quick("bench_pg_track.py", "--url", postgres_url)
+    rows = doc["results"]["rows"]
+    assert [row["threads"] for row in rows] == [1, 4]
+    for row in rows:
+        assert set(row["latency_us"]) == {"memory", "sqlite", "postgres", "floor"}
+        for figures in row["latency_us"].values():
+            assert set(figures) == {"p50", "p99", "p99.9", "max"}
+            assert all(isinstance(v, (int, float)) for v in figures.values())
+        assert set(row["postgres_p99_vs"]) == {"memory", "sqlite", "floor"}
+        for name, check in row["checks"].items():
+            assert check["all_accepted"] is True, name
+            assert check["refused"] == 0, name
+            assert check["calls"] == row["samples_per_configuration"], name
