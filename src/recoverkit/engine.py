@@ -160,9 +160,12 @@ class Engine:
             self.plugins, coupons=self.coupons, links=self.links, dead_letters=self.dispatch.dead_letters
         )
 
+        caps = tuple((cap.max, cap.per, cap.channel) for cap in self.config.caps)
+
         def make(view: PartitionView) -> Engine:
             # An ordinary engine on one partition's view of the store, sharing this one's plug-ins (validated
             # once, here) and its channel adapters, which only the front closes.
+            view.caps = caps
             part = Engine.__new__(Engine)
             part.config, part.owner = config, self.owner
             # In event time each partition keeps its own clock: its time is its own events' watermark, so what

@@ -1,8 +1,10 @@
 """Two hosts on one PostgreSQL store, as real processes on the wall clock: the promises hold across hosts.
 
 Each "host" is ``tests/workers/pg_host_worker.py`` (its docstring has the protocol): a live engine opened with
-``store=URL`` on a one-partition store made as ``recoverkit db init`` makes it. Every host journals what it tracks into
-the shared journal; the one holding the pipeline lease processes all of it. The shoppers' events are split
+``store=URL``, on a store made as ``recoverkit db init`` makes it, once with one partition (the host holding the
+pipeline lease processes everything) and once with eight (each host runs its share; a customer's two sessions
+are then in different partitions, so their consent, the cap and a purchase must cross partitions). Every host
+journals what it tracks into the shared journal. The shoppers' events are split
 between the hosts as a load balancer without sticky sessions splits them: a customer's cart (identify, then
 add to cart) through one host, their consent (from their phone) and their second cart through the other, and a
 buyer's purchase (a payment webhook) through the other host than the cart. The flow sends one email as soon as
@@ -104,6 +106,10 @@ class Host:
     def is_owner(self) -> bool:
         return bool(self.ask({"status": True})["owner"])
 
+    def owned(self) -> int:
+        """How many partitions this host runs (one-partition store: 1 while it holds the pipeline lease)."""
+        return int(self.ask({"status": True})["owned"])
+
     def kill(self) -> float:
         """SIGKILL the host; return the wall time of the kill."""
         killed_at = time.time()
@@ -195,8 +201,11 @@ def wait_for_messages(sent_log: Path, customers: set[str]) -> None:
     wait_for(lambda: customers <= set(read_sent(sent_log)), f"messaged: {sorted(customers - set(read_sent(sent_log)))}")
 
 
-@pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory, postgres_cluster: Any) -> Iterator[Observed]:  # noqa: F811
+@pytest.fixture(scope="module", params=[1, 8], ids=["one-partition", "eight-partitions"])
+def scenario(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, postgres_cluster: Any  # noqa: F811
+) -> Iterator[Observed]:
+    partitions: int = request.param
     name = postgres_cluster.create_database()
     url = postgres_cluster.url(name)
     sent_log = tmp_path_factory.mktemp("hosts") / "sent.log"
@@ -205,27 +214,32 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, postgres_cluster: Any) ->
     try:
         # init(), what `recoverkit db init URL` runs: main() here would leave its stderr handler on the
         # "recoverkit" logger for the rest of the session (conftest restores it per test, not per module).
-        init(url)
+        init(url, partitions=partitions)
         hosts = [Host(url, sent_log, "host-a"), Host(url, sent_log, "host-b")]
         a, b = (host.ready() for host in hosts)
-        wait_for(lambda: a.is_owner() or b.is_owner(), "one host owning the pipeline")
-        assert not (a.is_owner() and b.is_owner())
+        if partitions == 1:
+            wait_for(lambda: a.is_owner() or b.is_owner(), "one host owning the pipeline")
+            assert not (a.is_owner() and b.is_owner())
+        else:  # the partitions spread evenly over the two hosts
+            wait_for(lambda: a.owned() == b.owned() == partitions // 2, "the partitions spread over both hosts")
 
         wave1 = track_wave(1, (a, b), observed)
         wait_for_messages(sent_log, wave1 & observed.leavers)
 
         # Wave two journaled through both hosts, then the owner killed before any of its messages is due.
         observed.wave_two = track_wave(2, (a, b), observed)
-        owner, survivor = (a, b) if a.is_owner() else (b, a)
+        owner, survivor = (a, b) if a.owned() else (b, a)
         observed.killed, observed.killed_pid = owner.name, owner.process.pid
         killed_at = owner.kill()
-        wait_for(survivor.is_owner, f"{survivor.name} owning the pipeline after the kill")
+        wait_for(lambda: survivor.owned() == partitions, f"{survivor.name} owning every partition after the kill")
         observed.takeover_s = time.time() - killed_at
 
         # The killed host comes back (a new process) and both take wave three.
         restarted = Host(url, sent_log, f"{owner.name}-restarted")
         hosts.append(restarted)
         restarted.ready()
+        if partitions > 1:  # the newcomer gets its share, handed over by the survivor
+            wait_for(lambda: restarted.owned() == partitions // 2, "the restarted host taking its share")
         wave3 = track_wave(3, (survivor, restarted), observed)
         wait_for_messages(sent_log, (observed.wave_two | wave3) & observed.leavers)
         time.sleep(1.5)  # any second message or message to a buyer would be due by now
@@ -234,7 +248,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, postgres_cluster: Any) ->
         with PostgresStore(url) as store:
             observed.ledger_states = Counter(entry.state for entry in store.ledger())
             observed.problems = store.check()
-        observed.info = {"takeover_s": round(observed.takeover_s, 2)}
+        observed.info = {"takeover_s": round(observed.takeover_s, 2), "partitions": partitions}
         yield observed
     finally:
         for host in hosts:

@@ -6,8 +6,9 @@
 
 The engine runs ``Engine(config, store=URL)`` on the wall clock: carts abandoned 1 s after their last
 activity, one flow with one ``email`` message at once (so the shopper's address and consent are needed), a cap
-of one message per customer a week, a checkpoint every 0.2 s and a 1 s pipeline lease. Every host journals
-what it tracks into the store's one-partition journal; the one holding the lease processes all of it. The
+of one message per customer a week, a checkpoint every 0.2 s and a 1 s lease. Every host journals what it
+tracks into the store's journal; on a one-partition store the host holding the pipeline lease processes all of
+it, on a partitioned one each host runs its share of the partitions. The
 adapter appends ``<key> <name> <pid>`` to ``--sent`` with one ``os.write`` on an ``O_APPEND`` descriptor,
 then fsyncs, before ``send`` returns: the file is the truth about adapter calls across a ``kill -9``, and
 lines from several processes never interleave.
@@ -17,7 +18,8 @@ with one JSON line on stdout:
 
 - ``{"track": [event, ...]}``: ``engine.track()`` each, then ``await engine.flush()`` (so they are in the
   shared journal); answers ``{"tracked": n}``;
-- ``{"status": true}``: answers ``{"owner": bool, "pid": int}``;
+- ``{"status": true}``: answers ``{"owner": bool, "owned": int, "pid": int}`` (``owned``: how many partitions
+  this host runs; on a one-partition store 1 while it holds the pipeline lease);
 - end of input: closes the engine and exits 0.
 
 Logs go to stderr (warnings and up), so stdout carries only the protocol.
@@ -74,7 +76,9 @@ async def run(args: argparse.Namespace) -> None:
                 await engine.flush()
                 say({"tracked": tracked})
             elif "status" in command:
-                say({"owner": engine.is_owner, "pid": os.getpid()})
+                partitions = engine.partitions  # None on a one-partition store
+                owned = (1 if engine.is_owner else 0) if partitions is None else len(partitions["owned"])
+                say({"owner": engine.is_owner, "owned": owned, "pid": os.getpid()})
             else:
                 say({"error": f"unknown command {sorted(command)}"})
 

@@ -46,7 +46,12 @@ Guard: TypeAlias = Callable[[Message], "bool | Awaitable[bool]"]
 #: The longest wait a provider's Retry-After can impose on a retry (a day).
 _MAX_RETRY_AFTER = 86_400.0
 #: What each refused claim counts as.
-_REFUSED = {"duplicate": "duplicate_key", "purchased": "cancelled_purchase", "suppressed": "suppressed"}
+_REFUSED = {
+    "duplicate": "duplicate_key",
+    "purchased": "cancelled_purchase",
+    "suppressed": "suppressed",
+    "capped": "capped",  # a cap the ledger enforces across partitions (ClaimRequest.caps): skipped for good
+}
 
 
 class Delivery:

@@ -43,10 +43,11 @@ __all__ = [
     "check_resolution",
     "check_states",
     "missing_entry",
+    "over_cap",
 ]
 
 #: What :meth:`LedgerStore.claim` answers; see there.
-Claim = Literal["claimed", "duplicate", "purchased", "suppressed", "not_owner"]
+Claim = Literal["claimed", "duplicate", "purchased", "suppressed", "capped", "not_owner"]
 #: How a send ended, as :meth:`LedgerStore.finish` records it; ``"unknown"``: the adapter was given up on while still
 #: running, so the message may or may not have gone (settled by :meth:`LedgerStore.resolve`, as after a crash).
 Outcome = Literal["sent", "failed", "dead", "cancelled", "unknown"]
@@ -100,6 +101,23 @@ class ClaimRequest(msgspec.Struct, frozen=True, kw_only=True):
     #: The time recorded as ``claimed_at``, on the engine's clock (event time in a replay); ``None``: ``now``.
     #: ``now`` is always the wall clock, because the lease it is checked against is.
     at: float | None = None
+    #: Frequency caps the ledger enforces for this claim, across every process: ``(max, per, channel)``, at most
+    #: ``max`` entries for ``contact_key`` (on ``channel``, or any channel when ``None``) claimed within the ``per``
+    #: seconds up to ``claimed_at``. A partitioned engine passes its configured caps, since a customer's carts may
+    #: be in several partitions; one pipeline keeps its caps itself and passes none.
+    caps: tuple[tuple[int, float, str | None], ...] = ()
+
+
+def over_cap(r: ClaimRequest, claimed: Sequence[tuple[str, float]]) -> bool:
+    """Whether claiming ``r`` would exceed one of ``r.caps``, given the ``(channel, claimed_at)`` of the entries
+    already in the ledger for ``r.contact_key`` (every state but ``cancelled``)."""
+    at = r.now if r.at is None else r.at
+    for limit, per, channel in r.caps:
+        since = at - per
+        used = sum(1 for ch, when in claimed if when > since and (channel is None or ch == channel))
+        if (channel is None or channel == r.channel) and used >= limit:
+            return True
+    return False
 
 
 class FinishRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -158,6 +176,7 @@ class LedgerStore(Protocol):
         - ``"suppressed"``: ``contact_key`` was suppressed (:meth:`suppress`, :meth:`forget`): never again;
         - ``"purchased"``: a purchase of ``cart_key`` or by ``contact_key`` was recorded at or after
           ``started_at`` (the cart's start);
+        - ``"capped"``: (only with ``caps``, see :class:`ClaimRequest`) one of them is used up for ``contact_key``;
         - ``"claimed"``: an entry in state ``"sending"`` was recorded for ``owner``.
 
         Only ``"claimed"`` writes anything.

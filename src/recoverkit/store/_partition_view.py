@@ -35,6 +35,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
+import msgspec
+
 from ..errors import StoreError
 from ._checkpoint import Checkpoint
 from ._journal import JournalEntry
@@ -71,6 +73,8 @@ class PartitionView:
         #: The epoch this view's owner holds the partition at (``None``: not taken, or lost).
         self.epoch: int | None = None
         self.owner: str | None = None
+        #: The frequency caps every claim carries (``(max, per, channel)``, the engine's ``config.caps``).
+        self.caps: tuple[tuple[int, float, str | None], ...] = ()
 
     @property
     def partitions(self) -> int:
@@ -137,6 +141,8 @@ class PartitionView:
     def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
         if self.epoch is None:
             return ["not_owner"] * len(requests)
+        if self.caps:  # a customer's carts may be in several partitions: the ledger counts across them
+            requests = [msgspec.structs.replace(r, caps=self.caps) for r in requests]
         return self.base.claim_fenced(self.partition, self.epoch, requests)
 
     def claim(

@@ -32,6 +32,7 @@ from .._ledger import (
     check_resolution,
     check_states,
     missing_entry,
+    over_cap,
 )
 from .._privacy import contact_hash as _contact_hash
 from ._partitions import FENCE, PartitionedJournal
@@ -96,6 +97,7 @@ class Ledger(PartitionedJournal):
         hashes = [self._hash(r.contact_key) for r in requests]
 
         def run(conn: Conn) -> list[Claim]:
+            hold_caps(conn, requests, hashes)
             answers: list[Claim] = []
             for r, hashed in zip(requests, hashes, strict=True):
                 # FOR SHARE: a take-over of the lease (an update of its row) waits until these claims commit.
@@ -123,6 +125,7 @@ class Ledger(PartitionedJournal):
         hashes = [self._hash(r.contact_key) for r in requests]
 
         def run(conn: Conn) -> list[Claim]:
+            hold_caps(conn, requests, hashes)
             answers: list[Claim] = []
             for r, hashed in zip(requests, hashes, strict=True):
                 if conn.execute(FENCE, (partition, r.owner, epoch)).fetchone() is None:
@@ -296,6 +299,15 @@ class Ledger(PartitionedJournal):
         self._write("mark_resent", run)
 
 
+def hold_caps(conn: Conn, requests: Sequence[ClaimRequest], hashes: list[str]) -> None:
+    """Take, until the transaction ends, an exclusive advisory lock per contact whose claim checks caps, in one
+    order (so two transactions never wait for each other in a cycle): counting a customer's entries and adding
+    one must not interleave with another claim for the same customer."""
+    wanted = sorted({h for r, h in zip(requests, hashes, strict=True) if r.caps and h})
+    if wanted:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(h, 1)) FROM unnest(%s::text[]) AS h", (wanted,))
+
+
 def hold_contacts(conn: Conn, hashes: list[str]) -> None:
     """Take, until the transaction ends, a shared advisory lock on each contact (by its keyed hash, never its key)
     that the transaction writes a row for; :meth:`~Records.forget` takes the same lock exclusively.
@@ -327,6 +339,16 @@ def _claim(conn: Conn, r: ClaimRequest, hashed: str, partition: int | None = Non
     ).fetchone()
     if bought is not None:
         return "purchased"
+    if r.caps:
+        # The caller holds the contact's cap lock (hold_caps) to the end of its transaction, so two claims for one
+        # customer in different partitions count each other: the second waits, then sees the first's entry.
+        claimed = conn.execute(
+            "SELECT channel, claimed_at FROM ledger WHERE contact_key = %s AND state <> 'cancelled' "
+            "AND claimed_at > %s",
+            (r.contact_key, (r.now if r.at is None else r.at) - max(per for _, per, _ in r.caps)),
+        ).fetchall()
+        if over_cap(r, claimed):
+            return "capped"
     inserted = conn.execute(
         "INSERT INTO ledger (key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, part) "
         "VALUES (%s, %s, %s, %s, 'sending', %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
