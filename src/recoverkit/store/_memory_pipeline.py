@@ -36,51 +36,44 @@ from ._privacy import contact_hash
 __all__ = ["MemoryCheckpoint", "MemoryJournal", "MemoryLeases", "MemoryLedger"]
 
 class MemoryJournal(MemoryTables):
-    """:class:`~recoverkit.store.JournalStore` in a dict by seq."""
+    """:class:`~recoverkit.store.JournalStore`: partition 0's journal, on a store of one partition."""
 
     def append_events(self, events: Sequence[bytes], *, now: float) -> int:
+        self._one_sequence("append_events")
         with self._lock:
             self._enter(write=bool(events))  # appending nothing is a read, as in SQLiteStore
+            log = self._logs[0]
             for data in events:
-                self._last_seq += 1
-                self._journal[self._last_seq] = JournalEntry(seq=self._last_seq, data=bytes(data), accepted_at=now)
-            return self._last_seq
+                log.append(data, now)
+            return log.head
 
     def read_events(self, after: int, limit: int) -> list[JournalEntry]:
         check_read_limit(after, limit)
+        self._one_sequence("read_events")
         with self._lock:
             self._enter(write=False)
-            if not self._journal:
-                return []
-            # Trims delete a prefix, so the seqs kept run without gaps from the first to the last.
-            first = max(after + 1, self._first_seq)
-            last = min(first + limit - 1, self._last_seq)
-            return [self._journal[seq] for seq in range(first, last + 1)]
+            return self._logs[0].read(after, limit)
 
     def trim_events(self, through: int) -> int:
+        self._one_sequence("trim_events")
         with self._lock:
             self._enter(write=True)
-            # Trims delete a prefix, and the seqs kept run without gaps: pop by seq. (Not by next(iter(...)):
-            # a dict keeps deleted slots at its front, so that would make trimming quadratic.)
-            journal = self._journal
-            count = 0
-            for seq in range(self._first_seq, min(through, self._last_seq) + 1):
-                if journal.pop(seq, None) is not None:
-                    count += 1
-            self._first_seq = max(self._first_seq, through + 1)
-            return count
+            return self._logs[0].trim(through)
 
     def last_seq(self) -> int:
+        self._one_sequence("last_seq")
         with self._lock:
             self._enter(write=False)
-            return self._last_seq
+            return self._logs[0].head
 
 
 class MemoryCheckpoint(MemoryTables):
-    """:class:`~recoverkit.store.CheckpointStore`: one attribute."""
+    """:class:`~recoverkit.store.CheckpointStore`: one attribute, on a store of one partition (beside partition
+    0's journal; a store of several keeps a checkpoint per partition instead)."""
 
     def save_checkpoint(self, position: int, state: bytes, *, now: float) -> bool:
         check_position(position)
+        self._one_sequence("save_checkpoint")
         with self._lock:
             self._enter(write=True)
             if self._checkpoint is not None and self._checkpoint.position > position:
@@ -89,6 +82,7 @@ class MemoryCheckpoint(MemoryTables):
             return True
 
     def load_checkpoint(self) -> Checkpoint | None:
+        self._one_sequence("load_checkpoint")
         with self._lock:
             self._enter(write=False)
             return self._checkpoint
@@ -149,32 +143,39 @@ class MemoryLedger(MemoryTables):
         at: float | None = None,
     ) -> Claim:
         check_claim(key, owner)
+        request = ClaimRequest(
+            key=key, cart_key=cart_key, contact_key=contact_key, channel=channel, started_at=started_at, owner=owner,
+            now=now, at=at,
+        )  # fmt: skip
         with self._lock:
             self._enter(write=True)
             lease = self._leases.get(PIPELINE_LEASE)
             if lease is None or lease[0] != owner or lease[1] <= now:
                 return "not_owner"
-            if key in self._ledger:
-                return "duplicate"
-            if contact_key and contact_hash(self._salt, contact_key) in self._suppressed:
-                return "suppressed"
-            bought_cart = self._cart_purchases.get(cart_key)
-            bought_contact = self._contact_purchases.get(contact_key)
-            if (bought_cart is not None and bought_cart >= started_at) or (
-                bought_contact is not None and bought_contact >= started_at
-            ):
-                return "purchased"
-            self._ledger[key] = LedgerEntry(
-                key=key,
-                cart_key=cart_key,
-                contact_key=contact_key,
-                channel=channel,
-                state="sending",
-                owner=owner,
-                started_at=started_at,
-                claimed_at=now if at is None else at,
-            )
-            return "claimed"
+            return self._admit(request, None)
+
+    def _admit(self, r: ClaimRequest, partition: int | None) -> Claim:
+        """The checks after the owner's, in :meth:`claim`'s order, and the entry (the caller holds the lock);
+        ``partition`` is the one whose owner claims (:meth:`claim_fenced`), ``None`` under the pipeline lease."""
+        if r.key in self._ledger:
+            return "duplicate"
+        if r.contact_key and contact_hash(self._salt, r.contact_key) in self._suppressed:
+            return "suppressed"
+        bought_cart = self._cart_purchases.get(r.cart_key)
+        bought_contact = self._contact_purchases.get(r.contact_key)
+        if (bought_cart is not None and bought_cart >= r.started_at) or (
+            bought_contact is not None and bought_contact >= r.started_at
+        ):
+            return "purchased"
+        self._ledger[r.key] = LedgerEntry(
+            key=r.key, cart_key=r.cart_key, contact_key=r.contact_key, channel=r.channel, state="sending",
+            owner=r.owner, started_at=r.started_at, claimed_at=r.now if r.at is None else r.at,
+        )  # fmt: skip
+        if partition is None:
+            self._claimed_in.pop(r.key, None)  # a key retried (resolve) and claimed again
+        else:
+            self._claimed_in[r.key] = partition
+        return "claimed"
 
     def finish(self, key: str, outcome: Outcome, *, now: float, error: str | None = None) -> None:
         check_outcome(outcome)
@@ -233,6 +234,7 @@ class MemoryLedger(MemoryTables):
                 raise cannot_resolve(key, entry.state)
             if outcome == "retry":
                 del self._ledger[key]
+                self._claimed_in.pop(key, None)
             else:
                 self._ledger[key] = msgspec.structs.replace(entry, state="sent")
 

@@ -302,6 +302,8 @@ class MemoryPrivacy(MemoryTables):
         with self._lock:
             self._enter(write=True)
             entries = drop(self._ledger, lambda e: e.state in PURGEABLE and e.claimed_at < ledger_before)
+            if entries:
+                self._claimed_in = {key: part for key, part in self._claimed_in.items() if key in self._ledger}
             purchases = drop(self._cart_purchases, lambda at: at < purchases_before)
             purchases += drop(self._contact_purchases, lambda at: at < purchases_before)
             letters = drop(self._letters, lambda kept: kept[0].at < dead_letters_before)

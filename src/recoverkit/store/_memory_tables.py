@@ -3,8 +3,11 @@ store's lifecycle; the per-concern parts build on it."""
 
 from __future__ import annotations
 
+import math
 import os
 import threading
+import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -16,9 +19,63 @@ from ._dead_letters import DeadLetterRecord
 from ._journal import JournalEntry
 from ._ledger import LedgerEntry
 from ._lifecycle import StoreStatistics
+from ._partition_args import no_single_sequence
+from ._partitioned import check_partitions
 from ._privacy import SALT_BYTES
 
-__all__ = ["MemoryTables"]
+__all__ = ["MemoryTables", "PartitionLease", "PartitionLog"]
+
+
+class PartitionLog:
+    """One partition's journal: its entries by position, the head (the highest position handed out) and the
+    lowest position it may still hold (trims delete a prefix, so the positions kept run without gaps)."""
+
+    __slots__ = ("entries", "first", "head")
+
+    def __init__(self) -> None:
+        self.entries: dict[int, JournalEntry] = {}  # insertion order is position order
+        self.head = 0
+        self.first = 1
+
+    def append(self, data: bytes, now: float) -> int:
+        self.head += 1
+        self.entries[self.head] = JournalEntry(seq=self.head, data=bytes(data), accepted_at=now)
+        return self.head
+
+    def read(self, after: int, limit: int) -> list[JournalEntry]:
+        if not self.entries:
+            return []
+        first = max(after + 1, self.first)
+        last = min(first + limit - 1, self.head)
+        return [self.entries[position] for position in range(first, last + 1)]
+
+    def trim(self, through: int) -> int:
+        # Pop by position, not by next(iter(...)): a dict keeps deleted slots at its front, so that would make
+        # trimming quadratic.
+        count = 0
+        for position in range(self.first, min(through, self.head) + 1):
+            if self.entries.pop(position, None) is not None:
+                count += 1
+        self.first = max(self.first, through + 1)
+        return count
+
+    def gap(self) -> str | None:
+        """Why the positions kept are not one run up to the head, or ``None``."""
+        positions = list(self.entries)
+        if positions and positions != list(range(positions[0], self.head + 1)):
+            return f"positions are not the run {positions[0]}..{self.head} without gaps"
+        return None
+
+
+class PartitionLease:
+    """A partition's lease as kept: its owner (``None`` once released), epoch and expiry on the store's clock."""
+
+    __slots__ = ("epoch", "expires_at", "owner")
+
+    def __init__(self) -> None:
+        self.owner: str | None = None
+        self.epoch = 0
+        self.expires_at = -math.inf
 
 class MemoryTables:
     """Every table of a :class:`~recoverkit.store.MemoryStore` as a dict, under one lock, and the lifecycle.
@@ -28,16 +85,21 @@ class MemoryTables:
     as one transaction spans tables in :class:`~recoverkit.store.SQLiteStore`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, partitions: int = 1, *, clock: Callable[[], float] = time.time) -> None:
+        self._partitions = check_partitions(partitions)
+        #: The store's clock, which judges the partition leases (one process: one clock).
+        self._clock = clock
         self._lock = threading.Lock()
         self._closed = False
-        self._journal: dict[int, JournalEntry] = {}  # insertion order is seq order
-        self._last_seq = 0
-        self._first_seq = 1  # the lowest seq the journal may still hold
+        # With one partition, the one-sequence journal methods are partition 0's.
+        self._logs = [PartitionLog() for _ in range(partitions)]
+        self._partition_leases = [PartitionLease() for _ in range(partitions)]
+        self._partition_checkpoints: dict[int, Checkpoint] = {}
         self._checkpoint: Checkpoint | None = None
         self._cart_purchases: dict[str, float] = {}
         self._contact_purchases: dict[str, float] = {}
         self._ledger: dict[str, LedgerEntry] = {}
+        self._claimed_in: dict[str, int] = {}  # ledger key -> the partition whose owner claimed it (claim_fenced)
         self._leases: dict[str, tuple[str, float]] = {}  # name -> (owner, expires_at)
         self._letters: dict[str, tuple[DeadLetterRecord, bool]] = {}  # key -> (letter, resent)
         self._salt = os.urandom(SALT_BYTES)
@@ -64,16 +126,27 @@ class MemoryTables:
         """Check the invariants the dicts rely on; empty when they hold (they should, always)."""
         with self._lock:
             self._enter(write=False)
-            problems: list[str] = []
-            seqs = list(self._journal)
-            if seqs and seqs != list(range(seqs[0], self._last_seq + 1)):
-                problems.append(f"journal seqs are not the run {seqs[0]}..{self._last_seq} without gaps")
+            problems = [
+                f"journal partition {partition}: {gap}"
+                for partition, log in enumerate(self._logs)
+                if (gap := log.gap()) is not None
+            ]
             problems += [
                 f"ledger entry {key!r} is filed under key {entry.key!r}"
                 for key, entry in self._ledger.items()
                 if entry.key != key
             ]
             return problems
+
+    @property
+    def partitions(self) -> int:
+        """How many partitions the journal has (fixed when the store was made)."""
+        return self._partitions
+
+    def _one_sequence(self, method: str) -> None:
+        """Refuse a one-sequence journal or checkpoint method on a store of several partitions."""
+        if self._partitions != 1:
+            raise no_single_sequence(method, self._partitions)
 
     def statistics(self) -> StoreStatistics:
         with self._lock:

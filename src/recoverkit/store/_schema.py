@@ -24,6 +24,7 @@ from typing import Final, TypeAlias, TypeVar
 import msgspec
 
 from ..errors import StoreError
+from ._sqlite_schema import V5, partition_problems, seed_partitions, set_new_partitions, want_partitions
 from .base import SALT_BYTES
 
 __all__ = [
@@ -239,17 +240,27 @@ CREATE TABLE visits (
 CREATE INDEX visits_by_time ON visits (at);
 """
 
+
+def _v5(conn: sqlite3.Connection) -> None:
+    # Partitions (see _sqlite_schema): the journal so far becomes partition 0's, its head the last seq handed out.
+    head = last_seq(conn)
+    for statement in split_statements(V5):
+        conn.execute(statement)
+    seed_partitions(conn, head)
+
+
 #: One migration: a SQL script, or a function run on the connection inside the migration's transaction.
 Migration: TypeAlias = str | Callable[[sqlite3.Connection], None]
 
 #: The migrations in order; the schema version of a file is how many of them it has had.
-MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _v2, _V3, _V4)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _v2, _V3, _V4, _v5)
 #: The version this recoverkit writes and reads.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 #: The tables of the current schema, for checks and ``recoverkit db info``.
 TABLES: Final = (
-    "assignments", "checkpoint", "code_attempts", "codes", "conversions", "dead_letters", "journal", "leases",
-    "ledger", "meta", "outcomes", "purchases", "suppression", "visits",
+    "assignments", "checkpoint", "code_attempts", "codes", "conversions", "dead_letters", "journal",
+    "journal_heads", "leases", "ledger", "meta", "outcomes", "partition_checkpoints", "partition_leases",
+    "purchases", "suppression", "visits",
 )  # fmt: skip
 
 
@@ -308,14 +319,21 @@ def check_header(path: str, application_id: int, version: int, tables: Sequence[
         )
 
 
-def migrate(conn: sqlite3.Connection, path: str, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+def migrate(
+    conn: sqlite3.Connection, path: str, migrations: Sequence[Migration] = MIGRATIONS, *, partitions: int | None = None
+) -> int:
     """Bring the file open on ``conn`` (in autocommit mode) to ``len(migrations)``; return the version found.
 
     Runs under ``BEGIN IMMEDIATE``, so that processes opening a new file together migrate it once: the
     others wait for the write lock, then find it done. A failing migration rolls back entirely.
+
+    ``partitions`` (the store's, with :data:`MIGRATIONS`): a file whose tables this call creates gets that many,
+    in the same transaction; a file that has another number raises :class:`StoreError` (nothing migrated).
     """
     application_id, version = _header(conn)
     if application_id == APPLICATION_ID and version == len(migrations):
+        if partitions is not None:
+            want_partitions(conn, path, partitions)
         return version  # the usual case: no write lock needed
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -328,6 +346,10 @@ def migrate(conn: sqlite3.Connection, path: str, migrations: Sequence[Migration]
                     conn.execute(statement)
             else:
                 step(conn)
+        if partitions is not None and version == 0:
+            set_new_partitions(conn, partitions)  # a new file: its number is set once, here
+        elif partitions is not None:
+            want_partitions(conn, path, partitions)
         # PRAGMAs take no parameters; both values are integers of ours.
         conn.execute(f"PRAGMA user_version = {len(migrations):d}")
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
@@ -361,8 +383,11 @@ def read_salt(conn: sqlite3.Connection, path: str) -> bytes:
 
 
 def last_seq(conn: sqlite3.Connection) -> int:
-    """The highest journal seq ever handed out in the file open on ``conn`` (0 if none)."""
-    # sqlite_sequence keeps the highest seq AUTOINCREMENT ever handed out, even after the rows are deleted.
+    """The highest journal seq ever handed out in the file open on ``conn`` (0 if none), trimmed or not: on a
+    store of several partitions, how many events were ever appended (the sum of the partitions' heads)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'journal_heads'").fetchone() is not None:
+        return int(conn.execute("SELECT coalesce(sum(last_position), 0) FROM journal_heads").fetchone()[0])
+    # Before partitions: sqlite_sequence keeps the highest seq AUTOINCREMENT ever handed out.
     row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'journal'").fetchone()
     return 0 if row is None else int(row[0])
 
@@ -388,6 +413,9 @@ class StoreInfo(msgspec.Struct, frozen=True, kw_only=True):
     leases: list[Lease]
     last_seq: int
     checkpoint_position: int | None
+    #: The journal's partitions and each one's head (the highest position handed out), by partition.
+    partitions: int = 1
+    heads: list[int] = msgspec.field(default_factory=list)
 
 
 def problems(conn: sqlite3.Connection, path: str) -> list[str]:
@@ -414,6 +442,8 @@ def problems(conn: sqlite3.Connection, path: str) -> list[str]:
         if "meta" in tables:
             problem = _salt_problem(conn)
             found += [] if problem is None else [problem]
+        if {"journal", "journal_heads", "partition_leases"} <= set(tables):
+            found += partition_problems(conn)
     return found
 
 
@@ -532,6 +562,11 @@ def describe_database(path: str | os.PathLike[str]) -> StoreInfo:
         checkpoint = (
             conn.execute("SELECT position FROM checkpoint WHERE id = 1").fetchone() if "checkpoint" in tables else None
         )
+        heads = (
+            [int(h) for (h,) in conn.execute("SELECT last_position FROM journal_heads ORDER BY part")]
+            if "journal_heads" in tables
+            else [last_seq(conn)] if "journal" in tables else []
+        )
         return StoreInfo(
             path=str(path),
             schema_version=version,
@@ -540,6 +575,8 @@ def describe_database(path: str | os.PathLike[str]) -> StoreInfo:
             leases=leases,
             last_seq=last_seq(conn) if "journal" in tables else 0,
             checkpoint_position=None if checkpoint is None else int(checkpoint[0]),
+            partitions=max(len(heads), 1),
+            heads=heads,
         )
 
     return _inspect(path, run)

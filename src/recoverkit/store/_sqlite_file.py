@@ -25,7 +25,10 @@ from .._log import get_logger
 from ..errors import ConfigError, StoreError
 from . import _schema
 from ._lifecycle import StoreStatistics
+from ._partition_args import no_single_sequence
+from ._partitioned import check_partitions
 from ._privacy import contact_hash
+from ._sqlite_schema import count_partitions
 
 __all__ = ["FILE_MODE", "GROUP_LIMIT", "SQLiteFile", "Scrub", "Synchronous"]
 
@@ -103,7 +106,12 @@ class SQLiteFile:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, synchronous: Synchronous = "normal", busy_timeout: float = 5.0
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "normal",
+        busy_timeout: float = 5.0,
+        partitions: int | None = None,
     ) -> None:
         if synchronous not in get_args(Synchronous):
             raise ConfigError(f"SQLiteStore: expected `synchronous` to be 'normal' or 'full', got {synchronous!r}")
@@ -111,6 +119,7 @@ class SQLiteFile:
             0 <= busy_timeout < math.inf
         ):
             raise ConfigError(f"SQLiteStore: expected `busy_timeout` to be seconds >= 0, got {busy_timeout!r}")
+        wanted = None if partitions is None else check_partitions(partitions)
         if str(path) in ("", ":memory:") or str(path).startswith("file:"):
             raise ConfigError(
                 f"SQLiteStore: expected the path of a file, got {str(path)!r} (for a store in memory use MemoryStore)"
@@ -133,7 +142,7 @@ class SQLiteFile:
         #: What the last :meth:`scrub` did (``None`` before the first).
         self.last_scrub: Scrub | None = None
         self._create_private()
-        self._conn, self._salt = self._open_writer()
+        self._conn, self._salt, self._partitions = self._open_writer(wanted)
         _OPEN_STORES.add(self)
 
     def _create_private(self) -> None:
@@ -158,7 +167,7 @@ class SQLiteFile:
                 f"cannot open {self.path}: {exc} (expected a file path in an existing, writable directory)"
             ) from exc
 
-    def _open_writer(self) -> tuple[sqlite3.Connection, bytes]:
+    def _open_writer(self, partitions: int | None) -> tuple[sqlite3.Connection, bytes, int]:
         conn = self._connect()
         try:
             # Persistent in the file; switching a new file waits (busy_timeout) for other processes' locks.
@@ -173,8 +182,9 @@ class SQLiteFile:
             # the pages that stay and in pages freed whole (FAST leaves the latter as they were: an erased
             # customer's events could be read back from the free list). It costs a write of each freed page.
             conn.execute("PRAGMA secure_delete = ON")
-            _schema.migrate(conn, str(self.path))
+            _schema.migrate(conn, str(self.path), partitions=partitions)
             salt = _schema.read_salt(conn, str(self.path))  # fixed for the file's life: read it once
+            count = count_partitions(conn)  # likewise
             self._probe_writable(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -182,7 +192,17 @@ class SQLiteFile:
         except BaseException:
             conn.close()
             raise
-        return conn, salt
+        return conn, salt, count
+
+    @property
+    def partitions(self) -> int:
+        """How many partitions the file's journal has (fixed when the file was created)."""
+        return self._partitions
+
+    def _one_sequence(self, method: str) -> None:
+        """Refuse a one-sequence journal or checkpoint method on a store of several partitions."""
+        if self._partitions != 1:
+            raise no_single_sequence(method, self._partitions)
 
     def _probe_writable(self, conn: sqlite3.Connection) -> None:
         """Refuse, at open, a file that SQLite opened but cannot write (immutable, read-only mount, mode).

@@ -4,11 +4,11 @@ and the send ledger with its purchases."""
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Any, Final
 
 from ..errors import StoreError
-from . import _schema
 from ._checkpoint import Checkpoint, check_position
 from ._journal import JournalEntry, check_read_limit
 from ._leases import PIPELINE_LEASE, LeaseTaken, check_lease
@@ -33,7 +33,10 @@ from ._ledger import (
 )
 from ._sqlite_file import SQLiteFile
 
-__all__ = ["LEDGER_COLUMNS", "SQLiteCheckpoint", "SQLiteJournal", "SQLiteLeases", "SQLiteLedger", "ledger_entry"]
+__all__ = [
+    "LEDGER_COLUMNS", "SQLiteCheckpoint", "SQLiteJournal", "SQLiteLeases", "SQLiteLedger", "admit", "head_of",
+    "ledger_entry", "read_rows",
+]  # fmt: skip
 
 LEDGER_COLUMNS: Final = (
     "key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, finished_at, error"
@@ -41,48 +44,76 @@ LEDGER_COLUMNS: Final = (
 
 
 class SQLiteJournal(SQLiteFile):
-    """:class:`~recoverkit.store.JournalStore` in the ``journal`` table (``seq`` AUTOINCREMENT: never reused)."""
+    """:class:`~recoverkit.store.JournalStore`: partition 0 of the ``journal`` table, on a store of one partition
+    (its head in ``journal_heads``: positions are never reused)."""
 
     def append_events(self, events: Sequence[bytes], *, now: float) -> int:
+        self._one_sequence("append_events")
         if not events:
             return self.last_seq()
-        rows = [(data, now) for data in events]
-
-        def run(conn: sqlite3.Connection) -> int:
-            conn.executemany("INSERT INTO journal (data, accepted_at) VALUES (?, ?)", rows)
-            return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
-
-        return self._write("append_events", run)
+        return self._append("append_events", [(0, data) for data in events], now)[-1][1]
 
     def read_events(self, after: int, limit: int) -> list[JournalEntry]:
         check_read_limit(after, limit)
-
-        def run(conn: sqlite3.Connection) -> list[JournalEntry]:
-            rows = conn.execute(
-                "SELECT seq, data, accepted_at FROM journal WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
-            ).fetchall()
-            return [JournalEntry(seq=seq, data=data, accepted_at=at) for seq, data, at in rows]
-
-        return self._read("read_events", run)
+        self._one_sequence("read_events")
+        return self._read("read_events", lambda conn: read_rows(conn, 0, after, limit))
 
     def trim_events(self, through: int) -> int:
         """Delete the journal through ``through``; after a :meth:`forget`, also :meth:`scrub` the file."""
+        self._one_sequence("trim_events")
+        return self._trim("trim_events", 0, through)
+
+    def last_seq(self) -> int:
+        self._one_sequence("last_seq")
+        return self._read("last_seq", lambda conn: head_of(conn, 0))
+
+    def _append(self, method: str, events: Sequence[tuple[int, bytes]], now: float) -> list[tuple[int, int]]:
+        """Append ``(partition, data)`` events in one transaction; each event's ``(partition, position)``, in order.
+
+        Each partition's head is advanced in the transaction that inserts its rows, under the file's write lock
+        (``BEGIN IMMEDIATE``), so positions are handed out in commit order with no gap, in every process.
+        """
+        counts = Counter(part for part, _ in events)
+
+        def run(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+            following: dict[int, int] = {}  # partition -> the position its next event gets
+            for part, count in sorted(counts.items()):
+                ((head,),) = conn.execute(
+                    "UPDATE journal_heads SET last_position = last_position + ? WHERE part = ? "
+                    "RETURNING last_position",
+                    (count, part),
+                ).fetchall()
+                following[part] = int(head) - count + 1
+            placed = []
+            rows = []
+            for part, data in events:
+                placed.append((part, following[part]))
+                rows.append((part, following[part], data, now))
+                following[part] += 1
+            conn.executemany("INSERT INTO journal (part, seq, data, accepted_at) VALUES (?, ?, ?, ?)", rows)
+            return placed
+
+        return self._write(method, run)
+
+    def _trim(self, method: str, partition: int, through: int) -> int:
         trimmed = self._write(
-            "trim_events", lambda conn: conn.execute("DELETE FROM journal WHERE seq <= ?", (through,)).rowcount
+            method,
+            lambda conn: conn.execute(
+                "DELETE FROM journal WHERE part = ? AND seq <= ?", (partition, through)
+            ).rowcount,
         )
         if self._scrub_due:
             self._scrub_after_forget()
         return trimmed
 
-    def last_seq(self) -> int:
-        return self._read("last_seq", _schema.last_seq)
-
 
 class SQLiteCheckpoint(SQLiteFile):
-    """:class:`~recoverkit.store.CheckpointStore` in the one-row ``checkpoint`` table."""
+    """:class:`~recoverkit.store.CheckpointStore` in the one-row ``checkpoint`` table, on a store of one partition
+    (a store of several keeps a checkpoint per partition instead)."""
 
     def save_checkpoint(self, position: int, state: bytes, *, now: float) -> bool:
         check_position(position)
+        self._one_sequence("save_checkpoint")
 
         def run(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
@@ -96,6 +127,8 @@ class SQLiteCheckpoint(SQLiteFile):
         return self._write("save_checkpoint", run)
 
     def load_checkpoint(self) -> Checkpoint | None:
+        self._one_sequence("load_checkpoint")
+
         def run(conn: sqlite3.Connection) -> Checkpoint | None:
             row = conn.execute("SELECT position, state, saved_at FROM checkpoint WHERE id = 1").fetchone()
             return None if row is None else Checkpoint(position=row[0], state=row[1], saved_at=row[2])
@@ -259,6 +292,12 @@ def _claim(conn: sqlite3.Connection, r: ClaimRequest, hashed: str) -> Claim:
     lease = conn.execute("SELECT owner, expires_at FROM leases WHERE name = ?", (PIPELINE_LEASE,)).fetchone()
     if lease is None or lease[0] != r.owner or lease[1] <= r.now:
         return "not_owner"
+    return admit(conn, r, hashed, None)
+
+
+def admit(conn: sqlite3.Connection, r: ClaimRequest, hashed: str, partition: int | None) -> Claim:
+    """The checks after the owner's, in :meth:`SQLiteLedger.claim`'s order, and the insert (the caller's
+    transaction); ``partition`` is the one whose owner claims (``claim_fenced``), ``None`` under the pipeline lease."""
     if conn.execute("SELECT 1 FROM ledger WHERE key = ?", (r.key,)).fetchone() is not None:
         return "duplicate"
     if hashed and conn.execute("SELECT 1 FROM suppression WHERE hash = ?", (hashed,)).fetchone() is not None:
@@ -271,9 +310,10 @@ def _claim(conn: sqlite3.Connection, r: ClaimRequest, hashed: str) -> Claim:
     if bought is not None:
         return "purchased"
     conn.execute(
-        "INSERT INTO ledger (key, cart_key, contact_key, channel, state, owner, started_at, claimed_at) "
-        "VALUES (?, ?, ?, ?, 'sending', ?, ?, ?)",
-        (r.key, r.cart_key, r.contact_key, r.channel, r.owner, r.started_at, r.now if r.at is None else r.at),
+        "INSERT INTO ledger (key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, part) "
+        "VALUES (?, ?, ?, ?, 'sending', ?, ?, ?, ?)",
+        (r.key, r.cart_key, r.contact_key, r.channel, r.owner, r.started_at, r.at if r.at is not None else r.now,
+         partition),
     )
     return "claimed"
 
@@ -299,3 +339,19 @@ def ledger_entry(row: tuple[Any, ...]) -> LedgerEntry:
         finished_at=finished_at,
         error=error,
     )
+
+
+# -- reading the journal, shared with the partitioned methods (_sqlite_partitions) ---------------------------------
+
+
+def read_rows(conn: sqlite3.Connection, partition: int, after: int, limit: int) -> list[JournalEntry]:
+    rows = conn.execute(
+        "SELECT seq, data, accepted_at FROM journal WHERE part = ? AND seq > ? ORDER BY seq LIMIT ?",
+        (partition, after, limit),
+    ).fetchall()
+    return [JournalEntry(seq=seq, data=data, accepted_at=at) for seq, data, at in rows]
+
+
+def head_of(conn: sqlite3.Connection, partition: int) -> int:
+    row = conn.execute("SELECT last_position FROM journal_heads WHERE part = ?", (partition,)).fetchone()
+    return 0 if row is None else int(row[0])

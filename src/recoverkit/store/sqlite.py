@@ -48,6 +48,7 @@ from __future__ import annotations
 # The store is a composition of one part per protocol of recoverkit.store.base, each a mixin of SQLiteFile
 # (the connections, the group-committing writer and the lifecycle), in the modules named after what they keep.
 from ._sqlite_file import FILE_MODE, GROUP_LIMIT, Scrub, SQLiteFile, Synchronous
+from ._sqlite_partitions import SQLitePartitions
 from ._sqlite_pipeline import SQLiteCheckpoint, SQLiteJournal, SQLiteLeases, SQLiteLedger
 from ._sqlite_records import SQLiteCodes, SQLiteDeadLetters, SQLiteFacts, SQLitePrivacy
 
@@ -55,6 +56,7 @@ __all__ = ["FILE_MODE", "GROUP_LIMIT", "SQLiteStore", "Scrub", "Synchronous"]
 
 
 class SQLiteStore(
+    SQLitePartitions,
     SQLiteJournal,
     SQLiteCheckpoint,
     SQLiteLeases,
@@ -70,6 +72,13 @@ class SQLiteStore(
     ``path`` is created if it does not exist (its directory must). ``synchronous`` is ``"normal"`` or
     ``"full"`` (see the module docstring: both survive a crashed or killed process, ``"full"`` also a power
     loss); ``busy_timeout`` is how many seconds a write waits for another process's transaction.
+
+    ``partitions`` is the journal's number of partitions (1 to 1024, else :class:`ValueError`), fixed when the
+    file is created and kept in it: ``None`` takes the file's (1 for a new file), and a number other than the
+    file's raises :class:`~recoverkit.errors.StoreError` naming both. It is also a
+    :class:`~recoverkit.store.PartitionedStore`, whose leases are judged by this host's clock (``time.time()``):
+    with one partition the one-sequence methods (``append_events``, ``save_checkpoint`` ...) are partition 0's
+    journal and a checkpoint beside it; with more they raise :class:`~recoverkit.errors.StoreError`.
 
     Opening applies the schema migrations the file lacks. It raises :class:`~recoverkit.errors.StoreError`
     when the file is not a SQLite database, is another application's, or was written by a newer recoverkit;
