@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .recovery import BASE_URL, PORT, RECOVERY_CONFIG
 
@@ -57,13 +59,28 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": VAR_DIR / "shop.sqlite3",
-        "OPTIONS": {"timeout": 20},
+
+def _database(url: str | None) -> dict[str, Any]:
+    """The shop's database: a SQLite file in VAR_DIR, or the PostgreSQL database ``SHOP_DATABASE_URL`` names
+    (``postgresql://user:password@host:5432/shop``; a Unix socket's directory as ``?host=/run/postgresql``)."""
+    if not url:
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "shop.sqlite3", "OPTIONS": {"timeout": 20}}
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")),
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or query.get("host", ""),
+        "PORT": str(parts.port or query.get("port", "")),
     }
-}
+
+
+#: Two or more hosts behind a load balancer share one PostgreSQL database: set SHOP_DATABASE_URL on every host
+#: (README.md, "Run it on two hosts"). Without it, a SQLite file on this host.
+DATABASES = {"default": _database(os.environ.get("SHOP_DATABASE_URL"))}
+_ON_POSTGRESQL = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The session only holds the id of the shopper's cart (carts are rows in the database, so a restore link can find
@@ -85,9 +102,11 @@ SHOP_OUTBOX = Path(os.environ.get("SHOP_OUTBOX", VAR_DIR / "outbox.jsonl"))
 RECOVERKIT = {
     # Flows, offers and restore links (shopsite/recovery.py); a dict, a recoverkit.Config or a TOML file's path.
     "CONFIG": RECOVERY_CONFIG,
-    # A file the shop's processes share: nothing is lost on a restart, and with several worker processes one of
-    # them at a time runs the pipeline.
-    "STORE": str(VAR_DIR / "recoverkit.db"),
+    # Where recoverkit keeps its state, which every process shares: nothing is lost on a restart, and one process
+    # at a time runs the pipeline. On one host, a SQLite file beside the shop's; on PostgreSQL, the shop's own
+    # database (in a schema of its own, `recoverkit`, made once by `recoverkit db init URL`), which every host
+    # shares.
+    "STORE": {"DATABASE": "default"} if _ON_POSTGRESQL else str(VAR_DIR / "recoverkit.db"),
     # The "e-mail provider": an import path to a class recoverkit builds at start-up.
     "CHANNELS": {"email": "storefront.outbox.DemoOutbox"},
     # begin_checkout is recorded by the middleware when the first checkout page loads, with no code in that view.
