@@ -342,3 +342,38 @@ class LedgerContract(StoreFixture):
                     store.mark_unknown()
                 assert {e.key for e in store.ledger()} == live
             assert store.check() == []
+
+    # -- caps carried by a claim (a partitioned engine's: a customer's carts may be in several partitions) ----
+
+    def _capped_claim(self, store: Store, key: str, *, at: float, channel: str = "email", **more: Any) -> str:
+        request = ClaimRequest(
+            key=key, cart_key=more.pop("cart_key", key.split("/")[0]), contact_key=more.pop("contact_key", "contact-1"),
+            channel=channel, started_at=T0, owner=OWNER, now=T0 + 10, at=at,
+            caps=more.pop("caps", ((1, 86_400.0, None),)),
+        )  # fmt: skip
+        return store.claim_many([request])[0]
+
+    def test_a_claim_over_its_cap_is_refused_as_capped_and_writes_nothing(self, store: Store) -> None:
+        owned(store)
+        assert self._capped_claim(store, "cart-1/f/0", at=T0 + 100) == "claimed"
+        before = store.ledger()
+        # Another cart of the same customer (another partition, say), within the day: over the cap.
+        assert self._capped_claim(store, "cart-2/f/0", at=T0 + 200) == "capped"
+        assert store.ledger() == before
+        # Another customer is not affected; after the window the customer may be written to again.
+        assert self._capped_claim(store, "cart-3/f/0", at=T0 + 200, contact_key="contact-2") == "claimed"
+        assert self._capped_claim(store, "cart-2/f/1", at=T0 + 100 + 86_400 + 1) == "claimed"
+
+    def test_a_cap_on_one_channel_counts_only_that_channel(self, store: Store) -> None:
+        owned(store)
+        caps = ((1, 3600.0, "sms"),)
+        assert self._capped_claim(store, "cart-1/f/0", at=T0 + 100, channel="sms", caps=caps) == "claimed"
+        assert self._capped_claim(store, "cart-2/f/0", at=T0 + 110, channel="email", caps=caps) == "claimed"
+        assert self._capped_claim(store, "cart-3/f/0", at=T0 + 120, channel="sms", caps=caps) == "capped"
+
+    def test_cancelled_entries_do_not_count_and_without_caps_nothing_is_capped(self, store: Store) -> None:
+        owned(store)
+        assert self._capped_claim(store, "cart-1/f/0", at=T0 + 100) == "claimed"
+        store.finish("cart-1/f/0", "cancelled", now=T0 + 101)
+        assert self._capped_claim(store, "cart-2/f/0", at=T0 + 200) == "claimed"
+        assert self._capped_claim(store, "cart-3/f/0", at=T0 + 300, caps=()) == "claimed"  # one pipeline's caps

@@ -29,6 +29,7 @@ from ._ledger import (
     check_resolution,
     check_states,
     missing_entry,
+    over_cap,
 )
 from ._memory_tables import MemoryTables
 from ._privacy import contact_hash
@@ -142,17 +143,20 @@ class MemoryLedger(MemoryTables):
         now: float,
         at: float | None = None,
     ) -> Claim:
-        check_claim(key, owner)
         request = ClaimRequest(
             key=key, cart_key=cart_key, contact_key=contact_key, channel=channel, started_at=started_at, owner=owner,
             now=now, at=at,
         )  # fmt: skip
+        return self._claim(request)
+
+    def _claim(self, r: ClaimRequest) -> Claim:
+        check_claim(r.key, r.owner)
         with self._lock:
             self._enter(write=True)
             lease = self._leases.get(PIPELINE_LEASE)
-            if lease is None or lease[0] != owner or lease[1] <= now:
+            if lease is None or lease[0] != r.owner or lease[1] <= r.now:
                 return "not_owner"
-            return self._admit(request, None)
+            return self._admit(r, None)
 
     def _admit(self, r: ClaimRequest, partition: int | None) -> Claim:
         """The checks after the owner's, in :meth:`claim`'s order, and the entry (the caller holds the lock);
@@ -167,6 +171,14 @@ class MemoryLedger(MemoryTables):
             bought_contact is not None and bought_contact >= r.started_at
         ):
             return "purchased"
+        if r.caps:
+            claimed = [
+                (e.channel, e.claimed_at)
+                for e in self._ledger.values()
+                if e.contact_key == r.contact_key and e.state != "cancelled"
+            ]
+            if over_cap(r, claimed):
+                return "capped"
         self._ledger[r.key] = LedgerEntry(
             key=r.key, cart_key=r.cart_key, contact_key=r.contact_key, channel=r.channel, state="sending",
             owner=r.owner, started_at=r.started_at, claimed_at=r.now if r.at is None else r.at,
@@ -189,13 +201,7 @@ class MemoryLedger(MemoryTables):
 
     def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
         # Each claim is atomic under the lock; nothing is gained by holding it across them in memory.
-        return [
-            self.claim(
-                r.key, cart_key=r.cart_key, contact_key=r.contact_key, channel=r.channel, started_at=r.started_at,
-                owner=r.owner, now=r.now, at=r.at,
-            )
-            for r in requests
-        ]  # fmt: skip
+        return [self._claim(r) for r in requests]
 
     def finish_many(self, requests: Sequence[FinishRequest]) -> list[StoreError | None]:
         answers: list[StoreError | None] = []

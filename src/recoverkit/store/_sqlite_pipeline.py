@@ -30,6 +30,7 @@ from ._ledger import (
     check_resolution,
     check_states,
     missing_entry,
+    over_cap,
 )
 from ._sqlite_file import SQLiteFile
 
@@ -309,6 +310,13 @@ def admit(conn: sqlite3.Connection, r: ClaimRequest, hashed: str, partition: int
     ).fetchone()
     if bought is not None:
         return "purchased"
+    if r.caps:  # one writer at a time (BEGIN IMMEDIATE): the count and the insert cannot interleave with another
+        claimed = conn.execute(
+            "SELECT channel, claimed_at FROM ledger WHERE contact_key = ? AND state <> 'cancelled' AND claimed_at > ?",
+            (r.contact_key, (r.now if r.at is None else r.at) - max(per for _, per, _ in r.caps)),
+        ).fetchall()
+        if over_cap(r, claimed):
+            return "capped"
     conn.execute(
         "INSERT INTO ledger (key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, part) "
         "VALUES (?, ?, ?, ?, 'sending', ?, ?, ?, ?)",
