@@ -13,8 +13,9 @@ ways:
 
 Each into three stores: the in-memory store, a new SQLite file (``synchronous = "normal"``), and a PostgreSQL
 store of one partition made by ``recoverkit.store.postgres.init`` in a fresh schema (``--partitions`` to choose
-another count: the engine of this version runs one pipeline over all of them). The timed region runs from opening
-the store to the end of ``async with`` (the final checkpoint written), as ``bench_durability.py`` times it.
+another count: with more than one, the partitioned engine runs a pipeline per partition, all in this process). The
+timed region runs from opening the store to the end of ``async with`` (the final checkpoint written), as
+``bench_durability.py`` times it.
 
 **Baseline** (same run, same lines): bare psycopg, one connection, into a plain table ``(id bigserial, data
 bytea)``: the lines COPYed in (binary) in transactions of 1,024 lines, then read back in ``id`` order through a
@@ -26,22 +27,35 @@ Figures: events/s and ratios: PostgreSQL / bare (aim: >= 0.5), PostgreSQL / SQLi
 every configuration accepted the same events and sent the same number of messages, and the bare table gave back
 every line.
 
-Scaling out (``--engine-processes 1,2`` over an ``--scale-partitions`` (8) store) needs the partitioned engine
-(several engine processes sharing one store's partitions); until the engine runs one pipeline per partition
-lease, asking for more than one process stops with a message saying so.
+**Scaling out** (the partitioned engine): ``--engine-processes`` (1, then 2) engine processes over one store of
+``--scale-partitions`` (8) partitions. The processes start, join as members and share the partitions out (each
+waits until every process is a member and holds its share; not timed); then, released together, each
+``submit_many``s the same synthetic lines' sessions that fall in the partitions it owns (as a load balancer
+routing by partition would: no process journals into another's partitions, except what the journal mirrors into
+every partition, a customer's consent and address, purchases) and flushes with ``end_of_input=True``; all close
+together at the end. Figure: events / the slowest process's seconds, and its ratio to one process (the baseline,
+same run); per-process events/s too. Checks: the partitions were shared out once each and did not move, no
+message key reached an adapter twice across the processes, no ledger entry left ``sending`` or ``unknown``, the
+store's ``check()`` is clean. The message counts are printed for each process count, not compared: in event
+time, a partition's watermark is its own events', and a mirror written by the other process may arrive after
+it (issue 14's "writers' watermark").
 
 The server: a throwaway cluster started here (tests/store/postgres_cluster.py: initdb in a temporary directory, a
 Unix socket, ``fsync=off``, ``synchronous_commit=off``: CPU and round trips, not the disk), or ``--url`` for one of
-yours (schemas ``bench_pg_engine`` and ``bench_pg_engine_bare`` are made in it and dropped at the end). On a
-2-core machine the server shares the cores with the engine. Run from the repository root:
+yours (schemas ``bench_pg_engine``, ``bench_pg_engine_bare`` and ``bench_pg_engine_scale`` are made in it and
+dropped at the end). On a 2-core machine the server shares the cores with the engine(s). Run from the repository
+root:
 
     .venv/bin/python benchmarks/bench_pg_engine.py              # 5,000 sessions (~30,000 events), 3 rounds
+    .venv/bin/python benchmarks/bench_pg_engine.py --only scale # 1 and 2 engine processes, 8 partitions
     .venv/bin/python benchmarks/bench_pg_engine.py --quick      # 200 sessions, one round: indicative only
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -52,6 +66,7 @@ from typing import Any, Final
 
 import anyio
 import anyio.to_thread
+import msgspec
 from _common import emit_json, has_uvloop, machine, parser, print_header, quiet_logs, ratio, watchdog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "store"))
@@ -66,6 +81,9 @@ from recoverkit.synthetic import generate_jsonl
 
 SCHEMA: Final = "bench_pg_engine"
 BARE_SCHEMA: Final = "bench_pg_engine_bare"
+SCALE_SCHEMA: Final = "bench_pg_engine_scale"
+#: Seconds a scale-out step (processes starting and sharing the partitions out, a process's run) may take.
+SCALE_STEP: Final = 120.0
 CHUNK_LINES: Final = 1024  # as recoverkit.replay submits, and the bare baseline's transactions and fetches
 STORES: Final = ("memory", "sqlite", "postgres")
 STYLES: Final = ("replay", "live")
@@ -119,10 +137,10 @@ class _Count:
         self.sent += 1
 
 
-def reset_store(url: str, partitions: int) -> None:
+def reset_store(url: str, partitions: int, schema: str = SCHEMA) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
-    init(url, partitions=partitions, schema=SCHEMA)
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    init(url, partitions=partitions, schema=schema)
 
 
 @contextmanager
@@ -165,6 +183,148 @@ async def engine_once(lines: list[bytes], kind: str, style: str, url: str, direc
         "accepted": stats.events_accepted,
         "tracked": tracked,
         "overflow": stats.events_overflow,
+    }
+
+
+# -- scaling out: several engine processes over one partitioned store ------------------------------------------
+
+
+class _Session(msgspec.Struct):
+    session_id: str
+
+
+class _Keys:
+    """A channel adapter that keeps the keys it was called with (to count calls made twice across processes)."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    async def send(self, message: Message) -> None:
+        self.keys.append(message.key)
+
+
+async def _scale_engine(index: int, processes: int, url: str, sessions: int, out: Any, go: Any, done: Any) -> None:
+    lines = list(generate_jsonl(sessions, seed=0))
+    config = Config()
+    used = sorted({ch for f in config.flows for s in f.steps for ch in (s.channel, s.fallback) if ch})
+    keys = _Keys()
+    decode = msgspec.json.Decoder(_Session).decode
+    with PostgresStore(url, schema=SCALE_SCHEMA) as store:
+        engine = Engine(config, channels=dict.fromkeys(used, keys), clock=EventClock(), store=store, owner=f"p{index}")
+        async with engine:
+            # Until every process is a member and holds its share: the figure is the work, not the sharing out.
+            with anyio.fail_after(SCALE_STEP):
+                while not ((s := engine.partitions) and s["members"] == processes and len(s["owned"]) == s["share"]):
+                    await anyio.sleep(0.05)
+            owned = set(s["owned"])
+            mine = [line for line in lines if store.partition_of(decode(line).session_id) in owned]
+            out.put(("owned", index, sorted(owned)))
+            if not await anyio.to_thread.run_sync(go.wait, SCALE_STEP):
+                raise TimeoutError("bench_pg_engine: the processes did not start together")
+            started = time.perf_counter()
+            for i in range(0, len(mine), CHUNK_LINES):
+                await engine.submit_many(mine[i : i + CHUNK_LINES])
+            await engine.flush(end_of_input=True)
+            seconds = time.perf_counter() - started
+            status = engine.partitions or {}
+            out.put(("done", index, {"events": len(mine), "seconds": seconds, "owned": status.get("owned")}))
+            # Close together: a process leaving early would hand its partitions to one still at work.
+            await anyio.to_thread.run_sync(done.wait, SCALE_STEP)
+    out.put(("keys", index, keys.keys))
+
+
+def _scale_process(index: int, processes: int, url: str, sessions: int, out: Any, go: Any, done: Any) -> None:
+    quiet_logs()
+    anyio.run(
+        _scale_engine, index, processes, url, sessions, out, go, done, backend="asyncio",
+        backend_options={"use_uvloop": has_uvloop()},
+    )  # fmt: skip
+
+
+def scale_once(url: str, processes: int, sessions: int, partitions: int) -> dict[str, Any]:
+    """One run of ``processes`` engine processes over a new store of ``partitions``; see the module docstring."""
+    reset_store(url, partitions, SCALE_SCHEMA)
+    ctx = multiprocessing.get_context("spawn")  # each process opens its own connections, after it starts
+    out, go, done = ctx.Queue(), ctx.Event(), ctx.Event()
+    workers = [
+        ctx.Process(target=_scale_process, args=(k, processes, url, sessions, out, go, done)) for k in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    try:
+        owned: dict[int, list[int]] = _collect(out, "owned", processes)
+        go.set()
+        finished: dict[int, dict[str, Any]] = _collect(out, "done", processes)
+        done.set()
+        keys = [key for ks in _collect(out, "keys", processes).values() for key in ks]
+    finally:
+        go.set()
+        done.set()
+        for w in workers:
+            w.join(SCALE_STEP)
+            if w.is_alive():
+                w.kill()
+    problems = [f"process {k} exited with {w.exitcode}" for k, w in enumerate(workers) if w.exitcode != 0]
+    shares = [part for parts in owned.values() for part in parts]
+    if sorted(shares) != list(range(partitions)):
+        problems.append(f"the partitions were not shared out once each: {owned}")
+    if any(f["owned"] != owned[k] for k, f in finished.items()):
+        problems.append("a partition moved during the run")
+    calls = len(keys)
+    duplicates = calls - len(set(keys))
+    with PostgresStore(url, schema=SCALE_SCHEMA) as store:
+        problems += store.check()
+        open_claims = len(store.ledger(["sending", "unknown"]))
+    if open_claims:
+        problems.append(f"{open_claims} ledger entries left sending or unknown")
+    if duplicates:
+        problems.append(f"{duplicates} messages sent twice")
+    slowest = max(f["seconds"] for f in finished.values())  # they started together: the run ends with the last
+    events = sum(f["events"] for f in finished.values())
+    return {
+        "events": events,
+        "events_per_second": events / slowest,
+        "per_process_events_per_second": statistics.mean(f["events"] / f["seconds"] for f in finished.values()),
+        "owned": [owned[k] for k in sorted(owned)],
+        "messages": calls,
+        "duplicates": duplicates,
+        "problems": problems,
+    }
+
+
+def _collect(out: Any, kind: str, count: int) -> dict[int, Any]:
+    """The payloads of ``count`` ``(kind, index, payload)`` messages from the processes, by index."""
+    got: dict[int, Any] = {}
+    while len(got) < count:
+        what, index, payload = out.get(timeout=SCALE_STEP)  # queue.Empty if a process died or hung
+        if what != kind:
+            raise RuntimeError(f"bench_pg_engine: expected {kind!r} from the processes, got {what!r}")
+        got[index] = payload
+    return got
+
+
+def run_scale(*, url: str, sessions: int, processes: list[int], partitions: int, repeat: int) -> dict[str, Any]:
+    """Every count of ``processes`` ``repeat`` times, interleaved; the best run of each kept."""
+    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in processes}
+    for _ in range(repeat):
+        for n in processes:
+            runs[n].append(scale_once(url, n, sessions, partitions))
+    rows = []
+    for n, results in runs.items():
+        best = max(results, key=lambda r: r["events_per_second"])
+        rows.append({
+            "processes": n, "events": best["events"], "events_per_second": best["events_per_second"],
+            "per_process_events_per_second": best["per_process_events_per_second"], "owned": best["owned"],
+            "runs_events_per_second": [r["events_per_second"] for r in results],
+            "messages": sorted({r["messages"] for r in results}), "duplicates": sum(r["duplicates"] for r in results),
+        })  # fmt: skip
+    one = next((r["events_per_second"] for r in rows if r["processes"] == 1), float("nan"))
+    for row in rows:
+        row["vs_one_process"] = ratio(row["events_per_second"], one)
+    return {
+        "partitions": partitions,
+        "rows": rows,
+        "problems": [p for results in runs.values() for r in results for p in r["problems"]],
     }
 
 
@@ -226,6 +386,33 @@ def server_version(url: str) -> str:
 
 
 def report(doc: dict[str, Any]) -> None:
+    if "results" in doc:
+        report_throughput(doc)
+    if "scale" in doc:
+        if "results" in doc:
+            print()
+        report_scale(doc)
+
+
+def report_scale(doc: dict[str, Any]) -> None:
+    sc, s = doc["scale"], doc["settings"]
+    print(f"scaling out: engine processes over one PostgreSQL store of {sc['partitions']} partitions, "
+          f"{s['sessions']:,} sessions, replay-style; each process submits its own partitions' sessions")  # fmt: skip
+    header = f"{'processes':>10}{'events/s':>12}{'per process':>13}{'vs 1':>8}   partitions owned; runs (events/s)"
+    print(header)
+    print("-" * len(header))
+    for row in sc["rows"]:
+        runs = ", ".join(f"{x:,.0f}" for x in row["runs_events_per_second"])
+        print(f"{row['processes']:>10}{row['events_per_second']:>12,.0f}{row['per_process_events_per_second']:>13,.0f}"
+              f"{row['vs_one_process']:>8.2f}   {row['owned']}; {runs}")  # fmt: skip
+    messages = "; ".join(f"{row['processes']}: {row['messages']}" for row in sc["rows"])
+    duplicates = sum(row["duplicates"] for row in sc["rows"])
+    print(f"messages by processes: {messages}; sent twice: {duplicates}")
+    print("checks: " + ("partitions shared out once each and kept, ledger settled, store consistent"
+                        if not sc["problems"] else "; ".join(sc["problems"])))  # fmt: skip
+
+
+def report_throughput(doc: dict[str, Any]) -> None:
     r, s = doc["results"], doc["settings"]
     print(f"engine throughput, event time: {r['events']:,} events ({s['sessions']:,} synthetic sessions), "
           f"{s['repeat']} interleaved run(s) of each configuration, best kept")  # fmt: skip
@@ -264,20 +451,16 @@ def main() -> None:
     p.add_argument("--partitions", type=int, default=1, help="the PostgreSQL store's partitions (default 1)")
     p.add_argument(
         "--engine-processes",
-        default="1",
-        help="engine processes sharing one store, comma-separated (default 1; more needs the partitioned engine)",
+        default="1,2",
+        help="scaling out: engine processes sharing one partitioned store, comma-separated (default 1,2)",
     )
-    p.add_argument("--scale-partitions", type=int, default=8, help="the store's partitions for --engine-processes")
+    p.add_argument("--scale-partitions", type=int, default=8, help="the store's partitions for scaling out (8)")
+    p.add_argument("--only", choices=("throughput", "scale"), help="run one part only")
     p.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where the SQLite files go")
     args = p.parse_args()
     quiet_logs()
     watchdog(args.timeout, "bench_pg_engine")
     processes = sorted({int(n) for n in args.engine_processes.split(",")})
-    if processes != [1]:
-        raise SystemExit(
-            "bench_pg_engine: --engine-processes above 1 needs the partitioned engine (several engine processes "
-            "sharing a store's partitions); this recoverkit runs one pipeline per store (the pipeline lease)"
-        )
     sessions = args.sessions if args.sessions is not None else (200 if args.quick else 5_000)
     repeat = max(args.repeat if args.repeat is not None else (1 if args.quick else 3), 1)
     lines = list(generate_jsonl(sessions, seed=0))
@@ -297,26 +480,38 @@ def main() -> None:
             postgresql=server_version(url), psycopg=psycopg.__version__, psycopg_impl=psycopg.pq.__impl__,
             server="throwaway cluster, Unix socket, fsync=off, synchronous_commit=off" if cluster else "--url",
         )  # fmt: skip
-        results = run(lines, url=url, repeat=repeat, partitions=args.partitions, directory=args.dir)
+        results = scale = None
+        if args.only in (None, "throughput"):
+            results = run(lines, url=url, repeat=repeat, partitions=args.partitions, directory=args.dir)
+        if args.only in (None, "scale"):
+            scale = run_scale(
+                url=url, sessions=sessions, processes=processes, partitions=args.scale_partitions, repeat=repeat
+            )
         with psycopg.connect(url, autocommit=True) as conn:
-            for schema in (SCHEMA, BARE_SCHEMA):
+            for schema in (SCHEMA, BARE_SCHEMA, SCALE_SCHEMA):
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
     finally:
         if cluster is not None:
             cluster.remove()
-    doc = {
+    doc: dict[str, Any] = {
         "benchmark": "pg_engine",
         "machine": info,
-        "settings": {"sessions": sessions, "repeat": repeat, "partitions": args.partitions, "engine_processes": [1]},
-        "results": results,
-        "aim": {"postgres_vs_bare": AIM, "met": {s: results["ratios"][s]["postgres_vs_bare"] >= AIM for s in STYLES}},
-    }
+        "settings": {
+            "sessions": sessions, "repeat": repeat, "partitions": args.partitions, "engine_processes": processes,
+            "scale_partitions": args.scale_partitions,
+        },
+    }  # fmt: skip
+    if results is not None:
+        met = {s: results["ratios"][s]["postgres_vs_bare"] >= AIM for s in STYLES}
+        doc |= {"results": results, "aim": {"postgres_vs_bare": AIM, "met": met}}
+    if scale is not None:
+        doc["scale"] = scale
     if args.json:
         emit_json(doc)
     else:
         print_header("recoverkit benchmark: engine throughput on PostgreSQL, SQLite and memory vs bare psycopg", info)
         report(doc)
-    if results["problems"]:
+    if (results and results["problems"]) or (scale and scale["problems"]):
         raise SystemExit(1)
 
 

@@ -180,6 +180,16 @@ def test_bench_pg_engine_quick_measures_every_store_and_style_against_the_bare_b
     assert results["messages"] > 0
     assert results["problems"] == []
     assert set(doc["aim"]["met"]) == {"replay", "live"}
+    # Scaling out: 1 and 2 engine processes over an 8-partition store, each partition run by one process.
+    scale = doc["scale"]
+    assert [row["processes"] for row in scale["rows"]] == [1, 2]
+    for row in scale["rows"]:
+        assert sorted(part for owned in row["owned"] for part in owned) == list(range(scale["partitions"]))
+        assert len(row["owned"]) == row["processes"]
+        assert row["events"] == results["events"]
+        assert positive(row["events_per_second"]) and positive(row["vs_one_process"])
+        assert row["duplicates"] == 0
+    assert scale["problems"] == []
 
 
 def test_bench_pg_takeover_quick_times_each_takeover_and_sends_nothing_twice(postgres_url: str) -> None:  # noqa: F811
