@@ -17,10 +17,11 @@ master and the next to the other; buyers then pay through the other master than 
 last cart event (as a payment provider's webhook lands on whichever host). The outbox (``DemoOutbox``, one JSON
 line per message with the sending process's pid) and the store's ledger are then counted per cart and step.
 
-Two runs: both masters up throughout; and three waves of shoppers, the host whose worker holds the pipeline
-lease killed with ``kill -9`` (master and workers at once: a host lost) as soon as the second wave has finished,
-before the second wave's messages are due, then restarted for the third. ``partitions`` is the store's partition
-count (``recoverkit db init --partitions``); today's engine runs one.
+Two runs: both masters up throughout; and three waves of shoppers, the host whose worker runs the pipeline (on
+a partitioned store, partition 0) killed with ``kill -9`` (master and workers at once: a host lost) as soon as the
+second wave has finished, before the second wave's messages are due, then restarted for the third. Each on a
+store of one partition (one worker runs the pipeline, under the pipeline lease) and of eight (each worker's
+engine runs its share of the partitions): ``partitions`` is ``recoverkit db init --partitions``.
 """
 
 from __future__ import annotations
@@ -64,9 +65,8 @@ pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and POSIX process groups"),
 ]
 
-#: The store's partition counts to run with (``recoverkit db init --partitions``). The engine runs one partition
-#: today; the partitioned engine (issue 14) adds more here.
-PARTITIONS = [1]
+#: The store's partition counts to run with (``recoverkit db init --partitions``).
+PARTITIONS = [1, 8]
 #: Long enough that a buyer's own requests, on a loaded 2-core machine, are never that far apart.
 ABANDON_AFTER = 5.0
 LAST_CALL_DELAY = 1.0
@@ -326,17 +326,18 @@ class Shop:
 
         wait_for(pipeline_handled_everyone, "the pipeline to record every purchase and message", timeout=240)
 
-    def holder(self, store: PostgresStore) -> Master | None:
-        """The master one of whose workers runs the pipeline for partition 0 (an unexpired lease), if any: the
-        pipeline lease's holder on a one-partition store today; partition 0's lease owner under the partitioned
-        engine."""
+    def runners(self, store: PostgresStore) -> list[Master | None]:
+        """Per partition, the master one of whose workers runs it (holds an unexpired lease on it), or ``None``:
+        on a one-partition store the pipeline lease's holder, on more each partition's lease owner."""
         now = time.time()
-        owner = store.lease_holder(PIPELINE_LEASE, now=now) or next(
-            (lease.owner for lease in store.partition_leases() if lease.partition == 0 and lease.expires_at > now),
-            None,
-        )
-        if owner is None:
-            return None
+        leases = sorted(store.partition_leases(), key=lambda lease: lease.partition)
+        if len(leases) <= 1:
+            owners = [store.lease_holder(PIPELINE_LEASE, now=now)]
+        else:
+            owners = [lease.owner for lease in leases]  # None once expired, by the server's clock
+        return [None if owner is None else self._master_of(owner) for owner in owners]
+
+    def _master_of(self, owner: str) -> Master:
         pid = int(owner.split(":")[-2])  # Engine.owner: host:pid:random
         return next(master for master in self.masters if pid in master.workers())
 
@@ -454,11 +455,15 @@ def test_a_host_killed_mid_run_loses_no_message_and_sends_none_twice(shop_on: An
         visits = shop_wave([a, b], range(WAVE))
         visits += shop_wave([a, b], range(WAVE, 2 * WAVE))
         # The second wave is in PostgreSQL, its messages not yet due (5 s after each cart's last event): lose the
-        # host running the pipeline now.
-        owner = wait_for(lambda: shop_.holder(store), "a pipeline owner")
+        # host running the pipeline (on a partitioned store, partition 0) now.
+        owner = wait_for(lambda: shop_.runners(store)[0], "an owner of partition 0")
         survivor = b if owner is a else a
         killed_at = owner.kill()
-        wait_for(lambda: shop_.holder(store) is survivor, "the survivor to take the pipeline", timeout=LEASE_TTL + 30)
+        wait_for(
+            lambda: set(shop_.runners(store)) == {survivor},
+            "the survivor to run every partition",
+            timeout=LEASE_TTL + 30,
+        )
         takeover_s = time.time() - killed_at
         restarted = shop_.start(f"{owner.name}-restarted", preload=owner is a)
         visits += shop_wave([survivor, restarted], range(2 * WAVE, 3 * WAVE))
