@@ -134,6 +134,11 @@ def journal_rows(events: list[dict[str, Any]], partitions: int) -> int:
     return len(events) + mirrored * (partitions - 1)
 
 
+def _stall_due(faults: int, every: int) -> bool:
+    """Whether the next fault is a stall (every ``every``-th; never with 0)."""
+    return every > 0 and (faults + 1) % every == 0
+
+
 def all_owned(url: str, live: set[str]) -> bool:
     with PostgresStore(url) as store:
         return all(lease.owner in live for lease in store.partition_leases())
