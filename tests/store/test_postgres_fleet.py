@@ -4,6 +4,7 @@ server)."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import anyio
@@ -73,38 +74,56 @@ def _config(**store: float) -> Config:
     return msgspec.convert({"store": store}, Config)
 
 
-async def _two_engines(lines: list[bytes], url: str, schema: str) -> tuple[list[str], list[dict[str, Any] | None]]:
-    """Two engines (owners) on one store: the second joins after the first took every partition, and half are
-    handed over to it at the next balance round while the input goes in through the first."""
+async def _engines(
+    lines: list[bytes], url: str, schema: str, count: int
+) -> tuple[list[str], list[dict[str, Any] | None]]:
+    """``count`` engines (owners) on one store: the first takes every partition and reads the first half of the
+    input; the others join, and the partitions are handed over until each has its share, while the second half
+    goes in through the first."""
     config = _config(lease_ttl=1.0)
     used = sorted({ch for f in config.flows for s in f.steps for ch in (s.channel, s.fallback) if ch})
     record = _Record()
     channels = dict.fromkeys(used, record)
-    with PostgresStore(url, schema=schema) as a_store, PostgresStore(url, schema=schema) as b_store:
-        async with Engine(config, channels=channels, clock=EventClock(), store=a_store, owner="a") as first:
-            half = len(lines) // 2
-            for i in range(0, half, 128):
-                await first.submit_many(lines[i : min(i + 128, half)])
-            async with Engine(config, channels=channels, clock=EventClock(), store=b_store, owner="b") as second:
-                with anyio.fail_after(10):
-                    while second.partitions is None or len(second.partitions["owned"]) < 4:
-                        await anyio.sleep(0.05)
-                statuses = [first.partitions, second.partitions]
-                for i in range(half, len(lines), 128):
-                    await first.submit_many(lines[i : i + 128])
-                await first.flush(end_of_input=True)
-                await second.flush(end_of_input=True)
+    async with contextlib.AsyncExitStack() as stack:
+        stores = [stack.enter_context(PostgresStore(url, schema=schema)) for _ in range(count)]
+        engines = [
+            await stack.enter_async_context(
+                Engine(config, channels=channels, clock=EventClock(), store=stores[0], owner="e0")
+            )
+        ]
+        half = len(lines) // 2
+        for i in range(0, half, 128):
+            await engines[0].submit_many(lines[i : min(i + 128, half)])
+        for k in range(1, count):
+            engines.append(
+                await stack.enter_async_context(
+                    Engine(config, channels=channels, clock=EventClock(), store=stores[k], owner=f"e{k}")
+                )
+            )
+        share = 8 // count
+        with anyio.fail_after(20):
+            while any(e.partitions is None or len(e.partitions["owned"]) != share for e in engines):
+                await anyio.sleep(0.05)
+        statuses = [e.partitions for e in engines]
+        for i in range(half, len(lines), 128):
+            await engines[0].submit_many(lines[i : i + 128])
+        for engine in engines:
+            await engine.flush(end_of_input=True)
     return sorted(record.keys), statuses
 
 
-def test_a_second_engine_takes_half_and_the_messages_stay_the_same(postgres_url: str) -> None:  # noqa: F811
+@pytest.mark.parametrize("count", [2, 4])
+def test_engines_joining_take_their_share_and_the_messages_stay_the_same(
+    postgres_url: str,  # noqa: F811
+    count: int,
+) -> None:
     lines = [line if isinstance(line, bytes) else line.encode() for line in generate_jsonl(300, seed=5)]
     init(postgres_url, partitions=8)
     with PostgresStore(postgres_url) as store:
         alone, _ = anyio.run(_replay, lines, store)
-    init(postgres_url, partitions=8, schema="second")
-    two, statuses = anyio.run(_two_engines, lines, postgres_url, "second")
-    assert statuses[0] is not None and statuses[1] is not None
-    assert sorted(statuses[0]["owned"] + statuses[1]["owned"]) == list(range(8))
-    assert statuses[1]["share"] == 4 and statuses[0]["handed_over"] == 4
-    assert two == alone
+    init(postgres_url, partitions=8, schema="many")
+    together, statuses = anyio.run(_engines, lines, postgres_url, "many", count)
+    owned = sorted(part for status in statuses if status is not None for part in status["owned"])
+    assert owned == list(range(8))
+    assert statuses[0] is not None and statuses[0]["handed_over"] == 8 - 8 // count
+    assert together == alone
