@@ -1,0 +1,93 @@
+"""The partitioned engine (recoverkit._fleet) on the stores every machine has: MemoryStore and SQLiteStore made
+with several partitions run the same code path as PostgreSQL, and send what one sequence sends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from recoverkit import Config, Engine, EventClock, MemoryStore
+from recoverkit._fleet import fair_share
+from recoverkit.channels.base import Message
+from recoverkit.store import SQLiteStore, Store
+from recoverkit.synthetic import generate_jsonl
+
+
+class _Record:
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    async def send(self, message: Message) -> None:
+        self.keys.append(message.key)
+
+
+async def _replay(lines: list[bytes], store: Store) -> tuple[list[str], dict[str, Any] | None, Any]:
+    config = Config()
+    used = sorted({ch for f in config.flows for s in f.steps for ch in (s.channel, s.fallback) if ch})
+    record = _Record()
+    async with Engine(config, channels=dict.fromkeys(used, record), clock=EventClock(), store=store) as engine:
+        for i in range(0, len(lines), 256):
+            await engine.submit_many(lines[i : i + 256])
+        await engine.flush(end_of_input=True)
+        return sorted(record.keys), engine.partitions, engine.statistics()
+
+
+@pytest.fixture(scope="module")
+def lines() -> list[bytes]:
+    return [line if isinstance(line, bytes) else line.encode() for line in generate_jsonl(300, seed=5)]
+
+
+@pytest.fixture(scope="module")
+def one_sequence(lines: list[bytes]) -> list[str]:
+    keys, status, _ = anyio.run(_replay, lines, MemoryStore())
+    assert status is None
+    return keys
+
+
+def test_memory_partitions_send_what_one_sequence_sends(lines: list[bytes], one_sequence: list[str]) -> None:
+    store = MemoryStore(partitions=4)
+    keys, status, stats = anyio.run(_replay, lines, store)
+    assert status is not None and status["owned"] == [0, 1, 2, 3] and status["members"] == 1
+    assert keys == one_sequence
+    # The statistics add the partitions' figures up: every message sent is counted once.
+    assert stats.messages.get("sent", 0) == len(keys)
+    assert stats.stages["dispatch"].received > 0 and stats.owner is True  # taken inside, while running
+    assert stats.events_accepted == len(lines)
+    assert all(lease.owner is None for lease in store.partition_leases())
+
+
+def test_sqlite_partitions_send_what_one_sequence_sends(
+    tmp_path: Path, lines: list[bytes], one_sequence: list[str]
+) -> None:
+    with SQLiteStore(tmp_path / "shop.db", partitions=4) as store:
+        keys, status, _ = anyio.run(_replay, lines, store)
+        assert status is not None and status["owned"] == [0, 1, 2, 3]
+        assert store.check() == []
+    assert keys == one_sequence
+
+
+def test_a_forget_reaches_every_partition(lines: list[bytes]) -> None:
+    async def scenario() -> tuple[bool, dict[str, Any]]:
+        store = MemoryStore(partitions=4)
+        async with Engine(Config(), clock=EventClock(), store=store, deliver=False) as engine:
+            await engine.submit_many(lines[:400])
+            await engine.flush(end_of_input=True)
+            customer = next(c for c in (engine.export(f"c{i}") for i in range(50)) if c["carts"])["customer_id"]
+            done = await engine.forget(customer)
+            return done, engine.export(customer)
+
+    done, after = anyio.run(scenario)
+    assert done is True  # this process owns every partition
+    assert after["carts"] == [] and after["complete"] is True
+
+
+@pytest.mark.parametrize(
+    ("partitions", "members", "shares"),
+    [(8, ["a"], [8]), (8, ["a", "b"], [4, 4]), (64, ["a", "b", "c"], [22, 21, 21]), (2, ["a", "b", "c"], [1, 1, 0])],
+)
+def test_fair_shares_add_up_to_every_partition(partitions: int, members: list[str], shares: list[int]) -> None:
+    assert [fair_share(partitions, members, m) for m in members] == shares
+    assert fair_share(partitions, ["b"], "a") == fair_share(partitions, ["a", "b"], "a")  # itself counted
