@@ -8,7 +8,8 @@ them, each with its ``add_*`` function)::
 
 A replay names its first invalid lines on stderr, each with its line number, and its summary counts them all;
 it fails (exit status 1, after the summary) when the input is empty, holds no valid event, or was all decided
-on before in the ``--store`` it resumes.
+on before in the ``--store`` it resumes. ``--store`` may be a ``postgresql://`` URL: a PostgreSQL store of one
+journal partition (a replay is one pipeline in event time; a partitioned store is refused, saying so).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from typing import Any
 import anyio
 import msgspec
 
-from ._cli_common import config_from, when, write_json
+from ._cli_common import config_from, open_url, when, write_json
 from ._cli_output import Out, Table, Ticker, escape
 from .config import load_config
+from .store import is_store_url
 
 __all__ = ["add_bench", "add_convert", "add_demo", "add_replay"]
 
@@ -47,7 +49,11 @@ def add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--no-progress", action="store_true",
         help="no progress bar on a terminal, no progress lines on stderr otherwise",
     )  # fmt: skip
-    p.add_argument("--store", help="keep the replay's state in this SQLite file (default: in memory)")
+    p.add_argument(
+        "--store",
+        help="keep the replay's state in this SQLite file, or the PostgreSQL store of a postgresql:// URL made with "
+        "one partition (default: in memory)",
+    )
     p.add_argument("--model", help="score with this model file from `recoverkit train` (default: the config's)")
     p.add_argument(
         "--resume", action="store_true",
@@ -137,7 +143,16 @@ class _WithoutInvalidEvents(logging.Filter):
 
 
 def _cmd_replay(args: argparse.Namespace, console: Out, err: Out) -> int:
+    if is_store_url(args.store):  # refused here, before any event is read, if it is partitioned
+        open_url(args.store, "replay", one_pipeline=_ONE_PARTITION).close()
     return _run_replay(args, args.events, console, err)
+
+
+#: What a replay on a partitioned store should use instead (see open_url).
+_ONE_PARTITION = (
+    "a replay decides in event time in one pipeline; replay into a store made with `recoverkit db init URL "
+    "--partitions 1` in another database, a SQLite file, or leave out --store (in memory)"
+)
 
 
 def _run_replay(args: argparse.Namespace, source: Any, console: Out, err: Out) -> int:

@@ -6,7 +6,9 @@
                       [--format table|json|html] [--output PATH] [--since T] [--until T]
 
 The funnel comes from ``--events`` (recoverkit JSON lines, or a REES46 / Retailrocket CSV); recovery and uplift
-from ``--store`` (an engine's SQLite state file: it must exist, the report never creates one). ``--since`` and
+from ``--store`` (an engine's SQLite state file: it must exist, the report never creates one; or a
+``postgresql://`` URL of a PostgreSQL store, partitioned or not: the facts are the store's, named in the report
+without the password). ``--since`` and
 ``--until`` take a date (``2026-01-31``), an RFC 3339 time or epoch seconds (UTC when no zone is given).
 ``--format html`` writes one self-contained page; ``--output`` writes to a file instead of stdout. Tables are
 fitted to a terminal, and plain aligned text, never wrapped, anywhere else (a file, a pipe). Exit status 0 on
@@ -16,13 +18,21 @@ success, 2 for usage errors, 1 when a file cannot be read.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
+from ._cli_common import open_url
 from ._cli_output import Out, Ticker
+from .store import is_store_url, store_label
+
+if TYPE_CHECKING:
+    from .analytics import Report
+    from .config import Config
 
 __all__ = ["add_commands", "parse_time"]
 
@@ -53,7 +63,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = sub.add_parser(
         "report", help="funnel, recovery and uplift against the holdout, as tables, JSON or a self-contained HTML page"
     )
-    p.add_argument("--store", help="an engine's SQLite state file (store.path): recovery and uplift")
+    p.add_argument(
+        "--store", help="an engine's SQLite state file (store.path), or a postgresql:// URL: recovery and uplift"
+    )
     p.add_argument("--events", help="an event file (.jsonl, .jsonl.gz, - for stdin, or a REES46/Retailrocket CSV)")
     p.add_argument(
         "--events-format", choices=["auto", "jsonl", "rees46", "retailrocket"], default="auto",
@@ -71,7 +83,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _cmd_report(args: argparse.Namespace, console: Out, err: Out) -> int:
-    from .analytics import build_report, print_report, render_html
+    from .analytics import print_report, render_html
     from .config import load_config
 
     if args.store is None and args.events is None:
@@ -82,10 +94,7 @@ def _cmd_report(args: argparse.Namespace, console: Out, err: Out) -> int:
         return 2
     config = load_config(args.config) if args.config else None
     with Ticker(err, "report"):
-        report = build_report(
-            store=args.store, events=args.events, events_format=args.events_format, config=config,
-            window_days=args.window_days, since=args.since, until=args.until,
-        )  # fmt: skip
+        report = _build(args, config)
     if args.format == "json":
         _write(args.output, msgspec.json.format(msgspec.json.encode(report)) + b"\n")
     elif args.format == "html":
@@ -98,6 +107,20 @@ def _cmd_report(args: argparse.Namespace, console: Out, err: Out) -> int:
     if args.output and args.output != "-":
         err.print(f"wrote {args.format} report to {args.output}", markup=False, soft_wrap=True)
     return 0
+
+
+def _build(args: argparse.Namespace, config: Config | None) -> Report:
+    from .analytics import build_report
+
+    with contextlib.ExitStack() as opened:
+        store = args.store
+        if is_store_url(store):  # a PostgreSQL store, opened here and named without its password
+            store = opened.enter_context(open_url(args.store, "report"))
+        report = build_report(
+            store=store, events=args.events, events_format=args.events_format, config=config,
+            window_days=args.window_days, since=args.since, until=args.until,
+        )  # fmt: skip
+        return report if store is args.store else msgspec.structs.replace(report, store=store_label(args.store))
 
 
 def _write(output: str | None, data: bytes) -> None:

@@ -14,9 +14,11 @@
 
 ``ledger`` opens the file as a :class:`~recoverkit.store.SQLiteStore`, safely beside running workers (a
 write waits for theirs), and migrates a file of an older recoverkit as any open does. It never creates a
-file. ``--json`` prints the entries as one JSON document (with the times as epoch seconds). The contact and
-cart keys (customer ids) are never printed, and what an error quotes of an address or a phone number is
-replaced by ``***``. Exit status 0 on success; 2, with a one-line message on stderr, for a missing file, a key
+file. Given a ``postgresql://`` URL, ``ledger`` and ``dead-letters`` work on that PostgreSQL store (its ledger and
+its dead-letter table; any number of partitions: both are the store's, not a partition's), beside the running
+hosts; what they print names the store without its password. ``--json`` prints the entries as one JSON document
+(with the times as epoch seconds). The contact and cart keys (customer ids) are never printed, and what an error
+quotes of an address or a phone number is replaced by ``***``. Exit status 0 on success; 2, with a one-line message on stderr, for a missing file, a key
 not in the ledger or an entry in a state that cannot be resolved.
 
 ``db`` takes a ``postgresql://`` (or ``postgres://``) URL instead of a path for the store several hosts share
@@ -34,14 +36,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
 import anyio
+import msgspec
 
-from ._cli_common import when, write_json
+from ._cli_common import open_url, when, write_json
 from ._cli_output import Out, Table, escape
 from .errors import StoreError
-from .store import LedgerEntry, LedgerState, Resolution, SQLiteStore
+from .store import LedgerEntry, LedgerState, Resolution, SQLiteStore, is_store_url, store_label
 
 if TYPE_CHECKING:
-    from .deadletters import DeadLetters
+    from collections.abc import Iterator
+
+    from .deadletters import DeadLetter, DeadLetters
+    from .store.base import DeadLetterStore
 
 __all__ = ["add_commands", "add_db", "add_dead_letters", "redact"]
 
@@ -54,8 +60,10 @@ _ERROR_WIDTH = 80
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``ledger`` command on the CLI's subcommand parsers ``sub``."""
-    p = sub.add_parser("ledger", help="list the dispatch ledger of a state file, or resolve an entry")
-    p.add_argument("path", metavar="STORE_PATH", help="the SQLite state file (SQLiteStore)")
+    p = sub.add_parser("ledger", help="list the dispatch ledger of a store, or resolve an entry")
+    p.add_argument(
+        "path", metavar="STORE_PATH_OR_URL", help="the SQLite state file (SQLiteStore), or a postgresql:// URL"
+    )
     p.add_argument(
         "--state",
         action="extend",
@@ -89,11 +97,12 @@ def _cmd_ledger(args: argparse.Namespace, console: Out, err: Out) -> int:
     problem = _ledger_usage(args)
     if problem is not None:
         return _fail(err, problem)
+    url = is_store_url(args.path)
     path = Path(args.path)
-    if not path.is_file():  # SQLiteStore would create it: a typo must not leave an empty store behind
+    if not url and not path.is_file():  # SQLiteStore would create it: a typo must not leave an empty store behind
         return _fail(err, f"{path}: no such file; expected an existing recoverkit store")
     try:
-        with SQLiteStore(path) as store:
+        with open_url(args.path, "ledger") if url else SQLiteStore(path) as store:
             if args.resolve is not None:
                 store.resolve(args.resolve, args.resolve_as)
             else:
@@ -103,7 +112,7 @@ def _cmd_ledger(args: argparse.Namespace, console: Out, err: Out) -> int:
     if args.resolve is not None:
         _print_resolution(args, console)
     else:
-        _print_ledger(args, path, entries, console)
+        _print_ledger(args, store_label(args.path) if url else str(path), entries, console)
     return 0
 
 
@@ -126,7 +135,7 @@ def _print_resolution(args: argparse.Namespace, console: Out) -> None:
     console.print(f"{escape(args.resolve)}: {done}", soft_wrap=True)
 
 
-def _print_ledger(args: argparse.Namespace, path: Path, entries: list[LedgerEntry], console: Out) -> None:
+def _print_ledger(args: argparse.Namespace, where: str, entries: list[LedgerEntry], console: Out) -> None:
     if args.json:
         rows = [
             {"key": e.key, "state": e.state, "channel": e.channel, "owner": e.owner, "started_at": e.started_at,
@@ -134,11 +143,11 @@ def _print_ledger(args: argparse.Namespace, path: Path, entries: list[LedgerEntr
              "error": None if e.error is None else redact(e.error)}
             for e in entries
         ]  # fmt: skip
-        write_json({"path": str(path), "states": args.state, "entries": rows})
+        write_json({"path": where, "states": args.state, "entries": rows})
         return
     which = f" in state {', '.join(args.state)}" if args.state else ""
     count = f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}"
-    console.print(f"{escape(str(path))}: {count}{which}", soft_wrap=True)
+    console.print(f"{escape(where)}: {count}{which}", soft_wrap=True)
     if not entries:
         return
     # Never the contact or cart keys (customer ids): key, state, channel, times and the redacted error suffice.
@@ -238,7 +247,9 @@ def add_dead_letters(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     """Register the ``dead-letters`` command."""
     p = sub.add_parser("dead-letters", help="list or re-send dead letters")
     p.add_argument("action", choices=["list", "resend"], help="list: show the letters; resend: POST them again")
-    p.add_argument("file", help="the dead-letter file (Engine(dead_letters=...))")
+    p.add_argument(
+        "file", metavar="FILE_OR_URL", help="the dead-letter file (Engine(dead_letters=...)), or a postgresql:// URL"
+    )
     p.add_argument("--webhook", help="resend: POST each letter to this URL")
     p.add_argument("--key", action="append", help="resend only this key (repeatable)")
     p.add_argument("--json", action="store_true", help="list: print the letters as one JSON document")
@@ -251,21 +262,61 @@ def _cmd_dead_letters(args: argparse.Namespace, console: Out, err: Out) -> int:
     if args.json and args.action != "list":
         err.error("dead-letters: --json is for list")
         return 2
+    if is_store_url(args.file):
+        with open_url(args.file, "dead-letters") as store:
+            return _letters_command(args, StoreLetters(store, store_label(args.file)), console, err)
     if not Path(args.file).is_file():  # else a typo would list "0" letters as if all had gone well
         err.error(f"{args.file}: no such dead-letter file; expected the file given as Engine(dead_letters=...)")
         return 2
-    letters = DeadLetters(args.file)
+    return _letters_command(args, DeadLetters(args.file), console, err)
+
+
+def _letters_command(args: argparse.Namespace, letters: DeadLetters | StoreLetters, console: Out, err: Out) -> int:
     if args.action == "list":
         _list_letters(args, letters, console)
         return 0
     return _resend(args, letters, console, err)
 
 
-def _list_letters(args: argparse.Namespace, letters: DeadLetters, console: Out) -> None:
+class StoreLetters:
+    """The dead letters of a store (its :class:`~recoverkit.store.DeadLetterStore` table), read as the
+    dead-letter file's :class:`~recoverkit.deadletters.DeadLetters` are: iterated, counted, marked re-sent."""
+
+    def __init__(self, store: DeadLetterStore, label: str) -> None:
+        from .channels.base import Message
+        from .deadletters import DeadLetter
+
+        self.label = label
+        self._store = store
+        self._letters: list[DeadLetter] = []
+        for record in store.dead_letters():
+            try:
+                message = msgspec.json.decode(record.data, type=Message)
+            except msgspec.DecodeError:
+                raise StoreError(
+                    f"{label}: the dead letter {record.key!r} does not hold a message this recoverkit can read"
+                ) from None
+            self._letters.append(
+                DeadLetter(message=message, error=record.error, attempts=record.attempts, at=record.at,
+                           permanent=record.permanent)
+            )  # fmt: skip
+
+    def __iter__(self) -> Iterator[DeadLetter]:
+        return iter(self._letters)
+
+    def __len__(self) -> int:
+        return len(self._letters)
+
+    def mark_resent(self, key: str) -> None:
+        self._store.mark_resent(key)
+
+
+def _list_letters(args: argparse.Namespace, letters: DeadLetters | StoreLetters, console: Out) -> None:
     # Never the recipient (personal data); an error may quote an address, so it is redacted too.
+    where = letters.label if isinstance(letters, StoreLetters) else args.file
     if args.json:
         document = {
-            "file": args.file,
+            "file": where,
             "letters": [
                 {"key": letter.message.key, "channel": letter.message.channel, "attempts": letter.attempts,
                  "at": letter.at, "permanent": letter.permanent, "error": redact(letter.error)}
@@ -274,7 +325,7 @@ def _list_letters(args: argparse.Namespace, letters: DeadLetters, console: Out) 
         }  # fmt: skip
         write_json(document)
         return
-    table = Table(title=f"dead letters in {escape(args.file)}: {len(letters)}")
+    table = Table(title=f"dead letters in {escape(where)}: {len(letters)}")
     for col in ("key", "channel", "attempts", "at (UTC)", "permanent", "error"):
         table.add_column(col)
     for letter in letters:
@@ -284,7 +335,7 @@ def _list_letters(args: argparse.Namespace, letters: DeadLetters, console: Out) 
     console.print(table)
 
 
-def _resend(args: argparse.Namespace, letters: DeadLetters, console: Out, err: Out) -> int:
+def _resend(args: argparse.Namespace, letters: DeadLetters | StoreLetters, console: Out, err: Out) -> int:
     """POST the letters (those of ``--key``, if given) to ``--webhook``; exit status 1 if any still fails."""
     from .channels.webhook import WebhookChannel
 

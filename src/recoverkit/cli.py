@@ -3,20 +3,25 @@
 ::
 
     recoverkit demo                          replay the bundled sample and show what recoverkit would do
-    recoverkit replay EVENTS [--config F] [--out F] [--json] [--store DB [--resume]] [--model F]
+    recoverkit replay EVENTS [--config F] [--out F] [--json] [--store DB|URL [--resume]] [--model F]
     recoverkit bench [EVENTS] [--sessions N] [--json]
-    recoverkit dead-letters list FILE [--json]
-    recoverkit dead-letters resend FILE --webhook URL [--key KEY ...]
+    recoverkit dead-letters list FILE|URL [--json]
+    recoverkit dead-letters resend FILE|URL --webhook URL [--key KEY ...]
     recoverkit check-config FILE
     recoverkit convert rees46|retailrocket CSV OUT
     recoverkit db check PATH                 integrity check of a state file (exit status 1 if problems)
     recoverkit db info PATH [--json]         schema version, rows per table, lease holders
-    recoverkit ledger PATH [--state S ...] [--json]   list ledger entries; --resolve KEY --as sent|retry settles one
-    recoverkit forget PATH CUSTOMER [--dead-letters F]   erase a customer's personal data, say what went where
-    recoverkit export PATH CUSTOMER          everything held about a customer, as JSON (right of access)
-    recoverkit report [--store DB] [--events F] [--format table|json|html]   funnel, recovery, uplift
+    recoverkit ledger PATH|URL [--state S ...] [--json]   list ledger entries; --resolve KEY --as sent|retry settles one
+    recoverkit forget PATH|URL CUSTOMER [--dead-letters F]   erase a customer's personal data, say what went where
+    recoverkit export PATH|URL CUSTOMER      everything held about a customer, as JSON (right of access)
+    recoverkit report [--store DB|URL] [--events F] [--format table|json|html]   funnel, recovery, uplift
     recoverkit train EVENTS --out MODEL [--test-share S]   fit the conversion model on a shop's history
     recoverkit evaluate EVENTS --model MODEL                auROC, auPR, calibration of a model file
+
+A ``postgresql://`` URL names a PostgreSQL store wherever a store path is taken (``docs/scaling.md``); what is
+printed names it without its password. ``replay``, ``forget`` and ``export`` run a pipeline of their own and need
+a store of one journal partition (a partitioned one is refused, saying what to use instead); ``ledger``,
+``dead-letters`` and ``report`` read the store's own tables, on any number of partitions.
 
 Exit status: 0 on success, 2 for usage and configuration errors, 1 for other failures. Messages on stdout,
 diagnostics on stderr, each error one line (``error: ...``). Output that is not a terminal is plain text that is
