@@ -28,6 +28,7 @@ from .postgres_cluster import Cluster, ClusterUnavailable, _unavailable
 pytest.importorskip("psycopg", reason="the postgres extra is not installed (pip install '.[postgres]')")
 
 from recoverkit.store.postgres import PostgresStore, init  # noqa: E402
+from recoverkit.store.postgres._conninfo import Conn  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +210,43 @@ def test_retry_for_must_be_seconds(url: str, value: object) -> None:
     init(url)
     with pytest.raises(ConfigError, match="retry_for"):
         PostgresStore(url, retry_for=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("sqlstate", ["serialization_failure", "deadlock_detected"])
+def test_a_transaction_the_server_rolled_back_for_a_conflict_is_run_again(url: str, sqlstate: str) -> None:
+    # The server's own error, as a conflict with another transaction raises it (40001, 40P01): nothing applied.
+    init(url)
+    runs: list[int] = []
+
+    def run(conn: Conn) -> int:
+        runs.append(1)
+        conn.execute("INSERT INTO meta (key, value) VALUES (%s, 'x')", (f"probe-{len(runs)}",))
+        if len(runs) == 1:
+            raise_it = f"DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '{sqlstate}'; END $$"
+            conn.execute(raise_it)  # type: ignore[arg-type]  # the test's own statement
+        return len(runs)
+
+    with PostgresStore(url) as store:
+        assert store._write("probe", run) == 2
+        stats = store.statistics()
+        probes = "SELECT key FROM meta WHERE key LIKE 'probe-%'"
+        keys = store._read("keys", lambda conn: [key for (key,) in conn.execute(probes)])
+    assert keys == ["probe-2"]  # the first try's insert was rolled back with it
+    assert stats.retries == 1 and stats.connection_errors == 0 and stats.failed == 0
+
+
+def test_a_statement_the_server_refused_is_raised_at_once_not_retried(url: str) -> None:
+    init(url)
+    runs: list[int] = []
+
+    def run(conn: Conn) -> None:
+        runs.append(1)
+        conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', 'again')")  # the key exists
+
+    with PostgresStore(url) as store:
+        with pytest.raises(StoreError, match="probe failed: duplicate key"):
+            store._write("probe", run)
+        assert runs == [1] and store.statistics().retries == 0 and store.statistics().failed == 1
 
 
 # -- a COMMIT cut -----------------------------------------------------------------------------------------------
