@@ -60,7 +60,7 @@ from recoverkit.store.postgres import PostgresStore, init
 WORKER: Final = Path(__file__).resolve().parent / "_pg_worker.py"
 SCHEMA: Final = "bench_pg_takeover"
 #: Seconds one step may take (a process starting, an answer, a take-over) before the script gives up.
-STEP_TIMEOUT: Final = 30.0
+STEP_TIMEOUT: Final = 60.0
 ABANDON_AFTER: Final = 1.0  # as the worker configures it
 QS: Final = (50, 99)
 ITEMS: Final = [{"item_id": "SKU-1", "price": "19.90", "quantity": 1}]
