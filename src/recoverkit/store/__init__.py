@@ -20,6 +20,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ._partitioned import (
+    CheckpointAnswer,
+    PartitionedStore,
+    PartitionLease,
+    PartitionStatus,
+    partition_of,
+)
 from ._schema import Lease, StoreInfo, check_database, describe_database
 from .base import (
     PIPELINE_LEASE,
@@ -62,13 +69,6 @@ from .base import (
     Store,
     StoreLifecycle,
     StoreStatistics,
-)
-from ._partitioned import (
-    CheckpointAnswer,
-    PartitionedStore,
-    PartitionLease,
-    PartitionStatus,
-    partition_of,
 )
 from .memory import MemoryStore
 from .sqlite import SQLiteStore, Synchronous

@@ -28,6 +28,7 @@ __all__ = [
     "RESOLUTIONS",
     "RESOLVABLE",
     "Claim",
+    "ClaimByMany",
     "ClaimRequest",
     "FinishRequest",
     "LedgerEntry",
@@ -106,6 +107,32 @@ class ClaimRequest(msgspec.Struct, frozen=True, kw_only=True):
     #: seconds up to ``claimed_at``. A partitioned engine passes its configured caps, since a customer's carts may
     #: be in several partitions; one pipeline keeps its caps itself and passes none.
     caps: tuple[tuple[int, float, str | None], ...] = ()
+
+
+class ClaimByMany:
+    """:meth:`LedgerStore.claim` as a :meth:`LedgerStore.claim_many` of one request: what every backend's claim
+    is (mixed in by a class that defines ``claim_many``)."""
+
+    def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
+        raise NotImplementedError  # the class mixing this in defines it
+
+    def claim(
+        self,
+        key: str,
+        *,
+        cart_key: str,
+        contact_key: str,
+        channel: str,
+        started_at: float,
+        owner: str,
+        now: float,
+        at: float | None = None,
+    ) -> Claim:
+        request = ClaimRequest(
+            key=key, cart_key=cart_key, contact_key=contact_key, channel=channel, started_at=started_at, owner=owner,
+            now=now, at=at,
+        )  # fmt: skip
+        return self.claim_many([request])[0]
 
 
 def over_cap(r: ClaimRequest, claimed: Sequence[tuple[str, float]]) -> bool:
@@ -262,6 +289,4 @@ def cannot_finish(key: str, state: str) -> StoreError:
 
 
 def cannot_resolve(key: str, state: str) -> StoreError:
-    return StoreError(
-        f"cannot resolve key {key!r}: its ledger entry is {state!r}, expected one of {list(RESOLVABLE)}"
-    )
+    return StoreError(f"cannot resolve key {key!r}: its ledger entry is {state!r}, expected one of {list(RESOLVABLE)}")

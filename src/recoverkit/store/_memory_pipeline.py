@@ -15,6 +15,7 @@ from ._ledger import (
     FINISHABLE,
     RESOLVABLE,
     Claim,
+    ClaimByMany,
     ClaimRequest,
     FinishRequest,
     LedgerEntry,
@@ -35,6 +36,7 @@ from ._memory_tables import MemoryTables
 from ._privacy import contact_hash
 
 __all__ = ["MemoryCheckpoint", "MemoryJournal", "MemoryLeases", "MemoryLedger"]
+
 
 class MemoryJournal(MemoryTables):
     """:class:`~recoverkit.store.JournalStore`: partition 0's journal, on a store of one partition."""
@@ -119,7 +121,7 @@ class MemoryLeases(MemoryTables):
             return held[0] if held is not None and held[1] > now else None
 
 
-class MemoryLedger(MemoryTables):
+class MemoryLedger(ClaimByMany, MemoryTables):
     """:class:`~recoverkit.store.LedgerStore` in dicts by key; a claim reads the leases and the
     suppressions under the same lock."""
 
@@ -130,24 +132,6 @@ class MemoryLedger(MemoryTables):
             for table, key in ((self._cart_purchases, cart_key), (self._contact_purchases, contact_key)):
                 if key is not None:
                     table[key] = max(at, table.get(key, at))
-
-    def claim(
-        self,
-        key: str,
-        *,
-        cart_key: str,
-        contact_key: str,
-        channel: str,
-        started_at: float,
-        owner: str,
-        now: float,
-        at: float | None = None,
-    ) -> Claim:
-        request = ClaimRequest(
-            key=key, cart_key=cart_key, contact_key=contact_key, channel=channel, started_at=started_at, owner=owner,
-            now=now, at=at,
-        )  # fmt: skip
-        return self._claim(request)
 
     def _claim(self, r: ClaimRequest) -> Claim:
         check_claim(r.key, r.owner)

@@ -41,7 +41,7 @@ from ..errors import StoreError
 from ._checkpoint import Checkpoint
 from ._journal import JournalEntry
 from ._leases import PIPELINE_LEASE, LeaseTaken
-from ._ledger import Claim, ClaimRequest
+from ._ledger import Claim, ClaimByMany, ClaimRequest
 from ._partitioned import PartitionedStore
 from ._privacy import PurgeReport
 from .base import Store
@@ -58,7 +58,7 @@ def is_partitioned(store: object) -> bool:
     return isinstance(getattr(store, "partitions", 1), int) and getattr(store, "partitions", 1) > 1
 
 
-class PartitionView:
+class PartitionView(ClaimByMany):
     """Partition ``partition`` of ``store`` as a one-sequence store; see the module docstring.
 
     One view serves one pipeline (one owner): the epoch it remembers is the one its pipeline holds. Thread-safe
@@ -144,24 +144,6 @@ class PartitionView:
         if self.caps:  # a customer's carts may be in several partitions: the ledger counts across them
             requests = [msgspec.structs.replace(r, caps=self.caps) for r in requests]
         return self.base.claim_fenced(self.partition, self.epoch, requests)
-
-    def claim(
-        self,
-        key: str,
-        *,
-        cart_key: str,
-        contact_key: str,
-        channel: str,
-        started_at: float,
-        owner: str,
-        now: float,
-        at: float | None = None,
-    ) -> Claim:
-        request = ClaimRequest(
-            key=key, cart_key=cart_key, contact_key=contact_key, channel=channel, started_at=started_at,
-            owner=owner, now=now, at=at,
-        )  # fmt: skip
-        return self.claim_many([request])[0]
 
     def mark_unknown(self, owner: str | None = None) -> int:
         if self.epoch is None or self.owner is None:

@@ -16,6 +16,7 @@ from ._ledger import (
     FINISHABLE,
     RESOLVABLE,
     Claim,
+    ClaimByMany,
     ClaimRequest,
     FinishRequest,
     LedgerEntry,
@@ -39,9 +40,7 @@ __all__ = [
     "ledger_entry", "read_rows",
 ]  # fmt: skip
 
-LEDGER_COLUMNS: Final = (
-    "key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, finished_at, error"
-)
+LEDGER_COLUMNS: Final = "key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, finished_at, error"
 
 
 class SQLiteJournal(SQLiteFile):
@@ -80,8 +79,7 @@ class SQLiteJournal(SQLiteFile):
             following: dict[int, int] = {}  # partition -> the position its next event gets
             for part, count in sorted(counts.items()):
                 ((head,),) = conn.execute(
-                    "UPDATE journal_heads SET last_position = last_position + ? WHERE part = ? "
-                    "RETURNING last_position",
+                    "UPDATE journal_heads SET last_position = last_position + ? WHERE part = ? RETURNING last_position",
                     (count, part),
                 ).fetchall()
                 following[part] = int(head) - count + 1
@@ -99,9 +97,7 @@ class SQLiteJournal(SQLiteFile):
     def _trim(self, method: str, partition: int, through: int) -> int:
         trimmed = self._write(
             method,
-            lambda conn: conn.execute(
-                "DELETE FROM journal WHERE part = ? AND seq <= ?", (partition, through)
-            ).rowcount,
+            lambda conn: conn.execute("DELETE FROM journal WHERE part = ? AND seq <= ?", (partition, through)).rowcount,
         )
         if self._scrub_due:
             self._scrub_after_forget()
@@ -171,7 +167,7 @@ class SQLiteLeases(SQLiteFile):
         return self._read("lease_holder", run)
 
 
-class SQLiteLedger(SQLiteFile):
+class SQLiteLedger(ClaimByMany, SQLiteFile):
     """:class:`~recoverkit.store.LedgerStore` in the ``ledger`` and ``purchases`` tables; a claim reads
     ``leases`` and ``suppression`` in its transaction too."""
 
@@ -187,24 +183,6 @@ class SQLiteLedger(SQLiteFile):
             )
 
         self._write("record_purchase", run)
-
-    def claim(
-        self,
-        key: str,
-        *,
-        cart_key: str,
-        contact_key: str,
-        channel: str,
-        started_at: float,
-        owner: str,
-        now: float,
-        at: float | None = None,
-    ) -> Claim:
-        request = ClaimRequest(
-            key=key, cart_key=cart_key, contact_key=contact_key, channel=channel, started_at=started_at, owner=owner,
-            now=now, at=at,
-        )  # fmt: skip
-        return self.claim_many([request])[0]
 
     def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
         for r in requests:
@@ -317,11 +295,11 @@ def admit(conn: sqlite3.Connection, r: ClaimRequest, hashed: str, partition: int
         ).fetchall()
         if over_cap(r, claimed):
             return "capped"
+    claimed_at = r.at if r.at is not None else r.now
     conn.execute(
         "INSERT INTO ledger (key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, part) "
         "VALUES (?, ?, ?, ?, 'sending', ?, ?, ?, ?)",
-        (r.key, r.cart_key, r.contact_key, r.channel, r.owner, r.started_at, r.at if r.at is not None else r.now,
-         partition),
+        (r.key, r.cart_key, r.contact_key, r.channel, r.owner, r.started_at, claimed_at, partition),
     )
     return "claimed"
 

@@ -18,6 +18,7 @@ from .._ledger import (
     FINISHABLE,
     RESOLVABLE,
     Claim,
+    ClaimByMany,
     ClaimRequest,
     FinishRequest,
     LedgerEntry,
@@ -43,7 +44,7 @@ __all__ = ["LEDGER_COLUMNS", "Ledger", "hold_contacts", "ledger_entry"]
 LEDGER_COLUMNS: Final = "key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, finished_at, error"
 
 
-class Ledger(PartitionedJournal):
+class Ledger(ClaimByMany, PartitionedJournal):
     """The ledger part of :class:`~recoverkit.store.postgres.PostgresStore`."""
 
     _salt: bytes
@@ -71,24 +72,6 @@ class Ledger(PartitionedJournal):
         self._write("record_purchase", run)
 
     # -- claims ---------------------------------------------------------------------------------------------
-
-    def claim(
-        self,
-        key: str,
-        *,
-        cart_key: str,
-        contact_key: str,
-        channel: str,
-        started_at: float,
-        owner: str,
-        now: float,
-        at: float | None = None,
-    ) -> Claim:
-        request = ClaimRequest(
-            key=key, cart_key=cart_key, contact_key=contact_key, channel=channel, started_at=started_at, owner=owner,
-            now=now, at=at,
-        )  # fmt: skip
-        return self.claim_many([request])[0]
 
     def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
         """Claims under today's pipeline lease (:data:`~recoverkit.store.PIPELINE_LEASE`, judged at ``now``)."""
@@ -349,11 +332,11 @@ def _claim(conn: Conn, r: ClaimRequest, hashed: str, partition: int | None = Non
         ).fetchall()
         if over_cap(r, claimed):
             return "capped"
+    claimed_at = r.now if r.at is None else r.at
     inserted = conn.execute(
         "INSERT INTO ledger (key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, part) "
         "VALUES (%s, %s, %s, %s, 'sending', %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
-        (r.key, r.cart_key, r.contact_key, r.channel, r.owner, r.started_at, r.now if r.at is None else r.at,
-         partition),  # fmt: skip
+        (r.key, r.cart_key, r.contact_key, r.channel, r.owner, r.started_at, claimed_at, partition),
     ).rowcount
     # Nothing inserted: another transaction claimed the key since the check above, and committed first.
     return "claimed" if inserted else "duplicate"
