@@ -150,13 +150,32 @@ def run(args: Any, url: str, workdir: Path, restart_db: Callable[[], None] | Non
     sent = workdir / "sent.log"
     serial = iter(range(10**6))
 
-    def new_engine() -> Proc:
-        return Proc("engine", f"e{next(serial)}", url, sent, args.lease_ttl)
+    everyone: list[Proc] = []
 
+    def new_engine() -> Proc:
+        proc = Proc("engine", f"e{next(serial)}", url, sent, args.lease_ttl)
+        everyone.append(proc)
+        return proc
+
+    try:
+        return _chaos(args, url, sent, rng, new_engine, everyone, restart_db)
+    finally:
+        for proc in everyone:  # whatever is still running when the run ends or fails
+            if proc.process.poll() is None:
+                proc.kill()
+
+
+def _chaos(
+    args: Any, url: str, sent: Path, rng: random.Random, new_engine: Callable[[], Proc], everyone: list[Proc],
+    restart_db: Callable[[], None] | None,
+) -> dict[str, Any]:  # fmt: skip
     engines = [new_engine() for _ in range(args.engines - 1)]  # one more joins mid-run
     for e in engines:
         e.ready()
-    producers = [Proc("producer", f"p{k}", url, sent, args.lease_ttl).ready() for k in range(2)]
+    producers = [Proc("producer", f"p{k}", url, sent, args.lease_ttl) for k in range(2)]
+    everyone.extend(producers)
+    for producer in producers:
+        producer.ready()
     leavers: set[str] = set()
     buyers: set[str] = set()
     rows = 0
@@ -303,6 +322,8 @@ def main() -> None:
     if args.quick:
         args.kills, args.partitions = min(args.kills, 8), min(args.partitions, 16)
     watchdog(args.timeout, "fleet_chaos.py")
+    # The script is the host: SIGTERM ends it through its finally blocks (the workers and the cluster stopped).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
     cluster = None
     url = args.url
     import tempfile
