@@ -37,7 +37,8 @@ from typing import Final
 
 from ...errors import StoreError
 from .._checkpoint import Checkpoint, check_position
-from .._journal import JournalEntry, check_read_limit
+from .._journal import JournalEntry
+from .._partition_args import check_window
 from .._partitioned import CheckpointAnswer, PartitionLease, PartitionStatus, partition_of
 from ._plumbing import Conn, Plumbing
 
@@ -152,7 +153,7 @@ class PartitionedJournal(Plumbing):
         """Up to ``limit`` (>= 1) events of ``partition`` with ``position > after``, by position (``seq`` is the
         position)."""
         self._check_partition("read_partition", partition)
-        check_read_limit(after, limit)
+        check_window("read_partition", after, limit)
         return self._read(
             "read_partition",
             lambda conn: [
@@ -260,9 +261,11 @@ class PartitionedJournal(Plumbing):
                 (_MEMBER + owner, owner, now + ttl),
             )
             rows = conn.execute(
-                "SELECT owner FROM leases WHERE name LIKE 'member:%%' AND expires_at > %s ORDER BY owner", (now,)
+                "SELECT owner FROM leases WHERE name LIKE 'member:%%' AND expires_at > %s", (now,)
             ).fetchall()
-            return [str(o) for (o,) in rows]
+            # Sorted here, not by ORDER BY: the database's collation may order text otherwise than every other
+            # store (and every host's Python) does, and the members' order is how partitions are spread.
+            return sorted(str(o) for (o,) in rows)
 
         return self._write("heartbeat", run)
 
