@@ -91,3 +91,13 @@ def test_a_forget_reaches_every_partition(lines: list[bytes]) -> None:
 def test_fair_shares_add_up_to_every_partition(partitions: int, members: list[str], shares: list[int]) -> None:
     assert [fair_share(partitions, members, m) for m in members] == shares
     assert fair_share(partitions, ["b"], "a") == fair_share(partitions, ["a", "b"], "a")  # itself counted
+
+
+def test_a_replay_refuses_a_partitioned_store_naming_what_it_expects(tmp_path: Path) -> None:
+    from recoverkit.errors import StoreError
+    from recoverkit.replay import replay
+
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(b"".join(line if isinstance(line, bytes) else line.encode() for line in generate_jsonl(5)))
+    with pytest.raises(StoreError, match="4 partitions; a replay reads and resumes one sequence"):
+        anyio.run(lambda: replay(source, store=MemoryStore(partitions=4)))

@@ -291,6 +291,16 @@ async def _check_store(
 
     ``given``: the store was passed in as a Store (else the engine opened it, and closes it again here).
     """
+    if engine.partitions is not None:
+        if not given:
+            engine.store.close()
+        if sink is not None:
+            await sink.aclose()
+        raise StoreError(
+            f"{where}: the store's journal has {engine.partitions['partitions']} partitions; a replay reads and "
+            "resumes one sequence, so expected a SQLite file, the in-memory store, or a PostgreSQL store made with "
+            "`recoverkit db init URL --partitions 1` (partitions serve live traffic from several hosts)"
+        )
     journaled = engine.store.last_seq()
     if journaled and not resume:
         if not given:
