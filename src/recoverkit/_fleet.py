@@ -30,6 +30,7 @@ it holds) and answers ``True`` only where this process owns them all, ``statisti
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -45,7 +46,7 @@ from ._statistics import EngineStatistics
 from ._store_runner import StoreRunner
 from .channels.base import Message
 from .config import Config
-from .errors import StoreError
+from .errors import EngineStateError, StoreError
 from .store._partition_view import PartitionView, SharedStore
 
 __all__ = ["Fleet", "PartitionPipeline", "fair_share"]
@@ -195,7 +196,8 @@ class Fleet:
     @property
     def pipelines(self) -> dict[int, PartitionPipeline]:
         """The pipelines of the partitions this process runs (owns, or is taking over), by partition."""
-        return {part: slot.pipeline for part, slot in self._slots.items()}
+        # A copy first: statistics() may be read from another thread (a metrics scrape) while a round changes it.
+        return {part: slot.pipeline for part, slot in list(self._slots.items())}
 
     async def _start_many(self, parts: list[int]) -> None:
         limiter = anyio.CapacityLimiter(START_AT_ONCE)
@@ -290,7 +292,8 @@ class Fleet:
 
     @property
     def owns_all(self) -> bool:
-        return len(self.pipelines) == self.partitions and all(p.is_owner for p in self.pipelines.values())
+        pipelines = self.pipelines
+        return len(pipelines) == self.partitions and all(p.is_owner for p in pipelines.values())
 
     @property
     def owns_any(self) -> bool:
@@ -304,8 +307,14 @@ class Fleet:
 
     async def checkpoint(self) -> int | None:
         """Checkpoint every partition owned; the positions covered, added up (``None`` when none is owned)."""
-        positions = [await p.checkpoint() for p in list(self.pipelines.values())]
-        covered = [p for p in positions if p is not None]
+        covered: list[int] = []
+        for pipeline in list(self.pipelines.values()):
+            try:
+                position = await pipeline.checkpoint()
+            except EngineStateError:
+                continue  # being handed over: its last checkpoint is written as it closes
+            if position is not None:
+                covered.append(position)
         return sum(covered) if covered else None
 
     def pending_messages(self) -> list[Message]:
@@ -331,7 +340,9 @@ class Fleet:
 
 
 async def _flush(pipeline: PartitionPipeline, end_of_input: bool) -> None:
-    await pipeline.flush(end_of_input=end_of_input)
+    # A partition being handed over meanwhile is read to the end and checkpointed as it closes: nothing to wait for.
+    with contextlib.suppress(EngineStateError):
+        await pipeline.flush(end_of_input=end_of_input)
 
 
 def _add(into: dict[str, Any], more: Mapping[str, Any]) -> None:
