@@ -101,3 +101,38 @@ def test_a_replay_refuses_a_partitioned_store_naming_what_it_expects(tmp_path: P
     source.write_bytes(b"".join(line if isinstance(line, bytes) else line.encode() for line in generate_jsonl(5)))
     with pytest.raises(StoreError, match="4 partitions; a replay reads and resumes one sequence"):
         anyio.run(lambda: replay(source, store=MemoryStore(partitions=4)))
+
+
+def test_a_replay_journaled_by_two_writers_waits_for_the_slower(lines: list[bytes], one_sequence: list[str]) -> None:
+    # Writer A journals its half of the sessions to the end before writer B starts on the other half. A partition's
+    # watermark held to its own events would run to the end of A's half and take all of B's events as late; held
+    # to the slowest writer's mark, it waits for B, and the messages are one sequence's.
+    import msgspec
+
+    half_a = {s for i, s in enumerate(sorted({msgspec.json.decode(x)["session_id"] for x in lines})) if i % 2 == 0}
+    a_lines = [x for x in lines if msgspec.json.decode(x)["session_id"] in half_a]
+    b_lines = [x for x in lines if msgspec.json.decode(x)["session_id"] not in half_a]
+
+    async def scenario() -> tuple[list[str], int]:
+        store = MemoryStore(partitions=4)
+        config = Config()
+        used = sorted({ch for f in config.flows for s in f.steps for ch in (s.channel, s.fallback) if ch})
+        record = _Record()
+        clock = EventClock
+        async with (
+            Engine(config, clock=clock(), store=store, owner="writer-a", pipeline=False) as a,
+            Engine(config, clock=clock(), store=store, owner="writer-b", pipeline=False) as b,
+            Engine(config, channels=dict.fromkeys(used, record), clock=clock(), store=store, owner="p") as p,
+        ):
+            for i in range(0, len(a_lines), 128):
+                await a.submit_many(a_lines[i : i + 128])
+            await anyio.sleep(0.3)  # the partitions read all of A's half meanwhile
+            for i in range(0, len(b_lines), 128):
+                await b.submit_many(b_lines[i : i + 128])
+            await anyio.sleep(0.3)
+            await p.flush(end_of_input=True)
+            return sorted(record.keys), p.statistics().events_late
+
+    keys, late = anyio.run(scenario)
+    assert late == 0
+    assert keys == one_sequence

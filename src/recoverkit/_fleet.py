@@ -92,6 +92,8 @@ class PartitionPipeline(Protocol):
 
     def _taking_over(self) -> bool: ...
 
+    def _hold_to(self, floor: float, head: int) -> None: ...
+
 
 class _Slot:
     """One partition's pipeline and the events of the task it lives in."""
@@ -141,6 +143,11 @@ class Fleet:
         self._grown_lock = threading.Lock()
         self._balancing: anyio.Lock | None = None
         self._closing = False
+        #: In event time: this process's name as a writer (see :meth:`keep_floor`); ``None`` live.
+        self.writer: str | None = None
+        #: In event time: the slowest writer's mark, last read (nothing is known to be written before it is read).
+        self._floor = -math.inf
+        self._heads: list[int] = []  # the partitions' heads read just after the marks
 
     # -- membership and balance -----------------------------------------------------------------------------
 
@@ -152,8 +159,33 @@ class Fleet:
         """
         self._spawn = spawn
         self._balancing = anyio.Lock()
+        if self.writer is not None and not self.runs_pipeline:
+            # A producer registers before it writes, so the partitions wait for it from now on. (An engine that
+            # runs partitions registers with its first append: one that only processes must hold nobody back.)
+            await self._call(self._store.mark_writer, self.writer, -math.inf)
         if self.runs_pipeline:
             await self.balance()
+
+    async def keep_floor(self) -> None:
+        """Event time: every :data:`PARTITION_TICK` s, hold each partition's watermark to the slowest writer's
+        mark (a replay journaled by several processes)."""
+        if not self.runs_pipeline:
+            return
+        while not self._closing:
+            try:
+                # The marks first, then the heads: a mark is published after its events commit, so the heads read
+                # next cover every event it vouches for. (This is also how a replay's partitions learn what other
+                # processes journaled: in event time nothing else polls.)
+                marks = await self._call(self._store.writer_marks)
+                heads = await self._call(self._store.partition_heads)
+            except StoreError as exc:
+                _log.error("writer_marks_failed", error=str(exc))
+            else:
+                self._floor = min(marks.values(), default=math.inf)
+                self._heads = heads
+                for part, slot in list(self._slots.items()):
+                    slot.pipeline._hold_to(self._floor, heads[part])
+            await anyio.sleep(PARTITION_TICK)
 
     async def keep_balance(self) -> None:
         """Heartbeat and rebalance every ``lease_ttl / 5`` seconds until the engine closes."""
@@ -212,6 +244,8 @@ class Fleet:
 
     async def _start(self, part: int) -> None:
         slot = _Slot(self._make(PartitionView(self._store, part)))
+        if self.writer is not None:  # before it reads anything: a new pipeline's own floor is none
+            slot.pipeline._hold_to(self._floor, self._heads[part] if self._heads else 0)
         assert self._spawn is not None
         self._spawn(lambda: self._host(slot), f"recoverkit-partition-{part}")
         await slot.ready.wait()
@@ -265,6 +299,11 @@ class Fleet:
                         await self._call(self._store.leave, self.owner)
                     except StoreError as exc:
                         _log.warning("partition_leave_failed", error=str(exc))
+                if self.writer is not None:  # it has written all it will: the others need not wait for it
+                    try:
+                        await self._call(self._store.drop_writer, self.writer)
+                    except StoreError as exc:
+                        _log.warning("writer_drop_failed", error=str(exc))
                 async with anyio.create_task_group() as group:
                     for part in list(self._slots):
                         self.handed_over += 1

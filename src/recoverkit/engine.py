@@ -181,6 +181,8 @@ class Engine:
 
         fleet = Fleet(self.config, store, self.call_store, owner=self.owner, make=make, pipeline=pipeline)
         self.journal.on_appended = fleet.appended
+        if self.clock.event_time:  # a replay: this process is one of the writers the partitions wait for
+            fleet.writer = self.journal.writer = self.owner
         self._runner.after_inbox = fleet.nudge
         return fleet
 
@@ -189,6 +191,12 @@ class Engine:
         if head > self.journal.last_seq:
             self.journal.last_seq = head
         self._runner.poke()
+
+    def _hold_to(self, floor: float, head: int) -> None:
+        """(A partition's pipeline, event time.) The slowest writer's mark is ``floor`` and the partition's journal
+        reached ``head`` after it: read on, and hold the watermark to the mark once read through ``head``."""
+        self.ingest.hold_to(floor, head)
+        self._grew(head)
 
     def _taking_over(self) -> bool:
         taking_over = self._ownership.taking_over
@@ -278,6 +286,8 @@ class Engine:
                 await self.aclose(self.close_timeout)
             raise
         self._runner.start_soon(fleet.keep_balance, name="recoverkit-partitions")
+        if self.clock.event_time:
+            self._runner.start_soon(fleet.keep_floor, name="recoverkit-writer-marks")
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Stop: journal and handle everything accepted so far, wait for deliveries in flight, checkpoint, close.

@@ -91,6 +91,11 @@ class Ingest(Stage):
         self._max_ts = -math.inf
         #: Event time of the first event and the latest event time seen (event-time mode only).
         self.first_event_at: float | None = None
+        # Event time, a partition's pipeline: the lowest mark of the processes journaling (see
+        # recoverkit.store.PartitionedStore.mark_writer), which the watermark does not pass; and the next one, with
+        # the journal position it applies from (every event committed before that mark was read is at or below it).
+        self._writers_floor = math.inf
+        self._next_floor: tuple[int, float] | None = None
 
     @property
     def last_event_at(self) -> float | None:
@@ -203,7 +208,9 @@ class Ingest(Stage):
         """Move the watermark and release what it passed; pass on barriers and a checkpoint order."""
         if self._event_time:
             end = clock_mark == math.inf  # end of input: everything seen so far is complete
-            watermark = self._max_ts if end else self._max_ts - self._lateness
+            # Not past the slowest writer's mark (several processes journaling one replay): what it has yet to
+            # write may belong before the latest event seen here.
+            watermark = self._max_ts if end else min(self._max_ts, self._floor()) - self._lateness
             released = self._release(math.inf if end else watermark)
         else:
             live = clock_mark is not None and clock_mark > -math.inf
@@ -243,6 +250,17 @@ class Ingest(Stage):
             push(reorder, (ts, _rank(event), self._seq, event))
         return forgets
 
+    def hold_to(self, floor: float, position: int) -> None:
+        """Hold the event-time watermark to ``floor``, the slowest writer's mark, once this stage has read the
+        journal through ``position`` (the head read after the mark: the events it covers are at or below it)."""
+        self._next_floor = (position, floor)
+
+    def _floor(self) -> float:
+        pending = self._next_floor
+        if pending is not None and self.position >= pending[0]:
+            self._writers_floor, self._next_floor = pending[1], None
+        return self._writers_floor
+
     def _release(self, watermark: float) -> list[Event]:
         """Pop every buffered event at or before ``watermark`` in (time, rank, arrival) order."""
         reorder = self._reorder
@@ -280,9 +298,7 @@ class Ingest(Stage):
             last = i == len(chunks) - 1
             mark = self.watermark if last else old
             self.batches += 1
-            await outbox.send(
-                Batch(chunk, mark, perf_counter(), barriers if last else None, control if last else None)
-            )
+            await outbox.send(Batch(chunk, mark, perf_counter(), barriers if last else None, control if last else None))
 
     # -- state ----------------------------------------------------------------------------------------------
 
@@ -290,8 +306,14 @@ class Ingest(Stage):
         encode = msgspec.json.encode
         held = [(ts, rank, seq, encode(event)) for ts, rank, seq, event in self._reorder]
         state = _State(
-            self.position, self.watermark, self._max_ts, self.first_event_at, self.late, self.received,
-            self._seq, held,
+            self.position,
+            self.watermark,
+            self._max_ts,
+            self.first_event_at,
+            self.late,
+            self.received,
+            self._seq,
+            held,
         )
         return msgspec.msgpack.encode(state)
 

@@ -148,6 +148,9 @@ class Journal:
         #: Called (from the thread that journaled) with ``{partition: highest position}`` after each commit to a
         #: partitioned store, so that the partitions' pipelines in this process read what grew.
         self.on_appended: Callable[[dict[int, int]], None] | None = None
+        #: In event time on a partitioned store, this process's name among the writers whose marks the
+        #: partitions' watermarks wait for (:meth:`~recoverkit.store.PartitionedStore.mark_writer`).
+        self.writer: str | None = None
 
     # -- the ways in ----------------------------------------------------------------------------------------
 
@@ -371,6 +374,9 @@ class Journal:
                 # activity of a session it holds).
                 keyed.extend((part, data) for part in every if part != own)
         placed: list[tuple[int, int]] = store.append_to(keyed, now=now)
+        if self.writer is not None and self.max_ts > -math.inf:
+            # After the commit: a mark says everything up to it is in the journal (event time, in time order).
+            store.mark_writer(self.writer, self.max_ts)
         heads: dict[int, int] = {}
         for part, position in placed:
             heads[part] = max(heads.get(part, 0), position)

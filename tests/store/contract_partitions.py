@@ -84,9 +84,7 @@ print(json.dumps(placed))
 
 
 def _writer_events(name: str, batches: int) -> list[list[tuple[str, bytes]]]:
-    return [
-        [(f"{name}-s{(b + i) % 13}", f"{name}:{b}:{i}".encode()) for i in range(1 + b % 3)] for b in range(batches)
-    ]
+    return [[(f"{name}-s{(b + i) % 13}", f"{name}:{b}:{i}".encode()) for i in range(1 + b % 3)] for b in range(batches)]
 
 
 class PartitionContract(StoreFixture):
@@ -188,9 +186,7 @@ class PartitionContract(StoreFixture):
 
     def test_threads_appending_at_once_get_every_position_once_without_gaps(self, store: PartitionedTestStore) -> None:
         placed: list[tuple[int, int, bytes]] = []
-        threads = [
-            threading.Thread(target=self._write_in_thread, args=(store, f"t{n}", 25, placed)) for n in range(8)
-        ]
+        threads = [threading.Thread(target=self._write_in_thread, args=(store, f"t{n}", 25, placed)) for n in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -372,6 +368,33 @@ class PartitionContract(StoreFixture):
         store.heartbeat("host-a", ttl=60, now=time.time())
         assert [lease.owner for lease in store.partition_leases()] == [None] * self.partitions
 
+    # -- writers' marks ---------------------------------------------------------------------------------------
+
+    def test_writer_marks_register_move_forward_only_and_drop(self, store: PartitionedTestStore) -> None:
+        assert store.writer_marks() == {}
+        store.mark_writer("p0", float("-inf"))  # registered before writing anything
+        store.mark_writer("p1", T0 + 5)
+        assert store.writer_marks() == {"p0": float("-inf"), "p1": T0 + 5}
+        store.mark_writer("p0", T0 + 9)
+        store.mark_writer("p1", T0 + 2)  # behind its mark: ignored
+        assert store.writer_marks() == {"p0": T0 + 9, "p1": T0 + 5}
+        store.drop_writer("p1")
+        store.drop_writer("never")  # nothing to do
+        assert store.writer_marks() == {"p0": T0 + 9}
+
+    def test_writer_marks_are_neither_members_nor_owners(self, store: PartitionedTestStore) -> None:
+        store.mark_writer("p0", T0)
+        assert store.heartbeat("host-a", ttl=60, now=T0) == ["host-a"]
+        assert [lease.owner for lease in store.partition_leases()] == [None] * self.partitions
+
+    def test_a_bad_writer_or_mark_is_refused_by_name_and_value(self, store: PartitionedTestStore) -> None:
+        with pytest.raises(ValueError, match="mark_writer: expected a non-empty `writer`, got ''"):
+            store.mark_writer("", T0)
+        for mark in (float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="mark_writer: expected `mark` to be an event time"):
+                store.mark_writer("p0", mark)
+        assert store.writer_marks() == {}
+
     # -- fenced checkpoints -----------------------------------------------------------------------------------
 
     def test_a_checkpoint_is_saved_by_the_owner_and_never_moves_back(self, store: PartitionedTestStore) -> None:
@@ -403,8 +426,7 @@ class PartitionContract(StoreFixture):
         assert lease is not None
         self.pass_time(SHORT + 0.15)
         assert (
-            store.save_partition_checkpoint(0, owner="a", epoch=lease.epoch, position=1, state=b"x", now=T0)
-            == "fenced"
+            store.save_partition_checkpoint(0, owner="a", epoch=lease.epoch, position=1, state=b"x", now=T0) == "fenced"
         )
         assert store.load_partition_checkpoint(0) is None
 

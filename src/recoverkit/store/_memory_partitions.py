@@ -18,13 +18,14 @@ from ._checkpoint import Checkpoint, check_position
 from ._journal import JournalEntry
 from ._ledger import Claim, ClaimRequest, check_claim
 from ._memory_pipeline import MemoryLedger
-from ._partition_args import check_partition, check_taker, check_window
+from ._partition_args import check_partition, check_taker, check_window, check_writer
 from ._partitioned import CheckpointAnswer, PartitionLease, PartitionStatus, partition_of
 
 __all__ = ["MEMBER", "MemoryPartitions"]
 
 #: The prefix of the named lease that says a member (an engine process) is alive, as in the other stores.
 MEMBER: Final = "member:"
+WRITER: Final = "writer:"
 
 
 class MemoryPartitions(MemoryLedger):
@@ -153,6 +154,26 @@ class MemoryPartitions(MemoryLedger):
         with self._lock:
             self._enter(write=True)
             self._leases.pop(MEMBER + owner, None)
+
+    # -- writers' marks (kept as named leases "writer:<name>", the mark in the expiry) ---------------------------
+
+    def mark_writer(self, writer: str, mark: float) -> None:
+        check_writer(writer, mark)
+        with self._lock:
+            self._enter(write=True)
+            held = self._leases.get(WRITER + writer)
+            if held is None or mark > held[1]:
+                self._leases[WRITER + writer] = (writer, mark)
+
+    def writer_marks(self) -> dict[str, float]:
+        with self._lock:
+            self._enter(write=False)
+            return {held: mark for name, (held, mark) in self._leases.items() if name.startswith(WRITER)}
+
+    def drop_writer(self, writer: str) -> None:
+        with self._lock:
+            self._enter(write=True)
+            self._leases.pop(WRITER + writer, None)
 
     # -- fenced writes ------------------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..errors import StoreError
 
-__all__ = ["check_partition", "check_taker", "check_window", "no_single_sequence"]
+__all__ = ["check_partition", "check_taker", "check_window", "check_writer", "no_single_sequence"]
 
 
 def check_partition(method: str, partition: object, partitions: int) -> None:
@@ -38,3 +38,11 @@ def check_window(method: str, after: int, limit: int) -> None:
         raise ValueError(f"{method}: expected `limit` >= 1, got {limit!r}")
     if after < 0:
         raise ValueError(f"{method}: expected `after` >= 0, got {after!r}")
+
+
+def check_writer(writer: str, mark: float) -> None:
+    """:class:`ValueError` unless ``writer`` is a non-empty string and ``mark`` an event time or ``-inf`` (not NaN)."""
+    if not isinstance(writer, str) or not writer:
+        raise ValueError(f"mark_writer: expected a non-empty `writer`, got {writer!r}")
+    if isinstance(mark, bool) or not isinstance(mark, int | float) or mark != mark or mark == float("inf"):
+        raise ValueError(f"mark_writer: expected `mark` to be an event time (epoch seconds) or -inf, got {mark!r}")

@@ -19,6 +19,10 @@ What several engine processes sharing one store need (issue 14, ``docs/scaling.m
 - **Members.** Each engine process says it is alive (:meth:`PartitionedStore.heartbeat`), so that partitions
   can be spread evenly over the live ones, a process that joins gets its share and one that leaves hands its
   share over.
+- **Writers' marks.** In event time (a replay), each process that journals says how far in event time it has
+  written (:meth:`PartitionedStore.mark_writer`), so a partition's watermark is the minimum over the writers, not
+  the latest event it has seen: one writer running ahead cannot make a partition fire a timer before a slower
+  writer has written that session's last event.
 
 What is global stays global: the ledger, purchases, suppressions, codes, facts and dead letters are the
 :class:`~recoverkit.store.Store` protocols', shared by every partition. A fenced claim checks the customer's
@@ -186,6 +190,22 @@ class PartitionedStore(Protocol):
 
     def leave(self, owner: str) -> None:
         """``owner`` is no longer a member (a clean shutdown): the others take its share at once."""
+        ...
+
+    # -- writers' event time (replays from several processes) -------------------------------------------------
+
+    def mark_writer(self, writer: str, mark: float) -> None:
+        """Record that ``writer`` has committed every event it will write with an event time up to ``mark``
+        (it writes in time order): a partition's event-time watermark may pass ``mark`` only once every writer's
+        mark has. Marks only move forward (a lower one is ignored). ``-inf``: registered, nothing written yet."""
+        ...
+
+    def writer_marks(self) -> dict[str, float]:
+        """Every writer's mark (see :meth:`mark_writer`)."""
+        ...
+
+    def drop_writer(self, writer: str) -> None:
+        """``writer`` has written all it will (it closed): its mark no longer holds the others back."""
         ...
 
     # -- fenced writes ----------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Final
 from ._checkpoint import Checkpoint, check_position
 from ._journal import JournalEntry
 from ._ledger import Claim, ClaimRequest, check_claim
-from ._partition_args import check_partition, check_taker, check_window
+from ._partition_args import check_partition, check_taker, check_window, check_writer
 from ._partitioned import CheckpointAnswer, PartitionLease, PartitionStatus, partition_of
 from ._sqlite_pipeline import SQLiteJournal, SQLiteLedger, admit, head_of, read_rows
 
@@ -34,6 +34,7 @@ __all__ = ["MEMBER", "SQLitePartitions"]
 
 #: The prefix of the named lease that says a member (an engine process) is alive, as in the other stores.
 MEMBER: Final = "member:"
+WRITER: Final = "writer:"
 
 #: The fence: ``owner`` holds the partition at ``epoch``, unexpired at the time given.
 _FENCE: Final = "SELECT 1 FROM partition_leases WHERE part = ? AND owner = ? AND epoch = ? AND expires_at > ?"
@@ -163,6 +164,31 @@ class SQLitePartitions(SQLiteJournal, SQLiteLedger):
 
     def leave(self, owner: str) -> None:
         self._write("leave", lambda conn: conn.execute("DELETE FROM leases WHERE name = ?", (MEMBER + owner,)))
+
+    # -- writers' marks (kept as named leases "writer:<name>", the mark in the expiry) ---------------------------
+
+    def mark_writer(self, writer: str, mark: float) -> None:
+        check_writer(writer, mark)
+        self._write(
+            "mark_writer",
+            lambda conn: conn.execute(
+                "INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
+                (WRITER + writer, writer, mark),
+            ),
+        )
+
+    def writer_marks(self) -> dict[str, float]:
+        def run(conn: sqlite3.Connection) -> dict[str, float]:
+            rows = conn.execute(
+                "SELECT owner, expires_at FROM leases WHERE substr(name, 1, ?) = ?", (len(WRITER), WRITER)
+            ).fetchall()
+            return {str(owner): float(mark) for owner, mark in rows}
+
+        return self._read("writer_marks", run)
+
+    def drop_writer(self, writer: str) -> None:
+        self._write("drop_writer", lambda conn: conn.execute("DELETE FROM leases WHERE name = ?", (WRITER + writer,)))
 
     # -- fenced writes ------------------------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from typing import Final
 from ...errors import StoreError
 from .._checkpoint import Checkpoint, check_position
 from .._journal import JournalEntry
-from .._partition_args import check_window
+from .._partition_args import check_window, check_writer
 from .._partitioned import CheckpointAnswer, PartitionLease, PartitionStatus, partition_of
 from ._plumbing import Conn, Plumbing
 
@@ -46,6 +46,7 @@ __all__ = ["PartitionedJournal"]
 
 #: The named lease that says a member (an engine process) is alive.
 _MEMBER: Final = "member:"
+_WRITER: Final = "writer:"
 
 #: The fence: the lease row of the partition, held by this owner at this epoch and unexpired on the server's
 #: clock, locked FOR SHARE so that no take-over can commit before the write that checked it.
@@ -184,9 +185,9 @@ class PartitionedJournal(Plumbing):
         self._check_partition("trim_partition", partition)
         return self._write(
             "trim_partition",
-            lambda conn: conn.execute(
-                "DELETE FROM journal WHERE part = %s AND position <= %s", (partition, through)
-            ).rowcount,
+            lambda conn: (
+                conn.execute("DELETE FROM journal WHERE part = %s AND position <= %s", (partition, through)).rowcount
+            ),
         )
 
     # -- partition leases -----------------------------------------------------------------------------------
@@ -227,11 +228,13 @@ class PartitionedJournal(Plumbing):
         self._check_partition("release_partition", partition)
         return self._write(
             "release_partition",
-            lambda conn: conn.execute(
-                "UPDATE partition_leases SET owner = NULL, expires_at = '-infinity' WHERE part = %s AND owner = %s",
-                (partition, owner),
-            ).rowcount
-            > 0,
+            lambda conn: (
+                conn.execute(
+                    "UPDATE partition_leases SET owner = NULL, expires_at = '-infinity' WHERE part = %s AND owner = %s",
+                    (partition, owner),
+                ).rowcount
+                > 0
+            ),
         )
 
     def partition_leases(self) -> list[PartitionLease]:
@@ -271,9 +274,30 @@ class PartitionedJournal(Plumbing):
 
     def leave(self, owner: str) -> None:
         """``owner`` is no longer a member (a clean shutdown): the others take its share at once."""
+        self._write("leave", lambda conn: conn.execute("DELETE FROM leases WHERE name = %s", (_MEMBER + owner,)))
+
+    def mark_writer(self, writer: str, mark: float) -> None:
+        """See :meth:`~recoverkit.store.PartitionedStore.mark_writer` (a named lease ``writer:<name>``, the mark
+        in its expiry; only moves forward)."""
+        check_writer(writer, mark)
         self._write(
-            "leave", lambda conn: conn.execute("DELETE FROM leases WHERE name = %s", (_MEMBER + owner,))
+            "mark_writer",
+            lambda conn: conn.execute(
+                "INSERT INTO leases (name, owner, expires_at) VALUES (%s, %s, %s) ON CONFLICT (name) "
+                "DO UPDATE SET expires_at = greatest(leases.expires_at, excluded.expires_at)",
+                (_WRITER + writer, writer, float(mark)),
+            ),
         )
+
+    def writer_marks(self) -> dict[str, float]:
+        def run(conn: Conn) -> dict[str, float]:
+            rows = conn.execute("SELECT owner, expires_at FROM leases WHERE name LIKE 'writer:%%'").fetchall()
+            return {str(owner): float(mark) for owner, mark in rows}
+
+        return self._read("writer_marks", run)
+
+    def drop_writer(self, writer: str) -> None:
+        self._write("drop_writer", lambda conn: conn.execute("DELETE FROM leases WHERE name = %s", (_WRITER + writer,)))
 
     def partition_status(self) -> list[PartitionStatus]:
         """Every partition's head, checkpoint, lag and owner, by partition, from one snapshot (for operators:
@@ -362,13 +386,15 @@ class PartitionedJournal(Plumbing):
         check_position(position)
         return self._write(
             "save_checkpoint",
-            lambda conn: conn.execute(
-                "INSERT INTO checkpoint AS c (id, position, state, saved_at) VALUES (1, %s, %s, %s) "
-                "ON CONFLICT (id) DO UPDATE SET position = excluded.position, state = excluded.state, "
-                "saved_at = excluded.saved_at WHERE excluded.position >= c.position",
-                (position, bytes(state), now),
-            ).rowcount
-            > 0,
+            lambda conn: (
+                conn.execute(
+                    "INSERT INTO checkpoint AS c (id, position, state, saved_at) VALUES (1, %s, %s, %s) "
+                    "ON CONFLICT (id) DO UPDATE SET position = excluded.position, state = excluded.state, "
+                    "saved_at = excluded.saved_at WHERE excluded.position >= c.position",
+                    (position, bytes(state), now),
+                ).rowcount
+                > 0
+            ),
         )
 
     def load_checkpoint(self) -> Checkpoint | None:
