@@ -23,7 +23,7 @@ from ._partition_args import no_single_sequence
 from ._partitioned import check_partitions
 from ._privacy import SALT_BYTES
 
-__all__ = ["MemoryTables", "PartitionLease", "PartitionLog"]
+__all__ = ["LeaseRow", "MemoryTables", "PartitionLog"]
 
 
 class PartitionLog:
@@ -67,7 +67,7 @@ class PartitionLog:
         return None
 
 
-class PartitionLease:
+class LeaseRow:
     """A partition's lease as kept: its owner (``None`` once released), epoch and expiry on the store's clock."""
 
     __slots__ = ("epoch", "expires_at", "owner")
@@ -93,7 +93,7 @@ class MemoryTables:
         self._closed = False
         # With one partition, the one-sequence journal methods are partition 0's.
         self._logs = [PartitionLog() for _ in range(partitions)]
-        self._partition_leases = [PartitionLease() for _ in range(partitions)]
+        self._partition_leases = [LeaseRow() for _ in range(partitions)]
         self._partition_checkpoints: dict[int, Checkpoint] = {}
         self._checkpoint: Checkpoint | None = None
         self._cart_purchases: dict[str, float] = {}
