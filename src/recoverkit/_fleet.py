@@ -166,25 +166,30 @@ class Fleet:
         if self.runs_pipeline:
             await self.balance()
 
-    async def keep_floor(self) -> None:
-        """Event time: every :data:`PARTITION_TICK` s, hold each partition's watermark to the slowest writer's
-        mark (a replay journaled by several processes)."""
+    async def keep_reading(self, *, event_time: bool) -> None:
+        """Every :data:`PARTITION_TICK` s, read the partitions' heads in one query and have the pipelines of the
+        partitions that grew read them (what other processes journaled; a partition's own ticks do not ask the
+        store, so an idle engine costs one query a tick, however many partitions it runs). In event time, also
+        hold each partition's watermark to the slowest writer's mark (a replay journaled by several processes)."""
         if not self.runs_pipeline:
             return
         while not self._closing:
             try:
                 # The marks first, then the heads: a mark is published after its events commit, so the heads read
-                # next cover every event it vouches for. (This is also how a replay's partitions learn what other
-                # processes journaled: in event time nothing else polls.)
-                marks = await self._call(self._store.writer_marks)
+                # next cover every event it vouches for.
+                marks = await self._call(self._store.writer_marks) if event_time else {}
                 heads = await self._call(self._store.partition_heads)
             except StoreError as exc:
-                _log.error("writer_marks_failed", error=str(exc))
+                _log.error("partition_heads_failed", error=str(exc))
             else:
-                self._floor = min(marks.values(), default=math.inf)
                 self._heads = heads
+                if event_time:
+                    self._floor = min(marks.values(), default=math.inf)
                 for part, slot in list(self._slots.items()):
-                    slot.pipeline._hold_to(self._floor, heads[part])
+                    if event_time:
+                        slot.pipeline._hold_to(self._floor, heads[part])
+                    else:
+                        slot.pipeline._grew(heads[part])
             await anyio.sleep(PARTITION_TICK)
 
     async def keep_balance(self) -> None:

@@ -177,6 +177,7 @@ class Engine:
             part.sessionize.foreign = lambda session_id: base.partition_of(session_id) != own
             part._fleet = None
             part._parts.owns_adapters = False
+            part.ingest.polls = False  # the fleet reads every partition's head in one query and says what grew
             return part
 
         fleet = Fleet(self.config, store, self.call_store, owner=self.owner, make=make, pipeline=pipeline)
@@ -187,16 +188,18 @@ class Engine:
         return fleet
 
     def _grew(self, head: int) -> None:
-        """(A partition's pipeline.) The journal of this partition reached ``head``: read it now."""
+        """(A partition's pipeline.) The journal of this partition reached ``head``: read it now, if unread."""
         if head > self.journal.last_seq:
             self.journal.last_seq = head
-        self._runner.poke()
+        if head > self.ingest.position:
+            self._runner.poke()
 
     def _hold_to(self, floor: float, head: int) -> None:
         """(A partition's pipeline, event time.) The slowest writer's mark is ``floor`` and the partition's journal
         reached ``head`` after it: read on, and hold the watermark to the mark once read through ``head``."""
         self.ingest.hold_to(floor, head)
         self._grew(head)
+        self._runner.poke()  # the watermark may move with the floor, whether or not the journal grew
 
     def _taking_over(self) -> bool:
         taking_over = self._ownership.taking_over
@@ -286,8 +289,8 @@ class Engine:
                 await self.aclose(self.close_timeout)
             raise
         self._runner.start_soon(fleet.keep_balance, name="recoverkit-partitions")
-        if self.clock.event_time:
-            self._runner.start_soon(fleet.keep_floor, name="recoverkit-writer-marks")
+        event_time = self.clock.event_time
+        self._runner.start_soon(lambda: fleet.keep_reading(event_time=event_time), name="recoverkit-partition-heads")
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Stop: journal and handle everything accepted so far, wait for deliveries in flight, checkpoint, close.

@@ -95,6 +95,9 @@ class Ingest(Stage):
         # recoverkit.store.PartitionedStore.mark_writer), which the watermark does not pass; and the next one, with
         # the journal position it applies from (every event committed before that mark was read is at or below it).
         self._writers_floor = math.inf
+        #: Whether a live tick asks the store for what other processes journaled (a partition's pipeline does not:
+        #: its fleet reads every partition's head in one query and tells it what grew).
+        self.polls = True
         self._next_floor: tuple[int, float] | None = None
 
     @property
@@ -158,7 +161,7 @@ class Ingest(Stage):
         if self.active:
             # Other processes' events are only found by asking the store: on live ticks and before a flush.
             # After this process's own append no query is needed when the cache holds what it wrote.
-            poll = (not self._event_time and mark > -math.inf) or barriers is not None
+            poll = (self.polls and not self._event_time and mark > -math.inf) or barriers is not None
             await self._pull(outbox, poll=poll)
         await self._drain(outbox, mark, barriers, control)
 
