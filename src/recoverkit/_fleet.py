@@ -419,32 +419,37 @@ def _merge_stage(stages: list[StageStatistics]) -> StageStatistics:
     )
 
 
+#: Figures of the front (what this process journaled, its one DeadLetters, the store they all share; its store
+#: calls are added to the partitions'), not of the partitions' pipelines (whose own journals write nothing).
+_FRONT = frozenset(
+    {"events_accepted", "events_invalid", "events_overflow", "events_spilled", "dead_letters", "restored", "store"}
+)
+_FRONT_AND_PARTS = frozenset({"store_calls", "store_seconds"})
+
+
 def merge_statistics(front: EngineStatistics, parts: list[EngineStatistics]) -> EngineStatistics:
     """``front`` (what this process journaled) with ``parts`` (its partitions' pipelines) added up: counts and
-    figures summed, the watermark the lowest, latencies the worst partition's."""
+    figures summed, flags any, the watermark the lowest, each stage's figures merged (latencies the worst
+    partition's)."""
     if not parts:
         return msgspec.structs.replace(front, owner=False)
-    totals: dict[str, dict[str, Any]] = {"abandonments": {}, "reasons": {}, "messages": {}}
-    for stats in parts:
-        for name in totals:
-            _add(totals[name], getattr(stats, name))
-    names = list(parts[0].stages)
-    return msgspec.structs.replace(
-        front,
-        events_late=sum(s.events_late for s in parts),
-        sessions=sum(s.sessions for s in parts),
-        abandonments=totals["abandonments"],
-        reasons=totals["reasons"],
-        messages=totals["messages"],
-        dead_letters=front.dead_letters,  # one DeadLetters shared by every partition
-        watermark=min(s.watermark for s in parts) if parts else -math.inf,
-        owner=any(s.owner for s in parts),
-        journal_behind=sum(s.journal_behind for s in parts),
-        checkpoint_position=sum(s.checkpoint_position for s in parts),
-        stages={name: _merge_stage([s.stages[name] for s in parts]) for name in names},
-        restores=sum(s.restores for s in parts),
-        restoring=any(s.restoring for s in parts),
-        lease_lapses=sum(s.lease_lapses for s in parts),
-        store_calls=front.store_calls + sum(s.store_calls for s in parts),
-        store_seconds=front.store_seconds + sum(s.store_seconds for s in parts),
-    )
+    merged: dict[str, Any] = {}
+    for name in EngineStatistics.__struct_fields__:
+        if name in _FRONT:
+            continue
+        values = [getattr(stats, name) for stats in parts]
+        first = values[0]
+        if name == "stages":
+            merged[name] = {stage: _merge_stage([v[stage] for v in values]) for stage in first}
+        elif name == "watermark":
+            merged[name] = min(values)
+        elif isinstance(first, bool):
+            merged[name] = any(values)
+        elif isinstance(first, dict):
+            total: dict[str, Any] = {}
+            for value in values:
+                _add(total, value)
+            merged[name] = total
+        else:
+            merged[name] = sum(values) + (getattr(front, name) if name in _FRONT_AND_PARTS else 0)
+    return msgspec.structs.replace(front, **merged)
