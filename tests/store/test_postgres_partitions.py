@@ -124,9 +124,7 @@ def test_a_reader_following_each_partition_skips_nothing_and_reads_nothing_twice
         for p in range(4):
             assert seen[p] == list(range(1, store.partition_head(p) + 1))
         assert store.check() == []
-    expected = {
-        f"w{n}:{b}:{i}".encode() for n in range(3) for b in range(150) for i in range(1 + (b * 7 + 2) % 5)
-    }
+    expected = {f"w{n}:{b}:{i}".encode() for n in range(3) for b in range(150) for i in range(1 + (b * 7 + 2) % 5)}
     assert len(datas) == len(set(datas)) == len(expected)
     assert set(datas) == expected
 
@@ -237,7 +235,8 @@ with PostgresStore(sys.argv[1]) as store:
 
 @pytest.mark.slow
 def test_an_owner_stalled_past_its_lease_has_every_write_refused_after_the_takeover(
-    store4: PostgresStore, postgres_url: str  # noqa: F811 - the fixture
+    store4: PostgresStore,
+    postgres_url: str,  # noqa: F811 - the fixture
 ) -> None:
     child = _python(_STALLED, postgres_url)
     try:
@@ -321,7 +320,8 @@ def test_a_url_that_is_not_one_is_a_config_error_without_its_text() -> None:
 
 
 def test_a_user_without_privileges_is_told_what_it_needs(
-    postgres_cluster: Cluster, postgres_url: str  # noqa: F811 - the fixtures
+    postgres_cluster: Cluster,
+    postgres_url: str,  # noqa: F811 - the fixtures
 ) -> None:
     init(postgres_url)
     postgres_cluster.admin("DROP ROLE IF EXISTS nopriv")
@@ -359,7 +359,8 @@ def test_without_psycopg_the_import_names_the_extra() -> None:
 
 @pytest.mark.slow
 def test_after_a_database_restart_the_store_reconnects_and_loses_nothing_committed(
-    postgres_cluster: Cluster, store4: PostgresStore  # noqa: F811 - the fixtures
+    postgres_cluster: Cluster,
+    store4: PostgresStore,  # noqa: F811 - the fixtures
 ) -> None:
     placed = store4.append_keyed([("s", b"before")], now=1.0)
     postgres_cluster.stop("fast")
@@ -373,7 +374,8 @@ def test_after_a_database_restart_the_store_reconnects_and_loses_nothing_committ
 
 
 def test_forget_waits_for_a_write_for_the_contact_under_way_and_erases_it(
-    store4: PostgresStore, postgres_url: str  # noqa: F811 - the fixtures
+    store4: PostgresStore,
+    postgres_url: str,  # noqa: F811 - the fixtures
 ) -> None:
     """A claim holds a shared lock on its contact while it writes (another transaction stands for it here, its
     row not yet committed when forget() starts): forget() waits for it, then pseudonymises the row it wrote."""
@@ -395,7 +397,8 @@ def test_forget_waits_for_a_write_for_the_contact_under_way_and_erases_it(
 
 
 def test_a_claim_that_waited_for_forget_sees_the_suppression(
-    store4: PostgresStore, postgres_url: str  # noqa: F811 - the fixtures
+    store4: PostgresStore,
+    postgres_url: str,  # noqa: F811 - the fixtures
 ) -> None:
     store4.acquire_lease("pipeline", "w", ttl=1e9, now=0)
     hashed = store4.hash_contact("bob@example.com")
@@ -405,8 +408,9 @@ def test_a_claim_that_waited_for_forget_sees_the_suppression(
         conn.execute("INSERT INTO recoverkit.suppression (hash, reason, at) VALUES (%s, 'forgotten', 0)", (hashed,))
         claiming = threading.Thread(
             target=lambda: answers.append(
-                store4.claim("k2", cart_key="c2", contact_key="bob@example.com", channel="email", started_at=0,
-                             owner="w", now=1)  # fmt: skip
+                store4.claim(
+                    "k2", cart_key="c2", contact_key="bob@example.com", channel="email", started_at=0, owner="w", now=1
+                )  # fmt: skip
             )
         )
         claiming.start()
@@ -438,7 +442,8 @@ with PostgresStore(url) as store:
 
 @pytest.mark.slow
 def test_racing_processes_get_one_lease_and_one_claim_per_key(
-    store4: PostgresStore, postgres_url: str  # noqa: F811 - the fixtures
+    store4: PostgresStore,
+    postgres_url: str,  # noqa: F811 - the fixtures
 ) -> None:
     """Four processes race for one free partition (one wins, at the next epoch) and claim the same 60 keys under
     one pipeline lease at once: each key is claimed by exactly one of them, the others told "duplicate"."""
@@ -457,3 +462,27 @@ def test_racing_processes_get_one_lease_and_one_claim_per_key(
     assert claimed == sorted(f"k{n}" for n in range(60))
     assert sorted({answer for _, answer in claims}) == ["claimed", "duplicate"]
     assert len(store4.ledger()) == 60
+
+
+def test_an_owner_frozen_mid_transaction_does_not_block_the_take_over(postgres_url: str) -> None:  # noqa: F811
+    # The owner's fenced write holds the lease row FOR SHARE until it commits; a process frozen (SIGSTOP, a frozen
+    # VM) between its statements keeps that lock. The server ends a session idle in a transaction after
+    # IDLE_IN_TRANSACTION_MS, so the take-over waits about that long, not for as long as the owner stays frozen.
+    from recoverkit.store.postgres._partitions import FENCE
+    from recoverkit.store.postgres._plumbing import IDLE_IN_TRANSACTION_MS
+
+    init(postgres_url, partitions=2)
+    with PostgresStore(postgres_url) as frozen, PostgresStore(postgres_url) as taker:
+        lease = frozen.take_partition(0, "frozen", ttl=0.5)
+        assert lease is not None
+        with frozen._pool.connection() as conn:  # the owner's transaction, stopped after its fence
+            conn.execute("BEGIN")
+            assert conn.execute(FENCE, (0, "frozen", lease.epoch)).fetchone() is not None
+            time.sleep(0.6)  # the lease expires while the owner is "frozen"
+            began = time.monotonic()
+            taken = taker.take_partition(0, "taker", ttl=5)
+            waited = time.monotonic() - began
+            assert taken is not None and taken.epoch == lease.epoch + 1
+            assert waited < IDLE_IN_TRANSACTION_MS / 1000 + 3.0
+            with pytest.raises(psycopg.Error):  # woken, the frozen owner finds its session ended
+                conn.execute("COMMIT")

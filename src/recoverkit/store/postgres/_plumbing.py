@@ -62,6 +62,10 @@ __all__ = ["Conn", "Plumbing"]
 T = TypeVar("T")
 #: Seconds a pooled connection may sit idle before it is pinged when taken again (see Plumbing._check).
 IDLE_CHECK: Final = 1.0
+#: Milliseconds a session may sit idle inside a transaction before the server ends it (see ``_configure``): far
+#: above any gap between the statements of one of the store's transactions (milliseconds), and how long at most a
+#: take-over waits for the locks of an owner frozen mid-transaction.
+IDLE_IN_TRANSACTION_MS: Final = 2000
 #: Seconds a new connection may take to open, unless the URL says (``connect_timeout``).
 CONNECT_TIMEOUT: Final = 10.0
 #: Seconds an operation may go on retrying after a lost connection or a conflict (``retry_for``): a server
@@ -157,6 +161,12 @@ class Plumbing:
 
     def _configure(self, conn: Conn) -> None:
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        # A process frozen in the middle of a transaction (SIGSTOP, a frozen VM, a host starved of CPU) keeps its
+        # row locks: a partition's lease row locked by a fenced write would block its take-over for as long as the
+        # process stays frozen. The server ends such a session after this long idle in a transaction (rolling it
+        # back: nothing of it was committed), and the take-over goes on; the frozen process finds its connection
+        # gone when it wakes, and its write is refused or retried like any lost connection's.
+        conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
 
     def _check(self, conn: Conn) -> None:
         """The pool's check when a connection is taken: ping it if it sat idle for IDLE_CHECK seconds or the
