@@ -29,6 +29,7 @@ from ._store_runner import StoreRunner
 from .clock import Clock
 from .config import Config
 from .errors import StoreError
+from .store._partition_view import FencedError
 from .store.base import PIPELINE_LEASE, PurgeReport
 
 __all__ = ["CHECKPOINT_FORMAT", "Ownership"]
@@ -295,6 +296,9 @@ class Ownership:
                     await self.checkpoint()
                 if time.time() - self._purged_at >= PURGE_EVERY:
                     await self.purge()
+            except FencedError as exc:  # a partition's owner that lost it (a stall past the lease): expected
+                _log.warning("checkpoint_fenced", error=str(exc))
+                self.stand_down("pipeline_lease_lost")
             except StoreError as exc:
                 _log.error("checkpoint_failed", error=str(exc))
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
@@ -348,6 +352,8 @@ class Ownership:
             return
         try:
             await self._save(position, states)
+        except FencedError as exc:  # the partition passed on meanwhile: its new owner has it from its checkpoint
+            _log.warning("checkpoint_fenced", error=str(exc))
         except StoreError as exc:
             _log.error("checkpoint_failed", error=str(exc))
 

@@ -46,7 +46,12 @@ from ._partitioned import PartitionedStore
 from ._privacy import PurgeReport
 from .base import Store
 
-__all__ = ["PartitionView", "SharedStore", "is_partitioned"]
+__all__ = ["FencedError", "PartitionView", "SharedStore", "is_partitioned"]
+
+
+class FencedError(StoreError):
+    """A write as a partition's owner was refused: the partition passed to another owner (the lease's epoch moved
+    on). Expected after a stall past the lease; the writer must stop acting as owner."""
 
 
 class SharedStore(Store, PartitionedStore, Protocol):
@@ -160,7 +165,7 @@ class PartitionView(ClaimByMany):
         if answer == "fenced":
             # Raised, not answered False: "superseded" lets the caller trim the journal, and a fenced write
             # says nothing about what the stored checkpoint covers.
-            raise StoreError(
+            raise FencedError(
                 f"partition {self.partition}: checkpoint refused, the partition passed to another owner "
                 f"(epoch {self.epoch} is no longer its lease)"
             )
