@@ -11,45 +11,26 @@ import pytest
 
 from recoverkit import Config, Engine, EventClock, MemoryStore
 from recoverkit._fleet import fair_share
-from recoverkit.channels.base import Message
-from recoverkit.store import SQLiteStore, Store
+from recoverkit.store import SQLiteStore
 from recoverkit.synthetic import generate_jsonl
-
-
-class _Record:
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-
-    async def send(self, message: Message) -> None:
-        self.keys.append(message.key)
-
-
-async def _replay(lines: list[bytes], store: Store) -> tuple[list[str], dict[str, Any] | None, Any]:
-    config = Config()
-    used = sorted({ch for f in config.flows for s in f.steps for ch in (s.channel, s.fallback) if ch})
-    record = _Record()
-    async with Engine(config, channels=dict.fromkeys(used, record), clock=EventClock(), store=store) as engine:
-        for i in range(0, len(lines), 256):
-            await engine.submit_many(lines[i : i + 256])
-        await engine.flush(end_of_input=True)
-        return sorted(record.keys), engine.partitions, engine.statistics()
+from replaying import KeyRecorder, channels_for, replay_keys, synthetic_lines
 
 
 @pytest.fixture(scope="module")
 def lines() -> list[bytes]:
-    return [line if isinstance(line, bytes) else line.encode() for line in generate_jsonl(300, seed=5)]
+    return synthetic_lines(300, seed=5)
 
 
 @pytest.fixture(scope="module")
 def one_sequence(lines: list[bytes]) -> list[str]:
-    keys, status, _ = anyio.run(_replay, lines, MemoryStore())
+    keys, status, _ = anyio.run(replay_keys, lines, MemoryStore())
     assert status is None
     return keys
 
 
 def test_memory_partitions_send_what_one_sequence_sends(lines: list[bytes], one_sequence: list[str]) -> None:
     store = MemoryStore(partitions=4)
-    keys, status, stats = anyio.run(_replay, lines, store)
+    keys, status, stats = anyio.run(replay_keys, lines, store)
     assert status is not None and status["owned"] == [0, 1, 2, 3] and status["members"] == 1
     assert keys == one_sequence
     # The statistics add the partitions' figures up: every message sent is counted once.
@@ -63,7 +44,7 @@ def test_sqlite_partitions_send_what_one_sequence_sends(
     tmp_path: Path, lines: list[bytes], one_sequence: list[str]
 ) -> None:
     with SQLiteStore(tmp_path / "shop.db", partitions=4) as store:
-        keys, status, _ = anyio.run(_replay, lines, store)
+        keys, status, _ = anyio.run(replay_keys, lines, store)
         assert status is not None and status["owned"] == [0, 1, 2, 3]
         assert store.check() == []
     assert keys == one_sequence
@@ -116,13 +97,12 @@ def test_a_replay_journaled_by_two_writers_waits_for_the_slower(lines: list[byte
     async def scenario() -> tuple[list[str], int]:
         store = MemoryStore(partitions=4)
         config = Config()
-        used = sorted({ch for f in config.flows for s in f.steps for ch in (s.channel, s.fallback) if ch})
-        record = _Record()
+        record = KeyRecorder()
         clock = EventClock
         async with (
             Engine(config, clock=clock(), store=store, owner="writer-a", pipeline=False) as a,
             Engine(config, clock=clock(), store=store, owner="writer-b", pipeline=False) as b,
-            Engine(config, channels=dict.fromkeys(used, record), clock=clock(), store=store, owner="p") as p,
+            Engine(config, channels=channels_for(config, record), clock=clock(), store=store, owner="p") as p,
         ):
             for i in range(0, len(a_lines), 128):
                 await a.submit_many(a_lines[i : i + 128])

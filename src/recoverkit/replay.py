@@ -291,24 +291,24 @@ async def _check_store(
 
     ``given``: the store was passed in as a Store (else the engine opened it, and closes it again here).
     """
-    if engine.partitions is not None:
+
+    async def refuse(why: str) -> StoreError:
         if not given:
             engine.store.close()
         if sink is not None:
             await sink.aclose()
-        raise StoreError(
-            f"{where}: the store's journal has {engine.partitions['partitions']} partitions; a replay reads and "
-            "resumes one sequence, so expected a SQLite file, the in-memory store, or a PostgreSQL store made with "
+        return StoreError(f"{where}: {why}")
+
+    if engine.partitions is not None:
+        raise await refuse(
+            f"the store's journal has {engine.partitions['partitions']} partitions; a replay reads and resumes one "
+            "sequence, so expected a SQLite file, the in-memory store, or a PostgreSQL store made with "
             "`recoverkit db init URL --partitions 1` (partitions serve live traffic from several hosts)"
         )
     journaled = engine.store.last_seq()
     if journaled and not resume:
-        if not given:
-            engine.store.close()
-        if sink is not None:
-            await sink.aclose()
-        raise StoreError(
-            f"{where}: the journal already holds {journaled:,} events of an earlier replay; expected a new store, "
+        raise await refuse(
+            f"the journal already holds {journaled:,} events of an earlier replay; expected a new store, "
             "or resume=True (--resume) to carry that replay on"
         )
     if sink is not None and not journaled and isinstance(out, (str, Path)) and str(out) != "-":

@@ -13,46 +13,25 @@ from pathlib import Path
 import anyio
 import pytest
 
-from recoverkit import Config, Engine, EventClock, MemoryStore
-from recoverkit.channels.base import Message
-from recoverkit.store import Store
-from recoverkit.synthetic import generate_jsonl
+from recoverkit import MemoryStore
+from replaying import replay_keys, synthetic_lines
 
 from .postgres_cluster import postgres_cluster, postgres_url  # noqa: F401 - fixtures used by name
 
 pytest.importorskip("psycopg", reason="the postgres extra is not installed (pip install '.[postgres]')")
 
-from recoverkit.store.postgres import PostgresStore, init  # noqa: E402
+from recoverkit.store.postgres import PostgresStore, init
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class _Record:
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-
-    async def send(self, message: Message) -> None:
-        self.keys.append(message.key)
-
-
-async def _replay(lines: list[bytes], store: Store) -> list[str]:
-    config = Config()
-    used = sorted({ch for f in config.flows for s in f.steps for ch in (s.channel, s.fallback) if ch})
-    record = _Record()
-    async with Engine(config, channels=dict.fromkeys(used, record), clock=EventClock(), store=store) as engine:
-        for i in range(0, len(lines), 256):
-            await engine.submit_many(lines[i : i + 256])
-        await engine.flush(end_of_input=True)
-    return sorted(record.keys)
-
-
 @pytest.mark.slow
 def test_the_engine_sends_the_same_messages_on_postgres_as_in_memory(postgres_url: str) -> None:  # noqa: F811
-    lines = [line if isinstance(line, bytes) else line.encode() for line in generate_jsonl(400, seed=3)]
-    in_memory = anyio.run(_replay, lines, MemoryStore())
+    lines = synthetic_lines(400, seed=3)
+    in_memory, _, _ = anyio.run(replay_keys, lines, MemoryStore())
     init(postgres_url)
     with PostgresStore(postgres_url) as store:
-        on_postgres = anyio.run(_replay, lines, store)
+        on_postgres, _, _ = anyio.run(replay_keys, lines, store)
         assert store.ledger(["sending", "unknown"]) == []
         assert len(store.ledger(["sent"])) == len(on_postgres)
         assert store.check() == []

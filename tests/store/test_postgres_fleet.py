@@ -12,9 +12,7 @@ import msgspec
 import pytest
 
 from recoverkit import Config, Engine, EventClock, MemoryStore
-from recoverkit.channels.base import Message
-from recoverkit.store import Store
-from recoverkit.synthetic import generate_jsonl
+from replaying import KeyRecorder, channels_for, replay_keys, synthetic_lines
 
 from .postgres_cluster import postgres_cluster, postgres_url  # noqa: F401 - fixtures used by name
 
@@ -23,31 +21,11 @@ pytest.importorskip("psycopg", reason="the postgres extra is not installed (pip 
 from recoverkit.store.postgres import PostgresStore, init
 
 
-class _Record:
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-
-    async def send(self, message: Message) -> None:
-        self.keys.append(message.key)
-
-
-async def _replay(lines: list[bytes], store: Store) -> tuple[list[str], dict[str, object] | None]:
-    config = Config()
-    used = sorted({ch for f in config.flows for s in f.steps for ch in (s.channel, s.fallback) if ch})
-    record = _Record()
-    async with Engine(config, channels=dict.fromkeys(used, record), clock=EventClock(), store=store) as engine:
-        for i in range(0, len(lines), 256):
-            await engine.submit_many(lines[i : i + 256])
-        await engine.flush(end_of_input=True)
-        status = engine.partitions
-    return sorted(record.keys), status
-
-
 def test_eight_partitions_in_one_process(postgres_url: str) -> None:  # noqa: F811
-    lines = [line if isinstance(line, bytes) else line.encode() for line in generate_jsonl(300, seed=5)]
+    lines = synthetic_lines(300, seed=5)
     init(postgres_url, partitions=8)
     with PostgresStore(postgres_url) as store:
-        partitioned, status = anyio.run(_replay, lines, store)
+        partitioned, status, _ = anyio.run(replay_keys, lines, store)
         assert status is not None and status["owned"] == list(range(8)) and status["share"] == 8
         assert partitioned and len(set(partitioned)) == len(partitioned)
         assert store.ledger(["sending", "unknown"]) == []
@@ -62,11 +40,11 @@ def test_eight_partitions_send_what_one_sequence_sends(postgres_url: str, carts:
     # Each partition's watermark is its own events', yet the decisions match: a session's events are all in its
     # partition, and what crosses sessions (a customer's consent and address, a purchase closing their other
     # carts or the shop's cart id) is mirrored into every partition (recoverkit.journal.MIRRORED).
-    lines = [line if isinstance(line, bytes) else line.encode() for line in generate_jsonl(carts, seed=seed)]
-    in_memory, _ = anyio.run(_replay, lines, MemoryStore())
+    lines = synthetic_lines(carts, seed=seed)
+    in_memory, _, _ = anyio.run(replay_keys, lines, MemoryStore())
     init(postgres_url, partitions=8)
     with PostgresStore(postgres_url) as store:
-        partitioned, _ = anyio.run(_replay, lines, store)
+        partitioned, _, _ = anyio.run(replay_keys, lines, store)
     assert in_memory and partitioned == in_memory
 
 
@@ -81,9 +59,8 @@ async def _engines(
     input; the others join, and the partitions are handed over until each has its share, while the second half
     goes in through the first."""
     config = _config(lease_ttl=1.0)
-    used = sorted({ch for f in config.flows for s in f.steps for ch in (s.channel, s.fallback) if ch})
-    record = _Record()
-    channels = dict.fromkeys(used, record)
+    record = KeyRecorder()
+    channels = channels_for(config, record)
     async with contextlib.AsyncExitStack() as stack:
         stores = [stack.enter_context(PostgresStore(url, schema=schema)) for _ in range(count)]
         engines = [
@@ -117,24 +94,16 @@ def test_engines_joining_take_their_share_and_the_messages_stay_the_same(
     postgres_url: str,  # noqa: F811
     count: int,
 ) -> None:
-    lines = [line if isinstance(line, bytes) else line.encode() for line in generate_jsonl(300, seed=5)]
+    lines = synthetic_lines(300, seed=5)
     init(postgres_url, partitions=8)
     with PostgresStore(postgres_url) as store:
-        alone, _ = anyio.run(_replay, lines, store)
+        alone, _, _ = anyio.run(replay_keys, lines, store)
     init(postgres_url, partitions=8, schema="many")
     together, statuses = anyio.run(_engines, lines, postgres_url, "many", count)
     owned = sorted(part for status in statuses if status is not None for part in status["owned"])
     assert owned == list(range(8))
     assert statuses[0] is not None and statuses[0]["handed_over"] == 8 - 8 // count
     assert together == alone
-
-
-class _Count:
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-
-    async def send(self, message: Message) -> None:
-        self.keys.append(message.key)
 
 
 @pytest.mark.slow
@@ -159,7 +128,7 @@ def test_a_backlog_of_thousands_due_at_once_never_loses_the_leases(postgres_url:
 
     async def scenario() -> tuple[list[str], Any, dict[str, Any] | None, float]:
         clock = FakeClock(1_767_225_600.0 + 5)
-        record = _Count()
+        record = KeyRecorder()
         with PostgresStore(postgres_url) as store:
             async with Engine(config, channels={"webhook": record}, clock=clock, store=store) as engine:
                 for i in range(0, count, 500):

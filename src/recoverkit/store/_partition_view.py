@@ -176,24 +176,12 @@ class PartitionView(ClaimByMany):
 
     # -- global work done once --------------------------------------------------------------------------------
 
-    def purge(
-        self,
-        *,
-        ledger_before: float,
-        purchases_before: float,
-        dead_letters_before: float,
-        codes_before: float | None = None,
-        facts_before: float | None = None,
-    ) -> PurgeReport:
-        if self.partition != 0:  # the tables are global: one partition's owner purges them for all
+    def purge(self, **windows: Any) -> PurgeReport:
+        """The store's :meth:`~recoverkit.store.PrivacyStore.purge` (same arguments), in partition 0's pipeline
+        only: the tables are global, and one owner purges them for all."""
+        if self.partition != 0:
             return PurgeReport(ledger_entries=0, purchases=0, dead_letters=0)
-        return self.base.purge(
-            ledger_before=ledger_before,
-            purchases_before=purchases_before,
-            dead_letters_before=dead_letters_before,
-            codes_before=codes_before,
-            facts_before=facts_before,
-        )
+        return self.base.purge(**windows)
 
     def close(self) -> None:
         """Nothing: the store is shared by every partition and closed by the engine that opened it."""
