@@ -189,6 +189,9 @@ def test_bench_pg_engine_quick_measures_every_store_and_style_against_the_bare_b
         assert row["events"] == results["events"]
         assert positive(row["events_per_second"]) and positive(row["vs_one_process"])
         assert row["duplicates"] == 0
+        # Reported, not asserted here: whether the same input gave the same messages on 2 processes as on 1.
+        assert isinstance(row["same_messages"], bool)
+        assert row["same_messages"] == (row["messages_differing"] == [0] * len(row["runs_events_per_second"]))
     assert scale["problems"] == []
 
 
