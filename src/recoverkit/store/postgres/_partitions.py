@@ -37,7 +37,7 @@ from typing import Final
 
 from ...errors import StoreError
 from .._checkpoint import Checkpoint, check_position
-from .._journal import JournalEntry
+from .._journal import JournalEntry, check_read_limit
 from .._partition_args import check_window, check_writer
 from .._partitioned import CheckpointAnswer, PartitionLease, PartitionStatus, partition_of
 from ._plumbing import Conn, Plumbing
@@ -371,6 +371,7 @@ class PartitionedJournal(Plumbing):
 
     def read_events(self, after: int, limit: int) -> list[JournalEntry]:
         self._one_sequence("read_events")
+        check_read_limit(after, limit)  # named as read_events, which the caller called
         return self.read_partition(0, after, limit)
 
     def trim_events(self, through: int) -> int:
