@@ -4,8 +4,9 @@ keeps accepting events across a server restart (issue 14).
 
 These tests restart their server, so they run a cluster of their own (:class:`Cluster`), not the session's.
 A COMMIT is cut by a small proxy between the store and the server's socket that forwards the client's COMMIT (or
-the one statement that commits itself) and then closes the connection before the answer comes back: the server
-has committed, the store cannot know it.
+the one statement that commits itself) and then closes the connection before the answer comes back, with no word
+from the server: it has committed, the store cannot know it. A session the server itself ends says so with its
+error, sent only for a transaction it did not commit, and that write is run again.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import anyio.to_thread
 import pytest
 
 from recoverkit import Config, Engine
+from recoverkit.engine import EngineStatistics
 from recoverkit.errors import StoreError
 
 from .postgres_cluster import Cluster, ClusterUnavailable, _unavailable
@@ -279,6 +281,40 @@ def test_a_one_statement_write_cut_in_flight_is_reported_and_not_run_again(url: 
     assert journal(url) == [b"first", b"cut-me"]  # the server did commit it, once
 
 
+def test_a_write_whose_session_the_server_ended_mid_statement_is_run_again_and_applied_once(url: str) -> None:
+    # The append (one statement, its own COMMIT) waits on the journal head's row lock another session holds; the
+    # server ends its session there (pg_terminate_backend, as a fast restart does to every session): the server's
+    # error says nothing was committed, so it is run again, once the lock is free, and applied once.
+    import psycopg
+
+    init(url)
+    with PostgresStore(url, pool_size=1) as store:
+        store.append_events([b"first"], now=1.0)
+        blocker = psycopg.connect(url)  # not autocommit: its lock is held until it rolls back
+        blocker.execute("SELECT * FROM recoverkit.journal_heads FOR UPDATE")
+
+        def end_the_waiting_session() -> None:
+            with psycopg.connect(url, autocommit=True) as admin:
+                waiting = (
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+                while (row := admin.execute(waiting).fetchone()) is None:  # type: ignore[arg-type]
+                    time.sleep(0.02)
+                admin.execute("SELECT pg_terminate_backend(%s)", row)
+            blocker.rollback()
+
+        ender = threading.Thread(target=end_the_waiting_session)
+        ender.start()
+        try:
+            assert store.append_events([b"second"], now=2.0) == 2
+        finally:
+            ender.join()
+            blocker.close()
+        stats = store.statistics()
+    assert stats.retries == 1 and stats.unknown_outcomes == 0 and stats.failed == 0
+    assert journal(url) == [b"first", b"second"]
+
+
 # -- the engine ---------------------------------------------------------------------------------------------------
 
 
@@ -318,9 +354,7 @@ def test_an_engine_keeps_accepting_events_across_a_restart_and_journals_every_on
                 stop.set()
                 await anyio.to_thread.run_sync(thread.join)
             await engine.flush()
-            stats = engine.statistics()
-            assert stats.store.reconnects + stats.store.connection_errors >= 1, stats.store
-            assert stats.events_overflow == sum(not ok for _, ok, _ in answers)  # only a False was not kept
+            figures.append(engine.statistics())
             # Read before close: a closing engine checkpoints, and the journal is trimmed behind a checkpoint.
             kept.update(
                 e.split(b'"session_id":"', 1)[1].split(b'"', 1)[0].decode()
@@ -328,9 +362,20 @@ def test_an_engine_keeps_accepting_events_across_a_restart_and_journals_every_on
             )
 
     kept: set[str] = set()
+    figures: list[EngineStatistics] = []
     anyio.run(run)
     assert errors == []
+    stats = figures[0]
+    assert stats.store.reconnects + stats.store.connection_errors >= 1, stats.store
     took = {session for session, ok, _ in answers if ok}
     assert len(took) > 100
     assert any(outage[0] < at < outage[1] for _, ok, at in answers if ok)  # taken while the server was down
-    assert took - kept == set()  # every event that got True is in the journal
+    # Every event that got True is in the journal, but for one case, reported: an append in flight when the server
+    # went down whose connection broke with no word from the server (its outcome unknown, not retried; the journal
+    # counts its events in events_overflow and logs journal_overflow). Its events may or may not be in the journal.
+    lost = took - kept
+    refused = sum(not ok for _, ok, _ in answers)
+    if stats.store.unknown_outcomes == 0:
+        assert lost == set() and stats.events_overflow == refused
+    else:
+        assert len(lost) <= stats.events_overflow - refused

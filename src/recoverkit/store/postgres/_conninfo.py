@@ -21,8 +21,8 @@ from psycopg.rows import TupleRow
 from ...errors import ConfigError, StoreError
 
 __all__ = [
-    "CONFLICTS", "EXPECTED", "Conn", "conflict", "connection_error", "connection_lost", "describe", "first_line",
-    "parse", "scrub",
+    "CONFLICTS", "ENDED_UNCOMMITTED", "EXPECTED", "Conn", "conflict", "connection_error", "connection_lost",
+    "describe", "ended_uncommitted", "first_line", "parse", "scrub",
 ]  # fmt: skip
 
 Conn: TypeAlias = psycopg.Connection[TupleRow]
@@ -30,6 +30,10 @@ EXPECTED: Final = "postgresql://user:password@host:5432/database (or a libpq key
 #: SQLSTATEs of a transaction the server rolled back because of another one (serialization_failure,
 #: deadlock_detected): nothing of it was applied, and the same transaction run again may well succeed.
 CONFLICTS: Final = frozenset({"40001", "40P01"})
+#: SQLSTATEs of the error a server sends as it ends a session whose transaction it did not commit:
+#: admin_shutdown (57P01: a fast shutdown, pg_terminate_backend), idle_in_transaction_session_timeout (25P03) and
+#: idle_session_timeout (57P05). See :func:`ended_uncommitted`.
+ENDED_UNCOMMITTED: Final = frozenset({"57P01", "25P03", "57P05"})
 #: SQLSTATEs a server sends as it ends the connection: admin_shutdown (a fast or smart shutdown,
 #: pg_terminate_backend), crash_shutdown, cannot_connect_now (starting up or shutting down).
 _ENDING: Final = frozenset({"57P01", "57P02", "57P03"})
@@ -101,3 +105,17 @@ def connection_lost(exc: BaseException, conn: Conn | None) -> bool:
         return False
     state = exc.sqlstate
     return state is None or state.startswith("08") or state in _ENDING
+
+
+def ended_uncommitted(exc: BaseException) -> bool:
+    """Whether the server ended the session with an error saying so before it committed anything of the statement
+    or COMMIT under way (:data:`ENDED_UNCOMMITTED`): then running it again cannot apply it twice.
+
+    Why these prove it: PostgreSQL sends admin_shutdown as an error only from its interrupt checks, which a commit
+    holds off, and a committed transaction is answered (ReadyForQuery flushed) before the session next checks; the
+    idle timeouts fire only while the session waits for the client, before the COMMIT or statement that follows
+    was read. A session ended otherwise (an immediate shutdown or a crash, which only warn; a wait for a
+    synchronous standby cancelled after the local commit, which sends no error; the network) ends with no error
+    from the server, and whether the COMMIT under way was applied stays unknown.
+    """
+    return isinstance(exc, psycopg.Error) and exc.sqlstate in ENDED_UNCOMMITTED

@@ -22,8 +22,12 @@ but only when it cannot have been applied:
 - a read, always;
 - a write whose connection could not be had, or that failed before its COMMIT was sent (the server rolls back a
   transaction whose session ends before COMMIT), or that the server rolled back for a conflict;
-- never a write whose connection was lost while its COMMIT (or, for an operation of one statement, the statement
-  itself, which is its own COMMIT) was under way: PostgreSQL may or may not have committed it. It raises
+- a write whose session the server ended, saying so, while its COMMIT (or, for an operation of one statement,
+  the statement itself, which is its own COMMIT) was under way: a fast shutdown or restart, ``pg_terminate_backend``
+  or an idle timeout, which PostgreSQL reports only for a transaction it did not commit (see
+  :func:`._conninfo.ended_uncommitted`);
+- never a write whose connection was lost with no word from the server while its COMMIT was under way (a crash,
+  an immediate shutdown, the network): PostgreSQL may or may not have committed it. It raises
   :class:`~recoverkit.errors.StoreError` saying that the outcome is unknown and that it was not retried; the caller
   treats it as it treats a crash at that moment.
 
@@ -252,7 +256,7 @@ class Plumbing:
             return "retry"
         if _conninfo.connection_lost(exc, attempt.conn):
             self._add(connection_errors=1, reconnects=1 if attempt.conn is not None else 0)
-            if write and attempt.phase == "commit":
+            if write and attempt.phase == "commit" and not _conninfo.ended_uncommitted(exc):
                 self._add(unknown=1)
                 return "unknown"
             return "retry"
