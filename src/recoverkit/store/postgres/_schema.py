@@ -22,9 +22,9 @@ import psycopg
 from psycopg import sql
 
 from ...errors import ConfigError, StoreError
+from .._partitioned import MAX_PARTITIONS
 from . import _conninfo
 from ._conninfo import Conn
-from .._partitioned import MAX_PARTITIONS
 
 __all__ = ["MAX_PARTITIONS", "MIGRATIONS", "SCHEMA_VERSION", "SchemaInfo", "init", "read_meta", "schema_problems"]
 
