@@ -60,6 +60,9 @@ from ._plumbing import Conn
 
 __all__ = ["Records"]
 
+#: Facts inserted by one statement (under PostgreSQL's 65,535 parameters at any table's width).
+_FACTS_PER_INSERT = 500
+
 _FACT_COLUMNS: Final = {
     "assignments": ASSIGNMENT_COLUMNS, "conversions": CONVERSION_COLUMNS, "outcomes": OUTCOME_COLUMNS,
     "visits": "cart_key, at",
@@ -181,11 +184,15 @@ class Records(SQLFactReaders, Ledger):
             added = 0
             with conn.cursor() as cursor:
                 for table, values in rows.items():
-                    for value in values:  # one by one: each insert's rowcount says whether the fact was new
-                        marks = ", ".join(["%s"] * len(value))
+                    # Many rows to one statement (a round trip each was most of a replay's store time); its rowcount
+                    # is how many were new, the others being already there (ON CONFLICT DO NOTHING).
+                    for start in range(0, len(values), _FACTS_PER_INSERT):
+                        chunk = values[start : start + _FACTS_PER_INSERT]
+                        row = "(" + ", ".join(["%s"] * len(chunk[0])) + ")"
                         cursor.execute(
-                            f"INSERT INTO {table} ({_FACT_COLUMNS[table]}) VALUES ({marks}) ON CONFLICT DO NOTHING",
-                            value,
+                            f"INSERT INTO {table} ({_FACT_COLUMNS[table]}) VALUES {', '.join([row] * len(chunk))} "
+                            "ON CONFLICT DO NOTHING",
+                            [field for value in chunk for field in value],
                         )
                         added += cursor.rowcount
             return added
