@@ -776,3 +776,29 @@ def test_the_docs_name_only_metrics_the_collector_exports_and_list_them_all() ->
     assert mentioned - exported_names(collector).keys() - families.keys() == set()
     table = dict(re.findall(r"^\| `(recoverkit_\w+)` \| (\w+) \|", text, re.MULTILINE))
     assert table == families  # every metric is in the reference table, with its type
+
+
+@pytest.mark.anyio
+async def test_a_partitioned_engine_exports_its_share_of_the_partitions(email: MemoryChannel) -> None:
+    clock = FakeClock(T0)
+    async with Engine(config(), channels={"email": email}, clock=clock, store=MemoryStore(partitions=4)) as engine:
+        collector = EngineCollector(engine)
+        registry = CollectorRegistry()
+        registry.register(collector)
+        await run_shop(engine, clock, email)
+        samples = scrape(registry)
+    assert samples["recoverkit_partitions_owned", ()] == 4
+    assert samples["recoverkit_partition_share", ()] == 4
+    assert samples["recoverkit_partition_members", ()] == 1
+    assert samples["recoverkit_partitions_taken_total", ()] == 4
+    assert samples["recoverkit_partitions_lost_total", ()] == 0
+    assert email.sent  # the shop's carts were recovered through the partitions
+
+
+@pytest.mark.anyio
+async def test_an_engine_on_one_sequence_exports_no_partition_figures(email: MemoryChannel) -> None:
+    async with Engine(config(), channels={"email": email}, clock=FakeClock(T0)) as engine:
+        registry = CollectorRegistry()
+        registry.register(EngineCollector(engine))
+        samples = scrape(registry)
+    assert not [name for name, _ in samples if name.startswith("recoverkit_partition")]

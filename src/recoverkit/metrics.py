@@ -103,6 +103,7 @@ class _Reading:
     store: StoreStatistics | None = None
     codes: OfferStatistics | None = None
     journal_end: int | None = None
+    partitions: dict[str, Any] | None = None  # Engine.partitions: a partitioned store's share and counts
 
 
 def _histogram(histogram: LatencyHistogram) -> _Histogram:
@@ -213,7 +214,8 @@ class EngineCollector:
                 _histogram(core.dispatch.send_lateness),
                 _optional(core.store.statistics),
                 _optional(core.coupons.statistics) if isinstance(core.coupons, CodeBook) else None,
-                _optional(core.store.last_seq) if stats.owner else None,
+                _optional(core.store.last_seq) if stats.owner and core.partitions is None else None,
+                core.partitions,
             )
         except Exception as exc:
             if not self._failing:
@@ -275,6 +277,12 @@ _METRICS: Final[tuple[tuple[str, str, str | None, str], ...]] = (
     ("recoverkit_queue_peak_batches", "gauge", "stage", "The most batches that ever waited in front of each stage."),
     ("recoverkit_queue_capacity_batches", "gauge", "stage", "The most batches the queue in front of a stage holds."),
     ("recoverkit_pipeline_lease_owner", "gauge", None, "1 when this process holds the pipeline lease, else 0."),
+    ("recoverkit_partitions_owned", "gauge", None, "Journal partitions this process runs (a partitioned store)."),
+    ("recoverkit_partition_share", "gauge", None, "Partitions this process should run: its fair share."),
+    ("recoverkit_partition_members", "gauge", None, "Engine processes alive among those sharing the partitions."),
+    ("recoverkit_partitions_taken_total", "counter", None, "Partitions this process took over."),
+    ("recoverkit_partitions_handed_over_total", "counter", None, "Partitions this process gave up while running."),
+    ("recoverkit_partitions_lost_total", "counter", None, "Partitions whose lease passed on under this process."),
     ("recoverkit_dead_letters", "gauge", None, "Messages in this process's dead-letter list."),
     ("recoverkit_open_sessions", "gauge", None, "Shoppers' sessions the pipeline holds (owner)."),
     ("recoverkit_messages_pending", "gauge", None, "Messages scheduled and not yet due (owner)."),
@@ -356,6 +364,27 @@ def _plug_in_values(r: _Reading) -> dict[str, _Values]:
         "recoverkit_codes_issued_total": r.codes.issued if r.codes else None,
         "recoverkit_codes_refused_total": r.codes.refused if r.codes else None,
         "recoverkit_codes_redeemed_total": r.codes.redeemed if r.codes else None,
+        **_partition_values(r.partitions),
+    }
+
+
+_PARTITION_FAMILIES: Final = (
+    "recoverkit_partitions_owned", "recoverkit_partition_share", "recoverkit_partition_members",
+    "recoverkit_partitions_taken_total", "recoverkit_partitions_handed_over_total", "recoverkit_partitions_lost_total",
+)  # fmt: skip
+
+
+def _partition_values(status: dict[str, Any] | None) -> dict[str, _Values]:
+    """What a partitioned engine says of its share (``None``, left out, with a one-sequence store)."""
+    if status is None:
+        return dict.fromkeys(_PARTITION_FAMILIES)
+    return {
+        "recoverkit_partitions_owned": len(status["owned"]),
+        "recoverkit_partition_share": status["share"],
+        "recoverkit_partition_members": status["members"],
+        "recoverkit_partitions_taken_total": status["taken"],
+        "recoverkit_partitions_handed_over_total": status["handed_over"],
+        "recoverkit_partitions_lost_total": status["lost"],
     }
 
 
