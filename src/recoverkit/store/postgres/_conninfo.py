@@ -107,6 +107,15 @@ def connection_lost(exc: BaseException, conn: Conn | None) -> bool:
     return state is None or state.startswith("08") or state in _ENDING
 
 
+#: The server's messages (in English) for the sessions it ends before committing: admin_shutdown and the idle
+#: timeouts, as ENDED_UNCOMMITTED lists them by SQLSTATE.
+_ENDED_WORDS: Final = (
+    "terminating connection due to administrator command",
+    "terminating connection due to idle-in-transaction timeout",
+    "terminating connection due to idle-session timeout",
+)
+
+
 def ended_uncommitted(exc: BaseException) -> bool:
     """Whether the server ended the session with an error saying so before it committed anything of the statement
     or COMMIT under way (:data:`ENDED_UNCOMMITTED`): then running it again cannot apply it twice.
@@ -118,4 +127,12 @@ def ended_uncommitted(exc: BaseException) -> bool:
     synchronous standby cancelled after the local commit, which sends no error; the network) ends with no error
     from the server, and whether the COMMIT under way was applied stays unknown.
     """
-    return isinstance(exc, psycopg.Error) and exc.sqlstate in ENDED_UNCOMMITTED
+    if not isinstance(exc, psycopg.Error):
+        return False
+    if exc.sqlstate is not None:
+        return exc.sqlstate in ENDED_UNCOMMITTED
+    # Older psycopg (before 3.3) raises the FATAL that ends a session while reading input without its SQLSTATE,
+    # only libpq's text. The server's own words for these causes say the same; in another language (lc_messages)
+    # they do not match, and the outcome stays unknown: never a retry that could apply a write twice.
+    text = str(exc)
+    return any(words in text for words in _ENDED_WORDS)
