@@ -112,17 +112,8 @@ class Engine:
     ) -> None:
         self.config = config if config is not None else Config()
         given = (plugins if plugins is not None else Plugins()).merged(
-            channels=channels,
-            store=store,
-            clock=clock,
-            scorer=scorer,
-            guard=guard,
-            coupons=coupons,
-            links=links,
-            catalogue=catalogue,
-            loyalty=loyalty,
-            rates=rates,
-            dead_letters=dead_letters,
+            channels=channels, store=store, clock=clock, scorer=scorer, guard=guard, coupons=coupons, links=links,
+            catalogue=catalogue, loyalty=loyalty, rates=rates, dead_letters=dead_letters,
         )
         #: The plug-ins this engine runs with, validated (``channels`` and ``scorer`` resolved).
         self.plugins = given.validate(self.config)

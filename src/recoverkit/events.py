@@ -32,6 +32,7 @@ from ._validation import describe_value, split_error
 from .errors import InvalidEvent
 
 __all__ = [
+    "CUSTOMER_WIDE",
     "EVENT_KINDS",
     "MAX_AMOUNT",
     "MAX_EVENT_BYTES",
@@ -245,6 +246,11 @@ Event = Union[
     ExitIntent,
 ]
 """Any accepted event; dispatch on its type (``type(ev) is AddToCart``) or its ``event`` tag."""
+
+#: The kinds whose news reaches beyond their session when they name a customer (a purchase: or the shop's cart
+#: id): an address, consent, a purchase that closes the customer's other carts. A partitioned journal writes them
+#: into every partition (:meth:`recoverkit.journal.Journal._write_keyed`), where sessionize reads them as news.
+CUSTOMER_WIDE: frozenset[type[BaseEvent]] = frozenset({Identify, Consent, Purchase})
 
 
 def contact_key(session_id: str, customer_id: str | None = None) -> str:

@@ -301,7 +301,9 @@ class Ingest(Stage):
             last = i == len(chunks) - 1
             mark = self.watermark if last else old
             self.batches += 1
-            await outbox.send(Batch(chunk, mark, perf_counter(), barriers if last else None, control if last else None))
+            await outbox.send(
+                Batch(chunk, mark, perf_counter(), barriers if last else None, control if last else None)
+            )
 
     # -- state ----------------------------------------------------------------------------------------------
 
@@ -309,14 +311,8 @@ class Ingest(Stage):
         encode = msgspec.json.encode
         held = [(ts, rank, seq, encode(event)) for ts, rank, seq, event in self._reorder]
         state = _State(
-            self.position,
-            self.watermark,
-            self._max_ts,
-            self.first_event_at,
-            self.late,
-            self.received,
-            self._seq,
-            held,
+            self.position, self.watermark, self._max_ts, self.first_event_at, self.late, self.received,
+            self._seq, held,
         )
         return msgspec.msgpack.encode(state)
 

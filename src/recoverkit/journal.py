@@ -48,7 +48,7 @@ from ._purchases import Purchases
 from .clock import Clock
 from .config import Config
 from .errors import InvalidEvent, StoreError
-from .events import Consent, Event, Identify, Purchase, decode_event, normalize_timestamp
+from .events import CUSTOMER_WIDE, Event, Purchase, decode_event, normalize_timestamp
 from .items import Forget
 from .store.base import JournalEntry, Store
 
@@ -61,7 +61,7 @@ _log = get_logger("recoverkit.journal")
 
 #: On a partitioned store, the events also written to every other partition than their session's (see
 #: :meth:`Journal._write_keyed`) when they name a customer (or, a purchase, the shop's cart id).
-MIRRORED: Final = (Identify, Consent, Purchase)
+MIRRORED: Final = CUSTOMER_WIDE
 
 # Log the first few invalid events of each reason, then one in this many, so an attack or a broken client
 # cannot flood the shop's logs while every invalid event is still counted.

@@ -124,7 +124,9 @@ def test_a_reader_following_each_partition_skips_nothing_and_reads_nothing_twice
         for p in range(4):
             assert seen[p] == list(range(1, store.partition_head(p) + 1))
         assert store.check() == []
-    expected = {f"w{n}:{b}:{i}".encode() for n in range(3) for b in range(150) for i in range(1 + (b * 7 + 2) % 5)}
+    expected = {
+        f"w{n}:{b}:{i}".encode() for n in range(3) for b in range(150) for i in range(1 + (b * 7 + 2) % 5)
+    }
     assert len(datas) == len(set(datas)) == len(expected)
     assert set(datas) == expected
 
@@ -235,8 +237,7 @@ with PostgresStore(sys.argv[1]) as store:
 
 @pytest.mark.slow
 def test_an_owner_stalled_past_its_lease_has_every_write_refused_after_the_takeover(
-    store4: PostgresStore,
-    postgres_url: str,  # noqa: F811 - the fixture
+    store4: PostgresStore, postgres_url: str  # noqa: F811 - the fixture
 ) -> None:
     child = _python(_STALLED, postgres_url)
     try:
@@ -320,8 +321,7 @@ def test_a_url_that_is_not_one_is_a_config_error_without_its_text() -> None:
 
 
 def test_a_user_without_privileges_is_told_what_it_needs(
-    postgres_cluster: Cluster,
-    postgres_url: str,  # noqa: F811 - the fixtures
+    postgres_cluster: Cluster, postgres_url: str  # noqa: F811 - the fixtures
 ) -> None:
     init(postgres_url)
     postgres_cluster.admin("DROP ROLE IF EXISTS nopriv")
@@ -359,8 +359,7 @@ def test_without_psycopg_the_import_names_the_extra() -> None:
 
 @pytest.mark.slow
 def test_after_a_database_restart_the_store_reconnects_and_loses_nothing_committed(
-    postgres_cluster: Cluster,
-    store4: PostgresStore,  # noqa: F811 - the fixtures
+    postgres_cluster: Cluster, store4: PostgresStore  # noqa: F811 - the fixtures
 ) -> None:
     placed = store4.append_keyed([("s", b"before")], now=1.0)
     postgres_cluster.stop("fast")
@@ -374,8 +373,7 @@ def test_after_a_database_restart_the_store_reconnects_and_loses_nothing_committ
 
 
 def test_forget_waits_for_a_write_for_the_contact_under_way_and_erases_it(
-    store4: PostgresStore,
-    postgres_url: str,  # noqa: F811 - the fixtures
+    store4: PostgresStore, postgres_url: str  # noqa: F811 - the fixtures
 ) -> None:
     """A claim holds a shared lock on its contact while it writes (another transaction stands for it here, its
     row not yet committed when forget() starts): forget() waits for it, then pseudonymises the row it wrote."""
@@ -397,8 +395,7 @@ def test_forget_waits_for_a_write_for_the_contact_under_way_and_erases_it(
 
 
 def test_a_claim_that_waited_for_forget_sees_the_suppression(
-    store4: PostgresStore,
-    postgres_url: str,  # noqa: F811 - the fixtures
+    store4: PostgresStore, postgres_url: str  # noqa: F811 - the fixtures
 ) -> None:
     store4.acquire_lease("pipeline", "w", ttl=1e9, now=0)
     hashed = store4.hash_contact("bob@example.com")
@@ -408,9 +405,8 @@ def test_a_claim_that_waited_for_forget_sees_the_suppression(
         conn.execute("INSERT INTO recoverkit.suppression (hash, reason, at) VALUES (%s, 'forgotten', 0)", (hashed,))
         claiming = threading.Thread(
             target=lambda: answers.append(
-                store4.claim(
-                    "k2", cart_key="c2", contact_key="bob@example.com", channel="email", started_at=0, owner="w", now=1
-                )  # fmt: skip
+                store4.claim("k2", cart_key="c2", contact_key="bob@example.com", channel="email", started_at=0,
+                             owner="w", now=1)  # fmt: skip
             )
         )
         claiming.start()
@@ -442,8 +438,7 @@ with PostgresStore(url) as store:
 
 @pytest.mark.slow
 def test_racing_processes_get_one_lease_and_one_claim_per_key(
-    store4: PostgresStore,
-    postgres_url: str,  # noqa: F811 - the fixtures
+    store4: PostgresStore, postgres_url: str  # noqa: F811 - the fixtures
 ) -> None:
     """Four processes race for one free partition (one wins, at the next epoch) and claim the same 60 keys under
     one pipeline lease at once: each key is claimed by exactly one of them, the others told "duplicate"."""

@@ -18,6 +18,7 @@ from .._pipeline import Stage
 from ..cart import CartSnapshot
 from ..config import Config
 from ..events import (
+    CUSTOMER_WIDE,
     RESTORE_PAGE,
     BaseEvent,
     Consent,
@@ -91,7 +92,8 @@ class Sessionize(Stage):
                 ts: float = event.ts  # type: ignore[assignment]  # ingest made every ts a float
                 if event_time and timers and timers[0][0] < ts:
                     self._fire(ts, out, inclusive=False)
-                if foreign is not None and foreign(event.session_id):
+                # Only the kinds the journal mirrors can be another partition's: the rest skip the hash.
+                if foreign is not None and type(event) in CUSTOMER_WIDE and foreign(event.session_id):
                     self._mirrored(event, ts, out)
                     continue
                 session = self._session_of(event, ts, out)
@@ -361,10 +363,7 @@ class Sessionize(Stage):
     def snapshot(self) -> bytes:
         stitching = self._stitching
         state = State(
-            self.watermark,
-            list(self._sessions.values()),
-            stitching.customers,
-            list(stitching.buyers.items()),
+            self.watermark, list(self._sessions.values()), stitching.customers, list(stitching.buyers.items()),
             dict(self.counts),
         )
         return msgspec.msgpack.encode(state)

@@ -289,4 +289,6 @@ def cannot_finish(key: str, state: str) -> StoreError:
 
 
 def cannot_resolve(key: str, state: str) -> StoreError:
-    return StoreError(f"cannot resolve key {key!r}: its ledger entry is {state!r}, expected one of {list(RESOLVABLE)}")
+    return StoreError(
+        f"cannot resolve key {key!r}: its ledger entry is {state!r}, expected one of {list(RESOLVABLE)}"
+    )

@@ -40,7 +40,9 @@ __all__ = [
     "ledger_entry", "read_rows",
 ]  # fmt: skip
 
-LEDGER_COLUMNS: Final = "key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, finished_at, error"
+LEDGER_COLUMNS: Final = (
+    "key, cart_key, contact_key, channel, state, owner, started_at, claimed_at, finished_at, error"
+)
 
 
 class SQLiteJournal(SQLiteFile):

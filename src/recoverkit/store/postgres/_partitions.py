@@ -185,9 +185,9 @@ class PartitionedJournal(Plumbing):
         self._check_partition("trim_partition", partition)
         return self._write(
             "trim_partition",
-            lambda conn: (
-                conn.execute("DELETE FROM journal WHERE part = %s AND position <= %s", (partition, through)).rowcount
-            ),
+            lambda conn: conn.execute(
+                "DELETE FROM journal WHERE part = %s AND position <= %s", (partition, through)
+            ).rowcount,
         )
 
     # -- partition leases -----------------------------------------------------------------------------------
@@ -228,13 +228,11 @@ class PartitionedJournal(Plumbing):
         self._check_partition("release_partition", partition)
         return self._write(
             "release_partition",
-            lambda conn: (
-                conn.execute(
-                    "UPDATE partition_leases SET owner = NULL, expires_at = '-infinity' WHERE part = %s AND owner = %s",
-                    (partition, owner),
-                ).rowcount
-                > 0
-            ),
+            lambda conn: conn.execute(
+                "UPDATE partition_leases SET owner = NULL, expires_at = '-infinity' WHERE part = %s AND owner = %s",
+                (partition, owner),
+            ).rowcount
+            > 0,
         )
 
     def partition_leases(self) -> list[PartitionLease]:
@@ -387,15 +385,13 @@ class PartitionedJournal(Plumbing):
         check_position(position)
         return self._write(
             "save_checkpoint",
-            lambda conn: (
-                conn.execute(
-                    "INSERT INTO checkpoint AS c (id, position, state, saved_at) VALUES (1, %s, %s, %s) "
-                    "ON CONFLICT (id) DO UPDATE SET position = excluded.position, state = excluded.state, "
-                    "saved_at = excluded.saved_at WHERE excluded.position >= c.position",
-                    (position, bytes(state), now),
-                ).rowcount
-                > 0
-            ),
+            lambda conn: conn.execute(
+                "INSERT INTO checkpoint AS c (id, position, state, saved_at) VALUES (1, %s, %s, %s) "
+                "ON CONFLICT (id) DO UPDATE SET position = excluded.position, state = excluded.state, "
+                "saved_at = excluded.saved_at WHERE excluded.position >= c.position",
+                (position, bytes(state), now),
+            ).rowcount
+            > 0,
         )
 
     def load_checkpoint(self) -> Checkpoint | None:
