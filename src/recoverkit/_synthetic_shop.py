@@ -32,7 +32,7 @@ from .events import (
     ViewItem,
 )
 
-__all__ = ["MEAN_ARRIVAL_GAP", "RETURN_DELAY", "Cart", "Shop"]
+__all__ = ["MEAN_ARRIVAL_GAP", "MIXES", "RETURN_DELAY", "Cart", "Shop"]
 
 T = TypeVar("T")
 
@@ -62,6 +62,17 @@ _P_PHONE_ONLY: Final = 0.20  # customers who give a phone number without SMS con
 _P_WITHDRAW: Final = 0.02
 RETURN_DELAY: Final = (3600.0, 72 * 3600.0)  # log-uniform between one hour and three days
 _RECENT_CUSTOMERS: Final = 50_000  # log-ins are by one of the most recent customers
+
+# The "browse" mix: a shop's traffic as analytics sees it. Most sessions only look around, so most events are page
+# views; few start a cart and most of those carts are left; a few percent of sessions buy. recoverkit.synthetic's
+# docstring documents it too.
+MIXES: Final = ("funnel", "browse")
+_BROWSE_PAGES: Final = (1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 7, 8, 10, 12, 16)  # pages after the landing page
+_P_BROWSE_PRODUCT: Final = 0.35  # a page after the landing page is a product page (view_item)
+_P_BROWSE_CART: Final = 0.16  # of sessions that saw a product: about 12% of all sessions
+_P_BROWSE_CHECKOUT: Final = 0.40
+_P_BROWSE_RETURN: Final = 0.10
+_BROWSE_PAGE_TYPES: Final = ("category", "category", "category", "search", "search", "home", "content")
 
 _VIEW_COUNTS: Final = (1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 5, 5, 6, 7, 8)
 _ADD_COUNTS: Final = (1, 1, 1, 1, 2, 2, 3)
@@ -257,11 +268,13 @@ def _total(lines: list[Item]) -> Decimal:
 class Shop:
     """The random shop behind :func:`generate_events`. All randomness comes from one seeded generator."""
 
-    def __init__(self, seed: int, catalog_size: int, currency: str) -> None:
+    def __init__(self, seed: int, catalog_size: int, currency: str, mix: str = "funnel") -> None:
         self.rng = random.Random(seed)
         self.catalog = _catalog(catalog_size)
         self.currency = currency
         self.customers = _Customers()
+        #: Scripts a session that is not a return visit: ``(k, t0) -> (session, cart left to come back to)``.
+        self.start_session = self.browse_session if mix == "browse" else self.new_session
 
     def product(self) -> Item:
         # Squaring a uniform number makes low indexes (the best sellers) far more likely: a long tail.
@@ -323,6 +336,36 @@ class Shop:
             return s, None
         return s, self.leave(s, cart_id, lines, customer)
 
+    def browse_session(self, k: int, t0: float) -> tuple[_Session, Cart | None]:
+        """Session ``k`` of the "browse" mix, starting at ``t0``: a landing page, then pages of which about a third
+        are product pages; rarely a cart, and that cart mostly left. Returns it and its cart when left unbought.
+        """
+        rng = self.rng
+        s = _Session(f"s{k}", t0, self.currency, _pick(rng, _DEVICES), _pick(rng, _SOURCES))
+        s.event(PageView, t0, page_type=_pick(rng, _PAGE_TYPES))
+        customer = self.log_in(s)
+        viewed: list[Item] = []
+        for _ in range(_pick(rng, _BROWSE_PAGES)):
+            if rng.random() < _P_BROWSE_PRODUCT:
+                item = self.product()
+                viewed.append(item)
+                self.view(s, item)
+            else:
+                s.event(PageView, s.t + 5 + rng.random() * 55, page_type=_pick(rng, _BROWSE_PAGE_TYPES))
+        if not viewed or rng.random() >= _P_BROWSE_CART:
+            return s, None
+        cart_id = f"k{k}"
+        lines = self.fill_cart(s, cart_id, viewed)
+        if rng.random() < _P_BROWSE_CHECKOUT:
+            guest = customer is None and rng.random() < _P_GUEST_EMAIL
+            bought, guest_customer = self.checkout(
+                s, cart_id, lines, view_cart=rng.random() < _P_VIEW_CART, guest=guest, sure=False
+            )
+            if bought:
+                return s, None
+            customer = customer if guest_customer is None else guest_customer
+        return s, self.leave(s, cart_id, lines, customer, _P_BROWSE_RETURN)
+
     def log_in(self, s: _Session) -> int | None:
         """Perhaps a customer logs in as the session starts (an existing one, or a new account); their number."""
         rng = self.rng
@@ -360,12 +403,15 @@ class Shop:
             )
         return lines
 
-    def leave(self, s: _Session, cart_id: str, lines: list[Item], customer: int | None) -> Cart | None:
-        """The shopper leaves the cart unbought, perhaps with an exit intent; the cart if they will come back."""
+    def leave(
+        self, s: _Session, cart_id: str, lines: list[Item], customer: int | None, p_return: float = _P_RETURN
+    ) -> Cart | None:
+        """The shopper leaves the cart unbought, perhaps with an exit intent; the cart if they will come back
+        (with probability ``p_return``)."""
         rng = self.rng
         if rng.random() < _P_EXIT_INTENT:
             s.event(ExitIntent, s.t + 2 + rng.random() * 20, cart_id=cart_id)
-        if rng.random() < _P_RETURN:
+        if rng.random() < p_return:
             return Cart(cart_id, lines, customer, s.device)
         return None
 

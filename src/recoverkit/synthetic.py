@@ -29,6 +29,14 @@ a quarter of those also SMS (with a phone number ``+155501nnnnn``); 2% of later 
 Every event has ``currency`` (EUR by default), ``device`` and ``source``; cart events have a ``cart_id``
 that follows the cart across sessions. Amounts are :class:`~decimal.Decimal` with two decimals.
 
+**The "browse" mix** (``mix="browse"``) is a shop's traffic as its analytics sees it, for throughput benchmarks:
+every session lands on a ``page_view`` and looks at 1-16 more pages, about a third of them product pages
+(``view_item``); 16% of sessions that saw a product add to cart (about 12% of all sessions), 40% of those check
+out (the funnel above from there), and 10% of the carts left come back to buy. So about 63% of events are page
+views and 26% product views, about three quarters of carts are abandoned, and about 3% of sessions end in a
+purchase (0.4% of events). :func:`write_events` writes the first
+``count`` events of it (or of the funnel) to a file, at any size.
+
 Memory stays flat however many sessions are asked for: sessions are scripted when they start and merged by
 time through a heap that holds only the sessions in progress (each lasts well under an hour) and the return
 visits still to come.
@@ -37,15 +45,20 @@ visits still to come.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import os
 from collections.abc import Iterator
-from typing import Final
+from typing import Final, Literal
 
-from ._synthetic_shop import MEAN_ARRIVAL_GAP, RETURN_DELAY, Cart, Shop
+from ._synthetic_shop import MEAN_ARRIVAL_GAP, MIXES, RETURN_DELAY, Cart, Shop
 from .events import Event, encode_event
 
-__all__ = ["generate_events", "generate_jsonl", "write_synthetic"]
+__all__ = ["Mix", "generate_events", "generate_jsonl", "write_events", "write_synthetic"]
+
+#: Which shop :func:`generate_events` plays: ``"funnel"`` (the default: every session looks at products, a third
+#: fill a cart) or ``"browse"`` (mostly page views; see the module docstring).
+Mix = Literal["funnel", "browse"]
 
 #: 2026-01-01 00:00 UTC.
 DEFAULT_START: Final = 1_767_225_600.0
@@ -64,6 +77,7 @@ def generate_events(
     start: float = DEFAULT_START,
     catalog_size: int = 5000,
     currency: str = "EUR",
+    mix: Mix = "funnel",
 ) -> Iterator[Event]:
     """Yield the events of ``sessions`` shopping sessions in non-decreasing ``ts`` order.
 
@@ -72,7 +86,8 @@ def generate_events(
     come up to three days later. ``sessions`` counts return visits too. Session ids are ``s{k}``, cart ids
     ``k{k}``, order ids ``t{k}`` and customer ids ``c{n}``, numbered from 0 in order of creation. The same
     arguments give the same events; ``catalog_size`` products are the same whatever the seed. See the module
-    docstring for the funnel. Memory use does not grow with ``sessions``.
+    docstring for the funnel, and for the ``"browse"`` ``mix``, whose events differ from the first session on.
+    Memory use does not grow with ``sessions``.
 
     >>> events = list(generate_events(100, seed=1))
     >>> len(events), events[0].session_id, type(events[0]).__name__
@@ -88,7 +103,9 @@ def generate_events(
         raise ValueError(f"currency={currency!r}; expected an ISO 4217 code such as 'EUR'")
     if not (math.isfinite(start) and _EPOCH_MIN <= start <= _EPOCH_MAX - 365 * 86400):
         raise ValueError(f"start={start!r}; expected epoch seconds between 2000 and 2099")
-    return _generate(sessions, Shop(seed, catalog_size, currency), float(start))
+    if mix not in MIXES:
+        raise ValueError(f"mix={mix!r}; expected one of {', '.join(map(repr, MIXES))}")
+    return _generate(sessions, Shop(seed, catalog_size, currency, mix), float(start))
 
 
 def _generate(sessions: int, shop: Shop, start: float) -> Iterator[Event]:
@@ -116,7 +133,7 @@ def _generate(sessions: int, shop: Shop, start: float) -> Iterator[Event]:
                 s = shop.return_session(k, return_due, cart)
                 left: Cart | None = None
             else:
-                s, left = shop.new_session(k, new_due)
+                s, left = shop.start_session(k, new_due)
                 next_new = new_due + rng.expovariate(1.0 / MEAN_ARRIVAL_GAP)
             if left is not None and created + reserved < sessions:
                 reserved += 1
@@ -140,6 +157,7 @@ def generate_jsonl(
     start: float = DEFAULT_START,
     catalog_size: int = 5000,
     currency: str = "EUR",
+    mix: Mix = "funnel",
 ) -> Iterator[bytes]:
     """The events of :func:`generate_events` (same arguments), each encoded as one JSON line without newline.
 
@@ -147,7 +165,7 @@ def generate_jsonl(
     """
     encode = encode_event
     for event in generate_events(
-        sessions, seed=seed, start=start, catalog_size=catalog_size, currency=currency
+        sessions, seed=seed, start=start, catalog_size=catalog_size, currency=currency, mix=mix
     ):
         yield encode(event)
 
@@ -160,3 +178,19 @@ def write_synthetic(path: str | os.PathLike[str], sessions: int, seed: int = 0) 
     from .datasets import write_jsonl  # file handling lives with the other file formats
 
     return write_jsonl(generate_events(sessions, seed=seed), path)
+
+
+def write_events(path: str | os.PathLike[str], count: int, *, mix: Mix = "browse", seed: int = 0) -> int:
+    """Write the first ``count`` events of :func:`generate_events` ``(count, seed=seed, mix=mix)`` to ``path`` as
+    JSON lines (gzip-compressed when the name ends in ``.gz``); returns ``count``.
+
+    For throughput benchmarks at a given number of events (``recoverkit bench --write-events``): the events of a
+    stretch of time, cut where the count is reached, so the last sessions are cut short too. Every session has
+    at least one event, so ``count`` sessions always give enough. Written as it is generated, so memory stays
+    flat at 10 million events as at 1,000; the same arguments give the same bytes.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"count={count!r}; expected a whole number of events, 0 or more")
+    from .datasets import write_jsonl
+
+    return write_jsonl(itertools.islice(generate_events(count, seed=seed, mix=mix), count), path)
