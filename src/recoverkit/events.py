@@ -20,9 +20,9 @@ from __future__ import annotations
 import enum
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, ClassVar, Final, Union, cast
 
 import msgspec
@@ -65,6 +65,7 @@ RESTORE_PAGE: Final = "cart_restore"
 MAX_EVENT_BYTES: Final = 64 * 1024
 #: Largest accepted amount in major units; bigger numbers are a bug or an attack, not an order.
 MAX_AMOUNT: Final = Decimal(10) ** 12
+_ZERO: Final = Decimal(0)
 _MAX_ITEMS: Final = 500
 
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -74,27 +75,38 @@ _ChannelName = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_-]{0,31}$")]
 _Timestamp = Union[float, Annotated[datetime, msgspec.Meta(tz=True)], None]
 
 
-def _bad_amount(value: Decimal | None) -> bool:
-    return value is not None and not (value.is_finite() and 0 <= value <= MAX_AMOUNT)
-
-
 def _check_amounts(event: BaseEvent) -> None:
     """Refuse an amount out of range, naming its JSON path (Decimal has no msgspec constraints).
 
     Checked once after decoding, not in a ``__post_init__``: a hook would run in Python for every event and
     every item, page views included, where only a few kinds ever carry amounts. The common case (no amount at
-    all) costs three attribute reads.
+    all) costs three attribute reads; an amount, two comparisons (NaN fails them: it is unordered).
     """
     value, shipping, items = event.value, event.shipping, event.items
     if value is None and shipping is None and not items:
         return
-    if _bad_amount(value):
-        raise _amount_error("$.value", value)
-    if _bad_amount(shipping):
-        raise _amount_error("$.shipping", shipping)
-    for index, item in enumerate(items):
-        if _bad_amount(item.price):
-            raise _amount_error(f"$.items[{index}].price", item.price)
+    low, high = _ZERO, MAX_AMOUNT
+    try:
+        if value is not None and not low <= value <= high:
+            raise _amount_error("$.value", value)
+        if shipping is not None and not low <= shipping <= high:
+            raise _amount_error("$.shipping", shipping)
+        for item in items:
+            price = item.price
+            if not low <= price <= high:
+                raise _amount_error(f"$.items[{items.index(item)}].price", price)
+    except InvalidOperation:  # a NaN compared under a context that traps it (the default one does)
+        where, amount = next(
+            (path, amount) for path, amount in _amounts(event) if amount is not None and amount.is_nan()
+        )
+        raise _amount_error(where, amount) from None
+
+
+def _amounts(event: BaseEvent) -> Iterator[tuple[str, Decimal | None]]:
+    yield "$.value", event.value
+    yield "$.shipping", event.shipping
+    for index, item in enumerate(event.items):
+        yield f"$.items[{index}].price", item.price
 
 
 def _amount_error(where: str, value: Decimal | None) -> InvalidEvent:
@@ -320,6 +332,20 @@ def decode_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any] 
     >>> decode_event(b'{"event": "exit_intent", "session_id": "s1"}')
     ExitIntent(session_id='s1', customer_id=None, ts=None, currency=None, value=None, items=[], ...)
     """
+    if type(data) is bytes and len(data) <= MAX_EVENT_BYTES:
+        # The common form (a line of a file, a request body), first and with nothing else on its way: the rest
+        # of this function is the general case, and the errors.
+        try:
+            event: Event = _decoder.decode(data)
+        except (RecursionError, msgspec.ValidationError, msgspec.DecodeError, UnicodeError):
+            pass  # decoded again below, where each is explained
+        else:
+            ts = event.ts
+            if ts is not None and not (type(ts) is float and _EPOCH_MIN <= ts <= _EPOCH_MAX):
+                normalize_timestamp(ts, 0.0)
+            if event.value is not None or event.shipping is not None or event.items:
+                _check_amounts(event)
+            return event
     if isinstance(data, BaseEvent):
         _check_ts(data.ts)
         _check_amounts(data)  # a Struct built in Python is held to the amounts' range as JSON is
@@ -334,7 +360,7 @@ def decode_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any] 
         try:
             # Bound to a typed name rather than cast: msgspec < 0.23 types a Union decoder's result as Any,
             # newer releases as the Union itself, and a cast is redundant (an error) under the latter.
-            event: Event = _decoder.decode(data)
+            event = _decoder.decode(data)
         except RecursionError as exc:
             raise _too_deep() from exc
         except msgspec.ValidationError as exc:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from bisect import bisect_right
 from time import perf_counter
 from typing import Any, Final
 
@@ -33,7 +34,7 @@ from ._store_runner import StoreRunner
 from .clock import Clock, EventClock
 from .config import Config
 from .errors import InvalidEvent
-from .events import BaseEvent, Event, Purchase, decode_event
+from .events import Event, Purchase, decode_event
 from .journal import Journal
 from .privacy import Forget, decode_record
 from .store.base import JournalEntry
@@ -44,10 +45,13 @@ __all__ = ["Ingest"]
 READ_CHUNK: Final = 4096
 
 
-def _rank(event: BaseEvent) -> int:
-    # Tie-break for events with the same timestamp: a purchase sorts after the cart activity of the same
-    # instant, so "added and bought in the same second" ends bought whatever order the two arrived in.
-    return 1 if type(event) is Purchase else 0
+# The rank of an event breaks ties between events with the same timestamp: a purchase (1) sorts after the cart
+# activity (0) of the same instant, so "added and bought in the same second" ends bought whatever order the two
+# arrived in.
+
+
+def _time(entry: tuple[float, int, int, Any]) -> float:
+    return entry[0]
 
 
 class _State(msgspec.Struct, array_like=True):
@@ -86,6 +90,12 @@ class Ingest(Stage):
         #: Events read back from the store rather than from this process's cache.
         self.read_back = 0
         self.journal_errors = 0
+        # The reorder buffer, in two parts: ``_ready``, events that arrived in (time, rank) order, appended at its
+        # end and released from ``_head`` on (a replay's input is in order: no heap work at all); and ``_reorder``,
+        # a heap of the ones that arrived out of order. Each entry is (ts, rank, arrival, event); releasing merges
+        # the two, so the order out is (time, rank, arrival) whichever part an event waited in.
+        self._ready: list[tuple[float, int, int, Event]] = []
+        self._head = 0
         self._reorder: list[tuple[float, int, int, Event]] = []
         self._seq = 0
         self._max_ts = -math.inf
@@ -231,27 +241,45 @@ class Ingest(Stage):
         self.received += len(events)
         if not self._event_time:
             return events
-        reorder = self._reorder
-        push = heapq.heappush
+        ready, reorder = self._ready, self._reorder
+        # The last entry of ``ready`` (its time and rank): an event at or after it keeps ``ready`` in order.
+        last_ts, last_rank = (ready[-1][0], ready[-1][1]) if len(ready) > self._head else (-math.inf, 0)
+        max_ts, watermark, seq = self._max_ts, self.watermark, self._seq
         forgets: list[Any] = []
         for event in events:
-            if type(event) is Forget:
-                # Not reordered: it applies to everything before it in the journal, which includes the events
-                # of the customer still held here. Those go now; the stages downstream erase the rest.
-                self._reorder = reorder = [x for x in reorder if x[3].customer_id != event.customer_id]
-                heapq.heapify(reorder)
+            kind = type(event)
+            if kind is Forget:
+                self._seq, self._max_ts = seq, max_ts
+                self._forget_held(event.customer_id)
                 forgets.append(event)
+                ready, reorder = self._ready, self._reorder
+                last_ts, last_rank = (ready[-1][0], ready[-1][1]) if len(ready) > self._head else (-math.inf, 0)
                 continue
             ts: float = event.ts  # the journal holds final timestamps
-            if ts > self._max_ts:
-                if self._max_ts == -math.inf:
+            if ts > max_ts:
+                if max_ts == -math.inf:
                     self.first_event_at = ts
-                self._max_ts = ts
-            elif ts < self.watermark:
+                max_ts = ts
+            elif ts < watermark:
                 self.late += 1
-            self._seq += 1
-            push(reorder, (ts, _rank(event), self._seq, event))
+            seq += 1
+            rank = 1 if kind is Purchase else 0
+            if ts > last_ts or (ts == last_ts and rank >= last_rank):
+                ready.append((ts, rank, seq, event))
+                last_ts, last_rank = ts, rank
+            else:
+                heapq.heappush(reorder, (ts, rank, seq, event))
+        self._seq, self._max_ts = seq, max_ts
         return forgets
+
+    def _forget_held(self, customer_id: str) -> None:
+        """An erasure request: the held events of ``customer_id`` go. Not reordered itself: it applies to
+        everything before it in the journal, which includes the events of the customer still held here; those
+        go now, and the stages downstream erase the rest."""
+        self._ready = [x for x in self._ready[self._head :] if x[3].customer_id != customer_id]
+        self._head = 0
+        self._reorder = [x for x in self._reorder if x[3].customer_id != customer_id]
+        heapq.heapify(self._reorder)
 
     def hold_to(self, floor: float, position: int) -> None:
         """Hold the event-time watermark to ``floor``, the slowest writer's mark, once this stage has read the
@@ -265,13 +293,33 @@ class Ingest(Stage):
         return self._writers_floor
 
     def _release(self, watermark: float) -> list[Event]:
-        """Pop every buffered event at or before ``watermark`` in (time, rank, arrival) order."""
-        reorder = self._reorder
-        out: list[Event] = []
-        pop = heapq.heappop
-        while reorder and reorder[0][0] <= watermark:
-            out.append(pop(reorder)[3])
+        """Take every held event at or before ``watermark``, in (time, rank, arrival) order."""
+        ready, reorder, head = self._ready, self._reorder, self._head
+        if not reorder:
+            # In order all along: one binary search and a slice.
+            cut = bisect_right(ready, watermark, lo=head, key=_time)
+            out = [entry[3] for entry in ready[head:cut]]
+            head = cut
+        else:
+            out = []
+            pop = heapq.heappop
+            end = len(ready)
+            while True:
+                if head < end and ready[head][0] <= watermark and (not reorder or ready[head] < reorder[0]):
+                    out.append(ready[head][3])
+                    head += 1
+                elif reorder and reorder[0][0] <= watermark:
+                    out.append(pop(reorder)[3])
+                else:
+                    break
+        if head > 4096 and head * 2 > len(ready):
+            del ready[:head]  # what was released goes, in one move once it is most of the list
+            head = 0
+        self._head = head
         return out
+
+    def _held(self) -> list[tuple[float, int, int, Event]]:
+        return self._ready[self._head :] + self._reorder
 
     async def _emit(
         self,
@@ -309,7 +357,7 @@ class Ingest(Stage):
 
     def snapshot(self) -> bytes:
         encode = msgspec.json.encode
-        held = [(ts, rank, seq, encode(event)) for ts, rank, seq, event in self._reorder]
+        held = [(ts, rank, seq, encode(event)) for ts, rank, seq, event in self._held()]
         state = _State(
             self.position, self.watermark, self._max_ts, self.first_event_at, self.late, self.received,
             self._seq, held,
@@ -328,6 +376,7 @@ class Ingest(Stage):
         self.late = s.late
         self.received = s.read
         self._seq = s.seq
+        self._ready, self._head = [], 0
         self._reorder = [(ts, rank, seq, decode_event(data)) for ts, rank, seq, data in s.reorder]
         heapq.heapify(self._reorder)
         if isinstance(self._clock, EventClock) and self.watermark > -math.inf:
@@ -340,5 +389,5 @@ class Ingest(Stage):
             "read_back": self.read_back,
             "journal_errors": self.journal_errors,
             "late": self.late,
-            "reorder_buffer": len(self._reorder),
+            "reorder_buffer": len(self._ready) - self._head + len(self._reorder),
         }

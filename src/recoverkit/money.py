@@ -26,6 +26,11 @@ _EXPONENTS: dict[str, int] = {
 # Decimal quantizers per exponent, built once: quantize() is the hot part of to_minor().
 _QUANTUM = {e: Decimal(1).scaleb(-e) for e in range(5)}
 _SCALE = {e: Decimal(10) ** e for e in range(5)}
+# Prices repeat (a catalogue's products, in cart after cart), and converting one costs about a microsecond of
+# Decimal arithmetic: the results are remembered, up to this many, by (amount, exponent). Decimal("35.79") and
+# Decimal("35.790") are equal and hash alike, and convert alike.
+_CACHE_SIZE = 4096
+_converted: dict[tuple[Decimal, int], int] = {}
 
 
 def minor_unit_exponent(currency: str | None) -> int:
@@ -46,11 +51,20 @@ def to_minor(amount: Decimal, currency: str | None) -> int:
     >>> to_minor(Decimal("1200"), "JPY")
     1200
     """
-    exp = minor_unit_exponent(currency)
+    exp = _EXPONENTS.get(currency, 2) if currency is not None else 2
+    key = (amount, exp)
     try:
-        return int(amount.quantize(_QUANTUM[exp], rounding=ROUND_HALF_EVEN) * _SCALE[exp])
+        return _converted[key]
+    except (KeyError, TypeError):  # not seen yet, or a signalling NaN, which cannot be hashed
+        pass
+    try:
+        minor = int(amount.quantize(_QUANTUM[exp], rounding=ROUND_HALF_EVEN) * _SCALE[exp])
     except InvalidOperation as exc:  # NaN, Infinity or an amount beyond the context's precision
         raise ValueError(f"amount {amount!s} cannot be converted to minor units of {currency}") from exc
+    if len(_converted) >= _CACHE_SIZE:
+        _converted.clear()  # a new catalogue's worth: start again rather than track what is least used
+    _converted[key] = minor
+    return minor
 
 
 def format_minor(amount: int, currency: str | None) -> str:

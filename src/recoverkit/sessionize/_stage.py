@@ -84,27 +84,46 @@ class Sessionize(Stage):
         timers = self._timers.heap  # the same list all along: compaction rebuilds it in place
         event_time = self._event_time
         foreign = self.foreign
+        sessions = self._sessions
         for event in items:
             try:
-                if isinstance(event, Forget):
-                    stitching.forget(event, out)
+                kind: type[Any] = type(event)
+                if kind is Forget:
+                    stitching.forget(event, out)  # type: ignore[arg-type]
+                    sessions = self._sessions
                     continue
-                ts: float = event.ts  # type: ignore[assignment]  # ingest made every ts a float
+                ts: float = event.ts  # type: ignore[union-attr,assignment]  # ingest made every ts a float
                 if event_time and timers and timers[0][0] < ts:
                     self._fire(ts, out, inclusive=False)
                 # Only the kinds the journal mirrors can be another partition's: the rest skip the hash.
-                if foreign is not None and type(event) in CUSTOMER_WIDE and foreign(event.session_id):
-                    self._mirrored(event, ts, out)
+                if foreign is not None and kind in CUSTOMER_WIDE and foreign(event.session_id):  # type: ignore[union-attr]
+                    self._mirrored(event, ts, out)  # type: ignore[arg-type]
                     continue
-                session = self._session_of(event, ts, out)
-                if event.customer_id is not None and event.customer_id != session.customer_id:
-                    stitching.stitch(session, event.customer_id, ts, out)
-                cart_id = event.cart_id
+                session_id = event.session_id  # type: ignore[union-attr]
+                session = sessions.get(session_id)
+                if (
+                    session is not None
+                    and ts >= session.last_at
+                    and session.deadline >= ts
+                    and not session.abandoned
+                ):
+                    # The common case, inline: an active session's next event. Re-inserted, the dict stays in
+                    # least-recently-active order for overflow.
+                    del sessions[session_id]
+                    sessions[session_id] = session
+                    session.last_at = ts
+                else:
+                    session = self._session_of(event, ts, out)  # type: ignore[arg-type]
+                customer_id = event.customer_id
+                if customer_id is not None and customer_id != session.customer_id:
+                    stitching.stitch(session, customer_id, ts, out)
+                cart_id = event.cart_id  # type: ignore[union-attr]
                 if cart_id is not None and cart_id != session.cart_id:
-                    stitching.take_cart(session, cart_id, ts, out, back=type(event) is not Purchase)
-                if event.currency is not None:
-                    session.currency = event.currency
-                handlers[type(event)](session, event, ts, out)
+                    stitching.take_cart(session, cart_id, ts, out, back=kind is not Purchase)
+                currency = event.currency  # type: ignore[union-attr]
+                if currency is not None:
+                    session.currency = currency
+                handlers[kind](session, event, ts, out)
             except Exception:
                 self.errors += 1
                 self.log.exception("sessionize_failed", event=getattr(event, "event", type(event).__name__))
