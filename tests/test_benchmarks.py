@@ -56,7 +56,7 @@ def positive(value: Any) -> bool:
 
 
 def test_bench_pipeline_quick_reports_the_ratio_to_decoding() -> None:
-    doc = run_quick("bench_pipeline.py")
+    doc = run_quick("bench_pipeline.py", "--store-kind", "memory,sqlite")
     assert doc["events"] > 0
     assert positive(doc["baseline_events_per_second"])
     assert positive(doc["pipeline_events_per_second"])
@@ -66,6 +66,35 @@ def test_bench_pipeline_quick_reports_the_ratio_to_decoding() -> None:
     assert doc["messages"] > 0
     assert positive(doc["memory_bytes_per_cart"])
     assert doc["targets"]["memory_at_target_size"] is False  # a quick run says its memory figure is not at 100k
+    # The baselines (untyped decoding; typed as a second row), the replay's own process's peak, its cost per stage.
+    assert positive(doc["typed_decode_events_per_second"])
+    assert doc["typed_ratio"] == pytest.approx(
+        doc["pipeline_events_per_second"] / doc["typed_decode_events_per_second"]
+    )
+    assert "load average" in doc["machine"] and doc["load_average_after"]
+    assert positive(doc["peak_rss_mib"])
+    assert all(positive(stage["us_per_event"]) for stage in doc["stages"][:2])  # ingest and sessionize see all
+    assert doc["outside_stages_us_per_event"] >= 0
+    # Two sizes, the smaller one the first events of the larger; the flat cost is the ratio of their rates.
+    sizes = doc["sizes"]
+    assert [size["events"] for size in sizes] == [5_000, 20_000] and sizes[-1]["events"] == doc["events"]
+    for size in sizes:
+        assert len(size["runs"]) == 1 and size["pipeline_events_per_second"] == max(size["runs"])
+        assert positive(size["peak_rss_mib"]) and positive(size["baseline_events_per_second"])
+        assert size["stages"][0]["received"] == size["events"]
+    assert doc["flat_cost"] == pytest.approx(
+        sizes[-1]["pipeline_events_per_second"] / sizes[0]["pipeline_events_per_second"]
+    )
+    # The SQLite store, replayed in the same run: its ratio to the in-memory replay.
+    assert doc["stores"] == ["memory", "sqlite"]
+    assert positive(sizes[-1]["sqlite_events_per_second"]) and positive(sizes[-1]["sqlite_peak_rss_mib"])
+    assert doc["sqlite_vs_memory"] == pytest.approx(
+        sizes[-1]["sqlite_events_per_second"] / sizes[-1]["pipeline_events_per_second"]
+    )
+    targets = doc["targets"]
+    assert targets["ratio_at_goal_size"] is False and targets["flat_cost_at_goal_sizes"] is False
+    assert targets["peak_rss_at_goal_size"] is False
+    assert isinstance(targets["ratio_met"], bool) and isinstance(targets["sqlite_met"], bool)
 
 
 def test_bench_track_quick_times_track_against_both_baselines() -> None:

@@ -3,7 +3,8 @@ them, each with its ``add_*`` function)::
 
     recoverkit demo                          replay the bundled sample and show what recoverkit would do
     recoverkit replay EVENTS [--config F] [--out F] [--json] [--store DB [--resume]] [--model F]
-    recoverkit bench [EVENTS] [--sessions N] [--json]
+    recoverkit bench [EVENTS] [--sizes 100k,1M] [--store-kind memory,sqlite] [--json]
+    recoverkit bench --write-events FILE [--count 10M] [--mix browse|funnel]
     recoverkit convert rees46|retailrocket CSV OUT
 
 A replay names its first invalid lines on stderr, each with its line number, and its summary counts them all;
@@ -64,14 +65,36 @@ def add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("bench", help="measure the pipeline against a msgspec-decode baseline in the same run")
-    p.add_argument("events", nargs="?", help="event file to use (default: generate synthetic events)")
-    p.add_argument("--sessions", type=int, default=50_000, help="synthetic sessions to generate (default 50000)")
+    p = sub.add_parser(
+        "bench",
+        help="measure `recoverkit replay` against msgspec decoding of the same lines in the same run, at several "
+        "input sizes (or write a synthetic event file with --write-events)",
+    )
+    p.add_argument("events", nargs="?", help="event file to use, .jsonl or .jsonl.gz (default: synthetic events)")
+    p.add_argument("--events", dest="events_option", metavar="FILE", help="the same as the EVENTS argument")
+    p.add_argument(
+        "--sizes",
+        help="input sizes in events, such as 100k,1M,10M (default 100k,1M; of an EVENTS file: its first lines)",
+    )
+    p.add_argument("--sessions", type=int, help="instead of --sizes: this many synthetic sessions, one size")
+    p.add_argument(
+        "--mix", choices=["browse", "funnel"], default="browse",
+        help="synthetic events: mostly page views (browse, the default) or the cart-heavy funnel",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the best is kept")
-    p.add_argument("--memory-carts", type=int, default=100_000, help="open carts for the memory figure")
-    p.add_argument("--config", help="TOML configuration file")
+    p.add_argument(
+        "--store-kind", default="memory",
+        help="memory (default), or memory,sqlite to replay into a new SQLite file too and compare",
+    )  # fmt: skip
+    p.add_argument("--memory-carts", type=int, default=100_000, help="open carts for the memory figure (0: none)")
+    p.add_argument("--config", help="TOML configuration file for the replays (default: the defaults)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--write-events", metavar="FILE",
+        help="only write --count synthetic events of --mix to FILE (.gz: compressed), for EVENTS or a replay",
+    )  # fmt: skip
+    p.add_argument("--count", default="1M", help="events --write-events writes, such as 10M (default 1M)")
     p.set_defaults(func=_cmd_bench)
 
 
@@ -356,12 +379,36 @@ def _cartless_purchases(path: Path) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, console: Out, err: Out) -> int:
-    from .bench import print_report, run_bench
+    from .bench import STORES, parse_size, parse_sizes, print_report, run_bench, write_bench_events
 
-    with Ticker(err, "bench"):
+    stores = [part.strip() for part in args.store_kind.split(",") if part.strip()]
+    try:
+        count = parse_size(args.count)
+        sizes = parse_sizes(args.sizes) if args.sizes else None
+    except ValueError as exc:
+        err.error(str(exc))
+        return 2
+    problem = (
+        "the event file is given twice, as EVENTS and as --events: give it once" if args.events and args.events_option
+        else "--sessions and --sizes: give one of them" if args.sessions is not None and sizes
+        else f"--store-kind {args.store_kind!r}: expected memory, or memory,sqlite" if not set(stores) <= set(STORES)
+        else None
+    )  # fmt: skip
+    if problem is not None:
+        err.error(problem)
+        return 2
+    if args.write_events:
+        with Ticker(err, "bench", lambda: f"writing {count:,} events to {args.write_events}"):
+            written = write_bench_events(args.write_events, count, mix=args.mix, seed=args.seed)
+        console.print(f"wrote {written:,} events ({args.mix} mix) to {escape(args.write_events)}", soft_wrap=True)
+        return 0
+    config_from(args.config)  # a bad file is reported here, as by every command, not by the first replay
+    ticker = Ticker(err, "bench")
+    with ticker:
         report = run_bench(
-            args.events, sessions=args.sessions, seed=args.seed, repeat=args.repeat, memory_carts=args.memory_carts,
-            config=config_from(args.config),
+            args.events or args.events_option, sizes=sizes, sessions=args.sessions, mix=args.mix, seed=args.seed,
+            repeat=args.repeat, stores=stores, memory_carts=args.memory_carts, config=args.config,
+            on_step=lambda text: setattr(ticker, "phase", text),
         )  # fmt: skip
     if args.json:
         write_json(report)
