@@ -24,7 +24,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, Final
 
 import anyio
 import msgspec
@@ -421,6 +421,11 @@ def _summary(
     )
 
 
+#: A replay checkpoints after this many events journaled (and the engine on its own every
+#: ``store.checkpoint_interval`` seconds): what the journal holds behind the pipeline stays bounded.
+CHECKPOINT_EVERY: Final = 50_000
+
+
 class _Run:
     """Hands a replay's lines to the engine in chunks, and finds the line number of each invalid one."""
 
@@ -430,6 +435,8 @@ class _Run:
         self.lines = 0
         self.read = 0
         self.skipped_valid = 0
+        #: Events journaled since the last checkpoint this replay asked for (see CHECKPOINT_EVERY).
+        self.since_checkpoint = 0
 
     async def take(self, chunk: list[tuple[int, bytes]], skip: int) -> int:
         """Journal ``chunk``, or while ``skip`` > 0 only validate it (the journal has it); the skip left."""
@@ -445,6 +452,13 @@ class _Run:
             skip -= valid
         else:
             await self.engine.submit_many(lines)
+            self.since_checkpoint += len(lines)
+            if self.since_checkpoint >= CHECKPOINT_EVERY:
+                # A replay runs faster than the engine's checkpoint interval counts: without this, a store in
+                # memory would hold every line of the input until the end (the journal is trimmed only behind a
+                # checkpoint), and a resumed replay would redo everything since the start.
+                self.since_checkpoint = 0
+                await self.engine.checkpoint()
         if self.on_invalid is not None and sum(journal.invalid.values()) > invalid:
             for number, error in _find_invalid(chunk, known_time):  # the rare path: decode the chunk again
                 self.on_invalid(number, error)

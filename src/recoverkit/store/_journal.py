@@ -13,8 +13,11 @@ __all__ = [
     "check_read_limit",
 ]
 
-class JournalEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """One accepted event: its ``seq`` in the journal, its raw bytes, and when it was accepted."""
+class JournalEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One accepted event: its ``seq`` in the journal, its raw bytes, and when it was accepted.
+
+    ``gc=False``: it holds no references that could form a cycle, and a journal in memory holds many.
+    """
 
     seq: int
     data: bytes
