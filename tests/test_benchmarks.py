@@ -258,3 +258,18 @@ def test_bench_pg_track_quick_times_sync_track_on_every_store_from_one_and_four_
             assert check["all_accepted"] is True, name
             assert check["refused"] == 0, name
             assert check["calls"] == row["samples_per_configuration"], name
+
+
+def test_bench_idle_quick_measures_every_idle_engine_against_the_bare_process() -> None:
+    doc = run_quick("bench_idle.py")
+    assert doc["baseline"]["wall_s"] > 0
+    assert set(doc["engines"]) == {"memory", "sqlite", "sqlite_two_engines"}
+    for phase in doc["engines"].values():
+        assert positive(phase["wall_s"]) and phase["cpu_s"] >= 0
+        assert isinstance(phase["met"], bool)
+        assert all(isinstance(ticks, int) and ticks >= 0 for ticks in phase["ticks"])
+    latency = doc["latency"]
+    assert latency["call_at"]["fired"] == latency["call_at"]["timers"]
+    # Every probe message reaches the adapter; how late is the figure, not a check.
+    assert latency["engine"]["complete"] is True
+    assert latency["engine"]["messages"] == latency["engine"]["carts"]

@@ -2,9 +2,9 @@
 
 Every timer in the engine (abandonment, message due times, retry backoff) is measured on the engine's clock
 and fires when the stream's *watermark* passes it. Live, the watermark is the wall clock, pushed through the
-pipeline every ``tick_interval``. In replay it is the latest event time seen minus the allowed lateness, so a
-day of events replays in seconds with the same decisions every time. A :class:`FakeClock` makes "30 minutes
-later" an instant ``clock.advance(1800)`` in tests.
+pipeline when a timer falls due and, while events arrive, every ``tick_interval``. In replay it is the latest
+event time seen minus the allowed lateness, so a day of events replays in seconds with the same decisions every
+time. A :class:`FakeClock` makes "30 minutes later" an instant ``clock.advance(1800)`` in tests.
 """
 
 from __future__ import annotations
@@ -137,3 +137,31 @@ class FakeClock:
         with self._lock:
             self._waiters.append((self._now + seconds, event, loop))
         await event.wait()
+
+
+async def sleep_or_wake(clock: Clock, seconds: float, wake: anyio.Event) -> bool:
+    """Wait ``seconds`` of ``clock``'s time or until ``wake`` is set, whichever comes first; whether it was ``wake``.
+
+    The engine's ticker waits here for the next deadline or for work. On the wall clock this is one cancel scope
+    around ``wake.wait()``; any other clock (a :class:`FakeClock` that tests advance) races its own ``sleep``
+    against the event in a small task group.
+    """
+    if wake.is_set():
+        return True
+    if seconds <= 0:
+        await anyio.sleep(0)
+        return wake.is_set()
+    if type(clock) is WallClock:
+        with anyio.move_on_after(seconds):
+            await wake.wait()
+        return wake.is_set()
+    async with anyio.create_task_group() as group:
+
+        async def sleeper() -> None:
+            await clock.sleep(seconds)
+            group.cancel_scope.cancel()
+
+        group.start_soon(sleeper)
+        await wake.wait()
+        group.cancel_scope.cancel()
+    return wake.is_set()

@@ -372,7 +372,8 @@ class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     batches; ``track()`` holds at most ``inbox_capacity`` events, for at most two ``tick_interval``, before it
     journals them itself (``durability = "batch"``: this bounds what a ``kill -9`` can lose, see
     :mod:`recoverkit.journal`). ``tick_interval`` is how often a live engine advances its clock through the
-    pipeline, which bounds how late a due message can be.
+    pipeline while work comes in; a timer falling due sooner gets a tick of its own, and an idle engine sleeps
+    until its next deadline or the next event (see :mod:`recoverkit._runner`).
     """
 
     abandon_after: _Positive = 1800.0

@@ -7,12 +7,13 @@ event: what the stages cannot take yet waits on disk, not in memory.
 
 When ``track()`` has accepted an event it is kept, within the window of the durability setting:
 
-- ``"batch"`` (the default): ``track()`` puts the raw event in an in-memory inbox and returns ``True`` at once:
-  the event *will be* journaled. The engine journals the inbox every ``tick_interval`` (10 ms), in one group
-  commit. The inbox has a budget, ``inbox_capacity`` events (1,024) and two ticks of age: the ``track()`` call
-  that finds it spent (the engine's loop is behind) journals the inbox itself, in order, and callers arriving
-  meanwhile wait for that commit. So a process killed with ``kill -9`` loses at most what the inbox holds plus
-  the commit under way: 2 x ``inbox_capacity`` events, and at ordinary rates the last tick or two of traffic.
+- ``"batch"`` (the default): ``track()`` puts the raw event in an in-memory inbox and returns ``True`` at once: the
+  event *will be* journaled. The engine journals the inbox in one group commit: at once when the first event of an
+  empty inbox wakes its idle loop, and every ``tick_interval`` (10 ms) while it is busy. The inbox has a budget,
+  ``inbox_capacity`` events (1,024) and two ticks of age: the ``track()`` call that finds it spent (the engine's
+  loop is behind) journals the inbox itself, in order, and callers arriving meanwhile wait for that commit. So a
+  process killed with ``kill -9`` loses at most what the inbox holds plus the commit under way: 2 x
+  ``inbox_capacity`` events, and at ordinary rates the last tick or two of traffic.
 - ``"sync"``: ``track()`` validates the event and journals it before it returns; ``True`` means the event is
   on disk (in SQLite's WAL) and survives ``kill -9`` at any moment after. Concurrent calls from request
   threads share commits. It costs the commit's latency on every call (see ``benchmarks/bench_durability.py``).
@@ -139,6 +140,9 @@ class Journal:
         #: event before it returns, so it returns ``True`` only for events that are on disk.
         self.refusing = False
         self._refusing_logged_at = -math.inf
+        #: Called (from the tracking thread) when ``track()`` puts an event into an empty inbox: the engine's
+        #: ticker, idle, is woken to journal it (once per filling of the inbox, never per event).
+        self.on_first: Callable[[], None] | None = None
         #: The latest event time journaled: the "now" of events without ``ts`` in a replay.
         self.max_ts = -math.inf
         self.last_seq = 0
@@ -172,6 +176,9 @@ class Journal:
             if not pending:
                 self._pending_since = monotonic()
                 pending.append((raw, stamp))
+                on_first = self.on_first
+                if on_first is not None:
+                    on_first()
                 return True
             if len(pending) < self._capacity and monotonic() - self._pending_since < self._max_age:
                 pending.append((raw, stamp))
@@ -194,9 +201,13 @@ class Journal:
                 self.spilled += self._drain_locked()
             if self.refusing:  # the store refused what was just journaled: acknowledge only what it takes
                 return self._journal_now(raw, stamp)
-            if not pending:
+            first = not pending
+            if first:
                 self._pending_since = monotonic()
             pending.append((raw, stamp))
+            on_first = self.on_first
+            if first and on_first is not None:
+                on_first()
             return True
 
     def drain(self) -> int:

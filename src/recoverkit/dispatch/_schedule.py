@@ -126,6 +126,13 @@ class Schedule:
         if not restoring:
             self._outcomes["scheduled" if due is None else "retry_scheduled"] += 1
 
+    @property
+    def next_due(self) -> float:
+        """The earliest due time in the heap (infinite when none): never later than the next message (or retry)
+        that falls due, possibly earlier (a cancelled or rescheduled entry is only skipped when it pops)."""
+        heap = self._heap
+        return heap[0][0] if heap else math.inf
+
     def due_of(self, key: str, message: Message) -> float:
         return self._due.get(key, message.due_at)
 

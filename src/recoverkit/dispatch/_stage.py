@@ -119,6 +119,16 @@ class Dispatch(Stage):
     def delivering(self, value: bool) -> None:
         self._delivery.delivering = value
 
+    def next_deadline(self) -> float:
+        """When the watermark must next move for dispatch: the earliest due time scheduled (retries included),
+        infinite when nothing is; read by the engine's ticker, which sleeps until it."""
+        return self._schedule.next_due
+
+    @property
+    def settled(self) -> bool:
+        """Nothing in flight: no delivery (whose failure schedules a retry) and no erasure under way."""
+        return not self._delivery.in_flight
+
     # -- the stage --------------------------------------------------------------------------------------------------
 
     async def run(self, inbox: Link[Any], outbox: Link[Any] | None) -> None:

@@ -49,6 +49,14 @@ class AbandonTimers:
     def __len__(self) -> int:
         return len(self.heap)
 
+    @property
+    def next_due(self) -> float:
+        """The earliest deadline in the heap (infinite when none): never later than the next timer that fires, and
+        possibly earlier (an entry re-armed or of a session gone is only skipped when it pops). The engine's
+        ticker sleeps until it."""
+        heap = self.heap
+        return heap[0][0] if heap else math.inf
+
     def arm(self, session: Session, deadline: float) -> None:
         """Set ``session``'s deadline (earlier or later than before)."""
         # One heap entry per session: a later deadline just updates the session, and the entry already in the
