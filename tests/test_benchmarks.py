@@ -111,6 +111,21 @@ def test_bench_track_quick_times_track_against_both_baselines() -> None:
     assert engine["events_overflow"] == 0
 
 
+def test_bench_request_cpu_quick_measures_each_framework_against_its_bare_app() -> None:
+    doc = run_quick("bench_request_cpu.py")
+    assert doc["checks_passed"] is True  # each engine accepted three events per recoverkit request, none invalid
+    assert set(doc["results"]) == {"django", "flask", "asgi"}
+    for framework, visitors in doc["results"].items():
+        assert set(visitors) == {"returning", "new"}, framework
+        for visitor, r in visitors.items():
+            assert r["events_accepted"] == r["events_expected"] == 3 * r["requests"] > 0, (framework, visitor)
+            for arm in ("bare_us_per_request", "recoverkit_us_per_request"):
+                assert positive(r[arm]["p50"]) and positive(r[arm]["mean"]), (framework, visitor, arm)
+            per_request, per_event = r["added_us_per_request"]["p50"], r["added_us_per_event"]["p50"]
+            assert per_event == pytest.approx(per_request / 3), (framework, visitor)
+            assert positive(r["ratio_per_request"]["p50"]), (framework, visitor)
+
+
 def test_bench_live_latency_quick_measures_all_three_phases() -> None:
     doc = run_quick("bench_live_latency.py")
     carts = doc["settings"]["carts"]

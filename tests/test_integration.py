@@ -13,7 +13,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+import recoverkit._web_session as web_session
 from helpers import T0
 from recoverkit import Config, FakeClock, Flow, FlowStep, MemoryChannel, RestoreLinks
 from recoverkit.errors import ConfigError, LinkError, StoreError
@@ -366,6 +369,33 @@ def test_device_of_a_user_agent(agent: str | None, device: str | None) -> None:
     assert device_of(agent) == device
 
 
+AGENT_WORDS = ["Mozilla/5.0", "iPhone", "iPad", "Android 14", "Mobile", "Tablet", "Kindle", "Silk", "Googlebot",
+               "bot", "BOT/1", "robots", "crawler", "Spider", "curl/8", "python-requests/2", "HeadlessChrome",
+               "Windows Phone", "MOBI", "Chrome/124", " ", ";", "(", ")", "\n",
+               "\u017fpider", "\u212aindle"]  # long s, Kelvin sign: what IGNORECASE folds to s and k  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(AGENT_WORDS), max_size=12).map("".join) | st.text(max_size=40))
+def test_the_device_class_is_what_the_case_insensitive_patterns_say(agent: str) -> None:
+    # The lower-cased fast path and the cache must answer as re.IGNORECASE does, non-ASCII agents included.
+    ua = agent[:512]
+    expected = (
+        None if not agent
+        else "bot" if web_session._BOT.search(ua)
+        else "tablet" if web_session._TABLET.search(ua)
+        else "mobile" if web_session._MOBILE.search(ua)
+        else "desktop"
+    )  # fmt: skip
+    assert device_of(agent) == expected
+    assert device_of(agent) == expected  # answered from the cache
+
+
+def test_the_device_cache_is_bounded() -> None:
+    for k in range(3 * web_session._DEVICE_CACHE_SIZE):
+        device_of(f"Mozilla/5.0 agent {k}")
+        assert len(web_session._device_cache) <= web_session._DEVICE_CACHE_SIZE
+
+
 # -- the tracker ----------------------------------------------------------------------------------------------------
 
 
@@ -460,6 +490,47 @@ def test_events_tracked_through_the_holder_reach_the_adapter(lazy: LazyEngine) -
     clock.advance(601)
     engine.flush()
     assert [m.recipient.contact_key for m in channel.sent] == ["c-1"]
+
+
+def test_the_sink_stamps_the_trackers_events_in_place_for_the_process_engine(lazy: LazyEngine) -> None:
+    sink = lazy.sink()
+    engine = lazy.get()
+    assert engine is not None and lazy.sink() is sink  # one per engine, not one per request
+    seen: list[Mapping[str, Any]] = []
+    real = engine.track
+    engine.track = lambda event: seen.append(event) or real(event)  # type: ignore[method-assign]
+    event: dict[str, Any] = {"event": "page_view", "session_id": "s"}
+    assert sink(event) is True
+    assert seen == [event] and event["ts"] == T0  # the tracker's own dict, stamped on the engine's clock
+    assert sink({"event": "page_view", "session_id": "s", "ts": T0 - 5}) is True
+    assert seen[-1]["ts"] == T0 - 5
+
+
+def test_a_sink_in_a_process_forked_without_fork_hooks_reaches_its_own_engine(
+    lazy: LazyEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = lazy.get()
+    parent_sink = lazy.sink()
+    monkeypatch.setattr("recoverkit.integration.os.getpid", lambda: 999_999)  # as uWSGI's C fork leaves it
+    child_sink = lazy.sink()
+    child = lazy.get()
+    assert child is not None and child is not parent
+    assert child_sink is not parent_sink and getattr(child_sink, "engine", None) is child
+
+
+def test_a_sink_records_nothing_when_nothing_can_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    event = {"event": "page_view", "session_id": "s"}
+    assert LazyEngine(settings(MODE="off")).sink()(dict(event)) is False
+    closed = LazyEngine(settings())
+    closed.close()
+    assert closed.sink()(dict(event)) is False
+    broken = LazyEngine(settings())
+
+    def cannot_build() -> None:
+        raise ConfigError("no engine here")
+
+    monkeypatch.setattr(broken, "get", cannot_build)
+    assert broken.sink()(dict(event)) is False  # logged as engine_unavailable, never raised
 
 
 def test_mode_off_holds_no_engine_and_records_nothing() -> None:

@@ -4,7 +4,7 @@ shop's cart-restore view calls. Re-exported by :mod:`recoverkit.integration`."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from ._log import get_logger
@@ -15,6 +15,8 @@ from .links import RestoreLinks, RestoreToken
 __all__ = ["Tracker", "restore_cart"]
 
 T = TypeVar("T")
+#: What a :class:`Tracker` hands each event to: a new ``dict`` per event, which the sink may keep and change.
+EventSink = Callable[[dict[str, Any]], bool]
 
 # The integration's logger: these are the integration's records, wherever the code lives.
 _log = get_logger("recoverkit.integration")
@@ -23,7 +25,8 @@ _log = get_logger("recoverkit.integration")
 class Tracker:
     """Records one shopper's events from a request: session, customer and segment hints filled in.
 
-    Every method builds the event and hands it to ``sink`` (the process's engine); none blocks, none raises,
+    Every method builds the event, a new ``dict`` that is the sink's to keep, and hands it to ``sink`` (the
+    process's engine, :meth:`LazyEngine.sink <recoverkit.integration.LazyEngine.sink>`); none blocks, none raises,
     each returns whether the event was kept. ``identify`` also binds the customer id for the rest of the
     request. Amounts may be :class:`~decimal.Decimal`, ``int`` or numeric strings (``"19.90"``); never floats
     (they are refused as invalid by the engine, which counts them).
@@ -33,7 +36,7 @@ class Tracker:
 
     def __init__(
         self,
-        sink: Callable[[Mapping[str, Any]], bool],
+        sink: EventSink,
         session_id: str,
         *,
         customer_id: str | None = None,
@@ -53,9 +56,13 @@ class Tracker:
         """Record an event of kind ``event`` (see ``docs/events.md``) with ``fields``."""
         if event not in EVENT_KINDS:
             _log.warning("unknown_event_kind", kind=event[:64] if isinstance(event, str) else type(event).__name__)
-        data: dict[str, Any] = {"event": event, "session_id": self.session_id, **self.defaults}
-        if self.customer_id is not None:
-            data["customer_id"] = self.customer_id
+        # A new dict per event, which the sink may keep or stamp (it is nobody else's); the engine validates it.
+        data: dict[str, Any] = {"event": event, "session_id": self.session_id}
+        if self.defaults:
+            data.update(self.defaults)
+        customer_id = self.customer_id
+        if customer_id is not None:
+            data["customer_id"] = customer_id
         for key, value in fields.items():
             if value is None:
                 continue

@@ -38,6 +38,17 @@ def is_session_id(value: object) -> bool:
 _MOBILE: Final = re.compile(r"Mobi|iPhone|Android.+Mobile|Windows Phone", re.IGNORECASE)
 _TABLET: Final = re.compile(r"iPad|Tablet|Android(?!.*Mobile)|Kindle|Silk", re.IGNORECASE)
 _BOT: Final = re.compile(r"bot\b|crawler|spider|curl/|python-requests|HeadlessChrome", re.IGNORECASE)
+# The same patterns in lower case, for a User-Agent that is ASCII (all real ones are) and lowered once: the same
+# answers (for ASCII text, IGNORECASE is lower-casing), about ten times faster than re.IGNORECASE, which cannot
+# use its literal-prefix search.
+_MOBILE_LOWER: Final = re.compile(r"mobi|iphone|android.+mobile|windows phone")
+_TABLET_LOWER: Final = re.compile(r"ipad|tablet|android(?!.*mobile)|kindle|silk")
+_BOT_LOWER: Final = re.compile(r"bot\b|crawler|spider|curl/|python-requests|headlesschrome")
+#: Distinct User-Agents remembered with their device class. A browser sends the same one on every request, so
+#: nearly every request is answered from here; the bound keeps a flood of made-up agents from growing the process
+#: (when full, the dict is emptied and refills with the agents seen next).
+_DEVICE_CACHE_SIZE: Final = 1024
+_device_cache: dict[str, str] = {}
 
 
 def device_of(user_agent: str | None) -> str | None:
@@ -45,12 +56,27 @@ def device_of(user_agent: str | None) -> str | None:
     analytics segments; ``None`` when there is none. A coarse guess on purpose: nothing is fingerprinted."""
     if not user_agent:
         return None
-    ua = user_agent[:512]
-    if _BOT.search(ua):
+    device = _device_cache.get(user_agent)
+    if device is None:
+        device = _classify(user_agent[:512])
+        if len(_device_cache) >= _DEVICE_CACHE_SIZE:
+            _device_cache.clear()
+        # Racing threads at worst both classify the same agent and store the same answer.
+        _device_cache[user_agent] = device
+    return device
+
+
+def _classify(ua: str) -> str:
+    if ua.isascii():
+        ua = ua.lower()
+        bot, tablet, mobile = _BOT_LOWER, _TABLET_LOWER, _MOBILE_LOWER
+    else:  # Unicode case folding matches more than lower-casing does (the Kelvin sign is a "k"): the patterns as given
+        bot, tablet, mobile = _BOT, _TABLET, _MOBILE
+    if bot.search(ua):
         return "bot"
-    if _TABLET.search(ua):
+    if tablet.search(ua):
         return "tablet"
-    if _MOBILE.search(ua):
+    if mobile.search(ua):
         return "mobile"
     return "desktop"
 

@@ -31,7 +31,7 @@ from typing import Any
 from ._integration_settings import PATH_EVENTS, SETTING_KEYS, IntegrationSettings
 from ._log import get_logger
 from ._plugin_settings import import_object, unknown_setting
-from ._tracker import Tracker, restore_cart
+from ._tracker import EventSink, Tracker, restore_cart
 from ._web_session import (
     SESSION_COOKIE,
     SESSION_COOKIE_MAX_AGE,
@@ -41,6 +41,7 @@ from ._web_session import (
     new_session_id,
 )
 from .background import BackgroundEngine
+from .clock import Clock
 from .links import PARAMETER as LINK_PARAMETER
 from .links import RestoreLinks
 
@@ -52,6 +53,7 @@ __all__ = [
     "SESSION_COOKIE",
     "SESSION_COOKIE_MAX_AGE",
     "SETTING_KEYS",
+    "EventSink",
     "IntegrationSettings",
     "LazyEngine",
     "Tracker",
@@ -65,6 +67,31 @@ __all__ = [
 ]
 
 _log = get_logger("recoverkit.integration")
+
+
+
+def _refuse(event: Mapping[str, Any]) -> bool:
+    return False  # the sink of a tracker that records nothing
+
+
+class _StampingSink:
+    """The sink of this process's engine for the trackers of requests: stamps ``ts`` in place, then tracks.
+
+    Built once per engine and shared by every request, so a tracked event costs no lookup, no copy and no
+    allocation besides its own dict. The dicts are the trackers' own, new for each event: stamping them is safe.
+    """
+
+    __slots__ = ("_clock", "engine")
+
+    def __init__(self, engine: BackgroundEngine) -> None:
+        self.engine = engine
+        self._clock: Clock = engine.engine.clock
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        if "ts" not in event:
+            # Now, not when the engine's loop next drains its inbox: as LazyEngine.track does.
+            event["ts"] = self._clock.now()
+        return self.engine.track(event)
 
 
 class LazyEngine:
@@ -82,6 +109,7 @@ class LazyEngine:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._closed = False
+        self._sink: _StampingSink | None = None
 
     def get(self) -> BackgroundEngine | None:
         """The process's engine (``None`` in mode ``"off"`` or once closed)."""
@@ -115,6 +143,26 @@ class LazyEngine:
             _log.error("engine_unavailable", error=str(exc))
             return False
         return engine.track(event)
+
+    def sink(self) -> EventSink:
+        """Where the tracker of a request being set up now sends its events: this process's engine, looked up here
+        once (with its fork check) rather than for every event; a sink that keeps nothing when nothing records
+        events (mode ``"off"``, closed, or an engine that cannot be built, which is logged). Never raises.
+
+        The sink takes the tracker's own new dicts (it stamps ``ts`` in them in place, as :meth:`track` stamps a
+        copy); anything else goes through :meth:`track`.
+        """
+        try:
+            engine = self.get()
+        except Exception as exc:  # never fail the shop's request because recoverkit cannot start
+            _log.error("engine_unavailable", error=str(exc))
+            return _refuse
+        if engine is None:
+            return _refuse
+        sink = self._sink
+        if sink is None or sink.engine is not engine:
+            sink = self._sink = _StampingSink(engine)
+        return sink
 
     @property
     def links(self) -> RestoreLinks | None:

@@ -17,17 +17,27 @@ import anyio
 import httpx
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import HTTPConnection, Request, cookie_parser
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from recoverkit import FakeClock, MemoryChannel, MemoryStore
-from recoverkit.contrib.asgi import STATE_KEY, RecoverkitMiddleware, get_engine, get_tracker, restore_cart
+from recoverkit.contrib.asgi import (
+    STATE_KEY,
+    RecoverkitMiddleware,
+    _cookie,
+    _utm_source,
+    get_engine,
+    get_tracker,
+    restore_cart,
+)
 from recoverkit.errors import ConfigError, LinkError
 from recoverkit.integration import SESSION_COOKIE, is_session_id
 
@@ -629,3 +639,21 @@ def test_importing_recoverkit_imports_no_web_framework() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+# -- reading the request cheaply, as Starlette and urllib read it ------------------------------------------------------
+
+
+@given(st.lists(st.sampled_from(["rk_sid", "=", ";", " ", '"', "\\", "abc", "rk_sid2", "x", "\t"]), max_size=16)
+       .map("".join))  # fmt: skip
+def test_the_session_cookie_is_read_as_starlettes_cookie_parser_reads_it(header: str) -> None:
+    assert _cookie(header, "rk_sid") == cookie_parser(header).get("rk_sid")
+
+
+@given(st.lists(st.sampled_from(["utm_source", "utm%5Fsource", "utm%5fsource", "=", "&", ";", "+", "%", "ads",
+                                 "x", "%41", "utm"]), max_size=12).map("".join))  # fmt: skip
+def test_the_traffic_source_is_read_as_parse_qs_reads_it(query: str) -> None:
+    from urllib.parse import parse_qs
+
+    values = parse_qs(query).get("utm_source")
+    assert _utm_source(query.encode("latin-1")) == (values[0] or None if values else None)

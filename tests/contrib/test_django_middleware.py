@@ -144,6 +144,20 @@ def test_events_carry_the_session_customer_device_source_and_the_time_of_the_req
     assert event["ts"] == at
 
 
+@pytest.mark.parametrize(
+    ("query", "source"),
+    [("utm%5Fsource=ads&cart=c-1", "ads"), ("cart=c-1&utm_source=a&utm_source=b", "b"), ("cart=c-1", None),
+     ("utm_source=&cart=c-1", None), ("x=%41&cart=c-1", None)],
+)  # fmt: skip
+def test_the_traffic_source_is_read_as_django_parses_the_query(
+    embedded: RecoverkitState, store: MemoryStore, query: str, source: str | None
+) -> None:
+    # The middleware parses the query only when utm_source may be in it: spelled out, or percent-encoded.
+    Client().get(f"/t/add?{query}")
+    [event] = journal(store)
+    assert event.get("source") == source
+
+
 def test_a_guest_has_no_customer_id(embedded: RecoverkitState, store: MemoryStore) -> None:
     assert Client().get("/t/sid").json()["customer_id"] is None
     Client().get("/t/add")
@@ -404,6 +418,9 @@ async def test_a_broken_engine_never_fails_an_async_request(
         raise RuntimeError("the engine is broken")
 
     monkeypatch.setattr(state.engine, "track", broken)
+    engine = state.engine.get()  # and the process's engine itself, which the request trackers hand events to
+    assert engine is not None
+    monkeypatch.setattr(engine, "track", broken)
     client = AsyncClient()
     response = await client.get("/t/async/checkout")
     assert response.status_code == 200 and set_cookie(response) is not None

@@ -65,6 +65,7 @@ from ..events import RESTORE_PAGE
 from ..integration import (
     LINK_PARAMETER,
     SESSION_COOKIE_MAX_AGE,
+    EventSink,
     IntegrationSettings,
     LazyEngine,
     Tracker,
@@ -155,6 +156,17 @@ class RecoverkitMiddleware:
         if "ts" not in event:
             # Stamped now, when the request happened, not when the engine's next tick journals it.
             event = {**event, "ts": self.clock.now()}
+        return self._deliver(event)
+
+    def _track_own(self, event: dict[str, Any]) -> bool:
+        """:meth:`track` for the request trackers' events: new dicts of their own, stamped in place, not copied."""
+        if self.settings.mode == "off":
+            return False
+        if "ts" not in event:
+            event["ts"] = self.clock.now()
+        return self._deliver(event)
+
+    def _deliver(self, event: Mapping[str, Any]) -> bool:
         engine = self.engine
         if engine is not None:
             return engine.track(event)
@@ -210,18 +222,17 @@ class RecoverkitMiddleware:
         await self.app(scope, receive, send_wrapper)
 
     def _prepare(self, scope: Scope) -> tuple[Tracker, bool]:
-        headers = _headers(scope)
-        value = cookie_parser(headers.get("cookie", "")).get(self.settings.session_cookie)
+        cookie, user_agent = _cookie_and_agent(scope)
+        value = _cookie(cookie, self.settings.session_cookie)
         minted = not is_session_id(value)
         session_id = new_session_id() if minted else cast(str, value)
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         tracker = _RequestTracker(
-            self.track,
+            self._track_own,
             session_id,
             scope=scope,
             loader=self.customer_loader,
-            device=device_of(headers.get("user-agent")),
-            source=(query.get("utm_source") or [None])[0] or None,
+            device=device_of(user_agent),
+            source=_utm_source(scope.get("query_string", b"")),
         )
         state = scope.get("state")
         if state is None:
@@ -334,7 +345,7 @@ class _RequestTracker(Tracker):
 
     def __init__(
         self,
-        sink: Callable[[Mapping[str, Any]], bool],
+        sink: EventSink,
         session_id: str,
         *,
         scope: Scope,
@@ -375,14 +386,44 @@ def _replaying(first: Message, receive: Receive) -> Receive:
     return replay
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    headers: dict[str, str] = {}
+def _cookie_and_agent(scope: Scope) -> tuple[str, str | None]:
+    """The ``Cookie`` header (``""`` without one) and the ``User-Agent`` of a request; only these two are decoded."""
+    cookies: list[str] = []
+    user_agent: str | None = None
     for raw_name, raw_value in scope.get("headers", ()):
-        name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
-        # HTTP/2 may split the cookie header in several; RFC 9113 joins them with "; ".
-        headers[name] = f"{headers[name]}; {value}" if name == "cookie" and name in headers else value
-    return headers
+        name = raw_name.lower()
+        if name == b"cookie":
+            cookies.append(raw_value.decode("latin-1"))
+        elif name == b"user-agent":
+            user_agent = raw_value.decode("latin-1")  # the last one, if a client sent several
+    # HTTP/2 may split the cookie header in several; RFC 9113 joins them with "; ".
+    return "; ".join(cookies), user_agent
+
+
+def _cookie(header: str, name: str) -> str | None:
+    """The value of cookie ``name`` in a ``Cookie`` header, as Starlette's ``cookie_parser`` reads it (the last of
+    that name wins, its value unquoted), without parsing the other cookies."""
+    if name not in header:  # its name must be there as it is: a cookie's name is never unquoted
+        return None
+    found: str | None = None
+    for pair in header.split(";"):
+        key, equals, value = pair.partition("=")
+        if equals and key.strip() == name:
+            found = pair
+    if found is None:
+        return None
+    value = found.partition("=")[2].strip()
+    # cookie_parser unquotes only a value in double quotes; anything else it keeps as it is.
+    return value if value[:1] != '"' else cookie_parser(found).get(name)
+
+
+def _utm_source(query: bytes) -> str | None:
+    """The first ``utm_source`` of a query string, or ``None``; parsed only when it may be there."""
+    # The key can only be there spelled out, or percent-encoded ("utm%5Fsource"): otherwise there is none.
+    if b"utm_source" not in query and b"%" not in query:
+        return None
+    values = parse_qs(query.decode("latin-1")).get("utm_source")
+    return values[0] or None if values else None
 
 
 def _app_path(scope: Scope) -> str:

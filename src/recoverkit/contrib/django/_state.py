@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings as django_settings  # type: ignore[import-untyped]
 
 from ...clock import Clock, WallClock
-from ...integration import IntegrationSettings, LazyEngine
+from ...integration import EventSink, IntegrationSettings, LazyEngine
 from ...links import RestoreLinks
 from ._settings import settings_from_django
 
@@ -55,6 +55,10 @@ class RecoverkitState:
     def track(self, event: Mapping[str, Any]) -> bool:
         """Hand ``event`` to the engine (stamped with the time it was tracked); never raises."""
         return self.engine.track(event)
+
+    def sink(self) -> EventSink:
+        """The sink for the tracker of a request being set up now (see :meth:`LazyEngine.sink`); never raises."""
+        return self.engine.sink()
 
 
 _current: RecoverkitState | None = None

@@ -92,11 +92,13 @@ def _attach(request: Any) -> _Attached:
         minted = not is_session_id(value)
         session_id = new_session_id() if minted else cast(str, value)
         tracker: Tracker = RequestTracker(
-            state.track,
+            state.sink(),
             session_id,
             request=request,
-            device=device_of(request.headers.get("User-Agent")),
-            source=request.GET.get("utm_source") or None,
+            # request.META, not request.headers or request.GET: those build a dict of every header and parse the
+            # whole query string, per request, when nothing else asked for them.
+            device=device_of(request.META.get("HTTP_USER_AGENT")),
+            source=_utm_source(request),
         )
         attached = _Attached(state, tracker, minted and settings.mode != "off")
     except Exception as exc:  # never fail the shop's request because of recoverkit: the views get an inert tracker
@@ -104,6 +106,16 @@ def _attach(request: Any) -> _Attached:
         attached = _Attached(None, inert_tracker(), False)
     setattr(request, REQUEST_ATTRIBUTE, attached.tracker)
     return attached
+
+
+def _utm_source(request: Any) -> str | None:
+    """``request.GET.get("utm_source") or None``, without parsing a query string that cannot hold it."""
+    if "GET" not in getattr(request, "__dict__", ()):  # not parsed yet (nor replaced by the shop's code)
+        query = request.META.get("QUERY_STRING", "")
+        # The key can only be there spelled out, or percent-encoded ("utm%5Fsource"): otherwise there is none.
+        if "utm_source" not in query and "%" not in query:
+            return None
+    return request.GET.get("utm_source") or None
 
 
 def _path_event(request: Any, response: Any, attached: _Attached) -> str | None:

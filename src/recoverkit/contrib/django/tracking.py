@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 from asgiref.sync import sync_to_async
@@ -24,7 +24,7 @@ from django.utils.functional import empty  # type: ignore[import-untyped]
 
 from ..._log import get_logger
 from ...background import BackgroundEngine
-from ...integration import Tracker, load_customer, new_session_id
+from ...integration import EventSink, Tracker, load_customer, new_session_id
 from ._state import get_state
 
 __all__ = ["REQUEST_ATTRIBUTE", "RequestTracker", "aget_tracker", "flush", "get_engine", "get_tracker", "track"]
@@ -45,7 +45,7 @@ class RequestTracker(Tracker):
 
     def __init__(
         self,
-        sink: Callable[[Mapping[str, Any]], bool],
+        sink: EventSink,
         session_id: str,
         *,
         request: Any,
@@ -110,11 +110,8 @@ class RequestTracker(Tracker):
 
 
 def _on_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+    # asyncio's own test, without the exception get_running_loop() raises (and costs) off the loop.
+    return asyncio._get_running_loop() is not None
 
 
 def _loaded_user(request: Any) -> Any:

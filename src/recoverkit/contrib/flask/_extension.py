@@ -150,16 +150,21 @@ def current_tracker() -> Tracker:
     Raises ``RuntimeError`` outside a request, or when recoverkit is not set up on the app; its methods never
     raise.
     """
+    # Every use of the `tracker` proxy comes here: once built, the request's tracker is found in one look-up.
+    # (Only recoverkit's code, after finding its state on the app, puts a _RequestState on `g`.)
+    current = g.get(_G_KEY)
+    if isinstance(current, _RequestState) and current.tracker is not None:
+        return current.tracker
     state = app_state(current_app)
     try:
         current = _request_state(state)
         if current.tracker is None:
             current.tracker = Tracker(
-                state.track,
+                state.engine.sink(),
                 current.session_id,
                 customer_id=state.extension.load_customer(),
                 device=device_of(request.headers.get("User-Agent")),
-                source=request.args.get("utm_source") or None,
+                source=_utm_source(),
             )
         return current.tracker
     except Exception as exc:  # never fail the shop's view because of recoverkit: it gets a tracker recording nothing
@@ -167,6 +172,16 @@ def current_tracker() -> Tracker:
         inert = Tracker(_refuse, new_session_id())
         setattr(g, _G_KEY, _RequestState(inert.session_id, minted=False, tracker=inert))
         return inert
+
+
+def _utm_source() -> str | None:
+    """``request.args.get("utm_source") or None``, without parsing a query string that cannot hold it."""
+    if "args" not in request.__dict__:  # not parsed yet
+        query = request.query_string
+        # The key can only be there spelled out, or percent-encoded ("utm%5Fsource"): otherwise there is none.
+        if b"utm_source" not in query and b"%" not in query:
+            return None
+    return request.args.get("utm_source") or None
 
 
 def _refuse(event: Mapping[str, Any]) -> bool:
