@@ -275,6 +275,37 @@ def test_bench_pg_track_quick_times_sync_track_on_every_store_from_one_and_four_
             assert check["calls"] == row["samples_per_configuration"], name
 
 
+def test_bench_app_quick_runs_both_shops_under_gunicorn_with_and_without_recoverkit() -> None:
+    pytest.importorskip("gunicorn", reason="bench_app.py serves the shops with gunicorn (pip install -e '.[test]')")
+    doc = run_quick("bench_app.py")
+    settings = doc["settings"]
+    assert set(doc["summary"]) == set(settings["apps"]) == {"flask", "django"}
+    for app, figures in doc["summary"].items():
+        assert 2 <= figures["events_per_request"] <= 4, app  # 2 to 4 events per request (apps/shop.py)
+        for arm in ("without", "with"):
+            saturation = figures[arm]["saturation"]
+            assert positive(saturation["requests_per_second_best"]), (app, arm)
+            assert positive(saturation["server_cpu_us_per_request"]), (app, arm)
+            assert saturation["p50_ms"] <= saturation["p99_ms"], (app, arm)
+            assert len(figures[arm]["rates"]) == len(settings["fractions"]), (app, arm)
+            assert all(positive(row["achieved_per_second"]) for row in figures[arm]["rates"]), (app, arm)
+            assert positive(figures[arm]["rss_mb_mean_per_worker"]), (app, arm)
+            assert figures[arm]["idle_percent_busier_worker"] >= 0, (app, arm)
+        assert set(figures["ratios"]) == {"throughput", "server_cpu", "throughput_best"}
+    assert {goal: set(doc["goals"][goal]["figures"]) for goal in ("throughput", "memory", "idle")} == {
+        goal: {"flask", "django"} for goal in ("throughput", "memory", "idle")
+    }
+    assert all(isinstance(doc["goals"][goal]["met"], bool) for goal in ("throughput", "memory", "idle"))
+    # The script's own checks: no failed request, every worker served, and with recoverkit every event the requests
+    # tracked was accepted by the engines (none invalid, none refused), one of which held the pipeline lease.
+    assert doc["failed_checks"] == []
+    assert len(doc["rounds"]) == 4
+    for run in doc["rounds"]:
+        assert all(run["checks"].values()), run["checks"]
+        if run["arm"] == "with":
+            assert run["events_tracked"] > 0 and "every_event_accepted" in run["checks"]
+
+
 def test_bench_idle_quick_measures_every_idle_engine_against_the_bare_process() -> None:
     doc = run_quick("bench_idle.py")
     assert doc["baseline"]["wall_s"] > 0
