@@ -165,6 +165,20 @@ def test_a_guest_has_no_customer_id(embedded: RecoverkitState, store: MemoryStor
     assert "customer_id" not in event
 
 
+def test_the_auth_app_is_looked_for_again_when_the_installed_apps_change() -> None:
+    from django.apps import apps
+
+    from recoverkit.contrib.django.tracking import _auth_installed
+
+    assert _auth_installed() is True
+    apps.set_available_apps([config.name for config in apps.get_app_configs() if config.label != "auth"])
+    try:
+        assert _auth_installed() is False  # a guest whatever request.user says: no auth app, no customer
+    finally:
+        apps.unset_available_apps()
+    assert _auth_installed() is True
+
+
 def test_the_customer_is_looked_up_only_when_an_event_needs_it(embedded: RecoverkitState) -> None:
     client = Client()
     client.force_login(new_user())

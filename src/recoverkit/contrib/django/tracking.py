@@ -126,11 +126,28 @@ def _loaded_user(request: Any) -> Any:
 
 
 def _customer_of(user: Any) -> str | None:
-    if user is None or not django_apps.is_installed("django.contrib.auth"):
+    if user is None or not _auth_installed():
         return None
     if not user.is_authenticated:
         return None
     return str(user.pk)
+
+
+# (the registry's app configs, whether django.contrib.auth is among them): apps.is_installed() walks every app on
+# each call; the registry replaces its dict of app configs whenever the installed apps change (a test's
+# override_settings(INSTALLED_APPS=...)), so the answer holds for as long as the dict is the same object.
+_auth_answer: tuple[object, bool] | None = None
+
+
+def _auth_installed() -> bool:
+    global _auth_answer
+    configs = django_apps.app_configs
+    answer = _auth_answer
+    if answer is not None and answer[0] is configs:
+        return answer[1]
+    installed: bool = django_apps.is_installed("django.contrib.auth")  # raises while the registry is not ready
+    _auth_answer = (configs, installed)
+    return installed
 
 
 def _refuse(event: Mapping[str, Any]) -> bool:

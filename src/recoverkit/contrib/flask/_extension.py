@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar, cast
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Request, Response, current_app, g, request
 from werkzeug.local import LocalProxy
 
 from ..._log import get_logger
@@ -131,17 +131,23 @@ class Recoverkit:
         self.state(app).engine.close(timeout)
 
 
-def _request_state(state: RecoverkitState) -> _RequestState:
+def _request_state(state: RecoverkitState, req: Request) -> _RequestState:
     current = g.get(_G_KEY)
     if isinstance(current, _RequestState):
         return current
-    value = request.cookies.get(state.settings.session_cookie)
+    value = req.cookies.get(state.settings.session_cookie)
     if is_session_id(value):
         current = _RequestState(cast(str, value), minted=False)
     else:  # missing, or not an id recoverkit minted: never trusted, replaced
         current = _RequestState(new_session_id(), minted=True)
     setattr(g, _G_KEY, current)
     return current
+
+
+def _current_request() -> Request:
+    # The request itself, found once through the proxy (werkzeug's documented _get_current_object), so that
+    # what follows reads its attributes directly instead of looking it up again on every one.
+    return cast(Request, cast(Any, request)._get_current_object())
 
 
 def current_tracker() -> Tracker:
@@ -157,14 +163,15 @@ def current_tracker() -> Tracker:
         return current.tracker
     state = app_state(current_app)
     try:
-        current = _request_state(state)
+        req = _current_request()
+        current = _request_state(state, req)
         if current.tracker is None:
             current.tracker = Tracker(
                 state.engine.sink(),
                 current.session_id,
                 customer_id=state.extension.load_customer(),
-                device=device_of(request.headers.get("User-Agent")),
-                source=_utm_source(),
+                device=device_of(req.headers.get("User-Agent")),
+                source=_utm_source(req),
             )
         return current.tracker
     except Exception as exc:  # never fail the shop's view because of recoverkit: it gets a tracker recording nothing
@@ -174,14 +181,14 @@ def current_tracker() -> Tracker:
         return inert
 
 
-def _utm_source() -> str | None:
+def _utm_source(req: Request) -> str | None:
     """``request.args.get("utm_source") or None``, without parsing a query string that cannot hold it."""
-    if "args" not in request.__dict__:  # not parsed yet
-        query = request.query_string
+    if "args" not in req.__dict__:  # not parsed yet
+        query = req.query_string
         # The key can only be there spelled out, or percent-encoded ("utm%5Fsource"): otherwise there is none.
         if b"utm_source" not in query and b"%" not in query:
             return None
-    return request.args.get("utm_source") or None
+    return req.args.get("utm_source") or None
 
 
 def _refuse(event: Mapping[str, Any]) -> bool:
@@ -217,13 +224,14 @@ def _after_request(response: Response) -> Response:
         settings = state.settings
         if settings.mode == "off":
             return response
-        current = _request_state(state)
-        if request.method == "GET" and 200 <= response.status_code < 300:
-            kind = settings.path_event(request.path)
-            if kind is not None and (kind != "page_view" or _is_page(response)):
-                current_tracker().track(kind)
+        req = _current_request()
+        current = _request_state(state, req)
+        if req.method == "GET" and 200 <= response.status_code < 300:
+            kind = settings.path_event(req.path)
+            if kind is not None and (kind != "page_view" or _is_page(response, req)):
+                (current.tracker or current_tracker()).track(kind)
         if current.minted:
-            secure = settings.cookie_secure if settings.cookie_secure is not None else request.is_secure
+            secure = settings.cookie_secure if settings.cookie_secure is not None else req.is_secure
             response.set_cookie(
                 settings.session_cookie,
                 current.session_id,
@@ -238,7 +246,7 @@ def _after_request(response: Response) -> Response:
     return response
 
 
-def _is_page(response: Response) -> bool:
+def _is_page(response: Response, req: Request) -> bool:
     # A page view is an HTML page a shopper looked at, not a stylesheet, an image or a JSON call.
     # Blueprints serve their static files from "<blueprint>.static".
-    return response.mimetype == "text/html" and (request.endpoint or "").rpartition(".")[2] != "static"
+    return response.mimetype == "text/html" and (req.endpoint or "").rpartition(".")[2] != "static"
