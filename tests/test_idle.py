@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
-from recoverkit import Config, Engine, FakeClock, Flow, FlowStep, MemoryChannel
+from recoverkit import Config, Engine, FakeClock, Flow, FlowStep, MemoryChannel, StoreConfig
 from recoverkit._runner import IDLE_POLL
 from recoverkit.journal import Journal
 from recoverkit.store.memory import MemoryStore
@@ -129,10 +129,22 @@ def test_only_the_first_event_into_an_empty_inbox_wakes_the_loop() -> None:
     clock = FakeClock(T0)
     journal = Journal(Config(), clock, MemoryStore())
     woken: list[int] = []
-    journal.on_first = lambda: woken.append(len(journal.pending))
+    journal.on_work = lambda: woken.append(len(journal.pending))
     for i in range(3):
         assert journal.track(cart(f"s{i}"))
     assert woken == [1]
     journal.drain()
     assert journal.track(cart("s3"))
     assert woken == [1, 1]
+
+
+async def test_an_event_tracked_with_sync_durability_is_read_without_the_clock_moving() -> None:
+    clock = FakeClock(T0)
+    config = webhook_flow(0, store=StoreConfig(durability="sync"))
+    async with Engine(config, channels={"webhook": MemoryChannel()}, clock=clock) as engine:
+        await idle(engine, clock)
+        idle_at = clock.now()
+        assert await anyio.to_thread.run_sync(engine.track, cart("s1"))
+        assert engine.journal.accepted == 1  # journaled before track() returned
+        await until(lambda: engine.ingest.position == 1, "ingest reading it")
+        assert clock.now() == idle_at

@@ -319,9 +319,10 @@ class Runner:
 
 
 class Alarm:
-    """What ends the live ticker's idle wait: work arriving. Only the first event into an empty inbox rings it
-    from ``track()`` (any thread, through the loop's ``call_soon_threadsafe``), and only while the ticker listens
-    (is idle): a busy ticker journals the inbox within a tick anyway, so ``track()`` pays one attribute read."""
+    """What ends the live ticker's idle wait: work arriving. ``track()`` rings it (from any thread, through the
+    loop's ``call_soon_threadsafe``) for the first event into an empty inbox (or one it journaled itself), and only
+    while the ticker listens (is idle): a busy ticker journals the inbox within a tick anyway, so ``track()`` pays
+    one attribute read."""
 
     def __init__(self) -> None:
         self._event: anyio.Event | None = None  # the current wait's; a new one for every wait
@@ -341,7 +342,7 @@ class Alarm:
             return
         self._call_soon = loop.call_soon_threadsafe
         self._loop_thread = threading.get_ident()
-        journal.on_first = self.inbox_filled
+        journal.on_work = self.tracked
 
     def arm(self) -> anyio.Event:
         """A new wait begins: the event that ends it."""
@@ -369,8 +370,8 @@ class Alarm:
             return False
         return True
 
-    def inbox_filled(self) -> None:
-        """``track()`` put the first event into an empty inbox (any thread): ring if the ticker is idle."""
+    def tracked(self) -> None:
+        """``track()`` left work (any thread; see ``Journal.on_work``): ring if the ticker is idle."""
         if not self.listening:
             return
         self.listening = False

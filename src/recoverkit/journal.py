@@ -140,9 +140,11 @@ class Journal:
         #: event before it returns, so it returns ``True`` only for events that are on disk.
         self.refusing = False
         self._refusing_logged_at = -math.inf
-        #: Called (from the tracking thread) when ``track()`` puts an event into an empty inbox: the engine's
-        #: ticker, idle, is woken to journal it (once per filling of the inbox, never per event).
-        self.on_first: Callable[[], None] | None = None
+        #: Called (from the tracking thread) when ``track()`` leaves the engine's loop work: an event put into an
+        #: empty inbox (once per filling of the inbox, never per event in it), or journaled by ``track()`` itself
+        #: (sync durability, a refusing store, an inbox over budget), for the pipeline to read. An idle ticker
+        #: is woken by it.
+        self.on_work: Callable[[], None] | None = None
         #: The latest event time journaled: the "now" of events without ``ts`` in a replay.
         self.max_ts = -math.inf
         self.last_seq = 0
@@ -176,15 +178,21 @@ class Journal:
             if not pending:
                 self._pending_since = monotonic()
                 pending.append((raw, stamp))
-                on_first = self.on_first
-                if on_first is not None:
-                    on_first()
+                on_work = self.on_work
+                if on_work is not None:
+                    on_work()
                 return True
             if len(pending) < self._capacity and monotonic() - self._pending_since < self._max_age:
                 pending.append((raw, stamp))
                 return True
-            return self._spill(raw, stamp)
-        return self._journal_now(raw, stamp)
+            kept = self._spill(raw, stamp)
+        else:
+            kept = self._journal_now(raw, stamp)
+        # Journaled here (sync, a refusing store, a spill): the pipeline has it to read.
+        on_work = self.on_work
+        if on_work is not None:
+            on_work()
+        return kept
 
     def _journal_now(self, raw: Any, stamp: float | None) -> bool:
         events, datas = self.accept([raw], stamps=[stamp])
@@ -201,13 +209,9 @@ class Journal:
                 self.spilled += self._drain_locked()
             if self.refusing:  # the store refused what was just journaled: acknowledge only what it takes
                 return self._journal_now(raw, stamp)
-            first = not pending
-            if first:
+            if not pending:
                 self._pending_since = monotonic()
             pending.append((raw, stamp))
-            on_first = self.on_first
-            if first and on_first is not None:
-                on_first()
             return True
 
     def drain(self) -> int:
