@@ -33,10 +33,12 @@ alternates from one round to the next, ``--repeat`` rounds):
    server that falls behind is charged for the wait (no coordinated omission). Requests still unsent
    ``--duration`` / 2 (at least 2) seconds after the last one was due are counted as late by at least that
    much; the phase is then marked incomplete;
-4. after ``--settle`` s of quiet: each worker's resident memory (``VmRSS``) and the engines' event counters
-   (``GET /_bench/stats``: every event the requests tracked must be accepted, none invalid);
-5. idle: each worker's CPU over ``--idle`` s with no traffic, as % of one core (the engines are running by then,
-   with the open carts of the phases before).
+4. after ``--settle`` s of quiet: each worker's resident memory (``VmRSS``), and, with recoverkit, the engines'
+   event counters (``GET /_bench/stats``), polled until every event the requests tracked is accepted and the
+   pipeline owner has read the whole journal (``catch_up_seconds``);
+5. idle: each worker's CPU over ``--idle`` (20) s with no traffic, as % of one core, from the scheduler's
+   nanoseconds (``/proc/<pid>/task/*/schedstat``: an idle engine's few milliseconds are below the clock tick that
+   ``/proc/<pid>/stat`` counts in). The engines hold the open carts of the phases before by then.
 
 **CPU per request**: the user plus system time of gunicorn's master and its workers (``/proc/<pid>/stat``) over
 the measured window, divided by the requests completed in it. The load generator's own CPU per request is shown
@@ -64,7 +66,7 @@ that recoverkit adds per tracked event over all threads (request and engine), an
 
 Run from the repository root (gunicorn, Flask and Django are in the ``test`` extra, as in requirements/test.txt):
 
-    .venv/bin/python benchmarks/bench_app.py                 # 3 rounds, 5 s phases: ~8 minutes
+    .venv/bin/python benchmarks/bench_app.py                 # 3 rounds, 5 s phases: ~10 minutes
     .venv/bin/python benchmarks/bench_app.py --quick --json  # 1 round, 1 s phases: indicative only
 """
 
@@ -280,10 +282,13 @@ def measured(server: Server, traffic: Traffic, run: Callable[[], Phase]) -> dict
     """Run ``run()`` (a phase of the load generator) between two readings of the server's and this process's CPU."""
     workers_before = server.workers()
     errors_before = len(traffic.errors)
+    processes = [server.master, *workers_before]
+    by_process_before = [cpu_ticks(pid) for pid in processes]
     cpu_before, client_before, load_before = server.cpu(), time.process_time(), loadavg()
     ran_before, waited_before = server.scheduled()
     requests, seconds, latencies, extra = run()
     cpu_after, client_after = server.cpu(), time.process_time()
+    by_process = {str(pid): cpu_ticks(pid) - before for pid, before in zip(processes, by_process_before, strict=True)}
     (ran_after, waited_after) = server.scheduled()
     ran, waited = ran_after - ran_before, waited_after - waited_before
     return {
@@ -293,6 +298,10 @@ def measured(server: Server, traffic: Traffic, run: Callable[[], Phase]) -> dict
         "latency_ms": {k: v * 1e3 for k, v in percentiles(latencies, (50, 90, 99)).items()},
         "server_cpu_us_per_request": (cpu_after - cpu_before) / CLK_TCK / requests * 1e6 if requests else None,
         "client_cpu_us_per_request": (client_after - client_before) / requests * 1e6 if requests else None,
+        # The same, process by process (the master first): which worker's CPU recoverkit's cost lands in.
+        "cpu_us_per_request_by_process": {pid: t / CLK_TCK / requests * 1e6 for pid, t in by_process.items()}
+        if requests
+        else {},
         # Of the time the server's threads wanted a core, the share they waited for one: high when other work on
         # the machine took the cores, and then the throughput measured the machine's load as much as the server.
         "waiting_for_a_core_percent": waited / (ran + waited) * 100 if ran + waited > 0 else float("nan"),
@@ -353,11 +362,12 @@ def caught_up(server: Server, workers: int, tracked: int, patience: float = 60.0
 
 
 def idle_cpu(server: Server, seconds: float) -> dict[str, float]:
-    """Each worker's CPU over ``seconds`` of no traffic, as % of one core."""
+    """Each worker's CPU over ``seconds`` of no traffic, as % of one core (scheduler nanoseconds: an idle worker's
+    few milliseconds are below the clock tick that ``/proc/<pid>/stat`` counts in)."""
     workers = server.workers()
-    before = {pid: cpu_ticks(pid) for pid in workers}
+    before = {pid: scheduled_ns(pid)[0] for pid in workers}
     time.sleep(seconds)
-    return {str(pid): (cpu_ticks(pid) - before[pid]) / CLK_TCK / seconds * 100 for pid in workers}
+    return {str(pid): (scheduled_ns(pid)[0] - before[pid]) / 1e9 / seconds * 100 for pid in workers}
 
 
 # -- one configuration, one round ----------------------------------------------------------------------------------
@@ -493,6 +503,13 @@ def summarise(rounds: list[dict[str, Any]], apps: Sequence[str]) -> dict[str, An
                 "rss_mb_mean_per_worker": _median([statistics.fmean(r["rss_mb"].values()) for r in runs]),
                 "idle_percent_busier_worker": _median([max(r["idle_percent_of_core"].values()) for r in runs]),
                 "catch_up_seconds": _median([r["catch_up_seconds"] for r in runs]),
+                "cpu_us_per_request_split": {
+                    phase: {
+                        part: _median([_split(r, phase)[part] for r in runs])
+                        for part in ("master", "pipeline_owner", "other_workers")
+                    }
+                    for phase in ("saturation", "lowest_rate")
+                },
             }
         paired = [
             (w, x)
@@ -533,6 +550,22 @@ def summarise(rounds: list[dict[str, Any]], apps: Sequence[str]) -> dict[str, An
             "rss_added_mb_per_worker": added,
         }
     return summary
+
+
+def _split(run: dict[str, Any], phase: str) -> dict[str, float | None]:
+    """Server CPU per request of one phase, by process: the master, the worker holding the pipeline lease (with
+    recoverkit), and the other workers together."""
+    figures = run["saturation"] if phase == "saturation" else run["rates"][0]
+    by_process = list(figures["cpu_us_per_request_by_process"].items())
+    if not by_process:
+        return {"master": None, "pipeline_owner": None, "other_workers": None}
+    owners = {pid for pid, c in run["counters"].items() if c["owner"]}
+    workers = by_process[1:]
+    return {
+        "master": by_process[0][1],
+        "pipeline_owner": sum(v for pid, v in workers if pid in owners) if owners else None,
+        "other_workers": sum(v for pid, v in workers if pid not in owners),
+    }
 
 
 def _mean_events_per_request(rounds: list[dict[str, Any]], app: str) -> float:
@@ -600,6 +633,17 @@ def report(doc: dict[str, Any]) -> None:
             f"{fig['server_cpu_added_us_per_request']:.0f} us of server CPU per request, "
             f"{fig['server_cpu_added_us_per_event']:.0f} us per tracked event (all threads)"
         )
+        split = fig["with"]["cpu_us_per_request_split"]
+        bare_workers = fig["without"]["cpu_us_per_request_split"]["saturation"]["other_workers"]
+        print(
+            "  with recoverkit, server CPU per request by process: "
+            + "; ".join(
+                f"{phase.replace('_', ' ')}: pipeline owner {split[phase]['pipeline_owner']:.0f} us, the other "
+                f"worker(s) {split[phase]['other_workers']:.0f} us, master {split[phase]['master']:.0f} us"
+                for phase in ("saturation", "lowest_rate")
+            )
+            + f" (without recoverkit, the workers together: {bare_workers:.0f} us at saturation)"
+        )
         print(
             f"  {'fixed rate (open loop)':<30}{'req/s':>11}{'done/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
             f"{'server CPU/req':>16}"
@@ -648,7 +692,7 @@ def main() -> None:
     )
     p.add_argument("--concurrency", type=int, default=8, help="connections at saturation (default 8)")
     p.add_argument("--settle", type=float, help="seconds of quiet before memory and idle (default 2; 0.5 --quick)")
-    p.add_argument("--idle", type=float, help="seconds over which idle CPU is measured (default 10; 1 with --quick)")
+    p.add_argument("--idle", type=float, help="seconds over which idle CPU is measured (default 20; 1 with --quick)")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     p.add_argument("--worker-class", default="sync", help="gunicorn worker class (default sync)")
     p.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (gthread; default 1)")
@@ -665,7 +709,7 @@ def main() -> None:
     args.duration = args.duration if args.duration is not None else (1.0 if quick else 5.0)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if quick else 2.0)
     args.settle = args.settle if args.settle is not None else (0.5 if quick else 2.0)
-    args.idle = args.idle if args.idle is not None else (1.0 if quick else 10.0)
+    args.idle = args.idle if args.idle is not None else (1.0 if quick else 20.0)
     args.rates = [float(x) for x in args.rates.split(",")] if args.rates else None
     args.fractions = [float(x) for x in (args.fractions or ("0.5" if quick else "0.25,0.5,0.75")).split(",")]
     for module in ("gunicorn", *args.apps):

@@ -292,6 +292,9 @@ def test_bench_app_quick_runs_both_shops_under_gunicorn_with_and_without_recover
             assert positive(figures[arm]["rss_mb_mean_per_worker"]), (app, arm)
             assert figures[arm]["idle_percent_busier_worker"] >= 0, (app, arm)
         assert set(figures["ratios"]) == {"throughput", "server_cpu", "throughput_best"}
+        assert 0 <= figures["without"]["saturation"]["waiting_for_a_core_percent"] <= 100, app
+        owner = figures["with"]["cpu_us_per_request_split"]["saturation"]["pipeline_owner"]
+        assert positive(owner), app  # one worker held the pipeline lease, and its CPU is told apart
     assert {goal: set(doc["goals"][goal]["figures"]) for goal in ("throughput", "memory", "idle")} == {
         goal: {"flask", "django"} for goal in ("throughput", "memory", "idle")
     }
