@@ -11,7 +11,7 @@ from recoverkit.sessionize._stitching import Stitching
 
 
 def session(session_id: str, *, customer: str | None = None, cart_id: str | None = None, cart: bool = False) -> Session:
-    lines = [Line(item_id="A", price=1000, quantity=1, name=None, category=None)] if cart else None
+    lines = (Line(item_id="A", price=1000, quantity=1, name=None, category=None),) if cart else None
     return Session(
         session_id=session_id, started_at=0, last_at=0, deadline=600, customer_id=customer, cart_id=cart_id,
         lines=lines,
@@ -29,16 +29,16 @@ def test_an_anonymous_session_stitched_is_merged_into_the_customer() -> None:
     out: list[Any] = []
     index.stitch(s, "cust-1", 10, out)
     assert out == [ContactChanged(contact_key="cust-1", at=10, customer_id="cust-1", merged_from="session:s1")]
-    assert (index.customers, s.customer_id, counts["stitched"]) == ({"cust-1": ["s1"]}, "cust-1", 1)
+    assert (index.customers, s.customer_id, counts["stitched"]) == ({"cust-1": ("s1",)}, "cust-1", 1)
 
 
 def test_a_session_switching_customers_leaves_the_first_and_merges_nothing() -> None:
     s = session("s1", customer="cust-1")
-    index, _ = stitching(s, customers={"cust-1": ["s1"]})
+    index, _ = stitching(s, customers={"cust-1": ("s1",)})
     out: list[Any] = []
     index.stitch(s, "cust-2", 10, out)
     assert [c.merged_from for c in out] == [None]
-    assert index.customers == {"cust-2": ["s1"]}
+    assert index.customers == {"cust-2": ("s1",)}
 
 
 def test_a_cart_id_sent_from_another_session_moves_the_cart_there() -> None:
@@ -77,7 +77,7 @@ def test_the_latest_of_two_sessions_holding_one_cart_id_in_a_checkpoint_holds_it
 
 def test_an_evicted_session_leaves_every_index() -> None:
     s = session("s1", customer="cust-1", cart_id="cart-7")
-    index, _ = stitching(s, customers={"cust-1": ["s1"]})
+    index, _ = stitching(s, customers={"cust-1": ("s1",)})
     index.drop(s)
     assert (index.customers, index.carts) == ({}, {})
 
@@ -86,12 +86,12 @@ def test_forget_erases_the_customers_sessions_and_names_their_keys() -> None:
     a, b = session("a", customer="cust-1", cart_id="cart-7"), session("b", customer="cust-1")
     other = session("c", customer="cust-2")
     # "b" is the customer's by its own customer_id, though the index (an older checkpoint's) misses it.
-    index, counts = stitching(a, b, other, customers={"cust-1": ["a"], "cust-2": ["c"]}, buyers=[("cust-1", 5.0)])
+    index, counts = stitching(a, b, other, customers={"cust-1": ("a",), "cust-2": ("c",)}, buyers=[("cust-1", 5.0)])
     forget, out = Forget(customer_id="cust-1", at=100), list[Any]()
     index.forget(forget, out)
     assert out == [forget] and counts["forgotten"] == 1
     assert (forget.contact_keys, forget.cart_keys) == (["session:a", "session:b"], ["cart-7", "b"])
-    assert (index.customers, index.carts, "cust-1" in index.buyers) == ({"cust-2": ["c"]}, {}, False)
+    assert (index.customers, index.carts, "cust-1" in index.buyers) == ({"cust-2": ("c",)}, {}, False)
     assert index.carts_of("cust-1") == [] and len(index.carts_of("cust-2")) == 1
 
 

@@ -14,7 +14,7 @@ CONFIG = Config(
 
 
 def session(session_id: str = "s1", *, at: float = 0.0, cart: bool = False) -> Session:
-    lines = [Line(item_id="A", price=1000, quantity=1, name=None, category=None)] if cart else None
+    lines = (Line(item_id="A", price=1000, quantity=1, name=None, category=None),) if cart else None
     return Session(session_id=session_id, started_at=at, last_at=at, deadline=math.inf, lines=lines)
 
 

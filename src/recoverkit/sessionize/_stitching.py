@@ -45,15 +45,16 @@ class Stitching:
         counts: Counter[str],
         *,
         max_buyers: int,
-        customers: dict[str, list[str]] | None = None,
+        customers: dict[str, tuple[str, ...]] | None = None,
         buyers: Iterable[tuple[str, float]] = (),
     ) -> None:
         """Indexes over ``sessions`` (least recently active first), with a checkpoint's ``customers`` and
         ``buyers`` when restoring."""
         self._sessions = sessions
         self._counts = counts
-        #: Customer id -> their sessions' ids, in the order they were stitched.
-        self.customers: dict[str, list[str]] = customers if customers is not None else {}
+        #: Customer id -> their sessions' ids, in the order they were stitched. Tuples, replaced whole: the
+        #: garbage collector stops tracking a tuple of strings (a list it tracks for ever).
+        self.customers: dict[str, tuple[str, ...]] = customers if customers is not None else {}
         #: The shop's cart ids -> the session holding that cart (one cart per cart_id). Rebuilt from the
         #: sessions, least recently active first: a cart id two sessions held (a checkpoint of an older
         #: recoverkit) is the latest one's.
@@ -71,7 +72,7 @@ class Stitching:
         if previous is not None:
             self._leave(session.session_id, previous)
         session.customer_id = customer_id
-        self.customers.setdefault(customer_id, []).append(session.session_id)
+        self.customers[customer_id] = (*self.customers.get(customer_id, ()), session.session_id)
         self._counts["stitched"] += 1
         # Consent given while anonymous belongs to the customer from now on.
         out.append(
@@ -100,8 +101,11 @@ class Stitching:
         siblings = self.customers.get(customer_id)
         if siblings is not None:
             if session_id in siblings:
-                siblings.remove(session_id)
-            if not siblings:
+                at = siblings.index(session_id)
+                siblings = siblings[:at] + siblings[at + 1 :]
+            if siblings:
+                self.customers[customer_id] = siblings
+            else:
                 del self.customers[customer_id]
 
     # -- one cart per cart_id -------------------------------------------------------------------------------
@@ -172,7 +176,7 @@ class Stitching:
         ids = self._ids_of(customer_id, self.customers.get(customer_id, ()))
         return [self.snapshot(sessions[sid]) for sid in ids if sid in sessions]
 
-    def _ids_of(self, customer_id: str, indexed: list[str] | tuple[()]) -> list[str]:
+    def _ids_of(self, customer_id: str, indexed: tuple[str, ...]) -> list[str]:
         # The index, and a walk over every session naming the customer: erasure must miss none of them.
         ids = set(indexed)
         ids.update(sid for sid, session in self._sessions.items() if session.customer_id == customer_id)
