@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 
 from helpers import T0, SessionizeRun, add, event, item, page, remove
@@ -540,3 +541,59 @@ def test_the_cart_id_rule_survives_a_checkpoint() -> None:
     second.feed(add("phone", 60, cart_id="cart-7", item_id="B")).advance(10 * 86_400)
     (left,) = second.of(Abandoned)
     assert [line.item_id for line in left.cart.lines] == ["A", "B"]
+
+
+# -- a checkpoint taken in parts -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [0, 1, 15, 16, 65_535, 65_536, 70_000])
+def test_a_msgpack_array_header_is_what_msgspec_writes(length: int) -> None:
+    from recoverkit.sessionize._stage import _array_header, _header_size
+
+    encoded = msgspec.msgpack.encode([0] * length)
+    header = _array_header(length)
+    assert encoded[: len(header)] == header and _header_size(encoded[0]) == len(header)
+
+
+@pytest.mark.parametrize("sessions", [0, 3, 4, 5, 40])
+def test_a_checkpoint_taken_in_parts_is_the_same_bytes_and_lets_the_loop_run(
+    sessions: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """snapshot_soon() encodes the sessions a part at a time, yielding to the event loop in between; what it
+    returns is exactly snapshot(), which restores into the same state."""
+    import anyio
+
+    import recoverkit.sessionize._stage as stage
+
+    monkeypatch.setattr(stage, "SNAPSHOT_PART", 4)
+    run = SessionizeRun()
+    for n in range(sessions):
+        run.feed(event(Identify, f"s{n}", n, customer_id=f"c{n % 7}"), add(f"s{n}", n, f"SKU-{n}"))
+    if sessions:
+        run.feed(event(Purchase, "s1", sessions + 1, customer_id="c1"))
+    whole = run.stage.snapshot()
+    yields = 0
+
+    async def take() -> bytes:
+        nonlocal yields
+
+        async def count() -> None:
+            nonlocal yields
+            while True:
+                await anyio.sleep(0)
+                yields += 1
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(count)
+            await anyio.sleep(0)
+            started = yields
+            parts = await run.stage.snapshot_soon()
+            yields -= started
+            group.cancel_scope.cancel()
+        return parts
+
+    assert anyio.run(take) == whole
+    assert yields >= (sessions - 1) // 4 if sessions > 4 else True  # the loop ran between the parts
+    again = Sessionize(Config(), event_time=True)
+    again.restore(whole)
+    assert again.snapshot() == whole

@@ -58,6 +58,17 @@ class Control:
         self.restored: dict[str, StageStatistics] = {}
         self.done = anyio.Event()
 
+    async def enact(self, stage: Stage, *, last: bool) -> None:
+        """:meth:`apply`, with a checkpoint taken by :meth:`Stage.snapshot_soon`: a stage whose state is large
+        encodes it a part at a time and lets the event loop run in between (its own state cannot change
+        meanwhile: only its own task changes it, and that task is here)."""
+        if self.kind != "checkpoint":
+            self.apply(stage, last=last)
+            return
+        self.states[stage.name] = await stage.snapshot_soon()
+        if last:
+            self.done.set()
+
     def apply(self, stage: Stage, *, last: bool) -> None:
         if self.kind == "checkpoint":
             self.states[stage.name] = stage.snapshot()
@@ -281,6 +292,12 @@ class Stage(abc.ABC):
     def snapshot(self) -> bytes:
         """The stage's state (and counters), encoded, as of the items handled so far."""
 
+    async def snapshot_soon(self) -> bytes:
+        """:meth:`snapshot`, for a checkpoint taken in the stage's own task: the same bytes, but a stage may
+        encode a large state in parts and yield to the event loop between them, so that a checkpoint does
+        not stall deliveries and ``track()`` for the whole encoding."""
+        return self.snapshot()
+
     @abc.abstractmethod
     def restore(self, state: bytes | None) -> None:
         """Replace the stage's whole state with ``state`` from :meth:`snapshot`; ``None`` means empty."""
@@ -306,7 +323,7 @@ class Stage(abc.ABC):
         self.batches += 1
         self.latency.record(perf_counter() - started)
         if batch.control is not None:
-            batch.control.apply(self, last=outbox is None)
+            await batch.control.enact(self, last=outbox is None)
         if outbox is not None and (out or moved or batch.barriers or batch.control):
             batch.items = out
             await outbox.send(batch)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
+import anyio
 import msgspec
 
 from .._pipeline import Stage
@@ -39,7 +40,25 @@ from ._abandon_timers import AbandonTimers, abandons
 from ._cart import CART_EDITS, Session, State, cart_key, clear_cart, contact_of
 from ._stitching import Stitching
 
-__all__ = ["Sessionize"]
+__all__ = ["SNAPSHOT_PART", "Sessionize"]
+
+#: Sessions a checkpoint encodes in one go (about a millisecond's work) before it lets the event loop run.
+SNAPSHOT_PART: Final = 4096
+_FIVE_FIELDS: Final = b"\x95"  # msgpack: an array of five
+
+
+def _array_header(length: int) -> bytes:
+    """The msgpack header of an array of ``length`` elements."""
+    if length < 16:
+        return bytes((0x90 | length,))
+    if length < 1 << 16:
+        return b"\xdc" + length.to_bytes(2, "big")
+    return b"\xdd" + length.to_bytes(4, "big")
+
+
+def _header_size(first: int) -> int:
+    """The size of a msgpack array's header, from its first byte."""
+    return 1 if first < 0xDC else 3 if first == 0xDC else 5
 
 
 class Sessionize(Stage):
@@ -386,6 +405,26 @@ class Sessionize(Stage):
             dict(self.counts),
         )
         return msgspec.msgpack.encode(state)
+
+    async def snapshot_soon(self) -> bytes:
+        """:meth:`snapshot`'s bytes exactly, with the sessions encoded :data:`SNAPSHOT_PART` at a time and the
+        event loop let run between parts: at 100,000 open carts a checkpoint no longer stalls deliveries and
+        ``track()`` for the whole encoding. Nothing changes the state meanwhile: only this stage's task does,
+        and it is here."""
+        sessions = list(self._sessions.values())
+        if len(sessions) <= SNAPSHOT_PART:
+            return self.snapshot()
+        encode = msgspec.msgpack.encode
+        # State is array_like: a msgpack array of its five fields, the sessions one array within it. The parts'
+        # own arrays are cut off their headers and joined under one header for all of them.
+        parts: list[bytes | memoryview] = [_FIVE_FIELDS, encode(self.watermark), _array_header(len(sessions))]
+        for start in range(0, len(sessions), SNAPSHOT_PART):
+            part = encode(sessions[start : start + SNAPSHOT_PART])
+            parts.append(memoryview(part)[_header_size(part[0]) :])
+            await anyio.sleep(0)
+        stitching = self._stitching
+        parts += (encode(stitching.customers), encode(list(stitching.buyers.items())), encode(dict(self.counts)))
+        return b"".join(parts)
 
     def restore(self, state: bytes | None) -> None:
         s = State(-math.inf, [], {}, [], {}) if state is None else msgspec.msgpack.decode(state, type=State)
