@@ -45,10 +45,7 @@ class MemoryJournal(MemoryTables):
         self._one_sequence("append_events")
         with self._lock:
             self._enter(write=bool(events))  # appending nothing is a read, as in SQLiteStore
-            log = self._logs[0]
-            for data in events:
-                log.append(data, now)
-            return log.head
+            return self._logs[0].extend(events, now)
 
     def read_events(self, after: int, limit: int) -> list[JournalEntry]:
         check_read_limit(after, limit)
