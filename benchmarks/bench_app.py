@@ -37,8 +37,9 @@ alternates from one round to the next, ``--repeat`` rounds):
    event counters (``GET /_bench/stats``), polled until every event the requests tracked is accepted and the
    pipeline owner has read the whole journal (``catch_up_seconds``);
 5. idle: each worker's CPU over ``--idle`` (20) s with no traffic, as % of one core, from the scheduler's
-   nanoseconds (``/proc/<pid>/task/*/schedstat``: an idle engine's few milliseconds are below the clock tick that
-   ``/proc/<pid>/stat`` counts in). The engines hold the open carts of the phases before by then.
+   nanoseconds per thread (``/proc/<pid>/task/*/schedstat``: an idle engine's few milliseconds are below the
+   clock tick that ``/proc/<pid>/stat`` counts in), or from ``/proc/<pid>/stat`` when that says more (it keeps
+   the time of threads that ended during the window). The engines hold the open carts of the phases before by then.
 
 **CPU per request**: the user plus system time of gunicorn's master and its workers (``/proc/<pid>/stat``) over
 the measured window, divided by the requests completed in it. The load generator's own CPU per request is shown
@@ -145,21 +146,32 @@ def memory_kb(pid: int) -> dict[str, int]:
     return out
 
 
-def scheduled_ns(pid: int) -> tuple[int, int]:
-    """Nanoseconds the threads of ``pid`` have run, and spent runnable but waiting for a core
-    (``/proc/<pid>/task/*/schedstat``; (0, 0) once it is gone)."""
-    ran = waited = 0
+def threads_scheduled(pid: int) -> dict[str, tuple[int, int]]:
+    """For each thread of ``pid``: nanoseconds it has run, and spent runnable but waiting for a core
+    (``/proc/<pid>/task/<tid>/schedstat``; empty once the process is gone)."""
+    out = {}
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return 0, 0
+        return {}
     for tid in tasks:
         try:
             with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
                 fields = f.read().split()
         except OSError:
             continue  # a thread that ended meanwhile
-        ran, waited = ran + int(fields[0]), waited + int(fields[1])
+        out[f"{pid}/{tid}"] = (int(fields[0]), int(fields[1]))
+    return out
+
+
+def scheduled_since(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> tuple[int, int]:
+    """Nanoseconds run and waited since ``before``, summed over the threads alive at ``after`` (a thread started
+    meanwhile counts from zero). A thread that ended meanwhile is left out: its last moments are lost, which is
+    why idle CPU also reads ``/proc/<pid>/stat``, which keeps the time of ended threads."""
+    ran = waited = 0
+    for tid, (r, w) in after.items():
+        r0, w0 = before.get(tid, (0, 0))
+        ran, waited = ran + r - r0, waited + w - w0
     return ran, waited
 
 
@@ -191,9 +203,8 @@ class Server:
     def cpu(self) -> int:
         return sum(cpu_ticks(pid) for pid in (self.master, *self.workers()))
 
-    def scheduled(self) -> tuple[int, int]:
-        both = [scheduled_ns(pid) for pid in (self.master, *self.workers())]
-        return sum(ran for ran, _ in both), sum(waited for _, waited in both)
+    def scheduled(self) -> dict[str, tuple[int, int]]:
+        return {tid: v for pid in (self.master, *self.workers()) for tid, v in threads_scheduled(pid).items()}
 
 
 def gunicorn_options() -> list[str]:
@@ -285,12 +296,11 @@ def measured(server: Server, traffic: Traffic, run: Callable[[], Phase]) -> dict
     processes = [server.master, *workers_before]
     by_process_before = [cpu_ticks(pid) for pid in processes]
     cpu_before, client_before, load_before = server.cpu(), time.process_time(), loadavg()
-    ran_before, waited_before = server.scheduled()
+    scheduled_before = server.scheduled()
     requests, seconds, latencies, extra = run()
     cpu_after, client_after = server.cpu(), time.process_time()
     by_process = {str(pid): cpu_ticks(pid) - before for pid, before in zip(processes, by_process_before, strict=True)}
-    (ran_after, waited_after) = server.scheduled()
-    ran, waited = ran_after - ran_before, waited_after - waited_before
+    ran, waited = scheduled_since(scheduled_before, server.scheduled())
     return {
         "requests": requests,
         "seconds": seconds,
@@ -362,12 +372,18 @@ def caught_up(server: Server, workers: int, tracked: int, patience: float = 60.0
 
 
 def idle_cpu(server: Server, seconds: float) -> dict[str, float]:
-    """Each worker's CPU over ``seconds`` of no traffic, as % of one core (scheduler nanoseconds: an idle worker's
-    few milliseconds are below the clock tick that ``/proc/<pid>/stat`` counts in)."""
+    """Each worker's CPU over ``seconds`` of no traffic, as % of one core: the scheduler's nanoseconds (an idle
+    engine's few milliseconds are below the 10 ms in which ``/proc/<pid>/stat`` counts), or that count if it is
+    larger (a thread that ended during the window, such as an idle worker thread of anyio's, keeps its time there)."""
     workers = server.workers()
-    before = {pid: scheduled_ns(pid)[0] for pid in workers}
+    before = {pid: (threads_scheduled(pid), cpu_ticks(pid)) for pid in workers}
     time.sleep(seconds)
-    return {str(pid): (scheduled_ns(pid)[0] - before[pid]) / 1e9 / seconds * 100 for pid in workers}
+    out = {}
+    for pid in workers:
+        ran, _ = scheduled_since(before[pid][0], threads_scheduled(pid))
+        ticks = cpu_ticks(pid) - before[pid][1]
+        out[str(pid)] = max(ran / 1e9, ticks / CLK_TCK) / seconds * 100
+    return out
 
 
 # -- one configuration, one round ----------------------------------------------------------------------------------
