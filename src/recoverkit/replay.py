@@ -421,6 +421,8 @@ def _summary(
     )
 
 
+#: How far a replay journals ahead of what ingest has read: a few chunks keep ingest busy.
+LEAD: Final = 8 * _CHUNK_LINES
 #: A replay checkpoints after this many events journaled (and the engine on its own every
 #: ``store.checkpoint_interval`` seconds): what the journal holds behind the pipeline stays bounded.
 CHECKPOINT_EVERY: Final = 50_000
@@ -452,6 +454,11 @@ class _Run:
             skip -= valid
         else:
             await self.engine.submit_many(lines)
+            ingest = self.engine.ingest
+            while ingest.behind > LEAD and ingest.active:
+                # Journaled but not yet read: those events wait decoded in the journal's cache. The file can
+                # wait instead (its lines cost nothing until read), so memory does not grow with the lead.
+                await anyio.sleep(0.001)
             self.since_checkpoint += len(lines)
             if self.since_checkpoint >= CHECKPOINT_EVERY:
                 # A replay runs faster than the engine's checkpoint interval counts: without this, a store in
