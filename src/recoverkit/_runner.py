@@ -13,8 +13,8 @@ The ticker (live) does not tick at a fixed rate. While work comes in (events tra
 into ingest, deliveries in flight) it ticks every ``tick_interval``, or sooner when a timer falls due first. Once
 a tick has gone through every stage and nothing else moved, the engine is idle: the ticker sleeps until the
 earliest deadline (a cart's abandonment timer, a message or retry falling due) or until it is woken: by
-``track()`` filling an empty inbox (one thread-safe wake-up on that transition, never per event), or by an
-order into ingest (a submit, a flush, a checkpoint, a partition's journal growing). An idle owner still looks at
+``track()`` filling an empty inbox (one thread-safe wake-up on that transition, never per event) or journaling
+an event itself (sync durability), or by an order into ingest (a submit, a flush, a checkpoint, a partition's journal growing). An idle owner still looks at
 the journal every :data:`IDLE_POLL` seconds for what other processes journaled (and a lease it took over): their
 events reach its pipeline within that much when it is idle, within a tick when it is busy.
 """
@@ -47,8 +47,8 @@ _log = get_logger("recoverkit.engine")
 #: Where the engine is in its life: :meth:`Runner.open` starts it, :meth:`Runner.stop` ends it.
 State = Literal["new", "running", "closing", "closed"]
 
-#: Seconds an idle live engine sleeps at most: then it journals nothing new but looks at the journal (one tick)
-#: for what other processes journaled, and notices a lease it took over. Each look costs about a tick of CPU.
+#: Seconds an idle live engine sleeps at most: then it looks at the journal (one tick) for what other processes
+#: journaled, and notices a lease it took over. Each look costs about a tick of CPU.
 IDLE_POLL: Final = 1.0
 #: The shortest wait between two ticks, so that a burst of deadlines a microsecond apart is one tick, not many.
 MIN_WAIT: Final = 0.001
