@@ -38,7 +38,6 @@ from .config import Config
 from .errors import EngineStateError
 from .ingest import Ingest
 from .journal import Journal
-from .sessionize._abandon_timers import AbandonTimers
 
 __all__ = ["IDLE_POLL", "Alarm", "Runner", "State"]
 
@@ -55,18 +54,13 @@ MIN_WAIT: Final = 0.001
 
 
 def _deadline_sources(stages: Sequence[Stage]) -> list[Callable[[], float]]:
-    """Callables giving each stage's next deadline on the engine's clock (infinite: none): dispatch's schedule,
-    and the sessionize stage's abandonment timers."""
+    """Callables giving each stage's next deadline on the engine's clock (infinite: none): the stages that have
+    one (dispatch's schedule, sessionize's abandonment timers) say so with a ``next_deadline()`` method."""
     sources: list[Callable[[], float]] = []
     for stage in stages:
         own = getattr(stage, "next_deadline", None)
         if callable(own):
             sources.append(own)
-            continue
-        # The sessionize stage keeps its timers in ``_timers`` and has no accessor of its own yet.
-        timers = getattr(stage, "_timers", None)
-        if isinstance(timers, AbandonTimers):
-            sources.append(lambda timers=timers: timers.next_due)  # type: ignore[misc]
     return sources
 
 
@@ -95,7 +89,7 @@ class Runner:
         #: How many times the ticker has woken (a tick, or a look at the inbox): the cost of an idle engine.
         self.ticks = 0
         self._deadlines = _deadline_sources(self._stages)
-        self._journal = ingest._journal  # the inbox whose filling wakes the ticker (ingest journals it)
+        self._journal = ingest.journal  # the inbox whose filling wakes the ticker (ingest journals it)
         #: What ends the ticker's idle wait: work arriving (the inbox filling, an order into ingest).
         self.alarm = Alarm()
 

@@ -111,6 +111,11 @@ class Ingest(Stage):
         self._next_floor: tuple[int, float] | None = None
 
     @property
+    def journal(self) -> Journal:
+        """The journal this stage reads, and whose inbox it journals."""
+        return self._journal
+
+    @property
     def last_event_at(self) -> float | None:
         return self._max_ts if self._max_ts > -math.inf else None
 

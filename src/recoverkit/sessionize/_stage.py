@@ -169,6 +169,12 @@ class Sessionize(Stage):
             session.last_at = ts
         return session
 
+    def next_deadline(self) -> float:
+        """When the earliest timer falls due, on the engine's clock (infinite: none armed); read by the live
+        ticker, which sleeps until it when the engine is idle. A timer entry a session has since moved later
+        only makes the ticker look once early."""
+        return self._timers.next_due
+
     def advance(self, watermark: float, out: list[Any]) -> None:
         self._fire(watermark, out, inclusive=True)
 
