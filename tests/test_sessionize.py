@@ -547,12 +547,13 @@ def test_the_cart_id_rule_survives_a_checkpoint() -> None:
 
 
 @pytest.mark.parametrize("length", [0, 1, 15, 16, 65_535, 65_536, 70_000])
-def test_a_msgpack_array_header_is_what_msgspec_writes(length: int) -> None:
-    from recoverkit.sessionize._stage import _array_header, _header_size
+def test_a_msgpack_array_or_map_header_is_what_msgspec_writes(length: int) -> None:
+    from recoverkit.sessionize._stage import _ARRAY, _MAP, _header, _header_size
 
-    encoded = msgspec.msgpack.encode([0] * length)
-    header = _array_header(length)
-    assert encoded[: len(header)] == header and _header_size(encoded[0]) == len(header)
+    for kind, value in ((_ARRAY, [0] * length), (_MAP, dict.fromkeys(range(length), 0))):
+        encoded = msgspec.msgpack.encode(value)
+        header = _header(kind, length)
+        assert encoded[: len(header)] == header and _header_size(encoded[0]) == len(header)
 
 
 @pytest.mark.parametrize("sessions", [0, 3, 4, 5, 40])

@@ -42,23 +42,28 @@ from ._stitching import Stitching
 
 __all__ = ["SNAPSHOT_PART", "Sessionize"]
 
-#: Sessions a checkpoint encodes in one go (about a millisecond's work) before it lets the event loop run.
-SNAPSHOT_PART: Final = 4096
+#: Sessions (or customers) a checkpoint encodes in one go (about a millisecond's work) before it lets the event
+#: loop run.
+SNAPSHOT_PART: Final = 2048
 _FIVE_FIELDS: Final = b"\x95"  # msgpack: an array of five
+# msgpack's headers of an array and of a map: (for up to 15 elements, for up to 65,535, for more).
+_ARRAY: Final = (0x90, b"\xdc", b"\xdd")
+_MAP: Final = (0x80, b"\xde", b"\xdf")
 
 
-def _array_header(length: int) -> bytes:
-    """The msgpack header of an array of ``length`` elements."""
+def _header(kind: tuple[int, bytes, bytes], length: int) -> bytes:
+    """The msgpack header of an array or a map (``kind``) of ``length`` elements."""
+    small, medium, large = kind
     if length < 16:
-        return bytes((0x90 | length,))
+        return bytes((small | length,))
     if length < 1 << 16:
-        return b"\xdc" + length.to_bytes(2, "big")
-    return b"\xdd" + length.to_bytes(4, "big")
+        return medium + length.to_bytes(2, "big")
+    return large + length.to_bytes(4, "big")
 
 
 def _header_size(first: int) -> int:
-    """The size of a msgpack array's header, from its first byte."""
-    return 1 if first < 0xDC else 3 if first == 0xDC else 5
+    """The size of a msgpack array's or map's header, from its first byte."""
+    return 3 if first in (0xDC, 0xDE) else 5 if first in (0xDD, 0xDF) else 1
 
 
 class Sessionize(Stage):
@@ -413,23 +418,30 @@ class Sessionize(Stage):
         return msgspec.msgpack.encode(state)
 
     async def snapshot_soon(self) -> bytes:
-        """:meth:`snapshot`'s bytes exactly, with the sessions encoded :data:`SNAPSHOT_PART` at a time and the
-        event loop let run between parts: at 100,000 open carts a checkpoint no longer stalls deliveries and
-        ``track()`` for the whole encoding. Nothing changes the state meanwhile: only this stage's task does,
+        """:meth:`snapshot`'s bytes exactly, with the sessions and the customer index encoded
+        :data:`SNAPSHOT_PART` at a time and the event loop let run between parts: at 100,000 open carts a
+        checkpoint no longer stalls deliveries and ``track()`` for the whole encoding (the longest pause left is
+        the final join of the parts, a copy of the whole). Nothing changes the state meanwhile: only this stage's task does,
         and it is here."""
         sessions = list(self._sessions.values())
         if len(sessions) <= SNAPSHOT_PART:
             return self.snapshot()
         encode = msgspec.msgpack.encode
-        # State is array_like: a msgpack array of its five fields, the sessions one array within it. The parts'
-        # own arrays are cut off their headers and joined under one header for all of them.
-        parts: list[bytes | memoryview] = [_FIVE_FIELDS, encode(self.watermark), _array_header(len(sessions))]
+        stitching = self._stitching
+        # State is array_like: a msgpack array of its five fields. The sessions are an array and the customers a
+        # map within it; each is encoded in parts, cut off their own headers and put under one header.
+        parts: list[bytes | memoryview] = [_FIVE_FIELDS, encode(self.watermark), _header(_ARRAY, len(sessions))]
         for start in range(0, len(sessions), SNAPSHOT_PART):
             part = encode(sessions[start : start + SNAPSHOT_PART])
             parts.append(memoryview(part)[_header_size(part[0]) :])
             await anyio.sleep(0)
-        stitching = self._stitching
-        parts += (encode(stitching.customers), encode(list(stitching.buyers.items())), encode(dict(self.counts)))
+        customers = list(stitching.customers.items())
+        parts.append(_header(_MAP, len(customers)))
+        for start in range(0, len(customers), SNAPSHOT_PART):
+            part = encode(dict(customers[start : start + SNAPSHOT_PART]))
+            parts.append(memoryview(part)[_header_size(part[0]) :])
+            await anyio.sleep(0)
+        parts += (encode(list(stitching.buyers.items())), encode(dict(self.counts)))
         return b"".join(parts)
 
     def restore(self, state: bytes | None) -> None:
