@@ -153,10 +153,11 @@ class MemoryLedger(ClaimByMany, MemoryTables):
         ):
             return "purchased"
         if r.caps:
+            ledger = self._ledger
             claimed = [
                 (e.channel, e.claimed_at)
-                for e in self._ledger.values()
-                if e.contact_key == r.contact_key and e.state != "cancelled"
+                for e in (ledger[key] for key in self._ledger_of.get(r.contact_key, ()))
+                if e.state != "cancelled"
             ]
             if over_cap(r, claimed):
                 return "capped"
@@ -164,6 +165,7 @@ class MemoryLedger(ClaimByMany, MemoryTables):
             key=r.key, cart_key=r.cart_key, contact_key=r.contact_key, channel=r.channel, state="sending",
             owner=r.owner, started_at=r.started_at, claimed_at=r.now if r.at is None else r.at,
         )  # fmt: skip
+        self._ledger_of.setdefault(r.contact_key, set()).add(r.key)
         if partition is None:
             self._claimed_in.pop(r.key, None)  # a key retried (resolve) and claimed again
         else:
@@ -221,6 +223,7 @@ class MemoryLedger(ClaimByMany, MemoryTables):
                 raise cannot_resolve(key, entry.state)
             if outcome == "retry":
                 del self._ledger[key]
+                self._unindex(entry.contact_key, key)
                 self._claimed_in.pop(key, None)
             else:
                 self._ledger[key] = msgspec.structs.replace(entry, state="sent")

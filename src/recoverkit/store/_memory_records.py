@@ -236,10 +236,10 @@ class MemoryPrivacy(MemoryTables):
                 del self._letters[key]
             purchases = int(self._contact_purchases.pop(contact_key, None) is not None)
             entries = 0
-            for key, entry in self._ledger.items():
-                if entry.contact_key == contact_key:
-                    self._ledger[key] = msgspec.structs.replace(entry, contact_key=hashed)
-                    entries += 1
+            for key in self._ledger_of.pop(contact_key, ()):
+                self._ledger[key] = msgspec.structs.replace(self._ledger[key], contact_key=hashed)
+                self._ledger_of.setdefault(hashed, set()).add(key)
+                entries += 1
             codes = 0
             for code_hash, code in self._codes.items():
                 if code.contact_key == contact_key:

@@ -109,6 +109,9 @@ class MemoryTables:
         self._cart_purchases: dict[str, float] = {}
         self._contact_purchases: dict[str, float] = {}
         self._ledger: dict[str, LedgerEntry] = {}
+        #: Contact key -> the keys of their ledger entries: a claim with caps counts one contact's entries, not
+        #: every entry of the ledger (which grew a claim's cost with the ledger, a replay's with its square).
+        self._ledger_of: dict[str, set[str]] = {}
         self._claimed_in: dict[str, int] = {}  # ledger key -> the partition whose owner claimed it (claim_fenced)
         self._leases: dict[str, tuple[str, float]] = {}  # name -> (owner, expires_at)
         self._letters: dict[str, tuple[DeadLetterRecord, bool]] = {}  # key -> (letter, resent)
@@ -146,12 +149,23 @@ class MemoryTables:
                 for key, entry in self._ledger.items()
                 if entry.key != key
             ]
+            indexed = {(contact, key) for contact, keys in self._ledger_of.items() for key in keys}
+            if indexed != {(entry.contact_key, key) for key, entry in self._ledger.items()}:
+                problems.append("the ledger's index by contact does not match its entries")
             return problems
 
     @property
     def partitions(self) -> int:
         """How many partitions the journal has (fixed when the store was made)."""
         return self._partitions
+
+    def _unindex(self, contact_key: str, key: str) -> None:
+        """A ledger entry of ``contact_key`` is gone: it leaves the index by contact too."""
+        keys = self._ledger_of.get(contact_key)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._ledger_of[contact_key]
 
     def _one_sequence(self, method: str) -> None:
         """Refuse a one-sequence journal or checkpoint method on a store of several partitions."""
