@@ -106,9 +106,7 @@ def add_to_cart(request: HttpRequest) -> HttpResponse:
     request.session["lines"] = cart
     cart_id = request.session.setdefault("cart_id", secrets.token_urlsafe(9))
     if shop.RECOVERKIT:
-        tracker = get_tracker(request)
-        tracker.add_to_cart([shop.item(sku)], currency=shop.CURRENCY, cart_id=cart_id)
-        tracker.view_cart(shop.cart_items(cart), currency=shop.CURRENCY, cart_id=cart_id)
+        shop.track_added(get_tracker(request), sku, cart, cart_id)
     return render(request, "cart.html", {"rows": shop.cart_rows(cart), "subtotal": shop.subtotal(cart)})
 
 
@@ -121,17 +119,7 @@ def checkout(request: HttpRequest) -> HttpResponse:
     request.session["email"], request.session["shipping"] = email, option
     subtotal = shop.subtotal(cart)
     if shop.RECOVERKIT:
-        tracker = get_tracker(request)
-        tracker.begin_checkout(currency=shop.CURRENCY, value=str(subtotal), cart_id=cart_id)
-        tracker.identify(email=email)
-        tracker.consent(granted=["email"])
-        tracker.add_shipping_info(
-            shipping=str(shop.SHIPPING[option]),
-            shipping_tier=option,
-            currency=shop.CURRENCY,
-            value=str(subtotal),
-            cart_id=cart_id,
-        )
+        shop.track_checkout(get_tracker(request), cart, cart_id, email, option)
     total = subtotal + shop.SHIPPING[option]
     return render(request, "checkout.html", {"email": email, "shipping": option, "total": total})
 
@@ -145,16 +133,7 @@ def purchase(request: HttpRequest) -> HttpResponse:
     total = shop.subtotal(cart) + shipping
     number = f"B-{secrets.randbelow(10**9):09d}"
     if shop.RECOVERKIT:
-        tracker = get_tracker(request)
-        tracker.add_payment_info(payment_type="card", cart_id=cart_id)
-        tracker.purchase(
-            transaction_id=number,
-            value=str(total),
-            shipping=str(shipping),
-            currency=shop.CURRENCY,
-            items=shop.cart_items(cart),
-            cart_id=cart_id,
-        )
+        shop.track_purchase(get_tracker(request), cart, cart_id, number, total, option)
     request.session.flush()
     return render(request, "order.html", {"number": number, "total": total})
 

@@ -74,8 +74,7 @@ def _routes(app: Flask) -> None:
         session["lines"] = cart
         cart_id = session.setdefault("cart_id", secrets.token_urlsafe(9))
         if tracking:
-            tracker.add_to_cart([shop.item(sku)], currency=shop.CURRENCY, cart_id=cart_id)
-            tracker.view_cart(shop.cart_items(cart), currency=shop.CURRENCY, cart_id=cart_id)
+            shop.track_added(tracker, sku, cart, cart_id)
         return render_template("cart.html", rows=shop.cart_rows(cart), subtotal=shop.subtotal(cart))
 
     @app.post("/checkout")
@@ -87,16 +86,7 @@ def _routes(app: Flask) -> None:
         session["email"], session["shipping"] = email, option
         subtotal = shop.subtotal(cart)
         if tracking:
-            tracker.begin_checkout(currency=shop.CURRENCY, value=str(subtotal), cart_id=cart_id)
-            tracker.identify(email=email)
-            tracker.consent(granted=["email"])
-            tracker.add_shipping_info(
-                shipping=str(shop.SHIPPING[option]),
-                shipping_tier=option,
-                currency=shop.CURRENCY,
-                value=str(subtotal),
-                cart_id=cart_id,
-            )
+            shop.track_checkout(tracker, cart, cart_id, email, option)
         total = subtotal + shop.SHIPPING[option]
         return render_template("checkout.html", email=email, shipping=option, total=total)
 
@@ -109,15 +99,7 @@ def _routes(app: Flask) -> None:
         total = shop.subtotal(cart) + shipping
         number = f"B-{secrets.randbelow(10**9):09d}"
         if tracking:
-            tracker.add_payment_info(payment_type="card", cart_id=cart_id)
-            tracker.purchase(
-                transaction_id=number,
-                value=str(total),
-                shipping=str(shipping),
-                currency=shop.CURRENCY,
-                items=shop.cart_items(cart),
-                cart_id=cart_id,
-            )
+            shop.track_purchase(tracker, cart, cart_id, number, total, option)
         session.clear()
         return render_template("order.html", number=number, total=total)
 

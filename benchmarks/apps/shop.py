@@ -51,6 +51,38 @@ def subtotal(lines: dict[str, int]) -> Decimal:
     return sum((PRODUCTS[sku][1] * quantity for sku, quantity in lines.items()), Decimal("0.00"))
 
 
+# -- what each journey step tracks, the same in both frameworks (``tracker``: the request's recoverkit tracker) --
+
+
+def track_added(tracker: Any, sku: str, cart: dict[str, int], cart_id: str) -> None:
+    tracker.add_to_cart([item(sku)], currency=CURRENCY, cart_id=cart_id)
+    tracker.view_cart(cart_items(cart), currency=CURRENCY, cart_id=cart_id)
+
+
+def track_checkout(tracker: Any, cart: dict[str, int], cart_id: str | None, email: str, option: str) -> None:
+    value = str(subtotal(cart))
+    tracker.begin_checkout(currency=CURRENCY, value=value, cart_id=cart_id)
+    tracker.identify(email=email)
+    tracker.consent(granted=["email"])
+    tracker.add_shipping_info(
+        shipping=str(SHIPPING[option]), shipping_tier=option, currency=CURRENCY, value=value, cart_id=cart_id
+    )
+
+
+def track_purchase(
+    tracker: Any, cart: dict[str, int], cart_id: str | None, number: str, total: Decimal, option: str
+) -> None:
+    tracker.add_payment_info(payment_type="card", cart_id=cart_id)
+    tracker.purchase(
+        transaction_id=number,
+        value=str(total),
+        shipping=str(SHIPPING[option]),
+        currency=CURRENCY,
+        items=cart_items(cart),
+        cart_id=cart_id,
+    )
+
+
 def store_path() -> str:
     path = os.environ.get("BENCH_STORE")
     if not path:
