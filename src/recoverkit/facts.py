@@ -28,13 +28,16 @@ __all__ = [
     "fact_time",
 ]
 
+# Facts, ledger entries, codes and dead letters are ``gc=False``: plain data that can form no reference cycle, and a
+# store in memory keeps every one of them, which the garbage collector's full passes would otherwise walk.
+
 #: Whether an abandoned cart got its flow's messages or was held out (see :class:`Assignment`).
 AssignmentGroup = Literal["treatment", "holdout"]
 #: Which holdout held a cart out: the shop-wide one (``Config.holdout``) or its flow's (``Flow.holdout``).
 HoldoutScope = Literal["global", "flow"]
 
 
-class Assignment(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+class Assignment(msgspec.Struct, frozen=True, kw_only=True, tag=True, gc=False):
     """The experiment group an abandoned cart was put in when it was routed: what uplift is measured from.
 
     Written once per cart and flow (a cart is in a flow at most once, as the ledger's keys are), whether the
@@ -59,7 +62,7 @@ class Assignment(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     trigger: str = ""
 
 
-class Conversion(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+class Conversion(msgspec.Struct, frozen=True, kw_only=True, tag=True, gc=False):
     """A cart converted at ``at``: bought in its own session (``own``, with the order's ``value`` in minor units
     of ``currency`` and ``transaction_id`` when the purchase event said), or closed by a purchase of its customer
     elsewhere. What recovered orders and uplift are counted from; one row per cart and time."""
@@ -73,7 +76,7 @@ class Conversion(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     transaction_id: str | None = None
 
 
-class MessageOutcome(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+class MessageOutcome(msgspec.Struct, frozen=True, kw_only=True, tag=True, gc=False):
     """How one step of a flow ended for one cart: the final outcome of its message (``sent``, ``dead``,
     ``cancelled_purchase``, ``capped``, ``suppressed``, ...) or why it was never scheduled (``skipped_no_consent``,
     ``skipped_condition``, ...). ``key`` is the message's idempotency key. One row per key and outcome: a step
@@ -93,7 +96,7 @@ class MessageOutcome(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     offer_kind: str | None = None
 
 
-class LinkVisit(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+class LinkVisit(msgspec.Struct, frozen=True, kw_only=True, tag=True, gc=False):
     """A cart-restore link was followed (the shop's restore view recorded a ``cart_restore`` page view)."""
 
     cart_key: str

@@ -45,13 +45,10 @@ __all__ = ["Ingest"]
 READ_CHUNK: Final = 4096
 
 
-# The rank of an event breaks ties between events with the same timestamp: a purchase (1) sorts after the cart
-# activity (0) of the same instant, so "added and bought in the same second" ends bought whatever order the two
-# arrived in.
-
-
-def _time(entry: tuple[float, int, int, Any]) -> float:
-    return entry[0]
+def _rank(event: Any) -> int:
+    # Tie-break for events with the same timestamp: a purchase sorts after the cart activity of the same
+    # instant, so "added and bought in the same second" ends bought whatever order the two arrived in.
+    return 1 if type(event) is Purchase else 0
 
 
 class _State(msgspec.Struct, array_like=True):
@@ -91,10 +88,14 @@ class Ingest(Stage):
         self.read_back = 0
         self.journal_errors = 0
         # The reorder buffer, in two parts: ``_ready``, events that arrived in (time, rank) order, appended at its
-        # end and released from ``_head`` on (a replay's input is in order: no heap work at all); and ``_reorder``,
-        # a heap of the ones that arrived out of order. Each entry is (ts, rank, arrival, event); releasing merges
-        # the two, so the order out is (time, rank, arrival) whichever part an event waited in.
-        self._ready: list[tuple[float, int, int, Event]] = []
+        # end and released from ``_head`` on (a replay's input is in order: no heap work at all), with their times
+        # and arrival numbers in two lists beside it (floats and ints: no object per event for the garbage
+        # collector to track); and ``_reorder``, a heap of (ts, rank, arrival, event) for the ones that arrived out
+        # of order. Releasing merges the two, so the order out is (time, rank, arrival) whichever part an event
+        # waited in.
+        self._ready: list[Event] = []
+        self._ready_ts: list[float] = []
+        self._ready_seq: list[int] = []
         self._head = 0
         self._reorder: list[tuple[float, int, int, Event]] = []
         self._seq = 0
@@ -246,9 +247,8 @@ class Ingest(Stage):
         self.received += len(events)
         if not self._event_time:
             return events
-        ready, reorder = self._ready, self._reorder
-        # The last entry of ``ready`` (its time and rank): an event at or after it keeps ``ready`` in order.
-        last_ts, last_rank = (ready[-1][0], ready[-1][1]) if len(ready) > self._head else (-math.inf, 0)
+        ready, ready_ts, ready_seq, reorder = self._ready, self._ready_ts, self._ready_seq, self._reorder
+        last_ts, last_rank = self._last_ready()
         max_ts, watermark, seq = self._max_ts, self.watermark, self._seq
         forgets: list[Any] = []
         for event in events:
@@ -257,8 +257,8 @@ class Ingest(Stage):
                 self._seq, self._max_ts = seq, max_ts
                 self._forget_held(event.customer_id)
                 forgets.append(event)
-                ready, reorder = self._ready, self._reorder
-                last_ts, last_rank = (ready[-1][0], ready[-1][1]) if len(ready) > self._head else (-math.inf, 0)
+                ready, ready_ts, ready_seq, reorder = self._ready, self._ready_ts, self._ready_seq, self._reorder
+                last_ts, last_rank = self._last_ready()
                 continue
             ts: float = event.ts  # the journal holds final timestamps
             if ts > max_ts:
@@ -270,18 +270,34 @@ class Ingest(Stage):
             seq += 1
             rank = 1 if kind is Purchase else 0
             if ts > last_ts or (ts == last_ts and rank >= last_rank):
-                ready.append((ts, rank, seq, event))
+                ready.append(event)
+                ready_ts.append(ts)
+                ready_seq.append(seq)
                 last_ts, last_rank = ts, rank
             else:
                 heapq.heappush(reorder, (ts, rank, seq, event))
         self._seq, self._max_ts = seq, max_ts
         return forgets
 
+    def _last_ready(self) -> tuple[float, int]:
+        """The time and rank of the last event held in order (an event at or after it keeps the order)."""
+        if len(self._ready) > self._head:
+            return self._ready_ts[-1], _rank(self._ready[-1])
+        return -math.inf, 0
+
     def _forget_held(self, customer_id: str) -> None:
         """An erasure request: the held events of ``customer_id`` go. Not reordered itself: it applies to
         everything before it in the journal, which includes the events of the customer still held here; those
         go now, and the stages downstream erase the rest."""
-        self._ready = [x for x in self._ready[self._head :] if x[3].customer_id != customer_id]
+        head = self._head
+        kept = [
+            (event, ts, seq)
+            for event, ts, seq in zip(self._ready[head:], self._ready_ts[head:], self._ready_seq[head:], strict=True)
+            if event.customer_id != customer_id
+        ]
+        self._ready = [event for event, _, _ in kept]
+        self._ready_ts = [ts for _, ts, _ in kept]
+        self._ready_seq = [seq for _, _, seq in kept]
         self._head = 0
         self._reorder = [x for x in self._reorder if x[3].customer_id != customer_id]
         heapq.heapify(self._reorder)
@@ -299,32 +315,39 @@ class Ingest(Stage):
 
     def _release(self, watermark: float) -> list[Event]:
         """Take every held event at or before ``watermark``, in (time, rank, arrival) order."""
-        ready, reorder, head = self._ready, self._reorder, self._head
+        ready, ready_ts, reorder, head = self._ready, self._ready_ts, self._reorder, self._head
         if not reorder:
             # In order all along: one binary search and a slice.
-            cut = bisect_right(ready, watermark, lo=head, key=_time)
-            out = [entry[3] for entry in ready[head:cut]]
+            cut = bisect_right(ready_ts, watermark, lo=head)
+            out = ready[head:cut]
             head = cut
         else:
             out = []
-            pop = heapq.heappop
             end = len(ready)
             while True:
-                if head < end and ready[head][0] <= watermark and (not reorder or ready[head] < reorder[0]):
-                    out.append(ready[head][3])
-                    head += 1
-                elif reorder and reorder[0][0] <= watermark:
-                    out.append(pop(reorder)[3])
-                else:
+                from_ready = head < end and ready_ts[head] <= watermark
+                from_heap = reorder and reorder[0][0] <= watermark
+                if from_ready and from_heap:
+                    key = (ready_ts[head], _rank(ready[head]), self._ready_seq[head])
+                    from_ready = key < reorder[0][:3]
+                elif not (from_ready or from_heap):
                     break
+                if from_ready:
+                    out.append(ready[head])
+                    head += 1
+                else:
+                    out.append(heapq.heappop(reorder)[3])
         if head > 4096 and head * 2 > len(ready):
-            del ready[:head]  # what was released goes, in one move once it is most of the list
+            # What was released goes, in one move once it is most of the lists.
+            del ready[:head], ready_ts[:head], self._ready_seq[:head]
             head = 0
         self._head = head
         return out
 
     def _held(self) -> list[tuple[float, int, int, Event]]:
-        return self._ready[self._head :] + self._reorder
+        head = self._head
+        in_order = zip(self._ready_ts[head:], self._ready_seq[head:], self._ready[head:], strict=True)
+        return [(ts, _rank(event), seq, event) for ts, seq, event in in_order] + self._reorder
 
     async def _emit(
         self,
@@ -381,7 +404,7 @@ class Ingest(Stage):
         self.late = s.late
         self.received = s.read
         self._seq = s.seq
-        self._ready, self._head = [], 0
+        self._ready, self._ready_ts, self._ready_seq, self._head = [], [], [], 0
         self._reorder = [(ts, rank, seq, decode_event(data)) for ts, rank, seq, data in s.reorder]
         heapq.heapify(self._reorder)
         if isinstance(self._clock, EventClock) and self.watermark > -math.inf:

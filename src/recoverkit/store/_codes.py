@@ -46,7 +46,7 @@ LIMIT_ANSWERS: Final[dict[LimitBy, IssueAnswer]] = {
 }  # fmt: skip
 
 
-class CodeRecord(msgspec.Struct, frozen=True, kw_only=True):
+class CodeRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One discount code as a store keeps it: never the code itself, only ``code_hash``.
 
     ``code_hash`` is a keyed hash of the code (:class:`~recoverkit.offers.CodeBook` makes it with a secret the

@@ -14,7 +14,7 @@ __all__ = [
     "missing_dead_letter",
 ]
 
-class DeadLetterRecord(msgspec.Struct, frozen=True, kw_only=True):
+class DeadLetterRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A message that failed for good: ``data`` is the encoded message, the rest as in ``DeadLetter``.
 
     ``contact_key`` is the contact the message was for (``""`` when the caller did not say), so that

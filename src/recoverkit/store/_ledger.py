@@ -69,7 +69,7 @@ RESOLVABLE: Final = ("unknown", "failed")
 PURGEABLE: Final = ("sent", "failed", "dead", "cancelled")
 
 
-class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True):
+class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The ledger's record of one idempotency key.
 
     ``started_at`` is when the cart was started (what purchases are compared with), ``claimed_at`` when the
