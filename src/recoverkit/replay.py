@@ -111,8 +111,10 @@ class _Recorder:
         self.counts[f"{message.flow}/{message.step}/{message.channel}"] += 1
 
 
-def _numbered(source: str | Path | IO[bytes] | list[bytes]) -> Iterator[tuple[int, bytes]]:
-    """The non-empty lines of ``source`` with their line numbers (1-based, blank lines counted).
+def _lines(source: str | Path | IO[bytes] | list[bytes], at: list[int]) -> Iterator[bytes]:
+    """The non-empty lines of ``source``, each one's line number (1-based, blank lines counted) put in ``at[0]``
+    as it is yielded: a replay reads millions of lines, and a tuple for each would be work for the garbage
+    collector.
 
     A file that cannot be read to the end (a truncated or corrupt ``.gz``, a read error) raises
     :class:`~recoverkit.datasets.DatasetError` naming it, the last line read whole and the bytes of text read.
@@ -121,7 +123,8 @@ def _numbered(source: str | Path | IO[bytes] | list[bytes]) -> Iterator[tuple[in
         for number, line in enumerate(source, start=1):
             line = line.strip()
             if line:
-                yield number, line
+                at[0] = number
+                yield line
         return
     opened: IO[bytes] | None = None  # the file we opened, which closing a GzipFile does not close
     name = "<stream>"
@@ -145,7 +148,8 @@ def _numbered(source: str | Path | IO[bytes] | list[bytes]) -> Iterator[tuple[in
                 read += len(line)
                 line = line.strip()
                 if line:
-                    yield number, line
+                    at[0] = number
+                    yield line
         except (EOFError, zlib.error, OSError) as exc:
             # EOFError: a .gz cut short; zlib.error, BadGzipFile (an OSError): corrupt compressed data.
             why = "it ends before its end-of-stream marker (truncated)" if isinstance(exc, EOFError) else str(exc)
@@ -171,8 +175,7 @@ def read_lines(source: str | Path | IO[bytes] | list[bytes]) -> Iterator[bytes]:
     if isinstance(source, list):
         yield from source
         return
-    for _, line in _numbered(source):
-        yield line
+    yield from _lines(source, [0])
 
 
 async def replay(
@@ -367,24 +370,27 @@ async def _feed(
     run: _Run, source: str | Path | IO[bytes] | list[bytes], skip: int, progress: Callable[[int], None] | None
 ) -> tuple[int, DatasetError | None]:
     """Hand ``source`` to ``run`` in chunks; the skip left, and the fault that cut the input short (if any)."""
-    chunk: list[tuple[int, bytes]] = []
+    numbers: list[int] = []
+    lines: list[bytes] = []
+    at = [0]
     truncated: DatasetError | None = None
     try:
-        for number, line in _numbered(source):
+        for line in _lines(source, at):
             run.lines += 1
             run.read += len(line) + 1
-            chunk.append((number, line))
+            numbers.append(at[0])
+            lines.append(line)
             # While skipping, a chunk never holds more lines than events left to skip, so it cannot hold more
             # valid events either: the skip ends exactly at a chunk's end.
-            if len(chunk) >= (min(skip, _CHUNK_LINES) if skip else _CHUNK_LINES):
-                skip = await run.take(chunk, skip)
-                chunk = []
+            if len(lines) >= (min(skip, _CHUNK_LINES) if skip else _CHUNK_LINES):
+                skip = await run.take(numbers, lines, skip)
+                numbers, lines = [], []
                 if progress is not None:
                     progress(run.read)
     except DatasetError as exc:
         truncated = exc
-    if chunk:
-        skip = await run.take(chunk, skip)
+    if lines:
+        skip = await run.take(numbers, lines, skip)
     return skip, truncated
 
 
@@ -440,12 +446,12 @@ class _Run:
         #: Events journaled since the last checkpoint this replay asked for (see CHECKPOINT_EVERY).
         self.since_checkpoint = 0
 
-    async def take(self, chunk: list[tuple[int, bytes]], skip: int) -> int:
-        """Journal ``chunk``, or while ``skip`` > 0 only validate it (the journal has it); the skip left."""
+    async def take(self, numbers: list[int], lines: list[bytes], skip: int) -> int:
+        """Journal ``lines`` (numbered ``numbers`` in the input), or while ``skip`` > 0 only validate them (the
+        journal has them); the skip left."""
         journal = self.engine.journal
         invalid = sum(journal.invalid.values())
         known_time = journal.max_ts > float("-inf")
-        lines = [line for _, line in chunk]
         if skip:
             # The journal's own validation, so the skip counts exactly the events the first run journaled,
             # and the latest event time (the time of events without `ts`) is the first run's too.
@@ -467,6 +473,7 @@ class _Run:
                 self.since_checkpoint = 0
                 await self.engine.checkpoint()
         if self.on_invalid is not None and sum(journal.invalid.values()) > invalid:
+            chunk = list(zip(numbers, lines, strict=True))
             for number, error in _find_invalid(chunk, known_time):  # the rare path: decode the chunk again
                 self.on_invalid(number, error)
         return skip
