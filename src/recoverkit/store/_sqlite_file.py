@@ -167,11 +167,26 @@ class SQLiteFile:
                 f"cannot open {self.path}: {exc} (expected a file path in an existing, writable directory)"
             ) from exc
 
+    def _switch_to_wal(self, conn: sqlite3.Connection) -> str:
+        """Put the file in WAL mode (persistent in the file); the journal mode it is in afterwards.
+
+        Switching a new file needs its exclusive lock. When several processes open a new file at once, SQLite
+        can answer "database is locked" at once, without waiting (its busy handler is not called where waiting
+        could deadlock), so the switch is tried again until ``busy_timeout`` has passed.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.005)
+
     def _open_writer(self, partitions: int | None) -> tuple[sqlite3.Connection, bytes, int]:
         conn = self._connect()
         try:
-            # Persistent in the file; switching a new file waits (busy_timeout) for other processes' locks.
-            mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+            mode = self._switch_to_wal(conn)
             if mode != "wal":
                 raise StoreError(
                     f"{self.path}: SQLite refused WAL mode (journal_mode is {mode!r}); expected a file on a local "
