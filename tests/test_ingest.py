@@ -281,7 +281,9 @@ async def test_ingest_statistics_show_the_journal_position_and_reorder_buffer() 
     )
 )
 @settings(max_examples=300, deadline=None)
-def test_the_reorder_buffer_releases_what_a_sorted_list_would(batches: list[tuple[list[tuple[int, bool]], int]]) -> None:
+def test_the_reorder_buffer_releases_what_a_sorted_list_would(
+    batches: list[tuple[list[tuple[int, bool]], int]],
+) -> None:
     """Batches of events in any order, with the watermark moving between them: each release gives exactly what
     sorting everything held by (time, purchase last, arrival) and cutting at the watermark gives, whether the
     events waited in the in-order part or in the heap."""

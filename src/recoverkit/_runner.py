@@ -14,9 +14,10 @@ into ingest, deliveries in flight) it ticks every ``tick_interval``, or sooner w
 a tick has gone through every stage and nothing else moved, the engine is idle: the ticker sleeps until the
 earliest deadline (a cart's abandonment timer, a message or retry falling due) or until it is woken: by
 ``track()`` filling an empty inbox (one thread-safe wake-up on that transition, never per event) or journaling
-an event itself (sync durability), or by an order into ingest (a submit, a flush, a checkpoint, a partition's journal growing). An idle owner still looks at
-the journal every :data:`IDLE_POLL` seconds for what other processes journaled (and a lease it took over): their
-events reach its pipeline within that much when it is idle, within a tick when it is busy.
+an event itself (sync durability), or by an order into ingest (a submit, a flush, a checkpoint, a partition's
+journal growing). An idle owner still looks at the journal every :data:`IDLE_POLL` seconds for what other
+processes journaled (and a lease it took over): their events reach its pipeline within that much when it is
+idle, within a tick when it is busy.
 """
 
 from __future__ import annotations

@@ -371,6 +371,19 @@ class LedgerContract(StoreFixture):
         assert self._capped_claim(store, "cart-2/f/0", at=T0 + 110, channel="email", caps=caps) == "claimed"
         assert self._capped_claim(store, "cart-3/f/0", at=T0 + 120, channel="sms", caps=caps) == "capped"
 
+    def test_an_entry_resolved_for_a_retry_no_longer_counts_and_a_forget_leaves_the_ledger_consistent(
+        self, store: Store
+    ) -> None:
+        owned(store)
+        assert self._capped_claim(store, "cart-1/f/0", at=T0 + 100) == "claimed"
+        assert self._capped_claim(store, "cart-2/f/0", at=T0 + 200) == "capped"
+        store.mark_unknown()
+        store.resolve("cart-1/f/0", "retry")  # the entry is deleted: the customer is under the cap again
+        assert self._capped_claim(store, "cart-2/f/0", at=T0 + 200) == "claimed"
+        store.forget("contact-1", at=T0 + 300)  # its entries are filed under its hash from now on
+        assert self._capped_claim(store, "cart-3/f/0", at=T0 + 400, contact_key="contact-2") == "claimed"
+        assert store.check() == []
+
     def test_cancelled_entries_do_not_count_and_without_caps_nothing_is_capped(self, store: Store) -> None:
         owned(store)
         assert self._capped_claim(store, "cart-1/f/0", at=T0 + 100) == "claimed"

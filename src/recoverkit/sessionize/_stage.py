@@ -61,6 +61,16 @@ def _header(kind: tuple[int, bytes, bytes], length: int) -> bytes:
     return large + length.to_bytes(4, "big")
 
 
+async def _encode_in_parts(items: list[Any], container: Callable[[list[Any]], Any], parts: list[Any]) -> None:
+    """Append the msgpack encoding of ``container(items)`` to ``parts`` without its header, :data:`SNAPSHOT_PART`
+    items at a time, letting the event loop run after each."""
+    encode = msgspec.msgpack.encode
+    for start in range(0, len(items), SNAPSHOT_PART):
+        part = encode(container(items[start : start + SNAPSHOT_PART]))
+        parts.append(memoryview(part)[_header_size(part[0]) :])
+        await anyio.sleep(0)
+
+
 def _header_size(first: int) -> int:
     """The size of a msgpack array's or map's header, from its first byte."""
     return 3 if first in (0xDC, 0xDE) else 5 if first in (0xDD, 0xDF) else 1
@@ -421,8 +431,8 @@ class Sessionize(Stage):
         """:meth:`snapshot`'s bytes exactly, with the sessions and the customer index encoded
         :data:`SNAPSHOT_PART` at a time and the event loop let run between parts: at 100,000 open carts a
         checkpoint no longer stalls deliveries and ``track()`` for the whole encoding (the longest pause left is
-        the final join of the parts, a copy of the whole). Nothing changes the state meanwhile: only this stage's task does,
-        and it is here."""
+        the final join of the parts, a copy of the whole). Nothing changes the state meanwhile: only this stage's
+        task does, and it is here."""
         sessions = list(self._sessions.values())
         if len(sessions) <= SNAPSHOT_PART:
             return self.snapshot()
@@ -431,16 +441,10 @@ class Sessionize(Stage):
         # State is array_like: a msgpack array of its five fields. The sessions are an array and the customers a
         # map within it; each is encoded in parts, cut off their own headers and put under one header.
         parts: list[bytes | memoryview] = [_FIVE_FIELDS, encode(self.watermark), _header(_ARRAY, len(sessions))]
-        for start in range(0, len(sessions), SNAPSHOT_PART):
-            part = encode(sessions[start : start + SNAPSHOT_PART])
-            parts.append(memoryview(part)[_header_size(part[0]) :])
-            await anyio.sleep(0)
+        await _encode_in_parts(sessions, list, parts)
         customers = list(stitching.customers.items())
         parts.append(_header(_MAP, len(customers)))
-        for start in range(0, len(customers), SNAPSHOT_PART):
-            part = encode(dict(customers[start : start + SNAPSHOT_PART]))
-            parts.append(memoryview(part)[_header_size(part[0]) :])
-            await anyio.sleep(0)
+        await _encode_in_parts(customers, dict, parts)
         parts += (encode(list(stitching.buyers.items())), encode(dict(self.counts)))
         return b"".join(parts)
 

@@ -47,7 +47,7 @@ class PartitionLog:
         first = self.head + 1
         self.entries.update(
             (seq, JournalEntry(seq=seq, data=bytes(data), accepted_at=now))
-            for seq, data in zip(range(first, first + len(datas)), datas)
+            for seq, data in zip(range(first, first + len(datas)), datas, strict=True)
         )
         self.head += len(datas)
         return self.head
