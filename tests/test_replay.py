@@ -16,7 +16,9 @@ import pytest
 from recoverkit import Config, Engine, EventClock, Flow, FlowStep, MemoryChannel, Message, load_config
 from recoverkit.datasets import demo_events_path, rees46_events, retailrocket_events, write_jsonl
 from recoverkit.events import AddToCart, Event, Purchase
+from recoverkit.journal import Journal
 from recoverkit.replay import ReplaySummary, read_lines, replay
+from recoverkit.store import MemoryStore
 from recoverkit.synthetic import generate_jsonl
 from shared_data import require_shared
 
@@ -96,6 +98,35 @@ async def test_replay_of_a_binary_stream_gives_the_same_summary(handmade: Path) 
 
 async def test_replay_of_lines_in_memory_gives_the_same_summary() -> None:
     check_handmade(await replay(list(HANDMADE), config=CONFIG))
+
+
+async def test_a_replay_in_its_own_memory_decides_as_one_into_a_store_that_keeps_its_journal() -> None:
+    # Without a store the lines go to the pipeline without a copy in the journal (nothing could resume from it);
+    # with a store passed in, the journal keeps them. The decisions are the same, event for event.
+    lines = list(generate_jsonl(300, seed=4))
+    own = await replay(lines)
+    kept_store = MemoryStore()
+    kept = await replay(lines, store=kept_store)
+    assert own.messages and own.abandonments  # the comparison means something
+    for field in ("events", "accepted", "carts", "abandonments", "reasons", "converted", "messages", "skipped"):
+        assert getattr(own, field) == getattr(kept, field), field
+    assert kept_store.last_seq() == kept.accepted  # the store passed in did keep every event
+
+
+async def test_a_transient_journal_keeps_nothing_in_the_store_and_hands_every_event_to_ingest() -> None:
+    store = MemoryStore()
+    journal = Journal(Config(), EventClock(), store)
+    journal.transient = True
+    lines = [line("page_view", f"s{i}", i) for i in range(3000)]  # more than the cache holds when it is bounded
+    journal._hot_capacity = 1024
+    for start in range(0, len(lines), 500):
+        events, datas = journal.accept(lines[start : start + 500])
+        assert journal.append(events, datas)
+    assert (store.last_seq(), journal.last_seq) == (0, 3000)
+    taken: list[Any] = []
+    while (chunk := journal.take(len(taken))) is not None:
+        taken.extend(chunk)
+    assert [event.session_id for event in taken] == [f"s{i}" for i in range(3000)]
 
 
 async def test_replay_hands_messages_to_the_given_channels() -> None:

@@ -8,7 +8,9 @@ written as a JSON line when ``out`` is given). Carts still open when the file en
 abandoned, and messages not yet due then are reported as pending.
 
 With a store (a SQLite file) a replay survives ``kill -9``: run it again with ``resume=True`` and it carries on.
-What that guarantees, and what is left to the ledger, is in :func:`replay`'s docstring.
+What that guarantees, and what is left to the ledger, is in :func:`replay`'s docstring. Without one, the
+replay's store is in memory and its own: the events go to the pipeline without being copied into its journal
+(nothing could resume from it), which keeps memory flat and saves a fifth of the time.
 """
 
 from __future__ import annotations
@@ -278,6 +280,10 @@ async def _build(
         if sink is not None:
             await sink.aclose()
         raise
+    if store is None and config.store.path is None:
+        # The engine's own store in memory, gone with this replay: nothing can resume from its journal, so the
+        # lines are handed to the pipeline without a copy there (and no checkpoint is needed to trim it).
+        engine.journal.transient = True
     return engine, recorders, sink
 
 
@@ -466,7 +472,7 @@ class _Run:
                 # wait instead (its lines cost nothing until read), so memory does not grow with the lead.
                 await anyio.sleep(0.001)
             self.since_checkpoint += len(lines)
-            if self.since_checkpoint >= CHECKPOINT_EVERY:
+            if self.since_checkpoint >= CHECKPOINT_EVERY and not journal.transient:
                 # A replay runs faster than the engine's checkpoint interval counts: without this, a store in
                 # memory would hold every line of the input until the end (the journal is trimmed only behind a
                 # checkpoint), and a resumed replay would redo everything since the start.
