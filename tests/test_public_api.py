@@ -42,6 +42,12 @@ USER_NAMES = {
     "recoverkit.links": ["RestoreLinks", "RestoreToken"],
     "recoverkit.events": ["EVENT_KINDS", "Event", "Item", "decode_event", "encode_event"],
     "recoverkit.score": ["Assessment", "DefaultScorer", "Features", "Scorer"],
+    "recoverkit.channels.audiences": ["AudienceMembers"],
+    "recoverkit.channels.google_ads": ["GoogleAdsAudience"],
+    "recoverkit.channels.meta": ["MetaAudience"],
+    "recoverkit.channels.whatsapp": ["WhatsAppChannel", "WhatsAppTemplate"],
+    "recoverkit.channels.messenger": ["MessengerChannel"],
+    "recoverkit.channels._withdrawal": ["Withdrawal", "Withdrawing"],
 }
 
 

@@ -27,6 +27,8 @@ from .channels import (
     MemoryChannel,
     Message,
     Recipient,
+    Withdrawal,
+    Withdrawing,
 )
 from .clock import Clock, EventClock, FakeClock, WallClock
 from .config import (
@@ -86,9 +88,14 @@ from .store import (
 )
 
 if _typing.TYPE_CHECKING:
+    from .channels.audiences import AudienceMembers
+    from .channels.google_ads import GoogleAdsAudience
     from .channels.http import HttpChannel, RequestSpec
+    from .channels.messenger import MessengerChannel
+    from .channels.meta import MetaAudience
     from .channels.smtp import SmtpChannel
     from .channels.webhook import WebhookChannel
+    from .channels.whatsapp import WhatsAppChannel, WhatsAppTemplate
     from .templates import Rendered, TemplateError, Templates
 
 __version__ = "0.2.0"
@@ -96,6 +103,7 @@ __version__ = "0.2.0"
 __all__ = [
     "EVENT_KINDS",
     "Assessment",
+    "AudienceMembers",
     "BackgroundEngine",
     "Cap",
     "CartLine",
@@ -127,6 +135,7 @@ __all__ = [
     "Features",
     "Flow",
     "FlowStep",
+    "GoogleAdsAudience",
     "Guard",
     "HttpChannel",
     "InvalidEvent",
@@ -141,6 +150,8 @@ __all__ = [
     "MemoryLoyalty",
     "MemoryStore",
     "Message",
+    "MessengerChannel",
+    "MetaAudience",
     "MissingExtraError",
     "ModelScorer",
     "NotGranted",
@@ -176,6 +187,10 @@ __all__ = [
     "Variant",
     "WallClock",
     "WebhookChannel",
+    "WhatsAppChannel",
+    "WhatsAppTemplate",
+    "Withdrawal",
+    "Withdrawing",
     "__version__",
     "decode_event",
     "encode_event",
@@ -188,13 +203,19 @@ __all__ = [
 #: standard library's email package, zoneinfo and the like, which the engine does without; importing them here
 #: would put that cost on every ``import recoverkit`` (a guard in tests/test_optional_deps.py).
 _LAZY = {
+    "AudienceMembers": "recoverkit.channels.audiences",
+    "GoogleAdsAudience": "recoverkit.channels.google_ads",
     "HttpChannel": "recoverkit.channels.http",
+    "MessengerChannel": "recoverkit.channels.messenger",
+    "MetaAudience": "recoverkit.channels.meta",
     "Rendered": "recoverkit.templates",
     "RequestSpec": "recoverkit.channels.http",
     "SmtpChannel": "recoverkit.channels.smtp",
     "TemplateError": "recoverkit.templates",
     "Templates": "recoverkit.templates",
     "WebhookChannel": "recoverkit.channels.webhook",
+    "WhatsAppChannel": "recoverkit.channels.whatsapp",
+    "WhatsAppTemplate": "recoverkit.channels.whatsapp",
 }
 
 

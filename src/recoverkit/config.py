@@ -82,12 +82,17 @@ class ChannelPolicy(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """How dispatch treats one channel, and what routing needs before using it.
 
     ``address`` names the recipient field the channel needs (``"none"`` for channels such as a webhook to the
-    shop's own systems); ``requires_consent`` whether the customer must have granted this channel.
+    shop's own systems); ``requires_consent`` whether the customer must have granted ``consent``: the name of
+    the consent (a purpose the shopper grants or withdraws, as ``consent`` events name it) this channel needs,
+    by default the channel's own name. Several channels may share one: both ad audiences need ``"ads"``.
     Retries back off exponentially from ``backoff`` to at most ``backoff_max`` seconds with full jitter.
     """
 
-    address: Literal["email", "phone", "customer_id", "none"] = "email"
+    #: ``"email_or_phone"``: whichever of the two are known travel, at least one (the ad audiences match on both).
+    address: Literal["email", "phone", "email_or_phone", "customer_id", "none"] = "email"
     requires_consent: bool = True
+    #: The consent this channel requires (``None``: the channel's own name); see the class docs.
+    consent: _Name | None = None
     #: Soft opt-in (as the UK's PECR and the EU's ePrivacy rules allow for a shop's own customers): a customer
     #: who has bought before and never said no may be written to without an explicit grant. Off by default.
     soft_opt_in: bool = False
@@ -108,6 +113,11 @@ DEFAULT_CHANNELS: Mapping[str, ChannelPolicy] = {
     "push": ChannelPolicy(address="customer_id"),
     "webhook": ChannelPolicy(address="none", requires_consent=False),
     "ads": ChannelPolicy(address="customer_id"),
+    # The ad audiences need the "ads" consent and batch their sends: many may be in flight (docs/audiences.md).
+    "google_ads": ChannelPolicy(address="email_or_phone", consent="ads", concurrency=500, timeout=60.0),
+    "meta_ads": ChannelPolicy(address="email_or_phone", consent="ads", concurrency=500, timeout=60.0),
+    "whatsapp": ChannelPolicy(address="phone"),
+    "messenger": ChannelPolicy(address="customer_id"),
 }
 
 

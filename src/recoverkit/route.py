@@ -30,7 +30,7 @@ import msgspec
 
 from ._pipeline import Stage
 from .cart import CartSnapshot
-from .config import ChannelPolicy, Condition, Config, Flow, FlowStep, OfferSpec
+from .config import DEFAULT_CHANNELS, ChannelPolicy, Condition, Config, Flow, FlowStep, OfferSpec, channel_paths
 from .currency import Amounts, Converter, Rates
 from .events import CheckoutStep
 from .facts import Assignment, AssignmentGroup, Conversion, HoldoutScope, MessageOutcome
@@ -107,14 +107,12 @@ def _addressed(policy: ChannelPolicy, contact_key: str, contact: _Contact | None
         locale=contact.locale if contact else None,
         timezone=contact.timezone if contact else None,
     )
-    if policy.address == "email":
-        if contact is None or contact.email is None:
+    if policy.address in ("email", "phone", "email_or_phone"):
+        email = contact.email if contact is not None and policy.address != "phone" else None
+        phone = contact.phone if contact is not None and policy.address != "email" else None
+        if email is None and phone is None:
             return None
-        return msgspec.structs.replace(recipient, email=contact.email)
-    if policy.address == "phone":
-        if contact is None or contact.phone is None:
-            return None
-        return msgspec.structs.replace(recipient, phone=contact.phone)
+        return msgspec.structs.replace(recipient, email=email, phone=phone)
     if policy.address == "customer_id" and recipient.customer_id is None:
         return None
     return recipient
@@ -140,6 +138,13 @@ class Route(Stage):
         self._seed = str(config.seed)
         self.scheduled: Counter[tuple[str, int, str]] = Counter()
         self.unrouted = 0
+        #: For each consent that channels other than its namesake require (``ChannelPolicy.consent``), those
+        #: channels: withdrawing it cancels what is pending on each of them.
+        self._requiring: dict[str, list[str]] = {}
+        for name in {*DEFAULT_CHANNELS, *config.channels, *channel_paths(config)}:
+            consent = config.channel_policy(name).consent
+            if consent is not None and consent != name:
+                self._requiring.setdefault(consent, []).append(name)
 
     def handle(self, items: list[Any], out: list[Any]) -> None:
         for item in items:
@@ -192,14 +197,7 @@ class Route(Stage):
                     before = contact.consent.get(channel)
                     contact.consent[channel] = False
                     if before:
-                        out.append(
-                            Cancel(
-                                why="consent_withdrawn",
-                                at=change.at,
-                                contact_key=change.contact_key,
-                                channel=channel,
-                            )
-                        )
+                        self._withdrawn(channel, change, out)
         if change.customer_id is not None:
             contact.customer_id = change.customer_id
         for field in ("email", "phone", "locale", "timezone"):
@@ -210,6 +208,11 @@ class Route(Stage):
             contact.consent[channel] = True
         for channel in change.withdrawn:
             contact.consent[channel] = False
+            self._withdrawn(channel, change, out)
+
+    def _withdrawn(self, consent: str, change: ContactChanged, out: list[Any]) -> None:
+        """Cancel what is pending on the channel named ``consent`` and on every channel that requires it."""
+        for channel in (consent, *sorted(self._requiring.get(consent, ()))):
             out.append(Cancel(why="consent_withdrawn", at=change.at, contact_key=change.contact_key, channel=channel))
 
     # -- flows ----------------------------------------------------------------------------------------------
@@ -314,7 +317,7 @@ class Route(Stage):
 
     @staticmethod
     def _consents(policy: ChannelPolicy, channel: str, contact: _Contact | None, returning: bool) -> bool:
-        decided = contact.consent.get(channel) if contact is not None else None
+        decided = contact.consent.get(policy.consent or channel) if contact is not None else None
         if decided is not None:
             return decided  # a "no" always wins, soft opt-in or not
         # Soft opt-in: a customer who has bought before and was never asked may be written to.

@@ -34,6 +34,7 @@ from ._delivery import Delivery, Guard, StoreCall
 from ._facts import FactWriter
 from ._prepare import Preparer
 from ._schedule import Schedule
+from ._withdraw import Withdrawals
 
 __all__ = ["Dispatch"]
 
@@ -108,6 +109,11 @@ class Dispatch(Stage):
             owner=owner, guard=guard, contain=self._contain, dead_letters=self.dead_letters, outcomes=self.outcomes,
             log=self.log, lateness=self.send_lateness, prepare=self._prepare.prepare, sent=self._sent,
             settled=self._delivered, retry_due=self._retry_due, claim_refused=self._claim_refused,
+        )  # fmt: skip
+        # Adapters that keep lasting state (ad audiences) are told to take it back; see _withdraw.
+        self._withdrawals = Withdrawals(
+            channels, policies, contain=self._contain, outcomes=self.outcomes, started=self._withdraw_started,
+            ended=self._withdraw_ended,
         )  # fmt: skip
 
     @property
@@ -186,6 +192,8 @@ class Dispatch(Stage):
                         # replay decides does not depend on how its input was batched.
                         self.advance(math.nextafter(item.at, -math.inf), out)
                     self._schedule.cancel(item)
+                    if self._withdrawals:
+                        self._withdrawals.cancel(item, self._task_group)
             except Exception:
                 self.errors += 1
                 self.log.exception("dispatch_failed", item=type(item).__name__)
@@ -198,6 +206,13 @@ class Dispatch(Stage):
 
     def _sent(self) -> None:
         self.emitted += 1
+
+    def _withdraw_started(self) -> None:
+        self._delivery.in_flight += 1  # flush() waits for withdrawals as for sends
+
+    def _withdraw_ended(self) -> None:
+        self._delivery.in_flight -= 1
+        self._delivered()
 
     def _delivered(self) -> None:
         self._write_facts()
@@ -229,6 +244,8 @@ class Dispatch(Stage):
         # Due messages waiting for a delivery slot (or, in an engine that does not deliver, for one that does)
         # hold the address as well, and every checkpoint would keep it.
         dropped += self._delivery.forget(contacts, carts)
+        if self._withdrawals:
+            self._withdrawals.forget(forget, self._task_group)
         self.outcomes["cancelled_forgotten"] += dropped
         self.dead_letters.forget(contacts)
         # Their facts not yet written go to the store first, for its forget to pseudonymise with the rest: the
