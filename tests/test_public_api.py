@@ -42,7 +42,7 @@ USER_NAMES = {
     "recoverkit.links": ["RestoreLinks", "RestoreToken"],
     "recoverkit.events": ["EVENT_KINDS", "Event", "Item", "decode_event", "encode_event"],
     "recoverkit.score": ["Assessment", "DefaultScorer", "Features", "Scorer"],
-    "recoverkit.channels.audiences": ["AudienceMembers"],
+    "recoverkit.channels.audiences": ["AudienceMembers", "MemoryAudience"],
     "recoverkit.channels.google_ads": ["GoogleAdsAudience"],
     "recoverkit.channels.meta": ["MetaAudience"],
     "recoverkit.channels.whatsapp": ["WhatsAppChannel", "WhatsAppTemplate"],

@@ -88,7 +88,7 @@ from .store import (
 )
 
 if _typing.TYPE_CHECKING:
-    from .channels.audiences import AudienceMembers
+    from .channels.audiences import AudienceMembers, MemoryAudience
     from .channels.google_ads import GoogleAdsAudience
     from .channels.http import HttpChannel, RequestSpec
     from .channels.messenger import MessengerChannel
@@ -146,6 +146,7 @@ __all__ = [
     "LinkError",
     "Loyalty",
     "LoyaltyGrant",
+    "MemoryAudience",
     "MemoryChannel",
     "MemoryLoyalty",
     "MemoryStore",
@@ -206,6 +207,7 @@ _LAZY = {
     "AudienceMembers": "recoverkit.channels.audiences",
     "GoogleAdsAudience": "recoverkit.channels.google_ads",
     "HttpChannel": "recoverkit.channels.http",
+    "MemoryAudience": "recoverkit.channels.audiences",
     "MessengerChannel": "recoverkit.channels.messenger",
     "MetaAudience": "recoverkit.channels.meta",
     "Rendered": "recoverkit.templates",

@@ -67,6 +67,11 @@ class Handler(BaseHTTPRequestHandler):
         with server.lock:
             server.requests.append(Recorded(self.command, self.path, headers, body))
             reply = server.fail_next.pop(0) if server.fail_next else None
+            for index, (prefix, failure) in enumerate(server.fail_path):
+                if reply is None and self.path.startswith(prefix):
+                    reply = failure
+                    del server.fail_path[index]
+                    break
         if reply is None:
             google = self.path.startswith("/google/")
             try:
@@ -106,6 +111,8 @@ class Platform(ThreadingHTTPServer):
         self.requests: list[Recorded] = []
         self.refused: list[str] = []
         self.fail_next: list[Reply] = []
+        #: (path prefix, reply): the next request whose path starts with the prefix gets the reply instead.
+        self.fail_path: list[tuple[str, Reply]] = []
         #: Meta audience id -> members, each (email hash, phone hash) with "" for a missing one.
         self.meta: dict[str, set[tuple[str, str]]] = {}
         #: Google user list resource name -> members, each a frozenset of (kind, hash).

@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 from recoverkit.channels import AudienceMembers, GoogleAdsAudience, MetaAudience
+from recoverkit.channels.audiences import MemoryAudience
 from recoverkit.channels._hashing import sha256_hex
 from recoverkit.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 
@@ -85,6 +86,25 @@ class TestGoogleAdsAudienceContract(WithdrawingContract):
 
     def fail_next_transient(self, channel: Any) -> None:
         self.far.fail_next.append(google_error(503, "UNAVAILABLE", "The service is currently unavailable."))
+
+
+class TestMemoryAudienceContract(WithdrawingContract):
+    """The test double keeps the same promises (requests are its uploads)."""
+
+    @pytest.fixture
+    async def channel(self) -> AsyncIterator[MemoryAudience]:
+        channel = MemoryAudience(linger=0.01)
+        yield channel
+        await channel.aclose()
+
+    def on_far_side(self, channel: Any) -> int:
+        return len(channel.audience)
+
+    def requests(self, channel: Any) -> int:
+        return int(channel.requests)
+
+    def fail_next_transient(self, channel: Any) -> None:
+        channel.fail_next()
 
 
 # -- Meta: what goes over the wire ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@
   :class:`RequestSpec` is what its ``build`` function returns (httpx and jinja2; the ``http`` extra).
 - :class:`GoogleAdsAudience` and :class:`MetaAudience` add abandoners to an ad platform's custom audience and
   remove them on purchase, withdrawal of the ``ads`` consent and erasure; :class:`AudienceMembers` is the file
-  of whom they added (the ``http`` extra; docs/audiences.md).
+  of whom they added (the ``http`` extra; docs/audiences.md); :class:`MemoryAudience` is their test double.
 - :class:`WhatsAppChannel` sends WhatsApp template messages (:class:`WhatsAppTemplate`), :class:`MessengerChannel`
   Messenger text (the ``http`` extra; docs/messengers.md).
 
@@ -36,7 +36,7 @@ from .jsonl import JsonLinesChannel
 from .memory import MemoryChannel
 
 if TYPE_CHECKING:
-    from .audiences import AudienceMembers
+    from .audiences import AudienceMembers, MemoryAudience
     from .google_ads import GoogleAdsAudience
     from .http import HttpChannel, RequestSpec
     from .messenger import MessengerChannel
@@ -52,6 +52,7 @@ __all__ = [
     "GoogleAdsAudience",
     "HttpChannel",
     "JsonLinesChannel",
+    "MemoryAudience",
     "MemoryChannel",
     "Message",
     "MessengerChannel",
@@ -71,6 +72,7 @@ _LAZY = {
     "AudienceMembers": "audiences",
     "GoogleAdsAudience": "google_ads",
     "HttpChannel": "http",
+    "MemoryAudience": "audiences",
     "MessengerChannel": "messenger",
     "MetaAudience": "meta",
     "RequestSpec": "http",

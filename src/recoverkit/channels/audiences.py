@@ -42,7 +42,7 @@ from ..errors import ConfigError, DeliveryError, PermanentDeliveryError, Transie
 from ._withdrawal import Withdrawal
 from .base import Message, Recipient
 
-__all__ = ["AudienceChannel", "AudienceMembers", "Identifiers"]
+__all__ = ["AudienceChannel", "AudienceMembers", "Identifiers", "MemoryAudience"]
 
 log = get_logger("recoverkit.channels.audiences")
 
@@ -295,6 +295,58 @@ class AudienceChannel(ABC):
         if not self._closed and self._owns_members:
             self._members.close()
         self._closed = True
+
+
+class MemoryAudience(AudienceChannel):
+    """The test double: an audience kept in memory, for a shop's own tests of flows with an audience channel.
+
+    ``audience`` holds the members as their hashed identifiers (email trimmed and lower-cased, phone in E.164,
+    SHA-256), ``requests`` counts the uploads. It batches, records whom it added and takes withdrawals exactly as
+    the platform adapters do; ``fail_next(n, exc)`` makes the next ``n`` uploads raise ``exc`` (default a
+    :class:`~recoverkit.errors.TransientDeliveryError`).
+    """
+
+    owner = "MemoryAudience"
+
+    def __init__(
+        self,
+        *,
+        members: AudienceMembers | str | os.PathLike[str] = ":memory:",
+        batch_size: int = 1000,
+        linger: float = 0.0,
+    ) -> None:
+        super().__init__("memory", members=members, batch_size=batch_size, linger=linger)
+        self.audience: set[tuple[tuple[str, str], ...]] = set()
+        self.requests = 0
+        self._failures: list[BaseException] = []
+
+    def fail_next(self, n: int = 1, exc: BaseException | None = None) -> None:
+        """Make the next ``n`` uploads raise ``exc``."""
+        self._failures += [exc or TransientDeliveryError("MemoryAudience: a failure the test asked for")] * n
+
+    def _identifiers(self, recipient: Recipient) -> Identifiers:
+        from ._hashing import e164, normalise_email, sha256_hex
+
+        identifiers: Identifiers = {}
+        if recipient.email:
+            identifiers["email"] = sha256_hex(normalise_email(recipient.email))
+        if recipient.phone:
+            identifiers["phone"] = sha256_hex(e164(recipient.phone))
+        if not identifiers:
+            raise ValueError("the recipient has no email or phone to match on")
+        return identifiers
+
+    async def _upload(self, operation: Operation, members: list[Identifiers], what: str) -> None:
+        self.requests += 1
+        if self._failures:
+            raise self._failures.pop(0)
+        for member in members:
+            entry = tuple(sorted(member.items()))
+            (self.audience.add if operation == "add" else self.audience.discard)(entry)
+
+    async def aclose(self) -> None:
+        """Close the membership file if it was given as a path. Idempotent; later sends raise."""
+        await self._close_members()
 
 
 def _again(error: BaseException, what: str) -> DeliveryError:
