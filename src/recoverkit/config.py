@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from ._alert_settings import AlertsConfig
 from ._restore_url import check_base_url
 from ._validation import describe_value, split_error
 from .errors import ConfigError
@@ -421,6 +422,8 @@ class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     #: A model file written by ``recoverkit train`` (a path, relative to the working directory): loaded and checked
     #: when the engine is built, it scores carts instead of the default model (see docs/scoring.md).
     model: str | None = None
+    #: The purchase-path watcher's judgement and whom it alerts (:mod:`recoverkit.alerts`, docs/alerts.md).
+    alerts: AlertsConfig = AlertsConfig()
 
     def __post_init__(self) -> None:
         # Checks across fields; each raises ValueError, which msgspec's convert reports as a validation error.
