@@ -24,7 +24,8 @@ import sys
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import IO, BinaryIO, Final
 
@@ -113,20 +114,20 @@ class _Recorder:
         self.counts[f"{message.flow}/{message.step}/{message.channel}"] += 1
 
 
-def _lines(source: str | Path | IO[bytes] | list[bytes], at: list[int]) -> Iterator[bytes]:
-    """The non-empty lines of ``source``, each one's line number (1-based, blank lines counted) put in ``at[0]``
-    as it is yielded: a replay reads millions of lines, and a tuple for each would be work for the garbage
-    collector.
+#: Bytes of input read in one go (``readlines``' hint): a few hundred lines, handed on as one block.
+_BLOCK_BYTES: Final = 1 << 16
+
+
+def _blocks(source: str | Path | IO[bytes] | list[bytes]) -> Iterator[list[bytes]]:
+    """The lines of ``source`` in blocks, as read (blank lines included, not stripped): a replay reads millions
+    of lines, and a block at a time keeps the work per line in C.
 
     A file that cannot be read to the end (a truncated or corrupt ``.gz``, a read error) raises
     :class:`~recoverkit.datasets.DatasetError` naming it, the last line read whole and the bytes of text read.
     """
     if isinstance(source, list):
-        for number, line in enumerate(source, start=1):
-            line = line.strip()
-            if line:
-                at[0] = number
-                yield line
+        for start in range(0, len(source), _CHUNK_LINES):
+            yield source[start : start + _CHUNK_LINES]
         return
     opened: IO[bytes] | None = None  # the file we opened, which closing a GzipFile does not close
     name = "<stream>"
@@ -144,14 +145,16 @@ def _lines(source: str | Path | IO[bytes] | list[bytes], at: list[int]) -> Itera
         stream = source
         name = str(getattr(source, "name", name))
     number = read = 0
+    # A .gz cut short fails in the middle of a read, and readlines() would lose the lines of the block it was
+    # reading: a compressed file is read line by line, so that every line decompressed whole is replayed.
+    gzipped = isinstance(stream, gzip.GzipFile)
+    blocks = _line_by_line(stream) if gzipped else iter(partial(stream.readlines, _BLOCK_BYTES), [])
     try:
         try:
-            for number, line in enumerate(stream, start=1):  # number is read after the loop too
-                read += len(line)
-                line = line.strip()
-                if line:
-                    at[0] = number
-                    yield line
+            for block in blocks:
+                number += len(block)
+                read += sum(map(len, block))
+                yield block
         except (EOFError, zlib.error, OSError) as exc:
             # EOFError: a .gz cut short; zlib.error, BadGzipFile (an OSError): corrupt compressed data.
             why = "it ends before its end-of-stream marker (truncated)" if isinstance(exc, EOFError) else str(exc)
@@ -167,6 +170,33 @@ def _lines(source: str | Path | IO[bytes] | list[bytes], at: list[int]) -> Itera
             opened.close()
 
 
+def _line_by_line(stream: IO[bytes]) -> Iterator[list[bytes]]:
+    """``stream``'s lines in blocks of up to :data:`_CHUNK_LINES`, each line read on its own, so that a read error
+    loses no line read whole before it (the block so far is yielded first)."""
+    block: list[bytes] = []
+    try:
+        for line in stream:
+            block.append(line)
+            if len(block) >= _CHUNK_LINES:
+                yield block
+                block = []
+    except (EOFError, zlib.error, OSError):
+        if block:
+            yield block
+        raise
+    if block:
+        yield block
+
+
+def _kept(block: list[bytes], first: int) -> tuple[list[bytes], Iterable[int]]:
+    """The non-empty lines of ``block``, stripped, and their line numbers (1-based, blank lines counted) when
+    the block's first line is line ``first``."""
+    stripped = [line.strip() for line in block]
+    if all(stripped):  # the usual block: no blank line
+        return stripped, range(first, first + len(block))
+    return [line for line in stripped if line], [first + at for at, line in enumerate(stripped) if line]
+
+
 def read_lines(source: str | Path | IO[bytes] | list[bytes]) -> Iterator[bytes]:
     """Yield the non-empty lines of a ``.jsonl``/``.jsonl.gz`` file, a binary stream, stdin for ``"-"``, or
     a list of lines already in memory (benchmarks).
@@ -177,7 +207,8 @@ def read_lines(source: str | Path | IO[bytes] | list[bytes]) -> Iterator[bytes]:
     if isinstance(source, list):
         yield from source
         return
-    yield from _lines(source, [0])
+    for block in _blocks(source):
+        yield from _kept(block, 1)[0]
 
 
 async def replay(
@@ -378,21 +409,26 @@ async def _feed(
     """Hand ``source`` to ``run`` in chunks; the skip left, and the fault that cut the input short (if any)."""
     numbers: list[int] = []
     lines: list[bytes] = []
-    at = [0]
+    read = 0  # lines read, blank ones included: the number of the last one
     truncated: DatasetError | None = None
     try:
-        for line in _lines(source, at):
-            run.lines += 1
-            run.read += len(line) + 1
-            numbers.append(at[0])
-            lines.append(line)
+        for block in _blocks(source):
+            kept, at = _kept(block, read + 1)
+            read += len(block)
+            run.lines += len(kept)
+            run.read += sum(map(len, kept)) + len(kept)
+            lines += kept
+            numbers += at
             # While skipping, a chunk never holds more lines than events left to skip, so it cannot hold more
             # valid events either: the skip ends exactly at a chunk's end.
-            if len(lines) >= (min(skip, _CHUNK_LINES) if skip else _CHUNK_LINES):
-                skip = await run.take(numbers, lines, skip)
-                numbers, lines = [], []
+            taken = 0
+            while len(lines) - taken >= (size := min(skip, _CHUNK_LINES) if skip else _CHUNK_LINES):
+                skip = await run.take(numbers[taken : taken + size], lines[taken : taken + size], skip)
+                taken += size
                 if progress is not None:
                     progress(run.read)
+            if taken:
+                del lines[:taken], numbers[:taken]
     except DatasetError as exc:
         truncated = exc
     if lines:
