@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from recoverkit.channels import AudienceMembers, GoogleAdsAudience, MetaAudience
+from recoverkit.channels import AudienceMembers, GoogleAdsAudience, MetaAudience, Withdrawal
 from recoverkit.channels.audiences import MemoryAudience
 from recoverkit.channels._hashing import sha256_hex
 from recoverkit.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
@@ -323,3 +323,60 @@ async def test_one_membership_file_serves_two_audiences(far: Platform) -> None:
     await one.aclose()
     await two.aclose()
     members.close()
+
+
+# -- how long a member stays ---------------------------------------------------------------------------------------
+
+
+def due(n: int, at: float) -> Any:
+    import msgspec
+
+    return msgspec.structs.replace(message_for(n), due_at=at)
+
+
+async def test_a_member_past_max_age_is_removed_with_the_next_withdrawal() -> None:
+    channel = MemoryAudience(max_age=3600)
+    await channel.send(due(1, 1_700_000_000.0))
+    await channel.send(due(2, 1_700_008_000.0))
+    await channel.withdraw(gone(9))  # at 1_700_010_000: someone never added; the first addition is past max_age
+    assert len(channel.audience) == 1 and channel.statistics() == {"members": 1, "removing": 0}
+    assert channel.members.get(channel._audience, "cust_1") is None
+    await channel.aclose()
+
+
+async def test_max_age_none_keeps_members_until_withdrawn() -> None:
+    channel = MemoryAudience(max_age=None)
+    await channel.send(due(1, 1_600_000_000.0))
+    await channel.withdraw(gone(9))
+    assert len(channel.audience) == 1
+    await channel.aclose()
+
+
+async def test_a_failed_sweep_is_logged_not_raised_and_waits_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    channel = MemoryAudience(max_age=3600)
+    await channel.send(due(1, 1_700_000_000.0))
+    channel.fail_next(1)
+    withdrawal = gone(9)  # at 1_700_010_000: past the first member's max_age
+    await channel.withdraw(withdrawal)
+    assert channel.statistics() == {"members": 0, "removing": 1}
+    assert "audience_removals_pending" in caplog.text and "Shopper" not in caplog.text
+    assert await channel.sweep() == 0  # within the minute: not tried
+    assert await channel.sweep(now=withdrawal.at + 30) == 0  # still within the minute
+    await channel.withdraw(Withdrawal(why="purchase", contact_key="cust_8", at=withdrawal.at + 61))
+    assert channel.statistics() == {"members": 0, "removing": 0} and channel.audience == set()
+    await channel.aclose()
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("inf"), True, "30d"])
+def test_a_bad_max_age_is_a_config_error(bad: Any) -> None:
+    with pytest.raises(ConfigError, match="max_age"):
+        MemoryAudience(max_age=bad)
+
+
+async def test_sweep_with_the_time_removes_members_past_max_age_without_any_traffic() -> None:
+    channel = MemoryAudience(max_age=3600)
+    await channel.send(due(1, 1_700_000_000.0))
+    assert await channel.sweep() == 0
+    assert await channel.sweep(now=1_700_003_601.0) == 1
+    assert channel.audience == set()
+    await channel.aclose()

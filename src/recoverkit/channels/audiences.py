@@ -14,6 +14,15 @@ marked pending in the file before it is sent and deleted once the platform accep
 failed (the platform down, the engine stopped) is sent again with the next request the adapter makes, also
 after a restart, and hashes stay only as long as a pending removal needs them. The file is created 0600.
 
+How long
+--------
+A member stays at most ``max_age`` seconds (default 30 days; ``None``: until a withdrawal), counted on the
+engine's clock from the message that added them: after that the adapter removes them with its next withdrawal
+(dispatch makes one for every purchase) or :meth:`AudienceChannel.sweep`. A
+cart abandoned a month ago is no longer worth an ad, the platform should not keep the shopper's hashes for
+longer than the purpose needs, and it bounds the one gap in removals: a withdrawal dispatch handed over just
+before a crash, and that the adapter had not yet marked pending, is not called again after the restart.
+
 Batching
 --------
 Sends that arrive together go out as one request: the first waits up to ``linger`` seconds (default 0.5) for
@@ -25,6 +34,7 @@ flight at once, and so how full a batch can get, is the channel policy's ``concu
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
@@ -48,6 +58,8 @@ log = get_logger("recoverkit.channels.audiences")
 
 #: One member's hashed identifiers, by kind (``"email"``, ``"phone"``): what the platform matches on.
 Identifiers = dict[str, str]
+#: How long a member stays in an audience by default: 30 days (see "How long" above).
+MAX_AGE = 30 * 86_400.0
 Operation = Literal["add", "remove"]
 
 _identifiers_encoder = msgspec.json.Encoder()
@@ -59,6 +71,7 @@ CREATE TABLE IF NOT EXISTS audience_members (
     contact_key TEXT NOT NULL,
     identifiers TEXT NOT NULL,      -- JSON {kind: sha256 hex}: hashes only, never an address
     removing INTEGER NOT NULL,      -- 1: a removal is pending (sent again with the next request)
+    added_at REAL NOT NULL,         -- the engine's clock: the due time of the message that added them
     PRIMARY KEY (audience, contact_key)
 )
 """
@@ -100,14 +113,23 @@ class AudienceMembers:
             ).fetchone()
         return None if row is None else _identifiers_decoder.decode(row[0])
 
-    def added(self, audience: str, members: Sequence[tuple[str, Identifiers]]) -> None:
-        """Record that the platform accepted ``members`` (contact key, hashes) into ``audience``."""
+    def added(self, audience: str, members: Sequence[tuple[str, Identifiers]], *, at: float) -> None:
+        """Record that the platform accepted ``members`` (contact key, hashes) into ``audience`` at ``at``."""
         with self._lock:
             self._db.executemany(
-                "INSERT INTO audience_members VALUES (?, ?, ?, 0) ON CONFLICT (audience, contact_key) DO UPDATE "
-                "SET identifiers = excluded.identifiers, removing = 0",
-                [(audience, key, _identifiers_encoder.encode(ids).decode()) for key, ids in members],
+                "INSERT INTO audience_members VALUES (?, ?, ?, 0, ?) ON CONFLICT (audience, contact_key) DO UPDATE "
+                "SET identifiers = excluded.identifiers, removing = 0, added_at = excluded.added_at",
+                [(audience, key, _identifiers_encoder.encode(ids).decode(), at) for key, ids in members],
             )
+
+    def expire(self, audience: str, before: float) -> int:
+        """Mark pending removal every member of ``audience`` added before ``before``; how many were marked."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE audience_members SET removing = 1 WHERE audience = ? AND removing = 0 AND added_at < ?",
+                (audience, before),
+            )
+        return cursor.rowcount
 
     def mark_removing(self, audience: str, contact_key: str) -> bool:
         """Mark ``contact_key`` pending removal; whether it is a member (pending or not)."""
@@ -171,12 +193,27 @@ class AudienceChannel(ABC):
     owner = "AudienceChannel"
 
     def __init__(
-        self, audience: str, *, members: AudienceMembers | str | os.PathLike[str], batch_size: int, linger: float
+        self,
+        audience: str,
+        *,
+        members: AudienceMembers | str | os.PathLike[str],
+        batch_size: int,
+        linger: float,
+        max_age: float | None = MAX_AGE,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"{self.owner} batch_size must be a positive int, got {batch_size!r}")
         if isinstance(linger, bool) or not isinstance(linger, (int, float)) or not 0 <= linger <= 60:
             raise ConfigError(f"{self.owner} linger must be a number of seconds from 0 to 60, got {linger!r}")
+        if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, (int, float))
+                                    or not 0 < max_age < math.inf):
+            raise ConfigError(f"{self.owner} max_age must be a positive number of seconds or None, got {max_age!r}")
+        self._max_age = None if max_age is None else float(max_age)
+        #: The latest time on the engine's clock seen (messages' due times, withdrawals' times).
+        self._now = -math.inf
+        #: After a failed sweep of pending removals, the next is not tried before this time (engine clock).
+        self._sweep_after = -math.inf
+        self._sweeping = False
         self._audience = audience
         self._members = members if isinstance(members, AudienceMembers) else AudienceMembers(members)
         self._owns_members = not isinstance(members, AudienceMembers)
@@ -212,7 +249,7 @@ class AudienceChannel(ABC):
         added = False
         try:
             await self._submit("add", contact, identifiers, f"message {message.key!r}")
-            self._members.added(self._audience, [(contact, identifiers)])
+            self._members.added(self._audience, [(contact, identifiers)], at=message.due_at)
             added = True
         finally:
             self._adding[contact] -= 1
@@ -224,14 +261,47 @@ class AudienceChannel(ABC):
         if added and withdrawn:
             # A purchase or withdrawal came while this addition was on its way: take it back at once.
             await self._remove(contact, "a withdrawal that came during the addition")
+        self._now = max(self._now, message.due_at)
+
+    async def sweep(self, now: float | None = None) -> int:
+        """Send the removals that are pending (failed before, or members past ``max_age``); how many were sent.
+
+        Called after every withdrawal (dispatch makes one for every purchase, so a live shop calls it often);
+        call it yourself (say daily) when purchases may stop for long. A failure is logged (never raised: the
+        withdrawal that triggered it succeeded) and tried again a minute later at the earliest, on the engine's
+        clock. ``now`` (seconds since the epoch, say ``engine.clock.now()``) moves that clock on when the
+        channel has seen nothing recent.
+        """
+        if now is not None:
+            self._now = max(self._now, now)
+        if self._closed or self._sweeping or self._now < self._sweep_after:
+            return 0
+        self._sweeping = True
+        try:
+            if self._max_age is not None:
+                self._members.expire(self._audience, self._now - self._max_age)
+            pending = self._members.removing(self._audience, self._batch_size)
+            if not pending:
+                return 0
+            await self._upload("remove", [ids for _, ids in pending], f"{len(pending)} pending removal(s)")
+            self._members.removed(self._audience, [key for key, _ in pending])
+            return len(pending)
+        except DeliveryError as exc:
+            self._sweep_after = self._now + 60.0
+            log.warning("audience_removals_pending", audience_channel=self.owner, error=str(exc))
+            return 0
+        finally:
+            self._sweeping = False
 
     async def withdraw(self, withdrawal: Withdrawal) -> None:
         """Remove ``withdrawal.contact_key`` from the audience if the adapter added them; see the module docs."""
         self._check_open(f"withdrawal ({withdrawal.why})")
+        self._now = max(self._now, withdrawal.at)
         contact = withdrawal.contact_key
         if contact in self._adding:
             self._withdrawn_while_adding.add(contact)
         await self._remove(contact, f"withdrawal ({withdrawal.why})")
+        await self.sweep()
 
     async def _remove(self, contact: str, what: str) -> None:
         if not self._members.mark_removing(self._audience, contact):
@@ -314,8 +384,9 @@ class MemoryAudience(AudienceChannel):
         members: AudienceMembers | str | os.PathLike[str] = ":memory:",
         batch_size: int = 1000,
         linger: float = 0.0,
+        max_age: float | None = MAX_AGE,
     ) -> None:
-        super().__init__("memory", members=members, batch_size=batch_size, linger=linger)
+        super().__init__("memory", members=members, batch_size=batch_size, linger=linger, max_age=max_age)
         self.audience: set[tuple[tuple[str, str], ...]] = set()
         self.requests = 0
         self._failures: list[BaseException] = []

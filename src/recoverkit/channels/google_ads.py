@@ -37,7 +37,7 @@ from ..errors import ConfigError, DeliveryError, PermanentDeliveryError, Transie
 from ._api import Answer, JsonApi, Token, check_base_url, check_text, check_timeout, check_token
 from ._hashing import e164, normalise_email, sha256_hex
 from ._retry import retry_after
-from .audiences import AudienceChannel, AudienceMembers, Identifiers, Operation
+from .audiences import MAX_AGE, AudienceChannel, AudienceMembers, Identifiers, Operation
 from .base import Recipient
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class GoogleAdsAudience(AudienceChannel):
     - ``developer_token``: the API developer token; ``access_token``: an OAuth access token with the
       ``https://www.googleapis.com/auth/adwords`` scope, or a function (sync or async) returning the current one.
     - ``login_customer_id``: the manager account's id, when access goes through one.
-    - ``members``, ``batch_size`` (at most 100,000), ``linger``, ``timeout``, ``client``: as for
+    - ``members``, ``batch_size`` (at most 100,000), ``linger``, ``timeout``, ``client``, ``max_age``: as for
       :class:`~recoverkit.channels.MetaAudience`; ``base_url``: the API with its version.
     """
 
@@ -78,6 +78,7 @@ class GoogleAdsAudience(AudienceChannel):
         base_url: str = GOOGLE_ADS_URL,
         batch_size: int = 5000,
         linger: float = 0.5,
+        max_age: float | None = MAX_AGE,
         timeout: float = 60.0,
         client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -96,7 +97,8 @@ class GoogleAdsAudience(AudienceChannel):
             self.owner, check_base_url(self.owner, base_url, GOOGLE_ADS_URL), check_token(self.owner, access_token),
             timeout=check_timeout(self.owner, timeout), client=client, headers=headers,
         )  # fmt: skip
-        super().__init__(f"google:{customer}:{list_id}", members=members, batch_size=batch_size, linger=linger)
+        super().__init__(f"google:{customer}:{list_id}", members=members, batch_size=batch_size, linger=linger,
+                         max_age=max_age)
         self._customer = customer
         self._user_list = f"customers/{customer}/userLists/{list_id}"
 

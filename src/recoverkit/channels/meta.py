@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ._api import JsonApi, Token, check_base_url, check_text, check_timeout, check_token
 from ._graph import graph_error
 from ._hashing import e164, normalise_email, sha256_hex
-from .audiences import AudienceChannel, AudienceMembers, Identifiers, Operation, log
+from .audiences import MAX_AGE, AudienceChannel, AudienceMembers, Identifiers, Operation, log
 from .base import Recipient
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ class MetaAudience(AudienceChannel):
     - ``base_url``: the Graph API with its version (default ``https://graph.facebook.com/v21.0``).
     - ``batch_size`` (at most 10,000) and ``linger``: batching; ``timeout`` per request; ``client``: an
       ``httpx.AsyncClient`` to share (never closed by the channel).
+    - ``max_age``: seconds a member stays at most (default 30 days; ``None``: until withdrawn), see
+      :mod:`recoverkit.channels.audiences`.
     """
 
     owner = "MetaAudience"
@@ -59,6 +61,7 @@ class MetaAudience(AudienceChannel):
         base_url: str = GRAPH_URL,
         batch_size: int = 1000,
         linger: float = 0.5,
+        max_age: float | None = MAX_AGE,
         timeout: float = 30.0,
         client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -72,7 +75,8 @@ class MetaAudience(AudienceChannel):
             self.owner, check_base_url(self.owner, base_url, GRAPH_URL), token,
             timeout=check_timeout(self.owner, timeout), client=client,
         )  # fmt: skip
-        super().__init__(f"meta:{audience_id}", members=members, batch_size=batch_size, linger=linger)
+        super().__init__(f"meta:{audience_id}", members=members, batch_size=batch_size, linger=linger,
+                         max_age=max_age)
         self._path = f"{audience_id}/users"
 
     def __repr__(self) -> str:
