@@ -319,7 +319,7 @@ async def test_one_membership_file_serves_two_audiences(far: Platform) -> None:
     await one.send(message_for(1))
     await two.send(message_for(1))
     await one.withdraw(gone(1))
-    assert members.count(one._audience) == (0, 0) and members.count(two._audience) == (1, 0)
+    assert members.count(one.membership_key) == (0, 0) and members.count(two.membership_key) == (1, 0)
     await one.aclose()
     await two.aclose()
     members.close()
@@ -340,7 +340,7 @@ async def test_a_member_past_max_age_is_removed_with_the_next_withdrawal() -> No
     await channel.send(due(2, 1_700_008_000.0))
     await channel.withdraw(gone(9))  # at 1_700_010_000: someone never added; the first addition is past max_age
     assert len(channel.audience) == 1 and channel.statistics() == {"members": 1, "removing": 0}
-    assert channel.members.get(channel._audience, "cust_1") is None
+    assert channel.members.get(channel.membership_key, "cust_1") is None
     await channel.aclose()
 
 

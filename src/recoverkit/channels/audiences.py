@@ -227,7 +227,13 @@ class AudienceChannel(ABC):
 
     @property
     def members(self) -> AudienceMembers:
+        """The membership file this adapter keeps whom it added in."""
         return self._members
+
+    @property
+    def membership_key(self) -> str:
+        """The name its members are kept under in the file (``"meta:<audience id>"``, ``"google:<id>:<list>"``)."""
+        return self._audience
 
     @abstractmethod
     def _identifiers(self, recipient: Recipient) -> Identifiers:
