@@ -41,9 +41,9 @@ def test_check_lists_the_problems_and_exits_1(path: Path, capsys: pytest.Capture
 def test_check_reports_a_newer_schema_as_a_problem(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     SQLiteStore(path).close()
     with closing(sqlite3.connect(path)) as conn:
-        conn.execute("PRAGMA user_version = 7")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1:d}")
     assert main(["db", "check", str(path)]) == 1
-    assert "has schema version 7, written by a newer recoverkit" in capsys.readouterr().out
+    assert f"has schema version {SCHEMA_VERSION + 1}, written by a newer recoverkit" in capsys.readouterr().out
 
 
 def test_check_of_a_file_that_is_not_a_database_fails_naming_it(path: Path, capsys: pytest.CaptureFixture[str]) -> None:

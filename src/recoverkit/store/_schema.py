@@ -24,6 +24,7 @@ from typing import Final, TypeAlias, TypeVar
 import msgspec
 
 from ..errors import StoreError
+from ._sqlite_audit_schema import V_AUDIT, audit_file_problems
 from ._sqlite_schema import V5, partition_problems, seed_partitions, set_new_partitions, want_partitions
 from .base import SALT_BYTES
 
@@ -253,13 +254,13 @@ def _v5(conn: sqlite3.Connection) -> None:
 Migration: TypeAlias = str | Callable[[sqlite3.Connection], None]
 
 #: The migrations in order; the schema version of a file is how many of them it has had.
-MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _v2, _V3, _V4, _v5)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _v2, _V3, _V4, _v5, V_AUDIT)
 #: The version this recoverkit writes and reads.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 #: The tables of the current schema, for checks and ``recoverkit db info``.
 TABLES: Final = (
-    "assignments", "checkpoint", "code_attempts", "codes", "conversions", "dead_letters", "journal",
-    "journal_heads", "leases", "ledger", "meta", "outcomes", "partition_checkpoints", "partition_leases",
+    "assignments", "audit", "audit_chain", "checkpoint", "code_attempts", "codes", "conversions", "dead_letters",
+    "journal", "journal_heads", "leases", "ledger", "meta", "outcomes", "partition_checkpoints", "partition_leases",
     "purchases", "suppression", "visits",
 )  # fmt: skip
 
@@ -444,6 +445,8 @@ def problems(conn: sqlite3.Connection, path: str) -> list[str]:
             found += [] if problem is None else [problem]
         if {"journal", "journal_heads", "partition_leases"} <= set(tables):
             found += partition_problems(conn)
+        if {"audit", "audit_chain"} <= set(tables):
+            found += audit_file_problems(conn)
     return found
 
 

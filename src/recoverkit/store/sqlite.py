@@ -47,6 +47,7 @@ from __future__ import annotations
 
 # The store is a composition of one part per protocol of recoverkit.store.base, each a mixin of SQLiteFile
 # (the connections, the group-committing writer and the lifecycle), in the modules named after what they keep.
+from ._sqlite_audit import SQLiteAudit
 from ._sqlite_file import FILE_MODE, GROUP_LIMIT, Scrub, SQLiteFile, Synchronous
 from ._sqlite_partitions import SQLitePartitions
 from ._sqlite_pipeline import SQLiteCheckpoint, SQLiteJournal, SQLiteLeases, SQLiteLedger
@@ -65,6 +66,7 @@ class SQLiteStore(
     SQLiteCodes,
     SQLiteDeadLetters,
     SQLitePrivacy,
+    SQLiteAudit,
     SQLiteFile,
 ):
     """A :class:`~recoverkit.store.Store` in a SQLite file, safe for several threads and several processes.

@@ -24,6 +24,7 @@ from psycopg import sql
 from ...errors import ConfigError, StoreError
 from .._partitioned import MAX_PARTITIONS
 from . import _conninfo
+from ._audit_schema import AUDIT_MIGRATION, audit_schema_problems
 from ._conninfo import Conn
 
 __all__ = ["MAX_PARTITIONS", "MIGRATIONS", "SCHEMA_VERSION", "SchemaInfo", "init", "read_meta", "schema_problems"]
@@ -104,6 +105,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX conversions_contact ON conversions (contact_key);
     CREATE INDEX outcomes_contact ON outcomes (contact_key);
     """,
+    AUDIT_MIGRATION,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 _APPLICATION: Final = "recoverkit"
@@ -111,7 +113,7 @@ _APPLICATION: Final = "recoverkit"
 TABLES: Final = (
     "meta", "journal_heads", "journal", "partition_leases", "partition_checkpoints", "checkpoint", "leases",
     "purchases", "ledger", "dead_letters", "suppression", "codes", "code_attempts", "assignments", "conversions",
-    "outcomes", "visits",
+    "outcomes", "visits", "audit", "audit_chain",
 )  # fmt: skip
 
 
@@ -269,4 +271,4 @@ def schema_problems(conn: Conn, partitions: int) -> list[str]:
     ).fetchone()
     if bad and bad[0]:
         problems.append(f"{bad[0]} ledger entries are in an unknown state")
-    return problems
+    return problems + audit_schema_problems(conn)
