@@ -22,11 +22,17 @@ check                     compares                         area (one incident pe
 ``sends_failing``         failed sends / sends, per        ``channel:<name>``
                           channel
 ========================  ===============================  ==========================================
+
+Each check is judged by how unlikely the window's count is if the baseline held: the tail of a Poisson count
+with the usual mean (variance equal to the mean, more than a binomial's: counts of steps that follow one
+another within a window are not a sample of one another), after dividing by the key's dispersion (events
+that come in clumps vary more), below ``significance``; and by how far it is off (``min_ratio``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import Counter
 from collections.abc import Iterable
 from typing import Final
@@ -151,7 +157,8 @@ class _Judge:
         rate, source = min(usual[0], 1.0), usual[1]
         if k / n < max(rate * cfg.min_ratio, rate + _ABSOLUTE_MARGIN):
             return None
-        p = poisson_upper(k, rate * n)
+        spread = self.base.dispersion(numerator, self.ts)
+        p = poisson_upper(math.floor(k / spread), rate * n / spread)  # rounded towards the usual
         return (p, rate, source) if p <= cfg.significance else None
 
     def fell(self, k: int, n: int, numerator: str, denominator: str) -> tuple[float, float, str] | None:
@@ -165,7 +172,8 @@ class _Judge:
         rate, source = min(usual[0], 1.0), usual[1]
         if rate * n < cfg.min_events or k > rate * n / cfg.min_ratio:
             return None
-        p = poisson_lower(k, rate * n)
+        spread = self.base.dispersion(numerator, self.ts)
+        p = poisson_lower(math.ceil(k / spread), rate * n / spread)  # rounded towards the usual
         return (p, rate, source) if p <= cfg.significance else None
 
 
@@ -279,7 +287,8 @@ def _traffic(judge: _Judge) -> Finding | None:
         t = until
     if expected < cfg.min_events or k > expected / cfg.min_ratio:
         return None
-    p = poisson_lower(k, expected)
+    spread = judge.base.dispersion("all", judge.ts)
+    p = poisson_lower(math.ceil(k / spread), expected / spread)
     if p > cfg.significance:
         return None
     text = (

@@ -25,7 +25,7 @@ class AlertsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
       baseline; a short window sees a sudden break within minutes, a long one a milder change.
     - ``lateness``: a minute is judged once events are ``lateness`` past its end; later events are counted
       as late and left out (so a replay judges exactly what a live run judged).
-    - ``significance``: how unlikely (a binomial tail probability) a window must be under the baseline to
+    - ``significance``: how unlikely (a Poisson tail probability) a window must be under the baseline to
       count as broken. ``min_ratio``: and how far off it must be (a failure rate at least ``min_ratio`` times
       the usual one, a step's conversion or a page's share at most ``1 / min_ratio`` of it).
     - ``min_events``: fewer attempts (checkouts, payments, sends, events) than this in a window are not judged.

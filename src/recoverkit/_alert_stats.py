@@ -1,4 +1,4 @@
-"""The arithmetic of the purchase-path watcher: binomial tails, and baselines that remember by hour of the week.
+"""The arithmetic of the purchase-path watcher: Poisson tails, and baselines that remember by hour of the week.
 
 Nothing here knows about events; :mod:`recoverkit._alert_checks` names what is counted.
 """
@@ -10,7 +10,7 @@ from collections import Counter
 import itertools
 from typing import Final
 
-__all__ = ["HOURS_PER_WEEK", "MINUTES", "WARM_UP", "Baselines", "binomial_lower", "binomial_upper", "hour_of_week", "poisson_lower", "poisson_upper"]
+__all__ = ["HOURS_PER_WEEK", "MINUTES", "WARM_UP", "Baselines", "hour_of_week", "poisson_lower", "poisson_upper"]
 
 #: The key every learnt minute adds 1 to, so a count per minute can be read back from the sums.
 MINUTES: Final = "minutes"
@@ -20,62 +20,7 @@ _WEEK: Final = 7 * 86_400
 #: Minutes a baseline must have learnt before it is trusted (a weekly one: half that per hour, over past weeks).
 WARM_UP: Final = 120
 _MONDAY: Final = 4 * 86_400  # the epoch fell on a Thursday: hour-of-week 0 is Monday 00:00 UTC
-_P_FLOOR: Final = 1e-4  # a baseline of 0 (or 1) would make any single event infinitely unlikely
 _TAIL_STOP: Final = 1e-12  # stop summing a tail once its terms no longer matter at this relative size
-
-
-def _log_pmf(k: int, n: int, p: float) -> float:
-    return (
-        math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p)
-    )
-
-
-def _clamp(p: float) -> float:
-    return min(max(p, _P_FLOOR), 1.0 - _P_FLOOR)
-
-
-def binomial_upper(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), summed from ``k`` up while the terms still count.
-
-    >>> round(binomial_upper(3, 3, 0.5), 6), binomial_upper(0, 5, 0.1)
-    (0.125, 1.0)
-    """
-    if k <= 0:
-        return 1.0
-    if k > n:
-        return 0.0
-    p = _clamp(p)
-    if k <= n * p:  # at or below the mean: never a significant rise (the watcher only asks about tails)
-        return 1.0
-    total = 0.0
-    for i in range(k, n + 1):
-        term = math.exp(_log_pmf(i, n, p))
-        total += term
-        if term < total * _TAIL_STOP:
-            break
-    return min(total, 1.0)
-
-
-def binomial_lower(k: int, n: int, p: float) -> float:
-    """P(X <= k) for X ~ Binomial(n, p), summed from ``k`` down while the terms still count.
-
-    >>> round(binomial_lower(0, 3, 0.5), 6), binomial_lower(5, 5, 0.3)
-    (0.125, 1.0)
-    """
-    if k >= n:
-        return 1.0
-    if k < 0:
-        return 0.0
-    p = _clamp(p)
-    if k >= n * p:  # at or above the mean: never a significant drop
-        return 1.0
-    total = 0.0
-    for i in range(k, -1, -1):
-        term = math.exp(_log_pmf(i, n, p))
-        total += term
-        if term < total * _TAIL_STOP:
-            break
-    return min(total, 1.0)
 
 
 def _roll(past: float, current: float, weeks: int) -> float:
@@ -100,6 +45,7 @@ class Baselines:
         self._decay_per_minute = 0.5 ** (60.0 / half_life)
         self._min = min_baseline
         self._recent: dict[str, tuple[float, int]] = {}  # key -> (sum, minute it was decayed to)
+        self._squares: dict[str, tuple[float, int]] = {}  # key -> (sum of squared counts per minute, minute)
         # (key, hour of week) -> (sum of earlier weeks, sum of the latest week learnt, that week): only earlier
         # weeks are a baseline for an hour; the minutes of this week's hour are what is being judged.
         self._weekly: dict[tuple[str, int], tuple[float, float, int]] = {}
@@ -109,9 +55,12 @@ class Baselines:
         decay, recent, weekly = self._decay_per_minute, self._recent, self._weekly
         how = hour_of_week(minute * 60.0)
         week = (minute * 60 - _MONDAY) // _WEEK
+        squares = self._squares
         for key, count in itertools.chain(counts.items(), ((MINUTES, 1),)):
             value, at = recent.get(key, (0.0, minute))
             recent[key] = (value * decay ** (minute - at) + count, minute)
+            value, at = squares.get(key, (0.0, minute))
+            squares[key] = (value * decay ** (minute - at) + count * count, minute)
             slot = (key, how)
             past, current, seen = weekly.get(slot, (0.0, 0.0, week))
             if seen < week:  # a new week in this hour: last week's sum joins the past, halved per week since
@@ -143,6 +92,20 @@ class Baselines:
         if recent_den >= self._min and self._recent_sum(MINUTES, minute) >= WARM_UP:
             return (self._recent_sum(numerator, minute) + 0.5) / (recent_den + 1), "recent"
         return None
+
+    def dispersion(self, key: str, ts: float) -> float:
+        """How much more ``key``'s count per minute varies than a Poisson count would (its variance over its mean,
+        at least 1), from the recent baseline. Events that come in clumps (1-8 product views a session, 1-3
+        add-to-carts) vary more than their number says; the checks divide counts by this before testing them."""
+        minute = int(ts // 60)
+        minutes = self._recent_sum(MINUTES, minute)
+        total = self._recent_sum(key, minute)
+        if minutes < WARM_UP or total <= 0:
+            return 1.0
+        value, at = self._squares.get(key, (0.0, minute))
+        mean = total / minutes
+        variance = float(value * self._decay_per_minute ** (minute - at)) / minutes - mean * mean
+        return max(1.0, variance / mean)
 
     def weekly_rate(self, key: str, ts: float) -> float | None:
         """The usual count of ``key`` per minute in the hour of the week of ``ts``, once that hour has been

@@ -28,7 +28,10 @@ from ._alert_stats import Baselines
 from ._log import get_logger
 from .events import BaseEvent, decode_event
 
-__all__ = ["AlertWatcher", "WatcherStatistics"]
+__all__ = ["CHECKS", "AlertWatcher", "WatcherStatistics"]
+
+#: The checks an incident can be opened by (docs/alerts.md; the metrics' ``check`` label takes these values).
+CHECKS: Final = ("payment_failures", "step_abandonment", "form_errors", "tracking", "traffic", "sends_failing")
 
 _log = get_logger("recoverkit.alerts")
 
@@ -51,7 +54,8 @@ class _Incident:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class WatcherStatistics:
-    """What a watcher has seen: events counted and late, minutes judged, alerts raised, incidents open."""
+    """What a watcher has seen: events counted and late, minutes judged, alerts raised, incidents open (their
+    areas, and how many per check that opened them)."""
 
     events: int
     late: int
@@ -60,6 +64,7 @@ class WatcherStatistics:
     reminders: int
     resolved: int
     open_incidents: tuple[str, ...]
+    open_by_check: dict[str, int]
     delivery: dict[str, int]
 
 
@@ -155,6 +160,7 @@ class AlertWatcher:
             return WatcherStatistics(
                 events=c["events"], late=c["late"], minutes=c["minutes"], alerts=c["alert"],
                 reminders=c["reminder"], resolved=c["resolved"], open_incidents=tuple(sorted(self._incidents)),
+                open_by_check=dict(Counter(i.finding.check for i in self._incidents.values())),
                 delivery=dict(self._delivery.statistics),
             )
 

@@ -30,8 +30,9 @@ It is written as a warning record to the ``recoverkit.alerts`` logger (no person
 fields, error codes and channels only) and handed to each sink (:class:`WebhookAlertSink`,
 :class:`EmailAlertSink`, your own :class:`AlertSink`). More failures in the same area while it is open are the
 same incident; a reminder follows after ``realert_after``, and a ``resolved`` notice once the area has passed
-its checks for ``resolve_after``. docs/alerts.md has the rules, the measured detection times and false alarms,
-and the Prometheus alert rules shipped beside the Grafana dashboard.
+its checks for ``resolve_after``. :func:`register_metrics` exports the watcher's figures to Prometheus; the alert
+rules for them ship beside the Grafana dashboard (``examples/grafana/recoverkit-purchase-path-rules.yml``).
+docs/alerts.md has the checks, the settings, and the measured detection times and false alarms.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import os
 from collections.abc import Mapping
 
 from ._alert_feed import JournalFeed, WatchedChannel
+from ._alert_metrics import register_metrics
 from ._alert_settings import AlertsConfig
 from ._alert_sinks import Alert, AlertDelivery, AlertSink, EmailAlertSink, MemoryAlertSink, WebhookAlertSink
 from ._alert_watcher import AlertWatcher, WatcherStatistics
@@ -57,6 +59,7 @@ __all__ = [
     "WatchedChannel",
     "WatcherStatistics",
     "WebhookAlertSink",
+    "register_metrics",
     "sinks_from_config",
 ]
 
