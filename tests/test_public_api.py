@@ -47,6 +47,7 @@ USER_NAMES = {
     "recoverkit.channels.meta": ["MetaAudience"],
     "recoverkit.channels.whatsapp": ["WhatsAppChannel", "WhatsAppTemplate"],
     "recoverkit.channels.messenger": ["MessengerChannel"],
+    "recoverkit.onsite": ["OnsiteChannel"],
     "recoverkit.channels._withdrawal": ["Withdrawal", "Withdrawing"],
 }
 

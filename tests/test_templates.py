@@ -281,7 +281,7 @@ def test_check_names_every_template_that_fails(tmp_path: Path) -> None:
 
 
 def test_check_with_an_unknown_kind_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="kind must be one of email, sms, push, got 'fax'"):
+    with pytest.raises(ConfigError, match="kind must be one of email, sms, push, onsite, got 'fax'"):
         Templates().check(["cart-reminder"], kind="fax")  # type: ignore[arg-type]
 
 

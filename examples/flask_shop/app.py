@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import sys
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -31,8 +32,10 @@ from flask import Flask, abort, flash, redirect, render_template, request, sessi
 from werkzeug.wrappers import Response
 
 import recoverkit
-from recoverkit.contrib.flask import Recoverkit, restore_cart, tracker
+from recoverkit.contrib.flask import Recoverkit, current_session_id, restore_cart, tracker
 from recoverkit.errors import LinkError
+from recoverkit.offers import redeem
+from recoverkit.onsite import OnsiteChannel
 
 SHOP_NAME = "The Example Shop"
 CURRENCY = "EUR"
@@ -80,6 +83,7 @@ RECOVERY_CONFIG: dict[str, Any] = {
     "offers": {
         "ten-percent": {"kind": "discount", "name": "10% off your cart", "percent": 10, "valid_for": 3600},
         "pay-another-way": {"kind": "payment_help", "name": "Pay by bank transfer or PayPal instead"},
+        "welcome-back": {"kind": "discount", "name": "10% off, today only", "percent": 10, "valid_for": 3600},
     },
     "flows": [
         {
@@ -92,6 +96,9 @@ RECOVERY_CONFIG: dict[str, Any] = {
             "steps": [
                 {"delay": 10, "channel": "email", "template": "cart-reminder"},
                 {"delay": 40, "channel": "email", "template": "cart-last-call", "offer": "ten-percent"},
+                # On-site, with the last call: waits for the shopper's next visit, for an hour (a banner with a
+                # code, shown once; docs/onsite.md). It needs no address, so an anonymous shopper gets it too.
+                {"delay": 40, "channel": "onsite", "template": "cart-reminder", "offer": "welcome-back"},
             ],
         },
     ],
@@ -110,6 +117,7 @@ class Cart:
     marketing: bool = False
     shipping: str | None = None
     order: str | None = None
+    discount: Decimal = Decimal("0.00")
 
     def rows(self) -> list[tuple[Product, int, Decimal]]:
         return [(PRODUCTS[sku], qty, PRODUCTS[sku].price * qty) for sku, qty in self.lines.items()]
@@ -124,7 +132,7 @@ class Cart:
 
     @property
     def total(self) -> Decimal:
-        return self.subtotal + self.shipping_cost
+        return self.subtotal + self.shipping_cost - self.discount
 
     def items(self) -> list[dict[str, Any]]:
         """The cart's lines as recoverkit events carry them (prices as strings: amounts are never floats)."""
@@ -178,6 +186,23 @@ class DemoOutbox:
               file=self._stream, flush=True)
 
 
+def _apply_code(cart: Cart) -> None:
+    """Redeem the code the shopper brought (the on-site banner's, or one from an e-mail) for ``cart``'s order.
+
+    recoverkit checks that the code is this shopper's (bound to their session or customer id), unexpired and
+    unused; a code that is not valid is simply not applied."""
+    code = session.pop("code", None)
+    engine = rk.engine()
+    if not code or engine is None:
+        return
+    cents = int(cart.subtotal * 100)  # the discount is on the items, not the shipping
+    answer = redeem(code, book=engine.engine.coupons, cart_value=cents, currency=CURRENCY, order_id=cart.order or "",
+                    client=request.remote_addr or "unknown", session_id=current_session_id())
+    if answer.outcome == "valid":
+        cart.discount = (Decimal(answer.discount) / 100).quantize(Decimal("0.01"))
+        session["applied"] = f"Code {code} applied: -{cart.discount} EUR"
+
+
 # -- the app ---------------------------------------------------------------------------------------------------------
 
 rk = Recoverkit()
@@ -193,6 +218,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         SECRET_KEY="dev-only-flask-secret-key",  # signs the Flask session cookie; a real shop's is secret
         RECOVERKIT_CONFIG=RECOVERY_CONFIG,
         RECOVERKIT_CHANNELS={"email": outbox},
+        # On-site offers wait in the store, which every worker process (and host) must share: a file here, a
+        # fresh one per run of the demo. A shop points this at its own file, or at its PostgreSQL URL.
+        RECOVERKIT_STORE=os.environ.get("SHOP_STORE") or str(Path(tempfile.mkdtemp(prefix="example-shop-")) / "rk.db"),
         # begin_checkout is recorded by recoverkit itself when the first checkout page loads:
         RECOVERKIT_CHECKOUT_PATHS={"/checkout/address": "begin_checkout"},
         # RECOVERKIT_TRACK_PAGE_VIEWS stays off here: a page view is activity, and watching /outbox in the same
@@ -203,6 +231,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             os.environ.setdefault(name, value)
     else:
         app.config.update(test_config)
+    # The on-site channel renders its banner with the shop's name; a test may pass its own adapter.
+    channels = dict(app.config["RECOVERKIT_CHANNELS"])
+    channels.setdefault("onsite", OnsiteChannel(templates=recoverkit.Templates(variables={"shop_name": SHOP_NAME})))
+    app.config["RECOVERKIT_CHANNELS"] = channels
     rk.init_app(app)  # validates the settings and builds the engine; its thread starts with the first event
     app.extensions["shop.carts"] = Carts()
     app.extensions["shop.outbox"] = outbox
@@ -292,6 +324,15 @@ def _routes(app: Flask) -> None:
         flash("Welcome back! Your cart is just as you left it.")
         return redirect(url_for("cart_page"))
 
+    @app.get("/cart/apply-code")
+    def apply_code() -> Response:
+        """Where the on-site banner's button leads: the code is kept for the checkout, checked when paying."""
+        code = request.args.get("code", "").strip()[:40]
+        if code:
+            session["code"] = code
+            flash(f"Code {code} will be applied at checkout.")
+        return redirect(url_for("cart_page"))
+
     @app.route("/checkout/address", methods=["GET", "POST"])
     def address() -> Response | str:
         cart = cart_or_home()
@@ -340,15 +381,16 @@ def _routes(app: Flask) -> None:
                 tracker.payment_failed(payment_type="card", error_code="card_declined", cart_id=cart.id)
                 return render_template("payment.html", cart=cart, error="Your card was declined."), 402
             cart.order = f"EX-{secrets.randbelow(10**6):06d}"
+            _apply_code(cart)
             tracker.purchase(transaction_id=cart.order, value=str(cart.total), shipping=str(cart.shipping_cost),
                              currency=CURRENCY, items=cart.items(), cart_id=cart.id)
             session.pop("cart_id", None)
             return redirect(url_for("order", number=cart.order))
-        return render_template("payment.html", cart=cart, error=None)
+        return render_template("payment.html", cart=cart, error=None, code=session.get("code"))
 
     @app.get("/order/<number>")
     def order(number: str) -> str:
-        return render_template("order.html", number=number)
+        return render_template("order.html", number=number, applied=session.pop("applied", None))
 
     @app.get("/outbox")
     def outbox() -> str:

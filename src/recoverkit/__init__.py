@@ -96,6 +96,7 @@ if _typing.TYPE_CHECKING:
     from .channels.smtp import SmtpChannel
     from .channels.webhook import WebhookChannel
     from .channels.whatsapp import WhatsAppChannel, WhatsAppTemplate
+    from .onsite import OnsiteChannel
     from .templates import Rendered, TemplateError, Templates
 
 __version__ = "0.2.0"
@@ -159,6 +160,7 @@ __all__ = [
     "Offer",
     "OfferSpec",
     "OfferStatistics",
+    "OnsiteChannel",
     "PermanentDeliveryError",
     "Plugins",
     "Product",
@@ -210,6 +212,7 @@ _LAZY = {
     "MemoryAudience": "recoverkit.channels.audiences",
     "MessengerChannel": "recoverkit.channels.messenger",
     "MetaAudience": "recoverkit.channels.meta",
+    "OnsiteChannel": "recoverkit.onsite",
     "Rendered": "recoverkit.templates",
     "RequestSpec": "recoverkit.channels.http",
     "SmtpChannel": "recoverkit.channels.smtp",

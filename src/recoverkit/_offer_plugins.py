@@ -16,6 +16,15 @@ from .loyalty import Loyalty
 __all__ = ["check_offer_plugins"]
 
 
+def _complementing(config: Config) -> Iterator[str]:
+    """Where the flows make an offer with ``complements`` (whatever its kind)."""
+    for kind in ("discount", "free_shipping", "payment_help", "substitute", "loyalty_bonus"):
+        for where in _uses(config, kind):
+            name = where.rsplit("(offer ", 1)[1][1:-2]
+            if config.offers[name].complements:
+                yield where
+
+
 def _uses(config: Config, kind: str) -> Iterator[str]:
     """Where the flows can make an offer of ``kind``: ``flow 'f' step 0 (offer 'swap')``, once each."""
     seen: set[str] = set()
@@ -49,7 +58,7 @@ def check_offer_plugins(
             "recoverkit.currency.Rates"
         )
     if catalogue is None:
-        uses = list(_uses(config, "substitute"))
+        uses = list(dict.fromkeys([*_uses(config, "substitute"), *_complementing(config)]))
         if uses:
             raise ConfigError(
                 f"{', '.join(uses)} suggests products, but no catalogue was given; pass catalogue=<your Catalogue> "

@@ -2,7 +2,8 @@
 
 A ``substitute`` offer (see :mod:`recoverkit.offers`) names products from the shop's catalogue: a cheaper
 product like the one the shopper hesitated over (``kind="substitute"``), or one that goes with what is in the
-cart (``kind="complement"``). recoverkit does not know the shop's products; the shop passes an object with one
+cart (``kind="complement"``), which any offer may also show beside it (``complements`` in the offer's
+configuration: "goes well with"). recoverkit does not know the shop's products; the shop passes an object with one
 method, :class:`Catalogue`, to the engine (``Engine(catalogue=...)``), and the engine asks it just before the
 message is sent, after the ledger claim, so that only a message that goes out costs a catalogue query.
 

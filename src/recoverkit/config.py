@@ -114,6 +114,9 @@ DEFAULT_CHANNELS: Mapping[str, ChannelPolicy] = {
     "push": ChannelPolicy(address="customer_id"),
     "webhook": ChannelPolicy(address="none", requires_consent=False),
     "ads": ChannelPolicy(address="customer_id"),
+    # On-site offers wait in the store for the visitor's next page view (recoverkit.onsite): shown on the shop's
+    # own pages to the visitor the cart belongs to, so they need no address and no consent of their own.
+    "onsite": ChannelPolicy(address="none", requires_consent=False),
     # The ad audiences need the "ads" consent and batch their sends: many may be in flight (docs/audiences.md).
     "google_ads": ChannelPolicy(address="email_or_phone", consent="ads", concurrency=500, timeout=60.0),
     "meta_ads": ChannelPolicy(address="email_or_phone", consent="ads", concurrency=500, timeout=60.0),
@@ -200,8 +203,8 @@ class OfferSpec(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     ``loyalty_bonus`` grants ``points`` extra points, or ``multiplier`` times the usual points (2: double
     points), through the shop's loyalty programme, if the order is completed within ``valid_for``.
     ``substitute`` suggests up to ``suggestions`` products (default 3) from the shop's catalogue: cheaper ones
-    like the cart's (``suggest = "substitute"``, the default) or ones that go with it (``"complement"``).
-    ``name`` is what a template shows.
+    like the cart's (``suggest = "substitute"``, the default) or ones that go with it (``"complement"``). Any
+    offer may add up to ``complements`` "goes well with" products beside it. ``name`` is what a template shows.
     """
 
     kind: Literal["discount", "free_shipping", "payment_help", "substitute", "loyalty_bonus"]
@@ -214,6 +217,7 @@ class OfferSpec(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     multiplier: Annotated[int, msgspec.Meta(ge=2, le=10)] | None = None
     suggest: Literal["substitute", "complement"] | None = None
     suggestions: Annotated[int, msgspec.Meta(ge=1, le=10)] | None = None
+    complements: Annotated[int, msgspec.Meta(ge=1, le=10)] | None = None
 
     def __post_init__(self) -> None:
         if self.kind == "discount" and (self.percent is None) == (not self.amount):

@@ -208,6 +208,10 @@ class Offer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     #: ``substitute``: what to ask the catalogue for, and how many at most.
     suggest: SuggestKind | None = None
     suggest_limit: int | None = None
+    #: Any kind: products that go with the cart, "goes well with" beside the offer (asked when the message is sent),
+    #: and how many at most were asked for.
+    complements: tuple[Suggestion, ...] = ()
+    complement_limit: int | None = None
 
 
 class Recipient(msgspec.Struct, frozen=True, kw_only=True):

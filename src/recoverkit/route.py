@@ -400,6 +400,7 @@ class Route(Stage):
             multiplier=spec.multiplier,
             suggest=(spec.suggest or "substitute") if substitute else None,
             suggest_limit=(spec.suggestions or 3) if substitute else None,
+            complement_limit=spec.complements,
         )
 
     def _offer_amounts(self, spec: OfferSpec, currency: str | None) -> tuple[int | None, int | None] | None:

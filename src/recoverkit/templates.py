@@ -13,6 +13,7 @@ kind       files for the name ``cart-reminder``
 email      ``cart-reminder.subject.txt`` and ``cart-reminder.txt`` (required), ``cart-reminder.html``
 sms        ``cart-reminder.sms.txt``
 push       ``cart-reminder.push.txt``
+onsite     ``cart-reminder.onsite.html`` (an HTML fragment for the page; see :mod:`recoverkit.onsite`)
 =========  ===========================================================================================
 
 For each kind, the first source holding the kind's first file provides all of that kind's files: a shop's
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 
     # Only for annotations: channels/ imports this module, so importing channels here at run time would
     # make the two import each other.
+    from .catalogue import Suggestion
     from .channels.base import Message
     from .offers import Offer
 else:  # the 'templates' extra: imported when a Templates is built, not with recoverkit (see recoverkit._optional)
@@ -67,13 +69,15 @@ else:  # the 'templates' extra: imported when a Templates is built, not with rec
 __all__ = ["Rendered", "TemplateError", "TemplateKind", "Templates", "sample_message"]
 
 #: What a template is rendered for; it decides which files a name stands for (see the module docstring).
-TemplateKind = Literal["email", "sms", "push"]
+TemplateKind = Literal["email", "sms", "push", "onsite"]
 
 #: Per kind: (part, file suffix, required). The first entry is the file that picks the source of a name.
 _PARTS: Mapping[TemplateKind, tuple[tuple[str, str, bool], ...]] = {
     "email": (("text", ".txt", True), ("subject", ".subject.txt", True), ("html", ".html", False)),
     "sms": (("text", ".sms.txt", True),),
     "push": (("text", ".push.txt", True),),
+    # An on-site offer is an HTML fragment the page inserts (recoverkit.onsite): autoescaped, as every .html is.
+    "onsite": (("html", ".onsite.html", True),),
 }
 #: Names a flow may give: path segments of letters, digits, ``_``, ``-`` and ``.``, never ``..`` or absolute.
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
@@ -154,6 +158,7 @@ class _Offer(msgspec.Struct, frozen=True, kw_only=True):
     points: int | None
     multiplier: int | None
     suggestions: tuple[_Suggestion, ...]
+    complements: tuple[_Suggestion, ...]
 
 
 class _Recipient(msgspec.Struct, frozen=True, kw_only=True):
@@ -262,7 +267,7 @@ class Templates:
             except Exception as exc:  # a template bug of any kind: contained, named, never a crash
                 raise _render_error(name, kind, source, template, exc) from exc
             parts[part] = " ".join(output.split()) if part == "subject" else output.strip()
-        text = parts.pop("text")
+        text = parts.pop("text", "")  # an on-site offer has only its HTML
         if kind == "email" and not parts.get("subject"):
             raise TemplateError(
                 f"template {name!r} (email) rendered an empty subject from {name}.subject.txt in {source.label}; "
@@ -444,11 +449,13 @@ def _offer(offer: Offer, cart_currency: str | None, zone: tzinfo) -> _Offer:
         items=offer.items,
         points=offer.points,
         multiplier=offer.multiplier,
-        suggestions=tuple(
-            _Suggestion(item_id=s.item_id, name=s.name, price=format_minor(s.price, s.currency), url=s.url)
-            for s in offer.suggestions
-        ),
+        suggestions=tuple(_suggestion(s) for s in offer.suggestions),
+        complements=tuple(_suggestion(s) for s in offer.complements),
     )
+
+
+def _suggestion(s: Suggestion) -> _Suggestion:
+    return _Suggestion(item_id=s.item_id, name=s.name, price=format_minor(s.price, s.currency), url=s.url)
 
 
 def _offer_text(offer: Offer, amount: str | None) -> str:

@@ -18,7 +18,7 @@ import msgspec
 
 from .._contain import Containment, Failed, Plugin, describe
 from .._log import Logger
-from ..catalogue import Catalogue, Suggestion
+from ..catalogue import Catalogue, Suggestion, SuggestKind
 from ..config import ChannelPolicy
 from ..items import Message, Offer
 from ..links import RestoreLinks
@@ -74,7 +74,9 @@ class Preparer:
         # ``now`` is the attempt's time (see Schedule.moment): a code issued in a replay of old data is valid from
         # when its message was due, in event time, and a link is signed as of then.
         if offer is not None and _unfinished(offer):
-            changes["offer"] = await self._complete(message, offer, now)
+            offer = changes["offer"] = await self._complete(message, offer, now)
+        if offer is not None and offer.complement_limit and not offer.complements:
+            changes["offer"] = await self._complement(message, offer)
         if self.links is not None and message.restore_url is None:
             changes["restore_url"] = self.links.build(
                 message.cart.cart_key, contact_key=message.recipient.contact_key, now=now
@@ -114,14 +116,25 @@ class Preparer:
 
     async def _suggest(self, message: Message, offer: Offer) -> Offer | None:
         """``offer`` with the catalogue's suggestions, or ``None`` (counted) when there are none to make."""
+        valid = await self._ask_catalogue(message, offer.suggest or "substitute", offer.suggest_limit or 3)
+        if valid is None:
+            return None
+        if not valid:
+            self._outcomes["offer_no_suggestions"] += 1
+            return None
+        self._outcomes["offer_suggestions"] += 1
+        return msgspec.structs.replace(offer, suggestions=tuple(valid), items=tuple(s.item_id for s in valid))
+
+    async def _ask_catalogue(self, message: Message, kind: SuggestKind, limit: int) -> list[Suggestion] | None:
+        """Up to ``limit`` valid suggestions of ``kind`` for the message's cart; ``None`` (counted) without a
+        catalogue or when it failed."""
         if self.catalogue is None:
             self._outcomes["offer_no_catalogue"] += 1
             return None
         cart = message.cart
-        limit = offer.suggest_limit or 3
         # The channel's timeout bounds the catalogue too: a slow catalogue must not hold a delivery slot.
         answer = await self._contain.call(
-            self._catalogue_plugin, self.catalogue.suggest, cart, kind=offer.suggest or "substitute", limit=limit,
+            self._catalogue_plugin, self.catalogue.suggest, cart, kind=kind, limit=limit,
             timeout=self._policies[message.channel].timeout, ids={"key": message.key},
         )  # fmt: skip
         try:
@@ -140,11 +153,18 @@ class Preparer:
         if len(valid) < min(len(found), limit):
             self._outcomes["offer_catalogue_invalid"] += 1
             self._log.warning("catalogue_invalid", key=message.key, invalid=len(found) - len(valid))
-        if not valid:
-            self._outcomes["offer_no_suggestions"] += 1
-            return None
-        self._outcomes["offer_suggestions"] += 1
-        return msgspec.structs.replace(offer, suggestions=tuple(valid), items=tuple(s.item_id for s in valid))
+        return valid
+
+    async def _complement(self, message: Message, offer: Offer) -> Offer:
+        """``offer`` with the products that go with the cart beside it; unchanged (counted) when there are none."""
+        found = await self._ask_catalogue(message, "complement", offer.complement_limit or 3)
+        if found is None:
+            return offer  # no catalogue, or it failed (counted): the offer goes as it is
+        if not found:
+            self._outcomes["offer_no_complements"] += 1
+            return offer
+        self._outcomes["offer_complements"] += 1
+        return msgspec.structs.replace(offer, complements=tuple(found))
 
     async def _grant(self, message: Message, offer: Offer, now: float) -> Offer | None:
         """``offer`` with its loyalty grant, or ``None`` (counted) when it cannot be granted; raises when the

@@ -91,6 +91,10 @@ class Dispatch(Stage):
         #: Called after a customer was erased from the store (the engine checkpoints then).
         self.on_forgotten: Callable[[], None] | None = None
         self._store = store
+        for adapter in channels.values():  # adapters that deliver into the store (onsite) use the engine's
+            bind = getattr(adapter, "bind_store", None)
+            if callable(bind):
+                bind(store)
         self._call = call
         self._task_group: anyio.abc.TaskGroup | None = None
         self._barriers: list[anyio.Event] = []

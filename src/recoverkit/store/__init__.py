@@ -4,7 +4,9 @@
 :class:`CheckpointStore`, :class:`LeaseStore`, :class:`LedgerStore`, :class:`FactStore`, :class:`CodeStore`,
 :class:`DeadLetterStore`, :class:`PrivacyStore`, :class:`StoreLifecycle`; see :mod:`recoverkit.store.base`);
 :class:`SQLiteStore` keeps it in one SQLite file that the worker processes of a host share, and
-:class:`MemoryStore` in memory, for tests. :func:`check_database` and :func:`describe_database` read a store
+:class:`MemoryStore` in memory, for tests. :class:`OnsiteStore` (not part of :class:`Store`) keeps the on-site
+offers waiting for their visitors (:mod:`recoverkit.onsite`); the stores recoverkit ships implement it.
+:func:`check_database` and :func:`describe_database` read a store
 file without changing it (``recoverkit db check`` and ``recoverkit db info``). ``Store.forget``,
 ``Store.export`` and ``Store.purge`` answer erasure and access requests and apply retention periods.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ._onsite import OnsiteChanges, OnsiteMark, OnsiteOffer, OnsiteStore
 from ._partitioned import (
     CheckpointAnswer,
     PartitionedStore,
@@ -114,6 +117,10 @@ __all__ = [
     "LinkVisit",
     "MemoryStore",
     "MessageOutcome",
+    "OnsiteChanges",
+    "OnsiteMark",
+    "OnsiteOffer",
+    "OnsiteStore",
     "Outcome",
     "PartitionLease",
     "PartitionStatus",

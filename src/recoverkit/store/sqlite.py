@@ -49,6 +49,7 @@ from __future__ import annotations
 # (the connections, the group-committing writer and the lifecycle), in the modules named after what they keep.
 from ._sqlite_audit import SQLiteAudit
 from ._sqlite_file import FILE_MODE, GROUP_LIMIT, Scrub, SQLiteFile, Synchronous
+from ._sqlite_onsite import SQLiteOnsite
 from ._sqlite_partitions import SQLitePartitions
 from ._sqlite_pipeline import SQLiteCheckpoint, SQLiteJournal, SQLiteLeases, SQLiteLedger
 from ._sqlite_records import SQLiteCodes, SQLiteDeadLetters, SQLiteFacts, SQLitePrivacy
@@ -57,6 +58,7 @@ __all__ = ["FILE_MODE", "GROUP_LIMIT", "SQLiteStore", "Scrub", "Synchronous"]
 
 
 class SQLiteStore(
+    SQLiteOnsite,
     SQLitePartitions,
     SQLiteJournal,
     SQLiteCheckpoint,

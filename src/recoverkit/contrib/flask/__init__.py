@@ -37,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
     ) from exc
 
 from ._cli import cli
-from ._extension import Recoverkit, current_tracker, restore_cart, tracker
+from ._extension import Recoverkit, current_session_id, current_tracker, restore_cart, tracker
 from ._settings import PREFIX, settings_from_config
 from ._state import EXTENSION_KEY, RecoverkitState
 
@@ -47,6 +47,7 @@ __all__ = [
     "Recoverkit",
     "RecoverkitState",
     "cli",
+    "current_session_id",
     "current_tracker",
     "restore_cart",
     "settings_from_config",

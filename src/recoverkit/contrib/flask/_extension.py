@@ -36,6 +36,8 @@ from ...integration import (
 )
 from ...integration import restore_cart as shared_restore_cart
 from ._cli import cli
+from ._onsite import onsite_channel
+from ._onsite import register as register_onsite
 from ._settings import settings_from_config
 from ._state import EXTENSION_KEY, RecoverkitState, app_state
 
@@ -88,6 +90,8 @@ class Recoverkit:
         app.extensions[EXTENSION_KEY] = RecoverkitState(self, settings, engine)
         app.after_request(_after_request)
         app.cli.add_command(cli)
+        if settings.mode != "off" and onsite_channel(app) is not None:
+            register_onsite(app)  # GET/POST /recoverkit/onsite and the snippet (docs/onsite.md)
 
     def customer_loader(self, loader: L) -> L:
         """Register the function that tells the logged-in customer's id (``str`` or ``int``; ``None`` for a guest).
@@ -142,6 +146,11 @@ def _request_state(state: RecoverkitState, req: Request) -> _RequestState:
         current = _RequestState(new_session_id(), minted=True)
     setattr(g, _G_KEY, current)
     return current
+
+
+def current_session_id() -> str:
+    """The session id of the current request's visitor (minted, and set on the response, when it has none)."""
+    return _request_state(app_state(current_app), _current_request()).session_id
 
 
 def _current_request() -> Request:

@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from ...errors import ConfigError, StoreError
+from .._onsite_sql import POSTGRES_ONSITE
 from .._partitioned import MAX_PARTITIONS
 from . import _conninfo
 from ._audit_schema import AUDIT_MIGRATION, audit_schema_problems
@@ -106,6 +107,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX outcomes_contact ON outcomes (contact_key);
     """,
     AUDIT_MIGRATION,
+    POSTGRES_ONSITE,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 _APPLICATION: Final = "recoverkit"
@@ -113,7 +115,7 @@ _APPLICATION: Final = "recoverkit"
 TABLES: Final = (
     "meta", "journal_heads", "journal", "partition_leases", "partition_checkpoints", "checkpoint", "leases",
     "purchases", "ledger", "dead_letters", "suppression", "codes", "code_attempts", "assignments", "conversions",
-    "outcomes", "visits", "audit", "audit_chain",
+    "outcomes", "visits", "audit", "audit_chain", "onsite",
 )  # fmt: skip
 
 

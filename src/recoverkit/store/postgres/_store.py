@@ -6,12 +6,13 @@ from types import TracebackType
 from typing import Self
 
 from ._audit import AuditPart
+from ._onsite import PostgresOnsite
 from ._records import Records
 
 __all__ = ["PostgresStore"]
 
 
-class PostgresStore(AuditPart, Records):
+class PostgresStore(PostgresOnsite, AuditPart, Records):
     """A :class:`~recoverkit.store.Store` in PostgreSQL, for several processes on several hosts.
 
     ``url`` is a libpq URL or connection string (``postgresql://user:password@host:5432/shop``); ``schema`` the
