@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from ._cli_audit import note_cli_config, recording
 from ._cli_common import config_from, open_url
 from ._cli_output import Out, escape
 from .store import is_store_url
@@ -83,11 +84,18 @@ def _cmd_forget(args: argparse.Namespace, console: Out, err: Out) -> int:
     async def work(engine: Any) -> Any:
         return await erase(engine, args.customer)
 
-    # Exactly what went where (see recoverkit.privacy.Erasure); exit status 1 when anything was left.
-    erasure = anyio.run(_maintenance, args, work, backend="asyncio")
-    # Scrubbing rewrites a SQLite file's free pages and WAL; PostgreSQL's own VACUUM reclaims its dead rows.
-    file = None if is_store_url(args.store) else args.store
-    erasure = finish_erasure(erasure, store=file, dead_letters=args.dead_letters)
+    note_cli_config(args.store, args.config)
+    # Recorded in the store's audit log, ok only when the erasure was complete (the customer as a keyed hash).
+    with recording(args.store, action="forget", subject_kind="customer", subject=args.customer) as audit:
+        # Exactly what went where (see recoverkit.privacy.Erasure); exit status 1 when anything was left.
+        erasure = anyio.run(_maintenance, args, work, backend="asyncio")
+        # Scrubbing rewrites a SQLite file's free pages and WAL; PostgreSQL's own VACUUM reclaims its dead rows.
+        file = None if is_store_url(args.store) else args.store
+        erasure = finish_erasure(erasure, store=file, dead_letters=args.dead_letters)
+        if not erasure.carried_out:
+            audit.update(detail="journaled: the process holding the pipeline lease erases")
+        elif not erasure.complete:
+            audit.update(outcome="failed", detail="incomplete: something was left (see the command's output)")
     for line in erasure.lines(args.dead_letters):
         console.print(escape(line), soft_wrap=True)
     return 0 if erasure.complete or not erasure.carried_out else 1
@@ -97,6 +105,8 @@ def _cmd_export(args: argparse.Namespace, console: Out, err: Out) -> int:
     async def work(engine: Any) -> Any:
         return engine.export(args.customer)
 
-    exported = anyio.run(_maintenance, args, work, backend="asyncio")
+    note_cli_config(args.store, args.config)
+    with recording(args.store, action="export", subject_kind="customer", subject=args.customer):
+        exported = anyio.run(_maintenance, args, work, backend="asyncio")
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(exported)).decode() + "\n")
     return 0

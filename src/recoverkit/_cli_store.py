@@ -10,7 +10,7 @@
     recoverkit db init URL [--partitions N] [--schema S]   create or migrate a PostgreSQL store
     recoverkit db check URL / db info URL    the same for a PostgreSQL store (info: partitions, owners, lag)
     recoverkit dead-letters list FILE [--json]
-    recoverkit dead-letters resend FILE --webhook URL [--key KEY ...]
+    recoverkit dead-letters resend FILE --webhook URL [--key KEY ...] [--store DB|URL]
 
 ``ledger`` opens the file as a :class:`~recoverkit.store.SQLiteStore`, safely beside running workers (a
 write waits for theirs), and migrates a file of an older recoverkit as any open does. It never creates a
@@ -33,7 +33,7 @@ import argparse
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import anyio
 import msgspec
@@ -104,7 +104,7 @@ def _cmd_ledger(args: argparse.Namespace, console: Out, err: Out) -> int:
     try:
         with open_url(args.path, "ledger") if url else SQLiteStore(path) as store:
             if args.resolve is not None:
-                store.resolve(args.resolve, args.resolve_as)
+                _resolve(store, args)
             else:
                 entries = store.ledger(args.state)
     except StoreError as exc:
@@ -114,6 +114,24 @@ def _cmd_ledger(args: argparse.Namespace, console: Out, err: Out) -> int:
     else:
         _print_ledger(args, store_label(args.path) if url else str(path), entries, console)
     return 0
+
+
+def _resolve(store: Any, args: argparse.Namespace) -> None:
+    """Settle the entry, and record it in the store's audit log: ``ok``, or ``failed`` with why (redacted)."""
+    from .audit import cli_actor
+    from .clock import WallClock
+    from .store._audit import AuditEntry
+
+    def record(outcome: Literal["ok", "failed"], detail: str) -> None:
+        store.append_audit(AuditEntry(actor=cli_actor(), action="resolve", subject_kind="message",
+                                      subject=args.resolve, outcome=outcome, at=WallClock().now(), detail=detail))
+
+    try:
+        store.resolve(args.resolve, args.resolve_as)
+    except StoreError as exc:
+        record("failed", redact(f"as {args.resolve_as}: {exc}")[:400])
+        raise
+    record("ok", f"as {args.resolve_as}")
 
 
 def _ledger_usage(args: argparse.Namespace) -> str | None:
@@ -252,6 +270,11 @@ def add_dead_letters(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     p.add_argument("--webhook", help="resend: POST each letter to this URL")
     p.add_argument("--key", action="append", help="resend only this key (repeatable)")
+    p.add_argument(
+        "--store", metavar="STORE",
+        help="resend from a dead-letter file: the state file or postgresql:// URL whose audit log records each "
+        "resend (a store's own dead letters are recorded in it)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="list: print the letters as one JSON document")
     p.set_defaults(func=_cmd_dead_letters)
 
@@ -335,6 +358,15 @@ def _list_letters(args: argparse.Namespace, letters: DeadLetters | StoreLetters,
     console.print(table)
 
 
+def _record_resend(args: argparse.Namespace, key: str, outcome: Literal["ok", "failed"], detail: str) -> None:
+    """A resend in the audit log of the store it came from (a URL), or of ``--store`` (a dead-letter file)."""
+    from ._cli_audit import record_cli
+
+    where = args.file if is_store_url(args.file) else args.store
+    if where is not None:
+        record_cli(where, action="resend", subject_kind="message", subject=key, outcome=outcome, detail=detail)
+
+
 def _resend(args: argparse.Namespace, letters: DeadLetters | StoreLetters, console: Out, err: Out) -> int:
     """POST the letters (those of ``--key``, if given) to ``--webhook``; exit status 1 if any still fails."""
     from .channels.webhook import WebhookChannel
@@ -353,9 +385,11 @@ def _resend(args: argparse.Namespace, letters: DeadLetters | StoreLetters, conso
                 except Exception as exc:
                     failed += 1
                     err.print(escape(f"{letter.message.key}: still failing: {redact(str(exc))}"), soft_wrap=True)
+                    _record_resend(args, letter.message.key, "failed", type(exc).__name__)
                 else:
                     ok += 1
                     letters.mark_resent(letter.message.key)
+                    _record_resend(args, letter.message.key, "ok", "")
         finally:
             await channel.aclose()
         return ok, failed

@@ -6,7 +6,7 @@
     recoverkit replay EVENTS [--config F] [--out F] [--json] [--store DB|URL [--resume]] [--model F]
     recoverkit bench [EVENTS] [--sessions N] [--json]
     recoverkit dead-letters list FILE|URL [--json]
-    recoverkit dead-letters resend FILE|URL --webhook URL [--key KEY ...]
+    recoverkit dead-letters resend FILE|URL --webhook URL [--key KEY ...] [--store DB|URL]
     recoverkit check-config FILE
     recoverkit convert rees46|retailrocket CSV OUT
     recoverkit db check PATH                 integrity check of a state file (exit status 1 if problems)
@@ -14,6 +14,7 @@
     recoverkit ledger PATH|URL [--state S ...] [--json]   list ledger entries; --resolve KEY --as sent|retry settles one
     recoverkit forget PATH|URL CUSTOMER [--dead-letters F]   erase a customer's personal data, say what went where
     recoverkit export PATH|URL CUSTOMER      everything held about a customer, as JSON (right of access)
+    recoverkit audit PATH|URL [--since T] [--until T] [--action A ...] [--customer ID] [--jsonl]   the audit log
     recoverkit report [--store DB|URL] [--events F] [--format table|json|html]   funnel, recovery, uplift
     recoverkit train EVENTS --out MODEL [--test-share S]   fit the conversion model on a shop's history
     recoverkit evaluate EVENTS --model MODEL                auROC, auPR, calibration of a model file
@@ -42,6 +43,7 @@ import zlib
 from collections.abc import Sequence
 
 from . import __version__
+from ._cli_audit import add_audit
 from ._cli_output import Out, escape
 from ._cli_privacy import add_export, add_forget
 from ._cli_replay import add_bench, add_convert, add_demo, add_replay
@@ -132,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     # Each command group's module registers its commands; this order is the order of the help's list.
     for add in (add_demo, add_replay, add_forget, add_export, add_bench, add_dead_letters, _add_check_config,
                 add_convert, add_db, add_ledger_commands, add_template_commands, add_report_commands,
-                add_train_commands):  # fmt: skip
+                add_train_commands, add_audit):  # fmt: skip
         add(sub)
     return parser
 
