@@ -138,3 +138,26 @@ async def test_the_stored_message_holds_no_email_address(store: Any) -> None:
     await abandoned_with_offer(store, clock, cart("s-1"), identify)
     [offer] = store.onsite_for(session_id="s-1", customer_id=None, now=clock.now())
     assert b"ann@example.com" not in offer.message
+
+
+async def test_the_report_counts_what_visitors_did_and_credits_the_order_to_the_onsite_step(store: Any) -> None:
+    from recoverkit.analytics._facts import load_facts
+    from recoverkit.analytics.recovery import recovery
+
+    clock = FakeClock(T0)
+    await abandoned_with_offer(store, clock, cart("s-1"), offer="ten")
+    board = OnsiteBoard(store, Templates(), clock=clock)
+    answer = board.answer(session_id="s-1", customer_id=None)
+    assert answer is not None and board.mark(answer.token, "clicked", session_id="s-1", customer_id=None)
+    clock.advance(60)
+    purchase = {"event": "purchase", "session_id": "s-1", "cart_id": "c-1", "transaction_id": "T-1",
+                "value": "11.25", "currency": "EUR"}  # fmt: skip
+    async with Engine(onsite_config(offer="ten"), channels={"onsite": OnsiteChannel()}, store=store,
+                      clock=clock) as engine:  # fmt: skip
+        await engine.submit(purchase)
+        clock.advance(120)
+        await engine.flush()
+    report = recovery(load_facts(store))
+    [row] = [r for r in report.rows if r.dimension == "channel"]
+    assert (row.channel, row.sent, row.recovered_carts) == ("onsite", 1, 1)
+    assert row.on_site == {"clicked": 1, "shown": 1} and row.not_sent == {} and row.outcomes == 1

@@ -45,6 +45,8 @@ DEFAULT_WINDOW: Final = 5 * DAY
 Dimension = Literal["all", "flow", "step", "channel", "offer", "variant"]
 _ORDER: Final[dict[str, int]] = {"all": 0, "flow": 1, "step": 2, "channel": 3, "offer": 4, "variant": 5}
 _Key = tuple[str, ...]
+#: The outcomes recoverkit.onsite records after ``sent``: not ends of the step, but what the visitor did.
+_ON_SITE: Final = frozenset({"shown", "clicked", "dismissed"})
 
 
 class RecoveryRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,7 +57,9 @@ class RecoveryRow(msgspec.Struct, frozen=True, kw_only=True):
     (``skipped_no_consent``, ``cancelled_purchase``, ``capped``, ...); ``failed`` those that failed for good
     (``dead``). ``sent_carts`` is how many carts got at least one message here, ``link_carts`` how many of them
     then followed a restore link, ``recovered_carts`` how many were recovered (see the module docstring) by
-    ``recovered_orders`` orders worth ``recovered_revenue`` (minor units, per currency).
+    ``recovered_orders`` orders worth ``recovered_revenue`` (minor units, per currency). ``on_site`` counts what
+    visitors did with on-site offers (``shown``, ``clicked``, ``dismissed``): not ends of a step, so in neither
+    ``outcomes`` nor ``not_sent``.
     """
 
     dimension: Dimension
@@ -77,6 +81,7 @@ class RecoveryRow(msgspec.Struct, frozen=True, kw_only=True):
     codes_redeemed: int = 0
     discount_cost: dict[str, int] = {}
     discount_cost_unknown: int = 0
+    on_site: dict[str, int] = {}
 
     @property
     def label(self) -> str:
@@ -147,12 +152,13 @@ class _Day:
 class _Acc:
     """Running figures of one row."""
 
-    __slots__ = ("codes", "cost", "cost_unknown", "failed", "links", "not_sent", "orders", "outcomes", "recovered",
-                 "sent", "sent_carts")  # fmt: skip
+    __slots__ = ("codes", "cost", "cost_unknown", "failed", "links", "not_sent", "on_site", "orders", "outcomes",
+                 "recovered", "sent", "sent_carts")  # fmt: skip
 
     def __init__(self) -> None:
         self.outcomes = self.sent = self.failed = self.codes = self.cost_unknown = 0
         self.not_sent: Counter[str] = Counter()
+        self.on_site: Counter[str] = Counter()
         self.sent_carts: set[str] = set()
         self.links: set[str] = set()
         self.recovered: set[str] = set()
@@ -173,6 +179,7 @@ class _Acc:
             recovered_carts=len(self.recovered), recovered_orders=len(self.orders),
             recovered_revenue=dict(sorted(revenue.items())), revenue_unknown=unknown, codes_redeemed=self.codes,
             discount_cost=dict(sorted(self.cost.items())), discount_cost_unknown=self.cost_unknown,
+            on_site=dict(sorted(self.on_site.items())),
         )  # fmt: skip
 
 
@@ -259,6 +266,10 @@ class _Tally:
         self.recovered: set[str] = set()
 
     def outcome(self, outcome: MessageOutcome) -> None:
+        if outcome.outcome in _ON_SITE:  # what a visitor did with an on-site offer (recoverkit.onsite)
+            for key in _keys(outcome):
+                self.accs[key].on_site[outcome.outcome] += 1
+            return
         for key in _keys(outcome):
             acc = self.accs[key]
             acc.outcomes += 1
