@@ -543,6 +543,28 @@ def test_the_cart_id_rule_survives_a_checkpoint() -> None:
     assert [line.item_id for line in left.cart.lines] == ["A", "B"]
 
 
+def test_a_checkpoint_written_before_cart_lines_were_packed_still_restores() -> None:
+    # Until 0.3 a session's lines were checkpointed as an array of line arrays; now they are packed bytes. An
+    # old checkpoint (the new one with each session's lines unpacked) restores to the same carts.
+    from recoverkit.sessionize._cart import State, lines_of
+
+    first = SessionizeRun(abandon_after=1800).feed(
+        add("s1", 0, "A", price="9.99", qty=2), add("s1", 1, "B"), add("s2", 2, "C"), page("s3", 3)
+    )
+    new = msgspec.msgpack.decode(first.stage.snapshot(), type=State)
+    assert [type(session.lines) for session in new.sessions] == [bytes, bytes, type(None)]
+    for session in new.sessions:
+        session.lines = lines_of(session) or None
+    old = msgspec.msgpack.encode(new)
+    assert old != first.stage.snapshot()
+    second = SessionizeRun(abandon_after=1800)
+    second.stage.restore(old)
+    assert second.stage.snapshot() == first.stage.snapshot()  # packed again, byte for byte
+    second.advance(10 * 86_400)
+    carts = {a.cart.cart_key: [(n.item_id, n.price, n.quantity) for n in a.cart.lines] for a in second.of(Abandoned)}
+    assert carts == {"s1": [("A", 999, 2), ("B", 1000, 1)], "s2": [("C", 1000, 1)]}
+
+
 # -- a checkpoint taken in parts -----------------------------------------------------------------------------
 
 

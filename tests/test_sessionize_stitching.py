@@ -6,12 +6,12 @@ from collections import Counter
 from typing import Any
 
 from recoverkit.items import ContactChanged, Forget, Resumed
-from recoverkit.sessionize._cart import Line, Session
+from recoverkit.sessionize._cart import Line, Session, pack_lines
 from recoverkit.sessionize._stitching import Stitching
 
 
 def session(session_id: str, *, customer: str | None = None, cart_id: str | None = None, cart: bool = False) -> Session:
-    lines = (Line(item_id="A", price=1000, quantity=1, name=None, category=None),) if cart else None
+    lines = pack_lines([Line(item_id="A", price=1000, quantity=1, name=None, category=None)]) if cart else None
     return Session(
         session_id=session_id, started_at=0, last_at=0, deadline=600, customer_id=customer, cart_id=cart_id,
         lines=lines,

@@ -10,9 +10,8 @@ the stage (``_stage``), ``_stitching`` and ``_abandon_timers``.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -41,8 +40,10 @@ __all__ = [
     "cart_key",
     "clear_cart",
     "contact_of",
+    "lines_of",
     "move_cart",
     "new_line",
+    "pack_lines",
     "remove_items",
     "snapshot",
     "take_checkout_step",
@@ -60,9 +61,10 @@ class Line(msgspec.Struct, gc=False, array_like=True):
 
 
 class Session(msgspec.Struct, gc=False, array_like=True):
-    # ``lines`` is a tuple, replaced whole when lines come or go (a line's quantity and price change in place):
-    # the garbage collector stops tracking a tuple of untracked objects, where a list stays tracked for ever,
-    # so 100,000s of carts add nothing to a full collection's work.
+    # ``lines`` is the cart packed (see pack_lines), replaced whole by every edit: most carts wait, abandoned, far
+    # longer than they change, and packed a three-line cart takes about 120 bytes where its line structs, their
+    # tuple and their prices took over 300. One bytes object is also nothing for the garbage collector to track.
+    # A list only in a checkpoint written before lines were packed, until restore() packs it.
     session_id: str
     started_at: float
     last_at: float
@@ -71,7 +73,7 @@ class Session(msgspec.Struct, gc=False, array_like=True):
     customer_id: str | None = None
     cart_id: str | None = None
     currency: str | None = None
-    lines: tuple[Line, ...] | None = None
+    lines: bytes | list[Line] | None = None
     shipping: int | None = None
     declared_value: int | None = None
     step: int = 0
@@ -98,22 +100,26 @@ class State(msgspec.Struct, array_like=True):
     counts: dict[str, int]
 
 
-_intern = sys.intern
+_pack: Final = msgspec.msgpack.Encoder().encode
+_unpack: Final = msgspec.msgpack.Decoder(list[Line]).decode
+
+
+def pack_lines(lines: list[Line]) -> bytes | None:
+    """``lines`` as a session keeps them: packed, or ``None`` for no line (a session without a cart)."""
+    return _pack(lines) if lines else None
+
+
+def lines_of(session: Session) -> list[Line]:
+    """The session's cart lines, unpacked (new objects: editing them changes nothing until packed again)."""
+    held = session.lines
+    if held is None:
+        return []
+    return _unpack(held) if isinstance(held, bytes) else list(held)
 
 
 def new_line(item: Item, price: int) -> Line:
     """A cart line for ``item`` at ``price`` minor units."""
-    # Interned ids and names: a catalogue's products appear in many carts, and one copy of each string is
-    # a large part of keeping an open cart under a kilobyte.
-    name = item.name
-    category = item.category
-    return Line(
-        item_id=_intern(item.item_id),
-        price=price,
-        quantity=item.quantity,
-        name=_intern(name) if name is not None else None,
-        category=_intern(category) if category is not None else None,
-    )
+    return Line(item_id=item.item_id, price=price, quantity=item.quantity, name=item.name, category=item.category)
 
 
 def cart_key(session: Session) -> str:
@@ -145,9 +151,8 @@ def clear_cart(session: Session) -> None:
 
 def add_items(session: Session, event: AddToCart, ts: float) -> bool:
     """Add ``event``'s items: an item already in the cart gains the quantity and takes the new price."""
-    held = session.lines
-    started = held is None
-    lines = list(held) if held is not None else []
+    started = session.lines is None
+    lines = lines_of(session)
     currency = session.currency
     for item in event.items:
         price = to_minor(item.price, currency)
@@ -158,7 +163,7 @@ def add_items(session: Session, event: AddToCart, ts: float) -> bool:
                 break
         else:
             lines.append(new_line(item, price))
-    session.lines = tuple(lines)
+    session.lines = pack_lines(lines)
     if session.step < CheckoutStep.CART:
         session.step = CheckoutStep.CART
     return started
@@ -166,14 +171,14 @@ def add_items(session: Session, event: AddToCart, ts: float) -> bool:
 
 def remove_items(session: Session, event: RemoveFromCart, ts: float) -> bool:
     """Take ``event``'s quantities off; a line at zero goes, and a cart with no line left is no cart."""
-    lines = session.lines
-    if lines:
+    if session.lines:
+        lines = lines_of(session)
         for item in event.items:
             for line in lines:
                 if line.item_id == item.item_id:
                     line.quantity -= item.quantity
                     break
-        session.lines = tuple(line for line in lines if line.quantity > 0) or None
+        session.lines = pack_lines([line for line in lines if line.quantity > 0])
     return False
 
 
@@ -186,7 +191,7 @@ def take_checkout_step(
     currency = session.currency
     if event.items:  # on these steps the shop sends the whole cart: it replaces what we pieced together
         started = session.lines is None
-        session.lines = tuple(new_line(item, to_minor(item.price, currency)) for item in event.items)
+        session.lines = pack_lines([new_line(item, to_minor(item.price, currency)) for item in event.items])
     if event.value is not None:
         session.declared_value = to_minor(event.value, currency)
     if event.shipping is not None:
@@ -219,12 +224,12 @@ def move_cart(owner: Session, into: Session) -> None:
     declared value wins; the checkout progress is the furthest of the two, its start the earlier, and the cart's
     start the earlier too (a purchase since then counts); friction signals add up.
     """
-    lines = into.lines
-    if lines is None:
+    if into.lines is None:
         into.lines = owner.lines
     elif owner.lines:
+        lines = lines_of(into)
         held = {line.item_id for line in lines}
-        into.lines = (*(line for line in owner.lines if line.item_id not in held), *lines)
+        into.lines = pack_lines([*(line for line in lines_of(owner) if line.item_id not in held), *lines])
     into.currency = into.currency or owner.currency
     if into.shipping is None:
         into.shipping = owner.shipping
@@ -244,7 +249,7 @@ def snapshot(session: Session, *, returning: bool) -> CartSnapshot:
     """The session's cart, frozen, as it crosses to the next stage (``returning``: the customer bought before)."""
     lines = tuple(
         CartLine(item_id=ln.item_id, price=ln.price, quantity=ln.quantity, name=ln.name, category=ln.category)
-        for ln in session.lines or ()
+        for ln in lines_of(session)
         if ln.quantity > 0
     )
     computed = sum(line.price * line.quantity for line in lines)

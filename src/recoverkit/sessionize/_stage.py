@@ -37,7 +37,7 @@ from ..facts import LinkVisit
 from ..items import Abandoned, Cancel, ContactChanged, Converted, Forget, Resumed
 from ..money import to_minor
 from ._abandon_timers import AbandonTimers, abandons
-from ._cart import CART_EDITS, Session, State, cart_key, clear_cart, contact_of
+from ._cart import CART_EDITS, Session, State, cart_key, clear_cart, contact_of, pack_lines
 from ._stitching import Stitching
 
 __all__ = ["SNAPSHOT_PART", "Sessionize"]
@@ -453,6 +453,9 @@ class Sessionize(Stage):
         self.watermark = s.watermark
         # New objects, each swapped in whole: a metrics scrape from another thread never sees them half-filled.
         self._sessions = {session.session_id: session for session in s.sessions}
+        for session in s.sessions:
+            if type(session.lines) is list:  # a checkpoint written before cart lines were packed
+                session.lines = pack_lines(session.lines)
         self.counts = Counter(s.counts)
         self._stitching = Stitching(
             self._sessions, self.counts, max_buyers=self._max_sessions, customers=s.customers, buyers=s.buyers
