@@ -123,7 +123,7 @@ def exported_names(collector: EngineCollector) -> dict[str, set[str]]:
     names: dict[str, set[str]] = {}
     for name, kind, label, _ in _METRICS:
         for suffix in suffixes[kind]:
-            labels = {label} if label else set()
+            labels = {label} if isinstance(label, str) else set(label or ())
             names[name.removesuffix("_total") + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
     return names
 
@@ -264,7 +264,7 @@ async def test_labels_carry_no_personal_data(email: MemoryChannel) -> None:
     personal = [v for v in values if re.search(r"\b[sc][1-9]\b|example|SKU|@", v)]
     assert personal == []
     assert {label for _, labels in samples for label, _ in labels} <= {
-        "stage", "reason", "trigger", "kind", "outcome", "le",
+        "stage", "reason", "trigger", "kind", "outcome", "le", "channel", "flow", "version",
     }  # fmt: skip
 
 
@@ -660,7 +660,8 @@ def test_the_dashboard_queries_only_metrics_the_collector_exports() -> None:
             assert all(m.endswith("_bucket") for m in metrics) and "le" in expr, expr
     assert {
         "recoverkit_events_accepted_total", "recoverkit_events_invalid_total", "recoverkit_queue_depth_batches",
-        "recoverkit_abandonments_total", "recoverkit_messages_total", "recoverkit_dead_letters",
+        "recoverkit_abandonments_total", "recoverkit_messages_scheduled_total", "recoverkit_message_outcomes_total",
+        "recoverkit_dead_letters",
         "recoverkit_stage_batch_duration_seconds_bucket", "recoverkit_send_lateness_seconds_bucket",
         "recoverkit_journal_behind_events", "recoverkit_pipeline_lease_owner",
     } <= used  # fmt: skip
@@ -802,3 +803,49 @@ async def test_an_engine_on_one_sequence_exports_no_partition_figures(email: Mem
         registry.register(EngineCollector(engine))
         samples = scrape(registry)
     assert not [name for name, _ in samples if name.startswith("recoverkit_partition")]
+
+
+# -- metrics that add up -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_scheduled_messages_add_up_to_their_outcomes_and_what_is_pending(email: MemoryChannel) -> None:
+    clock = FakeClock(T0)
+    async with Engine(config(), channels={"email": email}, clock=clock) as engine:
+        registry = register(engine)
+        await run_shop(engine, clock, email)
+        for event in shopper("s4", "c4"):  # one more abandoned cart, its message not yet due
+            engine.track(event)
+        await engine.flush()
+        clock.advance(ABANDON_AFTER + 1)
+        await engine.flush()
+        samples = scrape(registry)
+    scheduled = by(samples, "recoverkit_messages_scheduled_total", "flow")
+    outcomes = by(samples, "recoverkit_message_outcomes_total", "outcome")
+    assert scheduled == {"f": 4}
+    assert outcomes == {"sent": 2, "dead": 1}  # the retried message ended once, as sent
+    pending = value(samples, "recoverkit_messages_pending")
+    assert pending == 1
+    assert sum(scheduled.values()) == sum(outcomes.values()) + pending + value(samples, "recoverkit_messages_in_flight")
+    assert set(by(samples, "recoverkit_message_outcomes_total", "channel")) == {"email"}
+    # The old counter mixes them: summing it counts each message more than once.
+    assert sum(by(samples, "recoverkit_messages_total", "outcome").values()) > sum(scheduled.values())
+
+
+@pytest.mark.anyio
+async def test_a_channel_or_flow_the_configuration_does_not_name_is_counted_as_other(email: MemoryChannel) -> None:
+    async with Engine(config(), channels={"email": email}, clock=FakeClock(T0)) as engine:
+        registry = register(engine)
+        # A message restored from a checkpoint written under an older configuration, ended here.
+        engine.dispatch._schedule.counts.ended["sent", "carrier-pigeon", "winter-sale-2019"] += 1
+        engine.dispatch._schedule.counts.scheduled["email", "winter-sale-2019"] += 1
+        samples = scrape(registry)
+    assert value(samples, "recoverkit_messages_scheduled_total", channel="email", flow="other") == 1
+    assert value(samples, "recoverkit_message_outcomes_total", outcome="sent", channel="other", flow="other") == 1
+
+
+def test_the_info_metric_names_the_version() -> None:
+    from recoverkit import __version__
+
+    samples = scrape(register(Engine(config(), channels={"email": MemoryChannel()})))
+    assert value(samples, "recoverkit_info", version=__version__) == 1

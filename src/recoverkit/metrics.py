@@ -29,8 +29,12 @@ Guarantees and limits:
   read directly: each figure is read whole, but figures of different stages may be a batch apart.
 - **Closed or failing.** A closed engine exports its final figures. When reading fails (the engine is being
   closed, the callable raised), the last figures read are exported again, or nothing if there are none.
-- **No personal data in labels.** Label values come from fixed sets (stages, triggers, reasons, outcomes), never
-  from ids, keys or addresses.
+- **No personal data in labels, bounded.** Label values come from fixed sets (stages, triggers, reasons,
+  outcomes) and the channel and flow names of the engine's configuration (any other name is exported as
+  ``other``), never from ids, keys or addresses.
+- **Figures that add up.** ``recoverkit_messages_scheduled_total`` counts each message once when it is
+  scheduled, ``recoverkit_message_outcomes_total`` once when it ends (dispatch/_counts.py); the older
+  ``recoverkit_messages_total`` mixes both with retries and offers and is kept, deprecated, for dashboards.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from ._pipeline import LatencyHistogram, StageStatistics
 from .background import BackgroundEngine
 from .engine import Engine, EngineStatistics
 from .offers import CodeBook, OfferStatistics
+from .config import Config
 from .store.base import StoreStatistics
 
 if TYPE_CHECKING:
@@ -82,6 +87,9 @@ _LATENESS_EDGES: Final = _octaves(10, 32)  # 1 ms .. 72 min after the due time
 _SESSIONIZE_GAUGES: Final = frozenset({"sessions", "customers", "timers"})  # in its extra figures, not counters
 
 _Histogram: TypeAlias = tuple[dict[int, int], float]  # counts by bucket index, sum in seconds
+_Names: TypeAlias = tuple[frozenset[str], frozenset[str]]  # channels, flows
+#: The label value of a channel or flow the configuration does not name: labels stay bounded whatever the data.
+OTHER: Final = "other"
 _Key: TypeAlias = tuple[str, str]  # (family, label value)
 
 
@@ -104,6 +112,7 @@ class _Reading:
     codes: OfferStatistics | None = None
     journal_end: int | None = None
     partitions: dict[str, Any] | None = None  # Engine.partitions: a partitioned store's share and counts
+    names: _Names = frozenset(), frozenset()  # the channels and flows the configuration names
 
 
 def _histogram(histogram: LatencyHistogram) -> _Histogram:
@@ -216,6 +225,7 @@ class EngineCollector:
                 _optional(core.coupons.statistics) if isinstance(core.coupons, CodeBook) else None,
                 _optional(core.store.last_seq) if stats.owner and core.partitions is None else None,
                 core.partitions,
+                _names(core.config),
             )
         except Exception as exc:
             if not self._failing:
@@ -228,6 +238,35 @@ class EngineCollector:
         self._carried.update(stats)
         self._last = reading
         return reading
+
+
+def _names(config: Config) -> _Names:
+    """The channels (declared, built in, or named by a flow step) and flows of ``config``: the only label values
+    of ``channel`` and ``flow``; anything else is exported as :data:`OTHER`."""
+    from .config import DEFAULT_CHANNELS
+
+    channels = {*config.channels, *DEFAULT_CHANNELS, *(step.channel for flow in config.flows for step in flow.steps)}
+    return frozenset(channels), frozenset(flow.name for flow in config.flows)
+
+
+def _message_values(r: _Reading) -> dict[str, _Values]:
+    """Messages scheduled by (channel, flow) and their final outcomes by (outcome, channel, flow), with names the
+    configuration does not know folded into ``other`` (dispatch/_counts.py)."""
+    stages = r.stats.stages
+    figures = stages["dispatch"].extra.get("messages", {}) if "dispatch" in stages else {}
+    channels, flows = r.names
+    scheduled: dict[tuple[str, ...], float] = {}
+    for channel, by_flow in figures.get("scheduled", {}).items():
+        for flow, n in by_flow.items():
+            key = (channel if channel in channels else OTHER, flow if flow in flows else OTHER)
+            scheduled[key] = scheduled.get(key, 0) + n
+    ended: dict[tuple[str, ...], float] = {}
+    for outcome, by_channel in figures.get("ended", {}).items():
+        for channel, by_flow in by_channel.items():
+            for flow, n in by_flow.items():
+                labels = (outcome, channel if channel in channels else OTHER, flow if flow in flows else OTHER)
+                ended[labels] = ended.get(labels, 0) + n
+    return {"recoverkit_messages_scheduled_total": scheduled, "recoverkit_message_outcomes_total": ended}
 
 
 def _optional(read: Callable[[], Any]) -> Any:
@@ -246,7 +285,8 @@ def _after_fork(ref: weakref.ref[EngineCollector]) -> None:
 
 #: Every metric: name, type, label (None: unlabelled) and help. Counters are per process (module docstring);
 #: gauges marked "owner" are exported by the process holding the pipeline lease only (elsewhere they are stale).
-_METRICS: Final[tuple[tuple[str, str, str | None, str], ...]] = (
+_METRICS: Final[tuple[tuple[str, str, str | tuple[str, ...] | None, str], ...]] = (
+    ("recoverkit_info", "gauge", "version", "1, with the version of recoverkit as a label."),
     ("recoverkit_events_accepted_total", "counter", None, "Events this process validated and journaled."),
     ("recoverkit_events_invalid_total", "counter", "reason", "Events this process refused as invalid, by reason."),
     ("recoverkit_events_overflow_total", "counter", None, "Events not kept (the store failed, the engine closed)."),
@@ -257,7 +297,11 @@ _METRICS: Final[tuple[tuple[str, str, str | None, str], ...]] = (
     ("recoverkit_session_changes_total", "counter", "kind", "Session changes (carts, converted, resumed, ...)."),
     ("recoverkit_scorer_failures_total", "counter", None, "Carts the shop's scorer failed on (default model used)."),
     ("recoverkit_steps_skipped_total", "counter", "reason", "Flow steps not scheduled for a cart, by reason."),
-    ("recoverkit_messages_total", "counter", "outcome", "Recovery messages by outcome (sent, dead_lettered, ...)."),
+    ("recoverkit_messages_scheduled_total", "counter", ("channel", "flow"), "Messages scheduled, each once."),
+    ("recoverkit_message_outcomes_total", "counter", ("outcome", "channel", "flow"),
+     "Final outcome of each message scheduled (sent, dead, cancelled_*, ...), each once."),
+    ("recoverkit_messages_total", "counter", "outcome",
+     "Deprecated: everything dispatch counts, mixed (scheduled, retries, offers, outcomes); do not sum it."),
     ("recoverkit_pipeline_takeovers_total", "counter", None, "Pipeline take-overs (restored from a checkpoint)."),
     ("recoverkit_stage_items_received_total", "counter", "stage", "Items each stage received."),
     ("recoverkit_stage_items_emitted_total", "counter", "stage", "Items each stage passed on."),
@@ -295,7 +339,7 @@ _METRICS: Final[tuple[tuple[str, str, str | None, str], ...]] = (
     ("recoverkit_send_lateness_seconds", "histogram", None, "Time from a message's due time to its hand-over."),
 )
 
-_Values: TypeAlias = Mapping[str, float] | float | None
+_Values: TypeAlias = Mapping[str, float] | Mapping[tuple[str, ...], float] | float | None
 
 
 def _values(r: _Reading, carried: Mapping[_Key, float]) -> dict[str, _Values]:
@@ -309,7 +353,11 @@ def _values(r: _Reading, carried: Mapping[_Key, float]) -> dict[str, _Values]:
         return {name: getattr(stage, figure) for name, stage in stages.items()}
 
     dispatch = stages["dispatch"].extra if owner and "dispatch" in stages else {}
+    from . import __version__
+
     return {
+        "recoverkit_info": {__version__: 1.0},
+        **_message_values(r),
         "recoverkit_events_accepted_total": s.events_accepted,
         "recoverkit_events_invalid_total": s.events_invalid,
         "recoverkit_events_overflow_total": s.events_overflow,
@@ -401,7 +449,7 @@ def _families(r: _Reading, carried: Mapping[_Key, float]) -> list[Metric]:
     }
     out: list[Metric] = []
     for name, kind, label, doc in _METRICS:
-        labels = [label] if label else []
+        labels = [label] if isinstance(label, str) else list(label or ())
         if kind == "histogram":
             histogram = HistogramMetricFamily(name, doc, labels=labels, unit="seconds")
             series, edges = histograms[name]
@@ -417,8 +465,8 @@ def _families(r: _Reading, carried: Mapping[_Key, float]) -> list[Metric]:
         family = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, doc, labels=labels)
         sample = values[name]
         if isinstance(sample, Mapping):
-            for value, number in sorted(sample.items()):
-                family.add_metric([value], number)
+            for values_of, number in sorted(sample.items()):
+                family.add_metric(list(values_of) if isinstance(values_of, tuple) else [str(values_of)], number)
         elif sample is not None:
             family.add_metric([], sample)
         out.append(family)

@@ -176,6 +176,7 @@ class Delivery:
         for message, _ in self.ready:
             if message.key not in kept:
                 self._attempt_at.pop(message.key, None)
+                self._schedule.counts.end(message, "cancelled_forgotten")
         self.ready.clear()
         self.ready.extend(waiting)
         return dropped
@@ -250,6 +251,7 @@ class Delivery:
             self._schedule.settle(key, a.skipped)
             if a.skipped == "duplicate_key":
                 self._outcomes[a.skipped] += 1  # decided elsewhere: that decision is the one recorded
+                self._schedule.counts.end(message, a.skipped)
             else:
                 self._facts.ended(message, a.skipped, at)
             if a.claimed:  # vetoed after the claim: the key is settled, never to be sent
@@ -259,6 +261,7 @@ class Delivery:
             # The ledger says "unknown" until a person settles it (``recoverkit ledger --resolve``).
             self._schedule.settle(key, "unknown")
             self._outcomes["unknown"] += 1
+            self._schedule.counts.end(message, "unknown")
             self._log.error("send_outcome_unknown", channel=message.channel, key=key)
             await self._finish(key, "unknown", (a.error or "")[:500], at)
         elif a.error is None:
@@ -365,6 +368,7 @@ class Delivery:
             await self._finish(key, "dead", error[:500], a.at)
         self._schedule.ledger[key] = "dead"
         self._outcomes["dead_lettered"] += 1
+        self._schedule.counts.end(message, "dead")
         self._facts.add(outcome_of(message, "dead", a.at))
         self._log.warning("dead_lettered", channel=message.channel, key=key, attempts=attempts, permanent=a.permanent)
         message = _without_credentials(message)

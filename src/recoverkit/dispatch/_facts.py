@@ -20,6 +20,7 @@ from .._log import Logger
 from ..facts import Fact, MessageOutcome
 from ..items import Message
 from ..store.base import Store
+from ._counts import MessageCounts
 
 if TYPE_CHECKING:
     from .._store_runner import StoreCall
@@ -42,6 +43,8 @@ class FactWriter:
         self._log = log
         self._outcomes = outcomes
         self._written = written
+        #: Final outcomes counted by channel and flow (the stage shares its Schedule's).
+        self.counts = MessageCounts()
         #: Facts not yet written, oldest first (part of the checkpoint).
         self.pending: list[Fact] = []
         #: A write is under way (it picks up what is added meanwhile).
@@ -53,6 +56,7 @@ class FactWriter:
     def ended(self, message: Message, outcome: str, at: float) -> None:
         """Count a message's final outcome and keep it as a fact, dated ``at`` (on the engine's clock)."""
         self._outcomes[outcome] += 1
+        self.counts.end(message, outcome)
         self.pending.append(outcome_of(message, outcome, at))
 
     def start(self, task_group: anyio.abc.TaskGroup | None) -> None:

@@ -28,6 +28,7 @@ from ..clock import Clock
 from ..config import Config
 from ..facts import Fact
 from ..items import Cancel, Message
+from ._counts import MessageCounts
 
 __all__ = ["Ended", "Schedule"]
 
@@ -61,6 +62,8 @@ class Schedule:
         self._event_time = clock.event_time
         self._outcomes = outcomes
         self._ended = ended
+        #: Messages scheduled and their final outcomes, by channel and flow (shared with the stage's FactWriter).
+        self.counts = MessageCounts()
         self._caps = list(config.caps)
         self._cap_window = max((cap.per for cap in config.caps), default=0.0)
         #: Per contact: (due time, channel) of the messages handed over within the longest cap window.
@@ -105,6 +108,8 @@ class Schedule:
         if key in self.ledger and due is None and not restoring:
             self._outcomes["duplicate_key"] += 1
             return
+        if due is None and not restoring:
+            self.counts.schedule(message)
         if self.bought(message) and not restoring:
             # Dated by the purchase that stopped it (the watermark here depends on how the input was batched).
             bought = max(
@@ -234,6 +239,7 @@ class Schedule:
             if message is not None:
                 self._unschedule(key, message)
                 self.attempts.pop(key, None)
+                self.counts.end(message, "cancelled_forgotten")
                 dropped += 1
         return dropped
 

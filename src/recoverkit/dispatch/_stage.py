@@ -103,6 +103,7 @@ class Dispatch(Stage):
         self._contain = Containment(self.log)
         self._facts = FactWriter(store, call, self.log, self.outcomes, written=self._release_barriers)
         self._schedule = Schedule(config, clock, self.outcomes, ended=self._facts.ended)
+        self._facts.counts = self._schedule.counts  # one count of scheduled and ended messages
         self._prepare = Preparer(
             policies=policies, contain=self._contain, outcomes=self.outcomes, log=self.log,
             coupons=coupons, links=links, catalogue=catalogue, loyalty=loyalty,
@@ -327,6 +328,7 @@ class Dispatch(Stage):
             "held_not_owner": len(self._delivery.refused),
             "dead_letters": len(self.dead_letters),
             "outcomes": dict(self.outcomes),
+            "messages": self._schedule.counts.figures(),
             "plugins": self._contain.statistics(),
             "send_lateness_p50": self.send_lateness.percentile(50),
             "send_lateness_p99": self.send_lateness.percentile(99),
