@@ -82,6 +82,14 @@ def snippet_asked(browser: Browser) -> bool:
     return any("/recoverkit/onsite " in entry and not entry.endswith(" 0") for entry in entries)
 
 
+def asked(browser: Browser) -> str:
+    """What the endpoint answers the page's visitor, asked as the snippet asks (from the page, for JSON)."""
+    return str(browser.script(
+        "var r = new XMLHttpRequest(); r.open('GET', '/recoverkit/onsite', false);"
+        "r.setRequestHeader('Accept', 'application/json'); r.send(); return r.responseText;"
+    ))
+
+
 def no_banner_after_the_snippet_asked(browser: Browser, base: str) -> None:
     browser.go(base + "/")
     browser.wait(lambda: snippet_asked(browser), "the snippet's request to finish")
@@ -107,8 +115,9 @@ def test_an_anonymous_shopper_comes_back_sees_the_banner_uses_the_code_and_then_
     # Another visitor, in another browser, gets nothing: not the banner, not the code.
     with Browser(tmp_path / "other-profile") as other:
         no_banner_after_the_snippet_asked(other, base)
-        other.go(base + "/recoverkit/onsite")
-        assert '{"offer":null}' in other.page() and code not in other.page()
+        assert asked(other) == '{"offer":null}'
+        other.go(base + "/recoverkit/onsite")  # a navigation (a link from anywhere) is not the snippet: refused
+        assert "expected Accept: application/json" in other.page()
 
     browser.click("#rk-onsite .rk-onsite-apply")
     browser.wait(lambda: browser.url().endswith("/cart"), "the click to lead to the cart")
@@ -127,8 +136,7 @@ def test_an_anonymous_shopper_comes_back_sees_the_banner_uses_the_code_and_then_
 
     # Shown once and used: nothing afterwards, on any page.
     no_banner_after_the_snippet_asked(browser, base)
-    browser.go(base + "/recoverkit/onsite")
-    assert '{"offer":null}' in browser.page()
+    assert asked(browser) == '{"offer":null}'
     outcomes = {(o.outcome, o.channel) for o in _store(running).outcomes()}
     assert {("sent", "onsite"), ("shown", "onsite"), ("clicked", "onsite")} <= outcomes
 
@@ -150,8 +158,7 @@ def test_an_order_placed_on_another_device_withdraws_the_offer_before_it_is_show
     })  # fmt: skip
     running.later(1)
     no_banner_after_the_snippet_asked(browser, base)
-    browser.go(base + "/recoverkit/onsite")
-    assert '{"offer":null}' in browser.page()
+    assert asked(browser) == '{"offer":null}'
 
 
 def test_a_dismissed_banner_stays_away(running: Shop, browser: Browser) -> None:

@@ -57,13 +57,13 @@ def test_the_view_answers_the_visitors_offer_once_and_nobody_elses(
     clock.advance(120)
     flush()
 
-    other = call(onsite_view, factory.get("/recoverkit/onsite"))
+    other = call(onsite_view, factory.get("/recoverkit/onsite", HTTP_ACCEPT="application/json"))
     assert json.loads(other.content) == {"offer": None}
-    mine = factory.get("/recoverkit/onsite")
+    mine = factory.get("/recoverkit/onsite", HTTP_ACCEPT="application/json")
     mine.COOKIES["rk_sid"] = sid
     offer = json.loads(call(onsite_view, mine).content)["offer"]
     assert offer["code"] and offer["code"] in offer["html"]
-    again = factory.get("/recoverkit/onsite")
+    again = factory.get("/recoverkit/onsite", HTTP_ACCEPT="application/json")
     again.COOKIES["rk_sid"] = sid
     assert json.loads(call(onsite_view, again).content) == {"offer": None}
 

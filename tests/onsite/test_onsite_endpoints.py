@@ -69,6 +69,7 @@ class Visitors:
         self.jars: dict[str, dict[str, str]] = {"shopper": {}, "other": {}}
 
     def request(self, who: str, method: str, url: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("headers", {"Accept": "application/json"})  # as the snippet asks
         self.client.cookies.clear()
         for name, value in self.jars[who].items():
             self.client.cookies.set(name, value)
@@ -108,6 +109,11 @@ def test_asgi_a_report_must_be_json(asgi: Visitors) -> None:
     assert shown.status_code == 400
 
 
+def test_asgi_answers_the_offer_only_to_a_request_for_json(asgi: Visitors) -> None:
+    page = asgi.request("shopper", "GET", "/recoverkit/onsite", headers={"Accept": "text/html,*/*;q=0.8"})
+    assert page.status_code == 406 and page.json() == {"error": "expected Accept: application/json"}
+
+
 def test_asgi_serves_the_snippet(asgi: Visitors) -> None:
     script = asgi.request("shopper", "GET", "/recoverkit/onsite.js")
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
@@ -119,10 +125,10 @@ def test_over_the_rate_limit_the_answer_is_429_with_retry_after(tmp_path: Path) 
 
     with SQLiteStore(tmp_path / "s.db") as store:
         board = OnsiteBoard(store, Templates(), clock=FakeClock(), visitor_limit=RateLimit(2, 60))
-        answers = [handle(board, "GET", script=False, content_type=None, body=b"", session_id="s", customer_id=None,
+        answers = [handle(board, "GET", script=False, content_type=None, accept="application/json", body=b"", session_id="s", customer_id=None,
                           client="10.0.0.1")[0] for _ in range(3)]  # fmt: skip
         assert answers == [200, 200, 429]
-        status, headers, _ = handle(board, "GET", script=False, content_type=None, body=b"", session_id="s",
+        status, headers, _ = handle(board, "GET", script=False, content_type=None, accept="application/json", body=b"", session_id="s",
                                     customer_id=None, client="10.0.0.1")  # fmt: skip
         assert status == 429 and ("Retry-After", "60") in headers
 
@@ -135,7 +141,7 @@ def test_a_failing_store_answers_503_and_never_raises(tmp_path: Path) -> None:
     store.put_onsite  # noqa: B018 - the store works until it is closed
     store.close()
     board._waiting["s:s"] = float("inf")  # a visitor the process believes has an offer
-    status, _, body = handle(board, "GET", script=False, content_type=None, body=b"", session_id="s",
+    status, _, body = handle(board, "GET", script=False, content_type=None, accept="application/json", body=b"", session_id="s",
                              customer_id=None, client=None)  # fmt: skip
     assert (status, body) == (503, b'{"error": "unavailable"}')
 
@@ -163,8 +169,10 @@ def test_flask_answers_like_asgi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         rk.flush(app)
         clock.advance(120)
         rk.flush(app)
-        assert other.get("/recoverkit/onsite").json == {"offer": None}
-        offer = shopper.get("/recoverkit/onsite").json["offer"]
+        json_only = {"Accept": "application/json"}
+        assert other.get("/recoverkit/onsite", headers=json_only).json == {"offer": None}
+        assert shopper.get("/recoverkit/onsite").status_code == 406  # a navigation, not the snippet: not shown
+        offer = shopper.get("/recoverkit/onsite", headers=json_only).json["offer"]
         assert offer["code"]
         assert other.post("/recoverkit/onsite", json={"token": offer["token"], "mark": "clicked"}).status_code == 404
         assert shopper.post("/recoverkit/onsite", json={"token": offer["token"], "mark": "clicked"}).status_code == 204

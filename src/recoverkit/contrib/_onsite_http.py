@@ -3,9 +3,11 @@
 ``GET <path>`` answers the visitor's offer (``{"offer": {...}}`` or ``{"offer": null}``) and counts it shown;
 ``POST <path>`` with ``{"token": ..., "mark": "clicked" | "dismissed"}`` records what the visitor did (204, or
 404 when the token is not theirs or no longer on); ``GET <path>.js`` serves the snippet. Every answer is
-``no-store`` (an offer is one visitor's), JSON is ``nosniff``, and a report must come as
-``Content-Type: application/json``, which a cross-site form cannot send and a cross-site script cannot send
-without a CORS pre-flight that is never granted. Over the rate limit: 429 with ``Retry-After``.
+``no-store`` (an offer is one visitor's), JSON is ``nosniff``. The offer is answered only to a request that
+asks for ``Accept: application/json`` (406 otherwise), which a link or a top-level navigation from another site
+does not, so no other site can use up a visitor's showing; a report must come as ``Content-Type:
+application/json``, which a cross-site form cannot send and a cross-site script cannot send without a CORS
+pre-flight that is never granted. Over the rate limit: 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def handle(
     *,
     script: bool,
     content_type: str | None,
+    accept: str | None,
     body: bytes,
     session_id: str | None,
     customer_id: str | None,
@@ -63,6 +66,8 @@ def handle(
         if board.limited(session_id, customer_id, client):
             return _error(429, "too many requests", [("Retry-After", "60")])
         if method == "GET":
+            if "application/json" not in (accept or "").lower():
+                return _error(406, "expected Accept: application/json")
             answer = board.answer(session_id=session_id, customer_id=customer_id)
             return 200, list(_JSON), answer_json(answer)
         if (content_type or "").split(";")[0].strip().lower() != "application/json":

@@ -64,7 +64,8 @@ async def onsite_endpoint(request: Request) -> Response:
     def run() -> tuple[int, list[tuple[str, str]], bytes]:
         return handle(
             board, request.method, script=script,
-            content_type=request.headers.get("content-type"), body=body, session_id=session,
+            content_type=request.headers.get("content-type"), accept=request.headers.get("accept"), body=body,
+            session_id=session,
             customer_id=customer, client=client,
         )  # fmt: skip
 

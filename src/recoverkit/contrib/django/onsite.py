@@ -53,7 +53,7 @@ def _respond(request: Any, script: bool) -> Any:
     body = request.read(MAX_BODY + 1) if request.method == "POST" else b""
     status, headers, payload = handle(
         None if script else _board(), request.method, script=script, content_type=request.content_type,
-        body=body, session_id=tracker.session_id, customer_id=tracker.customer_id,
+        accept=request.META.get("HTTP_ACCEPT"), body=body, session_id=tracker.session_id, customer_id=tracker.customer_id,
         client=request.META.get("REMOTE_ADDR"),
     )  # fmt: skip
     response = HttpResponse(payload, status=status)

@@ -49,6 +49,7 @@ def _endpoint(script: bool) -> Response:
     state = app_state(app)
     status, headers, body = handle(
         found, request.method, script=script, content_type=request.content_type,
+        accept=request.headers.get("Accept"),
         body=request.stream.read(MAX_BODY + 1) if request.method == "POST" else b"",
         session_id=current_session_id(), customer_id=state.extension.load_customer(),
         client=request.remote_addr,
