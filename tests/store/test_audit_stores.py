@@ -223,3 +223,26 @@ def test_a_changed_postgres_record_shows_in_check_and_the_triggers_refuse_change
             "audit log: record seq 2 does not match its hash (changed after it was written); expected its content as "
             "appended"
         ]
+
+
+def test_the_cli_lists_a_postgres_audit_log_and_db_check_reports_a_broken_chain(
+    postgres_url: str, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    psycopg = pytest.importorskip("psycopg", reason="the postgres extra is not installed (pip install '.[postgres]')")
+    from recoverkit.store.postgres import PostgresStore, init
+
+    init(postgres_url)
+    with PostgresStore(postgres_url) as store:
+        store.append_audit(entry(action="forget", subject_kind="customer", subject="c1"))
+        store.append_audit(entry(at=T0 + 1))
+        hashed = store.hash_contact("c1")
+    assert main(["audit", postgres_url, "--jsonl", "--customer", "c1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and f'"subject":"{hashed}"' in lines[0]
+    assert main(["db", "check", postgres_url]) == 0
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE recoverkit.audit DISABLE TRIGGER audit_append_only")
+        conn.execute("DELETE FROM recoverkit.audit WHERE seq = 2")
+    capsys.readouterr()
+    assert main(["db", "check", postgres_url]) == 1
+    assert "the last record is seq 1, but the head records seq 2" in capsys.readouterr().out
