@@ -205,7 +205,7 @@ class OnsiteBoard:
         self._clock = clock if clock is not None else WallClock()
         self._refresh = refresh
         self._visitors = visitor_limit if visitor_limit is not None else RateLimit(30, 60.0)
-        self._clients = client_limit if client_limit is not None else RateLimit(300, 60.0)
+        self._clients = client_limit if client_limit is not None else RateLimit(600, 60.0)
         self._lock = threading.Lock()
         self._waiting: dict[str, float] = {}  # visitor key -> the latest expiry of an offer put for them
         self._position = 0
