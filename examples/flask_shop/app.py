@@ -15,9 +15,11 @@ prints. Everything recoverkit-related is what a real shop would write.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import secrets
+import shutil
 import sys
 import tempfile
 import threading
@@ -214,13 +216,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     own settings (``RECOVERKIT_CHANNELS``, ``RECOVERKIT_CLOCK``, ...) and sets the secrets itself."""
     app = Flask(__name__, root_path=str(Path(__file__).parent))
     outbox = DemoOutbox()
+    # Deleted when the process exits: the demo's recoverkit state lasts one run, as it would in memory.
+    scratch = tempfile.mkdtemp(prefix="example-shop-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     app.config.update(
         SECRET_KEY="dev-only-flask-secret-key",  # signs the Flask session cookie; a real shop's is secret
         RECOVERKIT_CONFIG=RECOVERY_CONFIG,
         RECOVERKIT_CHANNELS={"email": outbox},
         # On-site offers wait in the store, which every worker process (and host) must share: a file here, a
         # fresh one per run of the demo. A shop points this at its own file, or at its PostgreSQL URL.
-        RECOVERKIT_STORE=os.environ.get("SHOP_STORE") or str(Path(tempfile.mkdtemp(prefix="example-shop-")) / "rk.db"),
+        RECOVERKIT_STORE=os.environ.get("SHOP_STORE") or str(Path(scratch) / "rk.db"),
         # begin_checkout is recorded by recoverkit itself when the first checkout page loads:
         RECOVERKIT_CHECKOUT_PATHS={"/checkout/address": "begin_checkout"},
         # RECOVERKIT_TRACK_PAGE_VIEWS stays off here: a page view is activity, and watching /outbox in the same
