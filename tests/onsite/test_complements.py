@@ -91,5 +91,6 @@ async def test_complements_without_a_catalogue_is_a_config_error() -> None:
 
 
 def test_complements_is_bounded() -> None:
-    with pytest.raises(ConfigError, match="invalid configuration at `offers.deal.complements`: Expected `int` <= 10"):
+    expected = r"invalid configuration at `offers\.deal\.complements`: Expected `int` <= 10"
+    with pytest.raises(ConfigError, match=expected):
         Config.from_dict({"offers": {"deal": {"kind": "payment_help", "name": "x", "complements": 11}}})

@@ -20,9 +20,9 @@ from werkzeug.serving import make_server
 from recoverkit import FakeClock, MemoryChannel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "contrib"))
-from flask_support import load_example, no_thread_leak, secrets_env  # noqa: E402
+from flask_support import load_example, no_thread_leak, secrets_env
 
-from .webdriver import Browser, require_chromedriver  # noqa: E402
+from .webdriver import Browser, require_chromedriver
 
 __all__ = ["no_thread_leak", "secrets_env"]  # fixtures used by name
 
@@ -84,10 +84,12 @@ def snippet_asked(browser: Browser) -> bool:
 
 def asked(browser: Browser) -> str:
     """What the endpoint answers the page's visitor, asked as the snippet asks (from the page, for JSON)."""
-    return str(browser.script(
-        "var r = new XMLHttpRequest(); r.open('GET', '/recoverkit/onsite', false);"
-        "r.setRequestHeader('Accept', 'application/json'); r.send(); return r.responseText;"
-    ))
+    return str(
+        browser.script(
+            "var r = new XMLHttpRequest(); r.open('GET', '/recoverkit/onsite', false);"
+            "r.setRequestHeader('Accept', 'application/json'); r.send(); return r.responseText;"
+        )
+    )
 
 
 def no_banner_after_the_snippet_asked(browser: Browser, base: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "contrib"))
-from django_support import setup  # noqa: E402
+from django_support import setup
 
 setup()
 

@@ -120,16 +120,20 @@ def test_asgi_serves_the_snippet(asgi: Visitors) -> None:
     assert "recoverkit:onsite" in script.text
 
 
+def get(board: OnsiteBoard, session: str, client: str | None) -> tuple[int, list[tuple[str, str]], bytes]:
+    """What the endpoint answers the snippet's GET for visitor ``session`` from ``client``."""
+    return handle(board, "GET", script=False, content_type=None, accept="application/json", body=b"",
+                  session_id=session, customer_id=None, client=client)  # fmt: skip
+
+
 def test_over_the_rate_limit_the_answer_is_429_with_retry_after(tmp_path: Path) -> None:
     from recoverkit.store import SQLiteStore
 
     with SQLiteStore(tmp_path / "s.db") as store:
         board = OnsiteBoard(store, Templates(), clock=FakeClock(), visitor_limit=RateLimit(2, 60))
-        answers = [handle(board, "GET", script=False, content_type=None, accept="application/json", body=b"", session_id="s", customer_id=None,
-                          client="10.0.0.1")[0] for _ in range(3)]  # fmt: skip
+        answers = [get(board, "s", "10.0.0.1")[0] for _ in range(3)]
         assert answers == [200, 200, 429]
-        status, headers, _ = handle(board, "GET", script=False, content_type=None, accept="application/json", body=b"", session_id="s",
-                                    customer_id=None, client="10.0.0.1")  # fmt: skip
+        status, headers, _ = get(board, "s", "10.0.0.1")
         assert status == 429 and ("Retry-After", "60") in headers
 
 
@@ -141,8 +145,7 @@ def test_a_failing_store_answers_503_and_never_raises(tmp_path: Path) -> None:
     store.put_onsite  # noqa: B018 - the store works until it is closed
     store.close()
     board._waiting["s:s"] = float("inf")  # a visitor the process believes has an offer
-    status, _, body = handle(board, "GET", script=False, content_type=None, accept="application/json", body=b"", session_id="s",
-                             customer_id=None, client=None)  # fmt: skip
+    status, _, body = get(board, "s", None)
     assert (status, body) == (503, b'{"error": "unavailable"}')
 
 

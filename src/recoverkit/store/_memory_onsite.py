@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ._memory_tables import MemoryTables
-from ._privacy import ForgetReport
 from ._onsite import (
     CHANGES_LIMIT,
     OnsiteChanges,
@@ -17,6 +16,7 @@ from ._onsite import (
     newest_first,
     visitor_keys,
 )
+from ._privacy import ForgetReport
 
 __all__ = ["MemoryOnsite"]
 
@@ -137,6 +137,4 @@ class MemoryOnsite(MemoryTables):
 
 
 def _theirs(offer: OnsiteOffer, session_id: str | None, customer_id: str | None) -> bool:
-    return bool(
-        (session_id and offer.session_id == session_id) or (customer_id and offer.customer_id == customer_id)
-    )
+    return bool((session_id and offer.session_id == session_id) or (customer_id and offer.customer_id == customer_id))

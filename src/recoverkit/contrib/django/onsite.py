@@ -20,7 +20,6 @@ from typing import Any
 
 from django.http import HttpResponse  # type: ignore[import-untyped]
 from django.urls import path  # type: ignore[import-untyped]
-from django.views.decorators.csrf import csrf_exempt  # type: ignore[import-untyped]
 
 from ...onsite import OnsiteBoard, OnsiteChannel
 from .._onsite_http import DEFAULT_PATH, MAX_BODY, handle
@@ -53,8 +52,8 @@ def _respond(request: Any, script: bool) -> Any:
     body = request.read(MAX_BODY + 1) if request.method == "POST" else b""
     status, headers, payload = handle(
         None if script else _board(), request.method, script=script, content_type=request.content_type,
-        accept=request.META.get("HTTP_ACCEPT"), body=body, session_id=tracker.session_id, customer_id=tracker.customer_id,
-        client=request.META.get("REMOTE_ADDR"),
+        accept=request.META.get("HTTP_ACCEPT"), body=body, session_id=tracker.session_id,
+        customer_id=tracker.customer_id, client=request.META.get("REMOTE_ADDR"),
     )  # fmt: skip
     response = HttpResponse(payload, status=status)
     for name, value in headers:
