@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import Receiver, dead_letter_file
-from test_cli_store import shop_events
 
 from recoverkit.cli import main
 from recoverkit.store import PIPELINE_LEASE, SQLiteStore
+from test_cli import Receiver, dead_letter_file
+from test_cli_store import shop_events
 
 
 @pytest.fixture

@@ -19,11 +19,11 @@ import pytest
 
 pytest.importorskip("prometheus_client", reason="the metrics extra is not installed (pip install '.[metrics]')")
 
-from prometheus_client import generate_latest  # noqa: E402
-from test_metrics import ABANDON_AFTER, DELAY, T0, config, shopper  # noqa: E402
+from prometheus_client import generate_latest
 
-from recoverkit import Engine, FakeClock, MemoryChannel, PermanentDeliveryError  # noqa: E402
-from recoverkit.metrics import register  # noqa: E402
+from recoverkit import Engine, FakeClock, MemoryChannel, PermanentDeliveryError
+from recoverkit.metrics import register
+from test_metrics import ABANDON_AFTER, DELAY, T0, config, shopper
 
 RULES = Path(__file__).resolve().parent.parent / "examples" / "grafana" / "recoverkit-rules.yml"
 
@@ -79,7 +79,8 @@ def test_the_rules_fire_on_dead_letters_and_a_failing_channel_and_not_on_a_healt
     promtool: str, tmp_path: Path
 ) -> None:
     tests = tmp_path / "rules_test.yml"
-    tests.write_text(textwrap.dedent(f"""
+    tests.write_text(
+        textwrap.dedent(f"""
         rule_files: ["{RULES}"]
         evaluation_interval: 1m
         tests:
@@ -112,7 +113,8 @@ def test_the_rules_fire_on_dead_letters_and_a_failing_channel_and_not_on_a_healt
               - eval_time: 90m
                 alertname: RecoverkitNoPipelineOwner
                 exp_alerts: []
-    """))
+    """)
+    )
     result = subprocess.run([promtool, "test", "rules", str(tests)], capture_output=True, text=True, timeout=60,
                             check=False)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

@@ -123,8 +123,17 @@ def _resolve(store: Any, args: argparse.Namespace) -> None:
     from .store._audit import AuditEntry
 
     def record(outcome: Literal["ok", "failed"], detail: str) -> None:
-        store.append_audit(AuditEntry(actor=cli_actor(), action="resolve", subject_kind="message",
-                                      subject=args.resolve, outcome=outcome, at=WallClock().now(), detail=detail))
+        store.append_audit(
+            AuditEntry(
+                actor=cli_actor(),
+                action="resolve",
+                subject_kind="message",
+                subject=args.resolve,
+                outcome=outcome,
+                at=WallClock().now(),
+                detail=detail,
+            )
+        )
 
     try:
         store.resolve(args.resolve, args.resolve_as)

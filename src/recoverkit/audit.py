@@ -98,7 +98,7 @@ def record_action(
             f"record_action: expected exactly one of `customer`, `cart` or `message`, got {len(subjects)} "
             f"({', '.join(kind for kind, _ in subjects) or 'none'})"
         )
-    (kind, subject), = subjects
+    ((kind, subject),) = subjects
     return _audit_store(store).append_audit(
         AuditEntry(actor=actor, action=action, subject_kind=kind, subject=subject, outcome=outcome, at=at,
                    detail=detail)

@@ -50,9 +50,9 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
 from ._log import get_logger
 from ._pipeline import LatencyHistogram, StageStatistics
 from .background import BackgroundEngine
+from .config import Config
 from .engine import Engine, EngineStatistics
 from .offers import CodeBook, OfferStatistics
-from .config import Config
 from .store.base import StoreStatistics
 
 if TYPE_CHECKING:
@@ -298,10 +298,18 @@ _METRICS: Final[tuple[tuple[str, str, str | tuple[str, ...] | None, str], ...]] 
     ("recoverkit_scorer_failures_total", "counter", None, "Carts the shop's scorer failed on (default model used)."),
     ("recoverkit_steps_skipped_total", "counter", "reason", "Flow steps not scheduled for a cart, by reason."),
     ("recoverkit_messages_scheduled_total", "counter", ("channel", "flow"), "Messages scheduled, each once."),
-    ("recoverkit_message_outcomes_total", "counter", ("outcome", "channel", "flow"),
-     "Final outcome of each message scheduled (sent, dead, cancelled_*, ...), each once."),
-    ("recoverkit_messages_total", "counter", "outcome",
-     "Deprecated: everything dispatch counts, mixed (scheduled, retries, offers, outcomes); do not sum it."),
+    (
+        "recoverkit_message_outcomes_total",
+        "counter",
+        ("outcome", "channel", "flow"),
+        "Final outcome of each message scheduled (sent, dead, cancelled_*, ...), each once.",
+    ),
+    (
+        "recoverkit_messages_total",
+        "counter",
+        "outcome",
+        "Deprecated: everything dispatch counts, mixed (scheduled, retries, offers, outcomes); do not sum it.",
+    ),
     ("recoverkit_pipeline_takeovers_total", "counter", None, "Pipeline take-overs (restored from a checkpoint)."),
     ("recoverkit_stage_items_received_total", "counter", "stage", "Items each stage received."),
     ("recoverkit_stage_items_emitted_total", "counter", "stage", "Items each stage passed on."),

@@ -104,8 +104,13 @@ def test_a_record_deleted_from_the_middle_shows_where_the_chain_breaks(five: Pat
 def test_reordered_records_show(five: Path) -> None:
     # Swap the content of records 2 and 4, keeping the seqs: as if the rows had been moved.
     conn = sqlite3.connect(five, isolation_level=None)
-    rows = {seq: rest for seq, *rest in conn.execute("SELECT seq, at, actor, action, subject_kind, subject, outcome, "
-                                                     "detail, prev_hash, hash FROM audit WHERE seq IN (2, 4)")}
+    rows = {
+        seq: rest
+        for seq, *rest in conn.execute(
+            "SELECT seq, at, actor, action, subject_kind, subject, outcome, "
+            "detail, prev_hash, hash FROM audit WHERE seq IN (2, 4)"
+        )
+    }
     for seq, other in ((2, 4), (4, 2)):
         conn.execute("DELETE FROM audit WHERE seq = ?", (seq,))
         conn.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (seq, *rows[other]))
@@ -226,7 +231,8 @@ def test_a_changed_postgres_record_shows_in_check_and_the_triggers_refuse_change
 
 
 def test_the_cli_lists_a_postgres_audit_log_and_db_check_reports_a_broken_chain(
-    postgres_url: str, capsys: pytest.CaptureFixture[str]  # noqa: F811
+    postgres_url: str,  # noqa: F811 - the fixture
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     psycopg = pytest.importorskip("psycopg", reason="the postgres extra is not installed (pip install '.[postgres]')")
     from recoverkit.store.postgres import PostgresStore, init

@@ -11,8 +11,15 @@ from typing import Any, Final
 from ._audit import GENESIS, AuditAnchor, AuditRecord, chain_problems
 
 __all__ = [
-    "AUDIT_COLUMNS", "V_AUDIT", "anchor_of", "audit_file_problems", "audit_record", "chain_of", "head_of", "select_audit",
-]  # fmt: skip
+    "AUDIT_COLUMNS",
+    "V_AUDIT",
+    "anchor_of",
+    "audit_file_problems",
+    "audit_record",
+    "chain_of",
+    "head_of",
+    "select_audit",
+]
 
 #: The migration that adds the audit log (see recoverkit.store._audit).
 V_AUDIT: Final = f"""

@@ -44,9 +44,7 @@ class AuditPart(Ledger):
                 (record.seq, record.at, record.actor, record.action, record.subject_kind, record.subject,
                  record.outcome, record.detail, record.prev_hash, record.hash),
             )  # fmt: skip
-            conn.execute(
-                "UPDATE audit_chain SET head_seq = %s, head_hash = %s WHERE id = 1", (record.seq, record.hash)
-            )
+            conn.execute("UPDATE audit_chain SET head_seq = %s, head_hash = %s WHERE id = 1", (record.seq, record.hash))
             return record
 
         result: AuditRecord = self._write("append_audit", run)
@@ -95,9 +93,7 @@ class AuditPart(Ledger):
             ).fetchone()
             if last is None:
                 return 0
-            conn.execute(
-                "UPDATE audit_chain SET anchor_seq = %s, anchor_hash = %s WHERE id = 1", (last[0], last[1])
-            )
+            conn.execute("UPDATE audit_chain SET anchor_seq = %s, anchor_hash = %s WHERE id = 1", (last[0], last[1]))
             return conn.execute("DELETE FROM audit WHERE seq <= %s", (last[0],)).rowcount
 
         result: int = self._write("trim_audit", run)

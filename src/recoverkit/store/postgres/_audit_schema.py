@@ -64,5 +64,3 @@ def audit_schema_problems(conn: Conn) -> list[str]:
     anchor, head = chain_of(conn)
     cursor = conn.execute(f"SELECT {AUDIT_COLUMNS} FROM audit WHERE seq <= %s ORDER BY seq", (head.seq,))
     return chain_problems(anchor, (audit_record(row) for row in cursor), head)
-
-
