@@ -849,3 +849,36 @@ def test_the_info_metric_names_the_version() -> None:
 
     samples = scrape(register(Engine(config(), channels={"email": MemoryChannel()})))
     assert value(samples, "recoverkit_info", version=__version__) == 1
+
+
+@pytest.mark.anyio
+async def test_messages_cancelled_by_a_purchase_or_a_forget_still_add_up(email: MemoryChannel) -> None:
+    two_steps = Config(
+        abandon_after=ABANDON_AFTER,
+        session_timeout=3600,
+        flows=[Flow(name="f", steps=[FlowStep(delay=DELAY, channel="email"), FlowStep(delay=600, channel="email")])],
+        channels={"email": ChannelPolicy(address="email")},
+    )
+    clock = FakeClock(T0)
+    async with Engine(two_steps, channels={"email": email}, clock=clock) as engine:
+        registry = register(engine)
+        for n in range(1, 5):
+            for event in shopper(f"s{n}", f"c{n}"):
+                engine.track(event)
+        await engine.flush()
+        clock.advance(ABANDON_AFTER + DELAY + 1)  # the first step of each cart is sent
+        await engine.flush()
+        engine.track({"event": "purchase", "session_id": "s2", "customer_id": "c2", "ts": clock.now()})
+        await engine.flush()
+        await engine.forget("c3")
+        clock.advance(1)
+        await engine.flush()
+        samples = scrape(registry)
+    scheduled = sum(by(samples, "recoverkit_messages_scheduled_total", "flow").values())
+    outcomes = by(samples, "recoverkit_message_outcomes_total", "outcome")
+    pending = value(samples, "recoverkit_messages_pending")
+    assert scheduled == 8
+    # The second steps: s2's cancelled by the purchase, c3's by the erasure, s1's and s4's still pending.
+    assert outcomes == {"sent": 4, "cancelled_purchase": 1, "cancelled_forgotten": 1}
+    assert pending == 2
+    assert scheduled == sum(outcomes.values()) + pending + value(samples, "recoverkit_messages_in_flight")
