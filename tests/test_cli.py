@@ -114,6 +114,30 @@ def test_replay_json_prints_the_summary_as_json(capsys: pytest.CaptureFixture[st
     assert summary["statistics"]["stages"]["dispatch"]["received"] >= 1
 
 
+def test_replay_freezes_what_was_there_before_for_the_replay_only(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The command's own process: what existed before the replay is left out of the collector's work during it,
+    # and given back to it afterwards, also when the replay fails (in a test process, as in a shop's, nothing
+    # stays frozen).
+    import gc
+
+    import recoverkit.replay
+
+    seen: list[int] = []
+    replay = recoverkit.replay.replay
+
+    async def watching(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.get_freeze_count())
+        return await replay(*args, **kwargs)
+
+    monkeypatch.setattr(recoverkit.replay, "replay", watching)
+    before = gc.get_freeze_count()
+    assert run(capsys, "replay", str(events_file(tmp_path / "e.jsonl")))[0] == 0
+    assert run(capsys, "replay", str(tmp_path / "missing.jsonl"))[0] == 1
+    assert seen and seen[0] > before and gc.get_freeze_count() == before
+
+
 def test_replay_prints_a_readable_summary(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "replay", str(events_file(tmp_path / "e.jsonl")))
     assert code == 0

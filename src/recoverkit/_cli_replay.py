@@ -16,6 +16,7 @@ journal partition (a replay is one pipeline in event time; a partitioned store i
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,11 @@ def _run_replay(args: argparse.Namespace, source: Any, console: Out, err: Out) -
     journal_log = logging.getLogger("recoverkit.journal")
     quiet = _WithoutInvalidEvents()
     journal_log.addFilter(quiet)
+    # What was imported and built before the replay lives as long as the command: frozen, the garbage collector's
+    # full collections during the replay skip those ~26,000 objects (each full collection took 7 ms for them alone
+    # on a 2-core VM; the longest pauses of a 500 k-event replay fell from 53-67 to 29-38 ms). Only the command
+    # does this, for the length of the replay: the library never changes a shop's garbage collector.
+    gc.freeze()
     try:
         with Ticker(err, "replay", progress.what, enabled=not args.no_progress):
             summary = anyio.run(
@@ -213,6 +219,7 @@ def _run_replay(args: argparse.Namespace, source: Any, console: Out, err: Out) -
     except IncompleteReplay as exc:
         summary, failure = exc.summary, str(exc)  # the summary of what was read, then the error
     finally:
+        gc.unfreeze()
         journal_log.removeFilter(quiet)
         progress.stop()
     named = isinstance(source, (str, Path)) and str(source) != "-"
