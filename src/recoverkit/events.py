@@ -338,7 +338,7 @@ def decode_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any] 
         try:
             event: Event = _decoder.decode(data)
         except (RecursionError, msgspec.ValidationError, msgspec.DecodeError, UnicodeError):
-            pass  # decoded again below, where each is explained
+            pass  # decoded again by _decode_text, which explains each
         else:
             ts = event.ts
             if ts is not None and not (type(ts) is float and _EPOCH_MIN <= ts <= _EPOCH_MAX):
@@ -351,50 +351,60 @@ def decode_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any] 
         _check_amounts(data)  # a Struct built in Python is held to the amounts' range as JSON is
         return data  # type: ignore[return-value]  # every BaseEvent subclass is a member of Event
     if isinstance(data, (bytes, bytearray, memoryview, str)):
-        size = _size_in_bytes(data)
-        if size > MAX_EVENT_BYTES:
-            raise InvalidEvent(
-                f"event is {size} bytes; expected at most {MAX_EVENT_BYTES} bytes of JSON",
-                reason="too_large",
-            )
-        try:
-            # Bound to a typed name rather than cast: msgspec < 0.23 types a Union decoder's result as Any,
-            # newer releases as the Union itself, and a cast is redundant (an error) under the latter.
-            event = _decoder.decode(data)
-        except RecursionError as exc:
-            raise _too_deep() from exc
-        except msgspec.ValidationError as exc:
-            raise _explain(exc, lambda: _untyped.decode(data), text=data) from exc
-        except msgspec.DecodeError as exc:
-            raise InvalidEvent(f"malformed JSON: {exc}; expected one JSON object", reason="malformed_json") from exc
-        except UnicodeError as exc:
-            # Lone surrogates in a str (UnicodeEncodeError), or bytes that are not UTF-8 inside a string field
-            # (UnicodeDecodeError: msgspec checks the encoding of a string's bytes only as it decodes it).
-            position = getattr(exc, "start", "?")
-            raise InvalidEvent(
-                f"malformed JSON: the text is not valid Unicode ({getattr(exc, 'reason', exc)} at position "
-                f"{position}); expected one JSON object in UTF-8",
-                reason="malformed_json",
-            ) from exc
-        _check_ts(event.ts)
-        _check_amounts(event)
-        return event
+        return _decode_text(data)
     if isinstance(data, Mapping):
-        _check_mapping_size(data)
-        try:
-            # Strict: a dict is held to the types of the JSON it stands for ("3" is not a quantity).
-            converted = cast(Event, msgspec.convert(data, Event))
-        except msgspec.ValidationError as exc:
-            raise _explain(exc, lambda: data) from exc
-        except RecursionError as exc:
-            raise _too_deep() from exc
-        _check_ts(converted.ts)
-        _check_amounts(converted)
-        return converted
+        return _decode_mapping(data)
     raise InvalidEvent(
         f"cannot decode an event from {type(data).__name__}; expected bytes, str, dict or a recoverkit event",
         reason="wrong_type",
     )
+
+
+def _decode_text(data: bytes | bytearray | memoryview | str) -> Event:
+    """:func:`decode_event` of JSON text, with every error explained."""
+    size = _size_in_bytes(data)
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEvent(
+            f"event is {size} bytes; expected at most {MAX_EVENT_BYTES} bytes of JSON",
+            reason="too_large",
+        )
+    try:
+        # Bound to a typed name rather than cast: msgspec < 0.23 types a Union decoder's result as Any,
+        # newer releases as the Union itself, and a cast is redundant (an error) under the latter.
+        event: Event = _decoder.decode(data)
+    except RecursionError as exc:
+        raise _too_deep() from exc
+    except msgspec.ValidationError as exc:
+        raise _explain(exc, lambda: _untyped.decode(data), text=data) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidEvent(f"malformed JSON: {exc}; expected one JSON object", reason="malformed_json") from exc
+    except UnicodeError as exc:
+        # Lone surrogates in a str (UnicodeEncodeError), or bytes that are not UTF-8 inside a string field
+        # (UnicodeDecodeError: msgspec checks the encoding of a string's bytes only as it decodes it).
+        position = getattr(exc, "start", "?")
+        raise InvalidEvent(
+            f"malformed JSON: the text is not valid Unicode ({getattr(exc, 'reason', exc)} at position "
+            f"{position}); expected one JSON object in UTF-8",
+            reason="malformed_json",
+        ) from exc
+    _check_ts(event.ts)
+    _check_amounts(event)
+    return event
+
+
+def _decode_mapping(data: Mapping[str, Any]) -> Event:
+    """:func:`decode_event` of a ``dict``, held to the types of the JSON it stands for."""
+    _check_mapping_size(data)
+    try:
+        # Strict: a dict is held to the types of the JSON it stands for ("3" is not a quantity).
+        converted = cast(Event, msgspec.convert(data, Event))
+    except msgspec.ValidationError as exc:
+        raise _explain(exc, lambda: data) from exc
+    except RecursionError as exc:
+        raise _too_deep() from exc
+    _check_ts(converted.ts)
+    _check_amounts(converted)
+    return converted
 
 
 def _size_in_bytes(data: bytes | bytearray | memoryview | str) -> int:
