@@ -16,16 +16,11 @@ replay's store is in memory and its own: the events go to the pipeline without b
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import io
 import os
 import socket
-import sys
 import time
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from functools import partial
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, BinaryIO, Final
 
@@ -33,6 +28,7 @@ import anyio
 import msgspec
 
 from ._files import open_private
+from ._input import blocks, kept_lines, read_lines
 from .channels.base import Channel, Message
 from .channels.jsonl import JsonLinesChannel
 from .clock import EventClock
@@ -112,103 +108,6 @@ class _Recorder:
             if self.flush is not None:
                 self.flush()
         self.counts[f"{message.flow}/{message.step}/{message.channel}"] += 1
-
-
-#: Bytes of input read in one go (``readlines``' hint): a few hundred lines, handed on as one block.
-_BLOCK_BYTES: Final = 1 << 16
-
-
-def _blocks(source: str | Path | IO[bytes] | list[bytes]) -> Iterator[list[bytes]]:
-    """The lines of ``source`` in blocks, as read (blank lines included, not stripped): a replay reads millions
-    of lines, and a block at a time keeps the work per line in C.
-
-    A file that cannot be read to the end (a truncated or corrupt ``.gz``, a read error) raises
-    :class:`~recoverkit.datasets.DatasetError` naming it, the last line read whole and the bytes of text read.
-    """
-    if isinstance(source, list):
-        for start in range(0, len(source), _CHUNK_LINES):
-            yield source[start : start + _CHUNK_LINES]
-        return
-    opened: IO[bytes] | None = None  # the file we opened, which closing a GzipFile does not close
-    name = "<stream>"
-    if isinstance(source, (str, Path)):
-        if str(source) == "-":
-            stream: IO[bytes] = sys.stdin.buffer
-            name = "<stdin>"
-        else:
-            path = Path(source)
-            name = os.fspath(path)
-            raw = opened = path.open("rb")
-            magic = raw.peek(2)[:2] if isinstance(raw, io.BufferedReader) else b""
-            stream = gzip.GzipFile(fileobj=raw) if magic == b"\x1f\x8b" else raw  # type: ignore[assignment]
-    else:
-        stream = source
-        name = str(getattr(source, "name", name))
-    number = read = 0
-    # A .gz cut short fails in the middle of a read, and readlines() would lose the lines of the block it was
-    # reading: a compressed file is read line by line, so that every line decompressed whole is replayed.
-    gzipped = isinstance(stream, gzip.GzipFile)
-    blocks = _line_by_line(stream) if gzipped else iter(partial(stream.readlines, _BLOCK_BYTES), [])
-    try:
-        try:
-            for block in blocks:
-                number += len(block)
-                read += sum(map(len, block))
-                yield block
-        except (EOFError, zlib.error, OSError) as exc:
-            # EOFError: a .gz cut short; zlib.error, BadGzipFile (an OSError): corrupt compressed data.
-            why = "it ends before its end-of-stream marker (truncated)" if isinstance(exc, EOFError) else str(exc)
-            raise DatasetError(
-                f"{name}: could not be read to the end: {why}; read {number:,} line(s) whole "
-                f"({read:,} bytes of text); expected a complete file",
-                path=name,
-                line=number,
-            ) from exc
-    finally:
-        if opened is not None:
-            stream.close()
-            opened.close()
-
-
-def _line_by_line(stream: IO[bytes]) -> Iterator[list[bytes]]:
-    """``stream``'s lines in blocks of up to :data:`_CHUNK_LINES`, each line read on its own, so that a read error
-    loses no line read whole before it (the block so far is yielded first)."""
-    block: list[bytes] = []
-    try:
-        for line in stream:
-            block.append(line)
-            if len(block) >= _CHUNK_LINES:
-                yield block
-                block = []
-    except (EOFError, zlib.error, OSError):
-        if block:
-            yield block
-        raise
-    if block:
-        yield block
-
-
-def _kept(block: list[bytes], first: int) -> tuple[list[bytes], Iterable[int]]:
-    """The non-empty lines of ``block``, stripped, and their line numbers (1-based, blank lines counted) when
-    the block's first line is line ``first``."""
-    stripped = [line.strip() for line in block]
-    if all(stripped):  # the usual block: no blank line
-        return stripped, range(first, first + len(block))
-    return [line for line in stripped if line], [first + at for at, line in enumerate(stripped) if line]
-
-
-def read_lines(source: str | Path | IO[bytes] | list[bytes]) -> Iterator[bytes]:
-    """Yield the non-empty lines of a ``.jsonl``/``.jsonl.gz`` file, a binary stream, stdin for ``"-"``, or
-    a list of lines already in memory (benchmarks).
-
-    A file that cannot be read to the end raises :class:`~recoverkit.datasets.DatasetError` naming it and
-    saying how far it got (after yielding every line read whole before the fault).
-    """
-    if isinstance(source, list):
-        yield from source
-        return
-    for block in _blocks(source):
-        yield from _kept(block, 1)[0]
 
 
 async def replay(
@@ -412,8 +311,8 @@ async def _feed(
     read = 0  # lines read, blank ones included: the number of the last one
     truncated: DatasetError | None = None
     try:
-        for block in _blocks(source):
-            kept, at = _kept(block, read + 1)
+        for block in blocks(source):
+            kept, at = kept_lines(block, read + 1)
             read += len(block)
             run.lines += len(kept)
             run.read += sum(map(len, kept)) + len(kept)
