@@ -17,20 +17,15 @@ import pytest
 
 from recoverkit.cli import main
 from recoverkit.store import MemoryStore, SQLiteStore, check_database
-from recoverkit.store._memory_audit import MemoryAudit
 
 from .contract_audit import AuditContract, entry
 from .contract_base import T0
 from .postgres_cluster import postgres_cluster, postgres_shared_url, postgres_url  # noqa: F401 - fixtures by name
 
 
-class MemoryStoreWithAudit(MemoryAudit, MemoryStore):
-    """MemoryStore with its audit part, composed here until ``store/memory.py`` lists it among its parts."""
-
-
 class TestMemoryAuditContract(AuditContract):
     def make_store(self, directory: Path) -> Any:
-        return MemoryStoreWithAudit()
+        return MemoryStore()
 
 
 class TestSQLiteAuditContract(AuditContract):

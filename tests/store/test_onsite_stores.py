@@ -10,20 +10,15 @@ from typing import Any
 import pytest
 
 from recoverkit.store import SQLiteStore
-from recoverkit.store._memory_onsite import MemoryOnsite
 from recoverkit.store.memory import MemoryStore
 
 from .contract_onsite import OnsiteContract
 from .postgres_cluster import postgres_cluster, postgres_shared_url  # noqa: F401 - fixtures used by name
 
 
-class OnsiteMemoryStore(MemoryOnsite, MemoryStore):
-    """The memory store with its on-site part, as MemoryStore composes it."""
-
-
 class TestMemoryOnsite(OnsiteContract):
     def make_store(self, directory: Path) -> Any:
-        return MemoryStore() if isinstance(MemoryStore(), MemoryOnsite) else OnsiteMemoryStore()
+        return MemoryStore()
 
 
 class TestSQLiteOnsite(OnsiteContract):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 # The store is a composition of one part per protocol of recoverkit.store.base (and the partitioned one), each a
 # mixin of MemoryTables (the dicts, the lock and the lifecycle), in the modules named after what they keep.
+from ._memory_audit import MemoryAudit
+from ._memory_onsite import MemoryOnsite
 from ._memory_partitions import MemoryPartitions
 from ._memory_pipeline import MemoryCheckpoint, MemoryJournal, MemoryLeases, MemoryLedger
 from ._memory_records import MemoryCodes, MemoryDeadLetters, MemoryFacts, MemoryPrivacy
@@ -13,6 +15,10 @@ __all__ = ["MemoryStore"]
 
 
 class MemoryStore(
+    # First: the on-site offers' forget() adds a contact's waiting offers to the privacy part's erasure, and the
+    # audit log's __init__ passes every argument on to the others'.
+    MemoryOnsite,
+    MemoryAudit,
     MemoryPartitions,
     MemoryJournal,
     MemoryCheckpoint,
