@@ -112,7 +112,7 @@ def test_rees46_synthesizes_one_identify_and_consent_per_user(
     assert len(identifies) == len(consents) == len(users) == 4504
     assert {e.customer_id for e in identifies} == users
     assert all(e.email == f"user-{e.customer_id}@example.invalid" and e.phone is None for e in identifies)
-    assert all(e.granted == ["email"] and e.withdrawn == [] for e in consents)
+    assert all(e.granted == ("email",) and e.withdrawn == () for e in consents)
     assert stats.events == len(events) == 17_434 + 2 * 4504
 
 
@@ -409,7 +409,7 @@ def test_demo_file_decodes_fully_with_the_documented_content() -> None:
     assert_sorted_and_round_trips(events)
     identify, consent, view = events[:3]
     assert isinstance(identify, Identify) and identify.email == "user-541312140@example.invalid"
-    assert isinstance(consent, Consent) and consent.granted == ["email"]
+    assert isinstance(consent, Consent) and consent.granted == ("email",)
     assert isinstance(view, ViewItem) and view.items[0].item_id == "44600062"
     assert events[0].ts == 1_569_888_000.0  # 2019-10-01 00:00:00 UTC
     assert all(

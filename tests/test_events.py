@@ -68,7 +68,7 @@ def test_decode_event_reads_bytes_str_and_dict_alike(form: Any) -> None:
         session_id="s-81f2",
         ts=datetime.fromisoformat("2026-11-23T09:14:03+00:00"),
         currency="EUR",
-        items=[Item(item_id="SKU-1", price=Decimal("35.79"), quantity=1)],
+        items=(Item(item_id="SKU-1", price=Decimal("35.79"), quantity=1),),
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Final, TypeVar
 
@@ -212,7 +212,7 @@ class _Session:
         kind: Callable[..., Event],
         t: float,
         value: Decimal | None = None,
-        items: list[Item] | None = None,
+        items: Sequence[Item] | None = None,
         shipping: Decimal | None = None,
         transaction_id: str | None = None,
         cart_id: str | None = None,
@@ -238,7 +238,7 @@ class _Session:
             ts=t,
             currency=self.currency,
             value=value,
-            items=[] if items is None else items,
+            items=() if items is None else tuple(items),
             shipping=shipping,
             transaction_id=transaction_id,
             cart_id=cart_id,
@@ -306,10 +306,10 @@ class Shop:
             self.customers.flags[n] = flags & ~_Customers.EMAIL
             withdrawn.append("email")
         if granted or withdrawn:
-            s.event(Consent, s.t + 0.5 + self.rng.random(), granted=granted, withdrawn=withdrawn)
+            s.event(Consent, s.t + 0.5 + self.rng.random(), granted=tuple(granted), withdrawn=tuple(withdrawn))
 
     def view(self, s: _Session, item: Item) -> None:
-        s.event(ViewItem, s.t + 5 + self.rng.random() * 85, value=item.price, items=[item])
+        s.event(ViewItem, s.t + 5 + self.rng.random() * 85, value=item.price, items=(item,))
 
     def new_session(self, k: int, t0: float) -> tuple[_Session, Cart | None]:
         """Script session ``k`` starting at ``t0``; returns it and its cart when that is left unbought."""
@@ -389,7 +389,7 @@ class Shop:
                 AddToCart,
                 s.t + 3 + rng.random() * 27,
                 value=line.price * quantity,
-                items=[line],
+                items=(line,),
                 cart_id=cart_id,
             )
         if len(lines) > 1 and rng.random() < _P_REMOVE:
@@ -398,7 +398,7 @@ class Shop:
                 RemoveFromCart,
                 s.t + 5 + rng.random() * 40,
                 value=line.price * line.quantity,
-                items=[line],
+                items=(line,),
                 cart_id=cart_id,
             )
         return lines

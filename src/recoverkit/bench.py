@@ -228,7 +228,7 @@ def measure_cart_memory(carts: int = 100_000, items_per_cart: int = 3) -> float:
                     session_id=f"{i:08x}-4f1c-4b7a-9c2e-{i * 7919 % 16**12:012x}",
                     ts=1_767_225_600.0 + i * 0.01,
                     currency="EUR",
-                    items=[catalog[(i * 31 + k * 977) % len(catalog)] for k in range(items_per_cart)],
+                    items=tuple(catalog[(i * 31 + k * 977) % len(catalog)] for k in range(items_per_cart)),
                 )
                 for i in range(start, min(start + chunk, carts))
             ]

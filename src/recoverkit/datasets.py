@@ -241,7 +241,7 @@ def _rees46(
                 ts=r.ts,
                 email=f"user-{r.user_id}@{_SYNTHETIC_EMAIL_DOMAIN}",
             )
-            yield Consent(session_id=r.session_id, customer_id=r.user_id, ts=r.ts, granted=["email"])
+            yield Consent(session_id=r.session_id, customer_id=r.user_id, ts=r.ts, granted=("email",))
             stats.events += 2
         event_type = _REES46_KINDS[r.kind]
         transaction_id = None
@@ -254,7 +254,7 @@ def _rees46(
             ts=r.ts,
             currency="USD",
             value=r.price,
-            items=[Item(item_id=r.product_id, price=r.price, name=r.name, category=r.category)],
+            items=(Item(item_id=r.product_id, price=r.price, name=r.name, category=r.category),),
             transaction_id=transaction_id,
         )
         stats.events += 1
@@ -372,7 +372,7 @@ def _retailrocket(
                 (
                     r.ms,
                     r.line,
-                    event_type(session_id=session_id, customer_id=visitor, ts=r.ms / 1000, items=[item]),
+                    event_type(session_id=session_id, customer_id=visitor, ts=r.ms / 1000, items=(item,)),
                 )
             )
         for transaction_id, (ms, line, session_id, items) in orders.items():
@@ -384,7 +384,7 @@ def _retailrocket(
                         session_id=session_id,
                         customer_id=visitor,
                         ts=ms / 1000,
-                        items=items,
+                        items=tuple(items),
                         transaction_id=transaction_id,
                     ),
                 )
