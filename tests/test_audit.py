@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +74,29 @@ def test_the_cli_actor_is_the_named_operator_or_the_system_user(monkeypatch: pyt
     assert cli_actor() == "cli:ada"
     monkeypatch.delenv("RECOVERKIT_ACTOR")
     assert cli_actor().startswith("cli:") and len(cli_actor()) > 4
+
+
+@pytest.mark.anyio
+async def test_an_engine_records_a_configuration_it_starts_with_once(tmp_path: Path) -> None:
+    # The first worker of a deploy records config.changed; another starting with the same configuration finds
+    # it recorded; a new configuration is recorded again. A replay (event time) records nothing.
+    from recoverkit import Engine, EventClock, FakeClock
+    from recoverkit.audit import AuditRecord
+
+    path = tmp_path / "state.db"
+
+    async def start(config: Config, **options: Any) -> None:
+        async with Engine(config, store=str(path), clock=options.pop("clock", FakeClock(T0)), **options):
+            pass
+
+    def changes() -> list[AuditRecord]:
+        with SQLiteStore(path) as store:
+            return store.audit_records(actions=[CONFIG_CHANGED])
+
+    await start(Config(abandon_after=1800))
+    await start(Config(abandon_after=1800))
+    assert [(r.actor.split(":")[0], r.at) for r in changes()] == [("engine", T0)]
+    await start(Config(abandon_after=900))
+    await start(Config(abandon_after=600), clock=EventClock())
+    recorded = changes()
+    assert len(recorded) == 2 and recorded[1].detail.endswith(recorded[0].detail.split()[1])

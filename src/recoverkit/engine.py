@@ -47,6 +47,7 @@ from ._assembly import Assembly
 from ._fleet import PARTITION_TICK, Fleet
 from ._log import get_logger
 from ._statistics import EngineStatistics, collect
+from .audit import note_config
 from .catalogue import Catalogue
 from .channels.base import Channel, Message
 from .clock import Clock
@@ -62,6 +63,7 @@ from .offers import CouponProvider
 from .plugins import Plugins
 from .privacy import decode_record, encode_forget
 from .score import Scorer
+from .store._audit import AuditStore
 from .store._partition_view import PartitionView, SharedStore, is_partitioned
 from .store.base import PurgeReport, Store
 
@@ -258,6 +260,7 @@ class Engine:
                     await self._parts.close_store()
                 runner.closed()
             raise
+        await self._note_config()
         runner.start_soon(runner.tick, name="recoverkit-ticker")
         runner.start_soon(ownership.keep_lease, name="recoverkit-lease")
         runner.start_soon(ownership.keep_checkpoints, name="recoverkit-checkpoints")
@@ -270,6 +273,19 @@ class Engine:
             store=type(self.store).__name__,
             owner=self.is_owner,
         )
+
+    async def _note_config(self) -> None:
+        """Record in the store's audit log that this process started with a configuration the log has not seen
+        (``config.changed``, :func:`recoverkit.audit.note_config`): the first worker of a deploy records it, the
+        others find it recorded. A replay (event time) records nothing. Failing to record is logged, not fatal:
+        the engine's promises do not depend on the audit log."""
+        if self.clock.event_time or not isinstance(self.store, AuditStore):
+            return
+        try:
+            actor, at = f"engine:{self.owner}", self.clock.now()
+            await self.call_store(note_config, self.store, self.config, actor=actor, at=at)
+        except (StoreError, OSError) as exc:
+            _log.error("config_change_not_recorded", error=str(exc))
 
     async def _start_fleet(self, fleet: Fleet) -> None:
         try:
