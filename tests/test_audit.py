@@ -79,7 +79,8 @@ def test_the_cli_actor_is_the_named_operator_or_the_system_user(monkeypatch: pyt
 @pytest.mark.anyio
 async def test_an_engine_records_a_configuration_it_starts_with_once(tmp_path: Path) -> None:
     # The first worker of a deploy records config.changed; another starting with the same configuration finds
-    # it recorded; a new configuration is recorded again. A replay (event time) records nothing.
+    # it recorded; a new configuration is recorded again. A replay (event time) records nothing, nor an engine
+    # that sends nothing (the CLI's).
     from recoverkit import Engine, EventClock, FakeClock
     from recoverkit.audit import AuditRecord
 
@@ -98,5 +99,6 @@ async def test_an_engine_records_a_configuration_it_starts_with_once(tmp_path: P
     assert [(r.actor.split(":")[0], r.at) for r in changes()] == [("engine", T0)]
     await start(Config(abandon_after=900))
     await start(Config(abandon_after=600), clock=EventClock())
+    await start(Config(abandon_after=300), deliver=False)  # a maintenance command's engine: sends nothing
     recorded = changes()
     assert len(recorded) == 2 and recorded[1].detail.endswith(recorded[0].detail.split()[1])

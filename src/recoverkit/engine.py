@@ -120,6 +120,8 @@ class Engine:
         #: The plug-ins this engine runs with, validated (``channels`` and ``scorer`` resolved).
         self.plugins = given.validate(self.config)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        #: Whether this engine sends (``deliver``): the shop's engines do, the CLI's maintenance engines do not.
+        self._delivers = deliver
         self._build(deliver=deliver, pipeline=pipeline)
         #: With a partitioned store (docs/scaling.md): the partitions this process runs, each a pipeline of its
         #: own (:mod:`recoverkit._fleet`); this engine's own stages then only journal.
@@ -277,9 +279,10 @@ class Engine:
     async def _note_config(self) -> None:
         """Record in the store's audit log that this process started with a configuration the log has not seen
         (``config.changed``, :func:`recoverkit.audit.note_config`): the first worker of a deploy records it, the
-        others find it recorded. A replay (event time) records nothing. Failing to record is logged, not fatal:
-        the engine's promises do not depend on the audit log."""
-        if self.clock.event_time or not isinstance(self.store, AuditStore):
+        others find it recorded. A replay (event time) records nothing, nor does an engine that sends nothing
+        (``deliver=False``: the CLI's maintenance commands, which may run with a default configuration that is
+        not the shop's). Failing to record is logged, not fatal: the engine's promises do not depend on the log."""
+        if self.clock.event_time or not self._delivers or not isinstance(self.store, AuditStore):
             return
         try:
             actor, at = f"engine:{self.owner}", self.clock.now()
