@@ -120,8 +120,6 @@ class Engine:
         #: The plug-ins this engine runs with, validated (``channels`` and ``scorer`` resolved).
         self.plugins = given.validate(self.config)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        #: Whether this engine sends (``deliver``): the shop's engines do, the CLI's maintenance engines do not.
-        self._delivers = deliver
         self._build(deliver=deliver, pipeline=pipeline)
         #: With a partitioned store (docs/scaling.md): the partitions this process runs, each a pipeline of its
         #: own (:mod:`recoverkit._fleet`); this engine's own stages then only journal.
@@ -131,6 +129,8 @@ class Engine:
 
     def _build(self, *, deliver: bool, pipeline: bool) -> None:
         """Wire the parts from ``self.config`` and ``self.plugins`` (validated)."""
+        #: Whether this engine sends (``deliver``): the shop's engines do, the CLI's maintenance engines do not.
+        self._delivers = deliver
         parts = self._parts = Assembly(self.config, self.plugins, owner=self.owner, deliver=deliver, pipeline=pipeline)
         self.catalogue, self.loyalty, self.rates = self.plugins.catalogue, self.plugins.loyalty, self.plugins.rates
         self.clock, self.channels, self.store = parts.clock, parts.channels, parts.store
