@@ -11,7 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import recoverkit.evaluation
-from recoverkit.evaluation import average_precision, brier_score, calibration_table, evaluate, roc_auc
+from recoverkit.evaluation import (
+    average_precision,
+    brier_score,
+    calibration_table,
+    evaluate,
+    roc_auc,
+    roc_auc_interval,
+)
 
 metrics = pytest.importorskip("sklearn.metrics", reason="compares with scikit-learn (pip install 'recoverkit[train]')")
 
@@ -66,3 +73,57 @@ def test_the_calibration_table_compares_predicted_with_observed() -> None:
 def test_the_docstring_examples_run() -> None:
     result = doctest.testmod(recoverkit.evaluation)
     assert result.attempted > 0 and result.failed == 0
+
+
+def _delong_by_pairs(labels: list[bool], scores: list[float]) -> tuple[float, float]:
+    """DeLong's auROC and variance from its definition: every converting cart against every other."""
+    pos = [s for y, s in zip(labels, scores, strict=True) if y]
+    neg = [s for y, s in zip(labels, scores, strict=True) if not y]
+
+    def psi(a: float, b: float) -> float:
+        return 1.0 if a > b else 0.5 if a == b else 0.0
+
+    v10 = [sum(psi(p, q) for q in neg) / len(neg) for p in pos]
+    v01 = [sum(psi(p, q) for p in pos) / len(pos) for q in neg]
+    auc = sum(v10) / len(pos)
+    s10 = sum((v - auc) ** 2 for v in v10) / (len(pos) - 1)
+    s01 = sum((v - auc) ** 2 for v in v01) / (len(neg) - 1)
+    return auc, s10 / len(pos) + s01 / len(neg)
+
+
+two_of_each = labelled.filter(lambda rows: 2 <= sum(y for y, _ in rows) <= len(rows) - 2)
+
+
+@given(two_of_each)
+def test_the_auroc_interval_is_delongs_from_its_definition(rows: list[tuple[bool, float]]) -> None:
+    labels, scores = [y for y, _ in rows], [s for _, s in rows]
+    auc, variance = _delong_by_pairs(labels, scores)
+    got, low, high = roc_auc_interval(labels, scores)
+    half = 1.959963984540054 * math.sqrt(variance)
+    assert got == pytest.approx(auc, abs=1e-12) and got == pytest.approx(roc_auc(labels, scores), abs=1e-12)
+    assert low == pytest.approx(max(0.0, auc - half), abs=1e-9)
+    assert high == pytest.approx(min(1.0, auc + half), abs=1e-9)
+
+
+def test_the_auroc_interval_narrows_with_more_carts_and_covers_a_bootstrap() -> None:
+    import random
+
+    rng = random.Random(7)
+    labels = [rng.random() < 0.3 for _ in range(3000)]
+    scores = [rng.gauss(0.6 if y else 0.0, 1.0) for y in labels]
+    auc, low, high = roc_auc_interval(labels, scores)
+    _, small_low, small_high = roc_auc_interval(labels[:300], scores[:300])
+    assert low < auc < high and high - low < small_high - small_low
+    # A percentile bootstrap over carts agrees on the width to within a fifth.
+    resampled = []
+    for _ in range(200):
+        idx = [rng.randrange(len(labels)) for _ in labels]
+        resampled.append(roc_auc([labels[i] for i in idx], [scores[i] for i in idx]))
+    resampled.sort()
+    assert resampled[194] - resampled[5] == pytest.approx(high - low, rel=0.2)
+
+
+def test_the_auroc_interval_is_undefined_for_one_class_and_refuses_a_bad_level() -> None:
+    assert all(math.isnan(v) for v in roc_auc_interval([1, 1], [0.2, 0.3]))
+    with pytest.raises(ValueError, match="level=1.5; expected a number between 0 and 1"):
+        roc_auc_interval([0, 1], [0.1, 0.2], level=1.5)

@@ -14,12 +14,18 @@ right in auROC, and auPR is average precision over the distinct scores.
   predicted probability next to the share that converted. A calibrated score has the two close.
 
 Each is ``nan`` when it is undefined (no carts, or only one class for auROC and auPR).
+
+:func:`roc_auc_interval` adds an interval to auROC by DeLong's method (DeLong, DeLong and Clarke-Pearson,
+1988): the variance of the Mann-Whitney statistic from each cart's placement among the other class, with no
+resampling, so it costs one sort however many carts there are.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import msgspec
 
@@ -31,6 +37,7 @@ __all__ = [
     "calibration_table",
     "evaluate",
     "roc_auc",
+    "roc_auc_interval",
 ]
 
 
@@ -88,6 +95,39 @@ def roc_auc(labels: Sequence[bool | int], scores: Sequence[float]) -> float:
         rank_sum += mean_rank * sum(1 for _, y in pairs[i:j] if y)
         i = j
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def roc_auc_interval(
+    labels: Sequence[bool | int], scores: Sequence[float], *, level: float = 0.95
+) -> tuple[float, float, float]:
+    """auROC with DeLong's normal-approximation interval: ``(auroc, low, high)``, the bounds clipped to [0, 1].
+
+    Each converting cart's placement is the share of non-converting carts scored below it (a tie counts half),
+    and each non-converting cart's the share of converting carts scored above it; their means are the auROC
+    and their variances give its standard error. The interval is for the carts as a sample of carts like
+    them: on a few dozen carts it is wide, and an auROC near 0 or 1 makes the normal approximation rough.
+    All three are ``nan`` when auROC is undefined.
+
+    >>> auroc, low, high = roc_auc_interval([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    >>> auroc, round(low, 3), high  # two carts of each kind: the interval spans most of [0, 1]
+    (0.75, 0.057, 1.0)
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level={level}; expected a number between 0 and 1")
+    pairs = _checked(labels, scores)
+    positives = sorted(s for s, y in pairs if y)
+    negatives = sorted(s for s, y in pairs if not y)
+    m, n = len(positives), len(negatives)
+    if not m or not n:
+        return (math.nan, math.nan, math.nan)
+    # Below plus half of the ties: (bisect_left + bisect_right) / 2 counts exactly that.
+    v10 = [(bisect_left(negatives, s) + bisect_right(negatives, s)) / (2 * n) for s in positives]
+    v01 = [1.0 - (bisect_left(positives, s) + bisect_right(positives, s)) / (2 * m) for s in negatives]
+    auroc = math.fsum(v10) / m
+    s10 = math.fsum((v - auroc) ** 2 for v in v10) / (m - 1) if m > 1 else 0.0
+    s01 = math.fsum((v - auroc) ** 2 for v in v01) / (n - 1) if n > 1 else 0.0
+    half = NormalDist().inv_cdf(0.5 + level / 2) * math.sqrt(s10 / m + s01 / n)
+    return (auroc, max(0.0, auroc - half), min(1.0, auroc + half))
 
 
 def average_precision(labels: Sequence[bool | int], scores: Sequence[float]) -> float:
