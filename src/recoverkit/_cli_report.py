@@ -3,13 +3,17 @@
 ::
 
     recoverkit report [--store DB] [--events FILE [--events-format F]] [--config F] [--window-days 5]
-                      [--format table|json|html] [--output PATH] [--since T] [--until T]
+                      [--format table|json|html] [--output PATH] [--period P | --since T --until T]
 
 The funnel comes from ``--events`` (recoverkit JSON lines, or a REES46 / Retailrocket CSV); recovery and uplift
 from ``--store`` (an engine's SQLite state file: it must exist, the report never creates one; or a
 ``postgresql://`` URL of a PostgreSQL store, partitioned or not: the facts are the store's, named in the report
 without the password). ``--since`` and
-``--until`` take a date (``2026-01-31``), an RFC 3339 time or epoch seconds (UTC when no zone is given).
+``--until`` take a date (``2026-01-31``), an RFC 3339 time or epoch seconds (UTC when no zone is given);
+``--period`` names whole UTC days instead (``last-7-days``, ``this-month``, ``last-month``, ``2026-12``,
+``2026-12-07``, ``2026-12-01..2026-12-07``), relative forms counted from now on the wall clock (the clock a live
+engine dates its facts with). With both bounds, each headline figure is compared with the period of the same
+length before.
 ``--format html`` writes one self-contained page; ``--output`` writes to a file instead of stdout. Tables are
 fitted to a terminal, and plain aligned text, never wrapped, anywhere else (a file, a pipe). Exit status 0 on
 success, 2 for usage errors, 1 when a file cannot be read.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,6 +84,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
     p.add_argument("--since", type=parse_time, help="start of the period (inclusive)")
     p.add_argument("--until", type=parse_time, help="end of the period (exclusive)")
+    p.add_argument(
+        "--period", help="the period as whole UTC days: last-7-days, this-month, last-month, 2026-12, 2026-12-07 or "
+        "2026-12-01..2026-12-07 (instead of --since/--until)",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_report)
 
 
@@ -88,6 +97,8 @@ def _cmd_report(args: argparse.Namespace, console: Out, err: Out) -> int:
 
     if args.store is None and args.events is None:
         err.error("report needs --store, --events or both")
+        return 2
+    if args.period is not None and not _period(args, err):
         return 2
     if args.since is not None and args.until is not None and args.since >= args.until:
         err.error("--since must be before --until")
@@ -107,6 +118,21 @@ def _cmd_report(args: argparse.Namespace, console: Out, err: Out) -> int:
     if args.output and args.output != "-":
         err.print(f"wrote {args.format} report to {args.output}", markup=False, soft_wrap=True)
     return 0
+
+
+def _period(args: argparse.Namespace, err: Out) -> bool:
+    """Set ``args.since``/``args.until`` from ``--period``; ``False`` (the error printed) when it cannot be."""
+    from .analytics._period import parse_period
+
+    if args.since is not None or args.until is not None:
+        err.error("--period names the whole period: give it, or --since/--until, not both")
+        return False
+    try:
+        args.since, args.until = parse_period(args.period, now=time.time())
+    except ValueError as exc:
+        err.error(str(exc))
+        return False
+    return True
 
 
 def _build(args: argparse.Namespace, config: Config | None) -> Report:

@@ -8,6 +8,8 @@ Pure functions over typed inputs, each returning :mod:`msgspec` Structs that enc
 - :func:`load_facts` reads a store's facts for a period; :func:`recovery` counts what the flows sent, skipped and
   recovered within the attribution window, with revenue per currency and discount cost; :func:`uplift` compares
   treatment with the holdout and says how much of that revenue is incremental, or that the sample is too small;
+- :func:`headline_figures` gives the figures an owner reads first (recovered revenue, recovery rate, revenue per
+  recipient, incremental revenue with its interval, discount cost, unsubscribes);
 - :func:`build_report` puts them together as ``recoverkit report`` does; :func:`print_report` prints it with
   rich, :func:`render_html` makes a self-contained HTML page with charts.
 
@@ -18,8 +20,9 @@ from ._facts import Facts, Order, Orders, load_facts
 from ._stats import newcombe_interval, percentile, wilson_interval
 from .abandonment import Abandonment, ReasonRow, abandonment
 from .funnel import CartStep, Friction, Funnel, FunnelStep, SegmentRow, funnel
+from .headline import Headline, HeadlineMoney, headline_figures
 from .html import render_html
-from .recovery import DEFAULT_WINDOW, CohortSummary, DayRow, Recovery, RecoveryRow, recovery
+from .recovery import DEFAULT_WINDOW, CohortSummary, DayRow, MessageDay, Recovery, RecoveryRow, recovery
 from .report import REPORT_VERSION, Report, RevenueSummary, build_report
 from .sources import EventLog, EventSource, load_events
 from .terminal import print_report
@@ -39,7 +42,10 @@ __all__ = [
     "Friction",
     "Funnel",
     "FunnelStep",
+    "Headline",
+    "HeadlineMoney",
     "IncrementalRevenue",
+    "MessageDay",
     "Order",
     "Orders",
     "ReasonRow",
@@ -53,6 +59,7 @@ __all__ = [
     "abandonment",
     "build_report",
     "funnel",
+    "headline_figures",
     "load_events",
     "load_facts",
     "newcombe_interval",

@@ -21,18 +21,24 @@ from typing import Final
 import msgspec
 
 from ..facts import Assignment, Conversion, LinkVisit, MessageOutcome
-from ..store.base import CodeRecord, Store
+from ..store.base import CodeRecord, LedgerState, Store
 
 __all__ = ["CODE_OFFERS", "DAY", "Facts", "Order", "Orders", "add_money", "day_of", "load_facts"]
 
 DAY: Final = 86_400.0
+_SENT: Final[tuple[LedgerState, ...]] = ("sent",)
 #: Offer kinds that carry a code a store keeps (:class:`~recoverkit.store.CodeRecord`).
 CODE_OFFERS: Final = frozenset({"discount", "free_shipping"})
 
 
 class Facts(msgspec.Struct, frozen=True, kw_only=True):
     """The facts of one cohort: the assignments made in the period, and the outcomes, conversions, visits and
-    redeemable codes of the cohort's carts at any time after the period began."""
+    redeemable codes of the cohort's carts at any time after the period began.
+
+    ``due`` maps the key of each message sent to when it fell due: the time the send ledger recorded when dispatch
+    claimed it (:attr:`~recoverkit.store.LedgerEntry.claimed_at`, on the engine's clock; for a message sent after
+    retries, when its last attempt fell due). A sent message missing from it (its ledger entry purged, or facts
+    built by hand) is dated by its send."""
 
     assignments: list[Assignment]
     outcomes: list[MessageOutcome]
@@ -41,6 +47,7 @@ class Facts(msgspec.Struct, frozen=True, kw_only=True):
     codes: list[CodeRecord]
     since: float | None = None
     until: float | None = None
+    due: dict[str, float] = {}
 
 
 def load_facts(store: Store, *, since: float | None = None, until: float | None = None) -> Facts:
@@ -51,7 +58,8 @@ def load_facts(store: Store, *, since: float | None = None, until: float | None 
     carts are kept too (a customer's purchase in another session is matched by :class:`Orders`).
 
     Codes: the store interface lists codes per contact only (:meth:`~recoverkit.store.Store.export`), so they
-    are read for each contact whose messages carried a code offer: one read per such contact.
+    are read for each contact whose messages carried a code offer: one read per such contact. When the messages
+    fell due (:attr:`Facts.due`) comes from the send ledger's ``sent`` entries, read once.
     """
     assignments = store.assignments(since=since, until=until)
     carts = {a.cart_key for a in assignments}
@@ -67,7 +75,16 @@ def load_facts(store: Store, *, since: float | None = None, until: float | None 
     return Facts(
         assignments=assignments, outcomes=outcomes, conversions=conversions, visits=visits,
         codes=sorted(codes.values(), key=lambda c: (c.issued_at, c.code_hash)), since=since, until=until,
+        due=_due(store, outcomes),
     )  # fmt: skip
+
+
+def _due(store: Store, outcomes: Iterable[MessageOutcome]) -> dict[str, float]:
+    """When each message of ``outcomes`` that was sent fell due: its ledger entry's ``claimed_at``."""
+    sent = {o.key for o in outcomes if o.outcome == "sent"}
+    if not sent:
+        return {}
+    return {e.key: e.claimed_at for e in store.ledger(_SENT) if e.key in sent}
 
 
 class Order(msgspec.Struct, frozen=True, kw_only=True):

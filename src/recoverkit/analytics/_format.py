@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
-from ..money import format_minor
+from ..money import minor_unit_exponent
 
-__all__ = ["SHORT_STEPS", "duration", "money", "moneys", "pct", "points", "when"]
+__all__ = [
+    "SHORT_STEPS", "change", "count", "duration", "money", "moneys", "pct", "period", "points", "points_change",
+    "when",
+]  # fmt: skip
 
 #: Step names as column headings in segment tables, which must stay narrow.
 SHORT_STEPS = {
@@ -51,20 +55,34 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 86_400:.1f} d"
 
 
+def count(value: int | None) -> str:
+    """A count with thousands separators: ``"12,345"``; ``"-"`` for no value.
+
+    >>> count(1234567), count(0), count(None)
+    ('1,234,567', '0', '-')
+    """
+    return "-" if value is None else f"{value:,}"
+
+
 def money(amount: int | None, currency: str) -> str:
-    """Minor units as an amount of ``currency`` (``"?"``: the facts did not say which)."""
+    """Minor units as an amount of ``currency``, with thousands separators and the currency's own number of
+    decimals (``"?"``: the facts did not say which currency, shown with two decimals).
+
+    >>> money(1396944, "EUR"), money(-123456, "JPY"), money(5, "?"), money(None, "EUR")
+    ('13,969.44 EUR', '-123,456 JPY', '0.05 (currency unknown)', '-')
+    """
     if amount is None:
         return "-"
-    if currency == "?":
-        return format_minor(amount, None) + " (currency unknown)"
-    return format_minor(amount, currency)
+    exp = minor_unit_exponent(None if currency == "?" else currency)
+    text = f"{Decimal(amount).scaleb(-exp):,.{exp}f}"
+    return f"{text} (currency unknown)" if currency == "?" else f"{text} {currency}"
 
 
 def moneys(amounts: Mapping[str, int]) -> str:
     """Amounts in several currencies, side by side and never added together.
 
-    >>> moneys({"EUR": 1050, "JPY": 300})
-    '10.50 EUR, 300 JPY'
+    >>> moneys({"EUR": 105000, "JPY": 3000})
+    '1,050.00 EUR, 3,000 JPY'
     """
     return ", ".join(money(v, c) for c, v in sorted(amounts.items())) or "-"
 
@@ -72,3 +90,71 @@ def moneys(amounts: Mapping[str, int]) -> str:
 def when(ts: float | None) -> str:
     """Epoch seconds as a UTC time, ``YYYY-MM-DD HH:MM``."""
     return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def change(current: float | None, previous: float | None) -> str:
+    """The change of a figure against the previous period, relative and rounded to whole percent: ``"+12 %"``,
+    ``"-3 %"``; ``"new"`` when the previous period had none and this one has some; ``"±0 %"`` when both had none;
+    ``"-"`` when either is unknown.
+
+    >>> change(112, 100), change(97, 100), change(5, 0), change(0, 0), change(None, 3), change(-50, -100)
+    ('+12 %', '-3 %', 'new', '±0 %', '-', '+50 %')
+    """
+    if current is None or previous is None:
+        return "-"
+    if previous == 0:
+        return "±0 %" if current == 0 else "new"
+    ratio = (current - previous) / abs(previous)
+    return "±0 %" if round(ratio * 100) == 0 else f"{ratio * 100:+.0f} %"
+
+
+def points_change(current: float | None, previous: float | None) -> str:
+    """The change of a rate against the previous period, in percentage points: ``"+3.1 pp"``.
+
+    >>> points_change(0.25, 0.2), points_change(0.1, None)
+    ('+5.0 pp', '-')
+    """
+    return "-" if current is None or previous is None else points(current - previous)
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _day(moment: datetime, *, month: bool = True, year: bool = True) -> str:
+    text = str(moment.day)
+    if month:
+        text += f" {_MONTHS[moment.month - 1]}"
+    return f"{text} {moment.year}" if year else text
+
+
+def period(since: float | None, until: float | None) -> str:
+    """A period as a reader says it, in UTC: ``"1-7 Dec 2026"``, ``"28 Nov - 4 Dec 2026"``, ``"30 Dec 2026 - 5 Jan
+    2027"``, ``"7 Dec 2026"`` for one day. ``until`` is exclusive: a period ending at midnight ends the day before.
+    Bounds that are not midnights are written with their time; a missing bound says so.
+
+    >>> period(1796083200, 1796688000), period(1795824000, 1796428800), period(1798588800, 1799193600)
+    ('1-7 Dec 2026', '28 Nov - 4 Dec 2026', '30 Dec 2026 - 5 Jan 2027')
+    >>> period(1796601600, 1796688000), period(None, None), period(1796083200, None)
+    ('7 Dec 2026', 'all time', 'from 1 Dec 2026')
+    >>> period(1796126400, 1796688000)
+    '2026-12-01 12:00 - 2026-12-08 00:00 UTC'
+    """
+    if since is None and until is None:
+        return "all time"
+    start = None if since is None else datetime.fromtimestamp(since, UTC)
+    end = None if until is None else datetime.fromtimestamp(until, UTC)
+    if any(m is not None and m.time() != datetime.min.time() for m in (start, end)):
+        first = when(since) if since is not None else "the beginning"
+        return f"{first} - {when(until) if until is not None else 'now'} UTC"
+    if end is None:
+        return f"from {_day(start)}"  # type: ignore[arg-type]  # not both None
+    last = end - timedelta(days=1)
+    if start is None:
+        return f"until {_day(last)}"
+    if last <= start:
+        return _day(start)
+    if (start.year, start.month) == (last.year, last.month):
+        return f"{_day(start, month=False, year=False)}-{_day(last)}"
+    if start.year == last.year:
+        return f"{_day(start, year=False)} - {_day(last)}"
+    return f"{_day(start)} - {_day(last)}"

@@ -64,9 +64,17 @@ def bar_chart(
     return "".join(parts)
 
 
-def time_chart(chart_id: str, title: str, days: Sequence[tuple[str, int, int]], *, empty: str = "no data") -> str:
+def time_chart(
+    chart_id: str,
+    title: str,
+    days: Sequence[tuple[str, int, int]],
+    *,
+    empty: str = "no data",
+    labels: tuple[str, str] = ("messages sent", "carts recovered"),
+) -> str:
     """Per day, ``(day, first, second)``: the first series as bars (messages sent), the second as bars in front
-    (carts recovered), on a shared scale, with the first and last day labelled."""
+    (carts recovered), on a shared scale, with the first and last day labelled; ``labels`` name the two series in
+    the legend and the tooltips."""
     if not days:
         return _empty(chart_id, title, empty)
     height, base, left = 220, 180, 50
@@ -81,8 +89,9 @@ def time_chart(chart_id: str, title: str, days: Sequence[tuple[str, int, int]], 
         x = left + step * i + (step - bar) / 2
         h1, h2 = 160 * first / top, 160 * second / top
         parts.append(
-            f'<g class="day" data-day="{escape(day)}"><title>{escape(day)}: {first:,} sent, {second:,} recovered'
-            f'</title><rect class="sent" x="{x:.1f}" y="{base - h1:.1f}" width="{bar:.1f}" height="{h1:.1f}" '
+            f'<g class="day" data-day="{escape(day)}"><title>{escape(day)}: {first:,} {escape(labels[0])}, '
+            f'{second:,} {escape(labels[1])}</title>'
+            f'<rect class="sent" x="{x:.1f}" y="{base - h1:.1f}" width="{bar:.1f}" height="{h1:.1f}" '
             f'fill="{BAR}" fill-opacity="0.45"/><rect class="recovered" x="{x + bar * 0.2:.1f}" y="{base - h2:.1f}" '
             f'width="{bar * 0.6:.1f}" height="{h2:.1f}" fill="{SECOND}"/></g>'
         )
@@ -91,9 +100,9 @@ def time_chart(chart_id: str, title: str, days: Sequence[tuple[str, int, int]], 
         parts.append(f'<text x="{_W - 10}" y="{base + 18}" text-anchor="end">{escape(days[-1][0])}</text>')
     parts.append(
         f'<rect x="{_W - 250}" y="8" width="10" height="10" fill="{BAR}" fill-opacity="0.45"/>'
-        f'<text x="{_W - 236}" y="17">messages sent</text>'
+        f'<text x="{_W - 236}" y="17">{escape(labels[0])}</text>'
         f'<rect x="{_W - 130}" y="8" width="10" height="10" fill="{SECOND}"/>'
-        f'<text x="{_W - 116}" y="17">carts recovered</text>'
+        f'<text x="{_W - 116}" y="17">{escape(labels[1])}</text>'
     )
     parts.append("</svg>")
     return "".join(parts)

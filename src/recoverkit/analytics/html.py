@@ -4,7 +4,13 @@ The page carries a Content-Security-Policy that forbids loading anything (``defa
 browser opening it offline shows all of it and a browser opening it online fetches nothing. The charts
 (:mod:`recoverkit.analytics._svg`): ``chart-funnel`` (the checkout funnel, or without events the recovery
 funnel a store can tell), ``chart-reasons`` (abandonment by likely reason), ``chart-recovery`` (messages sent
-and carts recovered per day) and ``chart-uplift`` (each uplift estimate with its interval against zero).
+and carts recovered per day), ``chart-due-days`` and ``chart-sent-days`` (each day's messages, by the day they
+fell due or were sent, and the carts they recovered) and ``chart-uplift`` (each uplift estimate with its interval
+against zero).
+
+The headline figures come first (``<section id="headline">``, one ``.figure`` each, the same rows as the terminal's
+headline table), then the details. The layout is CSS only: tables sit in containers that scroll on their own on
+a narrow screen, so the page itself never scrolls sideways, and fit without scrolling at 1280 px.
 Everything from data is escaped: the page is rendered by Jinja2 with autoescaping, and the charts escape their
 own text.
 """
@@ -16,8 +22,10 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Final
 
 from .._optional import require
-from ._format import SHORT_STEPS, duration, money, moneys, pct, points, when
+from ._format import SHORT_STEPS, count, duration, money, moneys, pct, period, points, when
+from ._summary import summary_rows
 from ._svg import bar_chart, forest_plot, time_chart
+from .recovery import MessageDay
 from .report import Report
 
 if TYPE_CHECKING:
@@ -30,7 +38,9 @@ if TYPE_CHECKING:
 __all__ = ["CHART_IDS", "render_html"]
 
 #: The ids of the charts every report has (a chart without data says so inside it).
-CHART_IDS: Final = ("chart-funnel", "chart-reasons", "chart-recovery", "chart-uplift")
+CHART_IDS: Final = (
+    "chart-funnel", "chart-reasons", "chart-recovery", "chart-due-days", "chart-sent-days", "chart-uplift",
+)  # fmt: skip
 
 
 @functools.cache
@@ -65,11 +75,38 @@ def _charts(report: Report) -> dict[str, Markup]:
         ],
         empty="no store given" if up is None else "no holdout to compare with",
     )  # fmt: skip
+    due, sent = _message_day_charts(rec)
     # Markup: the chart builders escaped every piece of text from data themselves. markupsafe comes with jinja2,
     # which _page() has required by the time render_html calls this.
     from markupsafe import Markup
 
-    return {name: Markup(svg) for name, svg in zip(CHART_IDS, (funnel, reasons, recovery, uplift), strict=True)}
+    charts = (funnel, reasons, recovery, due, sent, uplift)
+    return {name: Markup(svg) for name, svg in zip(CHART_IDS, charts, strict=True)}
+
+
+def _message_day_charts(rec: Recovery | None) -> tuple[str, str]:
+    """Each day's messages and the carts they recovered: by the day the messages fell due, and were sent."""
+    empty = "no store given" if rec is None else "no message was sent in this period"
+    due = time_chart(
+        "chart-due-days", "Messages by the day they fell due, and the carts they recovered",
+        [] if rec is None else [(d.day, d.sent, d.recovered) for d in rec.by_due_day], empty=empty,
+        labels=("messages due", "carts recovered"),
+    )  # fmt: skip
+    sent = time_chart(
+        "chart-sent-days", "Messages by the day they were sent, and the carts they recovered",
+        [] if rec is None else [(d.day, d.sent, d.recovered) for d in rec.by_sent_day], empty=empty,
+    )  # fmt: skip
+    return due, sent
+
+
+def _message_days(rec: Recovery | None) -> list[tuple[str, MessageDay, MessageDay]]:
+    """Rows of the by-day table: each day, its messages by due day and by send day."""
+    if rec is None:
+        return []
+    due = {d.day: d for d in rec.by_due_day}
+    sent = {d.day: d for d in rec.by_sent_day}
+    empty = MessageDay(day="")
+    return [(day, due.get(day, empty), sent.get(day, empty)) for day in sorted(set(due) | set(sent))]
 
 
 def _event_charts(f: Funnel) -> tuple[str, str]:
@@ -111,8 +148,11 @@ def render_html(report: Report) -> str:
         for row in report.funnel.segments:
             segments.setdefault(row.dimension, []).append(row)
     page = _page()  # first: a missing jinja2 is reported before any work
+    rec = report.recovery
+    on_site = [] if rec is None else [x for x in rec.rows if x.dimension == "channel" and x.on_site]
     return page.render(
-        r=report, f=report.funnel, rec=report.recovery, up=report.uplift, charts=_charts(report),
+        r=report, f=report.funnel, rec=rec, up=report.uplift, charts=_charts(report),
         segments=list(segments.items()), when=when, pct=pct, points=points, duration=duration, money=money,
-        moneys=moneys, verdict=_verdict, short=SHORT_STEPS,
+        moneys=moneys, verdict=_verdict, short=SHORT_STEPS, count=count, period=period,
+        summary=summary_rows(report), on_site=on_site, message_days=_message_days(rec),
     )  # fmt: skip

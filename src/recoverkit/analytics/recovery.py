@@ -36,7 +36,9 @@ from ..offers import discount_for
 from ..store.base import CodeRecord
 from ._facts import CODE_OFFERS, DAY, Facts, Order, Orders, add_money, day_of
 
-__all__ = ["DEFAULT_WINDOW", "CohortSummary", "DayRow", "Dimension", "Recovery", "RecoveryRow", "recovery"]
+__all__ = [
+    "DEFAULT_WINDOW", "CohortSummary", "DayRow", "Dimension", "MessageDay", "Recovery", "RecoveryRow", "recovery",
+]  # fmt: skip
 
 #: The attribution window unless the caller gives another: 5 days, in seconds.
 DEFAULT_WINDOW: Final = 5 * DAY
@@ -109,6 +111,20 @@ class DayRow(msgspec.Struct, frozen=True, kw_only=True):
     revenue: dict[str, int] = {}
 
 
+class MessageDay(msgspec.Struct, frozen=True, kw_only=True):
+    """One UTC day of messages, by the day they were sent (:attr:`Recovery.by_sent_day`) or fell due
+    (:attr:`Recovery.by_due_day`): ``sent`` messages of that day, ``carts`` the distinct carts they went to, and
+    ``recovered`` the carts whose recovering order is credited to one of them (last touch), by orders worth
+    ``revenue`` (minor units, per currency; each order once, on its crediting message's day). Unlike
+    :class:`DayRow`, which dates a recovery by its order, this follows each day's messages to what they brought."""
+
+    day: str
+    sent: int = 0
+    carts: int = 0
+    recovered: int = 0
+    revenue: dict[str, int] = {}
+
+
 class CohortSummary(msgspec.Struct, frozen=True, kw_only=True):
     """What a store alone can say about the funnel: only carts that were abandoned and entered a flow are
     recorded (not visits, nor carts that were bought straight away), so this is the end of the funnel only."""
@@ -129,7 +145,10 @@ class CohortSummary(msgspec.Struct, frozen=True, kw_only=True):
 
 class Recovery(msgspec.Struct, frozen=True, kw_only=True):
     """Recovery figures: ``total`` (all flows), ``rows`` by flow, step, channel, offer and variant, ``days``
-    over time, and the cohort's summary. ``window`` is the attribution window in seconds."""
+    over time, and the cohort's summary. ``window`` is the attribution window in seconds. ``by_sent_day`` and
+    ``by_due_day`` follow each day's messages to the carts they recovered (:class:`MessageDay`); ``due_unknown``
+    sent messages had no due time in the facts (:attr:`~recoverkit.analytics.Facts.due`) and are counted in
+    ``by_due_day`` on the day they were sent."""
 
     window: float
     total: RecoveryRow
@@ -137,6 +156,9 @@ class Recovery(msgspec.Struct, frozen=True, kw_only=True):
     days: list[DayRow]
     cohort: CohortSummary
     codes_issued: int = 0
+    by_sent_day: list[MessageDay] = []
+    by_due_day: list[MessageDay] = []
+    due_unknown: int = 0
 
 
 class _Day:
@@ -147,6 +169,21 @@ class _Day:
     def __init__(self) -> None:
         self.sent = self.link_visits = self.recovered = 0
         self.revenue: dict[str, int] = {}
+
+
+class _MessageDay:
+    """Running figures of one :class:`MessageDay`."""
+
+    __slots__ = ("carts", "recovered", "revenue", "sent")
+
+    def __init__(self) -> None:
+        self.sent = self.recovered = 0
+        self.carts: set[str] = set()
+        self.revenue: dict[str, int] = {}
+
+    def row(self, day: str) -> MessageDay:
+        return MessageDay(day=day, sent=self.sent, carts=len(self.carts), recovered=self.recovered,
+                          revenue=dict(sorted(self.revenue.items())))  # fmt: skip
 
 
 class _Acc:
@@ -226,7 +263,7 @@ def recovery(facts: Facts, *, window: float = DEFAULT_WINDOW) -> Recovery:
     if not window > 0:  # also refuses NaN
         raise ValueError(f"window={window!r}; expected an attribution window in seconds > 0")
     orders = Orders(facts.conversions)
-    tally = _Tally(window)
+    tally = _Tally(window, facts.due)
     for outcome in sorted(facts.outcomes, key=lambda o: (o.at, o.key)):
         tally.outcome(outcome)
     for visit in sorted(facts.visits, key=lambda v: (v.at, v.cart_key)):
@@ -248,6 +285,8 @@ def recovery(facts: Facts, *, window: float = DEFAULT_WINDOW) -> Recovery:
     return Recovery(
         window=window, total=total, rows=rows, days=day_rows, codes_issued=len(facts.codes),
         cohort=_cohort(facts, orders, window, set(tally.sent_by_cart), len(tally.recovered)),
+        by_sent_day=[d.row(day) for day, d in sorted(tally.by_sent.items())],
+        by_due_day=[d.row(day) for day, d in sorted(tally.by_due.items())], due_unknown=tally.due_unknown,
     )  # fmt: skip
 
 
@@ -257,8 +296,12 @@ class _Tally:
     Feed it every outcome first (in time order), then the link visits, then each messaged cart's orders.
     """
 
-    def __init__(self, window: float) -> None:
+    def __init__(self, window: float, due: dict[str, float]) -> None:
         self.window = window
+        self.due = due
+        self.due_unknown = 0
+        self.by_sent: dict[str, _MessageDay] = defaultdict(_MessageDay)
+        self.by_due: dict[str, _MessageDay] = defaultdict(_MessageDay)
         self.accs: dict[_Key, _Acc] = defaultdict(_Acc)
         self.days: dict[str, _Day] = defaultdict(_Day)
         self.sent_by_cart: dict[str, list[MessageOutcome]] = defaultdict(list)
@@ -284,6 +327,16 @@ class _Tally:
             self.sent_by_cart[outcome.cart_key].append(outcome)
             self.times.setdefault(outcome.cart_key, []).append(outcome.at)
             self.days[day_of(outcome.at)].sent += 1
+            if outcome.key not in self.due:
+                self.due_unknown += 1
+            for day in self._message_days(outcome):
+                day.sent += 1
+                day.carts.add(outcome.cart_key)
+
+    def _message_days(self, message: MessageOutcome) -> tuple[_MessageDay, _MessageDay]:
+        """The running figures of the day ``message`` was sent and of the day it fell due."""
+        due = self.due.get(message.key, message.at)
+        return self.by_sent[day_of(message.at)], self.by_due[day_of(due)]
 
     def visit(self, visit: LinkVisit) -> None:
         sent = self.sent_by_cart.get(visit.cart_key)
@@ -307,8 +360,13 @@ class _Tally:
             self.recovered.add(cart)
             day = self.days[day_of(conversion.at)]
             day.recovered += 1
-            if order.key not in self.accs[("all",)].orders and order.value is not None:
+            counted = order.key in self.accs[("all",)].orders  # an order recovering two carts counts once
+            if not counted and order.value is not None:
                 add_money(day.revenue, order.currency, order.value)  # each order once, on the day it was placed
+            for by in self._message_days(message):
+                by.recovered += 1
+                if not counted and order.value is not None:
+                    add_money(by.revenue, order.currency, order.value)
             for key in _keys(message):
                 self.accs[key].recovered.add(cart)
                 self.accs[key].orders[order.key] = order

@@ -16,8 +16,11 @@ from ..config import Config
 from ..score import Scorer
 from ..store.base import Store
 from ._facts import DAY, Facts, load_facts
+from ._format import period as period_text
+from ._period import previous_period
 from ._stats import DEFAULT_CONFIDENCE
 from .funnel import Funnel, funnel
+from .headline import Headline, headline_figures
 from .recovery import Recovery, recovery
 from .sources import EventFormat, EventLog, load_events
 from .uplift import Uplift, UpliftRow, uplift
@@ -45,9 +48,13 @@ class RevenueSummary(msgspec.Struct, frozen=True, kw_only=True):
 
 class Report(msgspec.Struct, frozen=True, kw_only=True):
     """Everything ``recoverkit report`` shows; parts without a source are ``None`` (no ``--events``: no
-    ``funnel``; no ``--store``: no ``recovery``, ``uplift`` nor ``revenue``). ``since``/``until`` bound the
-    period (epoch seconds), ``window`` is the attribution window in seconds, ``notes`` what a reader should
-    know about the figures."""
+    ``funnel``; no ``--store``: no ``recovery``, ``uplift``, ``revenue`` nor ``headline``). ``since``/``until``
+    bound the period (epoch seconds), ``period`` says it as a reader does (``"1-7 Dec 2026"``), ``window`` is the
+    attribution window in seconds, ``notes`` what a reader should know about the figures.
+
+    ``headline`` holds the figures shown first (:mod:`recoverkit.analytics.headline`); ``previous`` the same
+    figures for the period of the same length just before (``previous_since``..``since``), when the period has
+    both bounds and a store was given."""
 
     version: int
     generated_at: float
@@ -61,6 +68,10 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
     uplift: Uplift | None
     revenue: list[RevenueSummary]
     notes: list[str]
+    period: str = ""
+    headline: Headline | None = None
+    previous: Headline | None = None
+    previous_since: float | None = None
 
 
 def build_report(
@@ -81,7 +92,8 @@ def build_report(
 
     ``window_days`` is the attribution window (recovery and uplift); ``since``/``until`` bound the period:
     events by their time, recovery and uplift by when carts were assigned; ``config`` and ``scorer`` are the
-    engine's, for abandonment in the funnel.
+    engine's, for abandonment in the funnel. With a store and both bounds, the headline figures of the period of
+    the same length before ``since`` are computed too (``Report.previous``), from the same store.
     """
     if store is None and events is None:
         raise ValueError("build_report: expected a `store`, an `events` file or both, got neither")
@@ -97,26 +109,40 @@ def build_report(
         if log.source.skipped:
             left = ", ".join(f"{k} {v:,}" for k, v in log.source.skipped.items())
             notes.append(f"Events not used: {left}.")
-    found_recovery = found_uplift = None
-    revenue: list[RevenueSummary] = []
-    store_name = None
-    if store is not None:
-        store_name, facts = _read_store(store, since, until)
-        found_recovery = recovery(facts, window=window)
-        found_uplift = uplift(facts, window=window, confidence=confidence)
-        revenue = _revenue(found_recovery, found_uplift)
-        if found_uplift.note:
-            notes.append(found_uplift.note)
-        if shown_funnel is None:
-            notes.append(found_recovery.cohort.note)
-    return Report(
+    report = Report(
         version=REPORT_VERSION, generated_at=time.time() if now is None else now, window=window,
-        confidence=confidence, since=since, until=until, store=store_name, funnel=shown_funnel,
-        recovery=found_recovery, uplift=found_uplift, revenue=revenue, notes=notes,
+        confidence=confidence, since=since, until=until, store=None, funnel=shown_funnel, recovery=None,
+        uplift=None, revenue=[], notes=notes, period=period_text(since, until),
+    )  # fmt: skip
+    return report if store is None else _with_store(report, store)
+
+
+def _with_store(report: Report, store: Store | str | Path) -> Report:
+    """``report`` with the figures of ``store``: recovery, uplift, the headline, and the previous period's."""
+    since, until, window = report.since, report.until, report.window
+    before = previous_period(since, until) if since is not None and until is not None else None
+    name, facts, earlier = _read_store(store, since, until, before)
+    found = recovery(facts, window=window)
+    measured = uplift(facts, window=window, confidence=report.confidence)
+    previous = None
+    if earlier is not None:
+        previous = headline_figures(
+            earlier, recovery(earlier, window=window), uplift(earlier, window=window, confidence=report.confidence)
+        )
+    notes = [*report.notes, *([measured.note] if measured.note else [])]
+    if report.funnel is None:
+        notes.append(found.cohort.note)
+    return msgspec.structs.replace(
+        report, store=name, recovery=found, uplift=measured, revenue=_revenue(found, measured), notes=notes,
+        headline=headline_figures(facts, found, measured), previous=previous,
+        previous_since=before[0] if previous is not None and before else None,
     )  # fmt: skip
 
 
-def _read_store(store: Store | str | Path, since: float | None, until: float | None) -> tuple[str, Facts]:
+def _read_store(
+    store: Store | str | Path, since: float | None, until: float | None, before: tuple[float, float] | None
+) -> tuple[str, Facts, Facts | None]:
+    """The store's name, the facts of the period and those of the period ``before`` it (when given)."""
     if isinstance(store, str | Path):
         from ..store import SQLiteStore
 
@@ -124,8 +150,15 @@ def _read_store(store: Store | str | Path, since: float | None, until: float | N
         if not path.is_file():  # opening would create it: a report never makes a state file
             raise ValueError(f"{path}: no such state file; expected the store.path of a recoverkit engine")
         with SQLiteStore(path) as opened:
-            return str(path), load_facts(opened, since=since, until=until)
-    return type(store).__name__, load_facts(store, since=since, until=until)
+            return str(path), *_both(opened, since, until, before)
+    return type(store).__name__, *_both(store, since, until, before)
+
+
+def _both(
+    store: Store, since: float | None, until: float | None, before: tuple[float, float] | None
+) -> tuple[Facts, Facts | None]:
+    earlier = None if before is None else load_facts(store, since=before[0], until=before[1])
+    return load_facts(store, since=since, until=until), earlier
 
 
 def headline(found: Uplift) -> UpliftRow | None:

@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING
 
 from .._cli_output import Out, Table, as_out, escape
 from ._format import SHORT_STEPS as _SHORT
-from ._format import duration, money, moneys, pct, points, when
+from ._format import count, duration, money, moneys, pct, period, points, when
+from ._summary import summary_rows
 from .abandonment import Abandonment
 from .funnel import Friction, Funnel
-from .recovery import Recovery, RecoveryRow
+from .recovery import MessageDay, Recovery, RecoveryRow
 from .report import Report
 from .uplift import Uplift
 
@@ -26,10 +27,10 @@ def print_report(report: Report, console: Out | Console | None = None) -> None:
     """Print ``report`` on ``console`` (a rich console, or stdout by default) as tables; every value taken from
     data is escaped, never read as rich markup. rich is used only on a terminal (and only if installed)."""
     console = as_out(console)
-    start = when(report.since) if report.since else "the beginning"
-    period = f"{start} to {when(report.until) if report.until else 'now'}"
-    console.print(f"[bold]recoverkit report[/] for {escape(period)} (UTC); attribution window "
+    shown = report.period or period(report.since, report.until)
+    console.print(f"[bold]recoverkit report[/] for {escape(shown)} (UTC); attribution window "
                   f"{report.window / 86_400:g} days", soft_wrap=True)  # fmt: skip
+    _headline(report, console)
     if report.funnel is not None:
         _funnel(report.funnel, console)
     if report.recovery is not None:
@@ -45,10 +46,28 @@ def print_report(report: Report, console: Out | Console | None = None) -> None:
             table.add_row(escape(r.currency), money(r.recovered, r.currency), money(r.incremental, r.currency),
                           interval, money(r.discount_cost, r.currency))  # fmt: skip
         console.print(table)
-    shown = report.uplift.note if report.uplift is not None else None  # printed with the uplift already
+    said = report.uplift.note if report.uplift is not None else None  # printed with the uplift already
     for note in report.notes:
-        if note != shown:
+        if note != said:
             console.print(f"note: {escape(note)}", soft_wrap=True)
+
+
+def _headline(report: Report, console: Out) -> None:
+    """The headline figures first, with the previous period's and the change when there is one."""
+    rows = summary_rows(report)
+    if not rows:
+        return
+    compared = report.previous is not None
+    before = period(report.previous_since, report.since) if compared else ""
+    table = Table(title="headline" + (f" (previous period: {before})" if compared else ""))
+    columns = ["", "this period", *(("previous", "change") if compared else ()), "what it is"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("", "what it is") else "right")
+    for row in rows:
+        cells = [escape(row.name), escape(row.value), *((escape(row.previous), row.change) if compared else ()),
+                 escape(row.detail)]
+        table.add_row(*cells)
+    console.print(table)
 
 
 def _funnel(f: Funnel, console: Out) -> None:
@@ -140,6 +159,7 @@ def _recovery(r: Recovery, console: Out) -> None:
     if r.codes_issued:
         console.print(f"codes issued: {r.codes_issued:,}, redeemed: {r.total.codes_redeemed:,}; cost unknown for "
                       f"{r.total.discount_cost_unknown:,} (free shipping, or order not found)")  # fmt: skip
+    _on_site(r, console)
     if r.days:
         table = Table(title=f"recovery over time (last {min(len(r.days), _DAYS_SHOWN)} days)")
         for column in ("day", "sent", "links followed", "recovered", "revenue"):
@@ -147,6 +167,42 @@ def _recovery(r: Recovery, console: Out) -> None:
         for d in r.days[-_DAYS_SHOWN:]:
             table.add_row(d.day, f"{d.sent:,}", f"{d.link_visits:,}", f"{d.recovered:,}", moneys(d.revenue))
         console.print(table)
+    _message_days(r, console)
+
+
+def _on_site(r: Recovery, console: Out) -> None:
+    """What visitors did with on-site offers, per channel (recoverkit.onsite records it)."""
+    rows = [x for x in r.rows if x.dimension == "channel" and x.on_site]
+    if not rows:
+        return
+    table = Table(title="on-site offers by channel")
+    for column in ("channel", "shown", "clicked", "dismissed", "click rate"):
+        table.add_column(column, justify="left" if column == "channel" else "right")
+    for x in rows:
+        shown, clicked = x.on_site.get("shown", 0), x.on_site.get("clicked", 0)
+        table.add_row(escape(x.label), count(shown), count(clicked), count(x.on_site.get("dismissed", 0)),
+                      pct(clicked / shown if shown else None))  # fmt: skip
+    console.print(table)
+
+
+def _message_days(r: Recovery, console: Out) -> None:
+    """Each day's messages and the carts they recovered, by the day they fell due and by the day they were sent."""
+    due = {d.day: d for d in r.by_due_day}
+    sent = {d.day: d for d in r.by_sent_day}
+    days = sorted(set(due) | set(sent))[-_DAYS_SHOWN:]
+    if not days:
+        return
+    table = Table(title=f"recovery by the day messages were due and sent (last {len(days)} days)")
+    for column in ("day", "due", "recovered (by due day)", "sent", "recovered (by send day)", "revenue (by send day)"):
+        table.add_column(column, justify="left" if column == "day" else "right")
+    empty = MessageDay(day="")
+    for day in days:
+        d, s = due.get(day, empty), sent.get(day, empty)
+        table.add_row(day, count(d.sent), count(d.recovered), count(s.sent), count(s.recovered), moneys(s.revenue))
+    console.print(table)
+    if r.due_unknown:
+        console.print(f"{r.due_unknown:,} sent messages had no due time in the ledger (purged): counted on their "
+                      "send day")  # fmt: skip
 
 
 def _recovery_cells(row: RecoveryRow) -> list[str]:
