@@ -97,7 +97,8 @@ def test_funnel_shares_are_roughly_as_documented(sessions: dict[str, list[Event]
     assert 0.02 < share(len(failed), len(with_kind(groups, AddPaymentInfo))) < 0.16
     assert share(len(with_kind(groups, Identify)), len(groups)) == pytest.approx(0.40, abs=0.05)
     present = {type(e).__struct_config__.tag for g in groups for e in g}
-    assert present == set(EVENT_KINDS)
+    # Every kind but the pages' checkout_signal, which only the shop with planted causes sends (its own tests).
+    assert present == set(EVENT_KINDS) - {"checkout_signal"}
 
 
 def test_about_45_percent_of_carts_are_bought_some_in_a_later_session(events: list[Event]) -> None:

@@ -18,7 +18,7 @@ import importlib as _importlib
 import typing as _typing
 
 from .background import BackgroundEngine
-from .cart import CartLine, CartSnapshot
+from .cart import CartLine, CartSnapshot, CheckoutSignals
 from .catalogue import Catalogue, Product, StaticCatalogue, Suggestion
 from .channels import (
     Channel,
@@ -112,6 +112,7 @@ __all__ = [
     "Catalogue",
     "Channel",
     "ChannelPolicy",
+    "CheckoutSignals",
     "Checkpoint",
     "Clock",
     "CodeBook",

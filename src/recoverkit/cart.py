@@ -11,7 +11,7 @@ import msgspec
 
 from .events import CheckoutStep, contact_key
 
-__all__ = ["CartLine", "CartSnapshot"]
+__all__ = ["CartLine", "CartSnapshot", "CheckoutSignals"]
 
 
 class CartLine(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -22,6 +22,22 @@ class CartLine(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     quantity: int
     name: str | None = None
     category: str | None = None
+
+
+class CheckoutSignals(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What the shop's pages said about a cart's visit (``checkout_signal`` events), added up.
+
+    ``dead_clicks``, ``tab_aways`` and ``hidden_seconds`` are sums over every page; ``slow_steps`` counts the
+    pages that were slow; ``longest_form_step`` is the longest time on one checkout form page (``checkout``,
+    ``shipping`` or ``payment``), in seconds. A cart whose shop sends no such event has none at all
+    (``CartSnapshot.signals is None``), which is not the same as signals that were all zero.
+    """
+
+    dead_clicks: int = 0
+    slow_steps: int = 0
+    tab_aways: int = 0
+    hidden_seconds: float = 0.0
+    longest_form_step: float = 0.0
 
 
 class CartSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -51,6 +67,8 @@ class CartSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     returning: bool = False
     device: str | None = None
     source: str | None = None
+    #: The ``checkout_signal`` events' sums, ``None`` when the shop sent none for this cart.
+    signals: CheckoutSignals | None = None
 
     @property
     def contact_key(self) -> str:

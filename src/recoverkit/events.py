@@ -23,7 +23,7 @@ import math
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, ClassVar, Final, Union, cast
+from typing import Annotated, Any, ClassVar, Final, Literal, Union, cast, get_args
 
 import msgspec
 
@@ -41,6 +41,7 @@ __all__ = [
     "AddToCart",
     "BaseEvent",
     "BeginCheckout",
+    "CheckoutSignal",
     "CheckoutStep",
     "Consent",
     "Event",
@@ -260,6 +261,33 @@ class ExitIntent(BaseEvent, frozen=True, kw_only=True, gc=False, tag="exit_inten
     """The shopper looks about to leave (cursor left the window, tab hidden): abandonment comes sooner."""
 
 
+#: The pages a :class:`CheckoutSignal` can be about: the funnel's steps before the purchase, by name.
+SignalStep = Literal["browse", "cart", "checkout", "shipping", "payment"]
+#: A day: no shopper spends longer on one page, so a larger figure is a unit mistake (milliseconds), not data.
+_StepSeconds = Annotated[float, msgspec.Meta(ge=0, le=86_400)]
+_Count = Annotated[int, msgspec.Meta(ge=0, le=10_000)]
+
+
+class CheckoutSignal(BaseEvent, frozen=True, kw_only=True, gc=False, tag="checkout_signal"):
+    """How a page of the funnel went for the shopper, sent by the shop's page as the shopper leaves it (on
+    ``pagehide``, or when the next step loads). Every field is optional; send what the page measures.
+
+    ``checkout_step`` names the page (``"cart"``, ``"checkout"``, ``"shipping"``, ``"payment"``, or ``"browse"``
+    for a product page); ``seconds_on_step`` the time on it; ``dead_clicks`` clicks that did nothing (on a
+    disabled button, on text that looks like a link); ``tab_aways`` how often the page was hidden (another tab,
+    another app) and ``hidden_seconds`` for how long in all; ``slow`` that the page itself was slow (the shop's
+    own measure, such as a request over 3 seconds). These are the signals that tell a reason apart (see
+    :mod:`recoverkit.reasons`); a shop that sends none still gets the reasons its other events show.
+    """
+
+    checkout_step: SignalStep | None = None
+    seconds_on_step: _StepSeconds | None = None
+    dead_clicks: _Count = 0
+    tab_aways: _Count = 0
+    hidden_seconds: _StepSeconds = 0.0
+    slow: bool = False
+
+
 Event = Union[
     PageView,
     ViewItem,
@@ -275,6 +303,7 @@ Event = Union[
     PaymentFailed,
     FormError,
     ExitIntent,
+    CheckoutSignal,
 ]
 """Any accepted event; dispatch on its type (``type(ev) is AddToCart``) or its ``event`` tag."""
 
@@ -523,6 +552,8 @@ def _explain(
         where = f"{path}.{name}" if path else f"$.{name}"
         return InvalidEvent(f"missing required field `{where}`", reason="missing_field", field=where)
     reason = "wrong_type" if what.startswith("Expected `") and ", got `" in what else "bad_value"
+    if path == "$.checkout_step" and what.startswith("Invalid enum value"):
+        what = f"Expected one of {', '.join(get_args(SignalStep))}"
     if path is None:
         return InvalidEvent(f"{what}", reason=reason)
     shown = describe_value(raw, path, personal=_PERSONAL)

@@ -156,6 +156,15 @@ class Features(msgspec.Struct, frozen=True, kw_only=True):
     item_views: int
     views: int
     trigger: str
+    # From the shop's ``checkout_signal`` events (see CheckoutSignals); 0 when it sends none. Defaults keep
+    # features built before they existed (a shop's tests, stored records) valid.
+    dead_clicks: int = 0
+    slow_steps: int = 0
+    tab_aways: int = 0
+    hidden_seconds: float = 0.0
+    longest_form_step: float = 0.0
+    #: Whether the shop sent any ``checkout_signal`` for the cart (then a zero above is a measured zero).
+    signals: bool = False
 
 
 class Scored(msgspec.Struct, frozen=True, kw_only=True):

@@ -21,13 +21,15 @@ from typing import Any, Final, Protocol, get_args, runtime_checkable
 import msgspec
 
 from ._pipeline import Stage
-from .cart import CartSnapshot
+from .cart import CartSnapshot, CheckoutSignals
 from .events import CheckoutStep
 from .items import Abandoned, Features, Reason, Scored
 from .money import minor_unit_exponent
+from .reasons import ReasonRules
 
 __all__ = ["Assessment", "DefaultScorer", "Features", "Score", "Scored", "Scorer", "features_of"]
 
+_NO_SIGNALS: Final = CheckoutSignals()
 #: Flows select on reasons: a reason outside this set from a shop's model would slip past every such flow.
 _REASONS: Final = frozenset(get_args(Reason))
 
@@ -52,6 +54,7 @@ def features_of(abandoned: Abandoned) -> Features:
     major = cart.value / 10 ** minor_unit_exponent(cart.currency)
     checkout = (cart.last_at - cart.checkout_at) if cart.checkout_at is not None else 0.0
     ratio = cart.shipping / cart.value if cart.shipping is not None and cart.value > 0 else 0.0
+    signals = cart.signals if cart.signals is not None else _NO_SIGNALS
     return Features(
         value=major,
         lines=len(cart.lines),
@@ -68,6 +71,12 @@ def features_of(abandoned: Abandoned) -> Features:
         item_views=cart.item_views,
         views=cart.views,
         trigger=abandoned.trigger,
+        dead_clicks=signals.dead_clicks,
+        slow_steps=signals.slow_steps,
+        tab_aways=signals.tab_aways,
+        hidden_seconds=signals.hidden_seconds,
+        longest_form_step=signals.longest_form_step,
+        signals=cart.signals is not None,
     )
 
 
@@ -92,6 +101,7 @@ class DefaultScorer:
 
     def __init__(self, shipping_shock_ratio: float = 0.1) -> None:
         self.shipping_shock_ratio = shipping_shock_ratio
+        self._rules = ReasonRules(shipping_shock_ratio=shipping_shock_ratio)
 
     def score(self, cart: CartSnapshot, features: Features) -> Assessment:
         return Assessment(self.probability(features), self.reason(features))
@@ -110,16 +120,12 @@ class DefaultScorer:
         return 1.0 / (1.0 + math.exp(-z))
 
     def reason(self, f: Features) -> Reason:
-        """Most likely reason, in order of how certain the signal is."""
-        if f.payment_failures:
-            return "payment_failure"
-        if f.step >= CheckoutStep.SHIPPING and f.shipping_ratio >= self.shipping_shock_ratio:
-            return "shipping_cost"
-        if f.form_errors:
-            return "form_friction"
-        if f.step <= CheckoutStep.CART and f.item_views >= 3 * max(f.lines, 1):
-            return "price_comparison"
-        return "unknown"
+        """Most likely reason, in order of how certain the signal is: :mod:`recoverkit.reasons`' rules, with
+        this scorer's ``shipping_shock_ratio``."""
+        rules = self._rules
+        if rules.shipping_shock_ratio != self.shipping_shock_ratio:  # the attribute was set after __init__
+            rules = self._rules = ReasonRules(shipping_shock_ratio=self.shipping_shock_ratio)
+        return rules.reason(f)
 
 
 class Score(Stage):

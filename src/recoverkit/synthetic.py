@@ -51,10 +51,11 @@ import os
 from collections.abc import Iterator
 from typing import Final, Literal
 
+from ._synthetic_causes import CAUSES, CausedShop
 from ._synthetic_shop import MEAN_ARRIVAL_GAP, MIXES, RETURN_DELAY, Cart, Shop
 from .events import Event, encode_event
 
-__all__ = ["Mix", "generate_events", "generate_jsonl", "write_events", "write_synthetic"]
+__all__ = ["CAUSES", "Mix", "generate_events", "generate_jsonl", "write_events", "write_synthetic"]
 
 #: Which shop :func:`generate_events` plays: ``"funnel"`` (the default: every session looks at products, a third
 #: fill a cart) or ``"browse"`` (mostly page views; see the module docstring).
@@ -78,6 +79,8 @@ def generate_events(
     catalog_size: int = 5000,
     currency: str = "EUR",
     mix: Mix = "funnel",
+    causes: bool = False,
+    truth: dict[str, str] | None = None,
 ) -> Iterator[Event]:
     """Yield the events of ``sessions`` shopping sessions in non-decreasing ``ts`` order.
 
@@ -88,6 +91,14 @@ def generate_events(
     arguments give the same events; ``catalog_size`` products are the same whatever the seed. See the module
     docstring for the funnel, and for the ``"browse"`` ``mix``, whose events differ from the first session on.
     Memory use does not grow with ``sessions``.
+
+    ``causes=True`` plays a shop whose carts are left for planted causes (shipping cost, payment failure, form
+    friction, price comparison, or none), each with the behaviour it causes and the ``checkout_signal`` events a
+    shop's pages send (see :mod:`recoverkit._synthetic_causes`); its events differ from the first cart on, and
+    it has no ``"browse"`` mix. ``truth``, when given, is filled as the events are generated with the cause of
+    every session that left its cart (``"none"`` for no cause), and ``"payment_failure"`` for sessions whose
+    payment was declined before they bought: the generator's side output, which no event carries. It is
+    complete once the iterator is exhausted.
 
     >>> events = list(generate_events(100, seed=1))
     >>> len(events), events[0].session_id, type(events[0]).__name__
@@ -105,7 +116,12 @@ def generate_events(
         raise ValueError(f"start={start!r}; expected epoch seconds between 2000 and 2099")
     if mix not in MIXES:
         raise ValueError(f"mix={mix!r}; expected one of {', '.join(map(repr, MIXES))}")
-    return _generate(sessions, Shop(seed, catalog_size, currency, mix), float(start))
+    if causes and mix != "funnel":
+        raise ValueError(f"mix={mix!r} with causes=True; expected mix='funnel' (the causes play out in checkout)")
+    if truth is not None and not causes:
+        raise ValueError("truth given with causes=False; expected causes=True (only planted causes are known)")
+    shop = CausedShop(seed, catalog_size, currency, truth) if causes else Shop(seed, catalog_size, currency, mix)
+    return _generate(sessions, shop, float(start))
 
 
 def _generate(sessions: int, shop: Shop, start: float) -> Iterator[Event]:

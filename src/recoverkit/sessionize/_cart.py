@@ -15,12 +15,13 @@ from typing import Any, Final
 
 import msgspec
 
-from ..cart import CartLine, CartSnapshot
+from ..cart import CartLine, CartSnapshot, CheckoutSignals
 from ..events import (
     AddPaymentInfo,
     AddShippingInfo,
     AddToCart,
     BeginCheckout,
+    CheckoutSignal,
     CheckoutStep,
     Item,
     RemoveFromCart,
@@ -37,10 +38,12 @@ __all__ = [
     "Session",
     "State",
     "add_items",
+    "add_signal",
     "cart_key",
     "clear_cart",
     "contact_of",
     "lines_of",
+    "merge_signals",
     "move_cart",
     "new_line",
     "pack_lines",
@@ -88,6 +91,8 @@ class Session(msgspec.Struct, gc=False, array_like=True):
     exit_intents: int = 0
     device: str | None = None
     source: str | None = None
+    # Last, with a default: a checkpoint written before checkout signals existed still restores (array_like).
+    signals: CheckoutSignals | None = None
 
 
 class State(msgspec.Struct, array_like=True):
@@ -140,7 +145,44 @@ def clear_cart(session: Session) -> None:
     session.step = CheckoutStep.BROWSE
     session.checkout_at = session.shipping = session.declared_value = None
     session.payment_failures = session.form_errors = session.exit_intents = 0
+    session.signals = None
     session.trigger = "inactivity"
+
+
+#: The pages whose time counts towards ``CheckoutSignals.longest_form_step``: where the shopper fills in forms.
+_FORM_STEPS: Final = frozenset({"checkout", "shipping", "payment"})
+
+
+def add_signal(signals: CheckoutSignals | None, event: CheckoutSignal) -> CheckoutSignals:
+    """``signals`` with ``event``'s added (a new object: snapshots already taken keep theirs)."""
+    held = signals if signals is not None else _NO_SIGNALS
+    seconds = event.seconds_on_step
+    longest = held.longest_form_step
+    if seconds is not None and event.checkout_step in _FORM_STEPS and seconds > longest:
+        longest = seconds
+    return CheckoutSignals(
+        dead_clicks=held.dead_clicks + event.dead_clicks,
+        slow_steps=held.slow_steps + event.slow,
+        tab_aways=held.tab_aways + event.tab_aways,
+        hidden_seconds=held.hidden_seconds + event.hidden_seconds,
+        longest_form_step=longest,
+    )
+
+
+def merge_signals(a: CheckoutSignals | None, b: CheckoutSignals | None) -> CheckoutSignals | None:
+    """The signals of two carts merged into one: sums add up, the longest form page is the longer."""
+    if a is None or b is None:
+        return a if b is None else b
+    return CheckoutSignals(
+        dead_clicks=a.dead_clicks + b.dead_clicks,
+        slow_steps=a.slow_steps + b.slow_steps,
+        tab_aways=a.tab_aways + b.tab_aways,
+        hidden_seconds=a.hidden_seconds + b.hidden_seconds,
+        longest_form_step=max(a.longest_form_step, b.longest_form_step),
+    )
+
+
+_NO_SIGNALS: Final = CheckoutSignals()
 
 
 # -- what a cart event does to the lines -----------------------------------------------------------------------
@@ -242,6 +284,7 @@ def move_cart(owner: Session, into: Session) -> None:
     into.payment_failures += owner.payment_failures
     into.form_errors += owner.form_errors
     into.exit_intents += owner.exit_intents
+    into.signals = merge_signals(into.signals, owner.signals)
     clear_cart(owner)
 
 
@@ -273,4 +316,5 @@ def snapshot(session: Session, *, returning: bool) -> CartSnapshot:
         returning=returning,
         device=session.device,
         source=session.source,
+        signals=session.signals,
     )

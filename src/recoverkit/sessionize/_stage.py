@@ -22,6 +22,7 @@ from ..events import (
     CUSTOMER_WIDE,
     RESTORE_PAGE,
     BaseEvent,
+    CheckoutSignal,
     Consent,
     Event,
     ExitIntent,
@@ -37,7 +38,7 @@ from ..facts import LinkVisit
 from ..items import Abandoned, Cancel, ContactChanged, Converted, Forget, Resumed
 from ..money import to_minor
 from ._abandon_timers import AbandonTimers, abandons
-from ._cart import CART_EDITS, Session, State, cart_key, clear_cart, contact_of, pack_lines
+from ._cart import CART_EDITS, Session, State, add_signal, cart_key, clear_cart, contact_of, pack_lines
 from ._stitching import Stitching
 
 __all__ = ["SNAPSHOT_PART", "Sessionize"]
@@ -108,6 +109,7 @@ class Sessionize(Stage):
             PaymentFailed: self._on_payment_failed,
             FormError: self._on_form_error,
             ExitIntent: self._on_exit_intent,
+            CheckoutSignal: self._on_checkout_signal,
         }
 
     # -- the stage ------------------------------------------------------------------------------------------
@@ -412,6 +414,10 @@ class Sessionize(Stage):
     def _on_exit_intent(self, session: Session, event: ExitIntent, ts: float, out: list[Any]) -> None:
         session.exit_intents += 1
         self._timers.exit_intent(session, ts)
+
+    def _on_checkout_signal(self, session: Session, event: CheckoutSignal, ts: float, out: list[Any]) -> None:
+        session.signals = add_signal(session.signals, event)
+        self._timers.touch(session, ts)
 
     # -- access and state -----------------------------------------------------------------------------------
 
