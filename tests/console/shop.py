@@ -4,7 +4,7 @@ email channel is a webhook to a real HTTP server on localhost, and a customer wh
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -13,12 +13,14 @@ from recoverkit import BackgroundEngine, Config, FakeClock
 from recoverkit.channels.webhook import WebhookChannel
 from recoverkit.console import EngineAccess, Operator
 
-__all__ = ["ADA", "ADA_PHONE", "BOB", "T0", "Receiver", "Shop", "operator"]
+__all__ = ["ADA", "ADA_PHONE", "BOB", "CONFIG", "T0", "Receiver", "Shop", "operator"]
 
 T0 = 1_796_605_200.0  # 01:00 UTC: what a test does happens on one day
 ADA = "ada.lovelace@example.com"
 ADA_PHONE = "+44 20 7946 0321"
 BOB = "bob@example.org"
+#: Carts are abandoned after 10 minutes; the first message falls due an hour later.
+CONFIG = Config(abandon_after=600)
 
 
 def operator(name: str = "42", *permissions: str) -> Operator:
@@ -63,14 +65,19 @@ class Shop:
     """The engine and its provider; :meth:`abandon` makes a customer's cart abandoned and its message fail for
     good (the provider answers 400), so that it waits in the dead letters."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, engine: Callable[[Receiver, FakeClock], BackgroundEngine] | None = None) -> None:
+        """``engine(receiver, clock)`` builds the engine (a framework's, say); by default a BackgroundEngine on
+        ``path/state.db``, started here."""
         self.receiver = Receiver(400)
         self.clock = FakeClock(T0)
-        self.background = BackgroundEngine(
-            Config(abandon_after=600), channels={"email": WebhookChannel(self.receiver.url)}, clock=self.clock,
-            store=path / "state.db", close_at_exit=False,
-        )  # fmt: skip
-        self.background.start()
+        if engine is None:
+            self.background = BackgroundEngine(
+                CONFIG, channels={"email": WebhookChannel(self.receiver.url)}, clock=self.clock,
+                store=path / "state.db", close_at_exit=False,
+            )  # fmt: skip
+            self.background.start()
+        else:
+            self.background = engine(self.receiver, self.clock)
         self.access = EngineAccess.background(self.background)
 
     @property

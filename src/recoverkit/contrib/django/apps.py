@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.apps import AppConfig, apps  # type: ignore[import-untyped]
 from django.core import checks  # type: ignore[import-untyped]
 from django.core.signals import setting_changed  # type: ignore[import-untyped]
+from django.db.models.signals import post_migrate  # type: ignore[import-untyped]
 
 __all__ = ["RecoverkitConfig"]
 
@@ -27,6 +28,7 @@ class RecoverkitConfig(AppConfig):  # type: ignore[misc]
     def ready(self) -> None:
         from . import checks as recoverkit_checks
         from ._state import configure
+        from .console import create_permissions
         from .receivers import on_setting_changed, on_user_logged_in, on_user_logged_out
 
         configure()
@@ -36,6 +38,8 @@ class RecoverkitConfig(AppConfig):  # type: ignore[misc]
 
             user_logged_in.connect(on_user_logged_in, dispatch_uid="recoverkit.user_logged_in")
             user_logged_out.connect(on_user_logged_out, dispatch_uid="recoverkit.user_logged_out")
+        # The console's permissions (recoverkit.view, ...), created once auth has migrated: see contrib.django.console.
+        post_migrate.connect(create_permissions, dispatch_uid="recoverkit.console_permissions")
         checks.register(recoverkit_checks.check_settings, "recoverkit")
         checks.register(recoverkit_checks.check_middleware, "recoverkit")
         checks.register(recoverkit_checks.check_deployment, "recoverkit", deploy=True)

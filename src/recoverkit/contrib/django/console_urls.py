@@ -1,0 +1,17 @@
+"""The console's URLs: ``path("ops/recoverkit/", include("recoverkit.contrib.django.console_urls"))``.
+
+Namespace ``recoverkit_console``: ``reverse("recoverkit_console:index")`` is the console's overview.
+"""
+
+from __future__ import annotations
+
+from django.urls import path  # type: ignore[import-untyped]
+
+from .console import console_view
+
+app_name = "recoverkit_console"
+
+urlpatterns = [
+    path("", console_view, name="index"),
+    path("<path:path>", console_view, name="page"),
+]
