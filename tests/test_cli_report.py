@@ -237,3 +237,91 @@ def test_the_retailrocket_funnel(capsys: pytest.CaptureFixture[str]) -> None:
     assert cart >= 43 and bought <= cart
     assert f["segments"] and all(r["value"] in ("unknown", "new", "returning", "anonymous") for r in f["segments"]
                                  if r["dimension"] in ("device", "customer"))  # fmt: skip
+
+
+# -- the owner's report: headline first, the period, the layout a browser gives it -------------------------------
+
+
+def shop_days(shop: Shop) -> tuple[str, str]:
+    with SQLiteStore(shop.store) as store:
+        times = [a.assigned_at for a in store.assignments()]
+    return tuple(time.strftime("%Y-%m-%d", time.gmtime(t)) for t in (min(times), max(times)))  # type: ignore[return-value]
+
+
+def test_the_headline_of_a_period_and_the_period_before(shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
+    first, last = shop_days(shop)
+    report = report_json(capsys, "--store", str(shop.store), "--period", f"{first}..{last}")
+    whole = report_json(capsys, "--store", str(shop.store))
+    # Every cart of the shop was routed in those days: the headline is the whole store's, and agrees with the details.
+    total, h = whole["recovery"]["total"], report["headline"]
+    assert h == whole["headline"] and h["carts"] == whole["recovery"]["cohort"]["abandoned_carts"] > 0
+    assert (h["messaged_carts"], h["recovered_carts"]) == (total["sent_carts"], total["recovered_carts"])
+    (eur,) = h["money"]
+    assert eur["recovered"] == total["recovered_revenue"]["EUR"] and eur["discount_cost"] == 500
+    assert eur["per_recipient"] == round(eur["recovered"] / h["recipients"])
+    (revenue,) = report["revenue"]
+    assert (eur["incremental"], eur["low"], eur["high"], eur["verdict"]) == (
+        revenue["incremental"], revenue["low"], revenue["high"], revenue["verdict"]
+    )  # fmt: skip
+    # The period before, of the same length, is before the shop opened: nothing to compare with.
+    assert report["previous"]["carts"] == 0 and report["period"] and report["previous_since"] < report["since"]
+    assert main(["report", "--store", str(shop.store), "--period", f"{first}..{last}"]) == 0
+    text = capsys.readouterr().out
+    assert f"recoverkit report for {report['period']} (UTC)" in text
+    assert "no carts in that period" in text
+    # The headline comes first, before every detail.
+    assert text.index("headline") < text.index("recovery:") < text.index("by flow, step, channel")
+    for name in ("recovered revenue", "recovery rate", "revenue per recipient", "incremental revenue vs holdout",
+                 "discount cost", "unsubscribes"):  # fmt: skip
+        assert name in text.split("recovery:")[0]
+
+
+def test_the_period_must_be_one_the_report_knows(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--events", "x.jsonl", "--period", "fortnight"]) == 2
+    err = capsys.readouterr().err
+    assert "--period 'fortnight'" in err and "last-7-days" in err and "2026-12-01..2026-12-07" in err
+    assert main(["report", "--events", "x.jsonl", "--period", "last-7-days", "--since", "2026-01-01"]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_numbers_have_thousands_separators(shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--store", str(shop.store), "--events", str(shop.events)]) == 0
+    assert " 1,000 " in capsys.readouterr().out  # the sessions viewing an item
+    out = Path(shop.store).parent / "separators.html"
+    assert main(["report", "--store", str(shop.store), "--events", str(shop.events), "--format", "html",
+                 "--output", str(out)]) == 0  # fmt: skip
+    html = out.read_text(encoding="utf-8")
+    assert "<td>view_item</td><td>1,000</td>" in html and ">1000<" not in html
+
+
+def render_report(shop: Shop, out: Path) -> str:
+    first, last = shop_days(shop)
+    assert main(["report", "--store", str(shop.store), "--events", str(shop.events), "--period",
+                 f"{first}..{last}", "--format", "html", "--output", str(out)]) == 0  # fmt: skip
+    return out.read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_the_html_report_fits_1280_px_and_390_px_with_the_headline_first(shop: Shop, tmp_path: Path) -> None:
+    from analytics.layout import ReportBrowser
+
+    page = tmp_path / "report.html"
+    render_report(shop, page)
+    with ReportBrowser(tmp_path / "profile") as browser:
+        browser.open(page, 1280)
+        wide = browser.measure()
+        browser.open(page, 390, 844, mobile=True)
+        narrow = browser.measure()
+    assert wide["width"] == 1280 and narrow["width"] == 390
+    # At 1280 px neither the page nor any table scrolls sideways.
+    assert wide["scroll"] <= wide["client"]
+    assert [w for w in wide["wide"] if w[0] > w[1]] == []
+    # At 390 px the page itself still does not: wide tables scroll inside their own box.
+    assert narrow["scroll"] <= narrow["client"]
+    for measured in (wide, narrow):
+        assert measured["headline"] is not None and measured["headline"] < measured["first_h2"]
+        assert measured["figures"] == [
+            "figure-recovered-EUR", "figure-recovery-rate", "figure-per-recipient-EUR", "figure-incremental-EUR",
+            "figure-discount-cost-EUR", "figure-unsubscribes",
+        ]  # fmt: skip
+    assert wide["headline"] < 900  # in the first screen
