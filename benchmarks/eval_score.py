@@ -5,6 +5,11 @@ family on the public datasets in ``../shared/data`` (``$RECOVERKIT_SHARED_DATA``
 its README). Every model below is trained with :func:`recoverkit.train.fit` and scored by the pure-Python
 :class:`recoverkit.model.Model` read back from its file, so the figures are those of what the engine runs.
 
+0. **The default score on every dataset** (issue 16): the old and the shipped ``DefaultScorer`` on UCI mapped to
+   engine features, Retailrocket's carts at their first add-to-cart and the REES46 slice's (read by
+   ``recoverkit._dataset_features``), with DeLong intervals, against a logistic regression on the same inputs
+   fitted on the *other* datasets (the figure for a dataset from weights that never saw it) and, as ceilings,
+   models fitted in-sample. The docs' table comes from this part: ``--only default`` runs it alone (~20 s).
 1. **UCI online shoppers** (12,330 sessions, 15.5% buy). *Split by time*: train on Feb-Oct (7,605 sessions),
    test on Nov-Dec (4,725; the holiday months, 20.7% buy); ``Month`` is not an input (a tree cannot learn
    anything about months it never saw). *Random*: stratified 5-fold cross-validation with ``Month``, for
@@ -12,7 +17,8 @@ its README). Every model below is trained with :func:`recoverkit.train.fit` and 
    Baselines: logistic regression (log1p of counts, durations and page values, one-hot codes, standardised) and
    scikit-learn's unconstrained ``HistGradientBoostingClassifier`` (a ceiling: it cannot be exported to the
    file format). Scoring time per row: the pure-Python model vs the default model on engine features, and vs
-   ``predict_proba`` of scikit-learn on one row.
+   ``predict_proba`` of scikit-learn on one row. How much ``PageValues`` carries: it alone as the score (all
+   sessions, and Nov-Dec), and the trained model without it, split by time and in the random CV.
 2. **Retailrocket cart snapshots** (``prefix_dataset.parquet``, needs ``pyarrow``: skipped with the reason
    when it is missing). Split by visitor (visitor id % 10 < 7 trains). The trained model on all 14 snapshot
    features; the trained model on the engine's ``Features`` computed from the snapshot (no prices, so value 0;
@@ -40,6 +46,7 @@ Run from the repository root (``pyarrow`` is optional; without it part 2-3 is sk
     .venv/bin/python benchmarks/eval_score.py            # ~1-2 minutes on 2 cores
     .venv/bin/python benchmarks/eval_score.py --quick --json
     .venv/bin/python benchmarks/eval_score.py --only retailrocket --json
+    .venv/bin/python benchmarks/eval_score.py --only default
 """
 
 from __future__ import annotations
@@ -58,8 +65,16 @@ import anyio
 import msgspec
 from _common import emit_json, machine, parser, print_header, quiet_logs, ratio, watchdog
 
+from recoverkit._dataset_features import (
+    LabelledCarts,
+    rees46_carts,
+    retailrocket_carts,
+    retailrocket_snapshot_features,
+    uci_carts,
+)
 from recoverkit.config import Condition, Config, Flow, FlowStep
-from recoverkit.evaluation import Evaluation, evaluate
+from recoverkit.evaluation import Evaluation, evaluate, roc_auc_interval
+from recoverkit.events import CheckoutStep
 from recoverkit.history import abandonment_history
 from recoverkit.model import Input, Model, ModelScorer, decode_model, encode_model, load_model
 from recoverkit.replay import replay
@@ -106,6 +121,109 @@ def figures(ev: Evaluation) -> dict[str, Any]:
 def exported(rows: Sequence[Sequence[float]], labels: Sequence[int], inputs: list[Input], **settings: Any) -> Model:
     """Fit, write to bytes and read back: the model as the engine would load it."""
     return Model(decode_model(encode_model(fit(rows, labels, inputs, **settings).model)))
+
+
+# -- 0. the default score on every dataset -----------------------------------------------------------------------
+
+#: The inputs of the default that these datasets measure (the rest are constant in all three: no checkout steps,
+#: friction signals or known past buyers), for the logistic fits of part 0, each standardised within its dataset.
+ENGAGEMENT = ("log1p_item_views", "log1p_session_minutes", "log1p_value")
+
+
+def old_default_probability(f: Features) -> float:
+    """The default model before issue 16, its "many views" penalty included: the baseline of part 0."""
+    steps = {CheckoutStep.CHECKOUT: 0.6, CheckoutStep.SHIPPING: 0.9, CheckoutStep.PAYMENT: 1.3,
+             CheckoutStep.PURCHASE: 1.3}  # fmt: skip
+    z = -1.6 + steps.get(CheckoutStep(f.step), 0.0) + (0.8 if f.returning else 0.0) + (0.3 if f.identified else 0.0)
+    z += -0.08 * math.log1p(f.value) + (0.4 if f.payment_failures else 0.0) - 0.2 * min(f.form_errors, 3)
+    z -= (0.7 if f.shipping_ratio >= 0.1 else 0.0) + (0.3 if f.exit_intent else 0.0)
+    z -= 0.4 if f.item_views >= 4 * max(f.lines, 1) else 0.0
+    return 1.0 / (1.0 + math.exp(-(z + 0.1 * math.log1p(f.checkout_seconds / 60.0))))
+
+
+def engagement_row(f: Features) -> list[float]:
+    return [math.log1p(f.item_views), math.log1p(f.session_seconds / 60.0), math.log1p(f.value)]
+
+
+def interval(labels: Sequence[bool], scores: Sequence[float]) -> dict[str, float]:
+    auroc, low, high = roc_auc_interval(labels, scores)
+    return {"auroc": auroc, "low": low, "high": high}
+
+
+def default_datasets(root: Path, quick: bool) -> tuple[dict[str, LabelledCarts], dict[str, str]]:
+    """The datasets of part 0 that are present (``--quick``: every 8th cart of the large ones), and why not."""
+    readers: dict[str, tuple[Path, Callable[[Path], LabelledCarts]]] = {
+        "uci": (root / "uci-online-shoppers-intention" / "online_shoppers_intention.csv", uci_carts),
+        "retailrocket": (root / "retailrocket-cart-sessions-derived" / "prefix_dataset.parquet", retailrocket_carts),
+        "rees46": (root / "rees46-multicategory-2019oct-prefix" / "2019-Oct.csv", rees46_carts),
+    }
+    data: dict[str, LabelledCarts] = {}
+    skipped: dict[str, str] = {}
+    for name, (path, read) in readers.items():
+        if not path.exists():
+            skipped[name] = f"{path} not found"
+            continue
+        try:
+            carts = read(path)
+        except ImportError as exc:
+            skipped[name] = str(exc)
+            continue
+        if quick and len(carts.features) > 1000:
+            carts = LabelledCarts(carts.features[::QUICK_EVERY], carts.converted[::QUICK_EVERY])
+        data[name] = carts
+    return data, skipped
+
+
+def default_score(root: Path, quick: bool) -> dict[str, Any]:
+    """Part 0: per dataset, the old and the shipped default against models fitted to it and to the others."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    data, skipped = default_datasets(root, quick)
+    out: dict[str, Any] = {name: {"skipped": why} for name, why in skipped.items()}
+    settings: dict[str, Any] = QUICK_SETTINGS if quick else {}
+    reader = ModelScorer(_blank(feature_inputs()))
+    shipped = DefaultScorer()
+
+    def standardised(name: str) -> Any:
+        # Each dataset on its own scale (no labels used): pooled raw, UCI's long sessions and lower base rate
+        # would teach "many views, few purchases" across datasets, which says nothing about carts within one.
+        x = np.asarray([engagement_row(f) for f in data[name].features])
+        sd = x.std(axis=0)
+        return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+
+    def logistic(on: list[str]) -> Any:
+        # One intercept per dataset (its base rate); a constant shift does not change the ranking elsewhere.
+        codes = np.asarray([[float(name == d) for d in on] for name in on for _ in data[name].features])
+        x = np.hstack([np.vstack([standardised(name) for name in on]), codes])
+        y = np.asarray([v for name in on for v in data[name].converted], dtype=int)
+        return LogisticRegression(max_iter=1000, fit_intercept=False).fit(x, y)
+
+    def margin(model: Any, name: str) -> list[float]:
+        return (standardised(name) @ model.coef_[0][: len(ENGAGEMENT)]).tolist()
+
+    for name, carts in data.items():
+        y = carts.converted
+        x = [engagement_row(f) for f in carts.features]
+        rows = [reader.row(f) for f in carts.features]
+        trained = exported(rows, [int(v) for v in y], feature_inputs(), **settings)
+        out[name] = {
+            "carts": len(y), "converted": sum(y),
+            "alone": {n: interval(y, [r[i] for r in x]) for i, n in enumerate(ENGAGEMENT)},
+            "old_default": interval(y, [old_default_probability(f) for f in carts.features]),
+            "shipped_default": interval(y, [shipped.probability(f) for f in carts.features]),
+            "in_sample_logistic": interval(y, margin(logistic([name]), name)),
+            "in_sample_recoverkit": interval(y, [trained.probability(r) for r in rows]),
+        }  # fmt: skip
+        others = [other for other in data if other != name]
+        if others:
+            model = logistic(others)
+            coefficients = model.coef_[0][: len(ENGAGEMENT)].tolist()
+            out[name]["fitted_on_the_others"] = {
+                **interval(y, margin(model, name)),
+                "on": others, "coefficients": dict(zip(ENGAGEMENT, coefficients, strict=True)),
+            }  # fmt: skip
+    return out
 
 
 # -- 1. UCI -----------------------------------------------------------------------------------------------------
@@ -192,6 +310,9 @@ def uci(path: Path, quick: bool) -> dict[str, Any]:
         },
     }  # fmt: skip
 
+    out["time_split"]["recoverkit_interval"] = interval(y_test, ours)
+    out["page_values"] = page_values(sessions, x, labels, train, settings)
+
     # Scoring time: the exported model per row, against the default model and scikit-learn on one row.
     rows = x[test].tolist()[: 200 if quick else 2000]
     features = [_engine_features(i) for i in range(len(rows))]
@@ -218,12 +339,18 @@ def uci(path: Path, quick: bool) -> dict[str, Any]:
     inputs_m = uci_inputs(month=True)
     xm = np.asarray([uci_row(s, month=True) for s in sessions])
     folds = StratifiedKFold(QUICK_FOLDS if quick else 5, shuffle=True, random_state=0)
-    per: dict[str, list[Evaluation]] = {"recoverkit": [], "logistic": [], "unconstrained_hgb": []}
+    per: dict[str, list[Evaluation]] = {"recoverkit": [], "recoverkit_without_page_values": [], "logistic": [],
+                                        "unconstrained_hgb": []}  # fmt: skip
     names_m = [i.name for i in inputs_m]
+    keep = [i for i, name in enumerate(names_m) if name != "PageValues"]
     for tr, te in folds.split(xm, labels):
         model_m = exported(xm[tr].tolist(), labels[tr].tolist(), inputs_m, **settings)
         y = labels[te].tolist()
         per["recoverkit"].append(evaluate(y, [model_m.probability(r) for r in xm[te].tolist()]))
+        without = exported(xm[tr][:, keep].tolist(), labels[tr].tolist(), [inputs_m[i] for i in keep], **settings)
+        per["recoverkit_without_page_values"].append(
+            evaluate(y, [without.probability(r) for r in xm[te][:, keep].tolist()])
+        )
         per["logistic"].append(evaluate(y, logistic_baseline(xm[tr], labels[tr], xm[te], names_m).tolist()))
         per["unconstrained_hgb"].append(evaluate(y, unconstrained(xm[tr], labels[tr], xm[te]).tolist()))
     out["random_cv"] = {
@@ -232,6 +359,24 @@ def uci(path: Path, quick: bool) -> dict[str, Any]:
         "published": PUBLISHED,
     }
     return out
+
+
+def page_values(sessions: list[dict[str, str]], x: Any, labels: Any, train: Any, settings: dict[str, Any]) -> Any:
+    """How much of UCI's figure PageValues carries: it alone as the score, and the time split without it."""
+    values = [float(s["PageValues"]) for s in sessions]
+    y = labels.tolist()
+    test = ~train
+    inputs = uci_inputs(month=False)
+    column = [i.name for i in inputs].index("PageValues")
+    keep = [i for i in range(len(inputs)) if i != column]
+    model = exported(x[train][:, keep].tolist(), labels[train].tolist(), [inputs[i] for i in keep], **settings)
+    return {
+        "alone_all_sessions": interval(y, values),
+        "alone_nov_dec": interval(labels[test].tolist(), [v for v, t in zip(values, test, strict=True) if t]),
+        "time_split_without": interval(
+            labels[test].tolist(), [model.probability(r) for r in x[test][:, keep].tolist()]
+        ),
+    }
 
 
 def _engine_features(i: int) -> Features:
@@ -272,15 +417,8 @@ def load_prefix(path: Path) -> list[dict[str, Any]] | str:
     return list(pq.read_table(path).to_pylist())
 
 
-def prefix_features(s: dict[str, Any]) -> Features:
-    """What the engine would know of the snapshot's cart: no prices (value 0), at the cart step, identified."""
-    carts = int(s["addtocart_count"])
-    return Features(
-        value=0.0, lines=carts, quantity=carts, step=1, checkout_seconds=0.0,
-        session_seconds=float(s["seconds_since_first_event"]), returning=False, identified=True, payment_failures=0,
-        form_errors=0, exit_intent=False, shipping_ratio=0.0, item_views=int(s["view_count"]),
-        views=int(s["view_count"]), trigger="inactivity",
-    )  # fmt: skip
+#: What the engine would know of a snapshot's cart (no prices, at the cart step, identified).
+prefix_features = retailrocket_snapshot_features
 
 
 def prefix_row(s: dict[str, Any]) -> list[float]:
@@ -485,7 +623,31 @@ def _f(value: Any, digits: int = 3) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def report_default(part: dict[str, Any]) -> None:
+    print("0. The default score per dataset: auROC [DeLong 95%]; every cart at its first add-to-cart (UCI: every")
+    print("   session); 'fitted on the others': logistic on the engagement inputs of the other datasets")
+    rows = ("old_default", "shipped_default", "fitted_on_the_others", "in_sample_logistic", "in_sample_recoverkit")
+    for name, d in part.items():
+        if "skipped" in d:
+            print(f"   {name}: skipped: {d['skipped']}")
+            continue
+        print(f"   {name}: {d['carts']:,} carts, {d['converted']:,} bought")
+        for row in rows:
+            if row in d:
+                v = d[row]
+                print(f"     {row:24s} {_f(v['auroc'])} [{_f(v['low'])}-{_f(v['high'])}]")
+        alone = ", ".join(f"{k} {_f(v['auroc'])}" for k, v in d["alone"].items())
+        print(f"     each input alone: {alone}")
+        if "fitted_on_the_others" in d:
+            o = d["fitted_on_the_others"]
+            coefficients = ", ".join(f"{k} {v:+.2f}" for k, v in o["coefficients"].items())
+            print(f"     fitted on {' + '.join(o['on'])}: standardised coefficients {coefficients}")
+    print()
+
+
 def report(doc: dict[str, Any]) -> None:
+    if "default" in doc:
+        report_default(doc["default"])
     u = doc.get("uci")
     if u is not None:
         t = u["time_split"]
@@ -504,12 +666,18 @@ def report(doc: dict[str, Any]) -> None:
         for name, rows in t["calibration"].items():
             cells = ", ".join(f"{r['predicted']:.2f}->{r['observed']:.2f}" for r in rows)
             print(f"   calibration {name} (5 groups, predicted->bought): {cells}")
+        v, pv = t["recoverkit_interval"], u["page_values"]
+        print(f"   recoverkit auROC [DeLong 95%]: {_f(v['auroc'])} [{_f(v['low'])}-{_f(v['high'])}]")
+        cells = [f"{label} {_f(pv[key]['auroc'])} [{_f(pv[key]['low'])}-{_f(pv[key]['high'])}]"
+                 for label, key in (("alone, all sessions", "alone_all_sessions"), ("alone, Nov-Dec", "alone_nov_dec"),
+                                    ("recoverkit by time without it", "time_split_without"))]  # fmt: skip
+        print(f"   PageValues: {'; '.join(cells)}")
         c = u["random_cv"]
         print(
             f"   random stratified {c['folds']}-fold CV with Month (mean ± sd [min-max]); published "
             f"{PUBLISHED['auroc']} / {PUBLISHED['aupr']}"
         )
-        for name in ("recoverkit", "logistic", "unconstrained_hgb"):
+        for name in ("recoverkit", "recoverkit_without_page_values", "logistic", "unconstrained_hgb"):
             a, p = c[name]["auroc"], c[name]["aupr"]
             print(
                 f"   {name:32s} auROC {a['mean']:.3f} ± {a['sd']:.3f} [{a['min']:.3f}-{a['max']:.3f}]  "
@@ -581,7 +749,7 @@ def report(doc: dict[str, Any]) -> None:
 def main() -> None:
     p = parser(__doc__.split("\n\n")[0], timeout=1800.0)
     p.add_argument("--data", type=Path, default=None, help="the shared data directory (default ../shared/data)")
-    p.add_argument("--only", choices=["uci", "retailrocket", "replays"], help="run one part")
+    p.add_argument("--only", choices=["default", "uci", "retailrocket", "replays"], help="run one part")
     args = p.parse_args()
     quiet_logs()
     watchdog(args.timeout, "eval_score")
@@ -597,6 +765,8 @@ def main() -> None:
     info = machine(**{k.replace("-", "_"): v for k, v in versions.items()}, omp_num_threads=threads, data=str(root))
     doc: dict[str, Any] = {"machine": info}
     started = time.perf_counter()
+    if args.only in (None, "default"):
+        doc["default"] = default_score(root, args.quick)
     uci_path = root / "uci-online-shoppers-intention" / "online_shoppers_intention.csv"
     if args.only in (None, "uci"):
         doc["uci"] = uci(uci_path, args.quick) if uci_path.exists() else {"skipped": f"{uci_path} not found"}

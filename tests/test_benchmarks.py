@@ -189,6 +189,11 @@ def test_eval_score_quick_evaluates_on_the_shared_data() -> None:
         assert 0.5 < uci["time_split"][model]["auroc"] <= 1.0, model
     assert positive(uci["scoring_ratios"]["recoverkit_model_vs_default_model"])
     assert uci["random_cv"]["folds"] == 2
+    assert 0.5 < uci["page_values"]["alone_all_sessions"]["auroc"] <= 1.0
+    default = doc["default"]["uci"]  # part 0: the shipped default, with its interval, against the old one
+    assert default["shipped_default"]["low"] < default["shipped_default"]["auroc"] < default["shipped_default"]["high"]
+    assert default["shipped_default"]["auroc"] > default["old_default"]["auroc"]
+    assert set(default["fitted_on_the_others"]["on"]) <= {"retailrocket", "rees46"}
     sample = doc["replays"]["retailrocket_sample"]
     assert sample["events"] > 0 and sample["labelled"] > 0
     assert sample["everyone"]["discounts"] > 0

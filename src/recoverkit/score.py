@@ -80,17 +80,33 @@ def features_of(abandoned: Abandoned) -> Features:
     )
 
 
-# Weights of the default model, log-odds. docs/scoring.md explains each; the ``train`` command of a later
-# release replaces them with weights fitted on a shop's own history.
-_STEP_WEIGHT = {
+# Weights of the default model, log-odds. docs/scoring.md explains each, how they were chosen and how they rank
+# carts on three public datasets; a test checks that its table shows these numbers. ``recoverkit train`` fits
+# weights on a shop's own history instead.
+_WEIGHTS: Final = {
+    "intercept": -2.2,
+    "step_checkout": 0.6,
+    "step_shipping": 0.9,
+    "step_payment": 1.3,
+    "returning": 0.8,
+    "identified": 0.3,
+    "log_value": -0.08,
+    "payment_failure": 0.4,
+    "form_error": -0.2,
+    "shipping_shock": -0.7,
+    "exit_intent": -0.3,
+    "log_item_views": 0.25,
+    "log_session_minutes": 0.15,
+    "log_checkout_minutes": 0.1,
+}
+_STEP_WEIGHT: Final = {
     CheckoutStep.BROWSE: 0.0,
     CheckoutStep.CART: 0.0,
-    CheckoutStep.CHECKOUT: 0.6,
-    CheckoutStep.SHIPPING: 0.9,
-    CheckoutStep.PAYMENT: 1.3,
-    CheckoutStep.PURCHASE: 1.3,
+    CheckoutStep.CHECKOUT: _WEIGHTS["step_checkout"],
+    CheckoutStep.SHIPPING: _WEIGHTS["step_shipping"],
+    CheckoutStep.PAYMENT: _WEIGHTS["step_payment"],
+    CheckoutStep.PURCHASE: _WEIGHTS["step_payment"],
 }
-_INTERCEPT = -1.6
 
 
 class DefaultScorer:
@@ -107,16 +123,24 @@ class DefaultScorer:
         return Assessment(self.probability(features), self.reason(features))
 
     def probability(self, f: Features) -> float:
-        z = _INTERCEPT + _STEP_WEIGHT.get(CheckoutStep(f.step), 0.0)
-        z += 0.8 if f.returning else 0.0
-        z += 0.3 if f.identified else 0.0
-        z -= 0.08 * math.log1p(f.value)
-        z += 0.4 if f.payment_failures else 0.0
-        z -= 0.2 * min(f.form_errors, 3)
-        z -= 0.7 if f.shipping_ratio >= self.shipping_shock_ratio else 0.0
-        z -= 0.3 if f.exit_intent else 0.0
-        z -= 0.4 if f.item_views >= 4 * max(f.lines, 1) else 0.0
-        z += 0.1 * math.log1p(f.checkout_seconds / 60.0)
+        """The default model's conversion probability: 1 / (1 + e^-z), z the sum of the weights that apply.
+
+        More product views and a longer session raise it: engagement, the direction two of the three public
+        datasets in docs/scoring.md agree on (the old "many views" penalty ranked their carts worse than
+        chance). Each term is bounded or grows as a log.
+        """
+        w = _WEIGHTS
+        z = w["intercept"] + _STEP_WEIGHT.get(CheckoutStep(f.step), 0.0)
+        z += w["returning"] if f.returning else 0.0
+        z += w["identified"] if f.identified else 0.0
+        z += w["log_value"] * math.log1p(max(f.value, 0.0))
+        z += w["payment_failure"] if f.payment_failures else 0.0
+        z += w["form_error"] * min(f.form_errors, 3)
+        z += w["shipping_shock"] if f.shipping_ratio >= self.shipping_shock_ratio else 0.0
+        z += w["exit_intent"] if f.exit_intent else 0.0
+        z += w["log_item_views"] * math.log1p(max(f.item_views, 0))
+        z += w["log_session_minutes"] * math.log1p(max(f.session_seconds, 0.0) / 60.0)
+        z += w["log_checkout_minutes"] * math.log1p(max(f.checkout_seconds, 0.0) / 60.0)
         return 1.0 / (1.0 + math.exp(-z))
 
     def reason(self, f: Features) -> Reason:
