@@ -125,5 +125,5 @@ def test_the_auroc_interval_narrows_with_more_carts_and_covers_a_bootstrap() -> 
 
 def test_the_auroc_interval_is_undefined_for_one_class_and_refuses_a_bad_level() -> None:
     assert all(math.isnan(v) for v in roc_auc_interval([1, 1], [0.2, 0.3]))
-    with pytest.raises(ValueError, match="level=1.5; expected a number between 0 and 1"):
+    with pytest.raises(ValueError, match=r"level=1\.5; expected a number between 0 and 1"):
         roc_auc_interval([0, 1], [0.1, 0.2], level=1.5)
