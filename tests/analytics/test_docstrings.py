@@ -9,7 +9,8 @@ import pytest
 
 
 @pytest.mark.parametrize(
-    "name", ["recoverkit.analytics._stats", "recoverkit.analytics._format", "recoverkit._cli_report"]
+    "name",
+    ["recoverkit.analytics._stats", "recoverkit.analytics._format", "recoverkit.analytics._period", "recoverkit._cli_report"],
 )
 def test_docstring_examples_run(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
