@@ -285,3 +285,28 @@ def test_export_masks_personal_data_unless_the_operator_may_see_it(shop: Shop) -
 def test_an_empty_customer_id_is_a_clear_error(shop: Shop) -> None:
     response = ask(shop, operator("1", VIEW, FORGET), "POST", "customer/forget", customer="  ")
     assert response.status == 400 and "expected a non-empty identifier" in text(response)
+
+
+def test_a_store_without_an_audit_log_refuses_every_action_before_carrying_it_out() -> None:
+    from types import SimpleNamespace
+
+    from recoverkit import FakeClock, MemoryChannel
+    from recoverkit.console import EngineAccess, resend, resolve
+
+    asked: list[str] = []
+
+    class NoAudit:  # a store that cannot record: nothing may be done through it
+        def __getattr__(self, name: str) -> Any:
+            asked.append(name)
+            raise AttributeError(name)
+
+    channel = MemoryChannel()
+    engine = SimpleNamespace(store=NoAudit(), clock=FakeClock(), channels={"email": channel})
+    access = EngineAccess(engine, run=lambda fn, *args: pytest.fail("nothing may run on the engine"))  # type: ignore[arg-type]
+    who = operator("1", VIEW, RESEND, RESOLVE)
+    with pytest.raises(TypeError, match="needs a store with an audit log"):
+        resend(access, who, KEY)
+    with pytest.raises(TypeError, match="needs a store with an audit log"):
+        resolve(access, who, KEY, "sent")
+    assert channel.attempts == []
+    assert set(asked) <= {"append_audit", "audit_records", "audit_anchor", "audit_head", "audit_problems", "trim_audit"}
