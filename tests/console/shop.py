@@ -65,14 +65,17 @@ class Shop:
     """The engine and its provider; :meth:`abandon` makes a customer's cart abandoned and its message fail for
     good (the provider answers 400), so that it waits in the dead letters."""
 
-    def __init__(self, path: Path, *, engine: Callable[[Receiver, FakeClock], BackgroundEngine] | None = None) -> None:
+    def __init__(
+        self, path: Path, *, engine: Callable[[Receiver, FakeClock], BackgroundEngine] | None = None,
+        config: Config = CONFIG,
+    ) -> None:  # fmt: skip
         """``engine(receiver, clock)`` builds the engine (a framework's, say); by default a BackgroundEngine on
         ``path/state.db``, started here."""
         self.receiver = Receiver(400)
         self.clock = FakeClock(T0)
         if engine is None:
             self.background = BackgroundEngine(
-                CONFIG, channels={"email": WebhookChannel(self.receiver.url)}, clock=self.clock,
+                config, channels={"email": WebhookChannel(self.receiver.url)}, clock=self.clock,
                 store=path / "state.db", close_at_exit=False,
             )  # fmt: skip
             self.background.start()
@@ -96,6 +99,14 @@ class Shop:
                       "items": [{"item_id": "MUG-1", "price": "12.50", "quantity": 1}]})  # fmt: skip
         self.later(601)  # abandoned
         self.later(3601)  # the first step falls due, and the provider refuses it for good
+
+    def buy(self, customer: str, *, cart: str, value: str) -> None:
+        """The customer comes back and buys the cart."""
+        assert self.background.track({
+            "event": "purchase", "session_id": f"s-{cart}", "ts": self.clock.now(), "customer_id": customer,
+            "cart_id": cart, "transaction_id": f"order-{cart}", "value": value, "currency": "EUR",
+        })  # fmt: skip
+        self.later(1)
 
     def later(self, seconds: float) -> None:
         self.background.flush()

@@ -310,3 +310,25 @@ def test_a_store_without_an_audit_log_refuses_every_action_before_carrying_it_ou
         resolve(access, who, KEY, "sent")
     assert channel.attempts == []
     assert set(asked) <= {"append_audit", "audit_records", "audit_anchor", "audit_head", "audit_problems", "trim_audit"}
+
+
+def test_the_overview_shows_recovered_revenue_and_the_uplift_against_the_holdout(tmp_path: Any) -> None:
+    from recoverkit import Config
+
+    shop = Shop(tmp_path, config=Config(abandon_after=600, holdout=0.5))
+    try:
+        shop.receiver.status = 200  # the messages go out
+        for n in range(8):
+            shop.abandon(f"c{n}", f"u{n}@example.com", cart=f"cart-{n}")
+        treated = {a.cart_key for a in shop.store.assignments() if a.group == "treatment"}
+        bought = sorted(treated)[0]
+        shop.buy(f"c{bought.removeprefix('cart-')}", cart=bought, value="12.50")
+        figures = live_figures(shop.access)
+        assert figures.uplift is not None
+        assert figures.uplift.treated + figures.uplift.holdout == 8 and figures.uplift.verdict == "too_small"
+        assert [(r.currency, r.recovered) for r in figures.revenue] == [("EUR", 1250)]
+        assert figures.sent_today == len(treated) == figures.ledger["sent"]
+        page = text(ask(shop, operator("1", VIEW), "GET", ""))
+        assert "12.50 EUR" in page and 'id="uplift"' in page and "95% interval" in page and "too_small" in page
+    finally:
+        shop.close()
