@@ -119,3 +119,9 @@ def test_an_operator_resends_once_and_a_post_without_the_token_is_refused(shop: 
 def test_a_short_secret_is_refused_when_the_app_is_built() -> None:
     with pytest.raises(ValueError, match="at least 16 bytes"):
         ConsoleApp(auth, secret="short")
+
+
+def test_a_form_too_large_is_refused(shop: Shop) -> None:
+    answer = shop.client.post("/ops/recoverkit/dead-letters/resend", headers={"x-test-user": "ops"},
+                              data={"key": "k" * 70_000})  # fmt: skip
+    assert answer.status_code == 413 and shop.receiver.attempts == 0

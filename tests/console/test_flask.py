@@ -108,3 +108,9 @@ def test_without_a_secret_the_console_says_what_to_set(shop: Shop) -> None:
     app.register_blueprint(console_blueprint(authorize, engine=lambda: shop.background), url_prefix="/ops")
     answer = app.test_client().get("/ops/", headers={"X-Test-User": "ops"})
     assert answer.status_code == 500 and "SECRET_KEY" in html.unescape(answer.text)
+
+
+def test_a_form_too_large_is_refused_unread(shop: Shop, client: FlaskClient) -> None:
+    answer = client.post("/ops/recoverkit/dead-letters/resend", headers={"X-Test-User": "ops"},
+                         data={"key": "k" * 70_000})  # fmt: skip
+    assert answer.status_code == 413 and shop.receiver.attempts == 0

@@ -37,7 +37,7 @@ __all__ = ["console_blueprint"]
 
 _log = get_logger("recoverkit.contrib.flask")
 
-#: The most bytes a console form may have (a key and a token): Flask refuses a larger body with 413.
+#: The most bytes a console form may have (a key and a token); a larger one gets 413.
 MAX_FORM: Final = 64 * 1024
 
 Authorize = Callable[[Request], Operator | None]
@@ -76,7 +76,9 @@ def console_blueprint(
         return EngineAccess.background(found) if found is not None else None
 
     def page(path: str = "") -> Response:
-        request.max_content_length = MAX_FORM
+        # Checked here rather than with request.max_content_length, which Flask 3.0 (our lowest) cannot set.
+        if request.method == "POST" and (request.content_length or 0) > MAX_FORM:
+            return _respond(refused(413, "The form is too large."))
         who = _operator(authorize)
         session = request.cookies.get(COOKIE) or CsrfTokens.new_session()
         root = request.path[: len(request.path) - len(path)] if path else request.path
