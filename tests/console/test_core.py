@@ -332,3 +332,21 @@ def test_the_overview_shows_recovered_revenue_and_the_uplift_against_the_holdout
         assert "12.50 EUR" in page and 'id="uplift"' in page and "95% interval" in page and "too_small" in page
     finally:
         shop.close()
+
+
+def test_without_jinja2_mounting_the_console_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from recoverkit.console import _pages, require_templates
+    from recoverkit.contrib.flask.console import console_blueprint
+    from recoverkit.errors import MissingExtraError
+
+    _pages._environment.cache_clear()
+    monkeypatch.setitem(sys.modules, "jinja2", None)  # as if it were not installed
+    try:
+        with pytest.raises(MissingExtraError, match=r"recoverkit\[templates\]"):
+            require_templates()
+        with pytest.raises(MissingExtraError, match="operator console"):
+            console_blueprint(lambda request: None)
+    finally:
+        _pages._environment.cache_clear()

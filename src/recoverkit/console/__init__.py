@@ -21,6 +21,7 @@ from ._csrf import CsrfTokens
 from ._figures import Figures, live_figures
 from ._lists import CartRow, LetterRow, MessageRow, dead_letter_rows, search_carts, unknown_rows
 from ._masking import mask_email, mask_fields, mask_phone, mask_text
+from ._pages import require_templates
 from ._permissions import (
     EXPORT,
     FORGET,
@@ -62,6 +63,7 @@ __all__ = [
     "mask_fields",
     "mask_phone",
     "mask_text",
+    "require_templates",
     "resend",
     "resolve",
     "search_carts",

@@ -18,7 +18,7 @@ from ..money import format_minor
 if TYPE_CHECKING:
     import jinja2
 
-__all__ = ["HEADERS", "render"]
+__all__ = ["HEADERS", "render", "require_templates"]
 
 #: Headers of every console page: never cached, never framed, nothing loaded but the page itself.
 HEADERS: Final = (
@@ -77,3 +77,9 @@ def _environment() -> jinja2.Environment:
 def render(name: str, **context: Any) -> bytes:
     """The page ``name`` (``overview``, ``carts``, ...) rendered with ``context``, as UTF-8."""
     return _environment().get_template(f"{name}.html.j2").render(**context).encode("utf-8")
+
+
+def require_templates() -> None:
+    """Load the templates now: a shop without Jinja2 learns it when the console is mounted (a
+    :class:`~recoverkit.errors.MissingExtraError` naming the ``templates`` extra), not at the first page."""
+    _environment()

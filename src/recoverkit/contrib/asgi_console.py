@@ -34,7 +34,7 @@ import anyio.to_thread
 
 from .._log import get_logger
 from ..background import BackgroundEngine
-from ..console import ConsoleRequest, ConsoleResponse, CsrfTokens, EngineAccess, Operator, handle
+from ..console import ConsoleRequest, ConsoleResponse, CsrfTokens, EngineAccess, Operator, handle, require_templates
 from ..console._app import refused
 from ..console._csrf import COOKIE, FIELD
 
@@ -68,6 +68,7 @@ class ConsoleApp:
         if not callable(auth):
             raise TypeError(f"ConsoleApp: expected `auth` to be a callable scope -> Operator | None, got "
                             f"{type(auth).__name__}")  # fmt: skip
+        require_templates()  # without Jinja2: MissingExtraError naming the extra, now rather than at the first page
         self.auth = auth
         self.tokens = CsrfTokens(secret)  # raises ValueError naming the secret when it is too short
         self.engine = engine

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from django.urls import path  # type: ignore[import-untyped]
 
+from ...console import require_templates
 from .console import console_view
+
+require_templates()  # without Jinja2: MissingExtraError naming the extra when Django loads the URLconf
 
 app_name = "recoverkit_console"
 

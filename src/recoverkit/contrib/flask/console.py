@@ -27,7 +27,7 @@ from flask import Blueprint, Request, Response, current_app, request
 
 from ..._log import get_logger
 from ...background import BackgroundEngine
-from ...console import ConsoleRequest, CsrfTokens, EngineAccess, Operator, handle
+from ...console import ConsoleRequest, CsrfTokens, EngineAccess, Operator, handle, require_templates
 from ...console._app import refused
 from ...console._csrf import COOKIE, FIELD
 from ...errors import ConfigError
@@ -54,11 +54,13 @@ def console_blueprint(
 
     ``authorize(request)`` returns the signed-in :class:`~recoverkit.console.Operator`, or ``None`` (403);
     ``secret`` keys the CSRF tokens (default ``app.config["SECRET_KEY"]``); ``engine`` returns the process's
-    :class:`~recoverkit.BackgroundEngine` (default: the ``Recoverkit`` extension's).
+    :class:`~recoverkit.BackgroundEngine` (default: the ``Recoverkit`` extension's). Without Jinja2 this raises
+    :class:`~recoverkit.errors.MissingExtraError` naming the ``templates`` extra.
     """
     if not callable(authorize):
         raise TypeError(f"console_blueprint: expected `authorize` to be a callable request -> Operator | None, "
                         f"got {type(authorize).__name__}")  # fmt: skip
+    require_templates()
     blueprint = Blueprint(name, __name__)
     tokens: list[CsrfTokens] = []
 
