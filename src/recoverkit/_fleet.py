@@ -213,7 +213,7 @@ class Fleet:
             if self._closing:
                 return
             ttl = self._config.store.lease_ttl
-            self.members = await self._call(self._store.heartbeat, self.owner, ttl=ttl, now=time.time())
+            self.members = await self._call.lease(self._store.heartbeat, self.owner, ttl=ttl, now=time.time())
             self.share = fair_share(self.partitions, self.members, self.owner)
             for part, slot in list(self._slots.items()):
                 if not slot.pipeline.is_owner and not slot.pipeline._taking_over():
@@ -227,7 +227,7 @@ class Fleet:
                     await self._stop(part)
                 _log.info("partitions_handed_over", owner=self.owner, share=self.share, members=len(self.members))
             elif len(owned) < self.share:
-                leases = await self._call(self._store.partition_leases)
+                leases = await self._call.lease(self._store.partition_leases)
                 free = [lease.partition for lease in leases if lease.owner is None and lease.partition not in owned]
                 await self._start_many(free[: self.share - len(owned)])
 
@@ -302,7 +302,7 @@ class Fleet:
             async with self._balancing:
                 if self.runs_pipeline:
                     try:
-                        await self._call(self._store.leave, self.owner)
+                        await self._call.lease(self._store.leave, self.owner)
                     except StoreError as exc:
                         _log.warning("partition_leave_failed", error=str(exc))
                 if self.writer is not None:  # it has written all it will: the others need not wait for it

@@ -160,7 +160,7 @@ class Ownership:
         ttl = self._config.store.lease_ttl
         now = time.time()
         try:
-            taken = await self._store(self._store.store.take_lease, PIPELINE_LEASE, self.owner, ttl=ttl, now=now)
+            taken = await self._store.lease(self._store.store.take_lease, PIPELINE_LEASE, self.owner, ttl=ttl, now=now)
         except StoreError as exc:
             _log.error("lease_renewal_failed", error=str(exc))
             if self.is_owner:
@@ -273,7 +273,7 @@ class Ownership:
     async def release(self) -> None:
         """Give the lease back (closing), so another worker need not wait for it to expire."""
         try:
-            await self._store(self._store.store.release_lease, PIPELINE_LEASE, self.owner)
+            await self._store.lease(self._store.store.release_lease, PIPELINE_LEASE, self.owner)
         except StoreError as exc:
             _log.warning("lease_release_failed", error=str(exc))
 
@@ -360,7 +360,7 @@ class Ownership:
     async def _save(self, position: int, states: dict[str, bytes]) -> None:
         store = self._store.store
         # Only the lease holder may write the pipeline's state; one that lost the lease keeps quiet.
-        holder = await self._store(store.lease_holder, PIPELINE_LEASE, now=time.time())
+        holder = await self._store.lease(store.lease_holder, PIPELINE_LEASE, now=time.time())
         if holder != self.owner:
             return
         blob = msgspec.msgpack.encode(_CheckpointBlob(CHECKPOINT_FORMAT, self.owner, states))

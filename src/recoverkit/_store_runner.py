@@ -12,16 +12,18 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar
 
 import anyio.to_thread
 
 from .store.base import Store
 from .store.memory import MemoryStore
 
-__all__ = ["StoreCall", "StoreRunner"]
+__all__ = ["LEASE_THREADS", "StoreCall", "StoreRunner"]
 
 T = TypeVar("T")
+#: Worker threads kept for the leases' calls of one runner (see :meth:`StoreRunner.lease`).
+LEASE_THREADS: Final = 2
 
 #: Runs a blocking store method off the event loop: ``await call(store.claim, key, ...)``. A
 #: :class:`StoreRunner` is one; a stage built alone (tests, tools) may take any such callable.
@@ -37,7 +39,7 @@ class StoreRunner:
     they are read from other threads (a metrics scrape) without a lock, so a reading may be a call behind.
     """
 
-    __slots__ = ("calls", "inline", "seconds", "store")
+    __slots__ = ("_lease_threads", "calls", "inline", "seconds", "store")
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -45,13 +47,27 @@ class StoreRunner:
         self.inline = isinstance(store, MemoryStore)
         self.calls = 0
         self.seconds = 0.0
+        self._lease_threads: anyio.CapacityLimiter | None = None  # made on first use, in the event loop
 
     async def __call__(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return await self._run(None, fn, args, kwargs)
+
+    async def lease(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Like calling the runner, for the leases' own calls (take, renew, release, heartbeat): in worker threads
+        of their own, so that a renewal never waits for a thread behind the data's calls (anyio's default pool
+        has 40, and thousands of messages falling due at once can hold them all for longer than a lease)."""
+        if self._lease_threads is None:
+            self._lease_threads = anyio.CapacityLimiter(LEASE_THREADS)
+        return await self._run(self._lease_threads, fn, args, kwargs)
+
+    async def _run(
+        self, limiter: anyio.CapacityLimiter | None, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
         started = perf_counter()
         try:
             if self.inline:
                 return fn(*args, **kwargs)
-            return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+            return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=limiter)
         finally:
             self.calls += 1
             self.seconds += perf_counter() - started

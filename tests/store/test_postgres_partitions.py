@@ -481,3 +481,53 @@ def test_an_owner_frozen_mid_transaction_does_not_block_the_take_over(postgres_u
             assert waited < IDLE_IN_TRANSACTION_MS / 1000 + 3.0
             with pytest.raises(psycopg.Error):  # woken, the frozen owner finds its session ended
                 conn.execute("COMMIT")
+
+
+def test_the_owner_renews_while_its_own_fenced_writes_are_in_flight(postgres_url: str) -> None:  # noqa: F811
+    # A claim holds the lease row FOR KEY SHARE until it commits. The owner's renewal must not wait for it: with
+    # thousands of messages falling due at once, claims follow each other without a gap, and a renewal queued
+    # behind them lost the lease (CI, stop 22). A take-over must still wait for it (the fence).
+    from recoverkit.store.postgres._partitions import FENCE
+
+    init(postgres_url, partitions=2)
+    with PostgresStore(postgres_url) as owner, PostgresStore(postgres_url) as taker:
+        lease = owner.take_partition(0, "owner", ttl=0.5)
+        assert lease is not None
+        with psycopg.connect(postgres_url, autocommit=True) as conn:  # the owner's claim, fenced and in flight
+            conn.execute(f"SET search_path TO {owner.schema}")
+            conn.execute("BEGIN")
+            assert conn.execute(FENCE, (0, "owner", lease.epoch)).fetchone() is not None
+            began = time.monotonic()
+            renewed = owner.take_partition(0, "owner", ttl=0.5)
+            assert time.monotonic() - began < 0.4  # not blocked: before, it waited for the claim's COMMIT
+            assert renewed is not None and renewed.epoch == lease.epoch
+            time.sleep(0.6)  # the lease lapses while the claim is still open
+
+            taken: list[object] = []
+            thread = threading.Thread(target=lambda: taken.append(taker.take_partition(0, "taker", ttl=5)))
+            thread.start()
+            thread.join(0.5)
+            assert thread.is_alive() and not taken  # the take-over waits for the fenced write to end
+            conn.execute("COMMIT")
+        thread.join(5)
+        assert len(taken) == 1
+        took = taken[0]
+        assert took is not None and getattr(took, "epoch", None) == lease.epoch + 1
+        assert owner.take_partition(0, "owner", ttl=0.5) is None  # and the old owner cannot renew any more
+
+
+def test_leases_have_a_connection_of_their_own(postgres_url: str) -> None:  # noqa: F811
+    # Every data connection busy (a backlog of claims and facts): the lease's renewal, heartbeat and read of who
+    # holds what still go through at once, on the lease lane's own connection.
+    init(postgres_url, partitions=2)
+    with PostgresStore(postgres_url, pool_size=1) as store:
+        assert store.take_partition(1, "owner", ttl=5) is not None
+        with store._pool.connection() as busy:  # the only data connection, held
+            busy.execute("SELECT 1")
+            began = time.monotonic()
+            assert store.take_partition(1, "owner", ttl=5) is not None
+            assert store.heartbeat("owner", ttl=5, now=time.time()) == ["owner"]
+            assert [lease.owner for lease in store.partition_leases()] == [None, "owner"]
+            assert store.take_lease("pipeline-x", "owner", ttl=5, now=time.time()) == "taken"
+            assert store.lease_holder("pipeline-x", now=time.time()) == "owner"
+            assert time.monotonic() - began < 2.0  # the data lane would time out (connect_timeout, 10 s)

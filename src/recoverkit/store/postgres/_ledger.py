@@ -227,10 +227,10 @@ class Ledger(ClaimByMany, PartitionedJournal):
             conn.execute("UPDATE leases SET owner = %s, expires_at = %s WHERE name = %s", (owner, now + ttl, name))
             return "renewed" if held is not None and held[0] == owner else "taken"
 
-        return self._write("acquire_lease", run)
+        return self._lease_write("acquire_lease", run)
 
     def release_lease(self, name: str, owner: str) -> None:
-        self._write(
+        self._lease_write(
             "release_lease",
             lambda conn: conn.execute("DELETE FROM leases WHERE name = %s AND owner = %s", (name, owner)),
         )
@@ -240,7 +240,7 @@ class Ledger(ClaimByMany, PartitionedJournal):
             row = conn.execute("SELECT owner FROM leases WHERE name = %s AND expires_at > %s", (name, now)).fetchone()
             return None if row is None else str(row[0])
 
-        return self._read("lease_holder", run)
+        return self._lease_read("lease_holder", run)
 
     # -- dead letters ---------------------------------------------------------------------------------------
 

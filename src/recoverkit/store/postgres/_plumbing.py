@@ -1,6 +1,9 @@
 """The connection plumbing every part of :class:`~recoverkit.store.postgres.PostgresStore` runs its SQL through.
 
-One :class:`psycopg_pool.ConnectionPool` per store object. Connections are in autocommit mode and every
+Two :class:`psycopg_pool.ConnectionPool` per store object: the data lane (``pool_size`` connections) and the
+lease lane (one connection, for the leases and membership: taking, renewing and releasing them, reading who
+holds them). A renewal must never wait for a connection behind the claims, appends and facts of thousands of
+messages falling due at once: waiting longer than the lease would lose it. Connections are in autocommit mode and every
 operation is one explicit transaction (``conn.transaction()``): committed when the method returns, rolled back
 whole when it raises. Each new connection has its ``search_path`` set to the store's schema, so the SQL names
 tables bare.
@@ -49,7 +52,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -64,6 +67,8 @@ from ._conninfo import Conn
 __all__ = ["Conn", "Plumbing"]
 
 T = TypeVar("T")
+#: Which pool an operation takes its connection from (see the module).
+Lane: TypeAlias = Literal["data", "lease"]
 #: Seconds a pooled connection may sit idle before it is pinged when taken again (see Plumbing._check).
 IDLE_CHECK: Final = 1.0
 #: Milliseconds a session may sit idle inside a transaction before the server ends it (see ``_configure``): far
@@ -149,10 +154,16 @@ class Plumbing:
             url, kwargs=kwargs, min_size=1, max_size=pool_size, open=False, configure=self._configure,
             check=self._check, timeout=connect_timeout, name=f"recoverkit.{schema}",
         )  # fmt: skip
+        self._lease_pool: ConnectionPool[Conn] = ConnectionPool(
+            url, kwargs=kwargs, min_size=1, max_size=1, open=False, configure=self._configure,
+            check=self._check, timeout=connect_timeout, name=f"recoverkit.{schema}.leases",
+        )  # fmt: skip
         try:
             self._pool.open(wait=True, timeout=connect_timeout)
+            self._lease_pool.open(wait=True, timeout=connect_timeout)
         except PoolTimeout:
             self._pool.close()
+            self._lease_pool.close()
             raise StoreError(
                 f"PostgresStore: no connection to {self.where} within {connect_timeout} s; check `url` and that the "
                 "server accepts connections"
@@ -204,15 +215,19 @@ class Plumbing:
         reason = _conninfo.scrub(_conninfo.first_line(exc), self._settings) or type(exc).__name__
         return StoreError(f"PostgresStore({self.where}): {name} failed: {reason}")
 
-    def _transaction(self, name: str, run: Callable[[Conn], T], *, write: bool, transaction: bool = True) -> T:
+    def _transaction(
+        self, name: str, run: Callable[[Conn], T], *, write: bool, transaction: bool = True, lane: Lane = "data"
+    ) -> T:
         """Run ``run`` as one operation, trying again while that is safe (see the module); counted."""
         deadline = time.monotonic() + self._retry_for
+        pool = self._lease_pool if lane == "lease" else self._pool
         tries = 0
         while True:
             self._usable()
             attempt = _Try()
             try:
-                result = self._once(run, attempt, transaction, None if not tries else deadline - time.monotonic())
+                wait = None if not tries else deadline - time.monotonic()
+                result = self._once(pool, run, attempt, transaction, wait)
             except StoreError:
                 self._count(write, failed=True)
                 raise
@@ -232,10 +247,13 @@ class Plumbing:
                 _log.warning("store_recovered", operation=name, tries=tries + 1)
             return result
 
-    def _once(self, run: Callable[[Conn], T], attempt: _Try, transaction: bool, timeout: float | None) -> T:
+    def _once(
+        self, pool: ConnectionPool[Conn], run: Callable[[Conn], T], attempt: _Try, transaction: bool,
+        timeout: float | None,
+    ) -> T:  # fmt: skip
         # A retry waits for a connection only as long as the retries may still go on; the first try as ever.
         wait = None if timeout is None else min(self._timeout, max(timeout, 0.05))
-        with self._pool.connection(timeout=wait) as conn:
+        with pool.connection(timeout=wait) as conn:
             attempt.conn, attempt.phase = conn, "run"
             self._last_used[conn] = time.monotonic()
             if not transaction:  # one statement, atomic by itself in autocommit mode: it is its own COMMIT
@@ -291,6 +309,14 @@ class Plumbing:
         """Run ``run`` in one (read) transaction; not counted."""
         return self._transaction(name, run, write=False)
 
+    def _lease_write(self, name: str, run: Callable[[Conn], T]) -> T:
+        """:meth:`_write` on the lease lane (see the module): for the leases' own short operations only."""
+        return self._transaction(name, run, write=True, lane="lease")
+
+    def _lease_read(self, name: str, run: Callable[[Conn], T]) -> T:
+        """:meth:`_read` on the lease lane (see the module)."""
+        return self._transaction(name, run, write=False, lane="lease")
+
     def _count(self, write: bool, *, failed: bool) -> None:
         if not write:
             return
@@ -312,7 +338,7 @@ class Plumbing:
         """Writes made through this store object (each its own transaction, so ``largest_group`` is 1), and the
         retries, reconnections, connection errors and unknown outcomes of its reads and writes."""
         # The pool's own failed attempts to open a connection (it keeps trying in the background) count too.
-        failed_opens = self._pool.get_stats().get("connections_errors", 0)
+        failed_opens = sum(p.get_stats().get("connections_errors", 0) for p in (self._pool, self._lease_pool))
         with self._lock:
             return StoreStatistics(
                 operations=self._operations, failed=self._failed, commits=self._commits,
@@ -328,3 +354,4 @@ class Plumbing:
             self._closed = True
         if os.getpid() == self._pid:
             self._pool.close()
+            self._lease_pool.close()

@@ -18,7 +18,7 @@ class PostgresStore(PostgresOnsite, AuditPart, Records):
     ``url`` is a libpq URL or connection string (``postgresql://user:password@host:5432/shop``); ``schema`` the
     PostgreSQL schema the store lives in, created beforehand by :func:`~recoverkit.store.postgres.init` (which
     also fixes the number of journal partitions, :attr:`partitions`). ``pool_size`` is the most connections this
-    object opens (one per thread using it at once); ``connect_timeout`` how long opening one may take;
+    object opens for data (one per thread using it at once), and it opens one more for the leases; ``connect_timeout`` how long opening one may take;
     ``retry_for`` how long an operation that failed for a lost connection or a conflict is tried again, when it
     cannot have been applied (0: never; see :mod:`recoverkit.store.postgres._plumbing` and docs/scaling.md).
 
