@@ -39,7 +39,9 @@ _log = get_logger("recoverkit.engine")
 
 #: Format of the checkpoint blob; a newer recoverkit reading an older format must convert or refuse it.
 CHECKPOINT_FORMAT: Final = 1
-#: Seconds between retention purges (on the wall clock: how often to purge is a matter of work done).
+#: Retention purges run at each whole hour of the engine's clock, with their cut-offs at that hour: a replay in
+#: event time purges what a live run over the same events would have purged, whatever its pace (see
+#: :meth:`Ownership.purge_due`).
 PURGE_EVERY: Final = 3600.0
 
 
@@ -101,7 +103,7 @@ class Ownership:
         self.restored: dict[str, StageStatistics] = {}
         self.lease_lapses = 0
         self.checkpoint_due = False  # a forget was applied: checkpoint (and trim) without waiting
-        self._purged_at = -math.inf
+        self._purged_hour = -math.inf  # the hour of the engine's clock the last scheduled purge cut off at
         self._renewed_at = -math.inf  # the time passed to the last renewal that held: the lease ran to this + ttl
         self._lease_doubt = False  # a renewal failed while owning: its write may or may not have gone in
         self._lease_wake: anyio.Event | None = None
@@ -294,8 +296,7 @@ class Ownership:
                 if due or self.checkpoint_due:
                     last = time.monotonic()
                     await self.checkpoint()
-                if time.time() - self._purged_at >= PURGE_EVERY:
-                    await self.purge()
+                await self.purge_due()
             except FencedError as exc:  # a partition's owner that lost it (a stall past the lease): expected
                 _log.warning("checkpoint_fenced", error=str(exc))
                 self.stand_down("pipeline_lease_lost")
@@ -308,11 +309,25 @@ class Ownership:
         """An erasure was applied: checkpoint (and trim the journal) without waiting for the interval."""
         self.checkpoint_due = True
 
-    async def purge(self) -> PurgeReport:
-        """Delete what is older than the retention periods; see :meth:`recoverkit.Engine.purge`."""
-        settings = self._config.store
+    async def purge_due(self) -> PurgeReport | None:
+        """Purge if the engine's clock passed a whole hour since the last scheduled purge, cutting off at that
+        hour (``None`` when none was due). Checked every second by :meth:`keep_checkpoints` and at the end of
+        every ``flush()``: so a live run purges within a second of each hour, and a replay in event time purges
+        with the same cut-offs, and once more when its input ends, at the last hour its events reached."""
         now = self._clock.now()
-        self._purged_at = time.time()  # how often to purge is a matter of work done, on the wall clock
+        if not math.isfinite(now) or not self.is_owner:
+            return None
+        hour = math.floor(now / PURGE_EVERY) * PURGE_EVERY
+        if hour <= self._purged_hour:
+            return None
+        self._purged_hour = hour
+        return await self.purge(at=hour)
+
+    async def purge(self, *, at: float | None = None) -> PurgeReport:
+        """Delete what is older than the retention periods at ``at`` (the engine's clock now, by default); see
+        :meth:`recoverkit.Engine.purge`."""
+        settings = self._config.store
+        now = self._clock.now() if at is None else at
         if not math.isfinite(now):
             return PurgeReport(ledger_entries=0, purchases=0, dead_letters=0)
         ledger_before = now - settings.ledger_days * 86_400

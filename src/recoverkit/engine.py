@@ -348,7 +348,11 @@ class Engine:
     # -- checkpoints and retention --------------------------------------------------------------------------
 
     async def purge(self) -> PurgeReport:
-        """Delete what is older than the retention periods of ``config.store`` (also run hourly by itself).
+        """Delete what is older than the retention periods of ``config.store``, now.
+
+        The engine also purges by itself at each whole hour of its clock (cutting off at that hour), checked
+        every second and at the end of every :meth:`flush`, so that an event-time replay keeps what a live run
+        over the same events kept.
 
         Ages are measured on the engine's clock, as everything purged was dated on it: in a replay of old data
         "now" is the watermark, so a dead letter of 2019 lives ``dead_letter_days`` of event time, not until the
@@ -433,11 +437,18 @@ class Engine:
             checked = ownership.lease_checked
             await runner.drain(mark)
             if checked is None or not runner.running or not self.dispatch.extra_statistics()["held_not_owner"]:
-                return
+                break
             # Claims were refused (the lease lapsed under a stall) and are held until the lease is checked, which
             # the refusal set off: wait for that check, then flush again what it resumed or restored.
             ownership.claim_refused()
             await checked.wait()
+        # The retention purge of the hour the clock reached, if not done yet: what a replay's store keeps when its
+        # input ends is what a live run's kept at the same time (one clock). Failing, it is logged, not raised:
+        # everything flushed is kept, and the next flush or the hourly check tries again.
+        try:
+            await ownership.purge_due()
+        except StoreError as exc:
+            _log.error("purge_failed", error=str(exc))
 
     # -- data protection ------------------------------------------------------------------------------------
 
