@@ -116,3 +116,42 @@ def test_a_replay_journaled_by_two_writers_waits_for_the_slower(lines: list[byte
     keys, late = anyio.run(scenario)
     assert late == 0
     assert keys == one_sequence
+
+
+def test_the_partitions_share_max_in_flight_out() -> None:
+    # A store of 4 partitions and max_in_flight 8: each partition's dispatch gets 2, so no more than 8 deliveries
+    # are ever under way in the process, however many carts fall due at once (each partition with all 8, 32 were).
+    from recoverkit import FakeClock, Flow, FlowStep
+
+    class Slow:
+        def __init__(self) -> None:
+            self.now = self.most = 0
+            self.keys: list[str] = []
+
+        async def send(self, message: Any) -> None:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            await anyio.sleep(0.01)
+            self.now -= 1
+            self.keys.append(message.key)
+
+    flow = Flow(name="f", steps=[FlowStep(delay=0, channel="webhook")])
+    config = Config(abandon_after=60, max_in_flight=8, flows=[flow])
+    events = [
+        {"event": "add_to_cart", "session_id": f"s{i}", "ts": 1_767_225_600.0 + i * 0.001, "currency": "EUR",
+         "items": [{"item_id": "SKU-1", "price": "9.90", "quantity": 1}]}
+        for i in range(200)
+    ]  # fmt: skip
+
+    async def scenario() -> Slow:
+        clock, slow = FakeClock(1_767_225_600.0 + 5), Slow()
+        async with Engine(config, channels={"webhook": slow}, clock=clock, store=MemoryStore(partitions=4)) as engine:
+            await engine.submit_many(events)
+            await engine.flush()
+            clock.advance(3600)
+            await engine.flush()
+        return slow
+
+    slow = anyio.run(scenario)
+    assert len(set(slow.keys)) == 200
+    assert 2 <= slow.most <= 8

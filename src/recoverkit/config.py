@@ -402,7 +402,7 @@ class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     queue_batches: Annotated[int, msgspec.Meta(ge=1, le=65_536)] = 64
     inbox_capacity: Annotated[int, msgspec.Meta(ge=1)] = 1024
     tick_interval: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.01
-    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 1000  # deliveries at once; partitions share it out
     flows: list[Flow] = msgspec.field(default_factory=lambda: [DEFAULT_FLOW])
     channels: dict[_Name, ChannelPolicy] = msgspec.field(default_factory=dict)
     #: Shipping cost at or above this share of the cart value counts as a shipping-cost shock.

@@ -150,7 +150,14 @@ class Engine:
         store = cast("SharedStore", self.store)
         self._ownership.runs_pipeline = False  # the front never takes the one-pipeline lease of a partitioned store
         self.runs_pipeline = False
-        config = msgspec.structs.replace(self.config, tick_interval=max(self.config.tick_interval, PARTITION_TICK))
+        # Each partition's dispatch gets its share of max_in_flight: the fleet has at most that many deliveries in
+        # flight, the adapters' providers see no more, and a process owning every partition no more than a single
+        # engine would. Each partition with the whole figure, thousands of deliveries woke in one turn of the
+        # event loop after an outage, and the loop lagged past the lease (tests/store/test_postgres_fleet.py).
+        share = max(1, -(-self.config.max_in_flight // store.partitions))
+        config = msgspec.structs.replace(
+            self.config, tick_interval=max(self.config.tick_interval, PARTITION_TICK), max_in_flight=share
+        )
         plugins = dataclasses.replace(
             self.plugins, coupons=self.coupons, links=self.links, dead_letters=self.dispatch.dead_letters
         )
