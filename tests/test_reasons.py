@@ -75,6 +75,12 @@ def test_a_payment_failure_outranks_every_other_signal() -> None:
 
 def test_friction_the_shopper_went_through_outranks_the_shipping_share_everyone_saw() -> None:
     assert infer_reason(features(step=SHIPPING, shipping_ratio=0.3, dead_clicks=4)) == "form_friction"
+    assert infer_reason(features(step=SHIPPING, shipping_ratio=0.3, slow_steps=1)) == "form_friction"
+
+
+def test_a_rejected_form_the_shopper_got_past_does_not_outrank_a_shipping_shock() -> None:
+    assert infer_reason(features(step=SHIPPING, shipping_ratio=0.3, form_errors=1)) == "shipping_cost"
+    assert infer_reason(features(step=SHIPPING, shipping_ratio=0.05, form_errors=1)) == "form_friction"
 
 
 def test_shipping_cost_is_not_the_reason_once_payment_details_were_entered() -> None:

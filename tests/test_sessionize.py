@@ -105,7 +105,8 @@ def test_activity_after_exit_intent_restores_the_normal_wait() -> None:
 
 
 def test_payment_failed_abandons_at_the_next_advance_at_or_after_it() -> None:
-    run = SessionizeRun(abandon_after=1800).feed(add("s1", 0), event(PaymentFailed, "s1", 60)).advance(59)
+    run = SessionizeRun(abandon_after=1800, payment_failed_after=0)
+    run.feed(add("s1", 0), event(PaymentFailed, "s1", 60)).advance(59)
     assert run.of(Abandoned) == []
     run.advance(60)
     [abandoned] = run.of(Abandoned)

@@ -393,7 +393,7 @@ class Config(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
     abandon_after: _Positive = 1800.0
     exit_intent_after: _Seconds = 300.0
-    payment_failed_after: _Seconds = 0.0
+    payment_failed_after: _Seconds = 900.0  # most who pay after a decline have by then: docs/scoring.md, "wait"
     session_timeout: _Positive = 1800.0
     recovery_window: _Positive = 7 * 86_400.0
     max_sessions: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000

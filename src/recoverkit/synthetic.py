@@ -106,10 +106,22 @@ def generate_events(
     >>> all(a.ts <= b.ts for a, b in zip(events, events[1:])) and events == list(generate_events(100, seed=1))
     True
     """
+    _check_sizes(sessions, catalog_size)
+    _check_shop(start, currency, mix, causes=causes, truth=truth)
+    shop = CausedShop(seed, catalog_size, currency, truth) if causes else Shop(seed, catalog_size, currency, mix)
+    return _generate(sessions, shop, float(start))
+
+
+def _check_sizes(sessions: int, catalog_size: int) -> None:
+    """Refuse a number :func:`generate_events` cannot play, naming the argument, its value and what was expected."""
     if isinstance(sessions, bool) or not isinstance(sessions, int) or sessions < 0:
         raise ValueError(f"sessions={sessions!r}; expected a whole number of sessions, 0 or more")
     if isinstance(catalog_size, bool) or not isinstance(catalog_size, int) or not 1 <= catalog_size <= 99_999:
         raise ValueError(f"catalog_size={catalog_size!r}; expected a whole number from 1 to 99999")
+
+
+def _check_shop(start: float, currency: str, mix: str, *, causes: bool, truth: object) -> None:
+    """Refuse a shop :func:`generate_events` cannot play, naming the argument, its value and what was expected."""
     if not (len(currency) == 3 and currency.isascii() and currency.isupper() and currency.isalpha()):
         raise ValueError(f"currency={currency!r}; expected an ISO 4217 code such as 'EUR'")
     if not (math.isfinite(start) and _EPOCH_MIN <= start <= _EPOCH_MAX - 365 * 86400):
@@ -120,8 +132,6 @@ def generate_events(
         raise ValueError(f"mix={mix!r} with causes=True; expected mix='funnel' (the causes play out in checkout)")
     if truth is not None and not causes:
         raise ValueError("truth given with causes=False; expected causes=True (only planted causes are known)")
-    shop = CausedShop(seed, catalog_size, currency, truth) if causes else Shop(seed, catalog_size, currency, mix)
-    return _generate(sessions, shop, float(start))
 
 
 def _generate(sessions: int, shop: Shop, start: float) -> Iterator[Event]:

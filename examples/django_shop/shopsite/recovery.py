@@ -17,6 +17,7 @@ ABANDON_AFTER = 20.0
 
 RECOVERY_CONFIG: dict[str, Any] = {
     "abandon_after": ABANDON_AFTER,
+    "payment_failed_after": 0,  # demo: at once (by default a shop waits 15 minutes for the shopper's own retry)
     "offers": {
         "ten-percent": {"kind": "discount", "name": "10% off your cart", "percent": 10, "valid_for": 3600},
         "pay-another-way": {"kind": "payment_help", "name": "Pay by bank transfer or PayPal instead"},
