@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from django.contrib.auth.views import redirect_to_login  # type: ignore[import-untyped]
 from django.http import HttpResponse  # type: ignore[import-untyped]
 from django.middleware.csrf import get_token  # type: ignore[import-untyped]
 from django.views.decorators.csrf import csrf_protect  # type: ignore[import-untyped]
@@ -54,6 +53,10 @@ def console_view(request: Any, path: str = "") -> Any:
     """Every console page and action (``path`` under the mount, see :func:`recoverkit.console.handle`)."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
+        # Imported here: django.contrib.auth.views loads the auth models, which need the apps ready, and this
+        # module is imported before they are (the URLconf, or a tool walking the package).
+        from django.contrib.auth.views import redirect_to_login  # type: ignore[import-untyped]
+
         return redirect_to_login(request.get_full_path())
     root = request.path[: len(request.path) - len(path)] if path else request.path
     answer = handle(

@@ -10,6 +10,8 @@ from django.urls import path  # type: ignore[import-untyped]
 from ...console import require_templates
 from .console import console_view
 
+__all__ = ["app_name", "urlpatterns"]
+
 require_templates()  # without Jinja2: MissingExtraError naming the extra when Django loads the URLconf
 
 app_name = "recoverkit_console"
