@@ -94,6 +94,7 @@ class Assembly:
             claims=self.dispatch,
             reader=self.ingest,
             pipeline=pipeline,
+            purges=deliver,
         )
         # Dispatch tells ownership when an erasure was applied (checkpoint soon) and when a claim was refused for
         # want of the lease (check it now).

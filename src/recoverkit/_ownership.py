@@ -71,7 +71,7 @@ class Ownership:
 
     ``send`` puts a barrier into ingest's queue and ``running`` says whether the engine is running (not yet
     closing): both are given by :meth:`attach` once the engine's tasks exist. ``pipeline=False`` (a journal
-    writer) never takes the lease.
+    writer) never takes the lease; ``purges=False`` (an engine that sends nothing) purges only when asked.
     """
 
     def __init__(
@@ -85,6 +85,7 @@ class Ownership:
         claims: Claims,
         reader: Reader,
         pipeline: bool = True,
+        purges: bool = True,
     ) -> None:
         self._config = config
         self._store = store
@@ -94,6 +95,9 @@ class Ownership:
         self._claims = claims
         self._reader = reader
         self.runs_pipeline = pipeline
+        #: Whether retention purges run by themselves (purge_due). Not in an engine that sends nothing: the CLI's
+        #: maintenance commands may run with a default configuration, whose retention is not the shop's.
+        self.purges = purges
         self._send: Callable[[Control], Awaitable[None]] | None = None
         self._running: Callable[[], bool] = lambda: False
         #: The journal position the last checkpoint written (or restored) covers.
@@ -315,7 +319,7 @@ class Ownership:
         every ``flush()``: so a live run purges within a second of each hour, and a replay in event time purges
         with the same cut-offs, and once more when its input ends, at the last hour its events reached."""
         now = self._clock.now()
-        if not math.isfinite(now) or not self.is_owner:
+        if not self.purges or not math.isfinite(now) or not self.is_owner:
             return None
         hour = math.floor(now / PURGE_EVERY) * PURGE_EVERY
         if hour <= self._purged_hour:
