@@ -235,3 +235,18 @@ def test_start_and_close_change_no_global_state(channel: MemoryChannel, use_uvlo
     bg.close()
     assert _globals() == before
     assert channel.keys() == ["s1/f/0"]
+
+
+def test_call_runs_a_coroutine_function_on_the_engines_loop_and_returns_its_result(engine: BackgroundEngine) -> None:
+    callers = threading.get_ident()
+
+    async def where(n: int) -> tuple[int, int]:
+        return threading.get_ident(), n * 2
+
+    async def fails() -> None:
+        raise LookupError("from the loop")
+
+    thread, doubled = engine.call(where, 21)  # starts the engine when it is not running
+    assert doubled == 42 and thread != callers
+    with pytest.raises(LookupError, match="from the loop"):
+        engine.call(fails)

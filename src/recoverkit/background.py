@@ -22,8 +22,8 @@ import importlib.util
 import os
 import threading
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -32,6 +32,8 @@ from .config import Config
 from .engine import Engine, EngineStatistics
 from .errors import EngineStateError
 from .plugins import Plugins
+
+T = TypeVar("T")
 
 __all__ = ["BackgroundEngine"]
 
@@ -178,6 +180,13 @@ class BackgroundEngine:
 
     async def _export(self, customer_id: str) -> dict[str, Any]:
         return self.engine.export(customer_id)
+
+    def call(self, fn: Callable[..., Awaitable[T]], /, *args: Any) -> T:
+        """Run ``await fn(*args)`` on the engine's loop, from any other thread, and return its result (or raise its
+        exception); starts the engine if it is not running. What the helpers above are made of: for code that
+        needs the running engine itself (an operator console's actions, a maintenance task)."""
+        portal = self._require_portal()
+        return portal.call(fn, *args)
 
     def pending_messages(self) -> list[Message]:
         portal = self._require_portal()

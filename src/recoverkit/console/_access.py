@@ -9,8 +9,8 @@ must run on the engine's loop (a channel's ``send``, ``forget``, ``statistics``)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import anyio.from_thread
 
@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from ..store.base import Store
 
 __all__ = ["EngineAccess"]
-
-T = TypeVar("T")
 
 
 class EngineAccess:
@@ -43,13 +41,7 @@ class EngineAccess:
     def background(cls, background: BackgroundEngine) -> EngineAccess:
         """Access to ``background``'s engine, whose loop runs in its own thread (started here if need be)."""
 
-        def run(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-            # BackgroundEngine has no public "run this on your loop"; its portal is what its own blocking
-            # helpers (forget, export, statistics) use, and starting it is what they do when it is not running.
-            portal = background._require_portal()
-            return portal.call(fn, *args)
-
-        return cls(background.engine, run)
+        return cls(background.engine, background.call)
 
     @classmethod
     def on_loop(cls, engine: Engine) -> EngineAccess:
