@@ -38,19 +38,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
 from ._synthetic_shop import (
-    _DEVICES,
     _FORM_FIELDS,
     _FREE_SHIPPING_FROM,
-    _P_CART,
     _P_GUEST_EMAIL,
-    _P_LANDING,
-    _PAGE_TYPES,
     _PAYMENT_ERRORS,
     _PAYMENT_TYPES,
     _RETURN_SOURCES,
     _SHIPPING,
-    _SOURCES,
-    _VIEW_COUNTS,
     _ZERO,
     Cart,
     Shop,
@@ -67,7 +61,6 @@ from .events import (
     ExitIntent,
     FormError,
     Item,
-    PageView,
     PaymentFailed,
     Purchase,
     ViewCart,
@@ -129,17 +122,9 @@ class CausedShop(Shop):
 
     def new_session(self, k: int, t0: float) -> tuple[_Session, Cart | None]:
         rng = self.rng
-        s = _Session(f"s{k}", t0, self.currency, _pick(rng, _DEVICES), _pick(rng, _SOURCES))
-        if rng.random() < _P_LANDING:
-            s.event(PageView, t0, page_type=_pick(rng, _PAGE_TYPES))
-        customer = self.log_in(s)
-        viewed = [self.product() for _ in range(_pick(rng, _VIEW_COUNTS))]
-        for item in viewed:
-            self.view(s, item)
-        if rng.random() >= _P_CART:
+        s, customer, cart_id, lines = self.arrive(k, t0)
+        if not lines:
             return s, None
-        cart_id = f"k{k}"
-        lines = self.fill_cart(s, cart_id, viewed)
         cause = self.draw_cause() if rng.random() < self.abandon_rate else None
         visit = _Visit(self, s, cart_id, lines, customer)
         if cause is None:

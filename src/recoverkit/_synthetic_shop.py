@@ -311,8 +311,10 @@ class Shop:
     def view(self, s: _Session, item: Item) -> None:
         s.event(ViewItem, s.t + 5 + self.rng.random() * 85, value=item.price, items=(item,))
 
-    def new_session(self, k: int, t0: float) -> tuple[_Session, Cart | None]:
-        """Script session ``k`` starting at ``t0``; returns it and its cart when that is left unbought."""
+    def arrive(self, k: int, t0: float) -> tuple[_Session, int | None, str, list[Item]]:
+        """Session ``k`` from ``t0`` up to its cart: landing, log-in, product views, and the cart filled (``lines``
+        empty when the shopper adds nothing). What happens to the cart is the caller's (``new_session`` here, the
+        planted causes in :mod:`recoverkit._synthetic_causes`); both draw from the same stream in the same order."""
         rng = self.rng
         s = _Session(f"s{k}", t0, self.currency, _pick(rng, _DEVICES), _pick(rng, _SOURCES))
         if rng.random() < _P_LANDING:
@@ -322,9 +324,16 @@ class Shop:
         for item in viewed:
             self.view(s, item)
         if rng.random() >= _P_CART:
-            return s, None
+            return s, customer, "", []
         cart_id = f"k{k}"
-        lines = self.fill_cart(s, cart_id, viewed)
+        return s, customer, cart_id, self.fill_cart(s, cart_id, viewed)
+
+    def new_session(self, k: int, t0: float) -> tuple[_Session, Cart | None]:
+        """Script session ``k`` starting at ``t0``; returns it and its cart when that is left unbought."""
+        rng = self.rng
+        s, customer, cart_id, lines = self.arrive(k, t0)
+        if not lines:
+            return s, None
         bought = False
         if rng.random() < _P_CHECKOUT:
             guest = customer is None and rng.random() < _P_GUEST_EMAIL

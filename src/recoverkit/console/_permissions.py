@@ -11,6 +11,8 @@ from typing import Final
 
 import msgspec
 
+from .._log import get_logger
+
 __all__ = [
     "EXPORT",
     "FORGET",
@@ -21,7 +23,10 @@ __all__ = [
     "VIEW_PERSONAL_DATA",
     "Operator",
     "PermissionDenied",
+    "checked_operator",
 ]
+
+_log = get_logger("recoverkit.console")
 
 #: See the console at all: the figures, the lists (personal data masked).
 VIEW: Final = "recoverkit.view"
@@ -79,3 +84,12 @@ class Operator(msgspec.Struct, frozen=True, kw_only=True):
     def actor(self) -> str:
         """How the audit log names this operator."""
         return f"console:{self.name}"
+
+
+def checked_operator(who: object) -> Operator | None:
+    """What a shop's ``authorize``/``auth`` hook answered, if it is an :class:`Operator` or ``None``; anything else
+    is logged (``console_authorize_failed``) and lets nobody in."""
+    if who is not None and not isinstance(who, Operator):
+        _log.error("console_authorize_failed", error=f"returned {type(who).__name__}, expected Operator or None")
+        return None
+    return who

@@ -37,6 +37,7 @@ from ..background import BackgroundEngine
 from ..console import ConsoleRequest, ConsoleResponse, CsrfTokens, EngineAccess, Operator, handle, require_templates
 from ..console._app import refused
 from ..console._csrf import COOKIE, FIELD
+from ..console._permissions import checked_operator
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -129,10 +130,7 @@ class ConsoleApp:
         except Exception as exc:  # the shop's check failed: nobody is let in
             _log.error("console_authorize_failed", error=type(exc).__name__)
             return None
-        if who is not None and not isinstance(who, Operator):
-            _log.error("console_authorize_failed", error=f"returned {type(who).__name__}, expected Operator or None")
-            return None
-        return who
+        return checked_operator(who)
 
     def _access(self, scope: Scope) -> Callable[[], EngineAccess | None]:
         """Where the worker thread finds the engine: this app's, or RecoverkitMiddleware's."""

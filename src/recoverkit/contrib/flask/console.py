@@ -30,6 +30,7 @@ from ...background import BackgroundEngine
 from ...console import ConsoleRequest, CsrfTokens, EngineAccess, Operator, handle, require_templates
 from ...console._app import refused
 from ...console._csrf import COOKIE, FIELD
+from ...console._permissions import checked_operator
 from ...errors import ConfigError
 from ._state import app_state
 
@@ -115,10 +116,7 @@ def _operator(authorize: Authorize) -> Operator | None:
     except Exception as exc:  # the shop's check failed: nobody is let in
         _log.error("console_authorize_failed", error=type(exc).__name__)
         return None
-    if who is not None and not isinstance(who, Operator):
-        _log.error("console_authorize_failed", error=f"returned {type(who).__name__}, expected Operator or None")
-        return None
-    return who
+    return checked_operator(who)
 
 
 def _respond(answer: Any) -> Response:
