@@ -118,3 +118,45 @@ async def test_ingest_reads_while_this_process_holds_the_lease_and_stops_when_ow
         assert engine.is_owner and engine.ingest.active
         engine._ownership.stand_down(None)
         assert not engine.is_owner and not engine.ingest.active
+
+
+async def test_a_stage_hands_the_loop_on_between_steps_of_a_large_batch() -> None:
+    # Thousands of timers falling due at once fan out into one batch; handled whole, each stage held the event
+    # loop for hundreds of milliseconds (the lease's renewal waited its turn). Handled in steps of HANDLE_STEP, in
+    # order, with the loop free between them; a batch of ingest's size goes whole.
+    import anyio
+
+    from recoverkit._pipeline import HANDLE_STEP, Batch, Stage
+
+    ticks: list[int] = []
+
+    class Doubler(Stage):
+        name = "doubler"
+
+        def handle(self, items: list[Any], out: list[Any]) -> None:
+            ticks.append(len(items))
+            out.extend(2 * i for i in items)
+
+        def snapshot(self) -> bytes:
+            return b""
+
+        def restore(self, state: bytes | None) -> None:
+            pass
+
+    stage, seen = Doubler(), []
+
+    async def other_task() -> None:
+        while True:
+            seen.append(len(ticks))
+            await anyio.lowlevel.checkpoint()
+
+    items = list(range(3 * HANDLE_STEP + 1))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other_task)
+        await anyio.lowlevel.checkpoint()
+        await stage.process(Batch(items, 1.0, 0.0), None)
+        await stage.process(Batch(list(range(256)), 2.0, 0.0), None)
+        tg.cancel_scope.cancel()
+    assert ticks == [HANDLE_STEP, HANDLE_STEP, HANDLE_STEP, 1, 256]
+    assert {1, 2, 3} <= set(seen)  # the other task ran between the steps
+    assert stage.received == len(items) + 256 and stage.emitted == len(items) + 256 and stage.watermark == 2.0
