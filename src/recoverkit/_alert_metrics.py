@@ -14,7 +14,14 @@ metric                                             type     meaning
 ``recoverkit_purchase_path_events_late_total``     counter  events left out: their minute was judged already
 ``recoverkit_purchase_path_judgements_total``      counter  minutes of event time judged (stalls when nothing
                                                             feeds the watcher)
+``recoverkit_purchase_path_watcher_running``       gauge    (engines with ``[alerts] enabled``) 1 in the one
+                                                            process running the shop's watcher, 0 in the others
 =================================================  =======  ===============================================
+
+With ``[alerts] enabled`` the engine runs the watcher itself (:mod:`recoverkit._alert_runner`), and
+:func:`recoverkit.metrics.register` adds a :class:`PurchasePathCollector`: every process reports whether it runs
+the watcher, and the one that does adds the watcher's figures, so the rules can tell "nobody watches" from
+"all is fine".
 
 Label values come from fixed sets (the six checks, the three kinds), never from page types or channel names.
 """
@@ -23,13 +30,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._alert_runner import watch_of
 from ._alert_watcher import CHECKS, AlertWatcher
 from ._optional import require
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-__all__ = ["WatcherCollector", "register_metrics"]
+__all__ = ["PurchasePathCollector", "WatcherCollector", "register_metrics"]
 
 
 class WatcherCollector:
@@ -63,6 +71,40 @@ class WatcherCollector:
             CounterMetricFamily("recoverkit_purchase_path_judgements",
                                 "Minutes of event time the purchase-path watcher has judged", value=stats.minutes),
         ]
+
+
+class PurchasePathCollector:
+    """A prometheus_client collector of the watcher an engine runs itself (``[alerts] enabled``), read at each
+    scrape: nothing while ``[alerts]`` is off for it; else ``recoverkit_purchase_path_watcher_running`` (1 in the
+    process holding the ``alerts`` lease, 0 in the others) and, where it is 1, the watcher's figures.
+
+    ``engine`` is what :func:`recoverkit.metrics.register` takes: an engine, a ``BackgroundEngine`` (its
+    ``engine``), or a callable returning either (or ``None``)."""
+
+    def __init__(self, engine: object) -> None:
+        self._source = engine
+
+    def describe(self) -> list[Any]:
+        return []  # the families come and go with the lease: nothing fixed to check for clashes
+
+    def collect(self) -> list[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        source = self._source
+        try:
+            target = source() if callable(source) else source
+        except Exception:  # noqa: BLE001 - the engine's collector reads the same source and logs its failure
+            return []
+        watch = None if target is None else watch_of(getattr(target, "engine", target))
+        if watch is None:
+            return []
+        watcher = watch.watcher
+        running = GaugeMetricFamily(
+            "recoverkit_purchase_path_watcher_running",
+            "Whether this process runs the shop's purchase-path watcher (the holder of the alerts lease)",
+            value=0 if watcher is None else 1,
+        )
+        return [running] if watcher is None else [running, *WatcherCollector(watcher).collect()]
 
 
 def register_metrics(watcher: AlertWatcher, registry: CollectorRegistry | None = None) -> CollectorRegistry:

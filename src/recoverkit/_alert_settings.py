@@ -34,6 +34,13 @@ class AlertsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     - ``resolve_after``: an incident closes after this long without its check failing; ``realert_after``: an
       incident still open is reported again after this long (one incident, one alert, one reminder per period).
 
+    Running (docs/alerts.md, "Turning it on"):
+
+    - ``enabled``: the engine runs the watcher itself, in exactly one of the shop's processes at a time (the
+      holder of the store's ``alerts`` lease), fed from every process's journal and send outcomes. Off by
+      default: a library inside a shop's process starts no thread, takes no lease and sends no alert that was
+      not asked for. ``replay``: run it in an event-time engine (a replay) too; off, replays never run it.
+
     Telling (besides the warning log record, which is always written):
 
     - ``webhook_url_env``: the environment variable holding a webhook URL (Slack's incoming webhooks and the
@@ -42,6 +49,8 @@ class AlertsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
       ``smtp_password_env``: e-mail to the shop's team over SMTP; the credentials are read from the environment.
     """
 
+    enabled: bool = False
+    replay: bool = False
     windows: Annotated[list[Annotated[float, msgspec.Meta(ge=120, le=86_400)]], msgspec.Meta(min_length=1, max_length=4)] = (
         msgspec.field(default_factory=lambda: [420.0, 900.0])
     )

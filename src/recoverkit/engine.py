@@ -43,6 +43,7 @@ from typing import Any, cast
 import anyio
 import msgspec
 
+from ._alert_runner import watch_purchase_path
 from ._assembly import Assembly
 from ._fleet import PARTITION_TICK, Fleet
 from ._log import get_logger
@@ -258,6 +259,7 @@ class Engine:
         await runner.open()
         ownership.attach(runner.control, lambda: runner.running)
         try:
+            watch_purchase_path(self, runner.start_soon)  # [alerts] enabled: its sinks checked here (docs/alerts.md)
             await ownership.renew()  # takes over (and restores) at once when the lease is free
         except BaseException:
             # A stage failed during the restore (or the store did): leave nothing running or open behind.

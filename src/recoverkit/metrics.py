@@ -47,6 +47,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
 
+from ._alert_metrics import PurchasePathCollector
 from ._log import get_logger
 from ._pipeline import LatencyHistogram, StageStatistics
 from .background import BackgroundEngine
@@ -493,6 +494,7 @@ def register(engine: EngineSource, registry: CollectorRegistry | None = None) ->
 
         registry = CollectorRegistry()
     registry.register(collector)
+    registry.register(PurchasePathCollector(engine))  # [alerts] enabled: the watcher the engine runs (docs/alerts.md)
     return registry
 
 
