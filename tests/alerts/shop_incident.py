@@ -37,14 +37,14 @@ def recent_outage(end: float | None = None) -> list[Any]:
 
 
 def load(store: Any, events: list[Any], *, partitioned: bool = False) -> None:
-    """Journal ``events`` in ``store`` as workers would have (by session into the partitions, if partitioned)."""
-    for start in range(0, len(events), 2000):
-        chunk = events[start : start + 2000]
-        now = float(chunk[-1].ts)
-        if partitioned:
-            store.append_keyed([(e.session_id, encode_event(e)) for e in chunk], now=now)
-        else:
-            store.append_events([encode_event(e) for e in chunk], now=now)
+    """Journal ``events`` in ``store`` as workers would have (by session into the partitions, if partitioned),
+    in one transaction: a watcher already running sees none of them or all (were it to catch up half-way, it
+    would move on to the wall clock's minute, hours past the rest, and count the rest as late)."""
+    now = float(events[-1].ts)
+    if partitioned:
+        store.append_keyed([(e.session_id, encode_event(e)) for e in events], now=now)
+    else:
+        store.append_events([encode_event(e) for e in events], now=now)
 
 
 class Hook:
@@ -88,9 +88,11 @@ def hook() -> Iterator[Hook]:
         receiver.close()
 
 
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
+def wait_for(predicate: Any, timeout: float, what: str, describe: Any = None) -> None:
+    """Poll ``predicate()`` until true; a timeout's message says what was awaited (and ``describe()``)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            detail = f"\n{describe()}" if describe is not None else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{detail}")
         time.sleep(0.05)

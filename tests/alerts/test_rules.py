@@ -63,7 +63,7 @@ def test_the_exposition_passes_promtool(tmp_path: Path) -> None:
 def test_the_rules_file_passes_promtool_check() -> None:
     result = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60,
                             check=False)
-    assert result.returncode == 0 and "SUCCESS: 3 rules found" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0 and "SUCCESS: 4 rules found" in result.stdout, result.stdout + result.stderr
 
 
 @pytest.mark.usefixtures("needs_promtool")
@@ -98,6 +98,42 @@ def test_the_rules_fire_on_an_open_incident_and_on_a_stalled_watcher(tmp_path: P
                   - exp_labels: {{severity: ticket}}
                     exp_annotations:
                       summary: "recoverkit's purchase-path watcher is not judging any minutes"
+        """))
+    result = subprocess.run([promtool, "test", "rules", str(tests)], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.usefixtures("needs_promtool")
+def test_the_unwatched_rule_fires_when_no_process_runs_the_watcher_not_during_a_hand_over(tmp_path: Path) -> None:
+    tests = tmp_path / "rules_test.yml"
+    tests.write_text(textwrap.dedent(f"""\
+        rule_files: ["{RULES}"]
+        evaluation_interval: 1m
+        tests:
+          - interval: 1m
+            input_series:
+              # a hands over to b at 2m (b holds from 3m: one scrape with nobody), then b stops at 10m
+              - series: 'recoverkit_purchase_path_watcher_running{{instance="a"}}'
+                values: '1 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0'
+              - series: 'recoverkit_purchase_path_watcher_running{{instance="b"}}'
+                values: '0 0 0 1 1 1 1 1 1 1 0 0 0 0 0 0 0 0 0 0'
+            alert_rule_test:
+              - eval_time: 3m
+                alertname: RecoverkitPurchasePathUnwatched
+                exp_alerts: []
+              - eval_time: 9m
+                alertname: RecoverkitPurchasePathUnwatched
+                exp_alerts: []
+              - eval_time: 14m
+                alertname: RecoverkitPurchasePathUnwatched
+                exp_alerts: []
+              - eval_time: 16m
+                alertname: RecoverkitPurchasePathUnwatched
+                exp_alerts:
+                  - exp_labels: {{severity: ticket}}
+                    exp_annotations:
+                      summary: "Nobody watches the purchase path: no recoverkit process runs the alerts watcher"
         """))
     result = subprocess.run([promtool, "test", "rules", str(tests)], capture_output=True, text=True, timeout=60,
                             check=False)
