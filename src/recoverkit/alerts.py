@@ -1,7 +1,9 @@
 """Alerts when the purchase path breaks: a watcher of the event stream that notices, in minutes, what a shop
 owner would otherwise learn from a bad week's revenue.
 
-::
+With ``[alerts] enabled = true`` the engine runs it itself, in exactly one process of the shop (the holder of
+the store's ``alerts`` lease), fed from every journal of the store and every process's send outcomes
+(:mod:`recoverkit._alert_runner`; docs/alerts.md, "Turning it on"). By hand, for tests or custom setups::
 
     import recoverkit.alerts as alerts
 
