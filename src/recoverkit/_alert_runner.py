@@ -6,12 +6,12 @@ own pipeline, not a replay unless ``[alerts] replay``) builds its alert sinks at
 variable that is unset is a :class:`~recoverkit.errors.ConfigError` then, not at the first alert) and competes
 for the store's ``alerts`` lease (:data:`ALERTS_LEASE`, through the store's
 :class:`~recoverkit.store.LeaseStore`, on the engine's :class:`~recoverkit._store_runner.StoreRunner` lease
-lane). The holder renews it every ``store.lease_ttl / 5`` seconds and runs the watcher; the others only renew
-their claim. When the holder dies (even by ``kill -9``) its lease expires after ``lease_ttl`` and the next
+lane). The holder renews it every ``store.lease_ttl / 5`` seconds and runs the watcher; the others ask for it
+at the same pace. When the holder dies (even by ``kill -9``) its lease expires after ``lease_ttl`` and the next
 process to ask takes it, with a new watcher that relearns from the journal still kept (as a restarted watcher
-does: docs/alerts.md, "Limits"). A holder that cannot renew stops watching before its lease can expire
-(half the ttl without a renewal), so two processes never judge at once, short of one stalled mid-poll past its
-lease. A closing engine stops its watcher (the alerts already raised are delivered) and releases the lease, so
+does: docs/alerts.md, "Limits"). A holder whose renewals fail or lag pauses judging once half the ttl has passed
+without one, before its lease can expire, so two processes never judge at once, short of one stalled mid-poll
+past its lease; when a renewal finds the lease still its own, it goes on with the same watcher. A closing engine stops its watcher (the alerts already raised are delivered) and releases the lease, so
 the hand-over is immediate.
 
 What it reads: every journal of the store and every process's send outcomes, merged in time
@@ -183,10 +183,11 @@ class PurchasePathWatch:
     async def _keep_feeding(self) -> None:
         while True:
             caught_up = True
-            if self.watcher is not None and time.time() >= self._renewed_at + self.ttl / 2:
-                await self._stop("alerts_lease_not_renewed")  # before it can expire and another take it
             feed = self.feed
-            if feed is not None:
+            # Paused, not stopped, while renewals fail or lag: judging stops before the lease can expire and
+            # another process take it; if the next renewal finds the lease still this process's ("renewed"),
+            # nobody else judged meanwhile and this watcher goes on where it was (its baselines intact).
+            if feed is not None and time.time() < self._renewed_at + self.ttl / 2:
                 caught_up = await self._poll(feed)
             await anyio.sleep(POLL_INTERVAL if caught_up else 0)
 

@@ -19,7 +19,7 @@ from recoverkit import Config, Engine, EventClock, StoreConfig, WallClock
 from recoverkit._alert_runner import ALERTS_LEASE, watch_of
 from recoverkit._alert_sources import JournalSource, MergedFeed, OutcomeSource
 from recoverkit.alerts import AlertsConfig, AlertWatcher
-from recoverkit.errors import ConfigError
+from recoverkit.errors import ConfigError, StoreError
 from recoverkit.events import PageView, encode_event
 from recoverkit.facts import MessageOutcome
 from recoverkit.store import MemoryStore, SQLiteStore
@@ -104,6 +104,38 @@ async def test_engines_that_send_nothing_or_replay_do_not_watch(tmp_path: Path, 
             assert watch is not None
             await until(lambda: watch.running, 5, "the replay's watcher")
         assert store.lease_holder(ALERTS_LEASE, now=time.time()) is None  # released at close
+
+
+async def test_a_holder_whose_renewals_fail_pauses_and_goes_on_with_the_same_watcher(tmp_path: Path,
+                                                                                    receiver: Hook) -> None:
+    class Refusing:
+        """The store, refusing to renew any lease (a database that is down for a moment)."""
+
+        def __init__(self, store: SQLiteStore) -> None:
+            self._store = store
+
+        def take_lease(self, *args: Any, **kwargs: Any) -> None:
+            raise StoreError("the store is unavailable")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._store, name)
+
+    with SQLiteStore(tmp_path / "shop.db") as store:
+        async with Engine(enabled(), store=store, clock=WallClock()) as engine:
+            watch = watch_of(engine)
+            assert watch is not None
+            await until(lambda: watch.running, 5, "the watcher")
+            watcher, feed = watch.watcher, watch.feed
+            assert feed is not None
+            watch._store = Refusing(store)  # type: ignore[assignment]
+            await anyio.sleep(TTL)  # half the ttl without a renewal: paused
+            engine.track({"event": "page_view", "session_id": "s1"})
+            await engine.flush()
+            await anyio.sleep(2 * TTL)
+            assert feed.fed == 0  # not judging while the lease may have expired
+            watch._store = store
+            await until(lambda: feed.fed == 1, 5, "the watcher going on")
+            assert watch.watcher is watcher and watch.takeovers == 1  # nobody else held it: the same watcher
 
 
 # -- one watcher per shop, fed from the whole store ---------------------------------------------------------------
