@@ -149,7 +149,8 @@ def shipped_with_engagement(f: Features, sign: float) -> float:
     # in everything else get the very same score, so no rounding breaks their ties.
     p = DefaultScorer().probability(msgspec.structs.replace(f, item_views=0, session_seconds=0.0))
     views, minutes = math.log1p(f.item_views), math.log1p(f.session_seconds / 60.0)
-    z = math.log(p / (1.0 - p)) + sign * (_WEIGHTS["log_item_views"] * views + _WEIGHTS["log_session_minutes"] * minutes)
+    engagement = _WEIGHTS["log_item_views"] * views + _WEIGHTS["log_session_minutes"] * minutes
+    z = math.log(p / (1.0 - p)) + sign * engagement
     return 1.0 / (1.0 + math.exp(-z))
 
 

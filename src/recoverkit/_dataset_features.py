@@ -160,8 +160,8 @@ def rees46_carts(path: str | os.PathLike[str], *, window: float = REES46_WINDOW)
 
     A cart is bought when its ``user_id`` buys within ``window`` seconds, in its session or another; carts
     opened less than ``window`` before the slice's last event are left out (censored). ``returning`` is set
-    when the same ``user_id`` bought earlier in the slice, in any session. Rows without a session (the slice's last row is cut off) are left
-    out.
+    when the same ``user_id`` bought earlier in the slice, in any session. Rows without a session (the slice's
+    last row is cut off) are left out.
     """
     if not window > 0:
         raise ValueError(f"window={window!r}; expected a positive number of seconds")
