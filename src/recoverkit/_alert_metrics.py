@@ -16,6 +16,8 @@ metric                                             type     meaning
                                                             feeds the watcher)
 ``recoverkit_purchase_path_watcher_running``       gauge    (engines with ``[alerts] enabled``) 1 in the one
                                                             process running the shop's watcher, 0 in the others
+``recoverkit_purchase_path_events_missed_total``   counter  (where it runs) journal entries trimmed before the
+                                                            watcher read them
 =================================================  =======  ===============================================
 
 With ``[alerts] enabled`` the engine runs the watcher itself (:mod:`recoverkit._alert_runner`), and
@@ -88,7 +90,7 @@ class PurchasePathCollector:
         return []  # the families come and go with the lease: nothing fixed to check for clashes
 
     def collect(self) -> list[Any]:
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         source = self._source
         try:
@@ -104,7 +106,16 @@ class PurchasePathCollector:
             "Whether this process runs the shop's purchase-path watcher (the holder of the alerts lease)",
             value=0 if watcher is None else 1,
         )
-        return [running] if watcher is None else [running, *WatcherCollector(watcher).collect()]
+        if watcher is None:
+            return [running]
+        feed = watch.feed
+        missed = 0 if feed is None else sum(getattr(source, "missed", 0) for source in feed.sources)
+        return [
+            running,
+            *WatcherCollector(watcher).collect(),
+            CounterMetricFamily("recoverkit_purchase_path_events_missed",
+                                "Journal entries trimmed before the watcher read them", value=missed),
+        ]
 
 
 def register_metrics(watcher: AlertWatcher, registry: CollectorRegistry | None = None) -> CollectorRegistry:

@@ -6,6 +6,8 @@ the engines live on the wall clock (leases are wall time), in one process here (
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ from .shop_incident import Hook, hook, load, recent_outage
 pytestmark = pytest.mark.anyio
 
 WEBHOOK_ENV = "RK_TEST_ALERT_WEBHOOK"
+promtool = shutil.which("promtool") or ""
 TTL = 1.0
 
 
@@ -160,6 +163,11 @@ async def test_the_engine_raises_an_outage_once_from_the_journal(tmp_path: Path,
             text = prometheus_client.generate_latest(registry).decode()
             assert "recoverkit_purchase_path_watcher_running 1.0" in text
             assert 'recoverkit_purchase_path_alerts_total{kind="alert"} 1.0' in text
+            assert "recoverkit_purchase_path_events_missed_total 0.0" in text
+            if promtool:  # the engine's and the watcher's families together pass promtool's lint
+                checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True,
+                                         timeout=60, check=False)
+                assert checked.returncode == 0, checked.stdout + checked.stderr
     assert receiver.kinds() == [("alert", "payment"), ("resolved", "payment")]
 
 
