@@ -158,7 +158,7 @@ class MergedFeed:
         watcher = self.watcher
         for at, _, item in ready:
             if isinstance(item, tuple):
-                watcher.observe_send(item[0], item[1], at)
+                watcher.observe_send(item[0], item[1], at, catch_up=True)  # recorded once the send ended
             else:
                 watcher.observe(item)
         self.fed += len(ready)

@@ -120,9 +120,15 @@ class AlertWatcher:
                 self._counts["events"] += 1
             return self._move_to(ts)
 
-    def observe_send(self, channel: str, ok: bool, at: float) -> list[Alert]:
-        """Count one send to ``channel`` at ``at`` (the engine's clock), failed unless ``ok``."""
+    def observe_send(self, channel: str, ok: bool, at: float, *, catch_up: bool = False) -> list[Alert]:
+        """Count one send to ``channel`` at ``at`` (the engine's clock), failed unless ``ok``.
+
+        With ``catch_up``, a send whose minute was judged already is counted in the first minute not yet judged
+        instead of as late: for outcomes read back from the store, which the sending process records once the
+        send ended (after the channel's timeout, for a provider that hangs), possibly later than ``lateness``."""
         with self._lock:
+            if catch_up and self._next is not None and at < self._next * _MINUTE:
+                at = float(self._next * _MINUTE)
             key = self._labels.key("send", channel)
             self._count(at, (f"{key}:all", f"{key}:fail") if not ok else (f"{key}:all",))
             return self._move_to(at)

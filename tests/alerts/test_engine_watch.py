@@ -285,6 +285,16 @@ def test_a_small_batch_holds_back_what_a_source_behind_has_not_reached(monkeypat
     assert watcher.statistics().events == 100 and watcher.statistics().late == 0
 
 
+def test_a_send_outcome_recorded_after_its_minute_was_judged_counts_in_the_next_minute() -> None:
+    watcher = AlertWatcher(deliver_in_thread=False)
+    watcher.observe(PageView(session_id="s1", ts=DEFAULT_START))
+    watcher.observe(PageView(session_id="s2", ts=DEFAULT_START + 300))  # judges the first four minutes
+    watcher.observe_send("sms", False, DEFAULT_START + 10)  # a send of the first minute, read back too late
+    assert watcher.statistics().late == 1
+    watcher.observe_send("sms", False, DEFAULT_START + 10, catch_up=True)  # as the engine's feed does
+    assert watcher.statistics().late == 1
+
+
 def test_sends_count_from_the_outcomes_every_process_recorded(tmp_path: Path) -> None:
     """The outcome facts are what every sending process writes to the shared store (here another connection to
     the same file, as another worker's would be): a channel whose sends go dead is one incident, however many
