@@ -153,6 +153,16 @@ def test_bench_memory_quick_measures_each_size_against_bare_dicts() -> None:
     assert doc["targets"]["measured_at_target_size"] is False
 
 
+def test_bench_checkpoint_quick_measures_the_loops_pauses_against_a_checkpoint_in_one_go() -> None:
+    doc = run_quick("bench_checkpoint.py")
+    assert doc["carts"] == 20_000 and positive(doc["state_mb"])
+    assert len(doc["checkpoints"]) == 2
+    for run in doc["checkpoints"]:
+        assert positive(run["seconds"]) and run["pause_ms"]["max"] >= 0
+    assert positive(doc["baseline"]["seconds"]) and positive(doc["restore_s"])
+    assert doc["worst_pause_ms"] == max(run["pause_ms"]["max"] for run in doc["checkpoints"])
+
+
 def test_bench_durability_quick_compares_sqlite_and_sync_to_their_baselines() -> None:
     doc = run_quick("bench_durability.py")
     replay = doc["replay"]

@@ -160,3 +160,24 @@ async def test_a_stage_hands_the_loop_on_between_steps_of_a_large_batch() -> Non
     assert ticks == [HANDLE_STEP, HANDLE_STEP, HANDLE_STEP, 1, 256]
     assert {1, 2, 3} <= set(seen)  # the other task ran between the steps
     assert stage.received == len(items) + 256 and stage.emitted == len(items) + 256 and stage.watermark == 2.0
+
+
+async def test_a_journal_in_memory_is_trimmed_in_steps_through_the_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    import recoverkit._ownership as ownership
+
+    monkeypatch.setattr(ownership, "TRIM_STEP", 3)
+    store = MemoryStore()
+    trims: list[int] = []
+    trim = store.trim_events
+    monkeypatch.setattr(store, "trim_events", lambda through: trims.append(through) or trim(through))
+    async with Engine(channels={"email": MemoryChannel()}, clock=FakeClock(T0), store=store) as engine:
+        await engine.submit_many([cart(f"s{n}", ts=T0 + n) for n in range(10)])
+        await engine.flush()
+        position = await engine.checkpoint()
+        assert position == 10 and trims == [3, 6, 9, 10]
+        assert store.read_events(0, 100) == []  # everything through the checkpoint, nothing more
+        await engine.submit_many([cart(f"t{n}", ts=T0 + 20 + n) for n in range(4)])
+        await engine.flush()
+        trims.clear()
+        assert await engine.checkpoint() == 14 and trims == [13, 14]  # from the last checkpoint on
+        assert store.read_events(0, 100) == []

@@ -330,3 +330,49 @@ def test_a_withdrawal_made_before_logging_in_stops_the_customers_messages() -> N
         Cancel(why="consent_withdrawn", at=T0, contact_key="session:s2", channel="email"),
         Cancel(why="consent_withdrawn", at=T0 + 5, contact_key="cust-1", channel="email"),
     ]
+
+
+# -- a checkpoint taken in parts -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("contacts", [0, 3, 4, 5, 41])
+def test_a_checkpoint_taken_in_parts_is_the_same_bytes_and_lets_the_loop_run(
+    contacts: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """snapshot_soon() encodes the contacts a part at a time, yielding to the event loop in between; what it
+    returns is exactly snapshot(), which restores into the same state."""
+    import anyio
+
+    import recoverkit.route as route
+
+    monkeypatch.setattr(route, "CONTACTS_PART", 4)
+    run = RouteRun()
+    run.feed(*(contact(f"cust-{n}", granted=("email",) if n % 2 else ()) for n in range(contacts)))
+    if contacts:
+        run.feed(scored())  # something scheduled, counted and assigned too
+    whole = run.stage.snapshot()
+    yields = 0
+
+    async def take() -> bytes:
+        nonlocal yields
+
+        async def count() -> None:
+            nonlocal yields
+            while True:
+                await anyio.sleep(0)
+                yields += 1
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(count)
+            await anyio.sleep(0)
+            started = yields
+            state = await run.stage.snapshot_soon()
+            yields -= started
+            group.cancel_scope.cancel()
+        return state
+
+    assert anyio.run(take) == whole
+    assert yields >= (contacts - 1) // 4 if contacts > 4 else True  # the loop ran between the parts
+    again = Route(Config())
+    again.restore(whole)
+    assert again.snapshot() == whole

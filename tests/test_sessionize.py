@@ -571,12 +571,14 @@ def test_a_checkpoint_written_before_cart_lines_were_packed_still_restores() -> 
 
 @pytest.mark.parametrize("length", [0, 1, 15, 16, 65_535, 65_536, 70_000])
 def test_a_msgpack_array_or_map_header_is_what_msgspec_writes(length: int) -> None:
-    from recoverkit.sessionize._stage import _ARRAY, _MAP, _header, _header_size
+    from recoverkit._msgpack_parts import ARRAY, MAP, bin_header, header, header_size
 
-    for kind, value in ((_ARRAY, [0] * length), (_MAP, dict.fromkeys(range(length), 0))):
+    for kind, value in ((ARRAY, [0] * length), (MAP, dict.fromkeys(range(length), 0))):
         encoded = msgspec.msgpack.encode(value)
-        header = _header(kind, length)
-        assert encoded[: len(header)] == header and _header_size(encoded[0]) == len(header)
+        written = header(kind, length)
+        assert encoded[: len(written)] == written and header_size(encoded[0]) == len(written)
+    data = msgspec.msgpack.encode(b"x" * length)
+    assert data == bin_header(length) + b"x" * length
 
 
 @pytest.mark.parametrize("sessions", [0, 3, 4, 5, 40])

@@ -23,6 +23,7 @@ from typing import Any, Final, Protocol
 import anyio
 import msgspec
 
+from . import _msgpack_parts as msgpack_parts
 from ._log import get_logger
 from ._pipeline import Control, Lease, StageStatistics
 from ._store_runner import StoreRunner
@@ -49,6 +50,21 @@ class _CheckpointBlob(msgspec.Struct, array_like=True):
     format: int
     owner: str
     states: dict[str, bytes]
+
+
+#: A journal in memory is trimmed this many positions at a time, the event loop let run between steps.
+TRIM_STEP: Final = 8192
+
+
+async def _encode_blob(owner: str, states: dict[str, bytes]) -> bytes:
+    """``msgspec.msgpack.encode(_CheckpointBlob(CHECKPOINT_FORMAT, owner, states))``, byte for byte, with the
+    states copied in on a worker thread: encoded in one call, a checkpoint of 100,000 open carts (22 MB) held the
+    event loop for a copy of the whole, 15-20 ms on a 2-core VM."""
+    encode = msgspec.msgpack.encode
+    parts = [b"\x93", encode(CHECKPOINT_FORMAT), encode(owner), msgpack_parts.header(msgpack_parts.MAP, len(states))]
+    for name, state in states.items():
+        parts += (encode(name), msgpack_parts.bin_header(len(state)), state)
+    return await msgpack_parts.join(parts)
 
 
 class Claims(Protocol):
@@ -382,11 +398,22 @@ class Ownership:
         holder = await self._store.lease(store.lease_holder, PIPELINE_LEASE, now=time.time())
         if holder != self.owner:
             return
-        blob = msgspec.msgpack.encode(_CheckpointBlob(CHECKPOINT_FORMAT, self.owner, states))
+        blob = await _encode_blob(self.owner, states)
         if not await self._store(store.save_checkpoint, position, blob, now=time.time()):
             # The store has a later checkpoint (written by an owner that lost the lease after us... or before
             # our restore caught up): it covers everything up to our position too, so trimming stays safe.
             _log.info("checkpoint_superseded", position=position)
-        await self._store(store.trim_events, position)
+        await self._trim(position)
         self.checkpointed = max(self.checkpointed, position)
         _log.debug("checkpoint_saved", position=position, size=len(blob))
+
+    async def _trim(self, position: int) -> None:
+        """Trim the journal through ``position`` (checkpointed). A store in memory runs on the event loop's thread:
+        there the entries since the last checkpoint go :data:`TRIM_STEP` at a time, with the loop let run between
+        steps (100,000 entries freed at once held it 40 ms). Any other store trims in one call, off the loop."""
+        store = self._store.store
+        if self._store.inline:
+            for through in range(self.checkpointed + TRIM_STEP, position, TRIM_STEP):
+                await self._store(store.trim_events, through)
+                await anyio.sleep(0)
+        await self._store(store.trim_events, position)

@@ -28,6 +28,7 @@ from typing import Any
 import cachetools
 import msgspec
 
+from . import _msgpack_parts as msgpack_parts
 from ._pipeline import Stage
 from .cart import CartSnapshot
 from .config import DEFAULT_CHANNELS, ChannelPolicy, Condition, Config, Flow, FlowStep, OfferSpec, channel_paths
@@ -77,6 +78,10 @@ def _cart_matches(when: Condition, cart: CartSnapshot) -> bool:
     if when.returning is not None and cart.returning != when.returning:
         return False
     return when.min_step is None or cart.step >= _STEPS[when.min_step]
+
+
+#: Contacts a checkpoint encodes in one go before it lets the event loop run (about a millisecond's work).
+CONTACTS_PART = 2048
 
 
 class _Contact(msgspec.Struct, gc=False, array_like=True):
@@ -449,6 +454,21 @@ class Route(Stage):
         scheduled = [(flow, step, channel, n) for (flow, step, channel), n in self.scheduled.items()]
         state = _State(self.watermark, contacts, dict(self.skipped), scheduled, self.unrouted, dict(self.holdout))
         return msgspec.msgpack.encode(state)
+
+    async def snapshot_soon(self) -> bytes:
+        """:meth:`snapshot`'s bytes exactly, the contacts encoded :data:`CONTACTS_PART` at a time with the event
+        loop let run in between (at 100,000 contacts a checkpoint held it 30 ms), joined off the loop."""
+        cache = self._contacts
+        if len(cache) <= CONTACTS_PART:
+            return self.snapshot()
+        read = cachetools.Cache.__getitem__
+        encode = msgspec.msgpack.encode
+        parts = [b"\x96", encode(self.watermark)]  # _State: an array of its six fields
+        contacts = ((key, read(cache, key)) for key in cache)  # raises, were the cache changed meanwhile
+        await msgpack_parts.encode_in_parts(contacts, len(cache), list, parts, step=CONTACTS_PART)
+        scheduled = [(flow, step, channel, n) for (flow, step, channel), n in self.scheduled.items()]
+        parts += (encode(dict(self.skipped)), encode(scheduled), encode(self.unrouted), encode(dict(self.holdout)))
+        return await msgpack_parts.join(parts)
 
     def restore(self, state: bytes | None) -> None:
         s = _State(-math.inf, [], {}, [], 0) if state is None else msgspec.msgpack.decode(state, type=_State)

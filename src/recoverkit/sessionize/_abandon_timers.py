@@ -6,10 +6,10 @@ holds a cart, ``session_timeout`` when it does not; an ``exit_intent`` shortens 
 purchase ``session_timeout``. When the deadline passes, a session holding a cart that is not yet abandoned
 is **abandoned** (see :func:`abandons`); any other session is forgotten.
 
-Deadlines sit in a heap of :class:`Timer` entries (``due``, ``session_id``), one live entry per session: a deadline pushed later
-only updates the session (the entry already in the heap re-arms itself when it pops), and an entry whose
-session is gone, or whose time is no longer the session's ``timer_at``, is skipped when it pops. This keeps
-an event's cost at one comparison in the common case (the shopper is still active).
+Deadlines sit in a heap of :class:`Timer` entries (``due``, ``session_id``), one live entry per session: a
+deadline pushed later only updates the session (the entry already in the heap re-arms itself when it pops), and
+an entry whose session is gone, or whose time is no longer the session's ``timer_at``, is skipped when it pops.
+This keeps an event's cost at one comparison in the common case (the shopper is still active).
 
 The class only moves deadlines and says which are due; the stage decides what a due timer emits. It knows
 nothing of events, so it can be driven with plain calls.

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from sys import intern
 from typing import Any, Final
 
-import anyio
 import msgspec
 
+from .. import _msgpack_parts as msgpack_parts
 from .._pipeline import Stage
 from ..cart import CartSnapshot
 from ..config import Config
@@ -48,34 +48,6 @@ __all__ = ["SNAPSHOT_PART", "Sessionize"]
 #: loop run.
 SNAPSHOT_PART: Final = 2048
 _FIVE_FIELDS: Final = b"\x95"  # msgpack: an array of five
-# msgpack's headers of an array and of a map: (for up to 15 elements, for up to 65,535, for more).
-_ARRAY: Final = (0x90, b"\xdc", b"\xdd")
-_MAP: Final = (0x80, b"\xde", b"\xdf")
-
-
-def _header(kind: tuple[int, bytes, bytes], length: int) -> bytes:
-    """The msgpack header of an array or a map (``kind``) of ``length`` elements."""
-    small, medium, large = kind
-    if length < 16:
-        return bytes((small | length,))
-    if length < 1 << 16:
-        return medium + length.to_bytes(2, "big")
-    return large + length.to_bytes(4, "big")
-
-
-async def _encode_in_parts(items: list[Any], container: Callable[[list[Any]], Any], parts: list[Any]) -> None:
-    """Append the msgpack encoding of ``container(items)`` to ``parts`` without its header, :data:`SNAPSHOT_PART`
-    items at a time, letting the event loop run after each."""
-    encode = msgspec.msgpack.encode
-    for start in range(0, len(items), SNAPSHOT_PART):
-        part = encode(container(items[start : start + SNAPSHOT_PART]))
-        parts.append(memoryview(part)[_header_size(part[0]) :])
-        await anyio.sleep(0)
-
-
-def _header_size(first: int) -> int:
-    """The size of a msgpack array's or map's header, from its first byte."""
-    return 3 if first in (0xDC, 0xDE) else 5 if first in (0xDD, 0xDF) else 1
 
 
 class Sessionize(Stage):
@@ -441,23 +413,23 @@ class Sessionize(Stage):
     async def snapshot_soon(self) -> bytes:
         """:meth:`snapshot`'s bytes exactly, with the sessions and the customer index encoded
         :data:`SNAPSHOT_PART` at a time and the event loop let run between parts: at 100,000 open carts a
-        checkpoint no longer stalls deliveries and ``track()`` for the whole encoding (the longest pause left is
-        the final join of the parts, a copy of the whole). Nothing changes the state meanwhile: only this stage's
-        task does, and it is here."""
-        sessions = list(self._sessions.values())
+        checkpoint no longer stalls deliveries and ``track()`` for the whole encoding, and the parts are joined
+        on a worker thread (:mod:`recoverkit._msgpack_parts`). Nothing changes the state meanwhile: only this
+        stage's task does, and it is here."""
+        sessions = self._sessions
         if len(sessions) <= SNAPSHOT_PART:
             return self.snapshot()
         encode = msgspec.msgpack.encode
         stitching = self._stitching
+        customers = stitching.customers
         # State is array_like: a msgpack array of its five fields. The sessions are an array and the customers a
-        # map within it; each is encoded in parts, cut off their own headers and put under one header.
-        parts: list[bytes | memoryview] = [_FIVE_FIELDS, encode(self.watermark), _header(_ARRAY, len(sessions))]
-        await _encode_in_parts(sessions, list, parts)
-        customers = list(stitching.customers.items())
-        parts.append(_header(_MAP, len(customers)))
-        await _encode_in_parts(customers, dict, parts)
+        # map within it; each is encoded in parts under one header of its own, read straight from the dicts
+        # (a list of 100,000 entries first was itself a 3-13 ms pause), and the whole joined off the loop.
+        parts: list[bytes] = [_FIVE_FIELDS, encode(self.watermark)]
+        await msgpack_parts.encode_in_parts(iter(sessions.values()), len(sessions), list, parts, step=SNAPSHOT_PART)
+        await msgpack_parts.encode_in_parts(iter(customers.items()), len(customers), dict, parts, step=SNAPSHOT_PART)
         parts += (encode(list(stitching.buyers.items())), encode(dict(self.counts)))
-        return b"".join(parts)
+        return await msgpack_parts.join(parts)
 
     def restore(self, state: bytes | None) -> None:
         s = State(-math.inf, [], {}, [], {}) if state is None else msgspec.msgpack.decode(state, type=State)
