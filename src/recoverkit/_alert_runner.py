@@ -198,6 +198,9 @@ class PurchasePathWatch:
         except StoreError as exc:
             _log.error("alerts_lease_renewal_failed", error=str(exc))
             return
+        except Exception as exc:  # noqa: BLE001 - the watch must never stop the engine: logged, tried again
+            _log.error("alerts_lease_renewal_failed", error=type(exc).__name__)
+            return
         if taken is None:
             if self.watcher is not None:
                 await self._stop("alerts_lease_lost")
@@ -284,8 +287,8 @@ class PurchasePathWatch:
         if holding:
             try:
                 await self._runner.lease(self._store.release_lease, ALERTS_LEASE, self.owner)
-            except StoreError as exc:  # it expires after its ttl instead
-                _log.error("alerts_lease_release_failed", error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - it expires after its ttl instead; closing goes on
+                _log.error("alerts_lease_release_failed", error=type(exc).__name__)
 
     @staticmethod
     def _finish_sync(feed: MergedFeed) -> None:

@@ -109,16 +109,19 @@ async def test_engines_that_send_nothing_or_replay_do_not_watch(tmp_path: Path, 
         assert store.lease_holder(ALERTS_LEASE, now=time.time()) is None  # released at close
 
 
-async def test_a_holder_whose_renewals_fail_pauses_and_goes_on_with_the_same_watcher(tmp_path: Path,
-                                                                                    receiver: Hook) -> None:
+@pytest.mark.parametrize("error", [StoreError("the store is unavailable"), RuntimeError("a store's own bug")])
+async def test_a_holder_whose_renewals_fail_pauses_and_goes_on_with_the_same_watcher(
+    tmp_path: Path, receiver: Hook, error: Exception
+) -> None:
     class Refusing:
-        """The store, refusing to renew any lease (a database that is down for a moment)."""
+        """The store, failing to renew any lease (a database that is down for a moment, or a bug: either way
+        contained, never the engine's end)."""
 
         def __init__(self, store: SQLiteStore) -> None:
             self._store = store
 
         def take_lease(self, *args: Any, **kwargs: Any) -> None:
-            raise StoreError("the store is unavailable")
+            raise error
 
         def __getattr__(self, name: str) -> Any:
             return getattr(self._store, name)
