@@ -50,3 +50,25 @@ def test_a_dict_changed_while_it_is_encoded_in_parts_is_an_error_not_a_torn_chec
                 await parts.encode_in_parts(iter(mapping.items()), len(mapping), dict, out, step=10)
 
     anyio.run(encode)
+
+
+class _Fields(msgspec.Struct, array_like=True):
+    when: float
+    items: list[tuple[str, int]]
+    index: dict[str, list[int]]
+    small: dict[str, int]
+    lazy: list[int]
+
+
+def test_a_struct_encoded_field_by_field_in_parts_is_what_msgspec_writes() -> None:
+    whole = _Fields(
+        when=1.5,
+        items=[(f"i{n}", n) for n in range(50)],
+        index={f"k{n}": [n, n + 1] for n in range(33)},
+        small={"a": 1},
+        lazy=list(range(20)),
+    )
+    fields = [
+        whole.when, whole.items, whole.index, whole.small, parts.Lazy(iter(range(20)), 20, list),
+    ]  # fmt: skip
+    assert anyio.run(lambda: parts.encode_fields(fields, step=8)) == msgspec.msgpack.encode(whole)

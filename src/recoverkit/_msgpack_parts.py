@@ -12,14 +12,16 @@ The result is byte for byte what ``msgspec.msgpack.encode`` writes for the whole
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import anyio
 import msgspec
 
-__all__ = ["ARRAY", "BIN", "MAP", "bin_header", "encode_in_parts", "header", "header_size", "join"]
+__all__ = [
+    "ARRAY", "BIN", "MAP", "Lazy", "bin_header", "encode_fields", "encode_in_parts", "header", "header_size", "join",
+]
 
 # msgpack's headers: (the one-byte form's base for up to 15 elements or None, for up to 65,535, for more).
 ARRAY: Final = (0x90, b"\xdc", b"\xdd")
@@ -72,6 +74,33 @@ async def encode_in_parts(
         # memoryview: join() copies without the GIL only bytes.
         parts.append(part[header_size(part[0]) :])
         await anyio.sleep(0)
+
+
+class Lazy(NamedTuple):
+    """A field's value read lazily by :func:`encode_fields`: ``length`` items from ``items`` into
+    ``container`` (``list``, or ``dict`` of key-value pairs)."""
+
+    items: Iterator[Any]
+    length: int
+    container: Callable[[list[Any]], Any]
+
+
+async def encode_fields(fields: Sequence[Any], *, step: int) -> bytes:
+    """The msgpack encoding of an ``array_like`` Struct whose field values are ``fields``, in order: lists and
+    dicts of more than ``step`` items (and :class:`Lazy` values) a part at a time, with the event loop let run
+    between parts, anything else in one go; the parts joined by :func:`join`."""
+    parts = [header(ARRAY, len(fields))]
+    encode = msgspec.msgpack.encode
+    for value in fields:
+        if isinstance(value, Lazy):
+            await encode_in_parts(value.items, value.length, value.container, parts, step=step)
+        elif isinstance(value, dict) and len(value) > step:
+            await encode_in_parts(iter(value.items()), len(value), dict, parts, step=step)
+        elif isinstance(value, list) and len(value) > step:
+            await encode_in_parts(iter(value), len(value), list, parts, step=step)
+        else:
+            parts.append(encode(value))
+    return await join(parts)
 
 
 async def join(parts: list[bytes]) -> bytes:

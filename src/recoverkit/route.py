@@ -462,13 +462,13 @@ class Route(Stage):
         if len(cache) <= CONTACTS_PART:
             return self.snapshot()
         read = cachetools.Cache.__getitem__
-        encode = msgspec.msgpack.encode
-        parts = [b"\x96", encode(self.watermark)]  # _State: an array of its six fields
         contacts = ((key, read(cache, key)) for key in cache)  # raises, were the cache changed meanwhile
-        await msgpack_parts.encode_in_parts(contacts, len(cache), list, parts, step=CONTACTS_PART)
         scheduled = [(flow, step, channel, n) for (flow, step, channel), n in self.scheduled.items()]
-        parts += (encode(dict(self.skipped)), encode(scheduled), encode(self.unrouted), encode(dict(self.holdout)))
-        return await msgpack_parts.join(parts)
+        fields = [
+            self.watermark, msgpack_parts.Lazy(contacts, len(cache), list), dict(self.skipped), scheduled,
+            self.unrouted, dict(self.holdout),
+        ]  # fmt: skip
+        return await msgpack_parts.encode_fields(fields, step=CONTACTS_PART)
 
     def restore(self, state: bytes | None) -> None:
         s = _State(-math.inf, [], {}, [], 0) if state is None else msgspec.msgpack.decode(state, type=_State)

@@ -302,6 +302,9 @@ class Dispatch(Stage):
         # refused by the ledger after a restart.
         return self._schedule.snapshot(self.watermark, self._delivery.held(), self._facts.pending)
 
+    async def snapshot_soon(self) -> bytes:
+        return await self._schedule.snapshot_soon(self.watermark, self._delivery.held(), self._facts.pending)
+
     def restore(self, state: bytes | None) -> None:
         self.watermark, facts = self._schedule.restore(state)
         self._delivery.reset()
