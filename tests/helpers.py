@@ -13,7 +13,18 @@ from recoverkit.config import Config
 from recoverkit.events import AddToCart, BaseEvent, CheckoutStep, Item, PageView, RemoveFromCart
 from recoverkit.sessionize import Abandoned, Sessionize
 
-__all__ = ["T0", "SessionizeRun", "abandoned", "add", "event", "item", "page", "remove", "snapshot"]
+__all__ = [
+    "T0",
+    "SessionizeRun",
+    "abandoned",
+    "add",
+    "event",
+    "item",
+    "legacy_checkpoint",
+    "page",
+    "remove",
+    "snapshot",
+]
 
 #: 2026-01-01T00:00:00Z, the epoch of every test timeline.
 T0: Final = 1_767_225_600.0
@@ -88,3 +99,35 @@ def snapshot(**overrides: Any) -> CartSnapshot:
 
 def abandoned(trigger: Any = "inactivity", at: float = 2400, **cart: Any) -> Abandoned:
     return Abandoned(cart=snapshot(**cart), trigger=trigger, at=T0 + at)
+
+
+_NO_DETAIL: Final = [None, None, None, None, 0, 0, 0, None]
+
+
+def legacy_checkpoint(state: bytes, *, signals: bool = True, packed: bool = True) -> bytes:
+    """A sessionize checkpoint (``Sessionize.snapshot()``) rewritten in the layouts older versions wrote: each
+    session an array of 24 fields with its detail inline (23 without ``signals``, as before checkout signals;
+    its lines as arrays of line arrays unless ``packed``, as before lines were packed)."""
+    import msgspec
+
+    from recoverkit.sessionize._legacy import _Session
+
+    watermark, sessions, customers, buyers, counts = msgspec.msgpack.decode(state)
+    old = []
+    for fields in sessions:
+        (session_id, started, last, deadline, timer, customer, cart_id, currency, lines, step, trigger, abandoned_,
+         views, item_views, device, source, detail) = fields  # fmt: skip
+        shipping, declared, checkout_at, bought, failures, errors, exits, signals_ = detail or _NO_DETAIL
+        row = [
+            session_id, started, last, deadline, timer, customer, cart_id, currency, lines, shipping, declared, step,
+            checkout_at, trigger, abandoned_, bought, views, item_views, failures, errors, exits, device, source,
+            signals_,
+        ]  # fmt: skip
+        assert len(row) == len(_Session.__struct_fields__)
+        if not packed and lines is not None:
+            row[8] = msgspec.msgpack.decode(lines)  # the packed lines are an array of line arrays
+        if not signals:
+            assert row[-1] is None, "a session with checkout signals has no layout without them"
+            row.pop()
+        old.append(row)
+    return msgspec.msgpack.encode([watermark, old, customers, buyers, counts])

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from helpers import T0, SessionizeRun, add, event, item, page, remove
+from helpers import T0, SessionizeRun, add, event, item, legacy_checkpoint, page, remove
 from recoverkit.config import Config
 from recoverkit.events import (
     AddPaymentInfo,
@@ -546,24 +546,45 @@ def test_the_cart_id_rule_survives_a_checkpoint() -> None:
 
 def test_a_checkpoint_written_before_cart_lines_were_packed_still_restores() -> None:
     # Until 0.3 a session's lines were checkpointed as an array of line arrays; now they are packed bytes. An
-    # old checkpoint (the new one with each session's lines unpacked) restores to the same carts.
-    from recoverkit.sessionize._cart import State, lines_of
-
+    # old checkpoint (in the layout of its time, each session's lines unpacked) restores to the same carts.
     first = SessionizeRun(abandon_after=1800).feed(
         add("s1", 0, "A", price="9.99", qty=2), add("s1", 1, "B"), add("s2", 2, "C"), page("s3", 3)
     )
-    new = msgspec.msgpack.decode(first.stage.snapshot(), type=State)
-    assert [type(session.lines) for session in new.sessions] == [bytes, bytes, type(None)]
-    for session in new.sessions:
-        session.lines = lines_of(session) or None
-    old = msgspec.msgpack.encode(new)
-    assert old != first.stage.snapshot()
+    old = legacy_checkpoint(first.stage.snapshot(), packed=False)
+    assert [type(session[8]) for session in msgspec.msgpack.decode(old)[1]] == [list, list, type(None)]
     second = SessionizeRun(abandon_after=1800)
     second.stage.restore(old)
     assert second.stage.snapshot() == first.stage.snapshot()  # packed again, byte for byte
     second.advance(10 * 86_400)
     carts = {a.cart.cart_key: [(n.item_id, n.price, n.quantity) for n in a.cart.lines] for a in second.of(Abandoned)}
     assert carts == {"s1": [("A", 999, 2), ("B", 1000, 1)], "s2": [("C", 1000, 1)]}
+
+
+def test_a_checkpoint_written_before_sessions_kept_their_detail_apart_restores_every_field() -> None:
+    # Until December 2026 a session's checkout detail, troubles and purchase time were fields of the session
+    # (24 in all); now they are one Detail, None for a session without any. The old layout restores to the same
+    # state, byte for byte once written again, and goes on as the original would.
+    first = SessionizeRun(abandon_after=1800).feed(
+        add("s1", 0, "A", price="9.99", qty=2),
+        event(BeginCheckout, "s1", 5, value=Decimal("19.98"), shipping=Decimal("4.90")),
+        event(PaymentFailed, "s1", 6),
+        event(ExitIntent, "s1", 7),
+        add("s2", 2, "C"),
+        add("s3", 3, "D"),
+        event(Purchase, "s3", 4),
+        page("s4", 3),
+    )
+    state = first.stage.snapshot()
+    old = legacy_checkpoint(state)
+    assert [len(session) for session in msgspec.msgpack.decode(old)[1]] == [24] * 4
+    assert [session[-1] for session in msgspec.msgpack.decode(state)[1]].count(None) == 2  # s2 and s4: no detail
+    second = SessionizeRun(abandon_after=1800)
+    second.stage.restore(old)
+    assert second.stage.snapshot() == state
+    first.out.clear()  # what it emitted before the checkpoint
+    first.advance(10 * 86_400)
+    second.advance(10 * 86_400)
+    assert second.out == first.out and second.of(Abandoned)
 
 
 # -- a checkpoint taken in parts -----------------------------------------------------------------------------

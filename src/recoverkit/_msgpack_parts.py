@@ -20,7 +20,16 @@ import anyio
 import msgspec
 
 __all__ = [
-    "ARRAY", "BIN", "MAP", "Lazy", "bin_header", "encode_fields", "encode_in_parts", "header", "header_size", "join",
+    "ARRAY",
+    "BIN",
+    "MAP",
+    "Lazy",
+    "bin_header",
+    "encode_fields",
+    "encode_in_parts",
+    "header",
+    "header_size",
+    "join",
 ]
 
 # msgpack's headers: (the one-byte form's base for up to 15 elements or None, for up to 65,535, for more).

@@ -33,7 +33,9 @@ from ..money import to_minor
 
 __all__ = [
     "CART_EDITS",
+    "NO_DETAIL",
     "CartEdit",
+    "Detail",
     "Line",
     "Session",
     "State",
@@ -42,11 +44,13 @@ __all__ = [
     "cart_key",
     "clear_cart",
     "contact_of",
+    "detail_of",
     "lines_of",
     "merge_signals",
     "move_cart",
     "new_line",
     "pack_lines",
+    "purchased_at",
     "remove_items",
     "snapshot",
     "take_checkout_step",
@@ -63,11 +67,26 @@ class Line(msgspec.Struct, gc=False, array_like=True):
     category: str | None
 
 
+class Detail(msgspec.Struct, gc=False, array_like=True):
+    # What only some sessions have: a checkout begun, its troubles, a declared value or shipping, a purchase.
+    # Kept apart, and None until one of them is set, so that the most common session (browsing, or a cart
+    # waiting) is 56 bytes smaller: at 100,000s of open carts, memory is the cost that counts.
+    shipping: int | None = None
+    declared_value: int | None = None
+    checkout_at: float | None = None
+    purchased_at: float | None = None
+    payment_failures: int = 0
+    form_errors: int = 0
+    exit_intents: int = 0
+    signals: CheckoutSignals | None = None
+
+
 class Session(msgspec.Struct, gc=False, array_like=True):
     # ``lines`` is the cart packed (see pack_lines), replaced whole by every edit: most carts wait, abandoned, far
     # longer than they change, and packed a three-line cart takes about 120 bytes where its line structs, their
     # tuple and their prices took over 300. One bytes object is also nothing for the garbage collector to track.
-    # A list only in a checkpoint written before lines were packed, until restore() packs it.
+    # A list only in a checkpoint written before lines were packed, until restore() packs it. The fields are a
+    # checkpoint's layout (by position): sessionize._legacy reads the layout before ``detail`` existed.
     session_id: str
     started_at: float
     last_at: float
@@ -77,22 +96,32 @@ class Session(msgspec.Struct, gc=False, array_like=True):
     cart_id: str | None = None
     currency: str | None = None
     lines: bytes | list[Line] | None = None
-    shipping: int | None = None
-    declared_value: int | None = None
     step: int = 0
-    checkout_at: float | None = None
     trigger: Trigger = "inactivity"
     abandoned: bool = False
-    purchased_at: float | None = None
     views: int = 0
     item_views: int = 0
-    payment_failures: int = 0
-    form_errors: int = 0
-    exit_intents: int = 0
     device: str | None = None
     source: str | None = None
-    # Last, with a default: a checkpoint written before checkout signals existed still restores (array_like).
-    signals: CheckoutSignals | None = None
+    detail: Detail | None = None
+
+
+#: A session's detail when it has none: read, never written.
+NO_DETAIL: Final = Detail()
+
+
+def detail_of(session: Session) -> Detail:
+    """``session``'s detail, to write: created on first use."""
+    detail = session.detail
+    if detail is None:
+        detail = session.detail = Detail()
+    return detail
+
+
+def purchased_at(session: Session) -> float | None:
+    """When ``session``'s cart was last bought, or ``None``."""
+    detail = session.detail
+    return None if detail is None else detail.purchased_at
 
 
 class State(msgspec.Struct, array_like=True):
@@ -143,9 +172,8 @@ def clear_cart(session: Session) -> None:
     session.lines = None
     session.abandoned = False
     session.step = CheckoutStep.BROWSE
-    session.checkout_at = session.shipping = session.declared_value = None
-    session.payment_failures = session.form_errors = session.exit_intents = 0
-    session.signals = None
+    bought = purchased_at(session)  # the shopper's, not the cart's: it stays
+    session.detail = None if bought is None else Detail(purchased_at=bought)
     session.trigger = "inactivity"
 
 
@@ -235,14 +263,14 @@ def take_checkout_step(
         started = session.lines is None
         session.lines = pack_lines([new_line(item, to_minor(item.price, currency)) for item in event.items])
     if event.value is not None:
-        session.declared_value = to_minor(event.value, currency)
+        detail_of(session).declared_value = to_minor(event.value, currency)
     if event.shipping is not None:
-        session.shipping = to_minor(event.shipping, currency)
+        detail_of(session).shipping = to_minor(event.shipping, currency)
     step = type(event).step
     if step is not None and step > session.step:
         session.step = step
-    if step is not None and step >= CheckoutStep.CHECKOUT and session.checkout_at is None:
-        session.checkout_at = ts
+    if step is not None and step >= CheckoutStep.CHECKOUT and (session.detail or NO_DETAIL).checkout_at is None:
+        detail_of(session).checkout_at = ts
     return started
 
 
@@ -273,19 +301,25 @@ def move_cart(owner: Session, into: Session) -> None:
         held = {line.item_id for line in lines}
         into.lines = pack_lines([*(line for line in lines_of(owner) if line.item_id not in held), *lines])
     into.currency = into.currency or owner.currency
+    into.step = max(into.step, owner.step)
+    into.started_at = min(into.started_at, owner.started_at)
+    if owner.detail is not None:
+        _merge_detail(owner.detail, detail_of(into))
+    clear_cart(owner)
+
+
+def _merge_detail(owner: Detail, into: Detail) -> None:
+    """:func:`move_cart`'s part for the cart's detail (the purchase time is the shopper's: it does not move)."""
     if into.shipping is None:
         into.shipping = owner.shipping
     if into.declared_value is None:
         into.declared_value = owner.declared_value
-    into.step = max(into.step, owner.step)
     if owner.checkout_at is not None and (into.checkout_at is None or owner.checkout_at < into.checkout_at):
         into.checkout_at = owner.checkout_at
-    into.started_at = min(into.started_at, owner.started_at)
     into.payment_failures += owner.payment_failures
     into.form_errors += owner.form_errors
     into.exit_intents += owner.exit_intents
     into.signals = merge_signals(into.signals, owner.signals)
-    clear_cart(owner)
 
 
 def snapshot(session: Session, *, returning: bool) -> CartSnapshot:
@@ -296,25 +330,26 @@ def snapshot(session: Session, *, returning: bool) -> CartSnapshot:
         if ln.quantity > 0
     )
     computed = sum(line.price * line.quantity for line in lines)
+    detail = session.detail or NO_DETAIL
     return CartSnapshot(
         cart_key=cart_key(session),
         session_id=session.session_id,
         customer_id=session.customer_id,
         currency=session.currency,
         lines=lines,
-        value=computed or session.declared_value or 0,
-        shipping=session.shipping,
+        value=computed or detail.declared_value or 0,
+        shipping=detail.shipping,
         step=CheckoutStep(session.step),
         started_at=session.started_at,
-        checkout_at=session.checkout_at,
+        checkout_at=detail.checkout_at,
         last_at=session.last_at,
         views=session.views,
         item_views=session.item_views,
-        payment_failures=session.payment_failures,
-        form_errors=session.form_errors,
-        exit_intents=session.exit_intents,
+        payment_failures=detail.payment_failures,
+        form_errors=detail.form_errors,
+        exit_intents=detail.exit_intents,
         returning=returning,
         device=session.device,
         source=session.source,
-        signals=session.signals,
+        signals=detail.signals,
     )

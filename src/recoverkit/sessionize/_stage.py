@@ -38,8 +38,20 @@ from ..events import (
 from ..facts import LinkVisit
 from ..items import Abandoned, Cancel, ContactChanged, Converted, Forget, Resumed
 from ..money import to_minor
+from . import _legacy
 from ._abandon_timers import AbandonTimers, abandons
-from ._cart import CART_EDITS, Session, State, add_signal, cart_key, clear_cart, contact_of, pack_lines
+from ._cart import (
+    CART_EDITS,
+    Session,
+    State,
+    add_signal,
+    cart_key,
+    clear_cart,
+    contact_of,
+    detail_of,
+    pack_lines,
+    purchased_at,
+)
 from ._stitching import Stitching
 
 __all__ = ["SNAPSHOT_PART", "Sessionize"]
@@ -47,6 +59,13 @@ __all__ = ["SNAPSHOT_PART", "Sessionize"]
 #: Sessions (or customers) a checkpoint encodes in one go (about a millisecond's work) before it lets the event
 #: loop run.
 SNAPSHOT_PART: Final = 2048
+
+
+def _decode_state(state: bytes) -> State:
+    try:
+        return msgspec.msgpack.decode(state, type=State)
+    except msgspec.ValidationError:
+        return _legacy.read(state)  # a checkpoint written before sessions kept their detail apart
 
 
 class Sessionize(Stage):
@@ -254,7 +273,7 @@ class Sessionize(Stage):
         self.counts["converted"] += 1
         self._stitching.release_cart_id(session)
         clear_cart(session)
-        session.purchased_at = ts
+        detail_of(session).purchased_at = ts
         self._timers.bought(session, ts)
 
     # -- mirrors from other partitions ----------------------------------------------------------------------
@@ -299,9 +318,8 @@ class Sessionize(Stage):
             session = sessions.get(session_id)
             if session is None or not self._catch_up(session, ts, out):
                 continue
-            if (session.lines or session.abandoned) and not (
-                session.purchased_at is not None and ts <= session.purchased_at
-            ):
+            bought = purchased_at(session)
+            if (session.lines or session.abandoned) and not (bought is not None and ts <= bought):
                 self._close(session, event, ts, out, own=False)
         if customer is not None:
             stitching.bought(customer, ts)
@@ -330,7 +348,8 @@ class Sessionize(Stage):
 
     def _on_cart(self, session: Session, event: Any, ts: float, out: list[Any]) -> None:
         """Add, remove, cart view and checkout steps: the lines change as :data:`CART_EDITS` says."""
-        if session.purchased_at is not None and ts <= session.purchased_at:
+        bought = purchased_at(session)
+        if bought is not None and ts <= bought:
             # An event older than the purchase that closed the cart must not reopen it.
             self.counts["ignored_after_purchase"] += 1
             return
@@ -339,7 +358,8 @@ class Sessionize(Stage):
         self._timers.touch(session, ts)
 
     def _on_purchase(self, session: Session, event: Purchase, ts: float, out: list[Any]) -> None:
-        if session.purchased_at is not None and ts <= session.purchased_at:
+        bought = purchased_at(session)
+        if bought is not None and ts <= bought:
             return  # the same order reported twice
         self._close(session, event, ts, out, own=True)
         customer = session.customer_id
@@ -380,19 +400,20 @@ class Sessionize(Stage):
         self._timers.touch(session, ts)
 
     def _on_payment_failed(self, session: Session, event: PaymentFailed, ts: float, out: list[Any]) -> None:
-        session.payment_failures += 1
+        detail_of(session).payment_failures += 1
         self._timers.payment_failed(session, ts)
 
     def _on_form_error(self, session: Session, event: FormError, ts: float, out: list[Any]) -> None:
-        session.form_errors += 1
+        detail_of(session).form_errors += 1
         self._timers.touch(session, ts)
 
     def _on_exit_intent(self, session: Session, event: ExitIntent, ts: float, out: list[Any]) -> None:
-        session.exit_intents += 1
+        detail_of(session).exit_intents += 1
         self._timers.exit_intent(session, ts)
 
     def _on_checkout_signal(self, session: Session, event: CheckoutSignal, ts: float, out: list[Any]) -> None:
-        session.signals = add_signal(session.signals, event)
+        detail = detail_of(session)
+        detail.signals = add_signal(detail.signals, event)
         self._timers.touch(session, ts)
 
     # -- access and state -----------------------------------------------------------------------------------
@@ -432,7 +453,7 @@ class Sessionize(Stage):
         return await msgpack_parts.encode_fields(fields, step=SNAPSHOT_PART)
 
     def restore(self, state: bytes | None) -> None:
-        s = State(-math.inf, [], {}, [], {}) if state is None else msgspec.msgpack.decode(state, type=State)
+        s = State(-math.inf, [], {}, [], {}) if state is None else _decode_state(state)
         self.watermark = s.watermark
         # New objects, each swapped in whole: a metrics scrape from another thread never sees them half-filled.
         self._sessions = {session.session_id: session for session in s.sessions}
