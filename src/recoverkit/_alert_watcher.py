@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
+from . import _alert_state as _state
 from ._alert_checks import Finding, Labels, evaluate, keys_of
 from ._alert_settings import AlertsConfig
 from ._alert_sinks import Alert, AlertDelivery, AlertSink
@@ -147,6 +148,32 @@ class AlertWatcher:
                 return []
             last = max(self._clock, end if end is not None else -math.inf)
             return self._move_to(last + self.config.lateness + _MINUTE)
+
+    # -- the saved state -------------------------------------------------------------------------------------------
+
+    def state(self) -> bytes:
+        """The watcher's whole state as bytes (baselines, labels, the minutes counted and in the windows, open
+        incidents, statistics; not the alerts already raised, nor the sinks): :meth:`from_state` builds a watcher
+        that, fed the rest of the stream, raises exactly the alerts this one would. Holds no personal data."""
+        with self._lock:
+            return _state.dump(self)
+
+    @classmethod
+    def from_state(
+        cls,
+        state: bytes,
+        config: AlertsConfig | None = None,
+        *,
+        sinks: Sequence[AlertSink] = (),
+        deliver_in_thread: bool = True,
+    ) -> AlertWatcher:
+        """A watcher going on from ``state`` (:meth:`state`) under ``config`` (which may differ from the one the
+        state was written under: the baselines are kept, the new settings apply from now on; see
+        :mod:`recoverkit._alert_state`). Raises :class:`~recoverkit.alerts.StateFormatError` naming the ``format``
+        for a state it cannot read."""
+        watcher = cls(config, sinks=sinks, deliver_in_thread=deliver_in_thread)
+        _state.load_into(watcher, state, _Incident)
+        return watcher
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver the alerts still queued for the sinks (at most ``timeout`` seconds) and stop delivering."""

@@ -46,6 +46,7 @@ from collections.abc import Mapping, Sequence
 from ._alert_feed import JournalFeed, WatchedChannel
 from ._alert_metrics import register_metrics
 from ._alert_settings import AlertsConfig
+from ._alert_state import StateFormatError
 from ._alert_sinks import Alert, AlertDelivery, AlertSink, EmailAlertSink, MemoryAlertSink, WebhookAlertSink
 from ._alert_watcher import AlertWatcher, WatcherStatistics
 from .errors import ConfigError
@@ -59,6 +60,7 @@ __all__ = [
     "EmailAlertSink",
     "JournalFeed",
     "MemoryAlertSink",
+    "StateFormatError",
     "WatchedChannel",
     "WatcherStatistics",
     "WebhookAlertSink",
