@@ -192,18 +192,7 @@ class Route(Stage):
         if change.merged_from is not None:
             anonymous = contacts.pop(change.merged_from, None)
             if anonymous is not None:
-                for field in ("email", "phone", "locale", "timezone"):
-                    if getattr(contact, field) is None:
-                        setattr(contact, field, getattr(anonymous, field))
-                for channel, granted in anonymous.consent.items():
-                    if granted:
-                        contact.consent.setdefault(channel, True)
-                        continue
-                    # Never send on a "no": a withdrawal made while anonymous stops the customer's messages.
-                    before = contact.consent.get(channel)
-                    contact.consent[channel] = False
-                    if before:
-                        self._withdrawn(channel, change, out)
+                self._merge(anonymous, contact, change, out)
         if change.customer_id is not None:
             contact.customer_id = change.customer_id
         if change.email is not None:
@@ -222,6 +211,22 @@ class Route(Stage):
         for channel in change.withdrawn:
             contact.consent[intern(channel)] = False
             self._withdrawn(channel, change, out)
+
+    def _merge(self, anonymous: _Contact, contact: _Contact, change: ContactChanged, out: list[Any]) -> None:
+        """An anonymous shopper's contact merged into the customer's they logged in as: what the customer's lacks
+        is taken from it, and consent granted while anonymous is kept unless the customer said otherwise."""
+        for field in ("email", "phone", "locale", "timezone"):
+            if getattr(contact, field) is None:
+                setattr(contact, field, getattr(anonymous, field))
+        for channel, granted in anonymous.consent.items():
+            if granted:
+                contact.consent.setdefault(channel, True)
+                continue
+            # Never send on a "no": a withdrawal made while anonymous stops the customer's messages.
+            before = contact.consent.get(channel)
+            contact.consent[channel] = False
+            if before:
+                self._withdrawn(channel, change, out)
 
     def _withdrawn(self, consent: str, change: ContactChanged, out: list[Any]) -> None:
         """Cancel what is pending on the channel named ``consent`` and on every channel that requires it."""
