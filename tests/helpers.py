@@ -5,6 +5,7 @@ Times are seconds after :data:`T0`, so a test reads ``add("s1", 0)`` then ``adva
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any, Final, TypeVar
 
@@ -21,6 +22,7 @@ __all__ = [
     "event",
     "item",
     "legacy_checkpoint",
+    "loop_turns_during",
     "page",
     "remove",
     "snapshot",
@@ -131,3 +133,29 @@ def legacy_checkpoint(state: bytes, *, signals: bool = True, packed: bool = True
             row.pop()
         old.append(row)
     return msgspec.msgpack.encode([watermark, old, customers, buyers, counts])
+
+
+def loop_turns_during(take: Callable[[], Awaitable[bytes]]) -> tuple[bytes, int]:
+    """Run ``await take()`` (a stage's ``snapshot_soon``) on a new event loop beside a task that counts its own
+    turns; what ``take`` returned and how many times the loop ran that task meanwhile (so, at least, how many
+    times ``take`` let the loop run)."""
+    import anyio
+
+    turns = 0
+
+    async def count() -> None:
+        nonlocal turns
+        while True:
+            await anyio.sleep(0)
+            turns += 1
+
+    async def run() -> tuple[bytes, int]:
+        async with anyio.create_task_group() as group:
+            group.start_soon(count)
+            await anyio.sleep(0)
+            started = turns
+            state = await take()
+            group.cancel_scope.cancel()
+        return state, turns - started
+
+    return anyio.run(run)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from helpers import T0, abandoned
+from helpers import T0, abandoned, loop_turns_during
 from recoverkit.channels.base import Message
 from recoverkit.config import Condition, Config, Flow, FlowStep
 from recoverkit.facts import Conversion, MessageOutcome
@@ -341,8 +341,6 @@ def test_a_checkpoint_taken_in_parts_is_the_same_bytes_and_lets_the_loop_run(
 ) -> None:
     """snapshot_soon() encodes the contacts a part at a time, yielding to the event loop in between; what it
     returns is exactly snapshot(), which restores into the same state."""
-    import anyio
-
     import recoverkit.route as route
 
     monkeypatch.setattr(route, "CONTACTS_PART", 4)
@@ -351,27 +349,9 @@ def test_a_checkpoint_taken_in_parts_is_the_same_bytes_and_lets_the_loop_run(
     if contacts:
         run.feed(scored())  # something scheduled, counted and assigned too
     whole = run.stage.snapshot()
-    yields = 0
+    state, yields = loop_turns_during(run.stage.snapshot_soon)
 
-    async def take() -> bytes:
-        nonlocal yields
-
-        async def count() -> None:
-            nonlocal yields
-            while True:
-                await anyio.sleep(0)
-                yields += 1
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(count)
-            await anyio.sleep(0)
-            started = yields
-            state = await run.stage.snapshot_soon()
-            yields -= started
-            group.cancel_scope.cancel()
-        return state
-
-    assert anyio.run(take) == whole
+    assert state == whole
     assert yields >= (contacts - 1) // 4 if contacts > 4 else True  # the loop ran between the parts
     again = Route(Config())
     again.restore(whole)

@@ -8,12 +8,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from helpers import T0, SessionizeRun, add, event, item, legacy_checkpoint, page, remove
+from helpers import T0, SessionizeRun, add, event, item, legacy_checkpoint, loop_turns_during, page, remove
 from recoverkit.config import Config
 from recoverkit.events import (
     AddPaymentInfo,
-    BaseEvent,
     AddShippingInfo,
+    BaseEvent,
     BeginCheckout,
     CheckoutStep,
     Consent,
@@ -608,8 +608,6 @@ def test_a_checkpoint_taken_in_parts_is_the_same_bytes_and_lets_the_loop_run(
 ) -> None:
     """snapshot_soon() encodes the sessions a part at a time, yielding to the event loop in between; what it
     returns is exactly snapshot(), which restores into the same state."""
-    import anyio
-
     import recoverkit.sessionize._stage as stage
 
     monkeypatch.setattr(stage, "SNAPSHOT_PART", 4)
@@ -619,27 +617,9 @@ def test_a_checkpoint_taken_in_parts_is_the_same_bytes_and_lets_the_loop_run(
     if sessions:
         run.feed(event(Purchase, "s1", sessions + 1, customer_id="c1"))
     whole = run.stage.snapshot()
-    yields = 0
+    state, yields = loop_turns_during(run.stage.snapshot_soon)
 
-    async def take() -> bytes:
-        nonlocal yields
-
-        async def count() -> None:
-            nonlocal yields
-            while True:
-                await anyio.sleep(0)
-                yields += 1
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(count)
-            await anyio.sleep(0)
-            started = yields
-            parts = await run.stage.snapshot_soon()
-            yields -= started
-            group.cancel_scope.cancel()
-        return parts
-
-    assert anyio.run(take) == whole
+    assert state == whole
     assert yields >= (sessions - 1) // 4 if sessions > 4 else True  # the loop ran between the parts
     again = Sessionize(Config(), event_time=True)
     again.restore(whole)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-import anyio
 import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import loop_turns_during
 from recoverkit import Cap, CartSnapshot, Config, EventClock, FakeClock, Flow, FlowStep, Message, Recipient
 from recoverkit.dispatch._schedule import Schedule
 from recoverkit.events import CheckoutStep
@@ -237,27 +237,9 @@ def test_a_checkpoint_taken_in_parts_is_the_same_bytes_and_lets_the_loop_run(
         run.schedule.attempts[f"k{messages - 1}/f/0"] = 2
     held = [(message(f"h{n}/f/0", T0 + 15), 1) for n in range(min(messages, 6))] + [(message("k1/f/0", T0), 1)]
     whole = run.schedule.snapshot(T0 + 10, held, [])
-    yields = 0
+    state, yields = loop_turns_during(lambda: run.schedule.snapshot_soon(T0 + 10, held, []))
 
-    async def take() -> bytes:
-        nonlocal yields
-
-        async def count() -> None:
-            nonlocal yields
-            while True:
-                await anyio.sleep(0)
-                yields += 1
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(count)
-            await anyio.sleep(0)
-            started = yields
-            state = await run.schedule.snapshot_soon(T0 + 10, held, [])
-            yields -= started
-            group.cancel_scope.cancel()
-        return state
-
-    assert anyio.run(take) == whole
+    assert state == whole
     assert yields >= 2 * ((messages - 1) // 4) if messages > 4 else True  # the loop ran between the parts
     again = Run(Config(caps=[Cap(max=3, per=3600)]))
     again.schedule.restore(whole)
