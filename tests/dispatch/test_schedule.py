@@ -6,11 +6,9 @@ from __future__ import annotations
 from collections import Counter
 
 import msgspec
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import loop_turns_during
 from recoverkit import Cap, CartSnapshot, Config, EventClock, FakeClock, Flow, FlowStep, Message, Recipient
 from recoverkit.dispatch._schedule import Schedule
 from recoverkit.events import CheckoutStep
@@ -216,34 +214,6 @@ def test_snapshot_round_trip_keeps_everything() -> None:
     assert again.schedule.snapshot(T0 + 10, [], []) == data
     # And it goes on as the original would: the retry at its own time, with its attempts.
     assert [(m.key, a) for m, a, _ in again.schedule.pop_due(T0 + 1000)] == [("h/f/0", 1), ("b/f/0", 0), ("c/f/0", 2)]
-
-
-@pytest.mark.parametrize("messages", [0, 3, 4, 5, 23])
-def test_a_checkpoint_taken_in_parts_is_the_same_bytes_and_lets_the_loop_run(
-    messages: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """snapshot_soon() encodes the pending messages, the ledger, the purchases and the histories a part at a
-    time, yielding to the event loop in between; what it returns is exactly snapshot()."""
-    import recoverkit.dispatch._schedule as schedule
-
-    monkeypatch.setattr(schedule, "SNAPSHOT_PART", 4)
-    run = Run(Config(caps=[Cap(max=3, per=3600)]))
-    for n in range(messages):
-        run.schedule.add(message(f"k{n}/f/0", T0 + n, contact=f"c{n}"))
-    run.due(T0 + messages // 2)  # half handed over: ledger entries and histories
-    for n in range(messages // 3):
-        run.schedule.cancel(Cancel(why="purchase", at=T0 + 5, cart_key=f"z{n}", contact_key=f"c{n}"))
-    if messages:
-        run.schedule.attempts[f"k{messages - 1}/f/0"] = 2
-    held = [(message(f"h{n}/f/0", T0 + 15), 1) for n in range(min(messages, 6))] + [(message("k1/f/0", T0), 1)]
-    whole = run.schedule.snapshot(T0 + 10, held, [])
-    state, yields = loop_turns_during(lambda: run.schedule.snapshot_soon(T0 + 10, held, []))
-
-    assert state == whole
-    assert yields >= 2 * ((messages - 1) // 4) if messages > 4 else True  # the loop ran between the parts
-    again = Run(Config(caps=[Cap(max=3, per=3600)]))
-    again.schedule.restore(whole)
-    assert again.schedule.snapshot(T0 + 10, [], []) == whole
 
 
 def test_restore_of_nothing_is_empty() -> None:

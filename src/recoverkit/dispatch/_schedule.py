@@ -18,25 +18,19 @@ What falls due is handed over by :meth:`Schedule.pop_due`, which counts it again
 from __future__ import annotations
 
 import heapq
-import itertools
 import math
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
 import msgspec
 
-from .. import _msgpack_parts as msgpack_parts
 from ..clock import Clock
 from ..config import Config
 from ..facts import Fact
 from ..items import Cancel, Message
 from ._counts import MessageCounts
 
-__all__ = ["SNAPSHOT_PART", "Ended", "Schedule"]
-
-#: Items of a large field (pending messages, ledger entries, ...) a checkpoint encodes in one go before it lets
-#: the event loop run.
-SNAPSHOT_PART = 1024
+__all__ = ["Ended", "Schedule"]
 
 #: Called when a message ends without being handed over: (message, outcome, when on the engine's clock).
 Ended = Callable[[Message, str, float], None]
@@ -317,21 +311,6 @@ class Schedule:
             dict(self._outcomes), self.history, list(facts),
         )  # fmt: skip
         return msgspec.msgpack.encode(state)
-
-    async def snapshot_soon(self, watermark: float, held: Iterable[tuple[Message, int]], facts: list[Fact]) -> bytes:
-        """:meth:`snapshot`'s bytes exactly, its large fields (the pending messages, the ledger, the purchases
-        and the histories) encoded :data:`SNAPSHOT_PART` items at a time with the event loop let run between
-        parts, and joined off the loop. The caller changes nothing meanwhile (dispatch's own task calls it)."""
-        extra = self._held_apart(held)
-        pending = itertools.chain(
-            ((m, self.due_of(k, m), self.attempts.get(k, 0)) for k, m in self.pending.items()), extra
-        )
-        fields = [
-            watermark, msgpack_parts.Lazy(pending, len(self.pending) + len(extra), list), self.ledger,
-            self.bought_carts, self.bought_contacts, list(self._expiry), dict(self._outcomes), self.history,
-            list(facts),
-        ]  # fmt: skip
-        return await msgpack_parts.encode_fields(fields, step=SNAPSHOT_PART)
 
     def _held_apart(self, held: Iterable[tuple[Message, int]]) -> list[tuple[Message, float, int]]:
         """``held`` as checkpointed pending messages, leaving out those the schedule still holds itself."""
