@@ -211,7 +211,7 @@ def test_a_file_from_before_partitions_opens_with_its_journal_as_partition_0(pat
         assert store.mark_unknown(None) == 1  # a pipeline claim: in no partition
         assert store.check() == []
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
 
 
 def test_a_file_from_before_partitions_an_empty_one_too_has_its_last_seq_as_head(path: Path) -> None:

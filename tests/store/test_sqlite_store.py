@@ -464,7 +464,7 @@ def test_a_version_1_file_is_migrated_keeping_its_rows(path: Path) -> None:
         assert store.forget("p", at=4).ledger_entries == 1  # the new tables work
         assert store.is_suppressed("p")
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
         (salt,) = conn.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()
         assert isinstance(salt, bytes) and len(salt) == 32
 
@@ -572,7 +572,7 @@ def test_describe_database_counts_rows_and_lists_leases(path: Path) -> None:
     assert info.rows == {"assignments": 0, "audit": 0, "audit_chain": 1, "checkpoint": 1, "code_attempts": 0,
                          "codes": 0, "conversions": 0, "dead_letters": 0, "journal": 2, "journal_heads": 1,
                          "leases": 1, "ledger": 0, "meta": 1, "onsite": 0, "outcomes": 0, "partition_checkpoints": 0,
-                         "partition_leases": 1, "purchases": 0, "suppression": 0, "visits": 0}  # fmt: skip
+                         "partition_leases": 1, "purchases": 0, "states": 0, "suppression": 0, "visits": 0}  # fmt: skip
     assert [(lease.name, lease.owner, lease.expires_at) for lease in info.leases] == [("pipeline", "w1", T0 + 30)]
     assert (info.last_seq, info.checkpoint_position) == (2, 1)
 

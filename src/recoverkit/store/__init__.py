@@ -5,7 +5,9 @@
 :class:`DeadLetterStore`, :class:`PrivacyStore`, :class:`StoreLifecycle`; see :mod:`recoverkit.store.base`);
 :class:`SQLiteStore` keeps it in one SQLite file that the worker processes of a host share, and
 :class:`MemoryStore` in memory, for tests. :class:`OnsiteStore` (not part of :class:`Store`) keeps the on-site
-offers waiting for their visitors (:mod:`recoverkit.onsite`); the stores recoverkit ships implement it.
+offers waiting for their visitors (:mod:`recoverkit.onsite`), and :class:`StateStore` (not part of it either) the
+named state blobs a process hands over to the next (the purchase-path watcher's); the stores recoverkit ships
+implement both.
 :func:`check_database` and :func:`describe_database` read a store
 file without changing it (``recoverkit db check`` and ``recoverkit db info``). ``Store.forget``,
 ``Store.export`` and ``Store.purge`` answer erasure and access requests and apply retention periods.
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._onsite import OnsiteChanges, OnsiteMark, OnsiteOffer, OnsiteStore
+from ._state import SavedState, StateStore
 from ._partitioned import (
     CheckpointAnswer,
     PartitionedStore,
@@ -131,6 +134,8 @@ __all__ = [
     "RedeemResult",
     "Resolution",
     "SQLiteStore",
+    "SavedState",
+    "StateStore",
     "Store",
     "StoreInfo",
     "StoreLifecycle",

@@ -22,6 +22,7 @@ from ._lifecycle import StoreStatistics
 from ._partition_args import no_single_sequence
 from ._partitioned import check_partitions
 from ._privacy import SALT_BYTES
+from ._state import SavedState
 
 __all__ = ["LeaseRow", "MemoryTables", "PartitionLog"]
 
@@ -124,6 +125,7 @@ class MemoryTables:
         self._outcomes: dict[tuple[str, str], MessageOutcome] = {}  # (message key, outcome)
         self._visits: dict[tuple[str, float], LinkVisit] = {}  # (cart_key, at)
         self._attempts: dict[str, list[float]] = {}  # client key -> times of failed redemptions
+        self._states: dict[str, SavedState] = {}  # name -> the state last saved (store/_state.py)
         self._operations = 0
         self._failed = 0
 

@@ -26,6 +26,7 @@ import msgspec
 from ..errors import StoreError
 from ._onsite_sql import SQLITE_ONSITE
 from ._sqlite_audit_schema import V_AUDIT, audit_file_problems
+from ._state import SQLITE_STATES
 from ._sqlite_schema import V5, partition_problems, seed_partitions, set_new_partitions, want_partitions
 from .base import SALT_BYTES
 
@@ -255,14 +256,14 @@ def _v5(conn: sqlite3.Connection) -> None:
 Migration: TypeAlias = str | Callable[[sqlite3.Connection], None]
 
 #: The migrations in order; the schema version of a file is how many of them it has had.
-MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _v2, _V3, _V4, _v5, V_AUDIT, SQLITE_ONSITE)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _v2, _V3, _V4, _v5, V_AUDIT, SQLITE_ONSITE, SQLITE_STATES)
 #: The version this recoverkit writes and reads.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 #: The tables of the current schema, for checks and ``recoverkit db info``.
 TABLES: Final = (
     "assignments", "audit", "audit_chain", "checkpoint", "code_attempts", "codes", "conversions", "dead_letters",
     "journal", "journal_heads", "leases", "ledger", "meta", "outcomes", "partition_checkpoints", "partition_leases",
-    "onsite", "purchases", "suppression", "visits",
+    "onsite", "purchases", "states", "suppression", "visits",
 )  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from ._memory_onsite import MemoryOnsite
 from ._memory_partitions import MemoryPartitions
 from ._memory_pipeline import MemoryCheckpoint, MemoryJournal, MemoryLeases, MemoryLedger
 from ._memory_records import MemoryCodes, MemoryDeadLetters, MemoryFacts, MemoryPrivacy
+from ._memory_state import MemoryStates
 from ._memory_tables import MemoryTables
 
 __all__ = ["MemoryStore"]
@@ -18,6 +19,7 @@ class MemoryStore(
     # First: the on-site offers' forget() adds a contact's waiting offers to the privacy part's erasure, and the
     # audit log's __init__ passes every argument on to the others'.
     MemoryOnsite,
+    MemoryStates,
     MemoryAudit,
     MemoryPartitions,
     MemoryJournal,

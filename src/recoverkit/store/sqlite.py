@@ -53,12 +53,14 @@ from ._sqlite_onsite import SQLiteOnsite
 from ._sqlite_partitions import SQLitePartitions
 from ._sqlite_pipeline import SQLiteCheckpoint, SQLiteJournal, SQLiteLeases, SQLiteLedger
 from ._sqlite_records import SQLiteCodes, SQLiteDeadLetters, SQLiteFacts, SQLitePrivacy
+from ._sqlite_state import SQLiteStates
 
 __all__ = ["FILE_MODE", "GROUP_LIMIT", "SQLiteStore", "Scrub", "Synchronous"]
 
 
 class SQLiteStore(
     SQLiteOnsite,
+    SQLiteStates,
     SQLitePartitions,
     SQLiteJournal,
     SQLiteCheckpoint,

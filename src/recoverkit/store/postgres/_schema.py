@@ -23,6 +23,7 @@ from psycopg import sql
 
 from ...errors import ConfigError, StoreError
 from .._onsite_sql import POSTGRES_ONSITE
+from .._state import POSTGRES_STATES
 from .._partitioned import MAX_PARTITIONS
 from . import _conninfo
 from ._audit_schema import AUDIT_MIGRATION, audit_schema_problems
@@ -108,6 +109,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """,
     AUDIT_MIGRATION,
     POSTGRES_ONSITE,
+    POSTGRES_STATES,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 _APPLICATION: Final = "recoverkit"
@@ -115,7 +117,7 @@ _APPLICATION: Final = "recoverkit"
 TABLES: Final = (
     "meta", "journal_heads", "journal", "partition_leases", "partition_checkpoints", "checkpoint", "leases",
     "purchases", "ledger", "dead_letters", "suppression", "codes", "code_attempts", "assignments", "conversions",
-    "outcomes", "visits", "audit", "audit_chain", "onsite",
+    "outcomes", "visits", "audit", "audit_chain", "onsite", "states",
 )  # fmt: skip
 
 

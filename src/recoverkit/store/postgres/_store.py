@@ -8,11 +8,12 @@ from typing import Self
 from ._audit import AuditPart
 from ._onsite import PostgresOnsite
 from ._records import Records
+from ._state import PostgresStates
 
 __all__ = ["PostgresStore"]
 
 
-class PostgresStore(PostgresOnsite, AuditPart, Records):
+class PostgresStore(PostgresOnsite, PostgresStates, AuditPart, Records):
     """A :class:`~recoverkit.store.Store` in PostgreSQL, for several processes on several hosts.
 
     ``url`` is a libpq URL or connection string (``postgresql://user:password@host:5432/shop``); ``schema`` the
