@@ -23,13 +23,13 @@ import math
 import zoneinfo
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
-from sys import intern
 from typing import Any
 
 import cachetools
 import msgspec
 
 from . import _msgpack_parts as msgpack_parts
+from ._interning import shared
 from ._pipeline import Stage
 from .cart import CartSnapshot
 from .config import DEFAULT_CHANNELS, ChannelPolicy, Condition, Config, Flow, FlowStep, OfferSpec, channel_paths
@@ -203,13 +203,13 @@ class Route(Stage):
         # "Europe/Paris", "email"), where each event decoded its own copy and each contact kept one (about 4 MB
         # held per million events of a replay).
         if change.locale is not None:
-            contact.locale = intern(change.locale)
+            contact.locale = shared(change.locale)
         if change.timezone is not None:
-            contact.timezone = intern(change.timezone)
+            contact.timezone = shared(change.timezone)
         for channel in change.granted:
-            contact.consent[intern(channel)] = True
+            contact.consent[shared(channel)] = True
         for channel in change.withdrawn:
-            contact.consent[intern(channel)] = False
+            contact.consent[shared(channel)] = False
             self._withdrawn(channel, change, out)
 
     def _merge(self, anonymous: _Contact, contact: _Contact, change: ContactChanged, out: list[Any]) -> None:

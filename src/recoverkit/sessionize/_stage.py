@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from sys import intern
 from typing import Any, Final
 
 import msgspec
 
 from .. import _msgpack_parts as msgpack_parts
+from .._interning import shared
 from .._pipeline import Stage
 from ..cart import CartSnapshot
 from ..config import Config
@@ -151,7 +151,7 @@ class Sessionize(Stage):
                 if currency is not None and currency != session.currency:
                     # Interned: every event decodes its own copy of "EUR", and a session holding that copy for
                     # days would keep 52 bytes per cart where one shared string does.
-                    session.currency = intern(currency)
+                    session.currency = shared(currency)
                 handlers[kind](session, event, ts, out)
             except Exception:
                 self.errors += 1
@@ -223,8 +223,8 @@ class Sessionize(Stage):
             deadline=ts + timers.session_timeout,
             # A handful of values shared by every session (desktop, mobile; newsletter, paid): interned, so a
             # session holds a reference, not its own decoded copy (about 110 bytes a session).
-            device=None if event.device is None else intern(event.device),
-            source=None if event.source is None else intern(event.source),
+            device=None if event.device is None else shared(event.device),
+            source=None if event.source is None else shared(event.source),
         )
         sessions[event.session_id] = session
         timers.arm(session, session.deadline)
