@@ -8,7 +8,9 @@ for the store's ``alerts`` lease (:data:`ALERTS_LEASE`, through the store's
 :class:`~recoverkit.store.LeaseStore`, on the engine's :class:`~recoverkit._store_runner.StoreRunner` lease
 lane). The holder renews it every ``store.lease_ttl / 5`` seconds and runs the watcher; the others ask for it
 at the same pace. When the holder dies (even by ``kill -9``) its lease expires after ``lease_ttl`` and the next
-process to ask takes it, with a new watcher that relearns from the journal still kept (as a restarted watcher
+process to ask takes it, with the watcher its predecessor saved (:mod:`recoverkit._alert_handover`: the holder
+saves it every ``[alerts] save_every`` seconds and when it closes, fenced by the lease), or else a new watcher that
+relearns from the journal still kept (as a restarted watcher
 does: docs/alerts.md, "Limits"). A holder whose renewals fail or lag pauses judging once half the ttl has passed
 without one, before its lease can expire, so two processes never judge at once, short of one stalled mid-poll
 past its lease; when a renewal finds the lease still its own, it goes on with the same watcher. A closing engine stops its watcher (the alerts already raised are delivered) and releases the lease, so
@@ -34,6 +36,7 @@ from typing import Any, Final, Protocol
 import anyio
 import anyio.to_thread
 
+from ._alert_handover import STATE_NAME, Start, restore, snapshot
 from ._alert_settings import AlertsConfig
 from ._alert_sinks import Alert, AlertSink
 from ._alert_sources import JournalSource, MergedFeed, OutcomeSource, Source
@@ -45,6 +48,7 @@ from .config import Config
 from .errors import StoreError
 from .store._journal import JournalEntry
 from .store._partition_view import PartitionView, is_partitioned
+from .store._state import StateStore
 from .store.base import Store
 
 __all__ = ["ALERTS_LEASE", "PurchasePathWatch", "watch_of", "watch_purchase_path"]
@@ -139,6 +143,13 @@ class PurchasePathWatch:
         self._renewed_at = -math.inf
         self._polling: anyio.Lock | None = None
         self._threads = anyio.CapacityLimiter(1)  # one poll at a time, off the event loop
+        #: How the current watcher started: "resumed", "baselines" or "fresh" (:mod:`recoverkit._alert_handover`).
+        self.started: str | None = None
+        #: States saved by this process (fenced saves refused are not counted).
+        self.saves = 0
+        self._saved_at = -math.inf  # monotonic time of the last save
+        # Saved and restored only live, in a store that keeps states: a replay is a run of its own.
+        self._keeps_state = isinstance(store, StateStore) and not clock.event_time
 
     @classmethod
     def of(cls, engine: _Engine) -> PurchasePathWatch | None:
@@ -209,26 +220,58 @@ class PurchasePathWatch:
         if self.watcher is None or taken == "taken":
             if self.watcher is not None:  # someone else held it in between: their watcher judged meanwhile
                 await self._stop("alerts_lease_lapsed")
-            self._start()
+            await self._start()
 
-    def _start(self) -> None:
+    async def _start(self) -> None:
         self.takeovers += 1
         sinks = [_OncePerShop(sink, self._store, self.owner) for sink in self._sinks]
-        watcher = AlertWatcher(self.config, sinks=sinks)
-        self.watcher, self.feed = watcher, MergedFeed(watcher, self._sources())
-        _log.info("purchase_path_watch_started", owner=self.owner, sources=len(self.feed.sources))
+        start: Start | None = None
+        if self._keeps_state:
+            try:
+                start = await self._in_thread(self._restore_sync, sinks)
+            except Exception as exc:  # noqa: BLE001 - a store hiccup: start afresh, as without a saved state
+                _log.warning("purchase_path_state_unreadable", error=type(exc).__name__)
+        if start is None:
+            start = Start(AlertWatcher(self.config, sinks=sinks), [0] * self._journals(), None, "fresh")
+        self.watcher, self.feed, self.started = start.watcher, MergedFeed(start.watcher, self._sources(start)), start.how
+        self._saved_at = time.monotonic()
+        _log.info("purchase_path_watch_started", owner=self.owner, sources=len(self.feed.sources), how=start.how)
 
-    def _sources(self) -> list[Source]:
+    def _journals(self) -> int:
+        return int(getattr(self._store, "partitions")) if is_partitioned(self._store) else 1
+
+    def _restore_sync(self, sinks: Sequence[AlertSink]) -> Start:
         store = self._store
-        journals: list[Source]
+        assert isinstance(store, StateStore)
+        saved = store.load_state(STATE_NAME)
+        readers = self._readers()
+
+        def contiguous(journal: int, position: int) -> bool:
+            entries = readers[journal](position, 1)
+            if entries:
+                return entries[0].seq == position + 1
+            head = getattr(store, "partition_head")(journal) if is_partitioned(store) else store.last_seq()
+            return int(head) == position
+
+        return restore(saved, self.config, sinks, now=time.time(), journals=len(readers), contiguous=contiguous)
+
+    def _readers(self) -> list[Callable[[int, int], list[JournalEntry]]]:
+        store = self._store
         if is_partitioned(store):
-            partitions: int = getattr(store, "partitions")
-            journals = [JournalSource(_partition_reader(store, p), p) for p in range(partitions)]
-        else:
-            journals = [JournalSource(store.read_events, 0)]
+            return [_partition_reader(store, p) for p in range(self._journals())]
+        return [store.read_events]
+
+    def _sources(self, start: Start) -> list[Source]:
+        store = self._store
+        journals: list[Source] = [
+            JournalSource(read, p, after=start.positions[p]) for p, read in enumerate(self._readers())
+        ]
         cfg = self.config
         if self._clock.event_time:
             since: float | None = None  # a replay: every outcome its store holds is of its own events' time
+        elif start.outcomes_since is not None:
+            # Resumed: on from just after the last outcome the saved watcher read (that one was counted already).
+            since = math.nextafter(start.outcomes_since, math.inf)
         else:
             since = self._clock.now() - cfg.windows[-1] - cfg.lateness
         overlap = cfg.lateness + 2 * POLL_INTERVAL  # facts are written within moments of their time
@@ -253,7 +296,32 @@ class PurchasePathWatch:
         clock = self._clock
         if caught_up and not clock.event_time:
             feed.watcher.advance(clock.now())
+            if self._keeps_state and time.monotonic() - self._saved_at >= self.config.save_every:
+                self._save_sync(feed)
         return caught_up
+
+    def _save_sync(self, feed: MergedFeed) -> None:
+        """Save the watcher's state and the positions it reached, fenced by the ``alerts`` lease (a holder that
+        lost it never overwrites its successor's save). Called with every source's buffer fed (caught up)."""
+        *journals, outcomes = feed.sources
+        assert isinstance(outcomes, OutcomeSource)
+        now = time.time()
+        blob = snapshot(feed.watcher, [s for s in journals if isinstance(s, JournalSource)], outcomes, now=now,
+                        owner=self.owner)
+        if blob is None:
+            return
+        self._saved_at = time.monotonic()
+        store = self._store
+        assert isinstance(store, StateStore)
+        try:
+            saved = store.save_state(STATE_NAME, blob, now=now, lease=ALERTS_LEASE, owner=self.owner)
+        except Exception as exc:  # noqa: BLE001 - the watch goes on; the next save (save_every later) tries again
+            _log.warning("purchase_path_state_save_failed", error=type(exc).__name__)
+            return
+        if saved:
+            self.saves += 1
+        else:
+            _log.warning("purchase_path_state_fenced", owner=self.owner)
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._runner.inline:  # a store in memory: one process's, not thread-safe, and never blocks
@@ -283,12 +351,22 @@ class PurchasePathWatch:
             except Exception as exc:  # noqa: BLE001 - closing goes on
                 _log.warning("alert_feed_failed", error=type(exc).__name__)
         holding = self.watcher is not None
+        if feed is not None and holding and self._keeps_state:
+            try:  # a clean close hands its state over: the next holder goes on where this one stopped
+                await self._in_thread(self._close_save_sync, feed)
+            except Exception as exc:  # noqa: BLE001 - closing goes on; the next holder has the last periodic save
+                _log.warning("purchase_path_state_save_failed", error=type(exc).__name__)
         await self._stop(None)
         if holding:
             try:
                 await self._runner.lease(self._store.release_lease, ALERTS_LEASE, self.owner)
             except Exception as exc:  # noqa: BLE001 - it expires after its ttl instead; closing goes on
                 _log.error("alerts_lease_release_failed", error=type(exc).__name__)
+
+    def _close_save_sync(self, feed: MergedFeed) -> None:
+        if feed.poll(rounds=POLL_ROUNDS):
+            feed.watcher.advance(self._clock.now())
+            self._save_sync(feed)
 
     @staticmethod
     def _finish_sync(feed: MergedFeed) -> None:

@@ -40,6 +40,9 @@ class AlertsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
       holder of the store's ``alerts`` lease), fed from every process's journal and send outcomes. Off by
       default: a library inside a shop's process starts no thread, takes no lease and sends no alert that was
       not asked for. ``replay``: run it in an event-time engine (a replay) too; off, replays never run it.
+    - ``save_every``: the holder saves the watcher's state in the store (:class:`~recoverkit.store.StateStore`)
+      this often, in wall-clock seconds, and when it closes; the next holder goes on from it (docs/alerts.md,
+      "The saved state").
 
     Telling (besides the warning log record, which is always written):
 
@@ -51,6 +54,7 @@ class AlertsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     enabled: bool = False
     replay: bool = False
+    save_every: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 60.0
     windows: Annotated[list[Annotated[float, msgspec.Meta(ge=120, le=86_400)]], msgspec.Meta(min_length=1, max_length=4)] = (
         msgspec.field(default_factory=lambda: [420.0, 900.0])
     )

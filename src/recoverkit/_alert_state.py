@@ -181,24 +181,32 @@ def decode(blob: bytes) -> WatcherState:
         raise StateFormatError(f"watcher state (format {STATE_FORMAT}) does not decode: {exc}") from exc
 
 
-def load_into(watcher: AlertWatcher, blob: bytes, incident: Callable[..., Any]) -> None:
+def load_into(watcher: AlertWatcher, blob: bytes, incident: Callable[..., Any], *, windows: bool = True) -> None:
     """Give a new ``watcher`` (nothing observed yet) the state in ``blob``, under the watcher's own config;
     ``incident`` builds the watcher's record of an open incident (passed in: this module never imports the
-    watcher's, so the import goes one way)."""
+    watcher's, so the import goes one way). With ``windows=False`` the minutes (counted, in the windows, the
+    clock) are left out: the watcher starts its minutes at its first event, with the baselines, labels, open
+    incidents and statistics of the state."""
     state = decode(blob)
     base: Baselines = watcher._baselines
     _load_baselines(base, state.baselines)
     labels = Labels()
     labels._seen = {family: dict(seen) for family, seen in state.labels.items()}
     watcher._labels = labels
-    watcher._next, watcher._clock = state.next_minute, state.clock
-    watcher._pending = {minute: Counter(counts) for minute, counts in state.pending.items()}
     watcher._counts = Counter(state.counts)
     watcher._incidents = {
         i.area: incident(i.area, i.since, i.last_failed, i.last_sent, Finding(*msgspec.structs.astuple(i.finding)),
-                          set(i.checks))
+                         set(i.checks))
         for i in state.incidents
     }
+    if windows:
+        _load_minutes(watcher, state)
+
+
+def _load_minutes(watcher: AlertWatcher, state: WatcherState) -> None:
+    base = watcher._baselines
+    watcher._next, watcher._clock = state.next_minute, state.clock
+    watcher._pending = {minute: Counter(counts) for minute, counts in state.pending.items()}
     minutes = [Counter(counts) for counts in state.minutes]
     longest = watcher._lengths[-1]
     if state.next_minute is not None:

@@ -166,13 +166,16 @@ class AlertWatcher:
         *,
         sinks: Sequence[AlertSink] = (),
         deliver_in_thread: bool = True,
+        windows: bool = True,
     ) -> AlertWatcher:
         """A watcher going on from ``state`` (:meth:`state`) under ``config`` (which may differ from the one the
         state was written under: the baselines are kept, the new settings apply from now on; see
         :mod:`recoverkit._alert_state`). Raises :class:`~recoverkit.alerts.StateFormatError` naming the ``format``
-        for a state it cannot read."""
+        for a state it cannot read. ``windows=False`` keeps the baselines, labels, open incidents and statistics
+        but not the minutes: for a state whose stream cannot be resumed where it was saved (events lost in
+        between), the watcher starts its minutes at its first event and judges each window once it is whole."""
         watcher = cls(config, sinks=sinks, deliver_in_thread=deliver_in_thread)
-        _state.load_into(watcher, state, _Incident)
+        _state.load_into(watcher, state, _Incident, windows=windows)
         return watcher
 
     def close(self, timeout: float = 10.0) -> None:

@@ -10,7 +10,7 @@ same events). Alerts go to the webhook whose URL is in ``RK_TEST_ALERT_WEBHOOK``
 store is a SQLite file of that many partitions (a PostgreSQL URL brings its own).
 
 Every 0.1 s the worker writes ``DIR/<name>.json`` (atomically): ``{"pid", "running", "takeovers", "fed",
-"alerts", "late"}`` from its engine's watch. It closes its engine and exits 0 when its stdin closes.
+"alerts", "late", "started", "saves"}`` from its engine's watch. It closes its engine and exits 0 when its stdin closes.
 Logs go to stderr (warnings and up).
 """
 
@@ -35,11 +35,11 @@ LEASE_TTL = 1.0
 WEBHOOK_ENV = "RK_TEST_ALERT_WEBHOOK"
 
 
-def config() -> Config:
+def config(save_every: float) -> Config:
     return Config(
         flows=[],
         store=StoreConfig(lease_ttl=LEASE_TTL, checkpoint_interval=3600.0),
-        alerts=AlertsConfig(enabled=True, webhook_url_env=WEBHOOK_ENV),
+        alerts=AlertsConfig(enabled=True, webhook_url_env=WEBHOOK_ENV, save_every=save_every),
     )
 
 
@@ -54,6 +54,8 @@ def status(engine: Engine, pid: int) -> dict[str, object]:
         "fed": 0 if feed is None else feed.fed,
         "alerts": 0 if watcher is None else len(watcher.alerts),
         "late": 0 if watcher is None else watcher.statistics().late,
+        "started": None if watch is None else watch.started,
+        "saves": 0 if watch is None else watch.saves,
     }
 
 
@@ -62,7 +64,7 @@ async def run(args: argparse.Namespace) -> None:
     if args.partitions:
         store = SQLiteStore(args.store, partitions=args.partitions)
     path = Path(args.status) / f"{args.name}.json"
-    async with Engine(config(), store=store, clock=WallClock(), owner=args.name) as engine:  # type: ignore[arg-type]
+    async with Engine(config(args.save_every), store=store, clock=WallClock(), owner=args.name) as engine:  # type: ignore[arg-type]
         async with anyio.create_task_group() as group:
 
             async def until_stdin_closes() -> None:
@@ -83,6 +85,8 @@ def main() -> int:
     parser.add_argument("--status", required=True, help="the directory the status files go to")
     parser.add_argument("--name", required=True, help="this worker's name (its owner name in the leases)")
     parser.add_argument("--partitions", type=int, default=0, help="a partitioned SQLite file of this many")
+    parser.add_argument("--save-every", type=float, default=3600.0,
+                        help="[alerts] save_every (default an hour: a new holder relearns from the journal)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     anyio.run(run, args)
