@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import msgspec
 import pytest
@@ -72,3 +74,20 @@ def test_a_struct_encoded_field_by_field_in_parts_is_what_msgspec_writes() -> No
         whole.when, whole.items, whole.index, whole.small, parts.Lazy(iter(range(20)), 20, list),
     ]  # fmt: skip
     assert anyio.run(lambda: parts.encode_fields(fields, step=8)) == msgspec.msgpack.encode(whole)
+
+
+@pytest.mark.parametrize("size", [parts.INLINE_JOIN - 1, parts.INLINE_JOIN])
+def test_a_large_join_runs_on_a_worker_thread_and_a_small_one_inline(
+    size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pieces = [b"a" * (size - 1), b"b"]
+    handed: list[object] = []
+    real = anyio.to_thread.run_sync
+
+    async def recording(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        handed.append(fn)
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", recording)
+    assert anyio.run(parts.join, pieces) == b"a" * (size - 1) + b"b"
+    assert handed == ([b"".join] if size >= parts.INLINE_JOIN else [])

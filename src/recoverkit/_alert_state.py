@@ -41,26 +41,12 @@ class StateFormatError(ValueError):
     ``format``, or not a state at all. The message names what was found and what was expected."""
 
 
-class _FindingState(msgspec.Struct, array_like=True, frozen=True):
-    check: str
-    area: str
-    subject: str
-    window: float
-    observed: float
-    usual: float
-    count: int
-    total: int
-    p_value: float
-    baseline: str
-    explanation: str
-
-
 class _IncidentState(msgspec.Struct, array_like=True, frozen=True):
     area: str
     since: float
     last_failed: float
     last_sent: float
-    finding: _FindingState
+    finding: Finding  # the watcher's own frozen dataclass: msgspec encodes and decodes it as it is
     checks: list[str]
 
 
@@ -127,7 +113,7 @@ def dump(watcher: AlertWatcher) -> bytes:
     """``watcher``'s state; the caller holds its lock."""
     base: Baselines = watcher._baselines
     incidents = [
-        _IncidentState(i.area, i.since, i.last_failed, i.last_sent, _finding_state(i.finding),
+        _IncidentState(i.area, i.since, i.last_failed, i.last_sent, i.finding,
                        sorted(i.checks))
         for i in _incidents(watcher)
     ]
@@ -152,12 +138,6 @@ def _load_baselines(base: Baselines, state: _BaselineState) -> None:
     base._recent = {key: (float(v), int(at)) for key, (v, at) in state.recent.items()}
     base._squares = {key: (float(v), int(at)) for key, (v, at) in state.squares.items()}
     base._weekly = {(key, how): (past, current, week) for key, how, past, current, week in state.weekly}
-
-
-def _finding_state(f: Finding) -> _FindingState:
-    # float(): a window's length is counted in whole minutes (an int); the state holds it as the float it means.
-    return _FindingState(f.check, f.area, f.subject, float(f.window), float(f.observed), float(f.usual), f.count,
-                         f.total, float(f.p_value), f.baseline, f.explanation)
 
 
 def _incidents(watcher: AlertWatcher) -> list[_Incident]:
@@ -195,7 +175,7 @@ def load_into(watcher: AlertWatcher, blob: bytes, incident: Callable[..., Any], 
     watcher._labels = labels
     watcher._counts = Counter(state.counts)
     watcher._incidents = {
-        i.area: incident(i.area, i.since, i.last_failed, i.last_sent, Finding(*msgspec.structs.astuple(i.finding)),
+        i.area: incident(i.area, i.since, i.last_failed, i.last_sent, i.finding,
                          set(i.checks))
         for i in state.incidents
     }

@@ -245,7 +245,7 @@ class AlertWatcher:
         for length, total in zip(self._lengths, self._sums, strict=True):
             if len(self._minutes) < length:
                 continue  # a window is judged once it is whole
-            for finding in evaluate(total, length * _MINUTE, end, self._baselines, self.config, self._labels):
+            for finding in evaluate(total, float(length * _MINUTE), end, self._baselines, self.config, self._labels):
                 best = findings.get(finding.area)
                 if best is None or finding.p_value < best.p_value:
                     findings[finding.area] = finding

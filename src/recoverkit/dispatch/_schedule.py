@@ -305,22 +305,16 @@ class Schedule:
         yet settled: (message, failed attempts)) scheduled again for their due time, and ``facts`` not yet
         written."""
         pending = [(m, self.due_of(k, m), self.attempts.get(k, 0)) for k, m in self.pending.items()]
-        pending += self._held_apart(held)
+        seen = set(self.pending)
+        for message, attempt in held:
+            if message.key not in seen:
+                seen.add(message.key)
+                pending.append((message, message.due_at, attempt))
         state = _State(
             watermark, pending, self.ledger, self.bought_carts, self.bought_contacts, list(self._expiry),
             dict(self._outcomes), self.history, list(facts),
         )  # fmt: skip
         return msgspec.msgpack.encode(state)
-
-    def _held_apart(self, held: Iterable[tuple[Message, int]]) -> list[tuple[Message, float, int]]:
-        """``held`` as checkpointed pending messages, leaving out those the schedule still holds itself."""
-        seen = set()
-        extra = []
-        for message, attempt in held:
-            if message.key not in self.pending and message.key not in seen:
-                seen.add(message.key)
-                extra.append((message, message.due_at, attempt))
-        return extra
 
     def restore(self, state: bytes | None) -> tuple[float, list[Fact]]:
         """Replace everything with ``state`` from :meth:`snapshot` (``None``: empty), outcome counts included;
